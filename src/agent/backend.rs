@@ -1,0 +1,143 @@
+//! The `AgentBackend` trait: what any agent runtime offers switchboard.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{AgentError, SdkMessage, Session, TurnResult};
+use crate::policy::CanUseTool;
+use crate::store::{AgentRecord, ConversationRecord, Entry, MemoryBlock};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateAgentOptions {
+    /// Defaults to `[agent] name`.
+    pub name: Option<String>,
+    pub model: Option<String>,
+    /// Defaults to `[agent] persona`.
+    pub persona: Option<String>,
+    /// Defaults to `[agent] human`.
+    pub human: Option<String>,
+    /// Extra blocks beside persona and human.
+    pub memory: Vec<MemoryBlock>,
+    /// A preset name or custom text; defaults to `[agent] system_prompt`.
+    pub system_prompt: Option<String>,
+    pub system_prompt_append: Option<String>,
+}
+
+/// Who is talking and how tool calls are judged in this session.
+#[derive(Clone, Default)]
+pub struct SessionOptions {
+    /// Replaces the backend's default `can_use_tool` policy.
+    pub can_use_tool: Option<Arc<dyn CanUseTool>>,
+    pub chat: Option<String>,
+    pub sender: Option<String>,
+    pub sender_is_admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentDetails {
+    pub agent: AgentRecord,
+    pub blocks: Vec<MemoryBlock>,
+}
+
+/// A page of a transcript, walking back from the newest entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRequest {
+    /// Return entries older than this entry id; `None` starts at the newest.
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest {
+            before: None,
+            limit: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagePage {
+    /// Oldest first within the page.
+    pub messages: Vec<Entry>,
+    /// Pass as `before` for the next (older) page; `None` when this was the oldest.
+    pub next_before: Option<String>,
+}
+
+#[async_trait]
+pub trait AgentBackend: Send + Sync {
+    async fn create_agent(&self, options: CreateAgentOptions) -> Result<AgentDetails, AgentError>;
+    async fn agent(&self, id: &str) -> Result<AgentDetails, AgentError>;
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>, AgentError>;
+    async fn delete_agent(&self, id: &str) -> Result<(), AgentError>;
+    /// The agent used when none is named: created from the configuration on first use.
+    async fn default_agent(&self) -> Result<AgentRecord, AgentError>;
+
+    async fn memory_block(&self, agent_id: &str, label: &str) -> Result<MemoryBlock, AgentError>;
+    /// Sets a block's value (creating the block if needed) as the operator: read-only
+    /// blocks may be changed here, the character limit still holds.
+    async fn set_memory_block(
+        &self,
+        agent_id: &str,
+        label: &str,
+        value: &str,
+    ) -> Result<MemoryBlock, AgentError>;
+
+    /// A session on a new conversation of the agent.
+    async fn create_session(
+        &self,
+        agent_id: &str,
+        options: SessionOptions,
+    ) -> Result<Session, AgentError>;
+    /// `agent-…` resumes the agent's default conversation, `conv-…` that conversation.
+    async fn resume_session(
+        &self,
+        id: &str,
+        options: SessionOptions,
+    ) -> Result<Session, AgentError>;
+
+    async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError>;
+    async fn list_conversations(
+        &self,
+        agent_id: Option<&str>,
+    ) -> Result<Vec<ConversationRecord>, AgentError>;
+    async fn list_messages(
+        &self,
+        conversation_id: &str,
+        page: PageRequest,
+    ) -> Result<MessagePage, AgentError>;
+    /// Every transcript entry of the conversation in append order.
+    async fn export_conversation(&self, id: &str) -> Result<Vec<Entry>, AgentError>;
+    /// Creates a new conversation on the agent holding exactly these entries.
+    async fn import_conversation(
+        &self,
+        agent_id: &str,
+        entries: Vec<Entry>,
+    ) -> Result<ConversationRecord, AgentError>;
+}
+
+/// One-shot: a fresh conversation on the agent (the default agent when `None`), one
+/// turn, and its result.
+pub async fn prompt(
+    backend: &dyn AgentBackend,
+    text: &str,
+    agent_id: Option<&str>,
+) -> Result<TurnResult, AgentError> {
+    let agent_id = match agent_id {
+        Some(id) => id.to_string(),
+        None => backend.default_agent().await?.id,
+    };
+    let mut session = backend
+        .create_session(&agent_id, SessionOptions::default())
+        .await?;
+    session.send(text)?;
+    while let Some(message) = session.next().await {
+        if let SdkMessage::Result(result) = message {
+            return Ok(result);
+        }
+    }
+    Err(AgentError::Invalid(
+        "the turn ended without a result".into(),
+    ))
+}

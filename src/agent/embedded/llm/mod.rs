@@ -1,0 +1,293 @@
+//! A client for OpenAI-compatible `/chat/completions` with streaming, tool calls,
+//! reasoning deltas, usage, and retries with backoff for 429, 5xx and network failures.
+
+mod error;
+mod reply;
+mod sse;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub use error::{excerpt, LlmError};
+pub use reply::{Delta, ModelReply};
+
+use crate::config::LlmSettings;
+use error::{error_detail, parse_retry_after};
+use reply::ReplyBuilder;
+use sse::SseDecoder;
+
+/// The longest we wait before a retry, whatever `Retry-After` says.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Value>,
+    pub tools: Vec<Value>,
+}
+
+#[derive(Clone)]
+pub struct LlmClient {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    max_retries: u32,
+}
+
+/// A failed attempt, and whether output had already reached the caller (then a
+/// retry would repeat it, so we do not retry).
+struct Failed {
+    error: LlmError,
+    emitted: bool,
+}
+
+impl From<LlmError> for Failed {
+    fn from(error: LlmError) -> Self {
+        Failed {
+            error,
+            emitted: false,
+        }
+    }
+}
+
+impl LlmClient {
+    pub fn new(settings: &LlmSettings) -> LlmClient {
+        let timeout = Duration::from_secs(settings.request_timeout_secs);
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        LlmClient {
+            http,
+            base_url: settings.base_url.trim_end_matches('/').to_string(),
+            api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
+            timeout,
+            max_retries: settings.max_retries,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// One model call. Partial output goes to `on_delta` as it streams in.
+    pub async fn complete(
+        &self,
+        request: &ChatRequest,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+        cancel: &CancellationToken,
+    ) -> Result<ModelReply, LlmError> {
+        let mut body = json!({
+            "model": request.model,
+            "messages": request.messages,
+            "stream": true,
+            "stream_options": { "include_usage": true },
+        });
+        if !request.tools.is_empty() {
+            body["tools"] = Value::Array(request.tools.clone());
+            body["parallel_tool_calls"] = Value::Bool(true);
+        }
+        let mut attempt = 0;
+        loop {
+            let outcome = tokio::select! {
+                _ = cancel.cancelled() => return Err(LlmError::Cancelled),
+                outcome = self.attempt(&body, on_delta) => outcome,
+            };
+            let failed = match outcome {
+                Ok(reply) => return Ok(reply),
+                Err(failed) => failed,
+            };
+            if failed.emitted || !failed.error.is_retryable() || attempt >= self.max_retries {
+                return Err(failed.error);
+            }
+            let wait = failed
+                .error
+                .retry_after()
+                .unwrap_or(FIRST_BACKOFF * 2u32.pow(attempt))
+                .min(MAX_RETRY_WAIT);
+            tracing::warn!(attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %failed.error, "model call failed; retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(LlmError::Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        body: &Value,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<ModelReply, Failed> {
+        let url = format!("{}/chat/completions", self.base_url);
+        let mut request = self.http.post(&url).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = self
+            .within(request.send())
+            .await?
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = parse_retry_after(
+                response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let text = self.within(response.text()).await?.unwrap_or_default();
+            return Err(LlmError::Status {
+                status: status.as_u16(),
+                detail: error_detail(&text),
+                retry_after,
+            }
+            .into());
+        }
+        let is_json = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let mut builder = ReplyBuilder::default();
+        if is_json {
+            let text = self
+                .within(response.text())
+                .await?
+                .map_err(|e| self.transport_error(e))?;
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|_| LlmError::Malformed(format!("not JSON: {}", excerpt(&text, 120))))?;
+            for delta in builder.apply_completion(&value)? {
+                on_delta(delta);
+            }
+            return Ok(builder.finish());
+        }
+        self.read_stream(response, &mut builder, on_delta).await?;
+        Ok(builder.finish())
+    }
+
+    async fn read_stream(
+        &self,
+        response: reqwest::Response,
+        builder: &mut ReplyBuilder,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<(), Failed> {
+        let mut emitted = false;
+        let fail = |error: LlmError, emitted: bool| Failed { error, emitted };
+        let mut bytes = response.bytes_stream();
+        let mut decoder = SseDecoder::default();
+        let mut done = false;
+        while !done {
+            let payloads = match tokio::time::timeout(self.timeout, bytes.next()).await {
+                Err(_) => {
+                    return Err(fail(
+                        LlmError::Timeout {
+                            secs: self.timeout.as_secs(),
+                        },
+                        emitted,
+                    ))
+                }
+                Ok(None) => {
+                    done = true;
+                    decoder.finish()
+                }
+                Ok(Some(Err(e))) => return Err(fail(self.transport_error(e), emitted)),
+                Ok(Some(Ok(chunk))) => decoder.push(&chunk),
+            };
+            for payload in payloads {
+                if payload.trim() == "[DONE]" {
+                    done = true;
+                    break;
+                }
+                let value: Value = serde_json::from_str(&payload).map_err(|_| {
+                    fail(
+                        LlmError::Malformed(format!(
+                            "a streamed event is not JSON: {}",
+                            excerpt(&payload, 120)
+                        )),
+                        emitted,
+                    )
+                })?;
+                for delta in builder.apply_chunk(&value).map_err(|e| fail(e, emitted))? {
+                    emitted = true;
+                    on_delta(delta);
+                }
+            }
+        }
+        if !builder.started() {
+            return Err(fail(
+                LlmError::Malformed("the stream ended before any reply".into()),
+                emitted,
+            ));
+        }
+        Ok(())
+    }
+
+    /// `GET {base_url}/models`: the model ids the endpoint serves.
+    pub async fn list_models(&self) -> Result<Vec<String>, LlmError> {
+        let mut request = self
+            .http
+            .get(format!("{}/models", self.base_url))
+            .timeout(self.timeout.min(Duration::from_secs(15)));
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            return Err(LlmError::Status {
+                status: status.as_u16(),
+                detail: error_detail(&text),
+                retry_after: None,
+            });
+        }
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|_| LlmError::Malformed(format!("not JSON: {}", excerpt(&text, 120))))?;
+        let data = value
+            .get("data")
+            .or_else(|| value.get("models"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| LlmError::Malformed("the model list has no \"data\" array".into()))?;
+        Ok(data
+            .iter()
+            .filter_map(|m| {
+                m.get("id")
+                    .or_else(|| m.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
+    async fn within<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, Failed> {
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| {
+            LlmError::Timeout {
+                secs: self.timeout.as_secs(),
+            }
+            .into()
+        })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> LlmError {
+        if e.is_timeout() {
+            return LlmError::Timeout {
+                secs: self.timeout.as_secs(),
+            };
+        }
+        // The innermost cause says what actually happened ("Connection refused").
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        LlmError::Unreachable {
+            url: self.base_url.clone(),
+            detail: excerpt(&cause.to_string(), 160),
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The embedded runtime: agents, memory and transcripts in the local store, and the
+//! model behind any OpenAI-compatible chat completions endpoint.
+
+mod compaction;
+mod history;
+pub mod llm;
+mod memory_tools;
+mod prompt;
+mod tools;
+mod turn;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::agent::{
+    AgentBackend, AgentDetails, AgentError, CreateAgentOptions, MessagePage, PageRequest, Session,
+    SessionOptions, TurnRequest, TurnRunner,
+};
+use crate::config::Settings;
+use crate::policy::{BasePolicy, CanUseTool, ToolContext};
+use crate::store::{
+    blocking, now_ms, AgentRecord, ConversationRecord, Entry, MemoryBlock, Store, SystemPrompt,
+};
+use llm::LlmClient;
+
+const DEFAULT_AGENT_KEY: &str = "default_agent";
+
+pub struct EmbeddedBackend {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Arc<dyn Store>,
+    settings: Settings,
+    llm: LlmClient,
+    policy: Arc<dyn CanUseTool>,
+    memory_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Held while creating the default agent, so two first contacts make one agent.
+    create_lock: tokio::sync::Mutex<()>,
+    conversation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Inner {
+    fn conversation_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .conversation_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Drop locks nobody holds so the map does not grow with every conversation ever seen.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(id.to_string()).or_default().clone()
+    }
+}
+
+impl EmbeddedBackend {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> EmbeddedBackend {
+        let llm = LlmClient::new(&settings.llm);
+        EmbeddedBackend {
+            inner: Arc::new(Inner {
+                store,
+                settings,
+                llm,
+                policy: Arc::new(BasePolicy::default()),
+                memory_lock: Arc::default(),
+                create_lock: tokio::sync::Mutex::new(()),
+                conversation_locks: Mutex::default(),
+            }),
+        }
+    }
+
+    pub fn llm(&self) -> &LlmClient {
+        &self.inner.llm
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    async fn require_agent(&self, id: &str) -> Result<AgentRecord, AgentError> {
+        let owned = id.to_string();
+        blocking(self.store(), move |s| s.agent(&owned))
+            .await?
+            .ok_or_else(|| AgentError::NotFound {
+                kind: "agent",
+                id: id.to_string(),
+            })
+    }
+
+    fn session(
+        &self,
+        agent_id: String,
+        conversation_id: String,
+        options: SessionOptions,
+    ) -> Session {
+        let context = ToolContext {
+            agent_id: agent_id.clone(),
+            conversation_id: conversation_id.clone(),
+            chat: options.chat,
+            sender: options.sender,
+            sender_is_admin: options.sender_is_admin,
+        };
+        let runner = SessionRunner {
+            inner: self.inner.clone(),
+            policy: options
+                .can_use_tool
+                .unwrap_or_else(|| self.inner.policy.clone()),
+            context,
+        };
+        Session::new(agent_id, conversation_id, Arc::new(runner))
+    }
+
+    async fn new_conversation(&self, agent_id: &str) -> Result<ConversationRecord, AgentError> {
+        let now = now_ms();
+        let record = ConversationRecord {
+            id: format!("conv-{}", uuid::Uuid::new_v4()),
+            agent_id: agent_id.to_string(),
+            created_at: now,
+            updated_at: now,
+        };
+        let stored = record.clone();
+        blocking(self.store(), move |s| s.put_conversation(&stored)).await?;
+        Ok(record)
+    }
+}
+
+struct SessionRunner {
+    inner: Arc<Inner>,
+    policy: Arc<dyn CanUseTool>,
+    context: ToolContext,
+}
+
+impl TurnRunner for SessionRunner {
+    fn start_turn(&self, request: TurnRequest) {
+        tokio::spawn(turn::run(
+            self.inner.clone(),
+            self.policy.clone(),
+            self.context.clone(),
+            request,
+        ));
+    }
+}
+
+#[async_trait]
+impl AgentBackend for EmbeddedBackend {
+    async fn create_agent(&self, options: CreateAgentOptions) -> Result<AgentDetails, AgentError> {
+        let defaults = &self.inner.settings.agent;
+        let now = now_ms();
+        let agent = AgentRecord {
+            id: format!("agent-{}", uuid::Uuid::new_v4()),
+            name: options.name.unwrap_or_else(|| defaults.name.clone()),
+            model: options.model,
+            system_prompt: SystemPrompt::from_setting(
+                options
+                    .system_prompt
+                    .as_deref()
+                    .unwrap_or(&defaults.system_prompt),
+                options
+                    .system_prompt_append
+                    .as_deref()
+                    .unwrap_or(&defaults.system_prompt_append),
+            ),
+            default_conversation: format!("conv-{}", uuid::Uuid::new_v4()),
+            created_at: now,
+        };
+        let mut blocks = vec![
+            MemoryBlock::new(
+                "persona",
+                options.persona.as_deref().unwrap_or(&defaults.persona),
+                "Who I am and how I behave.",
+            ),
+            MemoryBlock::new(
+                "human",
+                options.human.as_deref().unwrap_or(&defaults.human),
+                "What I know about the person I talk with.",
+            ),
+        ];
+        for extra in options.memory {
+            blocks.retain(|b| b.label != extra.label);
+            blocks.push(extra);
+        }
+        for b in &blocks {
+            if b.value.chars().count() > b.limit {
+                return Err(AgentError::Invalid(format!(
+                    "the memory block '{}' is {} characters, over its limit of {}",
+                    b.label,
+                    b.value.chars().count(),
+                    b.limit
+                )));
+            }
+        }
+        let conversation = ConversationRecord {
+            id: agent.default_conversation.clone(),
+            agent_id: agent.id.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        let (stored_agent, stored_blocks) = (agent.clone(), blocks.clone());
+        // The agent record goes last: an agent is never visible without its blocks and
+        // default conversation, even after a crash in between.
+        blocking(self.store(), move |s| {
+            for b in &stored_blocks {
+                s.put_block(&stored_agent.id, b)?;
+            }
+            s.put_conversation(&conversation)?;
+            s.put_agent(&stored_agent)?;
+            if s.meta(DEFAULT_AGENT_KEY)?.is_none() {
+                s.put_meta(DEFAULT_AGENT_KEY, &stored_agent.id)?;
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::info!(agent = %agent.id, "agent created");
+        Ok(AgentDetails { agent, blocks })
+    }
+
+    async fn agent(&self, id: &str) -> Result<AgentDetails, AgentError> {
+        let agent = self.require_agent(id).await?;
+        let owned = id.to_string();
+        let blocks = blocking(self.store(), move |s| s.blocks(&owned)).await?;
+        Ok(AgentDetails { agent, blocks })
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>, AgentError> {
+        Ok(blocking(self.store(), |s| s.agents()).await?)
+    }
+
+    async fn delete_agent(&self, id: &str) -> Result<(), AgentError> {
+        let owned = id.to_string();
+        if blocking(self.store(), move |s| s.delete_agent(&owned)).await? {
+            Ok(())
+        } else {
+            Err(AgentError::NotFound {
+                kind: "agent",
+                id: id.to_string(),
+            })
+        }
+    }
+
+    async fn default_agent(&self) -> Result<AgentRecord, AgentError> {
+        let _guard = self.inner.create_lock.lock().await;
+        let current = blocking(self.store(), |s| match s.meta(DEFAULT_AGENT_KEY)? {
+            Some(id) => s.agent(&id),
+            None => Ok(None),
+        })
+        .await?;
+        if let Some(agent) = current {
+            return Ok(agent);
+        }
+        let created = self
+            .create_agent(CreateAgentOptions::default())
+            .await?
+            .agent;
+        let id = created.id.clone();
+        blocking(self.store(), move |s| s.put_meta(DEFAULT_AGENT_KEY, &id)).await?;
+        Ok(created)
+    }
+
+    async fn memory_block(&self, agent_id: &str, label: &str) -> Result<MemoryBlock, AgentError> {
+        let details = self.agent(agent_id).await?;
+        details
+            .blocks
+            .into_iter()
+            .find(|b| b.label == label)
+            .ok_or_else(|| AgentError::NotFound {
+                kind: "memory block",
+                id: label.to_string(),
+            })
+    }
+
+    async fn set_memory_block(
+        &self,
+        agent_id: &str,
+        label: &str,
+        value: &str,
+    ) -> Result<MemoryBlock, AgentError> {
+        let _guard = self.inner.memory_lock.lock().await;
+        let details = self.agent(agent_id).await?;
+        let mut block = details
+            .blocks
+            .into_iter()
+            .find(|b| b.label == label)
+            .unwrap_or_else(|| MemoryBlock::new(label, "", "Set by the operator."));
+        let len = value.chars().count();
+        if len > block.limit {
+            return Err(AgentError::Invalid(format!(
+                "the value is {len} characters, over the '{label}' block's limit of {}",
+                block.limit
+            )));
+        }
+        block.value = value.to_string();
+        let (owned, stored) = (agent_id.to_string(), block.clone());
+        blocking(self.store(), move |s| s.put_block(&owned, &stored)).await?;
+        Ok(block)
+    }
+
+    async fn create_session(
+        &self,
+        agent_id: &str,
+        options: SessionOptions,
+    ) -> Result<Session, AgentError> {
+        let agent = self.require_agent(agent_id).await?;
+        let conversation = self.new_conversation(&agent.id).await?;
+        Ok(self.session(agent.id, conversation.id, options))
+    }
+
+    async fn resume_session(
+        &self,
+        id: &str,
+        options: SessionOptions,
+    ) -> Result<Session, AgentError> {
+        if id.starts_with("conv-") {
+            let conversation = self.conversation(id).await?;
+            return Ok(self.session(conversation.agent_id, conversation.id, options));
+        }
+        let agent = self.require_agent(id).await?;
+        let conversation_id = agent.default_conversation.clone();
+        let agent_id = agent.id.clone();
+        let existing = {
+            let id = conversation_id.clone();
+            blocking(self.store(), move |s| s.conversation(&id)).await?
+        };
+        if existing.is_none() {
+            let now = now_ms();
+            let record = ConversationRecord {
+                id: conversation_id.clone(),
+                agent_id: agent_id.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            blocking(self.store(), move |s| s.put_conversation(&record)).await?;
+        }
+        Ok(self.session(agent_id, conversation_id, options))
+    }
+
+    async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError> {
+        let owned = id.to_string();
+        blocking(self.store(), move |s| s.conversation(&owned))
+            .await?
+            .ok_or_else(|| AgentError::NotFound {
+                kind: "conversation",
+                id: id.to_string(),
+            })
+    }
+
+    async fn list_conversations(
+        &self,
+        agent_id: Option<&str>,
+    ) -> Result<Vec<ConversationRecord>, AgentError> {
+        if let Some(id) = agent_id {
+            self.require_agent(id).await?;
+        }
+        let owned = agent_id.map(str::to_string);
+        Ok(blocking(self.store(), move |s| s.conversations(owned.as_deref())).await?)
+    }
+
+    async fn list_messages(
+        &self,
+        conversation_id: &str,
+        page: PageRequest,
+    ) -> Result<MessagePage, AgentError> {
+        let entries = self.export_conversation(conversation_id).await?;
+        let end = match &page.before {
+            None => entries.len(),
+            Some(cursor) => entries
+                .iter()
+                .position(|e| e.id() == cursor)
+                .ok_or_else(|| {
+                    AgentError::Invalid(format!("{cursor} is not a message of this conversation"))
+                })?,
+        };
+        let start = end.saturating_sub(page.limit.max(1));
+        let messages = entries[start..end].to_vec();
+        let next_before = (start > 0).then(|| entries[start].id().to_string());
+        Ok(MessagePage {
+            messages,
+            next_before,
+        })
+    }
+
+    async fn export_conversation(&self, id: &str) -> Result<Vec<Entry>, AgentError> {
+        self.conversation(id).await?;
+        let owned = id.to_string();
+        let entries = blocking(self.store(), move |s| s.entries(&owned)).await?;
+        Ok(entries.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn import_conversation(
+        &self,
+        agent_id: &str,
+        entries: Vec<Entry>,
+    ) -> Result<ConversationRecord, AgentError> {
+        self.require_agent(agent_id).await?;
+        let conversation = self.new_conversation(agent_id).await?;
+        let id = conversation.id.clone();
+        blocking(self.store(), move |s| {
+            for entry in &entries {
+                s.append_entry(&id, entry)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.conversation(&conversation.id).await
+    }
+}

@@ -1,0 +1,102 @@
+//! The system prompt sent on every model call: preset or custom text, the append,
+//! the agent's memory blocks, and the conversation summary after a compaction.
+
+use crate::store::{MemoryBlock, SystemPrompt};
+
+const DEFAULT_PRESET: &str = "\
+You are {name}, a persistent agent whose memory outlives any single conversation. People reach you \
+from chat apps and the terminal; each chat is its own conversation, and your memory is shared by all of them.
+
+Memory: the blocks in <memory_blocks> are your core memory and are shown to you on every turn. Keep them \
+current: when you learn something that will matter later (about the person, about yourself, about ongoing \
+work), record it with memory_insert, memory_replace or memory_rethink. Keep blocks concise: each has a \
+character limit, and read-only blocks cannot be changed.
+
+Tools: use them when they help. A tool call may be denied by the person or by policy; when that happens, \
+respect it and carry on without that tool. You cannot show forms or structured questions: when you need \
+something from the person, ask in plain text in your reply and wait for their answer.
+
+Reply in plain text or light Markdown, concisely.";
+
+const MINIMAL_PRESET: &str =
+    "You are {name}, a helpful assistant. Your persistent memory is in <memory_blocks>.";
+
+pub fn render(
+    name: &str,
+    prompt: &SystemPrompt,
+    blocks: &[MemoryBlock],
+    summary: Option<&str>,
+) -> String {
+    let (base, append) = match prompt {
+        SystemPrompt::Preset { preset, append } => {
+            let text = if preset == "minimal" {
+                MINIMAL_PRESET
+            } else {
+                DEFAULT_PRESET
+            };
+            (text.replace("{name}", name), append)
+        }
+        SystemPrompt::Custom { text, append } => (text.clone(), append),
+    };
+    let mut out = base;
+    if !append.trim().is_empty() {
+        out.push_str("\n\n");
+        out.push_str(append.trim());
+    }
+    out.push_str("\n\n");
+    out.push_str(&render_blocks(blocks));
+    if let Some(summary) = summary {
+        out.push_str(
+            "\n\n<conversation_summary>\nEarlier turns of this conversation, summarised:\n",
+        );
+        out.push_str(summary.trim());
+        out.push_str("\n</conversation_summary>");
+    }
+    out
+}
+
+fn render_blocks(blocks: &[MemoryBlock]) -> String {
+    let mut out = String::from("<memory_blocks>\n");
+    for b in blocks {
+        out.push_str(&format!(
+            "<{label}>\n<description>{desc}</description>\n<metadata>chars_current={cur} chars_limit={limit}{ro}</metadata>\n<value>\n{value}\n</value>\n</{label}>\n",
+            label = b.label,
+            desc = b.description,
+            cur = b.value.chars().count(),
+            limit = b.limit,
+            ro = if b.read_only { " read_only=true" } else { "" },
+            value = b.value,
+        ));
+    }
+    out.push_str("</memory_blocks>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_preset_append_blocks_and_summary() {
+        let blocks = [MemoryBlock::new("human", "Name: Ada", "About the person")];
+        let p = SystemPrompt::Preset {
+            preset: "default".into(),
+            append: "Always answer in French.".into(),
+        };
+        let text = render("Sam", &p, &blocks, Some("They talked about tea."));
+        assert!(text.starts_with("You are Sam"));
+        assert!(text.contains("Always answer in French."));
+        assert!(text.contains("<human>\n<description>About the person</description>"));
+        assert!(text.contains("chars_current=9 chars_limit=5000"));
+        assert!(text.contains("Name: Ada"));
+        assert!(text.contains("<conversation_summary>") && text.contains("They talked about tea."));
+
+        let custom = SystemPrompt::Custom {
+            text: "Be a pirate.".into(),
+            append: String::new(),
+        };
+        let text = render("Sam", &custom, &[], None);
+        assert!(text.starts_with("Be a pirate.\n\n<memory_blocks>"));
+        assert!(!text.contains("conversation_summary"));
+    }
+}

@@ -1,0 +1,83 @@
+//! `SdkMessage`: what a session's stream yields during a turn.
+
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SdkMessage {
+    /// First message of every turn.
+    Init {
+        agent_id: String,
+        conversation_id: String,
+        session_id: String,
+        model: String,
+        tools: Vec<String>,
+    },
+    /// A complete assistant message (one per model call that produced text).
+    Assistant { content: String },
+    /// The model's reasoning for one model call, when the endpoint sends it.
+    Reasoning { content: String },
+    ToolCall {
+        tool_call_id: String,
+        tool_name: String,
+        tool_input: Value,
+    },
+    ToolResult {
+        tool_call_id: String,
+        content: String,
+        is_error: bool,
+    },
+    /// Partial output as it streams in.
+    StreamEvent { event: StreamDelta },
+    /// Last message of every turn.
+    Result(TurnResult),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "delta", rename_all = "snake_case")]
+pub enum StreamDelta {
+    Text(String),
+    Reasoning(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model answered without asking for more tools.
+    EndTurn,
+    /// `max_steps` model calls were made and the model still wanted tools.
+    MaxSteps,
+    Cancelled,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TurnResult {
+    pub success: bool,
+    /// The final assistant text of the turn.
+    pub result: Option<String>,
+    /// A human-readable reason when `success` is false.
+    pub error: Option<String>,
+    pub stop_reason: StopReason,
+    pub agent_id: String,
+    pub conversation_id: String,
+    pub num_steps: u32,
+    pub duration_ms: u64,
+    pub usage: Usage,
+}

@@ -1,0 +1,55 @@
+//! What most commands need: the loaded settings, the opened store and the backend.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use switchboard::agent::embedded::EmbeddedBackend;
+use switchboard::agent::{AgentBackend, AgentError};
+use switchboard::config::{self, ConfigSource, Settings};
+use switchboard::store::{SledStore, Store};
+
+pub struct App {
+    pub settings: Settings,
+    pub backend: EmbeddedBackend,
+}
+
+impl App {
+    pub fn open(config_path: Option<&Path>) -> anyhow::Result<App> {
+        let loaded = config::load(&ConfigSource::from_process(config_path))?;
+        let settings = loaded.settings;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir)?);
+        let backend = EmbeddedBackend::new(store, settings.clone());
+        Ok(App { settings, backend })
+    }
+
+    /// `--agent ID`, or the default agent (created from `[agent]` on first use).
+    pub async fn agent_id(&self, requested: Option<&str>) -> anyhow::Result<String> {
+        match requested {
+            Some(id) => {
+                self.backend.agent(id).await.map_err(not_found_hint)?;
+                Ok(id.to_string())
+            }
+            None => Ok(self
+                .backend
+                .default_agent()
+                .await
+                .context("cannot set up the default agent")?
+                .id),
+        }
+    }
+}
+
+/// Adds where to look when an id is wrong.
+pub fn not_found_hint(e: AgentError) -> anyhow::Error {
+    match &e {
+        AgentError::NotFound { kind: "agent", .. } => {
+            anyhow::anyhow!("{e}; see `switchboard agent list`")
+        }
+        AgentError::NotFound {
+            kind: "conversation",
+            ..
+        } => anyhow::anyhow!("{e}; see `switchboard conversation list`"),
+        _ => e.into(),
+    }
+}

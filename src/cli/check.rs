@@ -1,0 +1,65 @@
+//! `switchboard check`: validates the configuration, then probes the model endpoint.
+
+use std::path::Path;
+
+use switchboard::agent::embedded::llm::LlmClient;
+use switchboard::config::{self, ConfigSource};
+
+use super::EXIT_FAILURE;
+
+pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
+    let source = ConfigSource::from_process(config_path);
+    match &source.file {
+        Some(path) => println!("Configuration file: {}", path.display()),
+        None => println!("Configuration file: none (built-in defaults and the environment)"),
+    }
+    let loaded = match config::load(&source) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            print!("{e}");
+            return Ok(EXIT_FAILURE);
+        }
+    };
+    let s = &loaded.settings;
+    println!("Configuration: valid");
+    println!("  data_dir:         {}", s.data_dir.display());
+    println!("  llm.base_url:     {}", s.llm.base_url);
+    println!("  llm.model:        {}", s.llm.model);
+    println!(
+        "  llm.api_key:      {}",
+        if s.llm.api_key.is_some() {
+            "set (environment)"
+        } else {
+            "not set"
+        }
+    );
+    println!("  agent.name:       {}", s.agent.name);
+    println!("  agent.permission: {:?}", s.agent.permission_mode);
+
+    let client = LlmClient::new(&s.llm);
+    match client.list_models().await {
+        Ok(models) => {
+            println!(
+                "Model endpoint {}: reachable, {} model(s) listed",
+                client.base_url(),
+                models.len()
+            );
+            if models.iter().any(|m| m == &s.llm.model) {
+                println!("Model {:?}: listed", s.llm.model);
+                Ok(0)
+            } else {
+                let shown: Vec<&str> = models.iter().take(10).map(String::as_str).collect();
+                println!(
+                    "Model {:?}: NOT listed by the endpoint (it lists: {})",
+                    s.llm.model,
+                    shown.join(", ")
+                );
+                Ok(EXIT_FAILURE)
+            }
+        }
+        Err(e) => {
+            println!("Model endpoint {}: NOT usable: {e}", client.base_url());
+            Ok(EXIT_FAILURE)
+        }
+    }
+}

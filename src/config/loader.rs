@@ -1,0 +1,509 @@
+//! Reads the layers with the `config` crate, key by key, so that every bad value is
+//! reported (not just the first), then validates the typed result.
+
+use std::path::PathBuf;
+
+use config::{Config, ConfigError as RawError, Environment, File, FileFormat};
+use serde::de::DeserializeOwned;
+
+use super::{
+    env_var_for, AgentSettings, ConfigError, ConfigSource, LlmSettings, Loaded, PermissionMode,
+    Problem, Settings, SECRET_KEYS,
+};
+
+/// Every key the configuration understands.
+const KNOWN_KEYS: &[&str] = &[
+    "data_dir",
+    "llm.base_url",
+    "llm.api_key",
+    "llm.model",
+    "llm.context_window",
+    "llm.request_timeout_secs",
+    "llm.max_retries",
+    "agent.name",
+    "agent.persona",
+    "agent.human",
+    "agent.system_prompt",
+    "agent.system_prompt_append",
+    "agent.permission_mode",
+    "agent.allowed_tools",
+    "agent.disallowed_tools",
+    "agent.workdir",
+    "agent.max_steps",
+    "agent.compaction_threshold",
+];
+
+/// Variables with the prefix that are not settings.
+const NON_SETTING_VARS: &[&str] = &["SWITCHBOARD_CONFIG"];
+
+/// Load and validate the configuration described by `source`.
+pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
+    let mut reader = Reader::new(source);
+    let settings = reader.read_all();
+    if !reader.problems.is_empty() {
+        return Err(ConfigError {
+            problems: reader.problems,
+        });
+    }
+    Ok(Loaded {
+        settings,
+        file: reader.file_path,
+    })
+}
+
+struct Reader<'a> {
+    source: &'a ConfigSource,
+    file_path: Option<PathBuf>,
+    file_table: Option<toml::Table>,
+    config: Option<Config>,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(source: &'a ConfigSource) -> Self {
+        let mut reader = Reader {
+            source,
+            file_path: None,
+            file_table: None,
+            config: None,
+            problems: Vec::new(),
+        };
+        reader.read_file();
+        reader.check_env_names();
+        reader.build();
+        reader
+    }
+
+    /// Parse the file ourselves first: it gives clear TOML errors and lets us find
+    /// unknown keys and secrets that the typed layer would never look at.
+    fn read_file(&mut self) {
+        let Some(path) = &self.source.file else {
+            return;
+        };
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.source.file_required => {
+                return
+            }
+            Err(e) => {
+                self.problem(
+                    "",
+                    &format!("file {shown}"),
+                    format!("cannot read the config file: {e}"),
+                );
+                return;
+            }
+        };
+        match text.parse::<toml::Table>() {
+            Ok(table) => {
+                let mut keys = Vec::new();
+                flatten_keys("", &table, &mut keys);
+                for key in keys {
+                    if !KNOWN_KEYS.contains(&key.as_str()) {
+                        self.problem(&key, &format!("file {shown}"), "unknown key".into());
+                    } else if SECRET_KEYS.contains(&key.as_str()) {
+                        let var = env_var_for(&key);
+                        self.problem(
+                            &key,
+                            &format!("file {shown}"),
+                            format!("is a secret and may only be set in the environment ({var}); remove it from the file"),
+                        );
+                    }
+                }
+                self.file_path = Some(path.clone());
+                self.file_table = Some(table);
+            }
+            Err(e) => {
+                let place = e
+                    .span()
+                    .map(|span| line_and_column(&text, span.start))
+                    .unwrap_or_default();
+                self.problem(
+                    "",
+                    &format!("file {shown}"),
+                    format!(
+                        "not valid TOML{place}: {}",
+                        e.message().trim().replace('\n', "; ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn check_env_names(&mut self) {
+        let mut names: Vec<&String> = self.source.env.keys().collect();
+        names.sort();
+        for name in names {
+            if NON_SETTING_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            let key = name["SWITCHBOARD_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                self.problems.push(Problem {
+                    key,
+                    origin: format!("environment variable {name}"),
+                    message: "not a setting switchboard knows".into(),
+                });
+            }
+        }
+    }
+
+    fn build(&mut self) {
+        // No `try_parsing`: it would turn values such as an API key "0123" into numbers.
+        let env = Environment::with_prefix("SWITCHBOARD")
+            .prefix_separator("_")
+            .separator("__")
+            .source(Some(self.source.env.clone().into_iter().collect()));
+        let mut builder = Config::builder();
+        if let Some(path) = &self.file_path {
+            builder = builder.add_source(File::from(path.as_path()).format(FileFormat::Toml));
+        }
+        match builder.add_source(env).build() {
+            Ok(c) => self.config = Some(c),
+            Err(e) => self.problem("", "loading", e.to_string()),
+        }
+    }
+
+    fn read_all(&mut self) -> Settings {
+        let d = Settings::default();
+        let permission_text: String = self.get("agent.permission_mode", "standard".to_string());
+        let permission_mode = match PermissionMode::parse(&permission_text) {
+            Some(m) => m,
+            None => {
+                self.invalid(
+                    "agent.permission_mode",
+                    format!(
+                        "must be one of {}, not {permission_text:?}",
+                        PermissionMode::NAMES.join(", ")
+                    ),
+                );
+                d.agent.permission_mode
+            }
+        };
+        let settings = Settings {
+            data_dir: self.get("data_dir", d.data_dir),
+            llm: LlmSettings {
+                base_url: self.get("llm.base_url", d.llm.base_url),
+                api_key: self.get("llm.api_key", d.llm.api_key),
+                model: self.get("llm.model", d.llm.model),
+                context_window: self.get("llm.context_window", d.llm.context_window),
+                request_timeout_secs: self
+                    .get("llm.request_timeout_secs", d.llm.request_timeout_secs),
+                max_retries: self.get("llm.max_retries", d.llm.max_retries),
+            },
+            agent: AgentSettings {
+                name: self.get("agent.name", d.agent.name),
+                persona: self.get("agent.persona", d.agent.persona),
+                human: self.get("agent.human", d.agent.human),
+                system_prompt: self.get("agent.system_prompt", d.agent.system_prompt),
+                system_prompt_append: self
+                    .get("agent.system_prompt_append", d.agent.system_prompt_append),
+                permission_mode,
+                allowed_tools: self.get_list("agent.allowed_tools", d.agent.allowed_tools),
+                disallowed_tools: self.get_list("agent.disallowed_tools", d.agent.disallowed_tools),
+                workdir: self.get("agent.workdir", d.agent.workdir),
+                max_steps: self.get("agent.max_steps", d.agent.max_steps),
+                compaction_threshold: self
+                    .get("agent.compaction_threshold", d.agent.compaction_threshold),
+            },
+        };
+        self.validate(&settings);
+        settings
+    }
+
+    /// One typed value; a missing key gives the default, a bad one a problem.
+    fn get<T: DeserializeOwned>(&mut self, key: &str, default: T) -> T {
+        let Some(config) = &self.config else {
+            return default;
+        };
+        match config.get::<T>(key) {
+            Ok(v) => v,
+            Err(RawError::NotFound(_)) => default,
+            Err(e) => {
+                let message = describe(&e, key);
+                self.invalid(key, message);
+                default
+            }
+        }
+    }
+
+    /// A list: an array in the file, or comma-separated text in the environment.
+    fn get_list(&mut self, key: &str, default: Vec<String>) -> Vec<String> {
+        if let Some(text) = self.source.env.get(&env_var_for(key)) {
+            return text
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        self.get(key, default)
+    }
+
+    fn validate(&mut self, s: &Settings) {
+        if s.data_dir.as_os_str().is_empty() {
+            self.invalid("data_dir", "must not be empty".into());
+        }
+        match reqwest::Url::parse(&s.llm.base_url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            Ok(u) => self.invalid(
+                "llm.base_url",
+                format!("must be an http or https URL, not {}:", u.scheme()),
+            ),
+            Err(e) => self.invalid("llm.base_url", format!("is not a URL ({e})")),
+        }
+        if s.llm.model.trim().is_empty() {
+            self.invalid("llm.model", "must name the model to use".into());
+        }
+        if s.llm.context_window < 256 {
+            self.invalid("llm.context_window", "must be at least 256 tokens".into());
+        }
+        if !(1..=3600).contains(&s.llm.request_timeout_secs) {
+            self.invalid(
+                "llm.request_timeout_secs",
+                "must be between 1 and 3600".into(),
+            );
+        }
+        if s.llm.max_retries > 10 {
+            self.invalid("llm.max_retries", "must be at most 10".into());
+        }
+        if s.agent.name.trim().is_empty() {
+            self.invalid("agent.name", "must not be empty".into());
+        }
+        if s.agent.system_prompt.trim().is_empty() {
+            self.invalid(
+                "agent.system_prompt",
+                "must be a preset name (default, minimal) or prompt text".into(),
+            );
+        }
+        if !(1..=1000).contains(&s.agent.max_steps) {
+            self.invalid("agent.max_steps", "must be between 1 and 1000".into());
+        }
+        let t = s.agent.compaction_threshold;
+        if !(t > 0.05 && t <= 1.0) {
+            self.invalid(
+                "agent.compaction_threshold",
+                "must be a fraction above 0.05 and at most 1.0".into(),
+            );
+        }
+        for key in ["agent.allowed_tools", "agent.disallowed_tools"] {
+            let list = if key.ends_with("disallowed_tools") {
+                &s.agent.disallowed_tools
+            } else {
+                &s.agent.allowed_tools
+            };
+            if list.iter().any(|t| t.trim().is_empty()) {
+                self.invalid(key, "must not contain empty tool names".into());
+            }
+        }
+    }
+
+    fn invalid(&mut self, key: &str, message: String) {
+        let origin = self.origin_of(key);
+        self.problem(key, &origin, message);
+    }
+
+    fn problem(&mut self, key: &str, origin: &str, message: String) {
+        self.problems.push(Problem {
+            key: key.into(),
+            origin: origin.into(),
+            message,
+        });
+    }
+
+    /// Where the value of `key` came from, environment first as it wins.
+    fn origin_of(&self, key: &str) -> String {
+        let var = env_var_for(key);
+        if self.source.env.contains_key(&var) {
+            return format!("environment variable {var}");
+        }
+        if let (Some(table), Some(path)) = (&self.file_table, &self.file_path) {
+            if lookup(table, key) {
+                return format!("file {}", path.display());
+            }
+        }
+        "default".into()
+    }
+}
+
+/// A type error without the crate's own key/origin suffix (we add ours), and without
+/// the value itself when the key is a secret.
+fn describe(e: &RawError, key: &str) -> String {
+    match e {
+        RawError::Type {
+            unexpected,
+            expected,
+            ..
+        } if !SECRET_KEYS.contains(&key) => {
+            format!("expected {expected}, found {unexpected}")
+        }
+        RawError::Type { expected, .. } => format!("expected {expected}"),
+        other => other.to_string(),
+    }
+}
+
+/// " at line L, column C" for a byte offset into `text`.
+fn line_and_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(" at line {line}, column {column}")
+}
+
+fn flatten_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(inner) if !KNOWN_KEYS.contains(&key.as_str()) => {
+                flatten_keys(&key, inner, out)
+            }
+            _ => out.push(key),
+        }
+    }
+}
+
+fn lookup(table: &toml::Table, key: &str) -> bool {
+    let mut current = table;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match current.get(part) {
+            Some(toml::Value::Table(t)) if parts.peek().is_some() => current = t,
+            Some(_) => return parts.peek().is_none(),
+            None => return false,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    fn source(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (ConfigSource, Option<tempfile::NamedTempFile>) {
+        let tmp = file.map(|text| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            f
+        });
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let src = ConfigSource {
+            file: tmp.as_ref().map(|f| f.path().to_path_buf()),
+            file_required: true,
+            env,
+        };
+        (src, tmp)
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let (src, _f) = source(None, &[]);
+        let loaded = load(&src).unwrap();
+        assert_eq!(loaded.settings, Settings::default());
+        assert_eq!(loaded.settings.llm.context_window, 128_000);
+        assert_eq!(loaded.settings.agent.max_steps, 25);
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let (src, _f) = source(
+            Some("data_dir = \"/tmp/x\"\n[llm]\nmodel = \"from-file\"\nmax_retries = 5\n[agent]\nallowed_tools = [\"Read\"]\n"),
+            &[
+                ("SWITCHBOARD_LLM__MODEL", "from-env"),
+                ("SWITCHBOARD_LLM__API_KEY", "12345"),
+                ("SWITCHBOARD_AGENT__DISALLOWED_TOOLS", "Bash,WebFetch"),
+                ("SWITCHBOARD_AGENT__COMPACTION_THRESHOLD", "0.5"),
+            ],
+        );
+        let s = load(&src).unwrap().settings;
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.llm.model, "from-env");
+        assert_eq!(s.llm.max_retries, 5);
+        assert_eq!(s.llm.api_key.as_deref(), Some("12345"));
+        assert_eq!(s.agent.allowed_tools, vec!["Read".to_string()]);
+        assert_eq!(
+            s.agent.disallowed_tools,
+            vec!["Bash".to_string(), "WebFetch".to_string()]
+        );
+        assert_eq!(s.agent.compaction_threshold, 0.5);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_origin() {
+        let (src, f) = source(
+            Some("[llm]\napi_key = \"sk-secret\"\ncontext_window = \"big\"\nmodle = \"x\"\n[agent]\npermission_mode = \"yolo\"\n"),
+            &[("SWITCHBOARD_AGENT__MAX_STEPS", "0"), ("SWITCHBOARD_LLM__BASEURL", "http://x")],
+        );
+        let err = load(&src).unwrap_err();
+        let text = err.to_string();
+        let file = f.unwrap().path().display().to_string();
+        let find = |key: &str| {
+            err.problems
+                .iter()
+                .find(|p| p.key == key)
+                .unwrap_or_else(|| panic!("no problem for {key}: {text}"))
+        };
+        assert_eq!(find("llm.api_key").origin, format!("file {file}"));
+        assert!(find("llm.api_key")
+            .message
+            .contains("SWITCHBOARD_LLM__API_KEY"));
+        assert!(find("llm.context_window").message.contains("big"), "{text}");
+        assert_eq!(find("llm.modle").message, "unknown key");
+        assert!(find("agent.permission_mode")
+            .message
+            .contains("acceptEdits"));
+        assert_eq!(
+            find("agent.max_steps").origin,
+            "environment variable SWITCHBOARD_AGENT__MAX_STEPS"
+        );
+        assert_eq!(
+            find("llm.baseurl").origin,
+            "environment variable SWITCHBOARD_LLM__BASEURL"
+        );
+        assert!(!text.contains("sk-secret"), "secret leaked: {text}");
+        assert_eq!(err.problems.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn corrupt_file_and_missing_explicit_file_are_clear_errors() {
+        let (src, _f) = source(Some("[llm\nmodel = 1"), &[]);
+        let err = load(&src).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not valid TOML at line 1, column 5"),
+            "{err}"
+        );
+
+        let src = ConfigSource {
+            file: Some("/nonexistent/switchboard.toml".into()),
+            file_required: true,
+            env: HashMap::new(),
+        };
+        let err = load(&src).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot read the config file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_base_url_is_reported() {
+        let (src, _f) = source(None, &[("SWITCHBOARD_LLM__BASE_URL", "ftp://host")]);
+        let err = load(&src).unwrap_err();
+        assert_eq!(err.problems[0].key, "llm.base_url");
+        assert!(err.problems[0].message.contains("http"));
+    }
+}

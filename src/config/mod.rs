@@ -1,0 +1,173 @@
+//! Typed settings: built-in defaults < TOML file < `SWITCHBOARD_*` environment.
+//!
+//! Every problem found while loading (bad types, unknown keys, secrets in the file,
+//! out-of-range values) is collected and reported together, each with where it came
+//! from: the file and key, the environment variable, or the default.
+
+mod loader;
+mod source;
+
+use std::path::PathBuf;
+
+pub use loader::load;
+pub use source::ConfigSource;
+
+/// Keys whose values are secrets: they may only come from the environment and are
+/// never printed.
+pub const SECRET_KEYS: &[&str] = &["llm.api_key"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub llm: LlmSettings,
+    pub agent: AgentSettings,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct LlmSettings {
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    pub context_window: u64,
+    pub request_timeout_secs: u64,
+    pub max_retries: u32,
+}
+
+// Hand-written so that a stray `{:?}` can never print the API key.
+impl std::fmt::Debug for LlmSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmSettings")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("model", &self.model)
+            .field("context_window", &self.context_window)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PermissionMode {
+    Standard,
+    AcceptEdits,
+    Memory,
+    Unrestricted,
+}
+
+impl PermissionMode {
+    pub const NAMES: &'static [&'static str] =
+        &["standard", "acceptEdits", "memory", "unrestricted"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "standard" => Some(Self::Standard),
+            "acceptEdits" => Some(Self::AcceptEdits),
+            "memory" => Some(Self::Memory),
+            "unrestricted" => Some(Self::Unrestricted),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    pub name: String,
+    pub persona: String,
+    pub human: String,
+    /// A preset name (`default`, `minimal`) or custom prompt text.
+    pub system_prompt: String,
+    pub system_prompt_append: String,
+    pub permission_mode: PermissionMode,
+    pub allowed_tools: Vec<String>,
+    pub disallowed_tools: Vec<String>,
+    pub workdir: PathBuf,
+    pub max_steps: u32,
+    pub compaction_threshold: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./data"),
+            llm: LlmSettings {
+                base_url: "http://127.0.0.1:11434/v1".into(),
+                api_key: None,
+                model: "llama3.2".into(),
+                context_window: 128_000,
+                request_timeout_secs: 120,
+                max_retries: 3,
+            },
+            agent: AgentSettings {
+                name: "switchboard".into(),
+                persona: "I am a helpful, concise assistant. I remember what matters across conversations."
+                    .into(),
+                human: String::new(),
+                system_prompt: "default".into(),
+                system_prompt_append: String::new(),
+                permission_mode: PermissionMode::Standard,
+                allowed_tools: Vec::new(),
+                disallowed_tools: Vec::new(),
+                workdir: PathBuf::from("./workspace"),
+                max_steps: 25,
+                compaction_threshold: 0.8,
+            },
+        }
+    }
+}
+
+/// One thing wrong with the configuration, and where the offending value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key, or empty for a problem with the whole file.
+    pub key: String,
+    pub origin: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(f, "{} ({}): {}", self.key, self.origin, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading, reported as one error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "the configuration has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Settings plus where the file layer came from, for `check` and error messages.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub file: Option<PathBuf>,
+}
+
+/// The environment variable that sets `key` (`llm.api_key` -> `SWITCHBOARD_LLM__API_KEY`).
+pub fn env_var_for(key: &str) -> String {
+    format!(
+        "SWITCHBOARD_{}",
+        key.to_ascii_uppercase().replace('.', "__")
+    )
+}

@@ -1,0 +1,40 @@
+//! The `switchboard` binary: parses the command line, sets up logging, and turns any
+//! failure into one human line on stderr and a non-zero exit status.
+
+mod cli;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    // Logs go to stderr so command output stays clean; failures already end in one
+    // human line, so only errors are logged unless RUST_LOG asks for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(cli::EXIT_FAILURE);
+        }
+    };
+    let code = match runtime.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let text = format!("{e:#}");
+            eprintln!("error: {}", text.trim_end());
+            cli::EXIT_FAILURE
+        }
+    };
+    // Do not wait for background tasks (a stuck model request) on the way out.
+    runtime.shutdown_background();
+    std::process::exit(code);
+}

@@ -1,0 +1,78 @@
+//! Persistent state behind one trait: agents, memory blocks, conversations, transcript
+//! entries and a little metadata. Every write is durable before the call returns.
+
+mod lock;
+pub mod model;
+mod schema;
+mod sled_store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use model::*;
+pub use schema::{Migration, SCHEMA_VERSION};
+pub use sled_store::SledStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data directory {dir} is in use by another switchboard process{holder}; stop it or choose another data_dir")]
+    Locked { dir: PathBuf, holder: String },
+    #[error("the data directory {dir} is damaged and cannot be opened ({detail}); restore it from a backup or move it aside")]
+    Corrupt { dir: PathBuf, detail: String },
+    #[error("the data directory {dir} was written by a newer switchboard (schema {found}; this build understands up to {supported})")]
+    NewerSchema {
+        dir: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot use the data directory {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("a stored {what} could not be read: {detail}")]
+    Decode { what: &'static str, detail: String },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Storage for everything switchboard must remember. Implementations make each
+/// write durable (flushed to disk) before returning.
+pub trait Store: Send + Sync + 'static {
+    fn put_agent(&self, agent: &AgentRecord) -> StoreResult<()>;
+    fn agent(&self, id: &str) -> StoreResult<Option<AgentRecord>>;
+    fn agents(&self) -> StoreResult<Vec<AgentRecord>>;
+    /// Removes the agent with its memory blocks, conversations and transcripts.
+    fn delete_agent(&self, id: &str) -> StoreResult<bool>;
+
+    fn put_block(&self, agent_id: &str, block: &MemoryBlock) -> StoreResult<()>;
+    fn blocks(&self, agent_id: &str) -> StoreResult<Vec<MemoryBlock>>;
+
+    fn put_conversation(&self, conversation: &ConversationRecord) -> StoreResult<()>;
+    fn conversation(&self, id: &str) -> StoreResult<Option<ConversationRecord>>;
+    /// Conversations, of one agent or of all, oldest first.
+    fn conversations(&self, agent_id: Option<&str>) -> StoreResult<Vec<ConversationRecord>>;
+
+    /// Appends an entry to a conversation's transcript and returns its sequence number.
+    fn append_entry(&self, conversation_id: &str, entry: &Entry) -> StoreResult<u64>;
+    /// The transcript in append order, each entry with its sequence number.
+    fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>>;
+
+    fn meta(&self, key: &str) -> StoreResult<Option<String>>;
+    fn put_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+    fn schema_version(&self) -> StoreResult<u32>;
+}
+
+/// Runs store work off the async runtime's worker threads (writes wait on fsync).
+pub async fn blocking<T, F>(store: &Arc<dyn Store>, work: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || work(store.as_ref()))
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}

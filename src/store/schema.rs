@@ -1,0 +1,74 @@
+//! The on-disk schema version and the hook that upgrades older data directories.
+
+use super::{StoreError, StoreResult};
+
+/// The schema this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const VERSION_KEY: &str = "schema_version";
+
+/// Upgrades a database from version `from` to `from + 1`.
+pub struct Migration {
+    pub from: u32,
+    pub run: fn(&sled::Db) -> StoreResult<()>,
+}
+
+/// Migrations in order. Version 1 is the first schema, so there are none yet; a
+/// future change to a stored format adds `Migration { from: 1, run: … }` here.
+pub const MIGRATIONS: &[Migration] = &[];
+
+/// Brings `db` to `target`, running each needed migration once and recording the new
+/// version after each step, so a crash mid-upgrade resumes at the right step.
+pub fn upgrade(
+    db: &sled::Db,
+    dir: &std::path::Path,
+    target: u32,
+    migrations: &[Migration],
+) -> StoreResult<()> {
+    let meta = db.open_tree("meta").map_err(backend)?;
+    let found = match meta.get(VERSION_KEY).map_err(backend)? {
+        None => {
+            // A new directory starts at the current version.
+            meta.insert(VERSION_KEY, target.to_string().as_bytes())
+                .map_err(backend)?;
+            db.flush().map_err(backend)?;
+            return Ok(());
+        }
+        Some(raw) => parse_version(&raw).ok_or_else(|| StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail: "the schema version record is unreadable".into(),
+        })?,
+    };
+    if found > target {
+        return Err(StoreError::NewerSchema {
+            dir: dir.to_path_buf(),
+            found,
+            supported: target,
+        });
+    }
+    let mut version = found;
+    while version < target {
+        let step = migrations
+            .iter()
+            .find(|m| m.from == version)
+            .ok_or_else(|| StoreError::Corrupt {
+                dir: dir.to_path_buf(),
+                detail: format!("no migration from schema {version}"),
+            })?;
+        (step.run)(db)?;
+        version += 1;
+        meta.insert(VERSION_KEY, version.to_string().as_bytes())
+            .map_err(backend)?;
+        db.flush().map_err(backend)?;
+        tracing::info!(version, "data directory upgraded");
+    }
+    Ok(())
+}
+
+pub fn parse_version(raw: &[u8]) -> Option<u32> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}

@@ -1,0 +1,447 @@
+//! The sled implementation of [`Store`]. Records are JSON values in named trees;
+//! every write is followed by a flush so an acknowledged write survives a crash.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::lock::DirLock;
+use super::schema::{self, Migration, MIGRATIONS, SCHEMA_VERSION, VERSION_KEY};
+use super::{AgentRecord, ConversationRecord, Entry, MemoryBlock, Store, StoreError, StoreResult};
+
+pub struct SledStore {
+    db: sled::Db,
+    agents: sled::Tree,
+    blocks: sled::Tree,
+    conversations: sled::Tree,
+    entries: sled::Tree,
+    meta: sled::Tree,
+    _lock: DirLock,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`, upgrading an older schema.
+    pub fn open(dir: &Path) -> StoreResult<SledStore> {
+        Self::open_with(dir, SCHEMA_VERSION, MIGRATIONS)
+    }
+
+    pub fn open_with(dir: &Path, target: u32, migrations: &[Migration]) -> StoreResult<SledStore> {
+        let io = |source| StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = DirLock::acquire(dir)?;
+        let db = open_db(&dir.join("db"), dir)?;
+        schema::upgrade(&db, dir, target, migrations)?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| corrupt_or_backend(e, dir));
+        Ok(SledStore {
+            agents: tree("agents")?,
+            blocks: tree("blocks")?,
+            conversations: tree("conversations")?,
+            entries: tree("entries")?,
+            meta: tree("meta")?,
+            db,
+            _lock: lock,
+        })
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn put<T: Serialize>(&self, tree: &sled::Tree, key: &[u8], value: &T) -> StoreResult<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+        tree.insert(key, bytes).map_err(backend)?;
+        self.flush()
+    }
+}
+
+/// sled may panic rather than return an error on some damaged files; either way the
+/// caller gets `Corrupt`.
+fn open_db(path: &Path, dir: &Path) -> StoreResult<sled::Db> {
+    let attempt =
+        std::panic::catch_unwind(AssertUnwindSafe(|| sled::Config::new().path(path).open()));
+    match attempt {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(corrupt_or_backend(e, dir)),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the storage engine failed while reading it".into());
+            Err(StoreError::Corrupt {
+                dir: dir.to_path_buf(),
+                detail,
+            })
+        }
+    }
+}
+
+fn corrupt_or_backend(e: sled::Error, dir: &Path) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail: e.to_string(),
+        },
+        sled::Error::Io(source) => StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        },
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// `owner \0` — the prefix under which an owner's children are keyed.
+fn prefix(owner: &str) -> Vec<u8> {
+    let mut key = owner.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn child_key(owner: &str, child: &[u8]) -> Vec<u8> {
+    let mut key = prefix(owner);
+    key.extend_from_slice(child);
+    key
+}
+
+fn values<T: DeserializeOwned>(what: &'static str, iter: sled::Iter) -> StoreResult<Vec<T>> {
+    iter.map(|item| {
+        let (_, v) = item.map_err(backend)?;
+        decode(what, &v)
+    })
+    .collect()
+}
+
+impl Store for SledStore {
+    fn put_agent(&self, agent: &AgentRecord) -> StoreResult<()> {
+        self.put(&self.agents, agent.id.as_bytes(), agent)
+    }
+
+    fn agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
+        self.agents
+            .get(id)
+            .map_err(backend)?
+            .map(|v| decode("agent", &v))
+            .transpose()
+    }
+
+    fn agents(&self) -> StoreResult<Vec<AgentRecord>> {
+        let mut all: Vec<AgentRecord> = values("agent", self.agents.iter())?;
+        all.sort_by_key(|a| a.created_at);
+        Ok(all)
+    }
+
+    fn delete_agent(&self, id: &str) -> StoreResult<bool> {
+        if self.agents.remove(id).map_err(backend)?.is_none() {
+            return Ok(false);
+        }
+        for item in self.blocks.scan_prefix(prefix(id)) {
+            self.blocks
+                .remove(item.map_err(backend)?.0)
+                .map_err(backend)?;
+        }
+        for conversation in self.conversations(Some(id))? {
+            for item in self.entries.scan_prefix(prefix(&conversation.id)) {
+                self.entries
+                    .remove(item.map_err(backend)?.0)
+                    .map_err(backend)?;
+            }
+            self.conversations
+                .remove(conversation.id.as_bytes())
+                .map_err(backend)?;
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn put_block(&self, agent_id: &str, block: &MemoryBlock) -> StoreResult<()> {
+        self.put(
+            &self.blocks,
+            &child_key(agent_id, block.label.as_bytes()),
+            block,
+        )
+    }
+
+    fn blocks(&self, agent_id: &str) -> StoreResult<Vec<MemoryBlock>> {
+        values("memory block", self.blocks.scan_prefix(prefix(agent_id)))
+    }
+
+    fn put_conversation(&self, conversation: &ConversationRecord) -> StoreResult<()> {
+        self.put(
+            &self.conversations,
+            conversation.id.as_bytes(),
+            conversation,
+        )
+    }
+
+    fn conversation(&self, id: &str) -> StoreResult<Option<ConversationRecord>> {
+        self.conversations
+            .get(id)
+            .map_err(backend)?
+            .map(|v| decode("conversation", &v))
+            .transpose()
+    }
+
+    fn conversations(&self, agent_id: Option<&str>) -> StoreResult<Vec<ConversationRecord>> {
+        let mut all: Vec<ConversationRecord> = values("conversation", self.conversations.iter())?;
+        all.retain(|c| agent_id.is_none_or(|a| c.agent_id == a));
+        all.sort_by_key(|c| c.created_at);
+        Ok(all)
+    }
+
+    fn append_entry(&self, conversation_id: &str, entry: &Entry) -> StoreResult<u64> {
+        // sled's ids only grow, across restarts too, so they order the transcript.
+        let seq = self.db.generate_id().map_err(backend)?;
+        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.entries
+            .insert(child_key(conversation_id, &seq.to_be_bytes()), bytes)
+            .map_err(backend)?;
+        if let Some(mut conversation) = self.conversation(conversation_id)? {
+            conversation.updated_at = entry.msg.timestamp;
+            let bytes = serde_json::to_vec(&conversation)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            self.conversations
+                .insert(conversation_id, bytes)
+                .map_err(backend)?;
+        }
+        self.flush()?;
+        Ok(seq)
+    }
+
+    fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>> {
+        let start = prefix(conversation_id).len();
+        self.entries
+            .scan_prefix(prefix(conversation_id))
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                let seq_bytes: [u8; 8] = k[start..].try_into().map_err(|_| StoreError::Decode {
+                    what: "entry key",
+                    detail: "bad length".into(),
+                })?;
+                Ok((
+                    u64::from_be_bytes(seq_bytes),
+                    decode("transcript entry", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(backend)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn put_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        self.meta.insert(key, value.as_bytes()).map_err(backend)?;
+        self.flush()
+    }
+
+    fn schema_version(&self) -> StoreResult<u32> {
+        let raw = self.meta.get(VERSION_KEY).map_err(backend)?;
+        Ok(raw.as_deref().and_then(schema::parse_version).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{text_content, MessageBody};
+
+    fn agent(id: &str, at: u64) -> AgentRecord {
+        AgentRecord {
+            id: id.into(),
+            name: "a".into(),
+            model: None,
+            system_prompt: crate::store::SystemPrompt::from_setting("default", ""),
+            default_conversation: format!("conv-of-{id}"),
+            created_at: at,
+        }
+    }
+
+    fn conversation(id: &str, agent_id: &str) -> ConversationRecord {
+        ConversationRecord {
+            id: id.into(),
+            agent_id: agent_id.into(),
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    #[test]
+    fn round_trips_every_record_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.put_agent(&agent("agent-1", 2)).unwrap();
+            s.put_agent(&agent("agent-0", 1)).unwrap();
+            s.put_block(
+                "agent-1",
+                &MemoryBlock::new("human", "likes tea", "about the human"),
+            )
+            .unwrap();
+            s.put_conversation(&conversation("conv-1", "agent-1"))
+                .unwrap();
+            let e1 = Entry::new(
+                None,
+                MessageBody::User {
+                    content: text_content("hello"),
+                },
+            );
+            let e2 = Entry::new(
+                Some(e1.id().into()),
+                MessageBody::User {
+                    content: text_content("again"),
+                },
+            );
+            let a = s.append_entry("conv-1", &e1).unwrap();
+            let b = s.append_entry("conv-1", &e2).unwrap();
+            assert!(b > a);
+            s.put_meta("default_agent", "agent-1").unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        let ids: Vec<String> = s.agents().unwrap().into_iter().map(|a| a.id).collect();
+        assert_eq!(ids, ["agent-0", "agent-1"]);
+        assert_eq!(s.agent("agent-1").unwrap().unwrap(), agent("agent-1", 2));
+        assert_eq!(s.blocks("agent-1").unwrap()[0].value, "likes tea");
+        assert!(s.blocks("agent-0").unwrap().is_empty());
+        let entries = s.entries("conv-1").unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].1.parent_id.as_deref(), Some(entries[0].1.id()));
+        assert!(s.conversation("conv-1").unwrap().unwrap().updated_at > 1);
+        assert_eq!(s.meta("default_agent").unwrap().as_deref(), Some("agent-1"));
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn deleting_an_agent_removes_what_belongs_to_it_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        for id in ["agent-1", "agent-2"] {
+            s.put_agent(&agent(id, 1)).unwrap();
+            s.put_block(id, &MemoryBlock::new("persona", "p", ""))
+                .unwrap();
+            s.put_conversation(&conversation(&format!("conv-{id}"), id))
+                .unwrap();
+            s.append_entry(
+                &format!("conv-{id}"),
+                &Entry::new(
+                    None,
+                    MessageBody::User {
+                        content: text_content("x"),
+                    },
+                ),
+            )
+            .unwrap();
+        }
+        assert!(s.delete_agent("agent-1").unwrap());
+        assert!(!s.delete_agent("agent-1").unwrap());
+        assert!(s.agent("agent-1").unwrap().is_none());
+        assert!(s.blocks("agent-1").unwrap().is_empty());
+        assert!(s.entries("conv-agent-1").unwrap().is_empty());
+        assert_eq!(s.conversations(None).unwrap().len(), 1);
+        assert_eq!(s.entries("conv-agent-2").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledStore::open(dir.path()).unwrap();
+        let err = SledStore::open(dir.path())
+            .err()
+            .expect("second open must fail");
+        let text = err.to_string();
+        assert!(
+            text.contains("in use by another switchboard process"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_an_older_one_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open(dir.path()).unwrap());
+        let err = SledStore::open_with(dir.path(), 0, &[])
+            .err()
+            .expect("newer schema must be refused");
+        assert!(
+            matches!(
+                err,
+                StoreError::NewerSchema {
+                    found: 1,
+                    supported: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        fn add_marker(db: &sled::Db) -> StoreResult<()> {
+            db.open_tree("meta")
+                .unwrap()
+                .insert("migrated", "yes")
+                .unwrap();
+            Ok(())
+        }
+        let migrations = [Migration {
+            from: 1,
+            run: add_marker,
+        }];
+        let s = SledStore::open_with(dir.path(), 2, &migrations).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.meta("migrated").unwrap().as_deref(), Some("yes"));
+        drop(s);
+        // Already at 2: the migration does not run again, and 1 is now "newer" than nothing.
+        let s = SledStore::open_with(dir.path(), 2, &[]).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_corrupt_directory_is_a_clear_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open(dir.path()).unwrap());
+        let db_dir = dir.path().join("db");
+        for entry in std::fs::read_dir(&db_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::write(&path, vec![0xA5u8; 4096]).unwrap();
+            }
+        }
+        let err = SledStore::open(dir.path())
+            .err()
+            .expect("corrupt store must not open");
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                StoreError::Corrupt { .. } | StoreError::Io { .. } | StoreError::Backend(_)
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&dir.path().display().to_string()) || text.starts_with("storage error"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! HTTP routes of the fake LLM: chat completions (streaming or not) and model listing.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::future::BoxFuture;
+use futures::{stream, FutureExt, StreamExt};
+use serde_json::{json, Value};
+
+use super::reply::{Fallback, Reply};
+use super::request::RecordedRequest;
+use super::wire::{self, Completion, Meta};
+use super::{Shared, Turn, DEFAULT_MODEL};
+
+/// Requests may carry base64 images; be generous.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
+}
+
+async fn chat_completions(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let (body, problem) = parse_body(&raw);
+    let request = RecordedRequest {
+        path: uri.path().to_owned(),
+        headers: header_map(&headers),
+        body,
+    };
+    if let Some(message) = problem {
+        shared.record(request);
+        return json_error(StatusCode::BAD_REQUEST, &message);
+    }
+    let turn = shared.record_and_pop(request.clone());
+    answer(turn, &request).await
+}
+
+async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let data: Vec<Value> = shared
+        .models()
+        .iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "fake"}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let message = format!("fake llm: no route for {}", uri.path());
+    json_error(StatusCode::NOT_FOUND, &message)
+}
+
+/// The JSON body, or the raw text as a JSON string plus why it was rejected.
+fn parse_body(raw: &[u8]) -> (Value, Option<String>) {
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(body @ Value::Object(_)) => (body, None),
+        Ok(body) => (
+            body,
+            Some("fake llm: request body must be a JSON object".into()),
+        ),
+        Err(e) => {
+            let text = String::from_utf8_lossy(raw).into_owned();
+            (
+                Value::String(text),
+                Some(format!("fake llm: request body is not JSON: {e}")),
+            )
+        }
+    }
+}
+
+/// Lowercase header names; repeated headers joined with ", ".
+fn header_map(headers: &HeaderMap) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        map.entry(name.as_str().to_owned())
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    map
+}
+
+/// How the response for one request must be delivered.
+struct Delivery {
+    stream: bool,
+    chunk_delay: Duration,
+    model: String,
+    prompt_chars: usize,
+}
+
+async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
+    let delivery = Delivery {
+        stream: request.is_stream(),
+        chunk_delay: turn.chunk_delay,
+        model: request.model().unwrap_or(DEFAULT_MODEL).to_owned(),
+        prompt_chars: request.all_text().chars().count(),
+    };
+    match turn.reply {
+        Some(reply) => respond(reply, delivery).await,
+        None => match turn.fallback {
+            Fallback::Error => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "fake llm: no scripted reply",
+            ),
+            Fallback::Echo => {
+                let echo = format!("echo: {}", request.last_user_text());
+                respond(Reply::text(&echo), delivery).await
+            }
+        },
+    }
+}
+
+/// Boxed because `Reply::Delay` nests replies.
+fn respond(reply: Reply, delivery: Delivery) -> BoxFuture<'static, Response> {
+    async move {
+        match reply {
+            Reply::Text { chunks } => {
+                let completion = Completion {
+                    text: chunks,
+                    ..Completion::default()
+                };
+                complete(&completion, &delivery)
+            }
+            Reply::ToolCalls { text, calls } => {
+                let completion = Completion {
+                    text,
+                    calls,
+                    ..Completion::default()
+                };
+                complete(&completion, &delivery)
+            }
+            Reply::Reasoning {
+                field,
+                reasoning,
+                text,
+            } => {
+                let completion = Completion {
+                    reasoning_field: Some(field),
+                    reasoning,
+                    text,
+                    ..Completion::default()
+                };
+                complete(&completion, &delivery)
+            }
+            Reply::HttpError {
+                status,
+                retry_after,
+                body,
+            } => http_error(status, retry_after, body),
+            Reply::Malformed { raw } => sse_response(vec![raw], Duration::ZERO),
+            Reply::Delay { delay, then } => {
+                tokio::time::sleep(delay).await;
+                respond(*then, delivery).await
+            }
+            Reply::Hang => std::future::pending().await,
+        }
+    }
+    .boxed()
+}
+
+fn complete(completion: &Completion, delivery: &Delivery) -> Response {
+    let meta = Meta::new(&delivery.model, delivery.prompt_chars);
+    if delivery.stream {
+        sse_response(wire::sse_events(&meta, completion), delivery.chunk_delay)
+    } else {
+        Json(wire::completion_object(&meta, completion)).into_response()
+    }
+}
+
+/// `text/event-stream` body sending `events` one by one, `delay` apart.
+fn sse_response(events: Vec<String>, delay: Duration) -> Response {
+    let body = stream::iter(events.into_iter().enumerate()).then(move |(i, event)| async move {
+        if i > 0 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, Infallible>(event)
+    });
+    let headers = [
+        (CONTENT_TYPE, "text/event-stream"),
+        (CACHE_CONTROL, "no-cache"),
+    ];
+    (headers, Body::from_stream(body)).into_response()
+}
+
+fn http_error(status: u16, retry_after: Option<u64>, body: String) -> Response {
+    let Ok(code) = StatusCode::from_u16(status) else {
+        let message = format!("fake llm: scripted status {status} is not a valid HTTP status");
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &message);
+    };
+    let mut response = (code, [(CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// `{"error":{"message":...}}` with the given status.
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": {"message": message}}))).into_response()
+}
