@@ -11,11 +11,10 @@ use tracing_subscriber::EnvFilter;
 fn main() {
     let cli = cli::Cli::parse();
     // Logs go to stderr so command output stays clean; failures already end in one
-    // human line, so only errors are logged unless RUST_LOG asks for more.
+    // human line, so only errors are logged unless RUST_LOG asks for more. sled reports
+    // a damaged directory itself; our error already says so.
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error,sled=off")))
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();

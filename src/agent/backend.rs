@@ -50,10 +50,7 @@ pub struct PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        PageRequest {
-            before: None,
-            limit: 50,
-        }
+        PageRequest { before: None, limit: 50 }
     }
 }
 
@@ -77,67 +74,35 @@ pub trait AgentBackend: Send + Sync {
     async fn memory_block(&self, agent_id: &str, label: &str) -> Result<MemoryBlock, AgentError>;
     /// Sets a block's value (creating the block if needed) as the operator: read-only
     /// blocks may be changed here, the character limit still holds.
-    async fn set_memory_block(
-        &self,
-        agent_id: &str,
-        label: &str,
-        value: &str,
-    ) -> Result<MemoryBlock, AgentError>;
+    async fn set_memory_block(&self, agent_id: &str, label: &str, value: &str) -> Result<MemoryBlock, AgentError>;
 
     /// A session on a new conversation of the agent.
-    async fn create_session(
-        &self,
-        agent_id: &str,
-        options: SessionOptions,
-    ) -> Result<Session, AgentError>;
+    async fn create_session(&self, agent_id: &str, options: SessionOptions) -> Result<Session, AgentError>;
     /// `agent-…` resumes the agent's default conversation, `conv-…` that conversation.
-    async fn resume_session(
-        &self,
-        id: &str,
-        options: SessionOptions,
-    ) -> Result<Session, AgentError>;
+    async fn resume_session(&self, id: &str, options: SessionOptions) -> Result<Session, AgentError>;
 
     async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError>;
-    async fn list_conversations(
-        &self,
-        agent_id: Option<&str>,
-    ) -> Result<Vec<ConversationRecord>, AgentError>;
-    async fn list_messages(
-        &self,
-        conversation_id: &str,
-        page: PageRequest,
-    ) -> Result<MessagePage, AgentError>;
+    async fn list_conversations(&self, agent_id: Option<&str>) -> Result<Vec<ConversationRecord>, AgentError>;
+    async fn list_messages(&self, conversation_id: &str, page: PageRequest) -> Result<MessagePage, AgentError>;
     /// Every transcript entry of the conversation in append order.
     async fn export_conversation(&self, id: &str) -> Result<Vec<Entry>, AgentError>;
     /// Creates a new conversation on the agent holding exactly these entries.
-    async fn import_conversation(
-        &self,
-        agent_id: &str,
-        entries: Vec<Entry>,
-    ) -> Result<ConversationRecord, AgentError>;
+    async fn import_conversation(&self, agent_id: &str, entries: Vec<Entry>) -> Result<ConversationRecord, AgentError>;
 }
 
 /// One-shot: a fresh conversation on the agent (the default agent when `None`), one
 /// turn, and its result.
-pub async fn prompt(
-    backend: &dyn AgentBackend,
-    text: &str,
-    agent_id: Option<&str>,
-) -> Result<TurnResult, AgentError> {
+pub async fn prompt(backend: &dyn AgentBackend, text: &str, agent_id: Option<&str>) -> Result<TurnResult, AgentError> {
     let agent_id = match agent_id {
         Some(id) => id.to_string(),
         None => backend.default_agent().await?.id,
     };
-    let mut session = backend
-        .create_session(&agent_id, SessionOptions::default())
-        .await?;
+    let mut session = backend.create_session(&agent_id, SessionOptions::default()).await?;
     session.send(text)?;
     while let Some(message) = session.next().await {
         if let SdkMessage::Result(result) = message {
             return Ok(result);
         }
     }
-    Err(AgentError::Invalid(
-        "the turn ended without a result".into(),
-    ))
+    Err(AgentError::Invalid("the turn ended without a result".into()))
 }

@@ -15,9 +15,13 @@ pub enum SdkMessage {
         tools: Vec<String>,
     },
     /// A complete assistant message (one per model call that produced text).
-    Assistant { content: String },
+    Assistant {
+        content: String,
+    },
     /// The model's reasoning for one model call, when the endpoint sends it.
-    Reasoning { content: String },
+    Reasoning {
+        content: String,
+    },
     ToolCall {
         tool_call_id: String,
         tool_name: String,
@@ -29,7 +33,9 @@ pub enum SdkMessage {
         is_error: bool,
     },
     /// Partial output as it streams in.
-    StreamEvent { event: StreamDelta },
+    StreamEvent {
+        event: StreamDelta,
+    },
     /// Last message of every turn.
     Result(TurnResult),
 }

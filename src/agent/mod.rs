@@ -10,10 +10,7 @@ mod messages;
 mod session;
 pub mod transcript;
 
-pub use backend::{
-    prompt, AgentBackend, AgentDetails, CreateAgentOptions, MessagePage, PageRequest,
-    SessionOptions,
-};
+pub use backend::{prompt, AgentBackend, AgentDetails, CreateAgentOptions, MessagePage, PageRequest, SessionOptions};
 pub use error::AgentError;
 pub use messages::{SdkMessage, StopReason, StreamDelta, TurnResult, Usage};
 pub use session::{Session, TurnRequest, TurnRunner};

@@ -54,28 +54,16 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<Entry>, AgentError> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |why: String| {
-            AgentError::Invalid(format!(
-                "line {n} of the import is not a transcript entry: {why}"
-            ))
-        };
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
+        let bad = |why: String| AgentError::Invalid(format!("line {n} of the import is not a transcript entry: {why}"));
+        let value: Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
         let version = value.get("_v").and_then(Value::as_u64).unwrap_or(1);
         let entry = match version {
             2 => serde_json::from_value::<Entry>(value).map_err(|e| bad(e.to_string()))?,
             1 => {
-                let msg = value
-                    .get("msg")
-                    .cloned()
-                    .ok_or_else(|| bad("no \"msg\" field".into()))?;
+                let msg = value.get("msg").cloned().ok_or_else(|| bad("no \"msg\" field".into()))?;
                 let msg: Message = serde_json::from_value(msg).map_err(|e| bad(e.to_string()))?;
                 let parent_id = entries.last().map(|e| e.id().to_string());
-                Entry {
-                    version: ENTRY_VERSION,
-                    parent_id,
-                    msg,
-                }
+                Entry { version: ENTRY_VERSION, parent_id, msg }
             }
             other => return Err(bad(format!("unsupported format version {other}"))),
         };
@@ -90,9 +78,7 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<Entry>, AgentError> {
         entries.push(entry);
     }
     if entries.is_empty() {
-        return Err(AgentError::Invalid(
-            "the import holds no transcript entries".into(),
-        ));
+        return Err(AgentError::Invalid("the import holds no transcript entries".into()));
     }
     Ok(entries)
 }
@@ -106,15 +92,7 @@ mod tests {
         let mut out: Vec<(u64, Entry)> = Vec::new();
         for (i, t) in texts.iter().enumerate() {
             let parent = out.last().map(|(_, e)| e.id().to_string());
-            out.push((
-                i as u64,
-                Entry::new(
-                    parent,
-                    MessageBody::User {
-                        content: text_content(*t),
-                    },
-                ),
-            ));
+            out.push((i as u64, Entry::new(parent, MessageBody::User { content: text_content(*t) })));
         }
         out
     }
@@ -124,15 +102,7 @@ mod tests {
         let mut entries = chain(&["a", "b", "c"]);
         // A fork: "d" hangs under "a", so the active branch is a -> d.
         let a = entries[0].1.id().to_string();
-        entries.push((
-            9,
-            Entry::new(
-                Some(a),
-                MessageBody::User {
-                    content: text_content("d"),
-                },
-            ),
-        ));
+        entries.push((9, Entry::new(Some(a), MessageBody::User { content: text_content("d") })));
         let path: Vec<String> = active_path(&entries)
             .iter()
             .map(|e| match &e.msg.body {
@@ -151,20 +121,12 @@ mod tests {
         assert!(text.starts_with("{\"_v\":2,\"parent_id\":null,"));
         assert_eq!(parse_jsonl(&text).unwrap(), entries);
 
-        let err = parse_jsonl(&format!("{text}not json\n"))
-            .unwrap_err()
-            .to_string();
+        let err = parse_jsonl(&format!("{text}not json\n")).unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
         let dup = format!("{}{}", text, text.lines().next().unwrap());
-        assert!(parse_jsonl(&dup)
-            .unwrap_err()
-            .to_string()
-            .contains("appears twice"));
+        assert!(parse_jsonl(&dup).unwrap_err().to_string().contains("appears twice"));
         let orphan = text.lines().nth(1).unwrap();
-        assert!(parse_jsonl(orphan)
-            .unwrap_err()
-            .to_string()
-            .contains("does not come before"));
+        assert!(parse_jsonl(orphan).unwrap_err().to_string().contains("does not come before"));
         assert!(parse_jsonl("\n").is_err());
     }
 

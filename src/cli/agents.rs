@@ -57,21 +57,8 @@ pub enum MemoryCommand {
 pub async fn run(app: &App, command: AgentCommand) -> anyhow::Result<i32> {
     let backend = &app.backend;
     match command {
-        AgentCommand::Create {
-            name,
-            persona,
-            human,
-            system_prompt,
-            model,
-        } => {
-            let options = CreateAgentOptions {
-                name,
-                persona,
-                human,
-                system_prompt,
-                model,
-                ..Default::default()
-            };
+        AgentCommand::Create { name, persona, human, system_prompt, model } => {
+            let options = CreateAgentOptions { name, persona, human, system_prompt, model, ..Default::default() };
             println!("{}", backend.create_agent(options).await?.agent.id);
         }
         AgentCommand::List => {
@@ -81,13 +68,7 @@ pub async fn run(app: &App, command: AgentCommand) -> anyhow::Result<i32> {
             }
             for a in agents {
                 let model = a.model.as_deref().unwrap_or(&app.settings.llm.model);
-                println!(
-                    "{}  {}  model={}  created={}",
-                    a.id,
-                    a.name,
-                    model,
-                    time(a.created_at)
-                );
+                println!("{}  {}  model={}  created={}", a.id, a.name, model, time(a.created_at));
             }
         }
         AgentCommand::Show { id } => {
@@ -95,47 +76,24 @@ pub async fn run(app: &App, command: AgentCommand) -> anyhow::Result<i32> {
             let a = &details.agent;
             println!("id:                   {}", a.id);
             println!("name:                 {}", a.name);
-            println!(
-                "model:                {}",
-                a.model.as_deref().unwrap_or(&app.settings.llm.model)
-            );
+            println!("model:                {}", a.model.as_deref().unwrap_or(&app.settings.llm.model));
             println!("created:              {}", time(a.created_at));
             println!("default conversation: {}", a.default_conversation);
-            println!(
-                "system prompt:        {}",
-                clip(&serde_json::to_string(&a.system_prompt)?, 100)
-            );
+            println!("system prompt:        {}", clip(&serde_json::to_string(&a.system_prompt)?, 100));
             println!("memory blocks:");
             for b in &details.blocks {
                 let ro = if b.read_only { ", read-only" } else { "" };
-                println!(
-                    "  {} ({}/{} chars{ro}): {}",
-                    b.label,
-                    b.value.chars().count(),
-                    b.limit,
-                    clip(&b.value, 80)
-                );
+                println!("  {} ({}/{} chars{ro}): {}", b.label, b.value.chars().count(), b.limit, clip(&b.value, 80));
             }
         }
         AgentCommand::Delete { id } => {
             backend.delete_agent(&id).await.map_err(not_found_hint)?;
             println!("deleted {id}");
         }
-        AgentCommand::Memory {
-            command: MemoryCommand::Get { id, label },
-        } => {
-            println!(
-                "{}",
-                backend
-                    .memory_block(&id, &label)
-                    .await
-                    .map_err(not_found_hint)?
-                    .value
-            );
+        AgentCommand::Memory { command: MemoryCommand::Get { id, label } } => {
+            println!("{}", backend.memory_block(&id, &label).await.map_err(not_found_hint)?.value);
         }
-        AgentCommand::Memory {
-            command: MemoryCommand::Set { id, label, value },
-        } => {
+        AgentCommand::Memory { command: MemoryCommand::Set { id, label, value } } => {
             let value = match value {
                 Some(v) => v,
                 None => {
@@ -144,16 +102,8 @@ pub async fn run(app: &App, command: AgentCommand) -> anyhow::Result<i32> {
                     v.trim_end_matches('\n').to_string()
                 }
             };
-            let block = backend
-                .set_memory_block(&id, &label, &value)
-                .await
-                .map_err(not_found_hint)?;
-            println!(
-                "{} set ({}/{} chars)",
-                block.label,
-                block.value.chars().count(),
-                block.limit
-            );
+            let block = backend.set_memory_block(&id, &label, &value).await.map_err(not_found_hint)?;
+            println!("{} set ({}/{} chars)", block.label, block.value.chars().count(), block.limit);
         }
     }
     Ok(0)

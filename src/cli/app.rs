@@ -30,12 +30,7 @@ impl App {
                 self.backend.agent(id).await.map_err(not_found_hint)?;
                 Ok(id.to_string())
             }
-            None => Ok(self
-                .backend
-                .default_agent()
-                .await
-                .context("cannot set up the default agent")?
-                .id),
+            None => Ok(self.backend.default_agent().await.context("cannot set up the default agent")?.id),
         }
     }
 }
@@ -46,10 +41,9 @@ pub fn not_found_hint(e: AgentError) -> anyhow::Error {
         AgentError::NotFound { kind: "agent", .. } => {
             anyhow::anyhow!("{e}; see `switchboard agent list`")
         }
-        AgentError::NotFound {
-            kind: "conversation",
-            ..
-        } => anyhow::anyhow!("{e}; see `switchboard conversation list`"),
+        AgentError::NotFound { kind: "conversation", .. } => {
+            anyhow::anyhow!("{e}; see `switchboard conversation list`")
+        }
         _ => e.into(),
     }
 }

@@ -4,37 +4,22 @@
 
 use std::io::{IsTerminal, Write};
 
-use switchboard::agent::{
-    AgentBackend, SdkMessage, Session, SessionOptions, StopReason, StreamDelta,
-};
+use switchboard::agent::{AgentBackend, SdkMessage, Session, SessionOptions, StopReason, StreamDelta};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::app::{not_found_hint, App};
 use super::render::tool_call_line;
 use super::EXIT_FAILURE;
 
-pub async fn run(
-    app: &App,
-    agent: Option<&str>,
-    conversation: Option<&str>,
-    new: bool,
-) -> anyhow::Result<i32> {
+pub async fn run(app: &App, agent: Option<&str>, conversation: Option<&str>, new: bool) -> anyhow::Result<i32> {
     let mut session = match conversation {
-        Some(id) => app
-            .backend
-            .resume_session(id, SessionOptions::default())
-            .await
-            .map_err(not_found_hint)?,
+        Some(id) => app.backend.resume_session(id, SessionOptions::default()).await.map_err(not_found_hint)?,
         None => {
             let agent_id = app.agent_id(agent).await?;
             if new {
-                app.backend
-                    .create_session(&agent_id, SessionOptions::default())
-                    .await?
+                app.backend.create_session(&agent_id, SessionOptions::default()).await?
             } else {
-                app.backend
-                    .resume_session(&agent_id, SessionOptions::default())
-                    .await?
+                app.backend.resume_session(&agent_id, SessionOptions::default()).await?
             }
         }
     };
@@ -73,11 +58,7 @@ pub async fn run(
     if interactive {
         eprintln!();
     }
-    Ok(if failed_turns > 0 && !interactive {
-        EXIT_FAILURE
-    } else {
-        0
-    })
+    Ok(if failed_turns > 0 && !interactive { EXIT_FAILURE } else { 0 })
 }
 
 /// Runs one turn, printing as it goes; returns whether it succeeded.
@@ -94,29 +75,19 @@ async fn turn(session: &mut Session, text: &str) -> anyhow::Result<bool> {
     let mut ok = false;
     while let Some(message) = session.next().await {
         match message {
-            SdkMessage::StreamEvent {
-                event: StreamDelta::Text(delta),
-            } => {
+            SdkMessage::StreamEvent { event: StreamDelta::Text(delta) } => {
                 write!(out, "{delta}")?;
                 out.flush()?;
                 mid_line = !delta.ends_with('\n');
             }
-            SdkMessage::ToolCall {
-                tool_name,
-                tool_input,
-                ..
-            } => {
+            SdkMessage::ToolCall { tool_name, tool_input, .. } => {
                 if mid_line {
                     writeln!(out)?;
                     mid_line = false;
                 }
                 writeln!(out, "  ⚙ {}", tool_call_line(&tool_name, &tool_input))?;
             }
-            SdkMessage::ToolResult {
-                content,
-                is_error: true,
-                ..
-            } => {
+            SdkMessage::ToolResult { content, is_error: true, .. } => {
                 writeln!(out, "    ↳ {}", super::render::clip(&content, 160))?;
             }
             SdkMessage::Result(result) => {

@@ -25,35 +25,22 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
     println!("  data_dir:         {}", s.data_dir.display());
     println!("  llm.base_url:     {}", s.llm.base_url);
     println!("  llm.model:        {}", s.llm.model);
-    println!(
-        "  llm.api_key:      {}",
-        if s.llm.api_key.is_some() {
-            "set (environment)"
-        } else {
-            "not set"
-        }
-    );
+    println!("  llm.api_key:      {}", if s.llm.api_key.is_some() { "set (environment)" } else { "not set" });
     println!("  agent.name:       {}", s.agent.name);
     println!("  agent.permission: {:?}", s.agent.permission_mode);
 
     let client = LlmClient::new(&s.llm);
     match client.list_models().await {
         Ok(models) => {
-            println!(
-                "Model endpoint {}: reachable, {} model(s) listed",
-                client.base_url(),
-                models.len()
-            );
-            if models.iter().any(|m| m == &s.llm.model) {
+            println!("Model endpoint {}: reachable, {} model(s) listed", client.base_url(), models.len());
+            // Ollama lists "llama3.2:latest" for a model requested as "llama3.2".
+            let latest = format!("{}:latest", s.llm.model);
+            if models.iter().any(|m| *m == s.llm.model || *m == latest) {
                 println!("Model {:?}: listed", s.llm.model);
                 Ok(0)
             } else {
                 let shown: Vec<&str> = models.iter().take(10).map(String::as_str).collect();
-                println!(
-                    "Model {:?}: NOT listed by the endpoint (it lists: {})",
-                    s.llm.model,
-                    shown.join(", ")
-                );
+                println!("Model {:?}: NOT listed by the endpoint (it lists: {})", s.llm.model, shown.join(", "));
                 Ok(EXIT_FAILURE)
             }
         }

@@ -36,39 +36,25 @@ pub async fn run(app: &App, command: ConversationCommand) -> anyhow::Result<i32>
     let backend = &app.backend;
     match command {
         ConversationCommand::List { agent } => {
-            let conversations = backend
-                .list_conversations(agent.as_deref())
-                .await
-                .map_err(not_found_hint)?;
+            let conversations = backend.list_conversations(agent.as_deref()).await.map_err(not_found_hint)?;
             if conversations.is_empty() {
                 println!("No conversations.");
             }
             for c in conversations {
-                println!(
-                    "{}  {}  created={}  updated={}",
-                    c.id,
-                    c.agent_id,
-                    time(c.created_at),
-                    time(c.updated_at)
-                );
+                println!("{}  {}  created={}  updated={}", c.id, c.agent_id, time(c.created_at), time(c.updated_at));
             }
         }
         ConversationCommand::Export { id, output } => {
-            let text = to_jsonl(
-                &backend
-                    .export_conversation(&id)
-                    .await
-                    .map_err(not_found_hint)?,
-            );
+            let text = to_jsonl(&backend.export_conversation(&id).await.map_err(not_found_hint)?);
             match output {
-                Some(path) => std::fs::write(&path, text)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?
+                }
                 None => print!("{text}"),
             }
         }
         ConversationCommand::Import { file, agent } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let entries = parse_jsonl(&text)?;
             let agent_id = app.agent_id(agent.as_deref()).await?;
             let count = entries.len();

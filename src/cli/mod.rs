@@ -18,11 +18,7 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_CANCELLED: i32 = 130;
 
 #[derive(Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about = "One persistent agent, reachable from many chat channels"
-)]
+#[command(name = "switchboard", version, about = "One persistent agent, reachable from many chat channels")]
 pub struct Cli {
     /// Configuration file [default: $SWITCHBOARD_CONFIG, else ./switchboard.toml when present]
     #[arg(long, global = true, value_name = "PATH")]
@@ -79,34 +75,16 @@ pub enum OutputFormat {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Prompt {
-            agent,
-            conversation,
-            output_format,
-            text,
-        } => {
+        Command::Prompt { agent, conversation, output_format, text } => {
             let app = app::App::open(config)?;
-            prompt::run(
-                &app,
-                agent.as_deref(),
-                conversation.as_deref(),
-                output_format,
-                &text,
-            )
-            .await
+            prompt::run(&app, agent.as_deref(), conversation.as_deref(), output_format, &text).await
         }
-        Command::Chat {
-            agent,
-            conversation,
-            new,
-        } => {
+        Command::Chat { agent, conversation, new } => {
             let app = app::App::open(config)?;
             chat::run(&app, agent.as_deref(), conversation.as_deref(), new).await
         }
         Command::Agent { command } => agents::run(&app::App::open(config)?, command).await,
-        Command::Conversation { command } => {
-            conversations::run(&app::App::open(config)?, command).await
-        }
+        Command::Conversation { command } => conversations::run(&app::App::open(config)?, command).await,
         Command::Check => check::run(config).await,
     }
 }

@@ -17,9 +17,7 @@ pub async fn run(
 ) -> anyhow::Result<i32> {
     let text = if text == "-" {
         let mut input = String::new();
-        std::io::stdin()
-            .read_to_string(&mut input)
-            .context("cannot read the message from standard input")?;
+        std::io::stdin().read_to_string(&mut input).context("cannot read the message from standard input")?;
         input
     } else {
         text.to_string()
@@ -64,31 +62,18 @@ pub async fn run(
 
 /// `--conversation` continues that conversation (and must belong to `--agent` when both
 /// are given); otherwise a fresh conversation on the agent.
-async fn open_session(
-    app: &App,
-    agent: Option<&str>,
-    conversation: Option<&str>,
-) -> anyhow::Result<Session> {
+async fn open_session(app: &App, agent: Option<&str>, conversation: Option<&str>) -> anyhow::Result<Session> {
     match conversation {
         Some(id) => {
             let record = app.backend.conversation(id).await.map_err(not_found_hint)?;
             if let Some(agent) = agent.filter(|a| *a != record.agent_id) {
-                anyhow::bail!(
-                    "conversation {id} belongs to {}, not {agent}",
-                    record.agent_id
-                );
+                anyhow::bail!("conversation {id} belongs to {}, not {agent}", record.agent_id);
             }
-            Ok(app
-                .backend
-                .resume_session(id, SessionOptions::default())
-                .await?)
+            Ok(app.backend.resume_session(id, SessionOptions::default()).await?)
         }
         None => {
             let agent_id = app.agent_id(agent).await?;
-            Ok(app
-                .backend
-                .create_session(&agent_id, SessionOptions::default())
-                .await?)
+            Ok(app.backend.create_session(&agent_id, SessionOptions::default()).await?)
         }
     }
 }

@@ -32,8 +32,7 @@ pub fn clip(text: &str, max_chars: usize) -> String {
 
 /// Milliseconds since the epoch as `2026-11-21T19:49:51Z`.
 pub fn time(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]
@@ -42,10 +41,7 @@ mod tests {
 
     #[test]
     fn tool_call_lines_are_short_and_single_line() {
-        let line = tool_call_line(
-            "memory_insert",
-            &serde_json::json!({"label": "human", "new_str": "a\nb"}),
-        );
+        let line = tool_call_line("memory_insert", &serde_json::json!({"label": "human", "new_str": "a\nb"}));
         assert_eq!(line, "memory_insert(label=\"human\", new_str=\"a b\")");
         let long = tool_call_line("x", &serde_json::json!({"v": "y".repeat(500)}));
         assert!(long.chars().count() <= 121);

@@ -7,8 +7,8 @@ use config::{Config, ConfigError as RawError, Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
 
 use super::{
-    env_var_for, AgentSettings, ConfigError, ConfigSource, LlmSettings, Loaded, PermissionMode,
-    Problem, Settings, SECRET_KEYS,
+    env_var_for, AgentSettings, ConfigError, ConfigSource, LlmSettings, Loaded, PermissionMode, Problem, Settings,
+    SECRET_KEYS,
 };
 
 /// Every key the configuration understands.
@@ -41,14 +41,9 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
     let mut reader = Reader::new(source);
     let settings = reader.read_all();
     if !reader.problems.is_empty() {
-        return Err(ConfigError {
-            problems: reader.problems,
-        });
+        return Err(ConfigError { problems: reader.problems });
     }
-    Ok(Loaded {
-        settings,
-        file: reader.file_path,
-    })
+    Ok(Loaded { settings, file: reader.file_path })
 }
 
 struct Reader<'a> {
@@ -61,13 +56,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(source: &'a ConfigSource) -> Self {
-        let mut reader = Reader {
-            source,
-            file_path: None,
-            file_table: None,
-            config: None,
-            problems: Vec::new(),
-        };
+        let mut reader = Reader { source, file_path: None, file_table: None, config: None, problems: Vec::new() };
         reader.read_file();
         reader.check_env_names();
         reader.build();
@@ -83,15 +72,9 @@ impl<'a> Reader<'a> {
         let shown = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.source.file_required => {
-                return
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.source.file_required => return,
             Err(e) => {
-                self.problem(
-                    "",
-                    &format!("file {shown}"),
-                    format!("cannot read the config file: {e}"),
-                );
+                self.problem("", &format!("file {shown}"), format!("cannot read the config file: {e}"));
                 return;
             }
         };
@@ -107,7 +90,9 @@ impl<'a> Reader<'a> {
                         self.problem(
                             &key,
                             &format!("file {shown}"),
-                            format!("is a secret and may only be set in the environment ({var}); remove it from the file"),
+                            format!(
+                                "is a secret and may only be set in the environment ({var}); remove it from the file"
+                            ),
                         );
                     }
                 }
@@ -115,17 +100,11 @@ impl<'a> Reader<'a> {
                 self.file_table = Some(table);
             }
             Err(e) => {
-                let place = e
-                    .span()
-                    .map(|span| line_and_column(&text, span.start))
-                    .unwrap_or_default();
+                let place = e.span().map(|span| line_and_column(&text, span.start)).unwrap_or_default();
                 self.problem(
                     "",
                     &format!("file {shown}"),
-                    format!(
-                        "not valid TOML{place}: {}",
-                        e.message().trim().replace('\n', "; ")
-                    ),
+                    format!("not valid TOML{place}: {}", e.message().trim().replace('\n', "; ")),
                 );
             }
         }
@@ -138,9 +117,7 @@ impl<'a> Reader<'a> {
             if NON_SETTING_VARS.contains(&name.as_str()) {
                 continue;
             }
-            let key = name["SWITCHBOARD_".len()..]
-                .to_ascii_lowercase()
-                .replace("__", ".");
+            let key = name["SWITCHBOARD_".len()..].to_ascii_lowercase().replace("__", ".");
             if !KNOWN_KEYS.contains(&key.as_str()) {
                 self.problems.push(Problem {
                     key,
@@ -175,10 +152,7 @@ impl<'a> Reader<'a> {
             None => {
                 self.invalid(
                     "agent.permission_mode",
-                    format!(
-                        "must be one of {}, not {permission_text:?}",
-                        PermissionMode::NAMES.join(", ")
-                    ),
+                    format!("must be one of {}, not {permission_text:?}", PermissionMode::NAMES.join(", ")),
                 );
                 d.agent.permission_mode
             }
@@ -190,8 +164,7 @@ impl<'a> Reader<'a> {
                 api_key: self.get("llm.api_key", d.llm.api_key),
                 model: self.get("llm.model", d.llm.model),
                 context_window: self.get("llm.context_window", d.llm.context_window),
-                request_timeout_secs: self
-                    .get("llm.request_timeout_secs", d.llm.request_timeout_secs),
+                request_timeout_secs: self.get("llm.request_timeout_secs", d.llm.request_timeout_secs),
                 max_retries: self.get("llm.max_retries", d.llm.max_retries),
             },
             agent: AgentSettings {
@@ -199,15 +172,13 @@ impl<'a> Reader<'a> {
                 persona: self.get("agent.persona", d.agent.persona),
                 human: self.get("agent.human", d.agent.human),
                 system_prompt: self.get("agent.system_prompt", d.agent.system_prompt),
-                system_prompt_append: self
-                    .get("agent.system_prompt_append", d.agent.system_prompt_append),
+                system_prompt_append: self.get("agent.system_prompt_append", d.agent.system_prompt_append),
                 permission_mode,
                 allowed_tools: self.get_list("agent.allowed_tools", d.agent.allowed_tools),
                 disallowed_tools: self.get_list("agent.disallowed_tools", d.agent.disallowed_tools),
                 workdir: self.get("agent.workdir", d.agent.workdir),
                 max_steps: self.get("agent.max_steps", d.agent.max_steps),
-                compaction_threshold: self
-                    .get("agent.compaction_threshold", d.agent.compaction_threshold),
+                compaction_threshold: self.get("agent.compaction_threshold", d.agent.compaction_threshold),
             },
         };
         self.validate(&settings);
@@ -233,11 +204,7 @@ impl<'a> Reader<'a> {
     /// A list: an array in the file, or comma-separated text in the environment.
     fn get_list(&mut self, key: &str, default: Vec<String>) -> Vec<String> {
         if let Some(text) = self.source.env.get(&env_var_for(key)) {
-            return text
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            return text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         }
         self.get(key, default)
     }
@@ -248,10 +215,7 @@ impl<'a> Reader<'a> {
         }
         match reqwest::Url::parse(&s.llm.base_url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            Ok(u) => self.invalid(
-                "llm.base_url",
-                format!("must be an http or https URL, not {}:", u.scheme()),
-            ),
+            Ok(u) => self.invalid("llm.base_url", format!("must be an http or https URL, not {}:", u.scheme())),
             Err(e) => self.invalid("llm.base_url", format!("is not a URL ({e})")),
         }
         if s.llm.model.trim().is_empty() {
@@ -261,10 +225,7 @@ impl<'a> Reader<'a> {
             self.invalid("llm.context_window", "must be at least 256 tokens".into());
         }
         if !(1..=3600).contains(&s.llm.request_timeout_secs) {
-            self.invalid(
-                "llm.request_timeout_secs",
-                "must be between 1 and 3600".into(),
-            );
+            self.invalid("llm.request_timeout_secs", "must be between 1 and 3600".into());
         }
         if s.llm.max_retries > 10 {
             self.invalid("llm.max_retries", "must be at most 10".into());
@@ -273,27 +234,18 @@ impl<'a> Reader<'a> {
             self.invalid("agent.name", "must not be empty".into());
         }
         if s.agent.system_prompt.trim().is_empty() {
-            self.invalid(
-                "agent.system_prompt",
-                "must be a preset name (default, minimal) or prompt text".into(),
-            );
+            self.invalid("agent.system_prompt", "must be a preset name (default, minimal) or prompt text".into());
         }
         if !(1..=1000).contains(&s.agent.max_steps) {
             self.invalid("agent.max_steps", "must be between 1 and 1000".into());
         }
         let t = s.agent.compaction_threshold;
         if !(t > 0.05 && t <= 1.0) {
-            self.invalid(
-                "agent.compaction_threshold",
-                "must be a fraction above 0.05 and at most 1.0".into(),
-            );
+            self.invalid("agent.compaction_threshold", "must be a fraction above 0.05 and at most 1.0".into());
         }
         for key in ["agent.allowed_tools", "agent.disallowed_tools"] {
-            let list = if key.ends_with("disallowed_tools") {
-                &s.agent.disallowed_tools
-            } else {
-                &s.agent.allowed_tools
-            };
+            let list =
+                if key.ends_with("disallowed_tools") { &s.agent.disallowed_tools } else { &s.agent.allowed_tools };
             if list.iter().any(|t| t.trim().is_empty()) {
                 self.invalid(key, "must not contain empty tool names".into());
             }
@@ -306,11 +258,7 @@ impl<'a> Reader<'a> {
     }
 
     fn problem(&mut self, key: &str, origin: &str, message: String) {
-        self.problems.push(Problem {
-            key: key.into(),
-            origin: origin.into(),
-            message,
-        });
+        self.problems.push(Problem { key: key.into(), origin: origin.into(), message });
     }
 
     /// Where the value of `key` came from, environment first as it wins.
@@ -332,11 +280,7 @@ impl<'a> Reader<'a> {
 /// the value itself when the key is a secret.
 fn describe(e: &RawError, key: &str) -> String {
     match e {
-        RawError::Type {
-            unexpected,
-            expected,
-            ..
-        } if !SECRET_KEYS.contains(&key) => {
+        RawError::Type { unexpected, expected, .. } if !SECRET_KEYS.contains(&key) => {
             format!("expected {expected}, found {unexpected}")
         }
         RawError::Type { expected, .. } => format!("expected {expected}"),
@@ -354,15 +298,9 @@ fn line_and_column(text: &str, offset: usize) -> String {
 
 fn flatten_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
     for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
-            toml::Value::Table(inner) if !KNOWN_KEYS.contains(&key.as_str()) => {
-                flatten_keys(&key, inner, out)
-            }
+            toml::Value::Table(inner) if !KNOWN_KEYS.contains(&key.as_str()) => flatten_keys(&key, inner, out),
             _ => out.push(key),
         }
     }
@@ -387,24 +325,14 @@ mod tests {
     use std::collections::HashMap;
     use std::io::Write;
 
-    fn source(
-        file: Option<&str>,
-        env: &[(&str, &str)],
-    ) -> (ConfigSource, Option<tempfile::NamedTempFile>) {
+    fn source(file: Option<&str>, env: &[(&str, &str)]) -> (ConfigSource, Option<tempfile::NamedTempFile>) {
         let tmp = file.map(|text| {
             let mut f = tempfile::NamedTempFile::new().unwrap();
             f.write_all(text.as_bytes()).unwrap();
             f
         });
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let src = ConfigSource {
-            file: tmp.as_ref().map(|f| f.path().to_path_buf()),
-            file_required: true,
-            env,
-        };
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let src = ConfigSource { file: tmp.as_ref().map(|f| f.path().to_path_buf()), file_required: true, env };
         (src, tmp)
     }
 
@@ -434,10 +362,7 @@ mod tests {
         assert_eq!(s.llm.max_retries, 5);
         assert_eq!(s.llm.api_key.as_deref(), Some("12345"));
         assert_eq!(s.agent.allowed_tools, vec!["Read".to_string()]);
-        assert_eq!(
-            s.agent.disallowed_tools,
-            vec!["Bash".to_string(), "WebFetch".to_string()]
-        );
+        assert_eq!(s.agent.disallowed_tools, vec!["Bash".to_string(), "WebFetch".to_string()]);
         assert_eq!(s.agent.compaction_threshold, 0.5);
     }
 
@@ -451,28 +376,15 @@ mod tests {
         let text = err.to_string();
         let file = f.unwrap().path().display().to_string();
         let find = |key: &str| {
-            err.problems
-                .iter()
-                .find(|p| p.key == key)
-                .unwrap_or_else(|| panic!("no problem for {key}: {text}"))
+            err.problems.iter().find(|p| p.key == key).unwrap_or_else(|| panic!("no problem for {key}: {text}"))
         };
         assert_eq!(find("llm.api_key").origin, format!("file {file}"));
-        assert!(find("llm.api_key")
-            .message
-            .contains("SWITCHBOARD_LLM__API_KEY"));
+        assert!(find("llm.api_key").message.contains("SWITCHBOARD_LLM__API_KEY"));
         assert!(find("llm.context_window").message.contains("big"), "{text}");
         assert_eq!(find("llm.modle").message, "unknown key");
-        assert!(find("agent.permission_mode")
-            .message
-            .contains("acceptEdits"));
-        assert_eq!(
-            find("agent.max_steps").origin,
-            "environment variable SWITCHBOARD_AGENT__MAX_STEPS"
-        );
-        assert_eq!(
-            find("llm.baseurl").origin,
-            "environment variable SWITCHBOARD_LLM__BASEURL"
-        );
+        assert!(find("agent.permission_mode").message.contains("acceptEdits"));
+        assert_eq!(find("agent.max_steps").origin, "environment variable SWITCHBOARD_AGENT__MAX_STEPS");
+        assert_eq!(find("llm.baseurl").origin, "environment variable SWITCHBOARD_LLM__BASEURL");
         assert!(!text.contains("sk-secret"), "secret leaked: {text}");
         assert_eq!(err.problems.len(), 6, "{text}");
     }
@@ -481,11 +393,7 @@ mod tests {
     fn corrupt_file_and_missing_explicit_file_are_clear_errors() {
         let (src, _f) = source(Some("[llm\nmodel = 1"), &[]);
         let err = load(&src).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("not valid TOML at line 1, column 5"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("not valid TOML at line 1, column 5"), "{err}");
 
         let src = ConfigSource {
             file: Some("/nonexistent/switchboard.toml".into()),
@@ -493,10 +401,7 @@ mod tests {
             env: HashMap::new(),
         };
         let err = load(&src).unwrap_err();
-        assert!(
-            err.to_string().contains("cannot read the config file"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("cannot read the config file"), "{err}");
     }
 
     #[test]

@@ -57,8 +57,7 @@ pub enum PermissionMode {
 }
 
 impl PermissionMode {
-    pub const NAMES: &'static [&'static str] =
-        &["standard", "acceptEdits", "memory", "unrestricted"];
+    pub const NAMES: &'static [&'static str] = &["standard", "acceptEdits", "memory", "unrestricted"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -101,8 +100,7 @@ impl Default for Settings {
             },
             agent: AgentSettings {
                 name: "switchboard".into(),
-                persona: "I am a helpful, concise assistant. I remember what matters across conversations."
-                    .into(),
+                persona: "I am a helpful, concise assistant. I remember what matters across conversations.".into(),
                 human: String::new(),
                 system_prompt: "default".into(),
                 system_prompt_append: String::new(),
@@ -145,11 +143,7 @@ pub struct ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.problems.len();
-        writeln!(
-            f,
-            "the configuration has {n} problem{}:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "the configuration has {n} problem{}:", if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
@@ -166,8 +160,5 @@ pub struct Loaded {
 
 /// The environment variable that sets `key` (`llm.api_key` -> `SWITCHBOARD_LLM__API_KEY`).
 pub fn env_var_for(key: &str) -> String {
-    format!(
-        "SWITCHBOARD_{}",
-        key.to_ascii_uppercase().replace('.', "__")
-    )
+    format!("SWITCHBOARD_{}", key.to_ascii_uppercase().replace('.', "__"))
 }

@@ -19,9 +19,7 @@ impl ConfigSource {
     /// Resolve the file from `--config`, then `$SWITCHBOARD_CONFIG`, then
     /// `./switchboard.toml` if it exists; take `SWITCHBOARD_*` from the process.
     pub fn from_process(cli_path: Option<&Path>) -> Self {
-        let env: HashMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("SWITCHBOARD_"))
-            .collect();
+        let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_")).collect();
         let (file, file_required) = match cli_path {
             Some(p) => (Some(p.to_path_buf()), true),
             None => match env.get("SWITCHBOARD_CONFIG").filter(|v| !v.is_empty()) {
@@ -36,10 +34,6 @@ impl ConfigSource {
                 }
             },
         };
-        ConfigSource {
-            file,
-            file_required,
-            env,
-        }
+        ConfigSource { file, file_required, env }
     }
 }

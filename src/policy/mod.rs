@@ -30,43 +30,34 @@ pub enum PermissionDecision {
 
 #[async_trait]
 pub trait CanUseTool: Send + Sync {
-    async fn can_use_tool(
-        &self,
-        tool: &str,
-        input: &Value,
-        context: &ToolContext,
-    ) -> PermissionDecision;
+    async fn can_use_tool(&self, tool: &str, input: &Value, context: &ToolContext) -> PermissionDecision;
 }
 
-/// The foundation policy: everything runs except `AskUserQuestion`.
+/// The foundation policy: everything runs except `AskUserQuestion` and the tools named
+/// in `disallowed_tools` (exact names; argument patterns come with the full policy).
 pub struct BasePolicy {
     pub ask_user_question_message: String,
+    pub disallowed_tools: Vec<String>,
 }
 
 impl Default for BasePolicy {
     fn default() -> Self {
-        BasePolicy {
-            ask_user_question_message: DEFAULT_ASK_USER_QUESTION_MESSAGE.into(),
-        }
+        BasePolicy { ask_user_question_message: DEFAULT_ASK_USER_QUESTION_MESSAGE.into(), disallowed_tools: Vec::new() }
     }
 }
 
 #[async_trait]
 impl CanUseTool for BasePolicy {
-    async fn can_use_tool(
-        &self,
-        tool: &str,
-        _input: &Value,
-        _context: &ToolContext,
-    ) -> PermissionDecision {
+    async fn can_use_tool(&self, tool: &str, _input: &Value, _context: &ToolContext) -> PermissionDecision {
         if tool == ASK_USER_QUESTION {
+            return PermissionDecision::Deny { message: self.ask_user_question_message.clone() };
+        }
+        if self.disallowed_tools.iter().any(|t| t == tool) {
             return PermissionDecision::Deny {
-                message: self.ask_user_question_message.clone(),
+                message: format!("{tool} is disallowed by this agent's configuration."),
             };
         }
-        PermissionDecision::Allow {
-            updated_input: None,
-        }
+        PermissionDecision::Allow { updated_input: None }
     }
 }
 
@@ -78,21 +69,21 @@ mod tests {
     async fn ask_user_question_is_denied_with_guidance_and_others_allowed() {
         let policy = BasePolicy::default();
         let ctx = ToolContext::default();
-        match policy
-            .can_use_tool(ASK_USER_QUESTION, &serde_json::json!({}), &ctx)
-            .await
-        {
+        match policy.can_use_tool(ASK_USER_QUESTION, &serde_json::json!({}), &ctx).await {
             PermissionDecision::Deny { message } => assert!(message.contains("plain text")),
             other => panic!("expected deny, got {other:?}"),
         }
-        let allowed = policy
-            .can_use_tool("memory_insert", &serde_json::json!({}), &ctx)
-            .await;
-        assert_eq!(
-            allowed,
-            PermissionDecision::Allow {
-                updated_input: None
-            }
-        );
+        let allowed = policy.can_use_tool("memory_insert", &serde_json::json!({}), &ctx).await;
+        assert_eq!(allowed, PermissionDecision::Allow { updated_input: None });
+    }
+
+    #[tokio::test]
+    async fn disallowed_tools_are_denied_by_exact_name() {
+        let policy = BasePolicy { disallowed_tools: vec!["memory_rethink".into()], ..Default::default() };
+        let ctx = ToolContext::default();
+        let denied = policy.can_use_tool("memory_rethink", &serde_json::json!({}), &ctx).await;
+        assert!(matches!(denied, PermissionDecision::Deny { message } if message.contains("disallowed")));
+        let allowed = policy.can_use_tool("memory_insert", &serde_json::json!({}), &ctx).await;
+        assert_eq!(allowed, PermissionDecision::Allow { updated_input: None });
     }
 }

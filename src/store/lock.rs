@@ -13,10 +13,7 @@ pub struct DirLock {
 
 impl DirLock {
     pub fn acquire(dir: &Path) -> StoreResult<DirLock> {
-        let io = |source| StoreError::Io {
-            dir: dir.to_path_buf(),
-            source,
-        };
+        let io = |cause| StoreError::Io { dir: dir.to_path_buf(), cause };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -30,15 +27,8 @@ impl DirLock {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
                 let pid = pid.trim();
-                let holder = if pid.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (pid {pid})")
-                };
-                return Err(StoreError::Locked {
-                    dir: dir.to_path_buf(),
-                    holder,
-                });
+                let holder = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
+                return Err(StoreError::Locked { dir: dir.to_path_buf(), holder });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }

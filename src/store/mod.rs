@@ -15,21 +15,18 @@ pub use sled_store::SledStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the data directory {dir} is in use by another switchboard process{holder}; stop it or choose another data_dir")]
+    #[error(
+        "the data directory {dir} is in use by another switchboard process{holder}; stop it or choose another data_dir"
+    )]
     Locked { dir: PathBuf, holder: String },
-    #[error("the data directory {dir} is damaged and cannot be opened ({detail}); restore it from a backup or move it aside")]
+    #[error("the data directory {dir} is damaged or not a switchboard data directory ({detail}); restore it from a backup or move it aside")]
     Corrupt { dir: PathBuf, detail: String },
     #[error("the data directory {dir} was written by a newer switchboard (schema {found}; this build understands up to {supported})")]
-    NewerSchema {
-        dir: PathBuf,
-        found: u32,
-        supported: u32,
-    },
-    #[error("cannot use the data directory {dir}: {source}")]
-    Io {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    NewerSchema { dir: PathBuf, found: u32, supported: u32 },
+    // `cause`, not `source`: the message already includes it, and a `source` would be
+    // printed a second time by error-chain formatting.
+    #[error("cannot use the data directory {dir}: {cause}")]
+    Io { dir: PathBuf, cause: std::io::Error },
     #[error("storage error: {0}")]
     Backend(String),
     #[error("a stored {what} could not be read: {detail}")]

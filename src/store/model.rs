@@ -6,10 +6,7 @@ use serde_json::Value;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,15 +22,9 @@ impl SystemPrompt {
     /// A preset when `value` names one, custom text otherwise.
     pub fn from_setting(value: &str, append: &str) -> Self {
         if Self::PRESETS.contains(&value.trim()) {
-            SystemPrompt::Preset {
-                preset: value.trim().to_string(),
-                append: append.to_string(),
-            }
+            SystemPrompt::Preset { preset: value.trim().to_string(), append: append.to_string() }
         } else {
-            SystemPrompt::Custom {
-                text: value.to_string(),
-                append: append.to_string(),
-            }
+            SystemPrompt::Custom { text: value.to_string(), append: append.to_string() }
         }
     }
 }
@@ -96,11 +87,7 @@ impl Entry {
         Entry {
             version: ENTRY_VERSION,
             parent_id,
-            msg: Message {
-                id: format!("msg-{}", uuid::Uuid::new_v4()),
-                timestamp: now_ms(),
-                body,
-            },
+            msg: Message { id: format!("msg-{}", uuid::Uuid::new_v4()), timestamp: now_ms(), body },
         }
     }
 
@@ -179,12 +166,7 @@ mod tests {
 
     #[test]
     fn entry_serializes_to_the_v2_envelope() {
-        let mut e = Entry::new(
-            Some("msg-parent".into()),
-            MessageBody::User {
-                content: text_content("hi"),
-            },
-        );
+        let mut e = Entry::new(Some("msg-parent".into()), MessageBody::User { content: text_content("hi") });
         e.msg.id = "msg-1".into();
         e.msg.timestamp = 7;
         let v = serde_json::to_value(&e).unwrap();
@@ -198,13 +180,7 @@ mod tests {
 
     #[test]
     fn system_prompt_setting_picks_preset_or_custom() {
-        assert!(matches!(
-            SystemPrompt::from_setting("minimal", ""),
-            SystemPrompt::Preset { .. }
-        ));
-        assert!(matches!(
-            SystemPrompt::from_setting("You are a pirate.", "x"),
-            SystemPrompt::Custom { .. }
-        ));
+        assert!(matches!(SystemPrompt::from_setting("minimal", ""), SystemPrompt::Preset { .. }));
+        assert!(matches!(SystemPrompt::from_setting("You are a pirate.", "x"), SystemPrompt::Custom { .. }));
     }
 }

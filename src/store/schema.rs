@@ -19,18 +19,12 @@ pub const MIGRATIONS: &[Migration] = &[];
 
 /// Brings `db` to `target`, running each needed migration once and recording the new
 /// version after each step, so a crash mid-upgrade resumes at the right step.
-pub fn upgrade(
-    db: &sled::Db,
-    dir: &std::path::Path,
-    target: u32,
-    migrations: &[Migration],
-) -> StoreResult<()> {
+pub fn upgrade(db: &sled::Db, dir: &std::path::Path, target: u32, migrations: &[Migration]) -> StoreResult<()> {
     let meta = db.open_tree("meta").map_err(backend)?;
     let found = match meta.get(VERSION_KEY).map_err(backend)? {
         None => {
             // A new directory starts at the current version.
-            meta.insert(VERSION_KEY, target.to_string().as_bytes())
-                .map_err(backend)?;
+            meta.insert(VERSION_KEY, target.to_string().as_bytes()).map_err(backend)?;
             db.flush().map_err(backend)?;
             return Ok(());
         }
@@ -40,25 +34,17 @@ pub fn upgrade(
         })?,
     };
     if found > target {
-        return Err(StoreError::NewerSchema {
-            dir: dir.to_path_buf(),
-            found,
-            supported: target,
-        });
+        return Err(StoreError::NewerSchema { dir: dir.to_path_buf(), found, supported: target });
     }
     let mut version = found;
     while version < target {
-        let step = migrations
-            .iter()
-            .find(|m| m.from == version)
-            .ok_or_else(|| StoreError::Corrupt {
-                dir: dir.to_path_buf(),
-                detail: format!("no migration from schema {version}"),
-            })?;
+        let step = migrations.iter().find(|m| m.from == version).ok_or_else(|| StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            detail: format!("no migration from schema {version}"),
+        })?;
         (step.run)(db)?;
         version += 1;
-        meta.insert(VERSION_KEY, version.to_string().as_bytes())
-            .map_err(backend)?;
+        meta.insert(VERSION_KEY, version.to_string().as_bytes()).map_err(backend)?;
         db.flush().map_err(backend)?;
         tracing::info!(version, "data directory upgraded");
     }

@@ -30,9 +30,7 @@ impl Output {
     pub fn json_lines(&self) -> Vec<Value> {
         self.stdout
             .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
-            })
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
             .collect()
     }
 
@@ -45,22 +43,14 @@ impl Output {
     }
 
     pub fn assert_ok(&self) -> &Self {
-        assert_eq!(
-            self.code, 0,
-            "command failed\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "command failed\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self
     }
 }
 
 impl Harness {
     pub async fn new() -> Harness {
-        Harness {
-            llm: FakeLlm::start().await,
-            dir: tempfile::tempdir().unwrap(),
-            env: Vec::new(),
-        }
+        Harness { llm: FakeLlm::start().await, dir: tempfile::tempdir().unwrap(), env: Vec::new() }
     }
 
     pub fn set(&mut self, key: &str, value: &str) {
@@ -83,12 +73,8 @@ impl Harness {
     /// with only the settings the harness gives it.
     pub async fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .kill_on_drop(true);
-        for (key, _) in
-            std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_") || k == "RUST_LOG")
-        {
+        cmd.args(args).current_dir(self.dir.path()).kill_on_drop(true);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_") || k == "RUST_LOG") {
             cmd.env_remove(key);
         }
         cmd.env("SWITCHBOARD_DATA_DIR", self.data_dir())
@@ -99,13 +85,9 @@ impl Harness {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("cannot start switchboard");
         if let Some(text) = stdin {
             let mut pipe = child.stdin.take().unwrap();
@@ -114,20 +96,14 @@ impl Harness {
         }
         let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
             .await
-            .unwrap_or_else(|_| {
-                panic!("switchboard {args:?} did not finish within {COMMAND_TIMEOUT:?}")
-            })
+            .unwrap_or_else(|_| panic!("switchboard {args:?} did not finish within {COMMAND_TIMEOUT:?}"))
             .unwrap();
         let output = Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        assert!(
-            !output.stderr.contains("panicked"),
-            "switchboard panicked: {}",
-            output.stderr
-        );
+        assert!(!output.stderr.contains("panicked"), "switchboard panicked: {}", output.stderr);
         output
     }
 
@@ -144,4 +120,13 @@ impl Harness {
 
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
+}
+
+impl Harness {
+    /// Runs with another data directory.
+    pub async fn run_with_env_data_dir(&self, data_dir: &Path, args: &[&str]) -> Output {
+        let mut other = Harness { llm: self.llm.clone(), dir: tempfile::tempdir().unwrap(), env: self.env.clone() };
+        other.env.push(("SWITCHBOARD_DATA_DIR".into(), data_dir.display().to_string()));
+        other.run(args).await
+    }
 }

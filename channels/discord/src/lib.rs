@@ -1,1 +1,1 @@
-
+//! The Discord adapter (serenity). Empty until the Discord issue.

@@ -1,1 +1,1 @@
-
+//! The Slack adapter (slack-morphism). Empty until the Slack issue.

@@ -1,1 +1,1 @@
-
+//! The Telegram adapter (teloxide). Empty until the Telegram issue.

@@ -19,11 +19,7 @@ fn json_len(values: &[Value]) -> usize {
 }
 
 fn entry_tokens(entry: &Entry) -> u64 {
-    (serde_json::to_string(&entry.msg.body)
-        .map(|s| s.len())
-        .unwrap_or(0) as u64)
-        .div_ceil(4)
-        + 4
+    (serde_json::to_string(&entry.msg.body).map(|s| s.len()).unwrap_or(0) as u64).div_ceil(4) + 4
 }
 
 pub struct Plan {
@@ -52,10 +48,7 @@ pub fn plan(window: &[Entry], keep_budget: u64) -> Option<Plan> {
     if cut == 0 {
         return None;
     }
-    Some(Plan {
-        summarize: window[..cut].to_vec(),
-        first_kept_id: window[cut].id().to_string(),
-    })
+    Some(Plan { summarize: window[..cut].to_vec(), first_kept_id: window[cut].id().to_string() })
 }
 
 const SUMMARY_INSTRUCTIONS: &str = "You condense conversations so they can continue in a smaller context. \
@@ -64,28 +57,15 @@ promises the assistant made and the state of any ongoing work. Write only the su
 
 /// The model request that produces the summary. `max_chars` bounds the transcript
 /// text sent (the newest part is kept).
-pub fn summary_request(
-    model: &str,
-    previous: Option<&str>,
-    entries: &[Entry],
-    max_chars: usize,
-) -> ChatRequest {
+pub fn summary_request(model: &str, previous: Option<&str>, entries: &[Entry], max_chars: usize) -> ChatRequest {
     let mut transcript = String::new();
     for entry in entries {
         let line = match &entry.msg.body {
             MessageBody::User { content } => format!("User: {}", clip(&text_of(content), 2000)),
-            MessageBody::Assistant {
-                content,
-                tool_calls,
-                ..
-            } => {
+            MessageBody::Assistant { content, tool_calls, .. } => {
                 let mut line = format!("Assistant: {}", clip(&text_of(content), 2000));
                 for c in tool_calls {
-                    line.push_str(&format!(
-                        "\n(Assistant called {}({}))",
-                        c.name,
-                        clip(&c.arguments, 300)
-                    ));
+                    line.push_str(&format!("\n(Assistant called {}({}))", c.name, clip(&c.arguments, 300)));
                 }
                 line
             }
@@ -99,9 +79,7 @@ pub fn summary_request(
     }
     if transcript.len() > max_chars {
         let start = transcript.len() - max_chars;
-        let start = (start..transcript.len())
-            .find(|i| transcript.is_char_boundary(*i))
-            .unwrap_or(0);
+        let start = (start..transcript.len()).find(|i| transcript.is_char_boundary(*i)).unwrap_or(0);
         transcript = transcript[start..].to_string();
     }
     let mut user = String::new();
@@ -119,12 +97,7 @@ pub fn summary_request(
     }
 }
 
-pub fn compaction_entry(
-    parent: Option<String>,
-    summary: &str,
-    plan: &Plan,
-    tokens_before: u64,
-) -> Entry {
+pub fn compaction_entry(parent: Option<String>, summary: &str, plan: &Plan, tokens_before: u64) -> Entry {
     Entry::new(
         parent,
         MessageBody::Custom {
@@ -157,15 +130,9 @@ mod tests {
         for (t, is_user) in texts {
             let parent = out.last().map(|e| e.id().to_string());
             let body = if *is_user {
-                MessageBody::User {
-                    content: text_content(*t),
-                }
+                MessageBody::User { content: text_content(*t) }
             } else {
-                MessageBody::Assistant {
-                    content: text_content(*t),
-                    tool_calls: vec![],
-                    reasoning: None,
-                }
+                MessageBody::Assistant { content: text_content(*t), tool_calls: vec![], reasoning: None }
             };
             out.push(Entry::new(parent, body));
         }
@@ -175,13 +142,7 @@ mod tests {
     #[test]
     fn cuts_at_a_user_message_and_keeps_the_current_turn() {
         let long = "x".repeat(400);
-        let w = chain(&[
-            (&long, true),
-            (&long, false),
-            (&long, true),
-            (&long, false),
-            ("now", true),
-        ]);
+        let w = chain(&[(&long, true), (&long, false), (&long, true), (&long, false), ("now", true)]);
         // Budget for roughly one old turn plus the current message.
         let p = plan(&w, 260).unwrap();
         assert_eq!(p.first_kept_id, w[2].id());

@@ -18,31 +18,19 @@ pub struct Window {
 }
 
 pub fn window(path: &[Entry]) -> Window {
-    let last_compaction = path.iter().rposition(
-        |e| matches!(&e.msg.body, MessageBody::Custom { kind, .. } if kind == COMPACTION_KIND),
-    );
+    let last_compaction =
+        path.iter().rposition(|e| matches!(&e.msg.body, MessageBody::Custom { kind, .. } if kind == COMPACTION_KIND));
     let (summary, start) = match last_compaction {
         None => (None, 0),
         Some(at) => {
-            let MessageBody::Custom { payload, .. } = &path[at].msg.body else {
-                unreachable!()
-            };
-            let summary = payload
-                .get("summary")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let MessageBody::Custom { payload, .. } = &path[at].msg.body else { unreachable!() };
+            let summary = payload.get("summary").and_then(Value::as_str).map(str::to_string);
             let kept = payload.get("first_kept_id").and_then(Value::as_str);
-            let start = kept
-                .and_then(|id| path.iter().position(|e| e.id() == id))
-                .unwrap_or(at + 1);
+            let start = kept.and_then(|id| path.iter().position(|e| e.id() == id)).unwrap_or(at + 1);
             (summary, start)
         }
     };
-    let entries = path[start..]
-        .iter()
-        .filter(|e| !matches!(e.msg.body, MessageBody::Custom { .. }))
-        .cloned()
-        .collect();
+    let entries = path[start..].iter().filter(|e| !matches!(e.msg.body, MessageBody::Custom { .. })).cloned().collect();
     Window { summary, entries }
 }
 
@@ -53,11 +41,7 @@ pub fn to_model_messages(entries: &[Entry]) -> Vec<Value> {
     let mut unanswered: Vec<String> = Vec::new();
     for entry in entries {
         match &entry.msg.body {
-            MessageBody::Tool {
-                tool_call_id,
-                content,
-                ..
-            } => {
+            MessageBody::Tool { tool_call_id, content, .. } => {
                 // A result whose call is not the one being answered would be rejected.
                 if let Some(i) = unanswered.iter().position(|id| id == tool_call_id) {
                     unanswered.remove(i);
@@ -68,11 +52,7 @@ pub fn to_model_messages(entries: &[Entry]) -> Vec<Value> {
                 answer_interrupted(&mut unanswered, &mut out);
                 out.push(json!({"role": "user", "content": text_of(content)}));
             }
-            MessageBody::Assistant {
-                content,
-                tool_calls,
-                ..
-            } => {
+            MessageBody::Assistant { content, tool_calls, .. } => {
                 answer_interrupted(&mut unanswered, &mut out);
                 let text = text_of(content);
                 if tool_calls.is_empty() && text.is_empty() {
@@ -85,11 +65,8 @@ pub fn to_model_messages(entries: &[Entry]) -> Vec<Value> {
                         .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
                         .collect();
                     let mut seen = HashSet::new();
-                    unanswered = tool_calls
-                        .iter()
-                        .filter(|c| seen.insert(c.id.clone()))
-                        .map(|c| c.id.clone())
-                        .collect();
+                    unanswered =
+                        tool_calls.iter().filter(|c| seen.insert(c.id.clone())).map(|c| c.id.clone()).collect();
                 }
                 out.push(message);
             }
@@ -121,25 +98,15 @@ mod tests {
     }
 
     fn user(t: &str) -> MessageBody {
-        MessageBody::User {
-            content: text_content(t),
-        }
+        MessageBody::User { content: text_content(t) }
     }
 
     #[test]
     fn interrupted_tool_calls_get_a_result_and_orphans_are_dropped() {
-        let call = ToolCall {
-            id: "c1".into(),
-            name: "memory_insert".into(),
-            arguments: "{}".into(),
-        };
+        let call = ToolCall { id: "c1".into(), name: "memory_insert".into(), arguments: "{}".into() };
         let entries = chain(vec![
             user("hi"),
-            MessageBody::Assistant {
-                content: vec![],
-                tool_calls: vec![call],
-                reasoning: None,
-            },
+            MessageBody::Assistant { content: vec![], tool_calls: vec![call], reasoning: None },
             // The process died here; the next turn starts.
             user("are you there?"),
             MessageBody::Tool {
@@ -173,10 +140,8 @@ mod tests {
         entries.push(Entry::new(parent, user("new")));
         let w = window(&entries);
         assert_eq!(w.summary.as_deref(), Some("S"));
-        let texts: Vec<String> = to_model_messages(&w.entries)
-            .iter()
-            .map(|m| m["content"].as_str().unwrap().to_string())
-            .collect();
+        let texts: Vec<String> =
+            to_model_messages(&w.entries).iter().map(|m| m["content"].as_str().unwrap().to_string()).collect();
         assert_eq!(texts, ["kept", "new"]);
     }
 }

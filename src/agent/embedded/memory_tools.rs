@@ -64,27 +64,15 @@ pub fn apply(tool: &str, input: &Value, blocks: &[MemoryBlock]) -> Edit {
         (_, Some(b)) => b.clone(),
         (_, None) => {
             let labels: Vec<&str> = blocks.iter().map(|b| b.label.as_str()).collect();
-            return Err(format!(
-                "There is no memory block '{label}'. The blocks are: {}.",
-                labels.join(", ")
-            ));
+            return Err(format!("There is no memory block '{label}'. The blocks are: {}.", labels.join(", ")));
         }
     };
     if block.read_only {
         return Err(format!("The memory block '{label}' is read-only."));
     }
     let new_value = match tool {
-        INSERT => insert(
-            &block.value,
-            &string_arg(input, "new_str")?,
-            input.get("insert_line"),
-        )?,
-        REPLACE => replace(
-            &block.value,
-            &string_arg(input, "old_str")?,
-            &string_arg(input, "new_str")?,
-            &label,
-        )?,
+        INSERT => insert(&block.value, &string_arg(input, "new_str")?, input.get("insert_line"))?,
+        REPLACE => replace(&block.value, &string_arg(input, "old_str")?, &string_arg(input, "new_str")?, &label)?,
         RETHINK => string_arg(input, "new_memory")?,
         other => return Err(format!("{other} is not a memory tool.")),
     };
@@ -95,10 +83,7 @@ pub fn apply(tool: &str, input: &Value, blocks: &[MemoryBlock]) -> Edit {
             block.limit
         ));
     }
-    Ok(MemoryBlock {
-        value: new_value,
-        ..block
-    })
+    Ok(MemoryBlock { value: new_value, ..block })
 }
 
 pub fn success_message(block: &MemoryBlock) -> String {
@@ -111,11 +96,7 @@ pub fn success_message(block: &MemoryBlock) -> String {
 }
 
 fn insert(value: &str, new_str: &str, line: Option<&Value>) -> Result<String, String> {
-    let mut lines: Vec<&str> = if value.is_empty() {
-        Vec::new()
-    } else {
-        value.split('\n').collect()
-    };
+    let mut lines: Vec<&str> = if value.is_empty() { Vec::new() } else { value.split('\n').collect() };
     let at = match line {
         None | Some(Value::Null) => -1,
         Some(v) => v.as_i64().ok_or("insert_line must be an integer.")?,
@@ -126,10 +107,7 @@ fn insert(value: &str, new_str: &str, line: Option<&Value>) -> Result<String, St
         usize::try_from(at).map_err(|_| "insert_line must be -1 or a line number.")?
     };
     if index > lines.len() {
-        return Err(format!(
-            "insert_line {at} is past the end of the block ({} lines).",
-            lines.len()
-        ));
+        return Err(format!("insert_line {at} is past the end of the block ({} lines).", lines.len()));
     }
     lines.insert(index, new_str);
     Ok(lines.join("\n"))
@@ -140,13 +118,9 @@ fn replace(value: &str, old: &str, new: &str, label: &str) -> Result<String, Str
         return Err("old_str must not be empty.".into());
     }
     match value.matches(old).count() {
-        0 => Err(format!(
-            "old_str was not found in '{label}'; it must match the block's text exactly."
-        )),
+        0 => Err(format!("old_str was not found in '{label}'; it must match the block's text exactly.")),
         1 => Ok(value.replacen(old, new, 1)),
-        n => Err(format!(
-            "old_str occurs {n} times in '{label}'; include more context so it matches once."
-        )),
+        n => Err(format!("old_str occurs {n} times in '{label}'; include more context so it matches once.")),
     }
 }
 
@@ -167,94 +141,44 @@ mod tests {
         ro.read_only = true;
         let mut small = MemoryBlock::new("small", "abc", "");
         small.limit = 5;
-        vec![
-            MemoryBlock::new("human", "Name: Ada\nLikes: tea", ""),
-            ro,
-            small,
-        ]
+        vec![MemoryBlock::new("human", "Name: Ada\nLikes: tea", ""), ro, small]
     }
 
     #[test]
     fn insert_at_end_start_and_middle() {
         let b = blocks();
         let v = |input: Value| apply(INSERT, &input, &b).unwrap().value;
-        assert_eq!(
-            v(json!({"label":"human","new_str":"City: Oslo"})),
-            "Name: Ada\nLikes: tea\nCity: Oslo"
-        );
-        assert_eq!(
-            v(json!({"label":"human","new_str":"#","insert_line":0})),
-            "#\nName: Ada\nLikes: tea"
-        );
-        assert_eq!(
-            v(json!({"label":"human","new_str":"#","insert_line":1})),
-            "Name: Ada\n#\nLikes: tea"
-        );
-        assert!(apply(
-            INSERT,
-            &json!({"label":"human","new_str":"#","insert_line":9}),
-            &b
-        )
-        .unwrap_err()
-        .contains("past the end"));
+        assert_eq!(v(json!({"label":"human","new_str":"City: Oslo"})), "Name: Ada\nLikes: tea\nCity: Oslo");
+        assert_eq!(v(json!({"label":"human","new_str":"#","insert_line":0})), "#\nName: Ada\nLikes: tea");
+        assert_eq!(v(json!({"label":"human","new_str":"#","insert_line":1})), "Name: Ada\n#\nLikes: tea");
+        assert!(apply(INSERT, &json!({"label":"human","new_str":"#","insert_line":9}), &b)
+            .unwrap_err()
+            .contains("past the end"));
     }
 
     #[test]
     fn replace_needs_exactly_one_match() {
         let b = blocks();
-        let r = apply(
-            REPLACE,
-            &json!({"label":"human","old_str":"tea","new_str":"coffee"}),
-            &b,
-        )
-        .unwrap();
+        let r = apply(REPLACE, &json!({"label":"human","old_str":"tea","new_str":"coffee"}), &b).unwrap();
         assert_eq!(r.value, "Name: Ada\nLikes: coffee");
-        assert!(apply(
-            REPLACE,
-            &json!({"label":"human","old_str":"milk","new_str":"x"}),
-            &b
-        )
-        .unwrap_err()
-        .contains("not found"));
-        assert!(apply(
-            REPLACE,
-            &json!({"label":"human","old_str":"a","new_str":"x"}),
-            &b
-        )
-        .unwrap_err()
-        .contains("times"));
+        assert!(apply(REPLACE, &json!({"label":"human","old_str":"milk","new_str":"x"}), &b)
+            .unwrap_err()
+            .contains("not found"));
+        assert!(apply(REPLACE, &json!({"label":"human","old_str":"a","new_str":"x"}), &b)
+            .unwrap_err()
+            .contains("times"));
     }
 
     #[test]
     fn limits_read_only_and_unknown_labels_are_tool_errors() {
         let b = blocks();
-        assert!(apply(
-            RETHINK,
-            &json!({"label":"small","new_memory":"toolong"}),
-            &b
-        )
-        .unwrap_err()
-        .contains("limit of 5"));
-        assert!(
-            apply(RETHINK, &json!({"label":"rules","new_memory":"x"}), &b)
-                .unwrap_err()
-                .contains("read-only")
-        );
-        assert!(apply(INSERT, &json!({"label":"nope","new_str":"x"}), &b)
+        assert!(apply(RETHINK, &json!({"label":"small","new_memory":"toolong"}), &b)
             .unwrap_err()
-            .contains("human, rules, small"));
-        assert!(apply(INSERT, &json!({"label":"human"}), &b)
-            .unwrap_err()
-            .contains("new_str is required"));
-        let created = apply(
-            RETHINK,
-            &json!({"label":"project","new_memory":"switchboard"}),
-            &b,
-        )
-        .unwrap();
-        assert_eq!(
-            (created.label.as_str(), created.value.as_str()),
-            ("project", "switchboard")
-        );
+            .contains("limit of 5"));
+        assert!(apply(RETHINK, &json!({"label":"rules","new_memory":"x"}), &b).unwrap_err().contains("read-only"));
+        assert!(apply(INSERT, &json!({"label":"nope","new_str":"x"}), &b).unwrap_err().contains("human, rules, small"));
+        assert!(apply(INSERT, &json!({"label":"human"}), &b).unwrap_err().contains("new_str is required"));
+        let created = apply(RETHINK, &json!({"label":"project","new_memory":"switchboard"}), &b).unwrap();
+        assert_eq!((created.label.as_str(), created.value.as_str()), ("project", "switchboard"));
     }
 }

@@ -15,14 +15,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::agent::{
-    AgentBackend, AgentDetails, AgentError, CreateAgentOptions, MessagePage, PageRequest, Session,
-    SessionOptions, TurnRequest, TurnRunner,
+    AgentBackend, AgentDetails, AgentError, CreateAgentOptions, MessagePage, PageRequest, Session, SessionOptions,
+    TurnRequest, TurnRunner,
 };
 use crate::config::Settings;
 use crate::policy::{BasePolicy, CanUseTool, ToolContext};
-use crate::store::{
-    blocking, now_ms, AgentRecord, ConversationRecord, Entry, MemoryBlock, Store, SystemPrompt,
-};
+use crate::store::{blocking, now_ms, AgentRecord, ConversationRecord, Entry, MemoryBlock, Store, SystemPrompt};
 use llm::LlmClient;
 
 const DEFAULT_AGENT_KEY: &str = "default_agent";
@@ -44,10 +42,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn conversation_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .conversation_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut locks = self.conversation_locks.lock().unwrap_or_else(|p| p.into_inner());
         // Drop locks nobody holds so the map does not grow with every conversation ever seen.
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
         locks.entry(id.to_string()).or_default().clone()
@@ -57,12 +52,14 @@ impl Inner {
 impl EmbeddedBackend {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> EmbeddedBackend {
         let llm = LlmClient::new(&settings.llm);
+        let policy =
+            Arc::new(BasePolicy { disallowed_tools: settings.agent.disallowed_tools.clone(), ..BasePolicy::default() });
         EmbeddedBackend {
             inner: Arc::new(Inner {
                 store,
                 settings,
                 llm,
-                policy: Arc::new(BasePolicy::default()),
+                policy,
                 memory_lock: Arc::default(),
                 create_lock: tokio::sync::Mutex::new(()),
                 conversation_locks: Mutex::default(),
@@ -82,18 +79,10 @@ impl EmbeddedBackend {
         let owned = id.to_string();
         blocking(self.store(), move |s| s.agent(&owned))
             .await?
-            .ok_or_else(|| AgentError::NotFound {
-                kind: "agent",
-                id: id.to_string(),
-            })
+            .ok_or_else(|| AgentError::NotFound { kind: "agent", id: id.to_string() })
     }
 
-    fn session(
-        &self,
-        agent_id: String,
-        conversation_id: String,
-        options: SessionOptions,
-    ) -> Session {
+    fn session(&self, agent_id: String, conversation_id: String, options: SessionOptions) -> Session {
         let context = ToolContext {
             agent_id: agent_id.clone(),
             conversation_id: conversation_id.clone(),
@@ -103,9 +92,7 @@ impl EmbeddedBackend {
         };
         let runner = SessionRunner {
             inner: self.inner.clone(),
-            policy: options
-                .can_use_tool
-                .unwrap_or_else(|| self.inner.policy.clone()),
+            policy: options.can_use_tool.unwrap_or_else(|| self.inner.policy.clone()),
             context,
         };
         Session::new(agent_id, conversation_id, Arc::new(runner))
@@ -133,12 +120,7 @@ struct SessionRunner {
 
 impl TurnRunner for SessionRunner {
     fn start_turn(&self, request: TurnRequest) {
-        tokio::spawn(turn::run(
-            self.inner.clone(),
-            self.policy.clone(),
-            self.context.clone(),
-            request,
-        ));
+        tokio::spawn(turn::run(self.inner.clone(), self.policy.clone(), self.context.clone(), request));
     }
 }
 
@@ -152,14 +134,8 @@ impl AgentBackend for EmbeddedBackend {
             name: options.name.unwrap_or_else(|| defaults.name.clone()),
             model: options.model,
             system_prompt: SystemPrompt::from_setting(
-                options
-                    .system_prompt
-                    .as_deref()
-                    .unwrap_or(&defaults.system_prompt),
-                options
-                    .system_prompt_append
-                    .as_deref()
-                    .unwrap_or(&defaults.system_prompt_append),
+                options.system_prompt.as_deref().unwrap_or(&defaults.system_prompt),
+                options.system_prompt_append.as_deref().unwrap_or(&defaults.system_prompt_append),
             ),
             default_conversation: format!("conv-{}", uuid::Uuid::new_v4()),
             created_at: now,
@@ -231,10 +207,7 @@ impl AgentBackend for EmbeddedBackend {
         if blocking(self.store(), move |s| s.delete_agent(&owned)).await? {
             Ok(())
         } else {
-            Err(AgentError::NotFound {
-                kind: "agent",
-                id: id.to_string(),
-            })
+            Err(AgentError::NotFound { kind: "agent", id: id.to_string() })
         }
     }
 
@@ -248,10 +221,7 @@ impl AgentBackend for EmbeddedBackend {
         if let Some(agent) = current {
             return Ok(agent);
         }
-        let created = self
-            .create_agent(CreateAgentOptions::default())
-            .await?
-            .agent;
+        let created = self.create_agent(CreateAgentOptions::default()).await?.agent;
         let id = created.id.clone();
         blocking(self.store(), move |s| s.put_meta(DEFAULT_AGENT_KEY, &id)).await?;
         Ok(created)
@@ -263,18 +233,10 @@ impl AgentBackend for EmbeddedBackend {
             .blocks
             .into_iter()
             .find(|b| b.label == label)
-            .ok_or_else(|| AgentError::NotFound {
-                kind: "memory block",
-                id: label.to_string(),
-            })
+            .ok_or_else(|| AgentError::NotFound { kind: "memory block", id: label.to_string() })
     }
 
-    async fn set_memory_block(
-        &self,
-        agent_id: &str,
-        label: &str,
-        value: &str,
-    ) -> Result<MemoryBlock, AgentError> {
+    async fn set_memory_block(&self, agent_id: &str, label: &str, value: &str) -> Result<MemoryBlock, AgentError> {
         let _guard = self.inner.memory_lock.lock().await;
         let details = self.agent(agent_id).await?;
         let mut block = details
@@ -295,21 +257,13 @@ impl AgentBackend for EmbeddedBackend {
         Ok(block)
     }
 
-    async fn create_session(
-        &self,
-        agent_id: &str,
-        options: SessionOptions,
-    ) -> Result<Session, AgentError> {
+    async fn create_session(&self, agent_id: &str, options: SessionOptions) -> Result<Session, AgentError> {
         let agent = self.require_agent(agent_id).await?;
         let conversation = self.new_conversation(&agent.id).await?;
         Ok(self.session(agent.id, conversation.id, options))
     }
 
-    async fn resume_session(
-        &self,
-        id: &str,
-        options: SessionOptions,
-    ) -> Result<Session, AgentError> {
+    async fn resume_session(&self, id: &str, options: SessionOptions) -> Result<Session, AgentError> {
         if id.starts_with("conv-") {
             let conversation = self.conversation(id).await?;
             return Ok(self.session(conversation.agent_id, conversation.id, options));
@@ -338,16 +292,10 @@ impl AgentBackend for EmbeddedBackend {
         let owned = id.to_string();
         blocking(self.store(), move |s| s.conversation(&owned))
             .await?
-            .ok_or_else(|| AgentError::NotFound {
-                kind: "conversation",
-                id: id.to_string(),
-            })
+            .ok_or_else(|| AgentError::NotFound { kind: "conversation", id: id.to_string() })
     }
 
-    async fn list_conversations(
-        &self,
-        agent_id: Option<&str>,
-    ) -> Result<Vec<ConversationRecord>, AgentError> {
+    async fn list_conversations(&self, agent_id: Option<&str>) -> Result<Vec<ConversationRecord>, AgentError> {
         if let Some(id) = agent_id {
             self.require_agent(id).await?;
         }
@@ -355,28 +303,19 @@ impl AgentBackend for EmbeddedBackend {
         Ok(blocking(self.store(), move |s| s.conversations(owned.as_deref())).await?)
     }
 
-    async fn list_messages(
-        &self,
-        conversation_id: &str,
-        page: PageRequest,
-    ) -> Result<MessagePage, AgentError> {
+    async fn list_messages(&self, conversation_id: &str, page: PageRequest) -> Result<MessagePage, AgentError> {
         let entries = self.export_conversation(conversation_id).await?;
         let end = match &page.before {
             None => entries.len(),
             Some(cursor) => entries
                 .iter()
                 .position(|e| e.id() == cursor)
-                .ok_or_else(|| {
-                    AgentError::Invalid(format!("{cursor} is not a message of this conversation"))
-                })?,
+                .ok_or_else(|| AgentError::Invalid(format!("{cursor} is not a message of this conversation")))?,
         };
         let start = end.saturating_sub(page.limit.max(1));
         let messages = entries[start..end].to_vec();
         let next_before = (start > 0).then(|| entries[start].id().to_string());
-        Ok(MessagePage {
-            messages,
-            next_before,
-        })
+        Ok(MessagePage { messages, next_before })
     }
 
     async fn export_conversation(&self, id: &str) -> Result<Vec<Entry>, AgentError> {
@@ -386,11 +325,7 @@ impl AgentBackend for EmbeddedBackend {
         Ok(entries.into_iter().map(|(_, e)| e).collect())
     }
 
-    async fn import_conversation(
-        &self,
-        agent_id: &str,
-        entries: Vec<Entry>,
-    ) -> Result<ConversationRecord, AgentError> {
+    async fn import_conversation(&self, agent_id: &str, entries: Vec<Entry>) -> Result<ConversationRecord, AgentError> {
         self.require_agent(agent_id).await?;
         let conversation = self.new_conversation(agent_id).await?;
         let id = conversation.id.clone();

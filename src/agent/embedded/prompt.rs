@@ -18,22 +18,12 @@ something from the person, ask in plain text in your reply and wait for their an
 
 Reply in plain text or light Markdown, concisely.";
 
-const MINIMAL_PRESET: &str =
-    "You are {name}, a helpful assistant. Your persistent memory is in <memory_blocks>.";
+const MINIMAL_PRESET: &str = "You are {name}, a helpful assistant. Your persistent memory is in <memory_blocks>.";
 
-pub fn render(
-    name: &str,
-    prompt: &SystemPrompt,
-    blocks: &[MemoryBlock],
-    summary: Option<&str>,
-) -> String {
+pub fn render(name: &str, prompt: &SystemPrompt, blocks: &[MemoryBlock], summary: Option<&str>) -> String {
     let (base, append) = match prompt {
         SystemPrompt::Preset { preset, append } => {
-            let text = if preset == "minimal" {
-                MINIMAL_PRESET
-            } else {
-                DEFAULT_PRESET
-            };
+            let text = if preset == "minimal" { MINIMAL_PRESET } else { DEFAULT_PRESET };
             (text.replace("{name}", name), append)
         }
         SystemPrompt::Custom { text, append } => (text.clone(), append),
@@ -46,9 +36,7 @@ pub fn render(
     out.push_str("\n\n");
     out.push_str(&render_blocks(blocks));
     if let Some(summary) = summary {
-        out.push_str(
-            "\n\n<conversation_summary>\nEarlier turns of this conversation, summarised:\n",
-        );
+        out.push_str("\n\n<conversation_summary>\nEarlier turns of this conversation, summarised:\n");
         out.push_str(summary.trim());
         out.push_str("\n</conversation_summary>");
     }
@@ -79,10 +67,7 @@ mod tests {
     #[test]
     fn renders_preset_append_blocks_and_summary() {
         let blocks = [MemoryBlock::new("human", "Name: Ada", "About the person")];
-        let p = SystemPrompt::Preset {
-            preset: "default".into(),
-            append: "Always answer in French.".into(),
-        };
+        let p = SystemPrompt::Preset { preset: "default".into(), append: "Always answer in French.".into() };
         let text = render("Sam", &p, &blocks, Some("They talked about tea."));
         assert!(text.starts_with("You are Sam"));
         assert!(text.contains("Always answer in French."));
@@ -91,10 +76,7 @@ mod tests {
         assert!(text.contains("Name: Ada"));
         assert!(text.contains("<conversation_summary>") && text.contains("They talked about tea."));
 
-        let custom = SystemPrompt::Custom {
-            text: "Be a pirate.".into(),
-            append: String::new(),
-        };
+        let custom = SystemPrompt::Custom { text: "Be a pirate.".into(), append: String::new() };
         let text = render("Sam", &custom, &[], None);
         assert!(text.starts_with("Be a pirate.\n\n<memory_blocks>"));
         assert!(!text.contains("conversation_summary"));

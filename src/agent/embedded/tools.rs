@@ -16,17 +16,11 @@ pub struct ToolOutcome {
 
 impl ToolOutcome {
     pub fn ok(content: impl Into<String>) -> Self {
-        ToolOutcome {
-            content: content.into(),
-            is_error: false,
-        }
+        ToolOutcome { content: content.into(), is_error: false }
     }
 
     pub fn error(content: impl Into<String>) -> Self {
-        ToolOutcome {
-            content: content.into(),
-            is_error: true,
-        }
+        ToolOutcome { content: content.into(), is_error: true }
     }
 }
 
@@ -72,22 +66,14 @@ pub fn definitions() -> Vec<Value> {
 }
 
 pub fn names() -> Vec<String> {
-    definitions()
-        .iter()
-        .filter_map(|d| d["function"]["name"].as_str().map(str::to_string))
-        .collect()
+    definitions().iter().filter_map(|d| d["function"]["name"].as_str().map(str::to_string)).collect()
 }
 
 pub async fn run(env: &ToolEnv, name: &str, input: Value) -> ToolOutcome {
     match name {
-        memory_tools::INSERT | memory_tools::REPLACE | memory_tools::RETHINK => {
-            run_memory(env, name, input).await
-        }
+        memory_tools::INSERT | memory_tools::REPLACE | memory_tools::RETHINK => run_memory(env, name, input).await,
         ASK_USER_QUESTION => ToolOutcome::error(crate::policy::DEFAULT_ASK_USER_QUESTION_MESSAGE),
-        other => ToolOutcome::error(format!(
-            "There is no tool named {other}. The tools are: {}.",
-            names().join(", ")
-        )),
+        other => ToolOutcome::error(format!("There is no tool named {other}. The tools are: {}.", names().join(", "))),
     }
 }
 

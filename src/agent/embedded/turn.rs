@@ -37,12 +37,7 @@ struct Turn {
     last_text: Option<String>,
 }
 
-pub(super) async fn run(
-    inner: Arc<Inner>,
-    policy: Arc<dyn CanUseTool>,
-    context: ToolContext,
-    request: TurnRequest,
-) {
+pub(super) async fn run(inner: Arc<Inner>, policy: Arc<dyn CanUseTool>, context: ToolContext, request: TurnRequest) {
     let started = Instant::now();
     // One turn at a time per conversation; a second session waits its turn.
     let lock = inner.conversation_lock(&request.conversation_id);
@@ -50,16 +45,8 @@ pub(super) async fn run(
         guard = lock.lock_owned() => Some(guard),
         _ = request.cancel.cancelled() => None,
     };
-    let mut turn = Turn {
-        inner,
-        policy,
-        context,
-        request,
-        head: None,
-        usage: Usage::default(),
-        steps: 0,
-        last_text: None,
-    };
+    let mut turn =
+        Turn { inner, policy, context, request, head: None, usage: Usage::default(), steps: 0, last_text: None };
     let outcome = match guard {
         Some(_) => turn.drive().await,
         None => Ok(StopReason::Cancelled),
@@ -89,10 +76,7 @@ impl Turn {
         let agent = blocking(&self.inner.store, move |s| s.agent(&agent_id))
             .await?
             .ok_or_else(|| Failure("the agent no longer exists".into()))?;
-        let model = agent
-            .model
-            .clone()
-            .unwrap_or_else(|| self.inner.settings.llm.model.clone());
+        let model = agent.model.clone().unwrap_or_else(|| self.inner.settings.llm.model.clone());
         self.emit(SdkMessage::Init {
             agent_id: agent.id.clone(),
             conversation_id: self.request.conversation_id.clone(),
@@ -104,10 +88,7 @@ impl Turn {
         let entries = blocking(&self.inner.store, move |s| s.entries(&conversation_id)).await?;
         self.head = head_id(&entries);
         let input = self.request.input.clone();
-        self.append(MessageBody::User {
-            content: text_content(input),
-        })
-        .await?;
+        self.append(MessageBody::User { content: text_content(input) }).await?;
 
         loop {
             if self.request.cancel.is_cancelled() {
@@ -126,12 +107,7 @@ impl Turn {
                 };
                 let _ = events.send(SdkMessage::StreamEvent { event });
             };
-            let reply = match self
-                .inner
-                .llm
-                .complete(&chat, &mut forward, &self.request.cancel)
-                .await
-            {
+            let reply = match self.inner.llm.complete(&chat, &mut forward, &self.request.cancel).await {
                 Ok(reply) => reply,
                 Err(LlmError::Cancelled) => return Ok(StopReason::Cancelled),
                 Err(e) => {
@@ -142,11 +118,7 @@ impl Turn {
             self.usage.add(reply.usage);
             let reasoning = (!reply.reasoning.is_empty()).then(|| reply.reasoning.clone());
             self.append(MessageBody::Assistant {
-                content: if reply.text.is_empty() {
-                    Vec::new()
-                } else {
-                    text_content(reply.text.clone())
-                },
+                content: if reply.text.is_empty() { Vec::new() } else { text_content(reply.text.clone()) },
                 tool_calls: reply.tool_calls.clone(),
                 reasoning: reasoning.clone(),
             })
@@ -155,9 +127,7 @@ impl Turn {
                 self.emit(SdkMessage::Reasoning { content });
             }
             if !reply.text.is_empty() {
-                self.emit(SdkMessage::Assistant {
-                    content: reply.text.clone(),
-                });
+                self.emit(SdkMessage::Assistant { content: reply.text.clone() });
                 self.last_text = Some(reply.text);
             }
             if reply.tool_calls.is_empty() {
@@ -188,24 +158,15 @@ impl Turn {
     /// The request for the next model call, compacting first when it would be too big.
     async fn prepare(&mut self, agent: &AgentRecord, model: &str) -> Result<ChatRequest, Failure> {
         let settings = &self.inner.settings;
-        let trigger =
-            (settings.llm.context_window as f64 * settings.agent.compaction_threshold) as u64;
+        let trigger = (settings.llm.context_window as f64 * settings.agent.compaction_threshold) as u64;
         let mut compacted = false;
         loop {
-            let (agent_id, conversation_id) =
-                (agent.id.clone(), self.request.conversation_id.clone());
-            let (blocks, entries) = blocking(&self.inner.store, move |s| {
-                Ok((s.blocks(&agent_id)?, s.entries(&conversation_id)?))
-            })
-            .await?;
+            let (agent_id, conversation_id) = (agent.id.clone(), self.request.conversation_id.clone());
+            let (blocks, entries) =
+                blocking(&self.inner.store, move |s| Ok((s.blocks(&agent_id)?, s.entries(&conversation_id)?))).await?;
             let path = active_path(&entries);
             let window = history::window(&path);
-            let system = prompt::render(
-                &agent.name,
-                &agent.system_prompt,
-                &blocks,
-                window.summary.as_deref(),
-            );
+            let system = prompt::render(&agent.name, &agent.system_prompt, &blocks, window.summary.as_deref());
             let messages = history::to_model_messages(&window.entries);
             let tools = tools::definitions();
             let estimate = compaction::estimate_tokens(&system, &messages, &tools);
@@ -214,18 +175,13 @@ impl Turn {
                 let keep_budget = trigger.saturating_sub(fixed) / 2;
                 if let Some(plan) = compaction::plan(&window.entries, keep_budget) {
                     compacted = true;
-                    self.compact(model, window.summary.as_deref(), plan, estimate)
-                        .await?;
+                    self.compact(model, window.summary.as_deref(), plan, estimate).await?;
                     continue;
                 }
             }
             let mut all = vec![serde_json::json!({"role": "system", "content": system})];
             all.extend(messages);
-            return Ok(ChatRequest {
-                model: model.to_string(),
-                messages: all,
-                tools,
-            });
+            return Ok(ChatRequest { model: model.to_string(), messages: all, tools });
         }
     }
 
@@ -240,20 +196,11 @@ impl Turn {
     ) -> Result<(), Failure> {
         let max_chars = (self.inner.settings.llm.context_window as usize).saturating_mul(2);
         let request = compaction::summary_request(model, previous, &plan.summarize, max_chars);
-        let reply = self
-            .inner
-            .llm
-            .complete(&request, &mut |_| {}, &self.request.cancel)
-            .await;
+        let reply = self.inner.llm.complete(&request, &mut |_| {}, &self.request.cancel).await;
         match reply {
             Ok(reply) if !reply.text.trim().is_empty() => {
                 self.usage.add(reply.usage);
-                let entry = compaction::compaction_entry(
-                    self.head.clone(),
-                    reply.text.trim(),
-                    &plan,
-                    estimate,
-                );
+                let entry = compaction::compaction_entry(self.head.clone(), reply.text.trim(), &plan, estimate);
                 self.store_entry(entry).await?;
                 tracing::info!(conversation = %self.request.conversation_id, summarized = plan.summarize.len(), "conversation compacted");
             }
@@ -274,19 +221,13 @@ impl Turn {
         self.emit(SdkMessage::ToolCall {
             tool_call_id: call.id.clone(),
             tool_name: call.name.clone(),
-            tool_input: parsed
-                .clone()
-                .unwrap_or_else(|_| Value::String(call.arguments.clone())),
+            tool_input: parsed.clone().unwrap_or_else(|_| Value::String(call.arguments.clone())),
         });
         let input = match parsed {
             Ok(input) => input,
             Err(message) => return ToolOutcome::error(message),
         };
-        let outcome = match self
-            .policy
-            .can_use_tool(&call.name, &input, &self.context)
-            .await
-        {
+        let outcome = match self.policy.can_use_tool(&call.name, &input, &self.context).await {
             PermissionDecision::Allow { updated_input } => {
                 let env = ToolEnv {
                     store: self.inner.store.clone(),
@@ -308,10 +249,7 @@ impl Turn {
     async fn store_entry(&mut self, entry: Entry) -> Result<(), Failure> {
         let id = entry.id().to_string();
         let conversation_id = self.request.conversation_id.clone();
-        blocking(&self.inner.store, move |s| {
-            s.append_entry(&conversation_id, &entry)
-        })
-        .await?;
+        blocking(&self.inner.store, move |s| s.append_entry(&conversation_id, &entry)).await?;
         self.head = Some(id);
         Ok(())
     }

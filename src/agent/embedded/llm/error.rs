@@ -9,11 +9,7 @@ pub enum LlmError {
     #[error("the model endpoint did not answer within {secs} s")]
     Timeout { secs: u64 },
     #[error("{}", describe_status(*status, detail))]
-    Status {
-        status: u16,
-        detail: String,
-        retry_after: Option<Duration>,
-    },
+    Status { status: u16, detail: String, retry_after: Option<Duration> },
     #[error("the model endpoint sent a malformed response: {0}")]
     Malformed(String),
     #[error("the model endpoint reported an error: {0}")]
@@ -55,15 +51,10 @@ fn describe_status(status: u16, detail: &str) -> String {
 
 /// The useful part of an error body: OpenAI's `error.message`, else a short excerpt.
 pub fn error_detail(body: &str) -> String {
-    let from_json = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            let e = v.get("error")?;
-            e.get("message")
-                .and_then(|m| m.as_str())
-                .or_else(|| e.as_str())
-                .map(str::to_string)
-        });
+    let from_json = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| {
+        let e = v.get("error")?;
+        e.get("message").and_then(|m| m.as_str()).or_else(|| e.as_str()).map(str::to_string)
+    });
     excerpt(&from_json.unwrap_or_else(|| body.trim().to_string()), 200)
 }
 
@@ -72,21 +63,13 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
     if single_line.chars().count() <= max_chars {
         single_line
     } else {
-        format!(
-            "{}…",
-            single_line.chars().take(max_chars).collect::<String>()
-        )
+        format!("{}…", single_line.chars().take(max_chars).collect::<String>())
     }
 }
 
 /// `Retry-After` in seconds (HTTP dates are rare from model endpoints and ignored).
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
-    value?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    value?.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]
@@ -101,26 +84,13 @@ mod tests {
             retry_after: None,
         };
         assert!(e.is_retryable());
-        assert_eq!(
-            e.to_string(),
-            "the model endpoint answered HTTP 503: overloaded"
-        );
-        let e = LlmError::Status {
-            status: 401,
-            detail: String::new(),
-            retry_after: None,
-        };
+        assert_eq!(e.to_string(), "the model endpoint answered HTTP 503: overloaded");
+        let e = LlmError::Status { status: 401, detail: String::new(), retry_after: None };
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("API_KEY"));
         assert!(!LlmError::Malformed("x".into()).is_retryable());
         assert_eq!(parse_retry_after(Some("2")), Some(Duration::from_secs(2)));
-        assert_eq!(
-            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
-            None
-        );
-        assert_eq!(
-            excerpt(&"x".repeat(300), 10),
-            format!("{}…", "x".repeat(10))
-        );
+        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(excerpt(&"x".repeat(300), 10), format!("{}…", "x".repeat(10)));
     }
 }

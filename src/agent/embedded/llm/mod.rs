@@ -47,10 +47,7 @@ struct Failed {
 
 impl From<LlmError> for Failed {
     fn from(error: LlmError) -> Self {
-        Failed {
-            error,
-            emitted: false,
-        }
+        Failed { error, emitted: false }
     }
 }
 
@@ -105,11 +102,7 @@ impl LlmClient {
             if failed.emitted || !failed.error.is_retryable() || attempt >= self.max_retries {
                 return Err(failed.error);
             }
-            let wait = failed
-                .error
-                .retry_after()
-                .unwrap_or(FIRST_BACKOFF * 2u32.pow(attempt))
-                .min(MAX_RETRY_WAIT);
+            let wait = failed.error.retry_after().unwrap_or(FIRST_BACKOFF * 2u32.pow(attempt)).min(MAX_RETRY_WAIT);
             tracing::warn!(attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %failed.error, "model call failed; retrying");
             tokio::select! {
                 _ = cancel.cancelled() => return Err(LlmError::Cancelled),
@@ -119,35 +112,18 @@ impl LlmClient {
         }
     }
 
-    async fn attempt(
-        &self,
-        body: &Value,
-        on_delta: &mut (dyn FnMut(Delta) + Send),
-    ) -> Result<ModelReply, Failed> {
+    async fn attempt(&self, body: &Value, on_delta: &mut (dyn FnMut(Delta) + Send)) -> Result<ModelReply, Failed> {
         let url = format!("{}/chat/completions", self.base_url);
         let mut request = self.http.post(&url).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let response = self
-            .within(request.send())
-            .await?
-            .map_err(|e| self.transport_error(e))?;
+        let response = self.within(request.send()).await?.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         if !status.is_success() {
-            let retry_after = parse_retry_after(
-                response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok()),
-            );
+            let retry_after = parse_retry_after(response.headers().get("retry-after").and_then(|v| v.to_str().ok()));
             let text = self.within(response.text()).await?.unwrap_or_default();
-            return Err(LlmError::Status {
-                status: status.as_u16(),
-                detail: error_detail(&text),
-                retry_after,
-            }
-            .into());
+            return Err(LlmError::Status { status: status.as_u16(), detail: error_detail(&text), retry_after }.into());
         }
         let is_json = response
             .headers()
@@ -156,10 +132,7 @@ impl LlmClient {
             .is_some_and(|v| v.starts_with("application/json"));
         let mut builder = ReplyBuilder::default();
         if is_json {
-            let text = self
-                .within(response.text())
-                .await?
-                .map_err(|e| self.transport_error(e))?;
+            let text = self.within(response.text()).await?.map_err(|e| self.transport_error(e))?;
             let value: Value = serde_json::from_str(&text)
                 .map_err(|_| LlmError::Malformed(format!("not JSON: {}", excerpt(&text, 120))))?;
             for delta in builder.apply_completion(&value)? {
@@ -184,14 +157,7 @@ impl LlmClient {
         let mut done = false;
         while !done {
             let payloads = match tokio::time::timeout(self.timeout, bytes.next()).await {
-                Err(_) => {
-                    return Err(fail(
-                        LlmError::Timeout {
-                            secs: self.timeout.as_secs(),
-                        },
-                        emitted,
-                    ))
-                }
+                Err(_) => return Err(fail(LlmError::Timeout { secs: self.timeout.as_secs() }, emitted)),
                 Ok(None) => {
                     done = true;
                     decoder.finish()
@@ -206,10 +172,7 @@ impl LlmClient {
                 }
                 let value: Value = serde_json::from_str(&payload).map_err(|_| {
                     fail(
-                        LlmError::Malformed(format!(
-                            "a streamed event is not JSON: {}",
-                            excerpt(&payload, 120)
-                        )),
+                        LlmError::Malformed(format!("a streamed event is not JSON: {}", excerpt(&payload, 120))),
                         emitted,
                     )
                 })?;
@@ -220,20 +183,15 @@ impl LlmClient {
             }
         }
         if !builder.started() {
-            return Err(fail(
-                LlmError::Malformed("the stream ended before any reply".into()),
-                emitted,
-            ));
+            return Err(fail(LlmError::Malformed("the stream ended before any reply".into()), emitted));
         }
         Ok(())
     }
 
     /// `GET {base_url}/models`: the model ids the endpoint serves.
     pub async fn list_models(&self) -> Result<Vec<String>, LlmError> {
-        let mut request = self
-            .http
-            .get(format!("{}/models", self.base_url))
-            .timeout(self.timeout.min(Duration::from_secs(15)));
+        let mut request =
+            self.http.get(format!("{}/models", self.base_url)).timeout(self.timeout.min(Duration::from_secs(15)));
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
@@ -241,11 +199,7 @@ impl LlmClient {
         let status = response.status();
         let text = response.text().await.map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
-            return Err(LlmError::Status {
-                status: status.as_u16(),
-                detail: error_detail(&text),
-                retry_after: None,
-            });
+            return Err(LlmError::Status { status: status.as_u16(), detail: error_detail(&text), retry_after: None });
         }
         let value: Value = serde_json::from_str(&text)
             .map_err(|_| LlmError::Malformed(format!("not JSON: {}", excerpt(&text, 120))))?;
@@ -256,38 +210,25 @@ impl LlmClient {
             .ok_or_else(|| LlmError::Malformed("the model list has no \"data\" array".into()))?;
         Ok(data
             .iter()
-            .filter_map(|m| {
-                m.get("id")
-                    .or_else(|| m.get("name"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
+            .filter_map(|m| m.get("id").or_else(|| m.get("name")).and_then(Value::as_str).map(str::to_string))
             .collect())
     }
 
     async fn within<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, Failed> {
-        tokio::time::timeout(self.timeout, work).await.map_err(|_| {
-            LlmError::Timeout {
-                secs: self.timeout.as_secs(),
-            }
-            .into()
-        })
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| LlmError::Timeout { secs: self.timeout.as_secs() }.into())
     }
 
     fn transport_error(&self, e: reqwest::Error) -> LlmError {
         if e.is_timeout() {
-            return LlmError::Timeout {
-                secs: self.timeout.as_secs(),
-            };
+            return LlmError::Timeout { secs: self.timeout.as_secs() };
         }
         // The innermost cause says what actually happened ("Connection refused").
         let mut cause: &dyn std::error::Error = &e;
         while let Some(next) = cause.source() {
             cause = next;
         }
-        LlmError::Unreachable {
-            url: self.base_url.clone(),
-            detail: excerpt(&cause.to_string(), 160),
-        }
+        LlmError::Unreachable { url: self.base_url.clone(), detail: excerpt(&cause.to_string(), 160) }
     }
 }

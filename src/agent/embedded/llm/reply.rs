@@ -49,9 +49,7 @@ impl ReplyBuilder {
         self.check_reported_error(chunk)?;
         let choices = chunk.get("choices").and_then(Value::as_array);
         if choices.is_none() && chunk.get("usage").is_none() {
-            return Err(LlmError::Malformed(
-                "a streamed chunk has neither choices nor usage".into(),
-            ));
+            return Err(LlmError::Malformed("a streamed chunk has neither choices nor usage".into()));
         }
         self.chunks += 1;
         self.take_usage(chunk);
@@ -65,11 +63,7 @@ impl ReplyBuilder {
         let Some(delta) = choice.get("delta") else {
             return Ok(deltas);
         };
-        if let Some(text) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
+        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
             self.reply.text.push_str(text);
             deltas.push(Delta::Text(text.to_string()));
         }
@@ -77,17 +71,8 @@ impl ReplyBuilder {
             self.reply.reasoning.push_str(text);
             deltas.push(Delta::Reasoning(text.to_string()));
         }
-        for (position, call) in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let index = call
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(position as u64);
+        for (position, call) in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
             let slot = self.calls.entry(index).or_default();
             if let Some(id) = call.get("id").and_then(Value::as_str) {
                 slot.id = id.to_string();
@@ -112,9 +97,8 @@ impl ReplyBuilder {
             .and_then(Value::as_array)
             .and_then(|c| c.first())
             .ok_or_else(|| LlmError::Malformed("the completion has no choices".into()))?;
-        let message = choice
-            .get("message")
-            .ok_or_else(|| LlmError::Malformed("the completion has no message".into()))?;
+        let message =
+            choice.get("message").ok_or_else(|| LlmError::Malformed("the completion has no message".into()))?;
         // Reuse the chunk path: a message looks like one big delta.
         let as_chunk = serde_json::json!({
             "choices": [{ "delta": message, "finish_reason": choice.get("finish_reason") }],
@@ -129,17 +113,9 @@ impl ReplyBuilder {
         self.reply.tool_calls = std::mem::take(&mut self.calls)
             .into_iter()
             .map(|(index, c)| ToolCall {
-                id: if c.id.is_empty() {
-                    format!("call_{index}_{}", uuid::Uuid::new_v4().simple())
-                } else {
-                    c.id
-                },
+                id: if c.id.is_empty() { format!("call_{index}_{}", uuid::Uuid::new_v4().simple()) } else { c.id },
                 name: c.name,
-                arguments: if c.arguments.trim().is_empty() {
-                    "{}".into()
-                } else {
-                    c.arguments
-                },
+                arguments: if c.arguments.trim().is_empty() { "{}".into() } else { c.arguments },
             })
             .collect();
         self.reply
@@ -151,25 +127,15 @@ impl ReplyBuilder {
         };
         let field = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
         let (prompt, completion) = (field("prompt_tokens"), field("completion_tokens"));
-        let total = usage
-            .get("total_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(prompt + completion);
-        self.reply.usage = Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: total,
-        };
+        let total = usage.get("total_tokens").and_then(Value::as_u64).unwrap_or(prompt + completion);
+        self.reply.usage = Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total };
     }
 
     fn check_reported_error(&self, value: &Value) -> Result<(), LlmError> {
         match value.get("error") {
             Some(e) if !e.is_null() => {
-                let message = e
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| e.to_string());
+                let message =
+                    e.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| e.to_string());
                 Err(LlmError::Reported(super::error::excerpt(&message, 200)))
             }
             _ => Ok(()),
@@ -180,10 +146,7 @@ impl ReplyBuilder {
 /// Servers name the reasoning field differently: `reasoning_content` (DeepSeek,
 /// vLLM, llama.cpp) or `reasoning` (OpenRouter, Ollama).
 fn reasoning_of(delta: &Value) -> Option<&str> {
-    delta
-        .get("reasoning_content")
-        .and_then(Value::as_str)
-        .or_else(|| delta.get("reasoning").and_then(Value::as_str))
+    delta.get("reasoning_content").and_then(Value::as_str).or_else(|| delta.get("reasoning").and_then(Value::as_str))
 }
 
 #[cfg(test)]
@@ -216,34 +179,14 @@ mod tests {
         ] {
             deltas.extend(b.apply_chunk(&c).unwrap());
         }
-        assert_eq!(
-            deltas,
-            [
-                Delta::Reasoning("think".into()),
-                Delta::Text("Hel".into()),
-                Delta::Text("lo".into())
-            ]
-        );
+        assert_eq!(deltas, [Delta::Reasoning("think".into()), Delta::Text("Hel".into()), Delta::Text("lo".into())]);
         let r = b.finish();
         assert_eq!(r.text, "Hello");
         assert_eq!(r.reasoning, "think");
         assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
-        assert_eq!(
-            r.usage,
-            Usage {
-                prompt_tokens: 10,
-                completion_tokens: 5,
-                total_tokens: 15
-            }
-        );
+        assert_eq!(r.usage, Usage { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 });
         assert_eq!(r.tool_calls.len(), 2);
-        assert_eq!(
-            (
-                r.tool_calls[0].id.as_str(),
-                r.tool_calls[0].arguments.as_str()
-            ),
-            ("a", "{\"x\":1}")
-        );
+        assert_eq!((r.tool_calls[0].id.as_str(), r.tool_calls[0].arguments.as_str()), ("a", "{\"x\":1}"));
         assert_eq!(r.tool_calls[1].arguments, "{\"label\":\"h\"}");
     }
 
@@ -257,13 +200,8 @@ mod tests {
         assert_eq!(b.finish().text, "hi");
 
         let mut b = ReplyBuilder::default();
-        let e = b
-            .apply_chunk(&json!({"error":{"message":"context length exceeded"}}))
-            .unwrap_err();
+        let e = b.apply_chunk(&json!({"error":{"message":"context length exceeded"}})).unwrap_err();
         assert_eq!(e, LlmError::Reported("context length exceeded".into()));
-        assert!(matches!(
-            b.apply_chunk(&json!({"foo":1})),
-            Err(LlmError::Malformed(_))
-        ));
+        assert!(matches!(b.apply_chunk(&json!({"foo":1})), Err(LlmError::Malformed(_))));
     }
 }

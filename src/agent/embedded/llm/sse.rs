@@ -38,8 +38,7 @@ impl SseDecoder {
         if line.is_empty() {
             self.dispatch(events);
         } else if let Some(value) = line.strip_prefix("data:") {
-            self.data
-                .push(value.strip_prefix(' ').unwrap_or(value).to_string());
+            self.data.push(value.strip_prefix(' ').unwrap_or(value).to_string());
         }
         // Comments (":…") and the event/id/retry fields carry nothing we use.
     }
@@ -57,18 +56,15 @@ mod tests {
 
     #[test]
     fn splits_events_across_arbitrary_chunk_boundaries() {
-        let stream = "data: {\"a\":1}\r\n\r\n: keep-alive\n\ndata: line1\ndata: line2\n\ndata: h\u{e9}llo\n\ndata: [DONE]";
+        let stream =
+            "data: {\"a\":1}\r\n\r\n: keep-alive\n\ndata: line1\ndata: line2\n\ndata: h\u{e9}llo\n\ndata: [DONE]";
         let bytes = stream.as_bytes();
         for cut in 1..bytes.len() {
             let mut d = SseDecoder::default();
             let mut got = d.push(&bytes[..cut]);
             got.extend(d.push(&bytes[cut..]));
             got.extend(d.finish());
-            assert_eq!(
-                got,
-                ["{\"a\":1}", "line1\nline2", "h\u{e9}llo", "[DONE]"],
-                "cut at {cut}"
-            );
+            assert_eq!(got, ["{\"a\":1}", "line1\nline2", "h\u{e9}llo", "[DONE]"], "cut at {cut}");
         }
     }
 }

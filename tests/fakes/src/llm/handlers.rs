@@ -35,18 +35,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn chat_completions(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
+async fn chat_completions(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
     let (body, problem) = parse_body(&raw);
-    let request = RecordedRequest {
-        path: uri.path().to_owned(),
-        headers: header_map(&headers),
-        body,
-    };
+    let request = RecordedRequest { path: uri.path().to_owned(), headers: header_map(&headers), body };
     if let Some(message) = problem {
         shared.record(request);
         return json_error(StatusCode::BAD_REQUEST, &message);
@@ -73,16 +64,10 @@ async fn not_found(uri: Uri) -> Response {
 fn parse_body(raw: &[u8]) -> (Value, Option<String>) {
     match serde_json::from_slice::<Value>(raw) {
         Ok(body @ Value::Object(_)) => (body, None),
-        Ok(body) => (
-            body,
-            Some("fake llm: request body must be a JSON object".into()),
-        ),
+        Ok(body) => (body, Some("fake llm: request body must be a JSON object".into())),
         Err(e) => {
             let text = String::from_utf8_lossy(raw).into_owned();
-            (
-                Value::String(text),
-                Some(format!("fake llm: request body is not JSON: {e}")),
-            )
+            (Value::String(text), Some(format!("fake llm: request body is not JSON: {e}")))
         }
     }
 }
@@ -120,10 +105,7 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
     match turn.reply {
         Some(reply) => respond(reply, delivery).await,
         None => match turn.fallback {
-            Fallback::Error => json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "fake llm: no scripted reply",
-            ),
+            Fallback::Error => json_error(StatusCode::INTERNAL_SERVER_ERROR, "fake llm: no scripted reply"),
             Fallback::Echo => {
                 let echo = format!("echo: {}", request.last_user_text());
                 respond(Reply::text(&echo), delivery).await
@@ -137,38 +119,18 @@ fn respond(reply: Reply, delivery: Delivery) -> BoxFuture<'static, Response> {
     async move {
         match reply {
             Reply::Text { chunks } => {
-                let completion = Completion {
-                    text: chunks,
-                    ..Completion::default()
-                };
+                let completion = Completion { text: chunks, ..Completion::default() };
                 complete(&completion, &delivery)
             }
             Reply::ToolCalls { text, calls } => {
-                let completion = Completion {
-                    text,
-                    calls,
-                    ..Completion::default()
-                };
+                let completion = Completion { text, calls, ..Completion::default() };
                 complete(&completion, &delivery)
             }
-            Reply::Reasoning {
-                field,
-                reasoning,
-                text,
-            } => {
-                let completion = Completion {
-                    reasoning_field: Some(field),
-                    reasoning,
-                    text,
-                    ..Completion::default()
-                };
+            Reply::Reasoning { field, reasoning, text } => {
+                let completion = Completion { reasoning_field: Some(field), reasoning, text, ..Completion::default() };
                 complete(&completion, &delivery)
             }
-            Reply::HttpError {
-                status,
-                retry_after,
-                body,
-            } => http_error(status, retry_after, body),
+            Reply::HttpError { status, retry_after, body } => http_error(status, retry_after, body),
             Reply::Malformed { raw } => sse_response(vec![raw], Duration::ZERO),
             Reply::Delay { delay, then } => {
                 tokio::time::sleep(delay).await;
@@ -197,10 +159,7 @@ fn sse_response(events: Vec<String>, delay: Duration) -> Response {
         }
         Ok::<_, Infallible>(event)
     });
-    let headers = [
-        (CONTENT_TYPE, "text/event-stream"),
-        (CACHE_CONTROL, "no-cache"),
-    ];
+    let headers = [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")];
     (headers, Body::from_stream(body)).into_response()
 }
 
@@ -211,9 +170,7 @@ fn http_error(status: u16, retry_after: Option<u64>, body: String) -> Response {
     };
     let mut response = (code, [(CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(secs) = retry_after {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(secs));
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

@@ -38,20 +38,12 @@ pub struct FakeLlm {
 impl FakeLlm {
     /// Binds 127.0.0.1:0 and serves on the current tokio runtime.
     pub async fn start() -> FakeLlm {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("fake llm: bind 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("fake llm: local address of bound listener");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("fake llm: bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("fake llm: local address of bound listener");
         let shared = Arc::new(Shared::default());
         let app = handlers::router(Arc::clone(&shared));
         let task = tokio::spawn(serve(listener, app));
-        FakeLlm {
-            shared,
-            addr,
-            _server: Arc::new(ServerTask(task)),
-        }
+        FakeLlm { shared, addr, _server: Arc::new(ServerTask(task)) }
     }
 
     /// `http://127.0.0.1:PORT/v1`, the OpenAI base URL clients should use.
@@ -155,10 +147,7 @@ impl Default for Shared {
             chunk_delay: Duration::ZERO,
             requests: Vec::new(),
         };
-        Shared {
-            script: Mutex::new(script),
-            seen: watch::Sender::new(0),
-        }
+        Shared { script: Mutex::new(script), seen: watch::Sender::new(0) }
     }
 }
 
@@ -184,11 +173,8 @@ impl Shared {
         let (turn, count) = {
             let mut script = self.lock();
             script.requests.push(request);
-            let turn = Turn {
-                reply: script.replies.pop_front(),
-                fallback: script.fallback,
-                chunk_delay: script.chunk_delay,
-            };
+            let turn =
+                Turn { reply: script.replies.pop_front(), fallback: script.fallback, chunk_delay: script.chunk_delay };
             (turn, script.requests.len())
         };
         self.seen.send_replace(count);
@@ -222,7 +208,5 @@ async fn serve_connection(stream: TcpStream, app: Router) {
     let _ = stream.set_nodelay(true);
     let service = TowerToHyperService::new(app);
     // An error here means the client went away mid-request; nothing to report.
-    let _ = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }

@@ -31,11 +31,7 @@ impl FakeToolCall {
     /// A call with a fresh process-unique id.
     pub fn new(name: &str, args: &Value) -> FakeToolCall {
         let n = NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed);
-        FakeToolCall {
-            id: format!("call_{n}"),
-            name: name.to_owned(),
-            arguments: args.to_string(),
-        }
+        FakeToolCall { id: format!("call_{n}"), name: name.to_owned(), arguments: args.to_string() }
     }
 }
 
@@ -45,22 +41,11 @@ pub enum Reply {
     /// Content deltas, one SSE chunk each.
     Text { chunks: Vec<String> },
     /// Optional text deltas, then the tool calls; finish_reason `tool_calls`.
-    ToolCalls {
-        text: Vec<String>,
-        calls: Vec<FakeToolCall>,
-    },
+    ToolCalls { text: Vec<String>, calls: Vec<FakeToolCall> },
     /// Reasoning deltas in `field` (`reasoning_content` or `reasoning`), then text.
-    Reasoning {
-        field: &'static str,
-        reasoning: Vec<String>,
-        text: Vec<String>,
-    },
+    Reasoning { field: &'static str, reasoning: Vec<String>, text: Vec<String> },
     /// That status with a JSON body; `Retry-After: <secs>` when set.
-    HttpError {
-        status: u16,
-        retry_after: Option<u64>,
-        body: String,
-    },
+    HttpError { status: u16, retry_after: Option<u64>, body: String },
     /// HTTP 200 `text/event-stream` whose body is exactly `raw`.
     Malformed { raw: String },
     /// Waits before responding at all.
@@ -74,9 +59,7 @@ impl Reply {
     /// `s` split into about three content chunks on char boundaries.
     pub fn text(s: &str) -> Reply {
         let parts = s.chars().count().clamp(1, 3);
-        Reply::Text {
-            chunks: split_into(s, parts),
-        }
+        Reply::Text { chunks: split_into(s, parts) }
     }
 
     /// Exactly these content chunks.
@@ -85,9 +68,7 @@ impl Reply {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Reply::Text {
-            chunks: chunks.into_iter().map(Into::into).collect(),
-        }
+        Reply::Text { chunks: chunks.into_iter().map(Into::into).collect() }
     }
 
     /// One tool call with a fresh id.
@@ -99,10 +80,7 @@ impl Reply {
     pub fn tool_calls(calls: Vec<(&str, Value)>) -> Reply {
         Reply::ToolCalls {
             text: Vec::new(),
-            calls: calls
-                .iter()
-                .map(|(name, args)| FakeToolCall::new(name, args))
-                .collect(),
+            calls: calls.iter().map(|(name, args)| FakeToolCall::new(name, args)).collect(),
         }
     }
 
@@ -135,10 +113,7 @@ impl Reply {
 
     /// This reply, sent only after `delay`.
     pub fn delayed(self, delay: Duration) -> Reply {
-        Reply::Delay {
-            delay,
-            then: Box::new(self),
-        }
+        Reply::Delay { delay, then: Box::new(self) }
     }
 }
 
@@ -184,9 +159,7 @@ mod tests {
 
     #[test]
     fn tool_call_ids_are_unique() {
-        let Reply::ToolCalls { calls, .. } =
-            Reply::tool_calls(vec![("a", json!({})), ("b", json!({"x": 1}))])
-        else {
+        let Reply::ToolCalls { calls, .. } = Reply::tool_calls(vec![("a", json!({})), ("b", json!({"x": 1}))]) else {
             panic!("expected tool calls");
         };
         assert_ne!(calls[0].id, calls[1].id);

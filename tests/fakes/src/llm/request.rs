@@ -17,10 +17,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// `body["messages"]`, or empty.
     pub fn messages(&self) -> Vec<Value> {
-        self.body["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.body["messages"].as_array().cloned().unwrap_or_default()
     }
 
     /// Text of every `role=system` message, joined by "\n" ("" if none).
@@ -78,9 +75,7 @@ impl RecordedRequest {
 
     /// A header value by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 
     fn texts_with_role(&self, role: Option<&str>) -> Vec<String> {
@@ -114,11 +109,7 @@ mod tests {
     use serde_json::json;
 
     fn request(body: Value) -> RecordedRequest {
-        RecordedRequest {
-            path: "/v1/chat/completions".into(),
-            headers: HashMap::new(),
-            body,
-        }
+        RecordedRequest { path: "/v1/chat/completions".into(), headers: HashMap::new(), body }
     }
 
     #[test]

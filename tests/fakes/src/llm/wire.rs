@@ -30,10 +30,7 @@ impl Completion {
 
     /// Everything the model "generated", for the completion token estimate.
     fn generated_chars(&self) -> usize {
-        let calls = self
-            .calls
-            .iter()
-            .map(|c| c.name.chars().count() + c.arguments.chars().count());
+        let calls = self.calls.iter().map(|c| c.name.chars().count() + c.arguments.chars().count());
         let deltas = self.reasoning.iter().chain(&self.text);
         deltas.map(|s| s.chars().count()).chain(calls).sum()
     }
@@ -50,15 +47,8 @@ pub(crate) struct Meta {
 impl Meta {
     pub fn new(model: &str, prompt_chars: usize) -> Meta {
         let n = NEXT_COMPLETION_ID.fetch_add(1, Ordering::Relaxed);
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Meta {
-            id: format!("chatcmpl-fake-{n}"),
-            created,
-            model: model.to_owned(),
-            prompt_chars,
-        }
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Meta { id: format!("chatcmpl-fake-{n}"), created, model: model.to_owned(), prompt_chars }
     }
 
     fn envelope(&self, object: &str, choices: Value) -> Map<String, Value> {
@@ -90,17 +80,11 @@ pub(crate) fn estimate_tokens(chars: usize) -> usize {
 /// The complete SSE body as separate `data: ...\n\n` events, ending with a
 /// usage chunk and `data: [DONE]`.
 pub(crate) fn sse_events(meta: &Meta, completion: &Completion) -> Vec<String> {
-    let mut events: Vec<String> = deltas(completion)
-        .into_iter()
-        .map(|delta| chunk(meta, delta, Value::Null))
-        .collect();
+    let mut events: Vec<String> = deltas(completion).into_iter().map(|delta| chunk(meta, delta, Value::Null)).collect();
     events.push(chunk(meta, json!({}), completion.finish_reason().into()));
     events.push(usage_chunk(meta, completion));
     events.push("[DONE]".to_owned());
-    events
-        .into_iter()
-        .map(|e| format!("data: {e}\n\n"))
-        .collect()
+    events.into_iter().map(|e| format!("data: {e}\n\n")).collect()
 }
 
 /// A non-streaming `chat.completion` object.
@@ -119,11 +103,7 @@ fn message(completion: &Completion) -> Value {
     let text = completion.text.concat();
     let mut message = Map::new();
     message.insert("role".into(), "assistant".into());
-    let content = if text.is_empty() && !completion.calls.is_empty() {
-        Value::Null
-    } else {
-        text.into()
-    };
+    let content = if text.is_empty() && !completion.calls.is_empty() { Value::Null } else { text.into() };
     message.insert("content".into(), content);
     if let Some(field) = completion.reasoning_field {
         message.insert(field.into(), completion.reasoning.concat().into());
@@ -165,9 +145,9 @@ fn tool_call_deltas(index: usize, call: &FakeToolCall) -> Vec<Value> {
         "function": {"name": call.name, "arguments": ""},
     }]});
     let parts = call.arguments.chars().count().clamp(2, 3);
-    let fragments = split_into(&call.arguments, parts).into_iter().map(
-        |fragment| json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}),
-    );
+    let fragments = split_into(&call.arguments, parts)
+        .into_iter()
+        .map(|fragment| json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}));
     std::iter::once(head).chain(fragments).collect()
 }
 
@@ -201,11 +181,7 @@ mod tests {
 
     #[test]
     fn short_arguments_still_stream_in_two_fragments() {
-        let call = FakeToolCall {
-            id: "call_x".into(),
-            name: "noop".into(),
-            arguments: "{}".into(),
-        };
+        let call = FakeToolCall { id: "call_x".into(), name: "noop".into(), arguments: "{}".into() };
         let deltas = tool_call_deltas(0, &call);
         assert_eq!(deltas.len(), 3);
         assert_eq!(deltas[1]["tool_calls"][0]["function"]["arguments"], "{");

@@ -25,10 +25,7 @@ impl HttpResponse {
             .split("\n\n")
             .filter(|event| !event.is_empty())
             .map(|event| {
-                event
-                    .strip_prefix("data: ")
-                    .unwrap_or_else(|| panic!("SSE event without data: {event:?}"))
-                    .to_owned()
+                event.strip_prefix("data: ").unwrap_or_else(|| panic!("SSE event without data: {event:?}")).to_owned()
             })
             .collect()
     }
@@ -36,15 +33,8 @@ impl HttpResponse {
     /// SSE payloads parsed as JSON, without the final `[DONE]`.
     pub fn sse_json(&self) -> Vec<Value> {
         let data = self.sse_data();
-        assert_eq!(
-            data.last().map(String::as_str),
-            Some("[DONE]"),
-            "stream ends with [DONE]"
-        );
-        data[..data.len() - 1]
-            .iter()
-            .map(|d| serde_json::from_str(d).expect("SSE chunk is JSON"))
-            .collect()
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "stream ends with [DONE]");
+        data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).expect("SSE chunk is JSON")).collect()
     }
 }
 
@@ -62,19 +52,10 @@ pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &st
     request
 }
 
-pub async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> HttpResponse {
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).await.expect("connect to fake");
     let request = raw_request(method, path, headers, body);
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
+    stream.write_all(request.as_bytes()).await.expect("write request");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read response");
     parse(&raw)
@@ -94,29 +75,18 @@ fn parse(raw: &[u8]) -> HttpResponse {
     let head = std::str::from_utf8(&raw[..split]).expect("UTF-8 response head");
     let mut lines = head.split("\r\n");
     let status_line = lines.next().expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
     let headers: HashMap<String, String> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
         .collect();
     let payload = &raw[split + 4..];
-    let body = if headers
-        .get("transfer-encoding")
-        .is_some_and(|te| te == "chunked")
-    {
+    let body = if headers.get("transfer-encoding").is_some_and(|te| te == "chunked") {
         dechunk(payload)
     } else {
         payload.to_vec()
     };
-    HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8(body).expect("UTF-8 body"),
-    }
+    HttpResponse { status, headers, body: String::from_utf8(body).expect("UTF-8 body") }
 }
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {

@@ -26,10 +26,7 @@ fn chat_body(user: &str, stream: bool) -> Value {
 
 /// Concatenates every `delta[field]` string of the streamed chunks.
 fn concat_delta(chunks: &[Value], field: &str) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"][field].as_str())
-        .collect()
+    chunks.iter().filter_map(|c| c["choices"][0]["delta"][field].as_str()).collect()
 }
 
 #[tokio::test]
@@ -42,27 +39,16 @@ async fn streamed_text_arrives_in_chunks_and_ends_with_done() {
     assert_eq!(response.status, 200);
     assert_eq!(response.headers["content-type"], "text/event-stream");
     let chunks = response.sse_json();
-    let content_chunks = chunks
-        .iter()
-        .filter(|c| {
-            c["choices"][0]["delta"]["content"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty())
-        })
-        .count();
+    let content_chunks =
+        chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|s| !s.is_empty())).count();
     assert_eq!(content_chunks, 3);
-    assert_eq!(
-        concat_delta(&chunks, "content"),
-        "Hello there, streaming world!"
-    );
+    assert_eq!(concat_delta(&chunks, "content"), "Hello there, streaming world!");
 
     let first = &chunks[0];
     assert_eq!(first["object"], "chat.completion.chunk");
     assert_eq!(first["model"], "test-model");
     assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
-    assert!(first["id"]
-        .as_str()
-        .is_some_and(|id| id.starts_with("chatcmpl-fake-")));
+    assert!(first["id"].as_str().is_some_and(|id| id.starts_with("chatcmpl-fake-")));
     assert!(chunks.iter().all(|c| c["id"] == first["id"]));
 
     let finish = &chunks[chunks.len() - 2];
@@ -82,21 +68,14 @@ async fn streamed_tool_call_arguments_reassemble_to_original_json() {
     let llm = FakeLlm::start().await;
     let weather = json!({"city": "Zürich", "units": "metric", "days": [1, 2]});
     let clock = json!({});
-    llm.push(Reply::tool_calls(vec![
-        ("get_weather", weather.clone()),
-        ("clock", clock.clone()),
-    ]));
+    llm.push(Reply::tool_calls(vec![("get_weather", weather.clone()), ("clock", clock.clone())]));
 
     let response = post_json(llm.addr(), CHAT, &chat_body("weather?", true)).await;
     let chunks = response.sse_json();
 
     let mut calls: Vec<(String, String, String, usize)> = Vec::new();
     for chunk in &chunks {
-        for delta in chunk["choices"][0]["delta"]["tool_calls"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        for delta in chunk["choices"][0]["delta"]["tool_calls"].as_array().into_iter().flatten() {
             let index = delta["index"].as_u64().expect("tool call index") as usize;
             if let Some(id) = delta["id"].as_str() {
                 assert_eq!(index, calls.len(), "calls are opened in index order");
@@ -116,15 +95,9 @@ async fn streamed_tool_call_arguments_reassemble_to_original_json() {
     assert_eq!(calls[1].1, "clock");
     assert_ne!(calls[0].0, calls[1].0);
     assert!(calls.iter().all(|c| c.0.starts_with("call_") && c.3 >= 2));
-    assert_eq!(
-        serde_json::from_str::<Value>(&calls[0].2).ok(),
-        Some(weather)
-    );
+    assert_eq!(serde_json::from_str::<Value>(&calls[0].2).ok(), Some(weather));
     assert_eq!(serde_json::from_str::<Value>(&calls[1].2).ok(), Some(clock));
-    assert_eq!(
-        chunks[chunks.len() - 2]["choices"][0]["finish_reason"],
-        "tool_calls"
-    );
+    assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "tool_calls");
 }
 
 #[tokio::test]
@@ -136,9 +109,7 @@ async fn streamed_reasoning_uses_the_scripted_field() {
         text: vec!["42".into()],
     });
 
-    let chunks = post_json(llm.addr(), CHAT, &chat_body("answer?", true))
-        .await
-        .sse_json();
+    let chunks = post_json(llm.addr(), CHAT, &chat_body("answer?", true)).await.sse_json();
 
     assert_eq!(concat_delta(&chunks, "reasoning"), "think hard");
     assert_eq!(concat_delta(&chunks, "content"), "42");
@@ -149,15 +120,8 @@ async fn streamed_reasoning_uses_the_scripted_field() {
 async fn non_streaming_response_has_chat_completion_shape() {
     let llm = FakeLlm::start().await;
     llm.push(Reply::text("plain answer"));
-    let call = FakeToolCall {
-        id: "call_fixed".into(),
-        name: "search".into(),
-        arguments: r#"{"q":"rust"}"#.into(),
-    };
-    llm.push(Reply::ToolCalls {
-        text: vec![],
-        calls: vec![call],
-    });
+    let call = FakeToolCall { id: "call_fixed".into(), name: "search".into(), arguments: r#"{"q":"rust"}"#.into() };
+    llm.push(Reply::ToolCalls { text: vec![], calls: vec![call] });
 
     let text = post_json(llm.addr(), CHAT, &chat_body("q1", false)).await;
     let tools = post_json(llm.addr(), CHAT, &chat_body("q2", false)).await;
@@ -179,10 +143,7 @@ async fn non_streaming_response_has_chat_completion_shape() {
     assert_eq!(message["tool_calls"][0]["id"], "call_fixed");
     assert_eq!(message["tool_calls"][0]["type"], "function");
     assert_eq!(message["tool_calls"][0]["function"]["name"], "search");
-    assert_eq!(
-        message["tool_calls"][0]["function"]["arguments"],
-        r#"{"q":"rust"}"#
-    );
+    assert_eq!(message["tool_calls"][0]["function"]["arguments"], r#"{"q":"rust"}"#);
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
 }
 
@@ -190,11 +151,7 @@ async fn non_streaming_response_has_chat_completion_shape() {
 async fn http_error_sets_status_body_and_retry_after() {
     let llm = FakeLlm::start().await;
     let body = r#"{"error":{"message":"slow down"}}"#;
-    llm.push(Reply::HttpError {
-        status: 429,
-        retry_after: Some(7),
-        body: body.into(),
-    });
+    llm.push(Reply::HttpError { status: 429, retry_after: Some(7), body: body.into() });
     llm.push(Reply::error(503));
 
     let limited = post_json(llm.addr(), CHAT, &chat_body("a", true)).await;
@@ -224,10 +181,7 @@ async fn empty_script_falls_back_to_error_by_default_then_echo() {
     let echo = post_json(llm.addr(), CHAT, &body).await;
 
     assert_eq!(error.status, 500);
-    assert_eq!(
-        error.json(),
-        json!({"error": {"message": "fake llm: no scripted reply"}})
-    );
+    assert_eq!(error.json(), json!({"error": {"message": "fake llm: no scripted reply"}}));
     assert_eq!(echo.status, 200);
     assert_eq!(concat_delta(&echo.sse_json(), "content"), "echo: repeat me");
 }
@@ -239,12 +193,8 @@ async fn replies_are_served_in_fifo_order() {
     llm.push(Reply::chunks(["tw", "o"]));
     assert_eq!(llm.pending_replies(), 2);
 
-    let first = post_json(llm.addr(), CHAT, &chat_body("1", false))
-        .await
-        .json();
-    let second = post_json(llm.addr(), CHAT, &chat_body("2", true))
-        .await
-        .sse_json();
+    let first = post_json(llm.addr(), CHAT, &chat_body("1", false)).await.json();
+    let second = post_json(llm.addr(), CHAT, &chat_body("2", true)).await.sse_json();
 
     assert_eq!(first["choices"][0]["message"]["content"], "one");
     assert_eq!(concat_delta(&second, "content"), "two");
@@ -256,20 +206,11 @@ async fn requests_record_path_lowercase_headers_and_body() {
     let llm = FakeLlm::start().await;
     llm.set_fallback(Fallback::Echo);
     let mut body = chat_body("hello", true);
-    body["tools"] =
-        json!([{"type": "function", "function": {"name": "remember", "parameters": {}}}]);
-    let headers = [
-        ("Authorization", "Bearer sk-test"),
-        ("X-Trace-ID", "abc123"),
-    ];
+    body["tools"] = json!([{"type": "function", "function": {"name": "remember", "parameters": {}}}]);
+    let headers = [("Authorization", "Bearer sk-test"), ("X-Trace-ID", "abc123")];
 
     send(llm.addr(), "POST", CHAT, &headers, &body.to_string()).await;
-    post_json(
-        llm.addr(),
-        "/chat/completions",
-        &chat_body("no prefix", false),
-    )
-    .await;
+    post_json(llm.addr(), "/chat/completions", &chat_body("no prefix", false)).await;
     let rejected = send(llm.addr(), "POST", CHAT, &[], "this is not json").await;
 
     let requests = llm.wait_for_requests(3, Duration::from_secs(5)).await;
@@ -286,9 +227,7 @@ async fn requests_record_path_lowercase_headers_and_body() {
     assert_eq!(requests[1].path, "/chat/completions");
     assert_eq!(requests[1].last_user_text(), "no prefix");
     assert_eq!(rejected.status, 400);
-    assert!(rejected.json()["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("not JSON")));
+    assert!(rejected.json()["error"]["message"].as_str().is_some_and(|m| m.contains("not JSON")));
     assert_eq!(requests[2].body, Value::String("this is not json".into()));
 }
 
@@ -304,12 +243,7 @@ async fn models_endpoint_lists_configured_models_and_is_not_recorded() {
     assert_eq!(default["data"][0]["id"], "fake-model");
     assert_eq!(default["data"][0]["object"], "model");
     assert_eq!(default["data"][0]["owned_by"], "fake");
-    let ids: Vec<&str> = custom["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["id"].as_str())
-        .collect();
+    let ids: Vec<&str> = custom["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str()).collect();
     assert_eq!(ids, vec!["alpha", "beta"]);
     assert!(llm.requests().is_empty());
 }
@@ -339,10 +273,7 @@ async fn delay_and_chunk_delay_slow_the_response_down() {
 
     // role + 3 content + finish + usage + [DONE] = 7 events, 6 gaps of 20ms.
     assert_eq!(response.sse_data().len(), 7);
-    assert!(
-        elapsed >= Duration::from_millis(100 + 6 * 20),
-        "took {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(100 + 6 * 20), "took {elapsed:?}");
     assert_eq!(concat_delta(&response.sse_json(), "content"), "abc");
 }
 
@@ -363,10 +294,7 @@ async fn hang_keeps_connection_open_until_server_is_dropped() {
     let after_drop = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
         .await
         .expect("connection closes once the server is dropped");
-    assert!(
-        matches!(after_drop, Ok(0) | Err(_)),
-        "no response bytes: {after_drop:?}"
-    );
+    assert!(matches!(after_drop, Ok(0) | Err(_)), "no response bytes: {after_drop:?}");
 }
 
 #[tokio::test]
