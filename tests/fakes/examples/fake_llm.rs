@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use switchboard_fakes::{Fallback, FakeLlm};
+use switchboard_fakes::{FakeLlm, Fallback};
 
 #[tokio::main]
 async fn main() {
