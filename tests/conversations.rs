@@ -63,16 +63,24 @@ async fn piped_chat_shows_tool_calls_on_one_line_and_fails_when_a_turn_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_summarises_older_turns_and_later_calls_send_summary_plus_tail() {
     let mut h = Harness::new().await;
-    h.set("SWITCHBOARD_LLM__CONTEXT_WINDOW", "4000");
-    h.set("SWITCHBOARD_AGENT__COMPACTION_THRESHOLD", "0.8");
     h.set("SWITCHBOARD_AGENT__SYSTEM_PROMPT", "minimal");
+    // Measure what every request carries besides the conversation (system prompt and
+    // tool definitions), then size the window around it: the compaction point sits
+    // 2500 tokens above that, so ~1000 tokens of history fit and ~3000 do not.
+    h.llm.push(Reply::text("calibrated"));
+    h.prompt_json(&[], "hi").await;
+    let probe = &h.llm.requests()[0];
+    let fixed = (probe.system_prompt().len() + probe.body["tools"].to_string().len()) / 4;
+    let window = (fixed + 2500) * 10 / 8 + 1;
+    h.set("SWITCHBOARD_LLM__CONTEXT_WINDOW", &window.to_string());
+    h.set("SWITCHBOARD_AGENT__COMPACTION_THRESHOLD", "0.8");
     let alpha = format!("ALPHA {}", "a ".repeat(2000));
     let bravo = format!("BRAVO {}", "b ".repeat(4000));
 
     h.llm.push(Reply::text("ok one"));
     let first = h.prompt_json(&[], &alpha).await;
     let conversation = first.conversation_id();
-    // The second turn pushes the prompt past 0.8 x 4000 tokens: first the summary call,
+    // The second turn pushes the prompt past the threshold: first the summary call,
     // then the real one.
     h.llm.push(Reply::text("SUMMARY: the person sent a block of As."));
     h.llm.push(Reply::text("ok two"));
@@ -80,7 +88,7 @@ async fn compaction_summarises_older_turns_and_later_calls_send_summary_plus_tai
     h.llm.push(Reply::text("ok three"));
     h.prompt_json(&["--conversation", &conversation], "What did I send first?").await;
 
-    let reqs = h.llm.requests();
+    let reqs = h.llm.requests()[1..].to_vec();
     assert_eq!(reqs.len(), 4, "expected turn, summary, turn, turn");
     let summary_request = &reqs[1];
     assert!(summary_request.system_prompt().contains("condense"), "{}", summary_request.system_prompt());
@@ -117,7 +125,8 @@ async fn export_then_import_recreates_an_equal_conversation() {
     h.run(&["conversation", "export", &conversation, "--output", file_arg]).await.assert_ok();
     let exported = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<serde_json::Value> = exported.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 6, "user, assistant+call, tool, assistant, user, assistant");
+    assert_eq!(lines.len(), 7, "user, assistant+call, tool_started, tool, assistant, user, assistant");
+    assert_eq!(lines[2]["msg"]["kind"], "tool_started");
     assert!(lines.iter().all(|l| l["_v"] == 2 && l.get("parent_id").is_some() && l["msg"]["id"].is_string()));
     assert!(lines[0]["parent_id"].is_null());
     assert_eq!(lines[1]["parent_id"], lines[0]["msg"]["id"]);

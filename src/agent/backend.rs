@@ -5,8 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{AgentError, SdkMessage, Session, TurnResult};
+use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
 use crate::policy::CanUseTool;
-use crate::store::{AgentRecord, ConversationRecord, Entry, MemoryBlock};
+use crate::store::{AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateAgentOptions {
@@ -88,6 +89,22 @@ pub trait AgentBackend: Send + Sync {
     async fn export_conversation(&self, id: &str) -> Result<Vec<Entry>, AgentError>;
     /// Creates a new conversation on the agent holding exactly these entries.
     async fn import_conversation(&self, agent_id: &str, entries: Vec<Entry>) -> Result<ConversationRecord, AgentError>;
+
+    /// A person's answer to an approval request. When no turn in this process was
+    /// waiting for it (`waiter_woken` false), resume the conversation to continue.
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decider: &Decider,
+        choice: Choice,
+        reason: Option<String>,
+    ) -> Result<Decided, DecideError>;
+    /// Every approval, oldest first.
+    async fn approvals(&self) -> Result<Vec<ApprovalRecord>, AgentError>;
+    async fn audit_log(&self) -> Result<Vec<AuditRecord>, AgentError>;
+    /// After a restart: resolves approvals that expired while the process was down
+    /// (denied) and returns them; still-pending ones wait for a decision.
+    async fn recover(&self) -> Result<Vec<ApprovalRecord>, AgentError>;
 }
 
 /// One-shot: a fresh conversation on the agent (the default agent when `None`), one

@@ -32,6 +32,25 @@ pub enum SdkMessage {
         content: String,
         is_error: bool,
     },
+    /// A tool call waits for a person's decision (shown as buttons or a prompt).
+    ApprovalRequest {
+        approval_id: String,
+        tool_call_id: String,
+        tool_name: String,
+        /// One line, secrets redacted.
+        summary: String,
+        /// Milliseconds since the epoch.
+        expires_at: u64,
+        chat: Option<String>,
+        requester: Option<String>,
+    },
+    /// How it ended: `allowed_once`, `allowed_always`, `denied`, `expired`, `cancelled`.
+    ApprovalResolved {
+        approval_id: String,
+        outcome: String,
+        decided_by: Option<String>,
+        reason: Option<String>,
+    },
     /// Partial output as it streams in.
     StreamEvent {
         event: StreamDelta,

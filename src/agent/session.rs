@@ -13,7 +13,9 @@ pub struct TurnRequest {
     pub agent_id: String,
     pub conversation_id: String,
     pub session_id: String,
-    pub input: String,
+    /// The user's message; `None` resumes the conversation's unfinished turn (after a
+    /// restart, once its pending approval is decided).
+    pub input: Option<String>,
     pub events: mpsc::UnboundedSender<SdkMessage>,
     pub cancel: CancellationToken,
 }
@@ -58,6 +60,16 @@ impl Session {
 
     /// Starts a turn with `text` as the user's message; read it with [`Session::stream`].
     pub fn send(&mut self, text: impl Into<String>) -> Result<(), AgentError> {
+        self.start(Some(text.into()))
+    }
+
+    /// Continues the conversation's unfinished turn, if it has one: tool calls left
+    /// waiting or cut off, then the model. Read it with [`Session::stream`].
+    pub fn resume(&mut self) -> Result<(), AgentError> {
+        self.start(None)
+    }
+
+    fn start(&mut self, input: Option<String>) -> Result<(), AgentError> {
         if self.current.is_some() {
             return Err(AgentError::Busy);
         }
@@ -70,7 +82,7 @@ impl Session {
             agent_id: self.agent_id.clone(),
             conversation_id: self.conversation_id.clone(),
             session_id: self.session_id.clone(),
-            input: text.into(),
+            input,
             events,
             cancel: self.cancel.clone(),
         });

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use switchboard::agent::embedded::EmbeddedBackend;
-use switchboard::agent::{AgentBackend, AgentError};
+use switchboard::agent::{AgentBackend, AgentError, SessionOptions};
 use switchboard::config::{self, ConfigSource, Settings};
 use switchboard::store::{SledStore, Store};
+
+/// The chat and sender id of the terminal.
+pub const CONSOLE: &str = "console";
 
 pub struct App {
     pub settings: Settings,
@@ -15,12 +18,31 @@ pub struct App {
 }
 
 impl App {
-    pub fn open(config_path: Option<&Path>) -> anyhow::Result<App> {
+    /// Loads the configuration, opens the store and resolves approvals that expired
+    /// while no switchboard was running.
+    pub async fn open(config_path: Option<&Path>) -> anyhow::Result<App> {
         let loaded = config::load(&ConfigSource::from_process(config_path))?;
         let settings = loaded.settings;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir)?);
         let backend = EmbeddedBackend::new(store, settings.clone());
+        let expired = backend.recover().await?;
+        if !expired.is_empty() {
+            eprintln!(
+                "{} approval request(s) expired while switchboard was not running; they were denied.",
+                expired.len()
+            );
+        }
         Ok(App { settings, backend })
+    }
+
+    /// The console's identity in chats and approvals.
+    pub fn console_session() -> SessionOptions {
+        SessionOptions {
+            chat: Some(CONSOLE.into()),
+            sender: Some(CONSOLE.into()),
+            sender_is_admin: true,
+            ..SessionOptions::default()
+        }
     }
 
     /// `--agent ID`, or the default agent (created from `[agent]` on first use).

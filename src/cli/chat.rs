@@ -1,25 +1,33 @@
 //! `switchboard chat`: an interactive conversation in the terminal. Reply text streams
-//! as it arrives and each tool call shows as one line. With piped input, each line is
-//! one turn and the command exits at the end of input.
+//! as it arrives, each tool call shows as one line, and approvals are asked inline.
+//! With piped input, each line is one turn, approvals are denied unless `--yes`, and
+//! the command exits at the end of input.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
-use switchboard::agent::{AgentBackend, SdkMessage, Session, SessionOptions, StopReason, StreamDelta};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use switchboard::agent::{AgentBackend, Session, StopReason};
+use switchboard::store::ApprovalState;
 
 use super::app::{not_found_hint, App};
-use super::render::tool_call_line;
+use super::turn_view::{self, Answerer, Display};
 use super::EXIT_FAILURE;
 
-pub async fn run(app: &App, agent: Option<&str>, conversation: Option<&str>, new: bool) -> anyhow::Result<i32> {
+pub async fn run(
+    app: &App,
+    agent: Option<&str>,
+    conversation: Option<&str>,
+    new: bool,
+    yes: bool,
+) -> anyhow::Result<i32> {
+    let options = App::console_session();
     let mut session = match conversation {
-        Some(id) => app.backend.resume_session(id, SessionOptions::default()).await.map_err(not_found_hint)?,
+        Some(id) => app.backend.resume_session(id, options).await.map_err(not_found_hint)?,
         None => {
             let agent_id = app.agent_id(agent).await?;
             if new {
-                app.backend.create_session(&agent_id, SessionOptions::default()).await?
+                app.backend.create_session(&agent_id, options).await?
             } else {
-                app.backend.resume_session(&agent_id, SessionOptions::default()).await?
+                app.backend.resume_session(&agent_id, options).await?
             }
         }
     };
@@ -33,8 +41,17 @@ pub async fn run(app: &App, agent: Option<&str>, conversation: Option<&str>, new
             session.conversation_id()
         );
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = turn_view::stdin_lines();
     let mut failed_turns = 0;
+
+    // A turn cut off before a restart, waiting for an approval, is finished first.
+    if has_pending_approval(app, session.conversation_id()).await? {
+        eprintln!("A tool call from before the last restart is waiting for approval.");
+        session.resume()?;
+        if !turn(app, &mut session, interactive, yes, &mut lines).await? {
+            failed_turns += 1;
+        }
+    }
     loop {
         if interactive {
             eprint!("> ");
@@ -51,7 +68,8 @@ pub async fn run(app: &App, agent: Option<&str>, conversation: Option<&str>, new
         if line == "/quit" || line == "/exit" {
             break;
         }
-        if !turn(&mut session, line).await? {
+        session.send(line)?;
+        if !turn(app, &mut session, interactive, yes, &mut lines).await? {
             failed_turns += 1;
         }
     }
@@ -61,52 +79,27 @@ pub async fn run(app: &App, agent: Option<&str>, conversation: Option<&str>, new
     Ok(if failed_turns > 0 && !interactive { EXIT_FAILURE } else { 0 })
 }
 
-/// Runs one turn, printing as it goes; returns whether it succeeded.
-async fn turn(session: &mut Session, text: &str) -> anyhow::Result<bool> {
-    session.send(text)?;
-    let cancel = session.canceller();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
-        }
-    });
-    let mut out = std::io::stdout().lock();
-    let mut mid_line = false;
-    let mut ok = false;
-    while let Some(message) = session.next().await {
-        match message {
-            SdkMessage::StreamEvent { event: StreamDelta::Text(delta) } => {
-                write!(out, "{delta}")?;
-                out.flush()?;
-                mid_line = !delta.ends_with('\n');
-            }
-            SdkMessage::ToolCall { tool_name, tool_input, .. } => {
-                if mid_line {
-                    writeln!(out)?;
-                    mid_line = false;
-                }
-                writeln!(out, "  ⚙ {}", tool_call_line(&tool_name, &tool_input))?;
-            }
-            SdkMessage::ToolResult { content, is_error: true, .. } => {
-                writeln!(out, "    ↳ {}", super::render::clip(&content, 160))?;
-            }
-            SdkMessage::Result(result) => {
-                if mid_line {
-                    writeln!(out)?;
-                }
-                out.flush()?;
-                ok = result.success;
-                if let Some(error) = &result.error {
-                    eprintln!("error: {error}");
-                } else if result.stop_reason == StopReason::Cancelled {
-                    eprintln!("(cancelled)");
-                } else if result.stop_reason == StopReason::MaxSteps {
-                    eprintln!("(stopped after the step limit, agent.max_steps)");
-                }
-            }
-            _ => {}
-        }
+/// Shows the turn just started; returns whether it succeeded.
+async fn turn(
+    app: &App,
+    session: &mut Session,
+    interactive: bool,
+    yes: bool,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>,
+) -> anyhow::Result<bool> {
+    let mut answerer = if interactive { Answerer::Terminal(lines) } else { Answerer::unattended(yes) };
+    let Some(result) = turn_view::run(app, session, Display::Live, &mut answerer).await? else { return Ok(false) };
+    if let Some(error) = &result.error {
+        eprintln!("error: {error}");
+    } else if result.stop_reason == StopReason::Cancelled {
+        eprintln!("(cancelled)");
+    } else if result.stop_reason == StopReason::MaxSteps {
+        eprintln!("(stopped after the step limit, agent.max_steps)");
     }
-    ctrl_c.abort();
-    Ok(ok)
+    Ok(result.success)
+}
+
+async fn has_pending_approval(app: &App, conversation_id: &str) -> anyhow::Result<bool> {
+    let approvals = app.backend.approvals().await?;
+    Ok(approvals.iter().any(|a| a.conversation_id == conversation_id && a.state == ApprovalState::Pending))
 }

@@ -2,11 +2,13 @@
 
 mod agents;
 mod app;
+mod approvals;
 mod chat;
 mod check;
 mod conversations;
 mod prompt;
 mod render;
+mod turn_view;
 
 use std::path::PathBuf;
 
@@ -38,6 +40,9 @@ pub enum Command {
         conversation: Option<String>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output_format: OutputFormat,
+        /// Allow tool calls that need approval (once each) instead of denying them
+        #[arg(long)]
+        yes: bool,
         /// The message; `-` reads it from standard input
         text: String,
     },
@@ -50,6 +55,9 @@ pub enum Command {
         /// Start a fresh conversation instead of the agent's default one
         #[arg(long)]
         new: bool,
+        /// With piped input: allow tool calls that need approval (once each) instead of denying them
+        #[arg(long)]
+        yes: bool,
     },
     /// Manage agents and their memory
     Agent {
@@ -60,6 +68,11 @@ pub enum Command {
     Conversation {
         #[command(subcommand)]
         command: conversations::ConversationCommand,
+    },
+    /// List, decide and audit tool approvals
+    Approvals {
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
     },
     /// Validate the configuration and probe the model endpoint
     Check,
@@ -75,16 +88,17 @@ pub enum OutputFormat {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Prompt { agent, conversation, output_format, text } => {
-            let app = app::App::open(config)?;
-            prompt::run(&app, agent.as_deref(), conversation.as_deref(), output_format, &text).await
+        Command::Prompt { agent, conversation, output_format, yes, text } => {
+            let app = app::App::open(config).await?;
+            prompt::run(&app, agent.as_deref(), conversation.as_deref(), output_format, yes, &text).await
         }
-        Command::Chat { agent, conversation, new } => {
-            let app = app::App::open(config)?;
-            chat::run(&app, agent.as_deref(), conversation.as_deref(), new).await
+        Command::Chat { agent, conversation, new, yes } => {
+            let app = app::App::open(config).await?;
+            chat::run(&app, agent.as_deref(), conversation.as_deref(), new, yes).await
         }
-        Command::Agent { command } => agents::run(&app::App::open(config)?, command).await,
-        Command::Conversation { command } => conversations::run(&app::App::open(config)?, command).await,
+        Command::Agent { command } => agents::run(&app::App::open(config).await?, command).await,
+        Command::Conversation { command } => conversations::run(&app::App::open(config).await?, command).await,
+        Command::Approvals { command } => approvals::run(&app::App::open(config).await?, command).await,
         Command::Check => check::run(config).await,
     }
 }

@@ -1,11 +1,13 @@
 //! `switchboard prompt`: one turn, printed as text or as one JSON object per message.
+//! Approvals are asked at the terminal when there is one, else denied unless `--yes`.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read};
 
 use anyhow::Context;
-use switchboard::agent::{AgentBackend, SdkMessage, Session, SessionOptions, StopReason};
+use switchboard::agent::{AgentBackend, Session, StopReason};
 
 use super::app::{not_found_hint, App};
+use super::turn_view::{self, Answerer, Display};
 use super::{OutputFormat, EXIT_CANCELLED, EXIT_FAILURE};
 
 pub async fn run(
@@ -13,9 +15,11 @@ pub async fn run(
     agent: Option<&str>,
     conversation: Option<&str>,
     format: OutputFormat,
+    yes: bool,
     text: &str,
 ) -> anyhow::Result<i32> {
-    let text = if text == "-" {
+    let from_stdin = text == "-";
+    let text = if from_stdin {
         let mut input = String::new();
         std::io::stdin().read_to_string(&mut input).context("cannot read the message from standard input")?;
         input
@@ -27,37 +31,30 @@ pub async fn run(
     }
     let mut session = open_session(app, agent, conversation).await?;
     session.send(text)?;
-    let cancel = session.canceller();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
-        }
-    });
-    let mut stdout = std::io::stdout().lock();
-    let mut code = EXIT_FAILURE;
-    while let Some(message) = session.next().await {
-        if format == OutputFormat::StreamJson {
-            writeln!(stdout, "{}", serde_json::to_string(&message)?)?;
-            stdout.flush()?;
-        }
-        if let SdkMessage::Result(result) = message {
-            code = match (result.success, result.stop_reason) {
-                (true, _) => 0,
-                (false, StopReason::Cancelled) => EXIT_CANCELLED,
-                (false, _) => EXIT_FAILURE,
-            };
-            if format == OutputFormat::Text && result.success {
-                writeln!(stdout, "{}", result.result.as_deref().unwrap_or(""))?;
-            }
-            if let Some(error) = &result.error {
-                eprintln!("error: {error}");
-            } else if result.stop_reason == StopReason::Cancelled {
-                eprintln!("cancelled");
-            }
-        }
+
+    let mut lines = turn_view::stdin_lines();
+    let mut answerer = if !from_stdin && !yes && std::io::stdin().is_terminal() {
+        Answerer::Terminal(&mut lines)
+    } else {
+        Answerer::unattended(yes)
+    };
+    let display = if format == OutputFormat::StreamJson { Display::Json } else { Display::Quiet };
+    let Some(result) = turn_view::run(app, &mut session, display, &mut answerer).await? else {
+        anyhow::bail!("the turn ended without a result");
+    };
+    if format == OutputFormat::Text && result.success {
+        println!("{}", result.result.as_deref().unwrap_or(""));
     }
-    ctrl_c.abort();
-    Ok(code)
+    if let Some(error) = &result.error {
+        eprintln!("error: {error}");
+    } else if result.stop_reason == StopReason::Cancelled {
+        eprintln!("cancelled");
+    }
+    Ok(match (result.success, result.stop_reason) {
+        (true, _) => 0,
+        (false, StopReason::Cancelled) => EXIT_CANCELLED,
+        (false, _) => EXIT_FAILURE,
+    })
 }
 
 /// `--conversation` continues that conversation (and must belong to `--agent` when both
@@ -69,11 +66,11 @@ async fn open_session(app: &App, agent: Option<&str>, conversation: Option<&str>
             if let Some(agent) = agent.filter(|a| *a != record.agent_id) {
                 anyhow::bail!("conversation {id} belongs to {}, not {agent}", record.agent_id);
             }
-            Ok(app.backend.resume_session(id, SessionOptions::default()).await?)
+            Ok(app.backend.resume_session(id, App::console_session()).await?)
         }
         None => {
             let agent_id = app.agent_id(agent).await?;
-            Ok(app.backend.create_session(&agent_id, SessionOptions::default()).await?)
+            Ok(app.backend.create_session(&agent_id, App::console_session()).await?)
         }
     }
 }

@@ -1,14 +1,15 @@
 //! Reads the layers with the `config` crate, key by key, so that every bad value is
 //! reported (not just the first), then validates the typed result.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use config::{Config, ConfigError as RawError, Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
 
 use super::{
-    env_var_for, AgentSettings, ConfigError, ConfigSource, LlmSettings, Loaded, PermissionMode, Problem, Settings,
-    SECRET_KEYS,
+    env_var_for, AgentSettings, ConfigError, ConfigSource, LlmSettings, Loaded, PermissionMode, PolicyOverride,
+    PolicySettings, Problem, Settings, ToolSettings, SECRET_KEYS,
 };
 
 /// Every key the configuration understands.
@@ -31,7 +32,34 @@ const KNOWN_KEYS: &[&str] = &[
     "agent.workdir",
     "agent.max_steps",
     "agent.compaction_threshold",
+    "tools.webfetch_allow_private_network",
+    "policy.approval_timeout_secs",
+    "policy.approvers",
+    "policy.ask_user_question_message",
 ];
+
+/// Fields of a `[policy.channels.NAME]` or `[policy.chats."ID"]` table.
+const OVERRIDE_FIELDS: &[&str] = &["permission_mode", "allowed_tools", "disallowed_tools"];
+
+fn is_known(key: &str) -> bool {
+    if KNOWN_KEYS.contains(&key) {
+        return true;
+    }
+    let dynamic = ["policy.channels.", "policy.chats."].iter().find_map(|p| key.strip_prefix(p));
+    dynamic
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(id, field)| !id.is_empty() && OVERRIDE_FIELDS.contains(&field))
+}
+
+/// An override table as written.
+#[derive(serde::Deserialize)]
+struct RawOverride {
+    permission_mode: Option<String>,
+    #[serde(default)]
+    allowed_tools: Vec<String>,
+    #[serde(default)]
+    disallowed_tools: Vec<String>,
+}
 
 /// Variables with the prefix that are not settings.
 const NON_SETTING_VARS: &[&str] = &["SWITCHBOARD_CONFIG"];
@@ -83,7 +111,7 @@ impl<'a> Reader<'a> {
                 let mut keys = Vec::new();
                 flatten_keys("", &table, &mut keys);
                 for key in keys {
-                    if !KNOWN_KEYS.contains(&key.as_str()) {
+                    if !is_known(&key) {
                         self.problem(&key, &format!("file {shown}"), "unknown key".into());
                     } else if SECRET_KEYS.contains(&key.as_str()) {
                         let var = env_var_for(&key);
@@ -118,7 +146,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let key = name["SWITCHBOARD_".len()..].to_ascii_lowercase().replace("__", ".");
-            if !KNOWN_KEYS.contains(&key.as_str()) {
+            if !is_known(&key) {
                 self.problems.push(Problem {
                     key,
                     origin: format!("environment variable {name}"),
@@ -180,9 +208,51 @@ impl<'a> Reader<'a> {
                 max_steps: self.get("agent.max_steps", d.agent.max_steps),
                 compaction_threshold: self.get("agent.compaction_threshold", d.agent.compaction_threshold),
             },
+            policy: self.read_policy(),
+            tools: ToolSettings {
+                webfetch_allow_private_network: self
+                    .get("tools.webfetch_allow_private_network", d.tools.webfetch_allow_private_network),
+            },
         };
         self.validate(&settings);
         settings
+    }
+
+    fn read_policy(&mut self) -> PolicySettings {
+        let d = Settings::default().policy;
+        PolicySettings {
+            approval_timeout_secs: self.get("policy.approval_timeout_secs", d.approval_timeout_secs),
+            approvers: self.get_list("policy.approvers", d.approvers),
+            ask_user_question_message: self.get("policy.ask_user_question_message", d.ask_user_question_message),
+            channels: self.read_overrides("policy.channels"),
+            chats: self.read_overrides("policy.chats"),
+        }
+    }
+
+    fn read_overrides(&mut self, key: &str) -> BTreeMap<String, PolicyOverride> {
+        let raw: BTreeMap<String, RawOverride> = self.get(key, BTreeMap::new());
+        let mut out = BTreeMap::new();
+        for (id, o) in raw {
+            let permission_mode = match o.permission_mode.as_deref().map(|m| (m, PermissionMode::parse(m))) {
+                None => None,
+                Some((_, Some(mode))) => Some(mode),
+                Some((text, None)) => {
+                    let field = format!("{key}.{id}.permission_mode");
+                    let message = format!("must be one of {}, not {text:?}", PermissionMode::NAMES.join(", "));
+                    self.invalid(&field, message);
+                    None
+                }
+            };
+            out.insert(
+                id,
+                PolicyOverride {
+                    permission_mode,
+                    allowed_tools: o.allowed_tools,
+                    disallowed_tools: o.disallowed_tools,
+                },
+            );
+        }
+        out
     }
 
     /// One typed value; a missing key gives the default, a bad one a problem.
@@ -243,6 +313,12 @@ impl<'a> Reader<'a> {
         if !(t > 0.05 && t <= 1.0) {
             self.invalid("agent.compaction_threshold", "must be a fraction above 0.05 and at most 1.0".into());
         }
+        if !(5..=7 * 24 * 3600).contains(&s.policy.approval_timeout_secs) {
+            self.invalid("policy.approval_timeout_secs", "must be between 5 seconds and 7 days".into());
+        }
+        if s.policy.approvers.iter().any(|a| a.trim().is_empty()) {
+            self.invalid("policy.approvers", "must not contain empty ids".into());
+        }
         for key in ["agent.allowed_tools", "agent.disallowed_tools"] {
             let list =
                 if key.ends_with("disallowed_tools") { &s.agent.disallowed_tools } else { &s.agent.allowed_tools };
@@ -300,7 +376,7 @@ fn flatten_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
     for (k, v) in table {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
-            toml::Value::Table(inner) if !KNOWN_KEYS.contains(&key.as_str()) => flatten_keys(&key, inner, out),
+            toml::Value::Table(inner) if !is_known(&key) => flatten_keys(&key, inner, out),
             _ => out.push(key),
         }
     }
@@ -402,6 +478,25 @@ mod tests {
         };
         let err = load(&src).unwrap_err();
         assert!(err.to_string().contains("cannot read the config file"), "{err}");
+    }
+
+    #[test]
+    fn policy_overrides_per_channel_and_chat_are_read_and_checked() {
+        let (src, _f) = source(
+            Some("[policy]\napprovers = [\"telegram:1\"]\napproval_timeout_secs = 60\n[policy.channels.telegram]\npermission_mode = \"memory\"\n[policy.chats.\"telegram:123\"]\npermission_mode = \"acceptEdits\"\nallowed_tools = [\"Bash(git status*)\"]\n"),
+            &[],
+        );
+        let p = load(&src).unwrap().settings.policy;
+        assert_eq!(p.approvers, ["telegram:1"]);
+        assert_eq!(p.approval_timeout_secs, 60);
+        assert_eq!(p.channels["telegram"].permission_mode, Some(PermissionMode::Memory));
+        assert_eq!(p.chats["telegram:123"].permission_mode, Some(PermissionMode::AcceptEdits));
+        assert_eq!(p.chats["telegram:123"].allowed_tools, ["Bash(git status*)"]);
+
+        let (src, _f) = source(Some("[policy.chats.\"x:1\"]\npermission_mode = \"yolo\"\nmode = 1\n"), &[]);
+        let err = load(&src).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"policy.chats.x:1.mode"), "{err}");
     }
 
     #[test]

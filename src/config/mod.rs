@@ -7,6 +7,7 @@
 mod loader;
 mod source;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use loader::load;
@@ -21,6 +22,36 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub llm: LlmSettings,
     pub agent: AgentSettings,
+    pub tools: ToolSettings,
+    pub policy: PolicySettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySettings {
+    pub approval_timeout_secs: u64,
+    /// Sender ids (`telegram:123`, `console`) who may decide any approval.
+    pub approvers: Vec<String>,
+    /// What the agent is told when it tries `AskUserQuestion`.
+    pub ask_user_question_message: String,
+    /// Overrides for every chat of a channel (`telegram`, `discord`, `slack`, `console`).
+    pub channels: BTreeMap<String, PolicyOverride>,
+    /// Overrides for one chat (`telegram:123`); they win over the channel's.
+    pub chats: BTreeMap<String, PolicyOverride>,
+}
+
+/// A channel's or chat's changes to the agent's policy: the mode replaces the agent's,
+/// the lists add to the agent's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyOverride {
+    pub permission_mode: Option<PermissionMode>,
+    pub allowed_tools: Vec<String>,
+    pub disallowed_tools: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSettings {
+    /// Lets WebFetch reach loopback, link-local and private addresses.
+    pub webfetch_allow_private_network: bool,
 }
 
 #[derive(Clone, PartialEq)]
@@ -110,6 +141,14 @@ impl Default for Settings {
                 workdir: PathBuf::from("./workspace"),
                 max_steps: 25,
                 compaction_threshold: 0.8,
+            },
+            tools: ToolSettings { webfetch_allow_private_network: false },
+            policy: PolicySettings {
+                approval_timeout_secs: 600,
+                approvers: Vec::new(),
+                ask_user_question_message: crate::policy::DEFAULT_ASK_USER_QUESTION_MESSAGE.into(),
+                channels: BTreeMap::new(),
+                chats: BTreeMap::new(),
             },
         }
     }

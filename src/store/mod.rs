@@ -3,6 +3,7 @@
 
 mod lock;
 pub mod model;
+mod policy_records;
 mod schema;
 mod sled_store;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use model::*;
+pub use policy_records::*;
 pub use schema::{Migration, SCHEMA_VERSION};
 pub use sled_store::SledStore;
 
@@ -56,6 +58,18 @@ pub trait Store: Send + Sync + 'static {
     fn append_entry(&self, conversation_id: &str, entry: &Entry) -> StoreResult<u64>;
     /// The transcript in append order, each entry with its sequence number.
     fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>>;
+
+    fn put_approval(&self, approval: &ApprovalRecord) -> StoreResult<()>;
+    fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRecord>>;
+    /// Every approval, oldest first.
+    fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>>;
+
+    fn put_grant(&self, grant: &Grant) -> StoreResult<()>;
+    fn grants(&self, chat: &str) -> StoreResult<Vec<Grant>>;
+
+    fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// The audit log, oldest first.
+    fn audit(&self) -> StoreResult<Vec<AuditRecord>>;
 
     fn meta(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_meta(&self, key: &str, value: &str) -> StoreResult<()>;

@@ -9,7 +9,10 @@ use serde::Serialize;
 
 use super::lock::DirLock;
 use super::schema::{self, Migration, MIGRATIONS, SCHEMA_VERSION, VERSION_KEY};
-use super::{AgentRecord, ConversationRecord, Entry, MemoryBlock, Store, StoreError, StoreResult};
+use super::{
+    AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, MemoryBlock, Store, StoreError,
+    StoreResult,
+};
 
 pub struct SledStore {
     db: sled::Db,
@@ -17,6 +20,9 @@ pub struct SledStore {
     blocks: sled::Tree,
     conversations: sled::Tree,
     entries: sled::Tree,
+    approvals: sled::Tree,
+    grants: sled::Tree,
+    audit: sled::Tree,
     meta: sled::Tree,
     _lock: DirLock,
 }
@@ -39,6 +45,9 @@ impl SledStore {
             blocks: tree("blocks")?,
             conversations: tree("conversations")?,
             entries: tree("entries")?,
+            approvals: tree("approvals")?,
+            grants: tree("grants")?,
+            audit: tree("audit")?,
             meta: tree("meta")?,
             db,
             _lock: lock,
@@ -194,6 +203,39 @@ impl Store for SledStore {
                 Ok((u64::from_be_bytes(seq_bytes), decode("transcript entry", &v)?))
             })
             .collect()
+    }
+
+    fn put_approval(&self, approval: &ApprovalRecord) -> StoreResult<()> {
+        self.put(&self.approvals, approval.id.as_bytes(), approval)
+    }
+
+    fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRecord>> {
+        self.approvals.get(id).map_err(backend)?.map(|v| decode("approval", &v)).transpose()
+    }
+
+    fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>> {
+        let mut all: Vec<ApprovalRecord> = values("approval", self.approvals.iter())?;
+        all.sort_by_key(|a| a.created_at);
+        Ok(all)
+    }
+
+    fn put_grant(&self, grant: &Grant) -> StoreResult<()> {
+        let command = grant.command.as_deref().unwrap_or("");
+        let key = child_key(&grant.chat, format!("{}\0{command}", grant.tool).as_bytes());
+        self.put(&self.grants, &key, grant)
+    }
+
+    fn grants(&self, chat: &str) -> StoreResult<Vec<Grant>> {
+        values("grant", self.grants.scan_prefix(prefix(chat)))
+    }
+
+    fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        let seq = self.db.generate_id().map_err(backend)?;
+        self.put(&self.audit, &seq.to_be_bytes(), record)
+    }
+
+    fn audit(&self) -> StoreResult<Vec<AuditRecord>> {
+        values("audit record", self.audit.iter())
     }
 
     fn meta(&self, key: &str) -> StoreResult<Option<String>> {

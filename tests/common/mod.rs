@@ -72,19 +72,8 @@ impl Harness {
     /// Runs the binary in the test's directory (so no stray ./switchboard.toml is read)
     /// with only the settings the harness gives it.
     pub async fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.args(args).current_dir(self.dir.path()).kill_on_drop(true);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_") || k == "RUST_LOG") {
-            cmd.env_remove(key);
-        }
-        cmd.env("SWITCHBOARD_DATA_DIR", self.data_dir())
-            .env("SWITCHBOARD_LLM__BASE_URL", self.llm.base_url())
-            .env("SWITCHBOARD_LLM__MODEL", MODEL)
-            .env("SWITCHBOARD_LLM__REQUEST_TIMEOUT_SECS", "20")
-            .env("SWITCHBOARD_AGENT__WORKDIR", self.dir.path().join("work"));
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        let mut cmd = self.command(std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")));
+        cmd.args(args);
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -105,6 +94,29 @@ impl Harness {
         };
         assert!(!output.stderr.contains("panicked"), "switchboard panicked: {}", output.stderr);
         output
+    }
+
+    /// `program` with the harness's directory and settings, and no other
+    /// `SWITCHBOARD_*` variables.
+    pub fn command(&self, program: &Path) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.current_dir(self.dir.path()).kill_on_drop(true);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_") || k == "RUST_LOG") {
+            cmd.env_remove(key);
+        }
+        cmd.env("SWITCHBOARD_DATA_DIR", self.data_dir())
+            .env("SWITCHBOARD_LLM__BASE_URL", self.llm.base_url())
+            .env("SWITCHBOARD_LLM__MODEL", MODEL)
+            .env("SWITCHBOARD_LLM__REQUEST_TIMEOUT_SECS", "20")
+            .env("SWITCHBOARD_AGENT__WORKDIR", self.workdir());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn workdir(&self) -> PathBuf {
+        self.dir.path().join("work")
     }
 
     /// `prompt --output-format stream-json`, asserting success; returns the output.

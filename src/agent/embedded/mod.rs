@@ -4,7 +4,7 @@
 mod compaction;
 mod history;
 pub mod llm;
-mod memory_tools;
+
 mod prompt;
 mod tools;
 mod turn;
@@ -19,8 +19,12 @@ use crate::agent::{
     TurnRequest, TurnRunner,
 };
 use crate::config::Settings;
-use crate::policy::{BasePolicy, CanUseTool, ToolContext};
-use crate::store::{blocking, now_ms, AgentRecord, ConversationRecord, Entry, MemoryBlock, Store, SystemPrompt};
+use crate::policy::approvals::{Approvals, Choice, DecideError, Decided, Decider};
+use crate::policy::{CanUseTool, Policy, ToolContext};
+use crate::store::{
+    blocking, now_ms, AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock, Store,
+    SystemPrompt,
+};
 use llm::LlmClient;
 
 const DEFAULT_AGENT_KEY: &str = "default_agent";
@@ -34,6 +38,7 @@ pub(crate) struct Inner {
     settings: Settings,
     llm: LlmClient,
     policy: Arc<dyn CanUseTool>,
+    approvals: Approvals,
     memory_lock: Arc<tokio::sync::Mutex<()>>,
     /// Held while creating the default agent, so two first contacts make one agent.
     create_lock: tokio::sync::Mutex<()>,
@@ -52,14 +57,21 @@ impl Inner {
 impl EmbeddedBackend {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> EmbeddedBackend {
         let llm = LlmClient::new(&settings.llm);
-        let policy =
-            Arc::new(BasePolicy { disallowed_tools: settings.agent.disallowed_tools.clone(), ..BasePolicy::default() });
+        let classes = tools::specs().into_iter().map(|t| (t.name.to_string(), t.class)).collect();
+        let policy = Arc::new(Policy::new(&settings, store.clone(), classes));
+        let approvals = Approvals::new(
+            store.clone(),
+            std::time::Duration::from_secs(settings.policy.approval_timeout_secs),
+            settings.policy.approvers.clone(),
+            settings.llm.api_key.clone().into_iter().collect(),
+        );
         EmbeddedBackend {
             inner: Arc::new(Inner {
                 store,
                 settings,
                 llm,
                 policy,
+                approvals,
                 memory_lock: Arc::default(),
                 create_lock: tokio::sync::Mutex::new(()),
                 conversation_locks: Mutex::default(),
@@ -337,5 +349,27 @@ impl AgentBackend for EmbeddedBackend {
         })
         .await?;
         self.conversation(&conversation.id).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decider: &Decider,
+        choice: Choice,
+        reason: Option<String>,
+    ) -> Result<Decided, DecideError> {
+        self.inner.approvals.decide(id, decider, choice, reason).await
+    }
+
+    async fn approvals(&self) -> Result<Vec<ApprovalRecord>, AgentError> {
+        Ok(blocking(self.store(), |s| s.approvals()).await?)
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditRecord>, AgentError> {
+        Ok(blocking(self.store(), |s| s.audit()).await?)
+    }
+
+    async fn recover(&self) -> Result<Vec<ApprovalRecord>, AgentError> {
+        Ok(self.inner.approvals.expire_overdue().await?)
     }
 }

@@ -1,19 +1,23 @@
 //! One turn of the agent loop: record the user's message, then call the model and
 //! run the tools it asks for (each judged by `can_use_tool`) until it answers
 //! without tools or `max_steps` is reached. Every turn ends with a `result`.
+//!
+//! The loop reads its state from the transcript, so a turn cut off by a crash (tool
+//! calls without results, an approval still pending) is finished by a later turn,
+//! or by a resumed one (`Session::resume`) once its approval is decided.
+
+mod tool_calls;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::Value;
-
-use super::llm::{ChatRequest, Delta, LlmError};
-use super::tools::{self, ToolEnv, ToolOutcome};
+use super::llm::{ChatRequest, Delta, LlmError, ModelReply};
+use super::tools;
 use super::{compaction, history, prompt, Inner};
 use crate::agent::transcript::{active_path, head_id};
 use crate::agent::{SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
-use crate::policy::{CanUseTool, PermissionDecision, ToolContext};
-use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError, ToolCall};
+use crate::policy::{CanUseTool, ToolContext};
+use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
 
 /// Why a turn stopped early, in words for the person.
 struct Failure(String);
@@ -87,9 +91,18 @@ impl Turn {
         let conversation_id = self.request.conversation_id.clone();
         let entries = blocking(&self.inner.store, move |s| s.entries(&conversation_id)).await?;
         self.head = head_id(&entries);
-        let input = self.request.input.clone();
-        self.append(MessageBody::User { content: text_content(input) }).await?;
 
+        // Tool calls an earlier turn left unfinished come first; a new message waits
+        // behind them (and behind their approvals).
+        let unfinished = self.settle_tool_calls(&agent).await?;
+        if self.request.cancel.is_cancelled() {
+            return Ok(StopReason::Cancelled);
+        }
+        match self.request.input.clone() {
+            Some(input) => self.append(MessageBody::User { content: text_content(input) }).await?,
+            None if !unfinished && !self.awaits_model().await? => return Ok(StopReason::EndTurn),
+            None => {}
+        }
         loop {
             if self.request.cancel.is_cancelled() {
                 return Ok(StopReason::Cancelled);
@@ -98,61 +111,69 @@ impl Turn {
                 return Ok(StopReason::MaxSteps);
             }
             self.steps += 1;
-            let chat = self.prepare(&agent, &model).await?;
-            let events = self.request.events.clone();
-            let mut forward = move |delta: Delta| {
-                let event = match delta {
-                    Delta::Text(t) => StreamDelta::Text(t),
-                    Delta::Reasoning(t) => StreamDelta::Reasoning(t),
-                };
-                let _ = events.send(SdkMessage::StreamEvent { event });
+            let reply = match self.call_model(&agent, &model).await? {
+                Some(reply) => reply,
+                None => return Ok(StopReason::Cancelled),
             };
-            let reply = match self.inner.llm.complete(&chat, &mut forward, &self.request.cancel).await {
-                Ok(reply) => reply,
-                Err(LlmError::Cancelled) => return Ok(StopReason::Cancelled),
-                Err(e) => {
-                    tracing::warn!(error = %e, "model call failed");
-                    return Err(Failure(e.to_string()));
-                }
-            };
-            self.usage.add(reply.usage);
-            let reasoning = (!reply.reasoning.is_empty()).then(|| reply.reasoning.clone());
-            self.append(MessageBody::Assistant {
-                content: if reply.text.is_empty() { Vec::new() } else { text_content(reply.text.clone()) },
-                tool_calls: reply.tool_calls.clone(),
-                reasoning: reasoning.clone(),
-            })
-            .await?;
-            if let Some(content) = reasoning {
-                self.emit(SdkMessage::Reasoning { content });
-            }
-            if !reply.text.is_empty() {
-                self.emit(SdkMessage::Assistant { content: reply.text.clone() });
-                self.last_text = Some(reply.text);
-            }
             if reply.tool_calls.is_empty() {
                 return Ok(StopReason::EndTurn);
             }
-            for call in &reply.tool_calls {
-                let outcome = if self.request.cancel.is_cancelled() {
-                    ToolOutcome::error("The turn was cancelled before this tool ran.")
-                } else {
-                    self.call_tool(&agent, call).await
-                };
-                self.emit(SdkMessage::ToolResult {
-                    tool_call_id: call.id.clone(),
-                    content: outcome.content.clone(),
-                    is_error: outcome.is_error,
-                });
-                self.append(MessageBody::Tool {
-                    tool_call_id: call.id.clone(),
-                    name: call.name.clone(),
-                    content: text_content(outcome.content),
-                    is_error: outcome.is_error,
-                })
-                .await?;
-            }
+            self.settle_tool_calls(&agent).await?;
         }
+    }
+
+    /// One model call, recorded and streamed; `None` when cancelled.
+    async fn call_model(&mut self, agent: &AgentRecord, model: &str) -> Result<Option<ModelReply>, Failure> {
+        let chat = self.prepare(agent, model).await?;
+        let events = self.request.events.clone();
+        let mut forward = move |delta: Delta| {
+            let event = match delta {
+                Delta::Text(t) => StreamDelta::Text(t),
+                Delta::Reasoning(t) => StreamDelta::Reasoning(t),
+            };
+            let _ = events.send(SdkMessage::StreamEvent { event });
+        };
+        let reply = match self.inner.llm.complete(&chat, &mut forward, &self.request.cancel).await {
+            Ok(reply) => reply,
+            Err(LlmError::Cancelled) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "model call failed");
+                return Err(Failure(e.to_string()));
+            }
+        };
+        self.usage.add(reply.usage);
+        let reasoning = (!reply.reasoning.is_empty()).then(|| reply.reasoning.clone());
+        self.append(MessageBody::Assistant {
+            content: if reply.text.is_empty() { Vec::new() } else { text_content(reply.text.clone()) },
+            tool_calls: reply.tool_calls.clone(),
+            reasoning: reasoning.clone(),
+        })
+        .await?;
+        if let Some(content) = reasoning {
+            self.emit(SdkMessage::Reasoning { content });
+        }
+        if !reply.text.is_empty() {
+            self.emit(SdkMessage::Assistant { content: reply.text.clone() });
+            self.last_text = Some(reply.text.clone());
+        }
+        Ok(Some(reply))
+    }
+
+    /// Whether the transcript ends where the model should speak next (after a user
+    /// message or tool results), as when a resumed turn's tools have all finished.
+    async fn awaits_model(&self) -> Result<bool, Failure> {
+        let path = self.path().await?;
+        Ok(path
+            .iter()
+            .rev()
+            .find(|e| !matches!(e.msg.body, MessageBody::Custom { .. }))
+            .is_some_and(|e| matches!(e.msg.body, MessageBody::User { .. } | MessageBody::Tool { .. })))
+    }
+
+    async fn path(&self) -> Result<Vec<Entry>, Failure> {
+        let conversation_id = self.request.conversation_id.clone();
+        let entries = blocking(&self.inner.store, move |s| s.entries(&conversation_id)).await?;
+        Ok(active_path(&entries))
     }
 
     /// The request for the next model call, compacting first when it would be too big.
@@ -210,36 +231,6 @@ impl Turn {
             }
         }
         Ok(())
-    }
-
-    async fn call_tool(&mut self, agent: &AgentRecord, call: &ToolCall) -> ToolOutcome {
-        let parsed: Result<Value, String> = match serde_json::from_str::<Value>(&call.arguments) {
-            Ok(v) if v.is_object() => Ok(v),
-            Ok(_) => Err("The tool arguments must be a JSON object.".into()),
-            Err(e) => Err(format!("The tool arguments were not valid JSON ({e}).")),
-        };
-        self.emit(SdkMessage::ToolCall {
-            tool_call_id: call.id.clone(),
-            tool_name: call.name.clone(),
-            tool_input: parsed.clone().unwrap_or_else(|_| Value::String(call.arguments.clone())),
-        });
-        let input = match parsed {
-            Ok(input) => input,
-            Err(message) => return ToolOutcome::error(message),
-        };
-        let outcome = match self.policy.can_use_tool(&call.name, &input, &self.context).await {
-            PermissionDecision::Allow { updated_input } => {
-                let env = ToolEnv {
-                    store: self.inner.store.clone(),
-                    agent_id: agent.id.clone(),
-                    memory_lock: self.inner.memory_lock.clone(),
-                };
-                tools::run(&env, &call.name, updated_input.unwrap_or(input)).await
-            }
-            PermissionDecision::Deny { message } => ToolOutcome::error(message),
-        };
-        tracing::info!(tool = %call.name, is_error = outcome.is_error, "tool call finished");
-        outcome
     }
 
     async fn append(&mut self, body: MessageBody) -> Result<(), Failure> {

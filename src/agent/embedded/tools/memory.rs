@@ -3,15 +3,17 @@
 
 use serde_json::{json, Value};
 
-use crate::store::MemoryBlock;
+use super::{ToolClass, ToolEnv, ToolOutcome, ToolSpec};
+use crate::store::{blocking, MemoryBlock};
 
 pub const INSERT: &str = "memory_insert";
 pub const REPLACE: &str = "memory_replace";
 pub const RETHINK: &str = "memory_rethink";
 
-pub fn definitions() -> Vec<(&'static str, &'static str, Value)> {
+pub fn specs() -> Vec<ToolSpec> {
+    let spec = |name, description, parameters| ToolSpec { name, description, parameters, class: ToolClass::Memory };
     vec![
-        (
+        spec(
             INSERT,
             "Insert text into a memory block at a line. Use it to add new facts.",
             json!({
@@ -24,7 +26,7 @@ pub fn definitions() -> Vec<(&'static str, &'static str, Value)> {
                 "required": ["label", "new_str"]
             }),
         ),
-        (
+        spec(
             REPLACE,
             "Replace one exact occurrence of old_str in a memory block with new_str (empty new_str deletes it).",
             json!({
@@ -37,7 +39,7 @@ pub fn definitions() -> Vec<(&'static str, &'static str, Value)> {
                 "required": ["label", "old_str", "new_str"]
             }),
         ),
-        (
+        spec(
             RETHINK,
             "Rewrite a memory block completely (creates the block if it does not exist).",
             json!({
@@ -130,6 +132,27 @@ fn string_arg(input: &Value, name: &str) -> Result<String, String> {
         Some(_) => Err(format!("{name} must be a string.")),
         None => Err(format!("{name} is required.")),
     }
+}
+
+pub async fn run(env: &ToolEnv, name: &str, input: Value) -> ToolOutcome {
+    let _guard = env.memory_lock.lock().await;
+    let agent_id = env.agent_id.clone();
+    let tool = name.to_string();
+    let result = blocking(&env.store, move |store| {
+        let blocks = store.blocks(&agent_id)?;
+        match apply(&tool, &input, &blocks) {
+            Ok(block) => {
+                store.put_block(&agent_id, &block)?;
+                Ok(ToolOutcome::ok(success_message(&block)))
+            }
+            Err(message) => Ok(ToolOutcome::error(message)),
+        }
+    })
+    .await;
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "memory tool could not use the store");
+        ToolOutcome::error("Memory could not be read or saved; try again.")
+    })
 }
 
 #[cfg(test)]

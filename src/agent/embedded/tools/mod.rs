@@ -1,0 +1,112 @@
+//! The tools the embedded agent can call: their schemas and classes (as the model and
+//! the policy see them) and how each runs. Every call has passed `can_use_tool` first.
+
+mod ask;
+mod bash;
+mod conversation_search;
+mod files;
+pub mod memory;
+mod search;
+mod web;
+mod workdir;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+pub use crate::policy::ToolClass;
+use crate::store::Store;
+pub use web::WebOptions;
+pub use workdir::Workdir;
+
+/// A tool as the model sees it, with the class the policy judges it by.
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// JSON schema of the arguments.
+    pub parameters: Value,
+    pub class: ToolClass,
+}
+
+pub struct ToolOutcome {
+    pub content: String,
+    pub is_error: bool,
+}
+
+impl ToolOutcome {
+    pub fn ok(content: impl Into<String>) -> Self {
+        ToolOutcome { content: content.into(), is_error: false }
+    }
+
+    pub fn error(content: impl Into<String>) -> Self {
+        ToolOutcome { content: content.into(), is_error: true }
+    }
+}
+
+/// What tools may touch.
+pub struct ToolEnv {
+    pub store: Arc<dyn Store>,
+    pub agent_id: String,
+    /// Serialises read-modify-write of memory blocks across conversations.
+    pub memory_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The directory file and shell tools are confined to.
+    pub workdir: PathBuf,
+    pub web: WebOptions,
+}
+
+/// Every tool, in the order the model sees them.
+pub fn specs() -> Vec<ToolSpec> {
+    let mut all = Vec::new();
+    all.extend(files::specs());
+    all.extend(search::specs());
+    all.push(bash::spec());
+    all.push(web::spec());
+    all.extend(memory::specs());
+    all.push(conversation_search::spec());
+    all.push(ask::spec());
+    all
+}
+
+/// Tool definitions in the OpenAI `tools` format.
+pub fn definitions() -> Vec<Value> {
+    specs()
+        .into_iter()
+        .map(|s| {
+            json!({"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}})
+        })
+        .collect()
+}
+
+pub fn names() -> Vec<String> {
+    specs().iter().map(|s| s.name.to_string()).collect()
+}
+
+pub async fn run(env: &ToolEnv, name: &str, input: Value) -> ToolOutcome {
+    if memory::specs().iter().any(|s| s.name == name) {
+        return memory::run(env, name, input).await;
+    }
+    match name {
+        conversation_search::NAME => conversation_search::run(env, &input).await,
+        ask::NAME => ToolOutcome::error(crate::policy::DEFAULT_ASK_USER_QUESTION_MESSAGE),
+        web::NAME => web::run(&env.web, &input).await,
+        _ => {
+            let workdir = match Workdir::new(&env.workdir) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(error = %e, "the agent's workdir cannot be used");
+                    return ToolOutcome::error("The working directory is not available; tell the person.");
+                }
+            };
+            match name {
+                bash::NAME => bash::run(&workdir, &input).await,
+                n if files::specs().iter().any(|s| s.name == n) => files::run(&workdir, n, &input).await,
+                n if search::specs().iter().any(|s| s.name == n) => search::run(&workdir, n, &input).await,
+                other => ToolOutcome::error(format!(
+                    "There is no tool named {other}. The tools are: {}.",
+                    names().join(", ")
+                )),
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Settling the model's tool calls: each is judged by `can_use_tool`, asked of a
+//! person when the policy says so, and run at most once. A durable `tool_started`
+//! marker goes into the transcript before a tool runs, so a call that was running
+//! when the process died is reported as interrupted, never run again.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+
+use super::{Failure, Turn};
+use crate::agent::embedded::history::INTERRUPTED_TOOL_RESULT;
+use crate::agent::embedded::tools::{self, ToolEnv, ToolOutcome, WebOptions};
+use crate::agent::SdkMessage;
+use crate::policy::PermissionDecision;
+use crate::store::{text_content, AgentRecord, ApprovalRecord, ApprovalState, MessageBody, ToolCall};
+
+const STARTED_KIND: &str = "tool_started";
+
+impl Turn {
+    /// Finishes the tool calls of the newest assistant message that have no result
+    /// yet. Returns whether there were any.
+    pub(super) async fn settle_tool_calls(&mut self, agent: &AgentRecord) -> Result<bool, Failure> {
+        let path = self.path().await?;
+        let Some(at) = path.iter().rposition(|e| matches!(e.msg.body, MessageBody::Assistant { .. })) else {
+            return Ok(false);
+        };
+        let MessageBody::Assistant { tool_calls, .. } = &path[at].msg.body else { return Ok(false) };
+        let after = &path[at + 1..];
+        if tool_calls.is_empty() || after.iter().any(|e| matches!(e.msg.body, MessageBody::User { .. })) {
+            return Ok(false);
+        }
+        let mut answered = HashSet::new();
+        let mut started = HashSet::new();
+        for e in after {
+            match &e.msg.body {
+                MessageBody::Tool { tool_call_id, .. } => {
+                    answered.insert(tool_call_id.clone());
+                }
+                MessageBody::Custom { kind, payload } if kind == STARTED_KIND => {
+                    if let Some(id) = payload.get("tool_call_id").and_then(Value::as_str) {
+                        started.insert(id.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let open: Vec<ToolCall> = tool_calls.iter().filter(|c| !answered.contains(&c.id)).cloned().collect();
+        if open.is_empty() {
+            return Ok(false);
+        }
+        for call in &open {
+            self.emit(SdkMessage::ToolCall {
+                tool_call_id: call.id.clone(),
+                tool_name: call.name.clone(),
+                tool_input: serde_json::from_str(&call.arguments)
+                    .unwrap_or_else(|_| Value::String(call.arguments.clone())),
+            });
+            let outcome = if started.contains(&call.id) {
+                ToolOutcome::error(INTERRUPTED_TOOL_RESULT)
+            } else if self.request.cancel.is_cancelled() {
+                ToolOutcome::error("The turn was cancelled before this tool ran.")
+            } else {
+                self.call_tool(agent, call).await?
+            };
+            self.emit(SdkMessage::ToolResult {
+                tool_call_id: call.id.clone(),
+                content: outcome.content.clone(),
+                is_error: outcome.is_error,
+            });
+            self.append(MessageBody::Tool {
+                tool_call_id: call.id.clone(),
+                name: call.name.clone(),
+                content: text_content(outcome.content),
+                is_error: outcome.is_error,
+            })
+            .await?;
+        }
+        Ok(true)
+    }
+
+    async fn call_tool(&mut self, agent: &AgentRecord, call: &ToolCall) -> Result<ToolOutcome, Failure> {
+        let input = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(v) if v.is_object() => v,
+            Ok(_) => return Ok(ToolOutcome::error("The tool arguments must be a JSON object.")),
+            Err(e) => return Ok(ToolOutcome::error(format!("The tool arguments were not valid JSON ({e})."))),
+        };
+        let conversation_id = self.request.conversation_id.clone();
+        // A call that already has an approval (made before a restart) follows it.
+        let approval = match self.inner.approvals.for_call(&conversation_id, &call.id).await? {
+            Some(existing) => existing,
+            None => match self.policy.can_use_tool(&call.name, &input, &self.context).await {
+                PermissionDecision::Allow { updated_input } => {
+                    return self.run_tool(agent, call, updated_input.unwrap_or(input)).await;
+                }
+                PermissionDecision::Deny { message } => return Ok(ToolOutcome::error(message)),
+                PermissionDecision::Ask => {
+                    self.inner.approvals.create(&self.context, &call.id, &call.name, &input).await?
+                }
+            },
+        };
+        match self.follow(approval).await? {
+            Ok(input) => self.run_tool(agent, call, input).await,
+            Err(refusal) => Ok(refusal),
+        }
+    }
+
+    /// Waits for a pending approval (showing it) and turns its ending into either the
+    /// input to run the tool with or the result the agent sees instead.
+    async fn follow(&mut self, approval: ApprovalRecord) -> Result<Result<Value, ToolOutcome>, Failure> {
+        let approval = if approval.state == ApprovalState::Pending {
+            self.inner.approvals.watch(&approval.id);
+            self.emit(SdkMessage::ApprovalRequest {
+                approval_id: approval.id.clone(),
+                tool_call_id: approval.tool_call_id.clone(),
+                tool_name: approval.tool.clone(),
+                summary: approval.summary.clone(),
+                expires_at: approval.expires_at,
+                chat: approval.chat.clone(),
+                requester: approval.requester.clone(),
+            });
+            let ended = self.inner.approvals.wait(&approval, &self.request.cancel).await?;
+            self.emit(SdkMessage::ApprovalResolved {
+                approval_id: ended.id.clone(),
+                outcome: ended.state.as_str().to_string(),
+                decided_by: ended.decided_by.clone(),
+                reason: ended.reason.clone(),
+            });
+            ended
+        } else {
+            approval
+        };
+        let refusal = match approval.state {
+            ApprovalState::AllowedOnce | ApprovalState::AllowedAlways => return Ok(Ok(approval.input)),
+            ApprovalState::Denied => match approval.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+                Some(reason) => format!("The person denied this tool call ({reason}); it did not run."),
+                None => "The person denied this tool call; it did not run.".to_string(),
+            },
+            ApprovalState::Expired => format!(
+                "Nobody approved this tool call within {} seconds, so it did not run (the request timed out).",
+                self.inner.approvals.timeout().as_secs()
+            ),
+            ApprovalState::Cancelled | ApprovalState::Pending => {
+                "The turn was cancelled while this tool call waited for approval; it did not run.".to_string()
+            }
+        };
+        Ok(Err(ToolOutcome::error(refusal)))
+    }
+
+    async fn run_tool(&mut self, agent: &AgentRecord, call: &ToolCall, input: Value) -> Result<ToolOutcome, Failure> {
+        self.append(MessageBody::Custom { kind: STARTED_KIND.into(), payload: json!({ "tool_call_id": call.id }) })
+            .await?;
+        let settings = &self.inner.settings;
+        let env = ToolEnv {
+            store: self.inner.store.clone(),
+            agent_id: agent.id.clone(),
+            memory_lock: self.inner.memory_lock.clone(),
+            workdir: settings.agent.workdir.clone(),
+            web: WebOptions { allow_private_network: settings.tools.webfetch_allow_private_network },
+        };
+        let outcome = tools::run(&env, &call.name, input).await;
+        tracing::info!(tool = %call.name, is_error = outcome.is_error, "tool call finished");
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,352 @@
+//! Durable approvals: a tool call the policy sends to a person is stored before it is
+//! shown, waits without holding a thread, and ends exactly once: allowed (once or
+//! always here), denied, expired (fail-closed), or cancelled with its turn. Every
+//! ending, and every refused attempt to decide, goes to the audit log.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::summary::summarize;
+use super::ToolContext;
+use crate::store::{
+    blocking, now_ms, ApprovalRecord, ApprovalState, AuditRecord, Grant, Store, StoreError, StoreResult,
+};
+
+/// The three answers a person can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    AllowOnce,
+    AlwaysAllowHere,
+    Deny,
+}
+
+impl Choice {
+    pub const ALL: [Choice; 3] = [Choice::AllowOnce, Choice::AlwaysAllowHere, Choice::Deny];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Choice::AllowOnce => "Allow once",
+            Choice::AlwaysAllowHere => "Always allow here",
+            Choice::Deny => "Deny",
+        }
+    }
+
+    /// A short stable code, for button data.
+    pub fn code(self) -> &'static str {
+        match self {
+            Choice::AllowOnce => "o",
+            Choice::AlwaysAllowHere => "a",
+            Choice::Deny => "d",
+        }
+    }
+
+    /// Accepts the code, the first word of the label, or the whole label.
+    pub fn parse(text: &str) -> Option<Choice> {
+        let t = text.trim().to_ascii_lowercase();
+        Choice::ALL.into_iter().find(|c| {
+            let label = c.label().to_ascii_lowercase();
+            t == c.code() || t == label || (t.len() >= 4 && label.starts_with(&t))
+        })
+    }
+}
+
+/// Who is deciding. `operator` is someone with access to the daemon itself (the
+/// command line), who may decide anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    pub id: String,
+    pub operator: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("This request is no longer pending.")]
+    NotPending,
+    #[error("Only the person who asked, or an approver, can decide this request.")]
+    NotEntitled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `decide` did.
+pub struct Decided {
+    pub approval: ApprovalRecord,
+    /// Whether a turn in this process was waiting for it. When not (the process that
+    /// asked has restarted), the caller resumes the conversation's turn.
+    pub waiter_woken: bool,
+}
+
+pub struct Approvals {
+    store: Arc<dyn Store>,
+    timeout: Duration,
+    approvers: Vec<String>,
+    /// Values that must never appear in summaries (configured secrets).
+    secrets: Vec<String>,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Serialises state changes so a decision and an expiry cannot both win.
+    transitions: tokio::sync::Mutex<()>,
+}
+
+impl Approvals {
+    pub fn new(store: Arc<dyn Store>, timeout: Duration, approvers: Vec<String>, secrets: Vec<String>) -> Approvals {
+        Approvals {
+            store,
+            timeout,
+            approvers,
+            secrets,
+            waiters: Mutex::default(),
+            transitions: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Stores a new pending approval for a tool call.
+    pub async fn create(
+        &self,
+        context: &ToolContext,
+        tool_call_id: &str,
+        tool: &str,
+        input: &Value,
+    ) -> StoreResult<ApprovalRecord> {
+        let now = now_ms();
+        let record = ApprovalRecord {
+            id: format!("apr-{}", uuid::Uuid::new_v4().simple()),
+            agent_id: context.agent_id.clone(),
+            conversation_id: context.conversation_id.clone(),
+            tool_call_id: tool_call_id.to_string(),
+            tool: tool.to_string(),
+            input: input.clone(),
+            summary: summarize(tool, input, &self.secrets),
+            chat: context.chat.clone(),
+            requester: context.sender.clone(),
+            created_at: now,
+            expires_at: now + self.timeout.as_millis() as u64,
+            state: ApprovalState::Pending,
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+        };
+        let stored = record.clone();
+        blocking(&self.store, move |s| s.put_approval(&stored)).await?;
+        tracing::info!(approval = %record.id, tool, "approval requested");
+        Ok(record)
+    }
+
+    /// The approval recorded for a tool call, if any.
+    pub async fn for_call(&self, conversation_id: &str, tool_call_id: &str) -> StoreResult<Option<ApprovalRecord>> {
+        let (c, t) = (conversation_id.to_string(), tool_call_id.to_string());
+        let all = blocking(&self.store, |s| s.approvals()).await?;
+        Ok(all.into_iter().rev().find(|a| a.conversation_id == c && a.tool_call_id == t))
+    }
+
+    /// Marks a turn in this process as waiting for the approval. Call it before the
+    /// request is shown, so a quick decision finds its waiter.
+    pub fn watch(&self, id: &str) {
+        self.waiter(id);
+    }
+
+    /// Waits until the approval is decided, expires, or `cancel` fires, and returns
+    /// its final record. Holds no thread while waiting.
+    pub async fn wait(&self, approval: &ApprovalRecord, cancel: &CancellationToken) -> StoreResult<ApprovalRecord> {
+        let notify = self.waiter(&approval.id);
+        let result = loop {
+            let current = self.load(&approval.id).await?;
+            if current.state != ApprovalState::Pending {
+                break current;
+            }
+            let left = Duration::from_millis(current.expires_at.saturating_sub(now_ms()));
+            tokio::select! {
+                _ = notify.notified() => continue,
+                _ = tokio::time::sleep(left) => {
+                    break self.end(&approval.id, ApprovalState::Expired, None, None).await?;
+                }
+                _ = cancel.cancelled() => {
+                    break self.end(&approval.id, ApprovalState::Cancelled, None, Some("the turn was cancelled".into())).await?;
+                }
+            }
+        };
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&approval.id);
+        Ok(result)
+    }
+
+    /// A person's decision. Refused (and audited) unless the decider asked for the
+    /// tool, is an approver, or is the operator.
+    pub async fn decide(
+        &self,
+        id: &str,
+        decider: &Decider,
+        choice: Choice,
+        reason: Option<String>,
+    ) -> Result<Decided, DecideError> {
+        // Unknown ids (forged or stale) look exactly like decided ones to the decider.
+        let current = match self.find(id).await? {
+            Some(a) if a.state == ApprovalState::Pending => a,
+            _ => return Err(DecideError::NotPending),
+        };
+        let entitled = decider.operator
+            || current.requester.as_deref() == Some(decider.id.as_str())
+            || self.approvers.contains(&decider.id);
+        if !entitled {
+            self.audit(&current, "refused", Some(decider.id.clone()), None).await?;
+            tracing::info!(approval = %id, "decision refused: not entitled");
+            return Err(DecideError::NotEntitled);
+        }
+        if current.expires_at <= now_ms() {
+            self.end(id, ApprovalState::Expired, None, None).await?;
+            return Err(DecideError::NotPending);
+        }
+        let state = match choice {
+            Choice::AllowOnce => ApprovalState::AllowedOnce,
+            Choice::AlwaysAllowHere => ApprovalState::AllowedAlways,
+            Choice::Deny => ApprovalState::Denied,
+        };
+        let approval = self.end(id, state, Some(decider.id.clone()), reason).await?;
+        if approval.state != state {
+            // Expired or cancelled a moment before.
+            return Err(DecideError::NotPending);
+        }
+        if state == ApprovalState::AllowedAlways {
+            self.grant(&approval, &decider.id).await?;
+        }
+        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        if let Some(n) = &waiter {
+            n.notify_one();
+        }
+        Ok(Decided { approval, waiter_woken: waiter.is_some() })
+    }
+
+    /// Expires every pending approval whose time ran out (for example while the
+    /// process was down) and returns them.
+    pub async fn expire_overdue(&self) -> StoreResult<Vec<ApprovalRecord>> {
+        let now = now_ms();
+        let overdue: Vec<ApprovalRecord> = blocking(&self.store, |s| s.approvals())
+            .await?
+            .into_iter()
+            .filter(|a| a.state == ApprovalState::Pending && a.expires_at <= now)
+            .collect();
+        let mut expired = Vec::new();
+        for a in overdue {
+            expired.push(self.end(&a.id, ApprovalState::Expired, None, None).await?);
+        }
+        Ok(expired)
+    }
+
+    pub async fn pending(&self) -> StoreResult<Vec<ApprovalRecord>> {
+        let all = blocking(&self.store, |s| s.approvals()).await?;
+        Ok(all.into_iter().filter(|a| a.state == ApprovalState::Pending).collect())
+    }
+
+    /// Moves a pending approval to `state` (a no-op returning the record if it already
+    /// ended) and audits the change.
+    async fn end(
+        &self,
+        id: &str,
+        state: ApprovalState,
+        actor: Option<String>,
+        reason: Option<String>,
+    ) -> StoreResult<ApprovalRecord> {
+        let _guard = self.transitions.lock().await;
+        let mut record = self.load(id).await?;
+        if record.state != ApprovalState::Pending {
+            return Ok(record);
+        }
+        record.state = state;
+        record.decided_by = actor.clone();
+        record.decided_at = Some(now_ms());
+        record.reason = reason.clone();
+        let stored = record.clone();
+        blocking(&self.store, move |s| s.put_approval(&stored)).await?;
+        self.audit(&record, state.as_str(), actor, reason).await?;
+        tracing::info!(approval = %id, outcome = state.as_str(), "approval ended");
+        Ok(record)
+    }
+
+    async fn grant(&self, approval: &ApprovalRecord, by: &str) -> StoreResult<()> {
+        let Some(chat) = approval.chat.clone() else { return Ok(()) };
+        let command = (approval.tool == "Bash")
+            .then(|| approval.input.get("command").and_then(Value::as_str).map(str::to_string))
+            .flatten();
+        let grant =
+            Grant { chat, tool: approval.tool.clone(), command, granted_by: by.to_string(), granted_at: now_ms() };
+        blocking(&self.store, move |s| s.put_grant(&grant)).await
+    }
+
+    async fn audit(
+        &self,
+        a: &ApprovalRecord,
+        outcome: &str,
+        actor: Option<String>,
+        reason: Option<String>,
+    ) -> StoreResult<()> {
+        let record = AuditRecord {
+            at: now_ms(),
+            approval_id: a.id.clone(),
+            agent_id: a.agent_id.clone(),
+            conversation_id: a.conversation_id.clone(),
+            chat: a.chat.clone(),
+            tool: a.tool.clone(),
+            summary: a.summary.clone(),
+            outcome: outcome.to_string(),
+            actor,
+            reason,
+        };
+        blocking(&self.store, move |s| s.append_audit(&record)).await
+    }
+
+    pub async fn find(&self, id: &str) -> StoreResult<Option<ApprovalRecord>> {
+        let owned = id.to_string();
+        blocking(&self.store, move |s| s.approval(&owned)).await
+    }
+
+    /// An approval that must exist (we created it).
+    async fn load(&self, id: &str) -> StoreResult<ApprovalRecord> {
+        self.find(id).await?.ok_or_else(|| StoreError::Decode { what: "approval", detail: format!("no approval {id}") })
+    }
+
+    fn waiter(&self, id: &str) -> Arc<Notify> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default().clone()
+    }
+}
+
+/// The question shown with the three choices, the same on every channel.
+pub fn request_text(summary: &str) -> String {
+    format!("Allow {summary}?")
+}
+
+/// What replaces the choices once the request has ended.
+pub fn outcome_text(outcome: &str, decided_by: Option<&str>) -> String {
+    let by = decided_by.map(|d| format!(" by {d}")).unwrap_or_default();
+    match outcome {
+        "allowed_once" => format!("Allowed once{by}."),
+        "allowed_always" => format!("Always allowed here{by}."),
+        "denied" => format!("Denied{by}."),
+        "expired" => "Expired: nobody answered in time, so it did not run.".into(),
+        "cancelled" => "Cancelled with the turn; it did not run.".into(),
+        other => format!("Ended ({other})."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_parse_from_codes_and_labels() {
+        assert_eq!(Choice::parse("o"), Some(Choice::AllowOnce));
+        assert_eq!(Choice::parse(" A "), Some(Choice::AlwaysAllowHere));
+        assert_eq!(Choice::parse("deny"), Some(Choice::Deny));
+        assert_eq!(Choice::parse("always"), Some(Choice::AlwaysAllowHere));
+        assert_eq!(Choice::parse("x"), None);
+        assert_eq!(Choice::parse(""), None);
+        assert_eq!(outcome_text("allowed_once", Some("ada")), "Allowed once by ada.");
+        assert!(outcome_text("expired", None).contains("did not run"));
+    }
+}

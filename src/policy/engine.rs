@@ -1,0 +1,263 @@
+//! The policy: one decision per tool call, in this order:
+//! 1. `AskUserQuestion` is always denied, with guidance to ask in plain text;
+//! 2. `disallowed_tools` deny;
+//! 3. "always allow here" grants of the chat, and `allowed_tools`, allow;
+//! 4. the permission mode decides by the tool's class.
+//!
+//! The agent's settings apply everywhere; `[policy.channels.X]` and
+//! `[policy.chats."X:ID"]` change the mode and add rules for their chats.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::rules::{self, Rule};
+use super::{CanUseTool, PermissionDecision, ToolClass, ToolContext, ASK_USER_QUESTION};
+use crate::config::{PermissionMode, PolicyOverride, Settings};
+use crate::store::{blocking, Grant, Store};
+
+pub struct Policy {
+    store: Arc<dyn Store>,
+    classes: HashMap<String, ToolClass>,
+    ask_user_question_message: String,
+    base: Effective,
+    channels: HashMap<String, PolicyOverride>,
+    chats: HashMap<String, PolicyOverride>,
+}
+
+#[derive(Clone)]
+struct Effective {
+    mode: PermissionMode,
+    allowed: Vec<Rule>,
+    disallowed: Vec<Rule>,
+}
+
+impl Effective {
+    fn apply(&mut self, o: &PolicyOverride) {
+        if let Some(mode) = o.permission_mode {
+            self.mode = mode;
+        }
+        self.allowed.extend(rules::parse_all(&o.allowed_tools).0);
+        self.disallowed.extend(rules::parse_all(&o.disallowed_tools).0);
+    }
+}
+
+impl Policy {
+    /// `classes` maps every tool name to its class; unknown tools are treated as
+    /// `Execute` (the most guarded class that can still be approved).
+    pub fn new(settings: &Settings, store: Arc<dyn Store>, classes: HashMap<String, ToolClass>) -> Policy {
+        let agent = &settings.agent;
+        Policy {
+            store,
+            classes,
+            ask_user_question_message: settings.policy.ask_user_question_message.clone(),
+            base: Effective {
+                mode: agent.permission_mode,
+                allowed: rules::parse_all(&agent.allowed_tools).0,
+                disallowed: rules::parse_all(&agent.disallowed_tools).0,
+            },
+            channels: settings.policy.channels.clone().into_iter().collect(),
+            chats: settings.policy.chats.clone().into_iter().collect(),
+        }
+    }
+
+    fn effective(&self, chat: Option<&str>) -> Effective {
+        let mut e = self.base.clone();
+        if let Some(chat) = chat {
+            let channel = chat.split(':').next().unwrap_or(chat);
+            if let Some(o) = self.channels.get(channel) {
+                e.apply(o);
+            }
+            if let Some(o) = self.chats.get(chat) {
+                e.apply(o);
+            }
+        }
+        e
+    }
+
+    async fn granted(&self, chat: Option<&str>, tool: &str, input: &Value) -> bool {
+        let Some(chat) = chat.map(str::to_string) else { return false };
+        let grants = match blocking(&self.store, move |s| s.grants(&chat)).await {
+            Ok(g) => g,
+            Err(e) => {
+                // Failing closed: without the grants we ask rather than allow.
+                tracing::error!(error = %e, "cannot read grants");
+                return false;
+            }
+        };
+        grants.iter().any(|g| grant_covers(g, tool, input))
+    }
+}
+
+/// A grant covers its tool; a Bash grant covers only its exact command.
+pub fn grant_covers(grant: &Grant, tool: &str, input: &Value) -> bool {
+    grant.tool == tool
+        && match &grant.command {
+            None => true,
+            Some(command) => input.get("command").and_then(Value::as_str) == Some(command.as_str()),
+        }
+}
+
+#[async_trait]
+impl CanUseTool for Policy {
+    async fn can_use_tool(&self, tool: &str, input: &Value, context: &ToolContext) -> PermissionDecision {
+        if tool == ASK_USER_QUESTION {
+            return PermissionDecision::Deny { message: self.ask_user_question_message.clone() };
+        }
+        let rules = self.effective(context.chat.as_deref());
+        if rules.disallowed.iter().any(|r| r.matches(tool, input)) {
+            return PermissionDecision::Deny {
+                message: format!("{tool} is not allowed here by policy; it did not run."),
+            };
+        }
+        if rules.allowed.iter().any(|r| r.matches(tool, input))
+            || self.granted(context.chat.as_deref(), tool, input).await
+        {
+            return PermissionDecision::Allow { updated_input: None };
+        }
+        let class = self.classes.get(tool).copied().unwrap_or(ToolClass::Execute);
+        decide_by_mode(rules.mode, class, tool)
+    }
+}
+
+fn decide_by_mode(mode: PermissionMode, class: ToolClass, tool: &str) -> PermissionDecision {
+    use PermissionMode as M;
+    use ToolClass as C;
+    let allow = PermissionDecision::Allow { updated_input: None };
+    match (mode, class) {
+        (M::Unrestricted, _) | (_, C::ReadOnly | C::Memory) | (M::AcceptEdits, C::Edit) => allow,
+        (M::Memory, _) => PermissionDecision::Deny {
+            message: format!("Only read-only and memory tools may run here; {tool} is not permitted and did not run."),
+        },
+        (M::Standard | M::AcceptEdits, _) => PermissionDecision::Ask,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PolicyOverride;
+    use crate::store::SledStore;
+    use serde_json::json;
+
+    fn classes() -> HashMap<String, ToolClass> {
+        [
+            ("Read", ToolClass::ReadOnly),
+            ("Write", ToolClass::Edit),
+            ("Bash", ToolClass::Execute),
+            ("WebFetch", ToolClass::Network),
+            ("memory_insert", ToolClass::Memory),
+        ]
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), c))
+        .collect()
+    }
+
+    fn policy(settings: Settings) -> (Policy, Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        (Policy::new(&settings, store.clone(), classes()), store, dir)
+    }
+
+    fn ctx(chat: &str) -> ToolContext {
+        ToolContext { chat: Some(chat.into()), sender: Some("u".into()), ..Default::default() }
+    }
+
+    fn short(d: &PermissionDecision) -> &'static str {
+        match d {
+            PermissionDecision::Allow { .. } => "allow",
+            PermissionDecision::Deny { .. } => "deny",
+            PermissionDecision::Ask => "ask",
+        }
+    }
+
+    #[tokio::test]
+    async fn the_mode_by_class_matrix() {
+        let expected: &[(PermissionMode, [&str; 5])] = &[
+            // Read, Write, Bash, WebFetch, memory_insert
+            (PermissionMode::Standard, ["allow", "ask", "ask", "ask", "allow"]),
+            (PermissionMode::AcceptEdits, ["allow", "allow", "ask", "ask", "allow"]),
+            (PermissionMode::Memory, ["allow", "deny", "deny", "deny", "allow"]),
+            (PermissionMode::Unrestricted, ["allow", "allow", "allow", "allow", "allow"]),
+        ];
+        for (mode, row) in expected {
+            let mut settings = Settings::default();
+            settings.agent.permission_mode = *mode;
+            let (p, _s, _d) = policy(settings);
+            for (tool, want) in ["Read", "Write", "Bash", "WebFetch", "memory_insert"].iter().zip(row) {
+                let got = p.can_use_tool(tool, &json!({}), &ctx("console")).await;
+                assert_eq!(short(&got), *want, "{mode:?} {tool}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn ask_user_question_is_denied_even_when_unrestricted_or_allowed() {
+        let mut settings = Settings::default();
+        settings.agent.permission_mode = PermissionMode::Unrestricted;
+        settings.agent.allowed_tools = vec!["AskUserQuestion".into()];
+        settings.policy.ask_user_question_message = "Ask in plain text, please.".into();
+        let (p, _s, _d) = policy(settings);
+        let d = p.can_use_tool(ASK_USER_QUESTION, &json!({}), &ctx("console")).await;
+        assert_eq!(d, PermissionDecision::Deny { message: "Ask in plain text, please.".into() });
+    }
+
+    #[tokio::test]
+    async fn disallowed_beats_allowed_and_allowed_beats_the_mode() {
+        let mut settings = Settings::default();
+        settings.agent.allowed_tools = vec!["Bash(git status*)".into(), "Bash(git push*)".into()];
+        settings.agent.disallowed_tools = vec!["Bash(git push*)".into(), "WebFetch".into()];
+        let (p, _s, _d) = policy(settings);
+        let bash = |c: &str| json!({ "command": c });
+        assert_eq!(short(&p.can_use_tool("Bash", &bash("git status"), &ctx("c")).await), "allow");
+        assert_eq!(short(&p.can_use_tool("Bash", &bash("git push origin"), &ctx("c")).await), "deny");
+        assert_eq!(short(&p.can_use_tool("Bash", &bash("git status; rm -rf ~"), &ctx("c")).await), "ask");
+        assert_eq!(short(&p.can_use_tool("Bash", &bash("git status $(rm -rf ~)"), &ctx("c")).await), "ask");
+        assert_eq!(short(&p.can_use_tool("WebFetch", &json!({"url": "https://x"}), &ctx("c")).await), "deny");
+    }
+
+    #[tokio::test]
+    async fn channel_and_chat_overrides() {
+        let mut settings = Settings::default();
+        settings.policy.channels.insert(
+            "telegram".into(),
+            PolicyOverride { permission_mode: Some(PermissionMode::Memory), ..Default::default() },
+        );
+        settings.policy.chats.insert(
+            "telegram:42".into(),
+            PolicyOverride {
+                permission_mode: Some(PermissionMode::AcceptEdits),
+                allowed_tools: vec!["Bash(ls*)".into()],
+                ..Default::default()
+            },
+        );
+        let (p, _s, _d) = policy(settings);
+        let write = json!({"path": "a"});
+        assert_eq!(short(&p.can_use_tool("Write", &write, &ctx("console")).await), "ask");
+        assert_eq!(short(&p.can_use_tool("Write", &write, &ctx("telegram:7")).await), "deny");
+        assert_eq!(short(&p.can_use_tool("Write", &write, &ctx("telegram:42")).await), "allow");
+        assert_eq!(short(&p.can_use_tool("Bash", &json!({"command": "ls -la"}), &ctx("telegram:42")).await), "allow");
+        assert_eq!(short(&p.can_use_tool("Bash", &json!({"command": "ls -la"}), &ctx("telegram:7")).await), "deny");
+    }
+
+    #[tokio::test]
+    async fn grants_apply_in_their_chat_only_and_bash_grants_to_the_exact_command() {
+        let (p, store, _d) = policy(Settings::default());
+        let grant = |tool: &str, command: Option<&str>| Grant {
+            chat: "telegram:1".into(),
+            tool: tool.into(),
+            command: command.map(str::to_string),
+            granted_by: "u".into(),
+            granted_at: 1,
+        };
+        store.put_grant(&grant("Bash", Some("make test"))).unwrap();
+        store.put_grant(&grant("Write", None)).unwrap();
+        let bash = |c: &str| json!({ "command": c });
+        assert_eq!(short(&p.can_use_tool("Bash", &bash("make test"), &ctx("telegram:1")).await), "allow");
+        assert_eq!(short(&p.can_use_tool("Bash", &bash("make test; rm x"), &ctx("telegram:1")).await), "ask");
+        assert_eq!(short(&p.can_use_tool("Bash", &bash("make test"), &ctx("telegram:2")).await), "ask");
+        assert_eq!(short(&p.can_use_tool("Write", &json!({"path": "any"}), &ctx("telegram:1")).await), "allow");
+    }
+}

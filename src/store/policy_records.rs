@@ -1,0 +1,84 @@
+//! Records the policy keeps: approval requests, "always allow here" grants and the
+//! audit log of decisions.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    Pending,
+    AllowedOnce,
+    AllowedAlways,
+    Denied,
+    Expired,
+    /// Denied because the turn was cancelled (`/cancel`, Ctrl-C).
+    Cancelled,
+}
+
+impl ApprovalState {
+    pub fn is_allowed(self) -> bool {
+        matches!(self, ApprovalState::AllowedOnce | ApprovalState::AllowedAlways)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::AllowedOnce => "allowed_once",
+            ApprovalState::AllowedAlways => "allowed_always",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+            ApprovalState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A tool call waiting for (or decided by) a person. Stored before anyone sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// Unguessable: `apr-` and 128 random bits.
+    pub id: String,
+    pub agent_id: String,
+    pub conversation_id: String,
+    pub tool_call_id: String,
+    pub tool: String,
+    pub input: Value,
+    /// One line for people, secrets redacted.
+    pub summary: String,
+    pub chat: Option<String>,
+    pub requester: Option<String>,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub state: ApprovalState,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<u64>,
+    pub reason: Option<String>,
+}
+
+/// "Always allow here": this tool (for Bash, this exact command) runs without asking
+/// in this chat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub chat: String,
+    pub tool: String,
+    pub command: Option<String>,
+    pub granted_by: String,
+    pub granted_at: u64,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at: u64,
+    pub approval_id: String,
+    pub agent_id: String,
+    pub conversation_id: String,
+    pub chat: Option<String>,
+    pub tool: String,
+    pub summary: String,
+    /// `allowed_once`, `allowed_always`, `denied`, `expired`, `cancelled`, or
+    /// `refused` (someone not entitled tried to decide; nothing changed).
+    pub outcome: String,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+}
