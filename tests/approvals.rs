@@ -130,6 +130,8 @@ async fn always_allow_here_skips_the_question_in_that_chat_only() {
     let id = until_approval(&mut here).await;
     s.backend.decide_approval(&id, &person("telegram:ada"), Choice::AlwaysAllowHere, None).await.unwrap();
     finish(&mut here).await;
+    let audit = s.backend.audit_log().await.unwrap();
+    assert_eq!((audit[0].outcome.as_str(), audit[0].chat.as_deref()), ("allowed_always", Some("telegram:1")));
 
     s.llm.push(write_call("b.txt"));
     s.llm.push(Reply::text("two"));

@@ -17,7 +17,7 @@ async fn piped_chat_denies_approvals_unless_yes() {
     assert!(!h.workdir().join("a.txt").exists());
     assert_eq!(
         out.stdout,
-        "  ⚙ Write(content=\"A\", path=\"a.txt\")\n    ↳ Denied by console.\n    ↳ The person denied this tool call (nobody can approve here: input is not a terminal (use --yes to allow)); it did not run.\nI could not write it.\n"
+        "  ⚙ Write(content=\"A\", path=\"a.txt\")\n    ↳ Denied by console. (nobody can approve here: input is not a terminal (use --yes to allow))\nI could not write it.\n"
     );
 
     h.llm.push(Reply::tool_call("Write", json!({"path": "b.txt", "content": "B"})));
@@ -71,4 +71,19 @@ async fn configured_modes_and_rules_apply_from_the_command_line() {
     assert!(results[1].1.contains("not permitted"), "chaining falls through to the mode: {results:?}");
     assert!(results[2].1.contains("not permitted"), "{results:?}");
     assert!(!h.workdir().join("pwned").exists() && !h.workdir().join("w.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_search_finds_messages_from_other_conversations() {
+    let h = Harness::new().await;
+    h.llm.push(Reply::text("Noted: the boat is called Ostara."));
+    h.run(&["prompt", "Our boat is called Ostara."]).await.assert_ok();
+    h.llm.push(Reply::tool_call("conversation_search", json!({"query": "ostara"})));
+    h.llm.push(Reply::text("It is called Ostara."));
+    // A fresh conversation: only the search can find the earlier one.
+    let out = h.run(&["prompt", "What is our boat called?"]).await;
+    out.assert_ok();
+    let result = h.llm.requests()[2].tool_results().pop().unwrap().1;
+    assert!(result.starts_with("2 of 2 matches:"), "{result}");
+    assert!(result.contains("user: Our boat is called Ostara.") && result.contains("assistant: Noted"), "{result}");
 }

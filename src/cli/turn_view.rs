@@ -63,6 +63,8 @@ pub async fn run(
     };
     let mut out = std::io::stdout();
     let mut mid_line = false;
+    // After a refused approval the tool's result only repeats it.
+    let mut refusal_shown = false;
     let mut result = None;
     while let Some(message) = session.next().await {
         if display == Display::Json {
@@ -80,7 +82,9 @@ pub async fn run(
                 writeln!(out, "  ⚙ {}", tool_call_line(tool_name, tool_input))?;
             }
             SdkMessage::ToolResult { content, is_error: true, .. } if display == Display::Live => {
-                writeln!(out, "    ↳ {}", clip(content, 160))?;
+                if !std::mem::take(&mut refusal_shown) {
+                    writeln!(out, "    ↳ {}", clip(content, 160))?;
+                }
             }
             SdkMessage::ApprovalRequest { approval_id, summary, .. } => {
                 end_line(&mut out, &mut mid_line)?;
@@ -93,8 +97,10 @@ pub async fn run(
                     Err(e) => eprintln!("error: {e}"),
                 }
             }
-            SdkMessage::ApprovalResolved { outcome, decided_by, .. } if display == Display::Live => {
-                writeln!(out, "    ↳ {}", outcome_text(outcome, decided_by.as_deref()))?;
+            SdkMessage::ApprovalResolved { outcome, decided_by, reason, .. } if display == Display::Live => {
+                let why = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                writeln!(out, "    ↳ {}{why}", outcome_text(outcome, decided_by.as_deref()))?;
+                refusal_shown = !outcome.starts_with("allowed");
             }
             SdkMessage::Result(r) => {
                 if display == Display::Live {
@@ -120,7 +126,10 @@ async fn ask(
         eprint!("  ? {} [o]nce / [a]lways here / [d]eny: ", request_text(summary));
         let line = tokio::select! {
             line = lines.next_line() => line?,
-            _ = cancel.cancelled() => return Ok(Choice::Deny),
+            _ = cancel.cancelled() => {
+                eprintln!();
+                return Ok(Choice::Deny);
+            }
         };
         let Some(line) = line else { return Ok(Choice::Deny) };
         if let Some(choice) = Choice::parse(&line) {

@@ -500,6 +500,21 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_documents_every_key_and_shows_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.example.toml");
+        let src = ConfigSource { file: Some(path.clone()), file_required: true, env: HashMap::new() };
+        let loaded = load(&src).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.settings, Settings::default());
+        let text = std::fs::read_to_string(path).unwrap();
+        for key in KNOWN_KEYS {
+            let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
+            let documented = text.contains(&format!("\n{name} = ")) || text.contains(&format!("# {name}:"));
+            let in_section = section.is_empty() || text.contains(&format!("[{section}]"));
+            assert!(documented && in_section, "{key} is not documented in the example file");
+        }
+    }
+
+    #[test]
     fn bad_base_url_is_reported() {
         let (src, _f) = source(None, &[("SWITCHBOARD_LLM__BASE_URL", "ftp://host")]);
         let err = load(&src).unwrap_err();

@@ -208,6 +208,9 @@ impl Approvals {
             Choice::AlwaysAllowHere => ApprovalState::AllowedAlways,
             Choice::Deny => ApprovalState::Denied,
         };
+        // Looked up first: once the decision is stored, the waiting turn may see it
+        // by itself and stop waiting before we could find it.
+        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
         let approval = self.end(id, state, Some(decider.id.clone()), reason).await?;
         if approval.state != state {
             // Expired or cancelled a moment before.
@@ -216,7 +219,6 @@ impl Approvals {
         if state == ApprovalState::AllowedAlways {
             self.grant(&approval, &decider.id).await?;
         }
-        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
         if let Some(n) = &waiter {
             n.notify_one();
         }
