@@ -81,10 +81,9 @@ pub async fn run(
                 end_line(&mut out, &mut mid_line)?;
                 writeln!(out, "  ⚙ {}", tool_call_line(tool_name, tool_input))?;
             }
+            SdkMessage::ToolResult { .. } if display == Display::Live && refusal_shown => refusal_shown = false,
             SdkMessage::ToolResult { content, is_error: true, .. } if display == Display::Live => {
-                if !std::mem::take(&mut refusal_shown) {
-                    writeln!(out, "    ↳ {}", clip(content, 160))?;
-                }
+                writeln!(out, "    ↳ {}", clip(content, 160))?;
             }
             SdkMessage::ApprovalRequest { approval_id, summary, .. } => {
                 end_line(&mut out, &mut mid_line)?;
