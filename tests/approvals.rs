@@ -10,7 +10,7 @@ use switchboard::agent::{AgentBackend, SdkMessage, Session, SessionOptions, Stop
 use switchboard::config::{LlmSettings, Settings};
 use switchboard::policy::approvals::{Choice, DecideError, Decider};
 use switchboard::store::{ApprovalState, SledStore, Store};
-use switchboard_fakes::{FakeLlm, Reply};
+use switchboard_fakes::{FakeLlm, FakeToolCall, Reply};
 
 struct Setup {
     llm: FakeLlm,
@@ -281,4 +281,66 @@ async fn ask_user_question_creates_no_approval() {
     assert!(s.backend.approvals().await.unwrap().is_empty());
     assert!(s.backend.audit_log().await.unwrap().is_empty());
     assert!(s.llm.requests()[1].tool_results()[0].1.contains("plain text"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_tool_call_id_cannot_replay_another_calls_approval() {
+    let s = setup(|_| {}).await;
+    let agent = s.backend.default_agent().await.unwrap();
+    let mut session = s.backend.create_session(&agent.id, in_chat("telegram:1", "telegram:ada")).await.unwrap();
+    // A server that gives two calls in one reply the same id.
+    let call = |path: &str| FakeToolCall {
+        id: "dup".into(),
+        name: "Write".into(),
+        arguments: json!({"path": path, "content": path}).to_string(),
+    };
+    s.llm.push(Reply::ToolCalls { text: vec![], calls: vec![call("first.txt"), call("second.txt")] });
+    s.llm.push(Reply::text("done"));
+    session.send("write both").unwrap();
+    let first = until_approval(&mut session).await;
+    s.backend.decide_approval(&first, &person("telegram:ada"), Choice::AllowOnce, None).await.unwrap();
+    // The second call is asked about on its own, with its own input.
+    let second = until_approval(&mut session).await;
+    assert_ne!(first, second);
+    let pending = s.backend.approvals().await.unwrap();
+    assert_eq!(pending.iter().find(|a| a.id == second).unwrap().summary, "Write: second.txt");
+    s.backend.decide_approval(&second, &person("telegram:ada"), Choice::Deny, None).await.unwrap();
+    let (_, result) = finish(&mut session).await;
+    assert!(result.success);
+    assert_eq!(std::fs::read_to_string(s.workdir.join("first.txt")).unwrap(), "first.txt");
+    assert!(!s.workdir.join("second.txt").exists(), "the denied call did not run on the first call's approval");
+    let results = s.llm.requests()[1].tool_results();
+    assert_eq!(results.len(), 2);
+    assert_ne!(results[0].0, results[1].0, "each call got its own id back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_allowing_a_bash_call_without_a_text_command_grants_nothing() {
+    let s = setup(|_| {}).await;
+    let agent = s.backend.default_agent().await.unwrap();
+    let mut session = s.backend.create_session(&agent.id, in_chat("telegram:1", "telegram:ada")).await.unwrap();
+    s.llm.push(Reply::tool_call("Bash", json!({"command": ["ls"]})));
+    s.llm.push(Reply::tool_call("Bash", json!({"command": "touch pwned"})));
+    s.llm.push(Reply::text("ok"));
+    session.send("go").unwrap();
+    let id = loop {
+        match session.next().await {
+            Some(SdkMessage::ApprovalRequest { approval_id, .. }) => break approval_id,
+            Some(_) => {}
+            None => panic!("no approval"),
+        }
+    };
+    s.backend.decide_approval(&id, &person("telegram:ada"), Choice::AlwaysAllowHere, None).await.unwrap();
+    // The next Bash call must still ask.
+    let asked_again = loop {
+        match session.next().await {
+            Some(SdkMessage::ApprovalRequest { approval_id, .. }) => break Some(approval_id),
+            Some(SdkMessage::Result(_)) | None => break None,
+            Some(_) => {}
+        }
+    };
+    let again = asked_again.expect("a blanket Bash grant must not exist");
+    s.backend.decide_approval(&again, &person("telegram:ada"), Choice::Deny, None).await.unwrap();
+    finish(&mut session).await;
+    assert!(!s.workdir.join("pwned").exists());
 }

@@ -149,26 +149,30 @@ async fn different_conversations_run_concurrently() {
     slow.close();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tool_call_cut_off_by_a_crash_is_answered_so_the_next_request_is_valid() {
-    let s = setup().await;
-    let agent = s.backend.default_agent().await.unwrap();
-    let conversation = agent.default_conversation.clone();
-    // What a crash between the model's tool call and its result leaves behind.
+/// What a crash between the model's tool call and its result leaves behind; with
+/// `started`, the durable marker written just before the tool ran.
+fn cut_off_turn(store: &Arc<dyn Store>, conversation: &str, started: bool) {
     let user = Entry::new(None, MessageBody::User { content: text_content("save this") });
-    let call = ToolCall {
-        id: "call_lost".into(),
-        name: "memory_insert".into(),
-        arguments: json!({"label": "human", "new_str": "x"}).to_string(),
-    };
+    let args = json!({"label": "human", "new_str": "Likes sailing."}).to_string();
+    let call = ToolCall { id: "call_lost".into(), name: "memory_insert".into(), arguments: args };
     let assistant = Entry::new(
         Some(user.id().into()),
         MessageBody::Assistant { content: vec![], tool_calls: vec![call], reasoning: None },
     );
-    s.store.append_entry(&conversation, &user).unwrap();
-    s.store.append_entry(&conversation, &assistant).unwrap();
+    store.append_entry(conversation, &user).unwrap();
+    store.append_entry(conversation, &assistant).unwrap();
+    if started {
+        let marker = MessageBody::Custom { kind: "tool_started".into(), payload: json!({"tool_call_id": "call_lost"}) };
+        store.append_entry(conversation, &Entry::new(Some(assistant.id().into()), marker)).unwrap();
+    }
+}
 
-    s.llm.push(Reply::text("Sorry, where were we?"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_cut_off_before_it_started_runs_once_when_the_conversation_continues() {
+    let s = setup().await;
+    let agent = s.backend.default_agent().await.unwrap();
+    cut_off_turn(&s.store, &agent.default_conversation, false);
+    s.llm.push(Reply::text("Saved. Where were we?"));
     let mut session = s.backend.resume_session(&agent.id, SessionOptions::default()).await.unwrap();
     session.send("hello?").unwrap();
     collect(&mut session).await;
@@ -176,4 +180,21 @@ async fn a_tool_call_cut_off_by_a_crash_is_answered_so_the_next_request_is_valid
     let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["system", "user", "assistant", "tool", "user"]);
     assert_eq!(messages[3]["tool_call_id"], "call_lost");
+    assert!(messages[3]["content"].as_str().unwrap().contains("was updated"));
+    assert_eq!(s.backend.memory_block(&agent.id, "human").await.unwrap().value, "Likes sailing.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_that_had_started_is_reported_interrupted_and_not_run_again() {
+    let s = setup().await;
+    let agent = s.backend.default_agent().await.unwrap();
+    cut_off_turn(&s.store, &agent.default_conversation, true);
+    s.llm.push(Reply::text("It was interrupted."));
+    let mut session = s.backend.resume_session(&agent.id, SessionOptions::default()).await.unwrap();
+    session.send("hello?").unwrap();
+    collect(&mut session).await;
+    let results = s.llm.requests()[0].tool_results();
+    assert_eq!(results.len(), 1);
+    assert!(results[0].1.contains("interrupted"), "{results:?}");
+    assert_eq!(s.backend.memory_block(&agent.id, "human").await.unwrap().value, "", "the tool did not run again");
 }

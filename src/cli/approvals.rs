@@ -2,7 +2,7 @@
 //! also finishes the turn that waited for it), and read the audit log.
 
 use clap::Subcommand;
-use switchboard::agent::{AgentBackend, StopReason};
+use switchboard::agent::{AgentBackend, SessionOptions, StopReason};
 use switchboard::policy::approvals::{Choice, DecideError};
 use switchboard::store::ApprovalState;
 
@@ -88,7 +88,11 @@ async fn decide_and_finish(app: &App, id: &str, choice: Choice, reason: Option<S
         Err(e) => return Err(e.into()),
     };
     eprintln!("{}: {}", decided.approval.summary, decided.approval.state.as_str());
-    let mut session = app.backend.resume_session(&decided.approval.conversation_id, App::console_session()).await?;
+    // The rest of the turn is judged as in the chat that asked, not as the console.
+    let approval = &decided.approval;
+    let options =
+        SessionOptions { chat: approval.chat.clone(), sender: approval.requester.clone(), ..Default::default() };
+    let mut session = app.backend.resume_session(&approval.conversation_id, options).await?;
     session.resume()?;
     // Other requests of the same turn are not this command's to decide: deny them.
     let mut answerer = Answerer::Auto(Choice::Deny, "decided from the command line one request at a time");

@@ -319,11 +319,27 @@ impl<'a> Reader<'a> {
         if s.policy.approvers.iter().any(|a| a.trim().is_empty()) {
             self.invalid("policy.approvers", "must not contain empty ids".into());
         }
-        for key in ["agent.allowed_tools", "agent.disallowed_tools"] {
-            let list =
-                if key.ends_with("disallowed_tools") { &s.agent.disallowed_tools } else { &s.agent.allowed_tools };
-            if list.iter().any(|t| t.trim().is_empty()) {
-                self.invalid(key, "must not contain empty tool names".into());
+        self.check_rules("agent.allowed_tools", &s.agent.allowed_tools);
+        self.check_rules("agent.disallowed_tools", &s.agent.disallowed_tools);
+        for (table, overrides) in [("policy.channels", &s.policy.channels), ("policy.chats", &s.policy.chats)] {
+            for (id, o) in overrides {
+                self.check_rules(&format!("{table}.{id}.allowed_tools"), &o.allowed_tools);
+                self.check_rules(&format!("{table}.{id}.disallowed_tools"), &o.disallowed_tools);
+            }
+        }
+    }
+
+    /// Every rule must parse and name a tool that exists: a typo would otherwise
+    /// silently allow or deny nothing.
+    fn check_rules(&mut self, key: &str, rules: &[String]) {
+        let tools = crate::agent::embedded::tools::names();
+        for text in rules {
+            match crate::policy::rules::Rule::parse(text) {
+                None => self.invalid(key, format!("{text:?} is not a rule (write Tool or Tool(pattern))")),
+                Some(rule) if !tools.contains(&rule.tool) => {
+                    self.invalid(key, format!("{text:?} names no known tool (the tools are {})", tools.join(", ")))
+                }
+                Some(_) => {}
             }
         }
     }
@@ -512,6 +528,20 @@ mod tests {
             let in_section = section.is_empty() || text.contains(&format!("[{section}]"));
             assert!(documented && in_section, "{key} is not documented in the example file");
         }
+    }
+
+    #[test]
+    fn malformed_rules_and_unknown_tools_are_reported() {
+        let (src, _f) = source(
+            Some("[agent]\nallowed_tools = [\"Read\", \"Bash(git status*\"]\ndisallowed_tools = [\"Bahs\"]\n[policy.chats.\"t:1\"]\nallowed_tools = [\"Write(docs/**)\", \"rm -rf\"]\n"),
+            &[],
+        );
+        let err = load(&src).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 3, "{text}");
+        assert!(text.contains("agent.allowed_tools") && text.contains("\"Bash(git status*\" is not a rule"), "{text}");
+        assert!(text.contains("agent.disallowed_tools") && text.contains("\"Bahs\" names no known tool"), "{text}");
+        assert!(text.contains("policy.chats.t:1.allowed_tools") && text.contains("\"rm -rf\" is not a rule"), "{text}");
     }
 
     #[test]

@@ -17,6 +17,13 @@ use crate::store::{
     blocking, now_ms, ApprovalRecord, ApprovalState, AuditRecord, Grant, Store, StoreError, StoreResult,
 };
 
+/// Key space: `conversation/call_key` -> approval id.
+const CALL_INDEX: &str = "approval-by-call";
+
+fn call_index_key(conversation_id: &str, call_key: &str) -> String {
+    format!("{conversation_id}/{call_key}")
+}
+
 /// The three answers a person can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
@@ -108,10 +115,11 @@ impl Approvals {
         self.timeout
     }
 
-    /// Stores a new pending approval for a tool call.
+    /// Stores a new pending approval for the call `call_key`.
     pub async fn create(
         &self,
         context: &ToolContext,
+        call_key: &str,
         tool_call_id: &str,
         tool: &str,
         input: &Value,
@@ -121,6 +129,7 @@ impl Approvals {
             id: format!("apr-{}", uuid::Uuid::new_v4().simple()),
             agent_id: context.agent_id.clone(),
             conversation_id: context.conversation_id.clone(),
+            call_key: call_key.to_string(),
             tool_call_id: tool_call_id.to_string(),
             tool: tool.to_string(),
             input: input.clone(),
@@ -135,16 +144,24 @@ impl Approvals {
             reason: None,
         };
         let stored = record.clone();
-        blocking(&self.store, move |s| s.put_approval(&stored)).await?;
+        let index_key = call_index_key(&record.conversation_id, call_key);
+        blocking(&self.store, move |s| {
+            s.put_approval(&stored)?;
+            s.kv_put(CALL_INDEX, &index_key, stored.id.as_bytes())
+        })
+        .await?;
         tracing::info!(approval = %record.id, tool, "approval requested");
         Ok(record)
     }
 
-    /// The approval recorded for a tool call, if any.
-    pub async fn for_call(&self, conversation_id: &str, tool_call_id: &str) -> StoreResult<Option<ApprovalRecord>> {
-        let (c, t) = (conversation_id.to_string(), tool_call_id.to_string());
-        let all = blocking(&self.store, |s| s.approvals()).await?;
-        Ok(all.into_iter().rev().find(|a| a.conversation_id == c && a.tool_call_id == t))
+    /// The approval recorded for the call `call_key`, if any.
+    pub async fn for_call(&self, conversation_id: &str, call_key: &str) -> StoreResult<Option<ApprovalRecord>> {
+        let key = call_index_key(conversation_id, call_key);
+        blocking(&self.store, move |s| match s.kv_get(CALL_INDEX, &key)? {
+            Some(id) => s.approval(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        })
+        .await
     }
 
     /// Marks a turn in this process as waiting for the approval. Call it before the
@@ -273,9 +290,13 @@ impl Approvals {
 
     async fn grant(&self, approval: &ApprovalRecord, by: &str) -> StoreResult<()> {
         let Some(chat) = approval.chat.clone() else { return Ok(()) };
-        let command = (approval.tool == "Bash")
-            .then(|| approval.input.get("command").and_then(Value::as_str).map(str::to_string))
-            .flatten();
+        let command = match (approval.tool.as_str(), approval.input.get("command").and_then(Value::as_str)) {
+            ("Bash", Some(command)) => Some(command.to_string()),
+            // A Bash grant covers one exact command; without one there is nothing
+            // safe to grant, so the decision stays "once".
+            ("Bash", None) => return Ok(()),
+            _ => None,
+        };
         let grant =
             Grant { chat, tool: approval.tool.clone(), command, granted_by: by.to_string(), granted_at: now_ms() };
         blocking(&self.store, move |s| s.put_grant(&grant)).await

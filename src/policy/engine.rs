@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::rules::{self, Rule};
+use super::rules::{self, Purpose, Rule};
 use super::{CanUseTool, PermissionDecision, ToolClass, ToolContext, ASK_USER_QUESTION};
 use crate::config::{PermissionMode, PolicyOverride, Settings};
 use crate::store::{blocking, Grant, Store};
@@ -25,6 +25,8 @@ pub struct Policy {
     base: Effective,
     channels: HashMap<String, PolicyOverride>,
     chats: HashMap<String, PolicyOverride>,
+    /// Path arguments are resolved inside it before rules see them.
+    workdir: std::path::PathBuf,
 }
 
 #[derive(Clone)]
@@ -60,6 +62,7 @@ impl Policy {
             },
             channels: settings.policy.channels.clone().into_iter().collect(),
             chats: settings.policy.chats.clone().into_iter().collect(),
+            workdir: agent.workdir.clone(),
         }
     }
 
@@ -93,11 +96,15 @@ impl Policy {
 
 /// A grant covers its tool; a Bash grant covers only its exact command.
 pub fn grant_covers(grant: &Grant, tool: &str, input: &Value) -> bool {
-    grant.tool == tool
-        && match &grant.command {
-            None => true,
-            Some(command) => input.get("command").and_then(Value::as_str) == Some(command.as_str()),
-        }
+    if grant.tool != tool {
+        return false;
+    }
+    match (&grant.command, tool) {
+        (Some(command), _) => input.get("command").and_then(Value::as_str) == Some(command.as_str()),
+        // Never a blanket Bash grant, whatever is stored.
+        (None, "Bash") => false,
+        (None, _) => true,
+    }
 }
 
 #[async_trait]
@@ -107,12 +114,13 @@ impl CanUseTool for Policy {
             return PermissionDecision::Deny { message: self.ask_user_question_message.clone() };
         }
         let rules = self.effective(context.chat.as_deref());
-        if rules.disallowed.iter().any(|r| r.matches(tool, input)) {
+        let workdir = Some(self.workdir.as_path());
+        if rules.disallowed.iter().any(|r| r.matches(tool, input, Purpose::Deny, workdir)) {
             return PermissionDecision::Deny {
                 message: format!("{tool} is not allowed here by policy; it did not run."),
             };
         }
-        if rules.allowed.iter().any(|r| r.matches(tool, input))
+        if rules.allowed.iter().any(|r| r.matches(tool, input, Purpose::Allow, workdir))
             || self.granted(context.chat.as_deref(), tool, input).await
         {
             return PermissionDecision::Allow { updated_input: None };
@@ -155,8 +163,9 @@ mod tests {
         .collect()
     }
 
-    fn policy(settings: Settings) -> (Policy, Arc<dyn Store>, tempfile::TempDir) {
+    fn policy(mut settings: Settings) -> (Policy, Arc<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
+        settings.agent.workdir = dir.path().join("work");
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
         (Policy::new(&settings, store.clone(), classes()), store, dir)
     }
@@ -259,5 +268,8 @@ mod tests {
         assert_eq!(short(&p.can_use_tool("Bash", &bash("make test; rm x"), &ctx("telegram:1")).await), "ask");
         assert_eq!(short(&p.can_use_tool("Bash", &bash("make test"), &ctx("telegram:2")).await), "ask");
         assert_eq!(short(&p.can_use_tool("Write", &json!({"path": "any"}), &ctx("telegram:1")).await), "allow");
+        // A stored Bash grant without a command covers nothing.
+        store.put_grant(&grant("Bash", None)).unwrap();
+        assert_eq!(short(&p.can_use_tool("Bash", &bash("rm -rf ~"), &ctx("telegram:1")).await), "ask");
     }
 }

@@ -71,6 +71,16 @@ pub trait Store: Send + Sync + 'static {
     /// The audit log, oldest first.
     fn audit(&self) -> StoreResult<Vec<AuditRecord>>;
 
+    /// A generic durable keyspace for components with simple records (the gateway's
+    /// journal, outbox, routes, pairing). `space` names an independent key space.
+    fn kv_put(&self, space: &str, key: &str, value: &[u8]) -> StoreResult<()>;
+    fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    fn kv_remove(&self, space: &str, key: &str) -> StoreResult<()>;
+    /// Entries whose key starts with `prefix`, in key order.
+    fn kv_scan(&self, space: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// A number larger than any returned before, across restarts.
+    fn next_id(&self) -> StoreResult<u64>;
+
     fn meta(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_meta(&self, key: &str, value: &str) -> StoreResult<()>;
     fn schema_version(&self) -> StoreResult<u32>;

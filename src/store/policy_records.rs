@@ -17,10 +17,6 @@ pub enum ApprovalState {
 }
 
 impl ApprovalState {
-    pub fn is_allowed(self) -> bool {
-        matches!(self, ApprovalState::AllowedOnce | ApprovalState::AllowedAlways)
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             ApprovalState::Pending => "pending",
@@ -40,6 +36,10 @@ pub struct ApprovalRecord {
     pub id: String,
     pub agent_id: String,
     pub conversation_id: String,
+    /// The exact call: the assistant entry that made it and its position there (the
+    /// model's `tool_call_id` alone is not guaranteed unique).
+    #[serde(default)]
+    pub call_key: String,
     pub tool_call_id: String,
     pub tool: String,
     pub input: Value,

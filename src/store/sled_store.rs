@@ -54,6 +54,11 @@ impl SledStore {
         })
     }
 
+    /// A generic key space lives in its own tree, prefixed so it cannot collide with ours.
+    fn space(&self, name: &str) -> StoreResult<sled::Tree> {
+        self.db.open_tree(format!("kv:{name}")).map_err(backend)
+    }
+
     fn flush(&self) -> StoreResult<()> {
         self.db.flush().map(|_| ()).map_err(backend)
     }
@@ -238,6 +243,34 @@ impl Store for SledStore {
         values("audit record", self.audit.iter())
     }
 
+    fn kv_put(&self, space: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.space(space)?.insert(key, value).map_err(backend)?;
+        self.flush()
+    }
+
+    fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.space(space)?.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn kv_remove(&self, space: &str, key: &str) -> StoreResult<()> {
+        self.space(space)?.remove(key).map_err(backend)?;
+        self.flush()
+    }
+
+    fn kv_scan(&self, space: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.space(space)?
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn next_id(&self) -> StoreResult<u64> {
+        self.db.generate_id().map_err(backend)
+    }
+
     fn meta(&self, key: &str) -> StoreResult<Option<String>> {
         Ok(self.meta.get(key).map_err(backend)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
@@ -321,6 +354,25 @@ mod tests {
         assert!(s.entries("conv-agent-1").unwrap().is_empty());
         assert_eq!(s.conversations(None).unwrap().len(), 1);
         assert_eq!(s.entries("conv-agent-2").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn key_spaces_are_independent_ordered_and_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.kv_put("journal", "b", b"2").unwrap();
+            s.kv_put("journal", "a", b"1").unwrap();
+            s.kv_put("outbox", "a", b"other").unwrap();
+            s.kv_put("journal", "c", b"3").unwrap();
+            s.kv_remove("journal", "c").unwrap();
+            assert!(s.next_id().unwrap() < s.next_id().unwrap());
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        let keys: Vec<String> = s.kv_scan("journal", "").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(s.kv_get("outbox", "a").unwrap().as_deref(), Some(&b"other"[..]));
+        assert_eq!(s.kv_get("journal", "zzz").unwrap(), None);
     }
 
     #[test]

@@ -1,3 +1,11 @@
 //! Channel-neutral pieces shared by the adapters: the `Channel` trait, `ChatKey`,
-//! inbound/outbound messages, approval prompts and Markdown rendering. Filled in by the
-//! Telegram/gateway issue; empty until then.
+//! inbound and outbound messages, approval prompts, and Markdown rendering and
+//! splitting to each platform's limits.
+
+pub mod channel;
+pub mod chat;
+pub mod markdown;
+pub mod split;
+
+pub use channel::{Capabilities, Channel, ChannelError, InboundSink};
+pub use chat::{ApprovalPrompt, ChatKey, ChatKind, Click, Inbound, InboundEvent, InboundKind, Sender, SentRef};

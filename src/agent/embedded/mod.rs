@@ -6,7 +6,7 @@ mod history;
 pub mod llm;
 
 mod prompt;
-mod tools;
+pub(crate) mod tools;
 mod turn;
 
 use std::collections::HashMap;

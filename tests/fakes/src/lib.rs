@@ -2,7 +2,15 @@
 //!
 //! [`FakeLlm`] is an OpenAI-compatible chat-completions server that serves
 //! scripted [`Reply`]s in FIFO order and records every request it receives.
+//!
+//! [`FakeTelegram`] is a Telegram Bot API server (enough for teloxide) with
+//! update injection, failure injection and inspection of what the bot sent.
 
 pub mod llm;
+pub mod telegram;
+
+#[cfg(test)]
+mod test_client;
 
 pub use llm::{FakeLlm, FakeToolCall, Fallback, RecordedRequest, Reply};
+pub use telegram::{Call, CallbackAnswer, FakeTelegram, SentMessage};

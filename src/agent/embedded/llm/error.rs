@@ -69,7 +69,9 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
 
 /// `Retry-After` in seconds (HTTP dates are rare from model endpoints and ignored).
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
-    value?.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    // Clamped before converting: a huge value would overflow a Duration.
+    let secs = value?.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?;
+    Some(Duration::from_secs_f64(secs.min(24.0 * 3600.0)))
 }
 
 #[cfg(test)]
@@ -91,6 +93,8 @@ mod tests {
         assert!(!LlmError::Malformed("x".into()).is_retryable());
         assert_eq!(parse_retry_after(Some("2")), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(parse_retry_after(Some("1e20")), Some(Duration::from_secs(24 * 3600)));
+        assert_eq!(parse_retry_after(Some("-1")), None);
         assert_eq!(excerpt(&"x".repeat(300), 10), format!("{}…", "x".repeat(10)));
     }
 }

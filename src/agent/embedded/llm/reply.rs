@@ -110,12 +110,22 @@ impl ReplyBuilder {
     }
 
     pub fn finish(mut self) -> ModelReply {
+        let mut seen = std::collections::HashSet::new();
         self.reply.tool_calls = std::mem::take(&mut self.calls)
             .into_iter()
-            .map(|(index, c)| ToolCall {
-                id: if c.id.is_empty() { format!("call_{index}_{}", uuid::Uuid::new_v4().simple()) } else { c.id },
-                name: c.name,
-                arguments: if c.arguments.trim().is_empty() { "{}".into() } else { c.arguments },
+            .map(|(index, c)| {
+                // Results are matched to calls by id, so each call needs its own.
+                let id = if c.id.is_empty() || seen.contains(&c.id) {
+                    format!("call_{index}_{}", uuid::Uuid::new_v4().simple())
+                } else {
+                    c.id
+                };
+                seen.insert(id.clone());
+                ToolCall {
+                    id,
+                    name: c.name,
+                    arguments: if c.arguments.trim().is_empty() { "{}".into() } else { c.arguments },
+                }
             })
             .collect();
         self.reply
@@ -188,6 +198,20 @@ mod tests {
         assert_eq!(r.tool_calls.len(), 2);
         assert_eq!((r.tool_calls[0].id.as_str(), r.tool_calls[0].arguments.as_str()), ("a", "{\"x\":1}"));
         assert_eq!(r.tool_calls[1].arguments, "{\"label\":\"h\"}");
+    }
+
+    #[test]
+    fn repeated_or_missing_call_ids_are_made_unique() {
+        let mut b = ReplyBuilder::default();
+        b.apply_chunk(&chunk(json!({"tool_calls":[
+            {"index":0,"id":"same","function":{"name":"Bash","arguments":"{}"}},
+            {"index":1,"id":"same","function":{"name":"Bash","arguments":"{}"}},
+            {"index":2,"function":{"name":"Read","arguments":"{}"}}
+        ]})))
+        .unwrap();
+        let ids: Vec<String> = b.finish().tool_calls.into_iter().map(|c| c.id).collect();
+        assert_eq!(ids[0], "same");
+        assert!(ids[1] != "same" && ids[2] != ids[1] && !ids[2].is_empty(), "{ids:?}");
     }
 
     #[test]

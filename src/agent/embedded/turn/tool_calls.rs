@@ -44,11 +44,14 @@ impl Turn {
                 _ => {}
             }
         }
-        let open: Vec<ToolCall> = tool_calls.iter().filter(|c| !answered.contains(&c.id)).cloned().collect();
+        let assistant_id = path[at].id().to_string();
+        let open: Vec<(usize, ToolCall)> =
+            tool_calls.iter().cloned().enumerate().filter(|(_, c)| !answered.contains(&c.id)).collect();
         if open.is_empty() {
             return Ok(false);
         }
-        for call in &open {
+        for (position, call) in &open {
+            let call_key = format!("{assistant_id}#{position}");
             self.emit(SdkMessage::ToolCall {
                 tool_call_id: call.id.clone(),
                 tool_name: call.name.clone(),
@@ -60,7 +63,7 @@ impl Turn {
             } else if self.request.cancel.is_cancelled() {
                 ToolOutcome::error("The turn was cancelled before this tool ran.")
             } else {
-                self.call_tool(agent, call).await?
+                self.call_tool(agent, call, &call_key).await?
             };
             self.emit(SdkMessage::ToolResult {
                 tool_call_id: call.id.clone(),
@@ -78,15 +81,22 @@ impl Turn {
         Ok(true)
     }
 
-    async fn call_tool(&mut self, agent: &AgentRecord, call: &ToolCall) -> Result<ToolOutcome, Failure> {
+    async fn call_tool(
+        &mut self,
+        agent: &AgentRecord,
+        call: &ToolCall,
+        call_key: &str,
+    ) -> Result<ToolOutcome, Failure> {
         let input = match serde_json::from_str::<Value>(&call.arguments) {
             Ok(v) if v.is_object() => v,
             Ok(_) => return Ok(ToolOutcome::error("The tool arguments must be a JSON object.")),
             Err(e) => return Ok(ToolOutcome::error(format!("The tool arguments were not valid JSON ({e})."))),
         };
         let conversation_id = self.request.conversation_id.clone();
-        // A call that already has an approval (made before a restart) follows it.
-        let approval = match self.inner.approvals.for_call(&conversation_id, &call.id).await? {
+        // A call that already has an approval (made before a restart) follows it; the
+        // stored input must be this call's, or the approval is not for it.
+        let existing = self.inner.approvals.for_call(&conversation_id, call_key).await?;
+        let approval = match existing.filter(|a| a.input == input && a.tool == call.name) {
             Some(existing) => existing,
             None => match self.policy.can_use_tool(&call.name, &input, &self.context).await {
                 PermissionDecision::Allow { updated_input } => {
@@ -94,7 +104,7 @@ impl Turn {
                 }
                 PermissionDecision::Deny { message } => return Ok(ToolOutcome::error(message)),
                 PermissionDecision::Ask => {
-                    self.inner.approvals.create(&self.context, &call.id, &call.name, &input).await?
+                    self.inner.approvals.create(&self.context, call_key, &call.id, &call.name, &input).await?
                 }
             },
         };

@@ -1,7 +1,5 @@
 //! End-to-end tests of the fake LLM over real TCP connections.
 
-mod client;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -9,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{FakeLlm, FakeToolCall, Fallback, Reply};
-use client::{get, post_json, raw_request, send};
+use crate::test_client::{get, post_json, raw_request, send};
 
 const CHAT: &str = "/v1/chat/completions";
 

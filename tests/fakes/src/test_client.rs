@@ -1,4 +1,4 @@
-//! Minimal raw HTTP/1.1 client for the tests: one request per connection, read to EOF.
+//! Minimal raw HTTP/1.1 client shared by the fakes' tests: one request per connection, read to EOF.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

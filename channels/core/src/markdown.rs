@@ -1,0 +1,314 @@
+//! The agent's Markdown, parsed once into blocks of styled text spans. Renderers turn
+//! blocks into each channel's format; because every rendering starts from spans,
+//! any slice of blocks renders to balanced, valid markup on its own.
+
+use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Style {
+    Bold,
+    Italic,
+    Strike,
+    Code,
+    Link(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub text: String,
+    pub styles: Vec<Style>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// Paragraphs, headings (bold), list items (with their bullet) and table rows.
+    Text(Vec<Span>),
+    Quote(Vec<Span>),
+    Code {
+        lang: Option<String>,
+        text: String,
+    },
+}
+
+impl Block {
+    /// The text a reader sees (no markup), for measuring.
+    pub fn visible(&self) -> String {
+        match self {
+            Block::Text(spans) | Block::Quote(spans) => spans.iter().map(|s| s.text.as_str()).collect(),
+            Block::Code { text, .. } => text.clone(),
+        }
+    }
+}
+
+/// Parses Markdown. Anything the target cannot show (raw HTML, images) becomes text.
+pub fn parse(markdown: &str) -> Vec<Block> {
+    let mut b = Builder::default();
+    let options = Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES;
+    for event in Parser::new_ext(markdown, options) {
+        b.event(event);
+    }
+    b.flush();
+    b.blocks
+}
+
+#[derive(Default)]
+struct Builder {
+    blocks: Vec<Block>,
+    spans: Vec<Span>,
+    styles: Vec<Style>,
+    quote_depth: usize,
+    code: Option<(Option<String>, String)>,
+    /// Ordered-list counters (None for bullets), innermost last.
+    lists: Vec<Option<u64>>,
+    in_table_cell: bool,
+}
+
+impl Builder {
+    fn event(&mut self, event: Event) {
+        if let Some((_, code)) = &mut self.code {
+            match event {
+                Event::Text(t) => code.push_str(&t),
+                Event::End(TagEnd::CodeBlock) => {
+                    let (lang, text) = self.code.take().unwrap_or_default();
+                    self.blocks.push(Block::Code { lang, text: text.trim_end_matches('\n').to_string() });
+                }
+                _ => {}
+            }
+            return;
+        }
+        match event {
+            Event::Start(tag) => self.start(tag),
+            Event::End(end) => self.end(end),
+            Event::Text(t) => self.text(&t),
+            Event::Code(t) => self.styled_text(&t, Style::Code),
+            Event::Html(t) | Event::InlineHtml(t) => self.text(&t),
+            Event::SoftBreak | Event::HardBreak => self.text("\n"),
+            Event::Rule => {
+                self.flush();
+                self.blocks.push(Block::Text(vec![Span { text: "———".into(), styles: vec![] }]));
+            }
+            Event::TaskListMarker(done) => self.text(if done { "[x] " } else { "[ ] " }),
+            Event::FootnoteReference(t) => self.text(&format!("[{t}]")),
+            _ => {}
+        }
+    }
+
+    fn start(&mut self, tag: Tag) {
+        match tag {
+            Tag::Paragraph => {}
+            Tag::Heading { .. } => {
+                self.flush();
+                self.styles.push(Style::Bold);
+            }
+            Tag::BlockQuote(_) => {
+                self.flush();
+                self.quote_depth += 1;
+            }
+            Tag::CodeBlock(kind) => {
+                self.flush();
+                let lang = match kind {
+                    CodeBlockKind::Fenced(info) => info.split_whitespace().next().map(str::to_string),
+                    CodeBlockKind::Indented => None,
+                };
+                self.code = Some((lang.filter(|l| !l.is_empty()), String::new()));
+            }
+            Tag::List(start) => {
+                self.flush();
+                self.lists.push(start);
+            }
+            Tag::Item => {
+                self.flush();
+                let depth = self.lists.len().saturating_sub(1);
+                let bullet = match self.lists.last_mut() {
+                    Some(Some(n)) => {
+                        *n += 1;
+                        format!("{}. ", *n - 1)
+                    }
+                    _ => "• ".to_string(),
+                };
+                self.text(&format!("{}{bullet}", "  ".repeat(depth)));
+            }
+            Tag::Emphasis => self.styles.push(Style::Italic),
+            Tag::Strong => self.styles.push(Style::Bold),
+            Tag::Strikethrough => self.styles.push(Style::Strike),
+            Tag::Link { dest_url, .. } => self.styles.push(Style::Link(dest_url.to_string())),
+            Tag::Image { dest_url, .. } => self.styles.push(Style::Link(dest_url.to_string())),
+            Tag::TableCell => {
+                if self.in_table_cell {
+                    self.text(" | ");
+                }
+                self.in_table_cell = true;
+            }
+            Tag::TableRow | Tag::TableHead => {
+                self.flush();
+                self.in_table_cell = false;
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, end: TagEnd) {
+        match end {
+            TagEnd::Paragraph | TagEnd::Item | TagEnd::TableRow | TagEnd::TableHead => self.flush(),
+            TagEnd::Heading(_) => {
+                self.styles.pop();
+                self.flush();
+            }
+            TagEnd::BlockQuote(_) => {
+                self.flush();
+                self.quote_depth = self.quote_depth.saturating_sub(1);
+            }
+            TagEnd::List(_) => {
+                self.flush();
+                self.lists.pop();
+            }
+            TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough | TagEnd::Link | TagEnd::Image => {
+                self.styles.pop();
+            }
+            _ => {}
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        let styles = self.styles.clone();
+        self.push_span(text, styles);
+    }
+
+    fn styled_text(&mut self, text: &str, style: Style) {
+        let mut styles = self.styles.clone();
+        styles.push(style);
+        self.push_span(text, styles);
+    }
+
+    fn push_span(&mut self, text: &str, styles: Vec<Style>) {
+        if text.is_empty() {
+            return;
+        }
+        match self.spans.last_mut() {
+            Some(last) if last.styles == styles => last.text.push_str(text),
+            _ => self.spans.push(Span { text: text.to_string(), styles }),
+        }
+    }
+
+    /// Ends the current block of text, if any.
+    fn flush(&mut self) {
+        let spans = std::mem::take(&mut self.spans);
+        if spans.iter().all(|s| s.text.trim().is_empty()) {
+            return;
+        }
+        // Quote lines of one quote become one block.
+        match (self.quote_depth > 0, self.blocks.last_mut()) {
+            (true, Some(Block::Quote(previous))) => {
+                previous.push(Span { text: "\n".into(), styles: vec![] });
+                previous.extend(spans);
+            }
+            (true, _) => self.blocks.push(Block::Quote(spans)),
+            (false, _) => self.blocks.push(Block::Text(spans)),
+        }
+    }
+}
+
+/// Telegram's HTML parse mode: b, i, s, code, pre with a language, a, blockquote;
+/// everything else escaped.
+pub fn to_telegram_html(blocks: &[Block]) -> String {
+    let rendered: Vec<String> = blocks
+        .iter()
+        .map(|block| match block {
+            Block::Text(spans) => spans_html(spans),
+            Block::Quote(spans) => format!("<blockquote>{}</blockquote>", spans_html(spans)),
+            Block::Code { lang: Some(lang), text } => {
+                format!("<pre><code class=\"language-{}\">{}</code></pre>", escape_html(lang), escape_html(text))
+            }
+            Block::Code { lang: None, text } => format!("<pre>{}</pre>", escape_html(text)),
+        })
+        .collect();
+    rendered.join("\n\n")
+}
+
+fn spans_html(spans: &[Span]) -> String {
+    let mut out = String::new();
+    for span in spans {
+        // Telegram allows no entities inside code: code wins over other styles.
+        if span.styles.contains(&Style::Code) {
+            out.push_str(&format!("<code>{}</code>", escape_html(&span.text)));
+            continue;
+        }
+        let mut close = Vec::new();
+        for style in &span.styles {
+            let (open, end) = match style {
+                Style::Bold => ("<b>".to_string(), "</b>"),
+                Style::Italic => ("<i>".to_string(), "</i>"),
+                Style::Strike => ("<s>".to_string(), "</s>"),
+                Style::Link(url) => (format!("<a href=\"{}\">", escape_html(url)), "</a>"),
+                Style::Code => continue,
+            };
+            out.push_str(&open);
+            close.push(end);
+        }
+        out.push_str(&escape_html(&span.text));
+        for end in close.iter().rev() {
+            out.push_str(end);
+        }
+    }
+    out
+}
+
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Plain text, for channels without formatting and as a fallback when a platform
+/// rejects the formatted version. Links keep their address.
+pub fn to_plain(blocks: &[Block]) -> String {
+    let rendered: Vec<String> = blocks
+        .iter()
+        .map(|block| match block {
+            Block::Text(spans) | Block::Quote(spans) => spans
+                .iter()
+                .map(|s| match s.styles.iter().find_map(|st| if let Style::Link(u) = st { Some(u) } else { None }) {
+                    Some(url) if *url != s.text => format!("{} ({url})", s.text),
+                    _ => s.text.clone(),
+                })
+                .collect(),
+            Block::Code { text, .. } => text.clone(),
+        })
+        .collect();
+    rendered.join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_telegram_subset_and_escapes_the_rest() {
+        let md = "# Title\n\nSome **bold**, *it*, ~~gone~~, `x < y` and [a link](https://e.com/?a=1&b=2).\n\n```rust\nfn main() { println!(\"<hi>\"); }\n```\n\n> quoted\n> twice\n\n- one\n- two\n\n1. first\n2. second\n\n<script>alert(1)</script> & done";
+        let html = to_telegram_html(&parse(md));
+        assert_eq!(
+            html,
+            "<b>Title</b>\n\nSome <b>bold</b>, <i>it</i>, <s>gone</s>, <code>x &lt; y</code> and <a href=\"https://e.com/?a=1&amp;b=2\">a link</a>.\n\n<pre><code class=\"language-rust\">fn main() { println!(&quot;&lt;hi&gt;&quot;); }</code></pre>\n\n<blockquote>quoted\ntwice</blockquote>\n\n• one\n\n• two\n\n1. first\n\n2. second\n\n&lt;script&gt;alert(1)&lt;/script&gt; &amp; done"
+        );
+    }
+
+    #[test]
+    fn plain_keeps_link_addresses_and_code() {
+        let blocks = parse("See [docs](https://d.io) and `code`.\n\n```\nraw <b>\n```");
+        assert_eq!(to_plain(&blocks), "See docs (https://d.io) and code.\n\nraw <b>");
+    }
+
+    #[test]
+    fn nested_styles_close_in_order() {
+        let html = to_telegram_html(&parse("***both*** and **bold *inner***"));
+        assert_eq!(html, "<i><b>both</b></i> and <b>bold </b><b><i>inner</i></b>");
+    }
+}
