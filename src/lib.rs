@@ -2,5 +2,6 @@
 
 pub mod agent;
 pub mod config;
+pub mod gateway;
 pub mod policy;
 pub mod store;

@@ -14,7 +14,9 @@ fn main() {
     // human line, so only errors are logged unless RUST_LOG asks for more. sled reports
     // a damaged directory itself; our error already says so.
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error,sled=off")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli::default_log_filter(&cli))),
+        )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();

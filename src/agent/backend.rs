@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{AgentError, SdkMessage, Session, TurnResult};
+use super::{AgentError, SdkMessage, Session, TurnResult, UserInput};
 use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
 use crate::policy::CanUseTool;
 use crate::store::{AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock};
@@ -72,6 +72,9 @@ pub trait AgentBackend: Send + Sync {
     /// The agent used when none is named: created from the configuration on first use.
     async fn default_agent(&self) -> Result<AgentRecord, AgentError>;
 
+    /// Sets the agent's model (`None` follows `[llm] model`).
+    async fn set_model(&self, agent_id: &str, model: Option<String>) -> Result<AgentRecord, AgentError>;
+
     async fn memory_block(&self, agent_id: &str, label: &str) -> Result<MemoryBlock, AgentError>;
     /// Sets a block's value (creating the block if needed) as the operator: read-only
     /// blocks may be changed here, the character limit still holds.
@@ -81,6 +84,10 @@ pub trait AgentBackend: Send + Sync {
     async fn create_session(&self, agent_id: &str, options: SessionOptions) -> Result<Session, AgentError>;
     /// `agent-…` resumes the agent's default conversation, `conv-…` that conversation.
     async fn resume_session(&self, id: &str, options: SessionOptions) -> Result<Session, AgentError>;
+
+    /// Adds a user message to the conversation without a turn (a group the agent only
+    /// listens to). A message with an id already there is not added again.
+    async fn record_message(&self, conversation_id: &str, input: UserInput) -> Result<(), AgentError>;
 
     async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError>;
     async fn list_conversations(&self, agent_id: Option<&str>) -> Result<Vec<ConversationRecord>, AgentError>;

@@ -13,4 +13,4 @@ pub mod transcript;
 pub use backend::{prompt, AgentBackend, AgentDetails, CreateAgentOptions, MessagePage, PageRequest, SessionOptions};
 pub use error::AgentError;
 pub use messages::{SdkMessage, StopReason, StreamDelta, TurnResult, Usage};
-pub use session::{Session, TurnRequest, TurnRunner};
+pub use session::{Session, TurnRequest, TurnRunner, UserInput};

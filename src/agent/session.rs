@@ -8,6 +8,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{AgentError, SdkMessage};
 
+/// A user's message. With an `id`, sending it again (a replay after a crash) does not
+/// add it twice: the turn continues from where the first attempt got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInput {
+    pub text: String,
+    pub id: Option<String>,
+}
+
 /// What a backend needs to run one turn.
 pub struct TurnRequest {
     pub agent_id: String,
@@ -15,7 +23,7 @@ pub struct TurnRequest {
     pub session_id: String,
     /// The user's message; `None` resumes the conversation's unfinished turn (after a
     /// restart, once its pending approval is decided).
-    pub input: Option<String>,
+    pub input: Option<UserInput>,
     pub events: mpsc::UnboundedSender<SdkMessage>,
     pub cancel: CancellationToken,
 }
@@ -60,7 +68,12 @@ impl Session {
 
     /// Starts a turn with `text` as the user's message; read it with [`Session::stream`].
     pub fn send(&mut self, text: impl Into<String>) -> Result<(), AgentError> {
-        self.start(Some(text.into()))
+        self.start(Some(UserInput { text: text.into(), id: None }))
+    }
+
+    /// Like [`Session::send`], with the message's transcript id chosen by the caller.
+    pub fn send_input(&mut self, input: UserInput) -> Result<(), AgentError> {
+        self.start(Some(input))
     }
 
     /// Continues the conversation's unfinished turn, if it has one: tool calls left
@@ -69,7 +82,7 @@ impl Session {
         self.start(None)
     }
 
-    fn start(&mut self, input: Option<String>) -> Result<(), AgentError> {
+    fn start(&mut self, input: Option<UserInput>) -> Result<(), AgentError> {
         if self.current.is_some() {
             return Err(AgentError::Busy);
         }

@@ -14,7 +14,8 @@ pub const CONSOLE: &str = "console";
 
 pub struct App {
     pub settings: Settings,
-    pub backend: EmbeddedBackend,
+    pub store: Arc<dyn Store>,
+    pub backend: Arc<EmbeddedBackend>,
 }
 
 impl App {
@@ -24,7 +25,7 @@ impl App {
         let loaded = config::load(&ConfigSource::from_process(config_path))?;
         let settings = loaded.settings;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir)?);
-        let backend = EmbeddedBackend::new(store, settings.clone());
+        let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
         let expired = backend.recover().await?;
         if !expired.is_empty() {
             eprintln!(
@@ -32,7 +33,7 @@ impl App {
                 expired.len()
             );
         }
-        Ok(App { settings, backend })
+        Ok(App { settings, store, backend })
     }
 
     /// The console's identity in chats and approvals.

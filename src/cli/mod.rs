@@ -6,8 +6,10 @@ mod approvals;
 mod chat;
 mod check;
 mod conversations;
+mod pairing;
 mod prompt;
 mod render;
+mod serve;
 mod turn_view;
 
 use std::path::PathBuf;
@@ -76,6 +78,13 @@ pub enum Command {
     },
     /// Validate the configuration and probe the model endpoint
     Check,
+    /// Run the daemon: answer chats on every configured channel
+    Serve,
+    /// Pairing requests from people the bot does not know yet
+    Pairing {
+        #[command(subcommand)]
+        command: pairing::PairingCommand,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +94,14 @@ pub enum OutputFormat {
 }
 
 /// Runs the command; `Ok(code)` is the process exit status.
+/// The daemon logs its activity; one-shot commands only their errors.
+pub fn default_log_filter(cli: &Cli) -> &'static str {
+    match cli.command {
+        Command::Serve => "info,sled=off",
+        _ => "error,sled=off",
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.config.as_deref();
     match cli.command {
@@ -100,5 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Conversation { command } => conversations::run(&app::App::open(config).await?, command).await,
         Command::Approvals { command } => approvals::run(&app::App::open(config).await?, command).await,
         Command::Check => check::run(config).await,
+        Command::Serve => serve::run(&app::App::open(config).await?).await,
+        Command::Pairing { command } => pairing::run(&app::App::open(config).await?, command).await,
     }
 }

@@ -8,8 +8,8 @@ use config::{Config, ConfigError as RawError, Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
 
 use super::{
-    env_var_for, AgentSettings, ConfigError, ConfigSource, LlmSettings, Loaded, PermissionMode, PolicyOverride,
-    PolicySettings, Problem, Settings, ToolSettings, SECRET_KEYS,
+    env_var_for, AgentSettings, ConfigError, ConfigSource, DmPolicy, GatewaySettings, GroupPolicy, LlmSettings, Loaded,
+    PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, TelegramSettings, ToolSettings, SECRET_KEYS,
 };
 
 /// Every key the configuration understands.
@@ -36,6 +36,19 @@ const KNOWN_KEYS: &[&str] = &[
     "policy.approval_timeout_secs",
     "policy.approvers",
     "policy.ask_user_question_message",
+    "telegram.token",
+    "telegram.api_url",
+    "telegram.mode",
+    "telegram.webhook_url",
+    "telegram.webhook_listen",
+    "telegram.webhook_secret",
+    "telegram.dm_policy",
+    "telegram.allowed_users",
+    "telegram.admins",
+    "telegram.group_policy",
+    "telegram.allowed_groups",
+    "gateway.routing",
+    "gateway.edit_interval_ms",
 ];
 
 /// Fields of a `[policy.channels.NAME]` or `[policy.chats."ID"]` table.
@@ -44,6 +57,12 @@ const OVERRIDE_FIELDS: &[&str] = &["permission_mode", "allowed_tools", "disallow
 fn is_known(key: &str) -> bool {
     if KNOWN_KEYS.contains(&key) {
         return true;
+    }
+    // Tables keyed by chat id: `[telegram.groups] "-100123" = "open"`, `[gateway.routes] "telegram:1" = "team"`.
+    for table in ["telegram.groups.", "gateway.routes."] {
+        if key.strip_prefix(table).is_some_and(|id| !id.is_empty()) {
+            return true;
+        }
     }
     let dynamic = ["policy.channels.", "policy.chats."].iter().find_map(|p| key.strip_prefix(p));
     dynamic
@@ -209,6 +228,8 @@ impl<'a> Reader<'a> {
                 compaction_threshold: self.get("agent.compaction_threshold", d.agent.compaction_threshold),
             },
             policy: self.read_policy(),
+            telegram: self.read_telegram(),
+            gateway: self.read_gateway(),
             tools: ToolSettings {
                 webfetch_allow_private_network: self
                     .get("tools.webfetch_allow_private_network", d.tools.webfetch_allow_private_network),
@@ -216,6 +237,82 @@ impl<'a> Reader<'a> {
         };
         self.validate(&settings);
         settings
+    }
+
+    fn read_telegram(&mut self) -> TelegramSettings {
+        let d = Settings::default().telegram;
+        let mode: String = self.get("telegram.mode", "polling".to_string());
+        let webhook = match mode.as_str() {
+            "polling" => false,
+            "webhook" => true,
+            other => {
+                self.invalid("telegram.mode", format!("must be polling or webhook, not {other:?}"));
+                false
+            }
+        };
+        let dm_text: String = self.get("telegram.dm_policy", "pairing".to_string());
+        let dm_policy = match dm_text.as_str() {
+            "pairing" => DmPolicy::Pairing,
+            "allowlist" => DmPolicy::Allowlist,
+            "open" => DmPolicy::Open,
+            other => {
+                self.invalid("telegram.dm_policy", format!("must be pairing, allowlist or open, not {other:?}"));
+                d.dm_policy
+            }
+        };
+        let group_text: String = self.get("telegram.group_policy", "mention".to_string());
+        let group_policy = GroupPolicy::parse(&group_text).unwrap_or_else(|| {
+            self.invalid(
+                "telegram.group_policy",
+                format!("must be mention, open, listen or disabled, not {group_text:?}"),
+            );
+            d.group_policy
+        });
+        let raw_groups: BTreeMap<String, String> = self.get("telegram.groups", BTreeMap::new());
+        let mut groups = BTreeMap::new();
+        for (id, text) in raw_groups {
+            match GroupPolicy::parse(&text) {
+                Some(p) => {
+                    groups.insert(id, p);
+                }
+                None => self.invalid(
+                    &format!("telegram.groups.{id}"),
+                    format!("must be mention, open, listen or disabled, not {text:?}"),
+                ),
+            }
+        }
+        TelegramSettings {
+            token: self.get("telegram.token", d.token).filter(|t: &String| !t.is_empty()),
+            api_url: self.get("telegram.api_url", d.api_url),
+            webhook,
+            webhook_url: self.get("telegram.webhook_url", d.webhook_url),
+            webhook_listen: self.get("telegram.webhook_listen", d.webhook_listen),
+            webhook_secret: self.get("telegram.webhook_secret", d.webhook_secret).filter(|t: &String| !t.is_empty()),
+            dm_policy,
+            allowed_users: self.get_list("telegram.allowed_users", d.allowed_users),
+            admins: self.get_list("telegram.admins", d.admins),
+            group_policy,
+            allowed_groups: self.get_list("telegram.allowed_groups", d.allowed_groups),
+            groups,
+        }
+    }
+
+    fn read_gateway(&mut self) -> GatewaySettings {
+        let d = Settings::default().gateway;
+        let routing: String = self.get("gateway.routing", "per-chat".to_string());
+        let shared_conversation = match routing.as_str() {
+            "per-chat" => false,
+            "shared" => true,
+            other => {
+                self.invalid("gateway.routing", format!("must be per-chat or shared, not {other:?}"));
+                false
+            }
+        };
+        GatewaySettings {
+            shared_conversation,
+            routes: self.get("gateway.routes", d.routes),
+            edit_interval_ms: self.get("gateway.edit_interval_ms", d.edit_interval_ms),
+        }
     }
 
     fn read_policy(&mut self) -> PolicySettings {
@@ -312,6 +409,39 @@ impl<'a> Reader<'a> {
         let t = s.agent.compaction_threshold;
         if !(t > 0.05 && t <= 1.0) {
             self.invalid("agent.compaction_threshold", "must be a fraction above 0.05 and at most 1.0".into());
+        }
+        let t = &s.telegram;
+        if t.webhook {
+            if !(t.webhook_url.starts_with("https://") || t.webhook_url.starts_with("http://")) {
+                self.invalid(
+                    "telegram.webhook_url",
+                    "webhook mode needs the public http(s) URL Telegram posts to".into(),
+                );
+            }
+            if t.webhook_listen.parse::<std::net::SocketAddr>().is_err() {
+                self.invalid("telegram.webhook_listen", "must be an address and port such as 0.0.0.0:8443".into());
+            }
+            if t.webhook_secret.is_none() {
+                self.invalid(
+                    "telegram.webhook_secret",
+                    "webhook mode needs a secret (SWITCHBOARD_TELEGRAM__WEBHOOK_SECRET)".into(),
+                );
+            }
+        }
+        if reqwest::Url::parse(&t.api_url).is_err() {
+            self.invalid("telegram.api_url", "is not a URL".into());
+        }
+        for (key, ids) in [
+            ("telegram.allowed_users", &t.allowed_users),
+            ("telegram.admins", &t.admins),
+            ("telegram.allowed_groups", &t.allowed_groups),
+        ] {
+            if let Some(bad) = ids.iter().find(|id| id.trim_start_matches('-').parse::<i64>().is_err()) {
+                self.invalid(key, format!("{bad:?} is not a Telegram id (a number)"));
+            }
+        }
+        if !(100..=60_000).contains(&s.gateway.edit_interval_ms) {
+            self.invalid("gateway.edit_interval_ms", "must be between 100 and 60000".into());
         }
         if !(5..=7 * 24 * 3600).contains(&s.policy.approval_timeout_secs) {
             self.invalid("policy.approval_timeout_secs", "must be between 5 seconds and 7 days".into());

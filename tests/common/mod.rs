@@ -2,6 +2,10 @@
 //! directory, a scrubbed environment and the fake LLM on 127.0.0.1.
 #![allow(dead_code)]
 
+mod daemon;
+#[allow(unused_imports)]
+pub use daemon::Daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

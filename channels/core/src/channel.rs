@@ -41,6 +41,10 @@ pub trait InboundSink: Send + Sync {
 pub trait Channel: Send + Sync {
     fn name(&self) -> &str;
     fn capabilities(&self) -> Capabilities;
+    /// One line of health for `/status` (for example a polling conflict).
+    fn status(&self) -> String {
+        "connected".into()
+    }
     /// Starts receiving; events go to `sink` until `stop`.
     async fn start(&self, sink: std::sync::Arc<dyn InboundSink>) -> Result<(), ChannelError>;
     async fn stop(&self);

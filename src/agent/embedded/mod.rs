@@ -14,16 +14,17 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::agent::transcript::head_id;
 use crate::agent::{
     AgentBackend, AgentDetails, AgentError, CreateAgentOptions, MessagePage, PageRequest, Session, SessionOptions,
-    TurnRequest, TurnRunner,
+    TurnRequest, TurnRunner, UserInput,
 };
 use crate::config::Settings;
 use crate::policy::approvals::{Approvals, Choice, DecideError, Decided, Decider};
 use crate::policy::{CanUseTool, Policy, ToolContext};
 use crate::store::{
-    blocking, now_ms, AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock, Store,
-    SystemPrompt,
+    blocking, now_ms, text_content, AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock,
+    MessageBody, Store, SystemPrompt,
 };
 use llm::LlmClient;
 
@@ -239,6 +240,14 @@ impl AgentBackend for EmbeddedBackend {
         Ok(created)
     }
 
+    async fn set_model(&self, agent_id: &str, model: Option<String>) -> Result<AgentRecord, AgentError> {
+        let mut agent = self.require_agent(agent_id).await?;
+        agent.model = model;
+        let stored = agent.clone();
+        blocking(self.store(), move |s| s.put_agent(&stored)).await?;
+        Ok(agent)
+    }
+
     async fn memory_block(&self, agent_id: &str, label: &str) -> Result<MemoryBlock, AgentError> {
         let details = self.agent(agent_id).await?;
         details
@@ -298,6 +307,27 @@ impl AgentBackend for EmbeddedBackend {
             blocking(self.store(), move |s| s.put_conversation(&record)).await?;
         }
         Ok(self.session(agent_id, conversation_id, options))
+    }
+
+    async fn record_message(&self, conversation_id: &str, input: UserInput) -> Result<(), AgentError> {
+        self.conversation(conversation_id).await?;
+        // Behind any running turn, like every other change to the conversation.
+        let _turn = self.inner.conversation_lock(conversation_id).lock_owned().await;
+        let id = conversation_id.to_string();
+        blocking(self.store(), move |s| {
+            let entries = s.entries(&id)?;
+            if input.id.as_deref().is_some_and(|m| entries.iter().any(|(_, e)| e.id() == m)) {
+                return Ok(());
+            }
+            let mut entry = Entry::new(head_id(&entries), MessageBody::User { content: text_content(input.text) });
+            if let Some(m) = input.id {
+                entry.msg.id = m;
+            }
+            s.append_entry(&id, &entry)?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
     }
 
     async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError> {

@@ -98,8 +98,19 @@ impl Turn {
         if self.request.cancel.is_cancelled() {
             return Ok(StopReason::Cancelled);
         }
-        match self.request.input.clone() {
-            Some(input) => self.append(MessageBody::User { content: text_content(input) }).await?,
+        let input = match self.request.input.clone() {
+            // Sent before (a replay): continue from where that attempt got to.
+            Some(input) if self.has_entry(input.id.as_deref()).await? => None,
+            other => other,
+        };
+        match input {
+            Some(input) => {
+                let mut entry = Entry::new(self.head.clone(), MessageBody::User { content: text_content(input.text) });
+                if let Some(id) = input.id {
+                    entry.msg.id = id;
+                }
+                self.store_entry(entry).await?
+            }
             None if !unfinished && !self.awaits_model().await? => return Ok(StopReason::EndTurn),
             None => {}
         }
@@ -168,6 +179,11 @@ impl Turn {
             .rev()
             .find(|e| !matches!(e.msg.body, MessageBody::Custom { .. }))
             .is_some_and(|e| matches!(e.msg.body, MessageBody::User { .. } | MessageBody::Tool { .. })))
+    }
+
+    async fn has_entry(&self, id: Option<&str>) -> Result<bool, Failure> {
+        let Some(id) = id else { return Ok(false) };
+        Ok(self.path().await?.iter().any(|e| e.id() == id))
     }
 
     async fn path(&self) -> Result<Vec<Entry>, Failure> {

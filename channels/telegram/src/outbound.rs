@@ -1,0 +1,182 @@
+//! Sending and editing replies (HTML with a plain-text fallback), typing and click answers.
+
+use switchboard_channel_core::markdown::{to_plain, to_telegram_html, Block};
+use switchboard_channel_core::{ChannelError, ChatKey, SentRef};
+use teloxide::payloads::{
+    AnswerCallbackQuerySetters, EditMessageTextSetters, SendChatActionSetters, SendMessageSetters,
+};
+use teloxide::requests::{Request, Requester};
+use teloxide::types::{
+    CallbackQueryId, ChatAction, InlineKeyboardMarkup, LinkPreviewOptions, MessageId, ParseMode, ReplyParameters,
+};
+use teloxide::RequestError;
+
+use crate::api::{message_id, target, truncate_utf16, Api, Policy, Target, MAX_TEXT_UTF16};
+use crate::errors::{is_cant_parse_entities, is_not_modified};
+
+/// Telegram shows at most 200 characters in a click notice.
+const MAX_NOTICE_CHARS: usize = 200;
+
+/// One message's text as Telegram should parse it.
+#[derive(Debug, Clone)]
+pub(crate) struct Text {
+    pub body: String,
+    /// `Some(Html)` or plain.
+    pub parse_mode: Option<ParseMode>,
+}
+
+impl Text {
+    pub fn html(part: &[Block]) -> Text {
+        Text { body: to_telegram_html(part), parse_mode: Some(ParseMode::Html) }
+    }
+
+    /// Plain text; the plain rendering adds link addresses, so it may need cutting.
+    pub fn plain(text: &str) -> Text {
+        Text { body: truncate_utf16(text, MAX_TEXT_UTF16), parse_mode: None }
+    }
+}
+
+fn no_preview() -> LinkPreviewOptions {
+    LinkPreviewOptions {
+        is_disabled: true,
+        url: None,
+        prefer_small_media: false,
+        prefer_large_media: false,
+        show_above_text: false,
+    }
+}
+
+/// sendMessage with retries; the raw teloxide error on failure.
+pub(crate) async fn send_text(
+    api: &Api,
+    to: Target,
+    text: &Text,
+    reply_to: Option<MessageId>,
+    keyboard: Option<&InlineKeyboardMarkup>,
+) -> Result<SentRef, RequestError> {
+    let message = api
+        .retry("sendMessage", Policy::SEND, || {
+            let mut request = api.bot.send_message(to.chat, text.body.clone()).link_preview_options(no_preview());
+            if let Some(mode) = text.parse_mode {
+                request = request.parse_mode(mode);
+            }
+            if let Some(thread) = to.thread {
+                request = request.message_thread_id(thread);
+            }
+            if let Some(id) = reply_to {
+                request = request.reply_parameters(ReplyParameters::new(id).allow_sending_without_reply());
+            }
+            if let Some(keyboard) = keyboard {
+                request = request.reply_markup(keyboard.clone());
+            }
+            request.send()
+        })
+        .await?;
+    Ok(SentRef { message_id: message.id.0.to_string() })
+}
+
+/// editMessageText with retries (a 429 comes straight back). Without a
+/// keyboard, Telegram removes any the message had. "Not modified" is success.
+pub(crate) async fn edit_text(api: &Api, to: Target, id: MessageId, text: &Text) -> Result<(), RequestError> {
+    let result = api
+        .retry("editMessageText", Policy::EDIT, || {
+            let mut request =
+                api.bot.edit_message_text(to.chat, id, text.body.clone()).link_preview_options(no_preview());
+            if let Some(mode) = text.parse_mode {
+                request = request.parse_mode(mode);
+            }
+            request.send()
+        })
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_not_modified(&err) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+pub(crate) async fn send(
+    api: &Api,
+    chat: &ChatKey,
+    part: &[Block],
+    reply_to: Option<&str>,
+) -> Result<SentRef, ChannelError> {
+    let to = target(chat)?;
+    let reply_to = reply_to.and_then(|raw| match message_id(raw, "reply_to") {
+        Ok(id) => Some(id),
+        Err(_) => {
+            tracing::warn!(reply_to = raw, "telegram: not a message id; sending without a reply");
+            None
+        }
+    });
+    match send_text(api, to, &Text::html(part), reply_to, None).await {
+        Ok(sent) => Ok(sent),
+        Err(err) if is_cant_parse_entities(&err) => {
+            // Telegram's description may quote part of the text: not logged.
+            tracing::warn!(chat = %chat.id(), "telegram: HTML rejected; sending as plain text");
+            send_text(api, to, &Text::plain(&to_plain(part)), reply_to, None)
+                .await
+                .map_err(|err| api.redactor.channel_error("sendMessage", &err))
+        }
+        Err(err) => Err(api.redactor.channel_error("sendMessage", &err)),
+    }
+}
+
+pub(crate) async fn edit(api: &Api, chat: &ChatKey, sent: &SentRef, part: &[Block]) -> Result<(), ChannelError> {
+    let to = target(chat)?;
+    let id = message_id(&sent.message_id, "message id")?;
+    match edit_text(api, to, id, &Text::html(part)).await {
+        Ok(()) => Ok(()),
+        Err(err) if is_cant_parse_entities(&err) => {
+            tracing::warn!(chat = %chat.id(), "telegram: HTML rejected; editing as plain text");
+            edit_text(api, to, id, &Text::plain(&to_plain(part)))
+                .await
+                .map_err(|err| api.redactor.channel_error("editMessageText", &err))
+        }
+        Err(err) => Err(api.redactor.channel_error("editMessageText", &err)),
+    }
+}
+
+pub(crate) async fn typing(api: &Api, chat: &ChatKey) -> Result<(), ChannelError> {
+    let to = target(chat)?;
+    let result = api
+        .retry("sendChatAction", Policy::ONCE, || {
+            let mut request = api.bot.send_chat_action(to.chat, ChatAction::Typing);
+            if let Some(thread) = to.thread {
+                request = request.message_thread_id(thread);
+            }
+            request.send()
+        })
+        .await;
+    result.map(|_| ()).map_err(|err| {
+        tracing::debug!(chat = %chat.id(), error = %api.redactor.describe(&err), "telegram: typing failed");
+        api.redactor.channel_error("sendChatAction", &err)
+    })
+}
+
+pub(crate) async fn answer_click(
+    api: &Api,
+    callback_id: &str,
+    notice: Option<&str>,
+    alert: bool,
+) -> Result<(), ChannelError> {
+    let notice: Option<String> = notice.filter(|n| !n.is_empty()).map(|n| {
+        if n.chars().count() > MAX_NOTICE_CHARS {
+            let mut cut: String = n.chars().take(MAX_NOTICE_CHARS - 1).collect();
+            cut.push('…');
+            cut
+        } else {
+            n.to_owned()
+        }
+    });
+    api.retry("answerCallbackQuery", Policy::SEND, || {
+        let mut request = api.bot.answer_callback_query(CallbackQueryId(callback_id.to_owned())).show_alert(alert);
+        if let Some(notice) = &notice {
+            request = request.text(notice.clone());
+        }
+        request.send()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|err| api.redactor.channel_error("answerCallbackQuery", &err))
+}

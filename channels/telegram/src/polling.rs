@@ -1,0 +1,206 @@
+//! The getUpdates loop: delivers updates in order, acknowledges them (by moving the
+//! offset) only after the sink journaled them, and backs off on conflicts and errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_channel_core::{InboundEvent, InboundSink};
+use teloxide::payloads::GetUpdatesSetters;
+use teloxide::requests::{Request, Requester};
+use teloxide::types::{AllowedUpdate, Update, UpdateKind};
+use teloxide::RequestError;
+use tokio::sync::watch;
+
+use crate::api::Api;
+use crate::errors::{classify, conflict, is_invalid_token, Class, Conflict};
+use crate::inbound::{kind_name, map_update, Identity, Mapped};
+use crate::status::{Health, HealthCell};
+
+/// What we ask Telegram for, in polling and webhook mode alike.
+pub(crate) const ALLOWED_UPDATES: [AllowedUpdate; 4] =
+    [AllowedUpdate::Message, AllowedUpdate::EditedMessage, AllowedUpdate::CallbackQuery, AllowedUpdate::MyChatMember];
+
+/// Retry delays for a failing `sink.deliver`.
+const DELIVER_FIRST_DELAY: Duration = Duration::from_millis(200);
+const DELIVER_MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// Resolves once `stop` says so (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Sleeps for `wait`; false if stopped first.
+async fn pause(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = stopped(stop) => false,
+    }
+}
+
+pub(crate) struct PollLoop {
+    pub api: Api,
+    pub me: Identity,
+    pub sink: Arc<dyn InboundSink>,
+    pub health: HealthCell,
+    pub timeout_secs: u32,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl PollLoop {
+    pub async fn run(mut self) {
+        let mut offset: Option<i32> = None;
+        let mut trouble = Trouble::default();
+        self.health.set(Health::Polling);
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            // After a failure, a short poll tells at once whether we are back.
+            let timeout = if trouble.active() { 0 } else { self.timeout_secs };
+            let mut request = self.api.bot.get_updates().timeout(timeout).allowed_updates(ALLOWED_UPDATES);
+            if let Some(offset) = offset {
+                request = request.offset(offset);
+            }
+            let result = tokio::select! {
+                result = request.send() => result,
+                _ = stopped(&mut self.stop) => break,
+            };
+            let updates = match result {
+                Ok(updates) => updates,
+                Err(err) => {
+                    let wait = trouble.record(&err, &self.api, &self.health);
+                    if !pause(&mut self.stop, wait).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if trouble.active() {
+                tracing::info!("telegram: polling works again");
+                trouble = Trouble::default();
+            }
+            self.health.set(Health::Polling);
+            for update in updates {
+                let id = update.id.0;
+                if !self.handle(update).await {
+                    return;
+                }
+                offset = Some(i32::try_from(u64::from(id) + 1).unwrap_or(i32::MAX));
+            }
+        }
+        tracing::debug!("telegram: poll loop stopped");
+    }
+
+    /// Delivers one update (retrying until the sink takes it); false if stopped first.
+    async fn handle(&mut self, update: Update) -> bool {
+        match map_update(&self.me, &update) {
+            Mapped::Event(event) => deliver_until_ok(&*self.sink, *event, update.id.0, &mut self.stop).await,
+            Mapped::Skip(reason) => {
+                if matches!(update.kind, UpdateKind::Error(_)) {
+                    tracing::warn!(update_id = update.id.0, reason, "telegram: skipping update");
+                } else {
+                    tracing::info!(
+                        update_id = update.id.0,
+                        kind = kind_name(&update),
+                        reason,
+                        "telegram: skipping update"
+                    );
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Hands `event` to the sink until it returns Ok, backing off between tries.
+/// The update is never skipped; false if stopped first.
+async fn deliver_until_ok(
+    sink: &dyn InboundSink,
+    event: InboundEvent,
+    update_id: u32,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut delay = DELIVER_FIRST_DELAY;
+    let mut failures = 0u32;
+    loop {
+        match sink.deliver(event.clone()).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(update_id, failures, "telegram: update delivered after retries");
+                }
+                return true;
+            }
+            Err(error) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(update_id, %error, "telegram: the gateway did not take the update; retrying");
+                } else {
+                    tracing::debug!(update_id, failures, %error, "telegram: delivery still failing");
+                }
+            }
+        }
+        if !pause(stop, delay).await {
+            return false;
+        }
+        delay = (delay * 2).min(DELIVER_MAX_DELAY);
+    }
+}
+
+/// A streak of failed getUpdates calls of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Streak {
+    Conflict(Conflict),
+    RateLimited,
+    Transient,
+    Rejected,
+}
+
+#[derive(Default)]
+struct Trouble {
+    streak: Option<Streak>,
+    /// The next wait of the current streak.
+    delay: Duration,
+}
+
+impl Trouble {
+    fn active(&self) -> bool {
+        self.streak.is_some()
+    }
+
+    /// Notes a failed poll, updates the health, warns once per streak and
+    /// returns how long to wait before the next poll.
+    fn record(&mut self, err: &RequestError, api: &Api, health: &HealthCell) -> Duration {
+        let (streak, first, max) = match (conflict(err), classify(err)) {
+            (Some(kind), _) => (Streak::Conflict(kind), Duration::from_secs(5), Duration::from_secs(60)),
+            (None, Class::RateLimited(wait)) => (Streak::RateLimited, wait, wait),
+            (None, Class::Transient) => (Streak::Transient, Duration::from_secs(1), Duration::from_secs(30)),
+            (None, Class::Rejected) if is_invalid_token(err) => {
+                (Streak::Rejected, Duration::from_secs(60), Duration::from_secs(60))
+            }
+            (None, Class::Rejected) => (Streak::Rejected, Duration::from_secs(5), Duration::from_secs(60)),
+        };
+        let wait = if self.streak == Some(streak) && streak != Streak::RateLimited {
+            self.delay
+        } else {
+            let description = api.redactor.describe(err);
+            match streak {
+                Streak::Conflict(_) => tracing::warn!(
+                    error = %description,
+                    "telegram: getUpdates conflict: another process uses this bot token; backing off"
+                ),
+                _ => tracing::warn!(error = %description, "telegram: getUpdates failed; backing off"),
+            }
+            first
+        };
+        self.streak = Some(streak);
+        self.delay = (wait * 2).min(max);
+        health.set(match streak {
+            Streak::Conflict(kind) => Health::Conflict(kind),
+            Streak::RateLimited => Health::Retrying("rate limited by Telegram".to_owned()),
+            Streak::Transient => Health::Retrying(api.redactor.describe(err)),
+            Streak::Rejected if is_invalid_token(err) => Health::Retrying("Telegram rejected the bot token".to_owned()),
+            Streak::Rejected => Health::Retrying(api.redactor.describe(err)),
+        });
+        wait
+    }
+}

@@ -1,0 +1,132 @@
+//! The inbound journal: every platform event is stored, and deduplicated by its
+//! platform id, before the adapter acknowledges it to the platform. Events not yet
+//! answered are replayed in arrival order after a restart.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use switchboard_channel_core::{InboundEvent, SentRef};
+
+use crate::store::{blocking, now_ms, Store, StoreResult};
+
+const RECORDS: &str = "journal";
+const ORDER: &str = "journal-order";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalRecord {
+    pub seq: u64,
+    pub event: InboundEvent,
+    pub done: bool,
+    pub received_at: u64,
+    /// The message a streamed reply was being written into, so a replay after a
+    /// crash finishes that message instead of leaving it half-written.
+    pub stream_message: Option<SentRef>,
+}
+
+#[derive(Clone)]
+pub struct Journal {
+    store: Arc<dyn Store>,
+}
+
+impl Journal {
+    pub fn new(store: Arc<dyn Store>) -> Journal {
+        Journal { store }
+    }
+
+    /// Stores the event; `false` when it was stored before (a redelivery).
+    pub async fn record(&self, event: &InboundEvent) -> StoreResult<bool> {
+        let event = event.clone();
+        blocking(&self.store, move |s| {
+            if s.kv_get(RECORDS, &event.event_id)?.is_some() {
+                return Ok(false);
+            }
+            let seq = s.next_id()?;
+            // The order entry first: a crash between the two writes leaves an order
+            // entry without a record (skipped on replay) and the platform, not yet
+            // acknowledged, delivers the event again.
+            s.kv_put(ORDER, &format!("{seq:020}"), event.event_id.as_bytes())?;
+            let record = JournalRecord { seq, event, done: false, received_at: now_ms(), stream_message: None };
+            s.kv_put(RECORDS, &record.event.event_id, &encode(&record))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub async fn get(&self, event_id: &str) -> StoreResult<Option<JournalRecord>> {
+        let id = event_id.to_string();
+        blocking(&self.store, move |s| Ok(s.kv_get(RECORDS, &id)?.and_then(|b| decode(&b)))).await
+    }
+
+    pub async fn done(&self, event_id: &str) -> StoreResult<()> {
+        self.update(event_id, |r| r.done = true).await
+    }
+
+    pub async fn set_stream_message(&self, event_id: &str, sent: SentRef) -> StoreResult<()> {
+        self.update(event_id, move |r| r.stream_message = Some(sent)).await
+    }
+
+    async fn update(
+        &self,
+        event_id: &str,
+        change: impl FnOnce(&mut JournalRecord) + Send + 'static,
+    ) -> StoreResult<()> {
+        let id = event_id.to_string();
+        blocking(&self.store, move |s| {
+            if let Some(mut record) = s.kv_get(RECORDS, &id)?.and_then(|b| decode(&b)) {
+                change(&mut record);
+                s.kv_put(RECORDS, &id, &encode(&record))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Events received but not answered, oldest first.
+    pub async fn unfinished(&self) -> StoreResult<Vec<JournalRecord>> {
+        blocking(&self.store, |s| {
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            for (_, id) in s.kv_scan(ORDER, "")? {
+                let id = String::from_utf8_lossy(&id).into_owned();
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                if let Some(record) = s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) {
+                    if !record.done {
+                        out.push(record);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Forgets answered events older than `age_ms` (platforms never redeliver them).
+    pub async fn prune(&self, age_ms: u64) -> StoreResult<usize> {
+        let cutoff = now_ms().saturating_sub(age_ms);
+        blocking(&self.store, move |s| {
+            let mut removed = 0;
+            for (key, id) in s.kv_scan(ORDER, "")? {
+                let id = String::from_utf8_lossy(&id).into_owned();
+                match s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) {
+                    Some(r) if !(r.done && r.received_at < cutoff) => continue,
+                    Some(_) => s.kv_remove(RECORDS, &id)?,
+                    None => {}
+                }
+                s.kv_remove(ORDER, &key)?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    serde_json::from_slice(bytes).ok()
+}

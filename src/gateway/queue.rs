@@ -1,0 +1,109 @@
+//! One turn at a time per conversation: jobs for a conversation run in arrival order
+//! on its own worker task; different conversations run concurrently. A worker that
+//! has been idle for a while goes away.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+const IDLE: Duration = Duration::from_secs(60);
+
+type Job = BoxFuture<'static, ()>;
+
+struct Lane {
+    tx: mpsc::UnboundedSender<Job>,
+    waiting: Arc<AtomicUsize>,
+}
+
+#[derive(Default, Clone)]
+pub struct Queues {
+    lanes: Arc<Mutex<HashMap<String, Lane>>>,
+}
+
+impl Queues {
+    pub fn push(&self, conversation: &str, job: Job) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let lane = lanes.entry(conversation.to_string()).or_insert_with(|| self.spawn_lane(conversation));
+        lane.waiting.fetch_add(1, Ordering::SeqCst);
+        // The worker only exits while holding this lock with an empty queue, so the
+        // receiver is alive here.
+        let _ = lane.tx.send(job);
+    }
+
+    /// Jobs queued or running for the conversation.
+    pub fn len(&self, conversation: &str) -> usize {
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes.get(conversation).map_or(0, |l| l.waiting.load(Ordering::SeqCst))
+    }
+
+    fn spawn_lane(&self, conversation: &str) -> Lane {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let (lanes, key, count) = (self.lanes.clone(), conversation.to_string(), waiting.clone());
+        tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(IDLE, rx.recv()).await {
+                    Ok(Some(job)) => {
+                        job.await;
+                        count.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    Ok(None) => return,
+                    Err(_) => {
+                        let mut map = lanes.lock().unwrap_or_else(|p| p.into_inner());
+                        if rx.is_empty() {
+                            map.remove(&key);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Lane { tx, waiting }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_conversation_runs_in_order_others_concurrently() {
+        let queues = Queues::default();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (release, hold) = tokio::sync::oneshot::channel::<()>();
+        let l = log.clone();
+        queues.push(
+            "a",
+            Box::pin(async move {
+                let _ = hold.await;
+                l.lock().unwrap().push("a1");
+            }),
+        );
+        let l = log.clone();
+        queues.push("a", Box::pin(async move { l.lock().unwrap().push("a2") }));
+        let l = log.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        queues.push(
+            "b",
+            Box::pin(async move {
+                l.lock().unwrap().push("b1");
+                let _ = done_tx.send(());
+            }),
+        );
+        done_rx.await.unwrap();
+        assert_eq!(*log.lock().unwrap(), ["b1"], "b is not stuck behind a");
+        assert_eq!(queues.len("a"), 2);
+        release.send(()).unwrap();
+        for _ in 0..100 {
+            if queues.len("a") == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*log.lock().unwrap(), ["b1", "a1", "a2"]);
+    }
+}

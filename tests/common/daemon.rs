@@ -1,0 +1,79 @@
+//! `switchboard serve` as a child process against the fake Telegram Bot API and the
+//! fake LLM: started, waited on until it polls, killed with SIGKILL, restarted.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard_fakes::FakeTelegram;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::Harness;
+
+pub struct Daemon {
+    child: tokio::process::Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Harness {
+    /// Settings that point the daemon at `telegram`.
+    pub fn with_telegram(&mut self, telegram: &FakeTelegram) {
+        self.set("SWITCHBOARD_TELEGRAM__TOKEN", &telegram.token());
+        self.set("SWITCHBOARD_TELEGRAM__API_URL", &telegram.api_url());
+    }
+
+    /// Starts `switchboard serve` and waits until it long-polls the fake.
+    pub async fn serve(&self, telegram: &FakeTelegram) -> Daemon {
+        let polls_before = telegram.calls_of("getupdates").len();
+        let mut cmd = self.command(std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")));
+        cmd.arg("serve")
+            .env("RUST_LOG", "info,sled=off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("cannot start switchboard serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let daemon = Daemon { child, log };
+        let started = tokio::time::Instant::now();
+        while telegram.calls_of("getupdates").len() <= polls_before {
+            if started.elapsed() > Duration::from_secs(30) {
+                panic!("switchboard serve did not start polling; its log:\n{}", daemon.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        daemon
+    }
+}
+
+impl Daemon {
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGKILL: no cleanup, no flush, no goodbye.
+    pub async fn kill9(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn stop(mut self) -> i32 {
+        let pid = self.child.id().expect("running") as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("no exit after SIGTERM")
+            .unwrap();
+        status.code().unwrap_or(-1)
+    }
+}

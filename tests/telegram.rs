@@ -1,0 +1,310 @@
+//! The real `switchboard serve` against the fake Telegram Bot API and the fake LLM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Harness;
+use serde_json::json;
+use switchboard_fakes::{FakeTelegram, Reply};
+
+const USER: i64 = 42;
+const OTHER: i64 = 43;
+const ADMIN: i64 = 7;
+const GROUP: i64 = -100500;
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn setup(dm_policy: &str) -> (Harness, FakeTelegram) {
+    let mut h = Harness::new().await;
+    let tg = FakeTelegram::start().await;
+    h.with_telegram(&tg);
+    h.set("SWITCHBOARD_TELEGRAM__DM_POLICY", dm_policy);
+    h.set("SWITCHBOARD_TELEGRAM__ADMINS", &ADMIN.to_string());
+    (h, tg)
+}
+
+fn texts(tg: &FakeTelegram, chat: i64) -> Vec<String> {
+    tg.messages_in(chat).into_iter().map(|m| m.plain_text).collect()
+}
+
+async fn wait_text(tg: &FakeTelegram, chat: i64, needle: &str) {
+    let n = needle.to_string();
+    tg.wait_until(&format!("a message containing {needle:?} in chat {chat}"), WAIT, move |t| {
+        t.messages_in(chat).iter().any(|m| m.plain_text.contains(&n))
+    })
+    .await;
+}
+
+/// The newest bot message in `chat` that carries buttons.
+fn prompt(tg: &FakeTelegram, chat: i64) -> switchboard_fakes::telegram::SentMessage {
+    tg.messages_in(chat).into_iter().rev().find(|m| m.reply_markup.is_some()).expect("no approval prompt")
+}
+
+fn button(prompt: &switchboard_fakes::telegram::SentMessage, label: &str) -> String {
+    let rows = prompt.reply_markup.as_ref().unwrap()["inline_keyboard"].as_array().unwrap().clone();
+    rows.iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .find(|b| b["text"] == label)
+        .and_then(|b| b["callback_data"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no {label:?} button"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_gets_a_reply_and_commands_are_registered() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::text("Hello **there**!"));
+    tg.send_dm(USER, "hi");
+    wait_text(&tg, USER, "Hello there!").await;
+    let reply = tg.messages_in(USER).pop().unwrap();
+    assert!(reply.text.contains("<b>there</b>"), "rendered as Telegram HTML: {}", reply.text);
+    assert_eq!(h.llm.requests()[0].last_user_text(), "hi");
+    let commands: Vec<String> = tg.commands().into_iter().map(|(c, _)| c).collect();
+    for c in ["start", "help", "new", "status", "cancel", "model", "approve", "deny", "whoami"] {
+        assert!(commands.contains(&c.to_string()), "{c} not registered: {commands:?}");
+    }
+    let allowed = tg.last_allowed_updates().unwrap_or_default();
+    for kind in ["message", "edited_message", "callback_query", "my_chat_member"] {
+        assert!(allowed.iter().any(|a| a == kind), "{kind} missing from allowed_updates: {allowed:?}");
+    }
+    assert!(tg.chat_actions().iter().any(|(chat, _, action)| *chat == USER && action == "typing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_reply_is_edited_into_one_message_at_a_paced_rate() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    h.llm.set_chunk_delay(Duration::from_millis(250));
+    let words: Vec<String> = (0..16).map(|i| format!("word{i} ")).collect();
+    h.llm.push(Reply::chunks(words.clone()));
+    tg.send_dm(USER, "stream please");
+    wait_text(&tg, USER, "word15").await;
+    let messages = tg.messages_in(USER);
+    assert_eq!(messages.len(), 1, "one message, edited: {:?}", texts(&tg, USER));
+    let message = &messages[0];
+    assert_eq!(message.plain_text, words.concat().trim());
+    assert!(message.edits.len() >= 2, "expected several edits, got {:?}", message.edits);
+    for pair in message.edits.windows(2) {
+        assert_ne!(pair[0], pair[1], "an identical edit was sent");
+    }
+    let edits = tg.calls_of("editmessagetext");
+    for pair in edits.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_millis(900), "edits {gap:?} apart");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_longer_than_4096_is_split_into_valid_parts() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    let paragraphs: Vec<String> =
+        (0..30).map(|i| format!("Paragraph {i}: {}", "lorem ipsum **dolor** sit amet ".repeat(12))).collect();
+    h.llm.push(Reply::text(&paragraphs.join("\n\n")));
+    tg.send_dm(USER, "write a lot");
+    wait_text(&tg, USER, "Paragraph 29").await;
+    let parts = texts(&tg, USER);
+    assert!(parts.len() >= 3, "{} parts", parts.len());
+    for p in &parts {
+        assert!(p.encode_utf16().count() <= 4096, "a part of {} units", p.encode_utf16().count());
+    }
+    let all = parts.join("\n\n");
+    for i in 0..30 {
+        assert!(all.contains(&format!("Paragraph {i}:")), "paragraph {i} lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_buttons_allow_runs_deny_does_not_and_others_are_refused() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("Write", json!({"path": "note.txt", "content": "from telegram"})));
+    h.llm.push(Reply::text("Written."));
+    tg.send_dm(USER, "write a note");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
+    let p = prompt(&tg, USER);
+    assert_eq!(p.plain_text, "Allow Write: note.txt?");
+
+    // Someone else's click changes nothing.
+    tg.click(OTHER, USER, p.message_id, &button(&p, "Allow once"));
+    tg.wait_until("the refusal alert", WAIT, |t| t.callback_answers().iter().any(|a| a.show_alert)).await;
+    let refusal = tg.callback_answers().into_iter().find(|a| a.show_alert).unwrap();
+    assert!(refusal.text.unwrap_or_default().contains("Only the person who asked"));
+    assert!(!h.workdir().join("note.txt").exists());
+
+    tg.click(USER, USER, p.message_id, &button(&p, "Allow once"));
+    wait_text(&tg, USER, "Written.").await;
+    assert_eq!(std::fs::read_to_string(h.workdir().join("note.txt")).unwrap(), "from telegram");
+    let resolved = tg.messages_in(USER).into_iter().find(|m| m.message_id == p.message_id).unwrap();
+    assert!(resolved.reply_markup.is_none(), "buttons removed");
+    assert!(resolved.plain_text.starts_with("Allowed once by"), "{}", resolved.plain_text);
+
+    // A forged click is told the request is gone.
+    tg.click(USER, USER, p.message_id, "apr:o:apr-forged");
+    tg.wait_until("the stale alert", WAIT, |t| {
+        t.callback_answers().iter().any(|a| a.text.as_deref() == Some("This request is no longer pending."))
+    })
+    .await;
+
+    h.llm.push(Reply::tool_call("Write", json!({"path": "no.txt", "content": "x"})));
+    h.llm.push(Reply::text("Fine, I did not."));
+    tg.send_dm(USER, "write another");
+    tg.wait_until("a second prompt", WAIT, move |t| {
+        t.messages_in(USER).iter().filter(|m| m.reply_markup.is_some()).any(|m| m.message_id != p.message_id)
+    })
+    .await;
+    let second = prompt(&tg, USER);
+    tg.click(USER, USER, second.message_id, &button(&second, "Deny"));
+    wait_text(&tg, USER, "Fine, I did not.").await;
+    assert!(!h.workdir().join("no.txt").exists());
+    assert!(h.llm.requests().last().unwrap().tool_results().last().unwrap().1.contains("denied"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_user_question_never_shows_a_prompt() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("AskUserQuestion", json!({"questions": [{"question": "Tea?", "options": []}]})));
+    h.llm.push(Reply::text("Would you like tea or coffee?"));
+    tg.send_dm(USER, "drink?");
+    wait_text(&tg, USER, "tea or coffee").await;
+    assert!(tg.messages_in(USER).iter().all(|m| m.reply_markup.is_none()));
+    assert!(h.llm.requests()[1].tool_results()[0].1.contains("plain text"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_answer_mentions_and_replies_to_the_bot_only() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    tg.send_group(GROUP, USER, "just chatting among ourselves");
+    h.llm.push(Reply::text("You called?"));
+    tg.send_group(GROUP, USER, &format!("@{} are you there?", tg.bot_username()));
+    wait_text(&tg, GROUP, "You called?").await;
+    let reqs = h.llm.requests();
+    assert_eq!(reqs.len(), 1, "the unaddressed message did not reach the agent");
+    assert!(reqs[0].last_user_text().ends_with("are you there?"));
+    assert!(!reqs[0].all_text().contains("just chatting"));
+    let answer = tg.messages_in(GROUP).pop().unwrap();
+    assert!(answer.reply_to.is_some(), "in groups the bot replies to the message");
+
+    h.llm.push(Reply::text("Yes, still here."));
+    tg.reply_to_bot(GROUP, USER, answer.message_id, "and now?");
+    wait_text(&tg, GROUP, "Yes, still here.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forum_topics_are_separate_conversations() {
+    let (h, tg) = setup("open").await;
+    h.llm.set_fallback(switchboard_fakes::Fallback::Echo);
+    let mut h = h;
+    h.set("SWITCHBOARD_TELEGRAM__GROUP_POLICY", "open");
+    let _d = h.serve(&tg).await;
+    tg.send_topic(GROUP, 1, USER, "topic one secret");
+    wait_text(&tg, GROUP, "topic one secret").await;
+    tg.send_topic(GROUP, 2, USER, "topic two");
+    wait_text(&tg, GROUP, "topic two").await;
+    let reqs = h.llm.requests();
+    assert!(!reqs[1].all_text().contains("topic one secret"), "topic 2 saw topic 1");
+    let in_topic_two = tg.messages_in(GROUP).into_iter().find(|m| m.plain_text.contains("topic two")).unwrap();
+    assert_eq!(in_topic_two.thread_id, Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_lets_an_admin_approve_a_stranger() {
+    let (h, tg) = setup("pairing").await;
+    let _d = h.serve(&tg).await;
+    tg.send_dm(USER, "hello?");
+    wait_text(&tg, USER, "pairing code is").await;
+    assert!(h.llm.requests().is_empty(), "a stranger's text never reaches the agent");
+    let reply = texts(&tg, USER).pop().unwrap();
+    let code: String = reply.split("pairing code is ").nth(1).unwrap().chars().take(8).collect();
+
+    tg.send_dm(ADMIN, &format!("/pair {code}"));
+    wait_text(&tg, ADMIN, "Paired").await;
+    h.llm.push(Reply::text("Welcome!"));
+    tg.send_dm(USER, "hello again");
+    wait_text(&tg, USER, "Welcome!").await;
+
+    tg.send_dm(OTHER, "/pair ABCDEFGH");
+    wait_text(&tg, OTHER, "pairing code is").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_starts_a_fresh_conversation_and_status_reports() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::text("noted"));
+    tg.send_dm(USER, "remember the password swordfish");
+    wait_text(&tg, USER, "noted").await;
+    tg.send_dm(USER, "/new");
+    wait_text(&tg, USER, "Started a new conversation").await;
+    h.llm.push(Reply::text("what password?"));
+    tg.send_dm(USER, "what was it?");
+    wait_text(&tg, USER, "what password?").await;
+    assert!(!h.llm.requests()[1].all_text().contains("swordfish"));
+    tg.send_dm(USER, "/status");
+    wait_text(&tg, USER, "Pending approvals: 0").await;
+    let status = texts(&tg, USER).pop().unwrap();
+    assert!(status.contains("Model: fake-model") && status.contains("Conversation: conv-"), "{status}");
+    tg.send_dm(USER, "/model other");
+    wait_text(&tg, USER, "Only an admin can do that.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_a_pending_approval_denies_it_and_ends_the_turn() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("Bash", json!({"command": "touch ran.txt"})));
+    tg.send_dm(USER, "run it");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
+    let p = prompt(&tg, USER);
+    tg.send_dm(USER, "/cancel");
+    wait_text(&tg, USER, "Cancelled.").await;
+    tg.wait_until("the prompt updated", WAIT, move |t| {
+        t.messages_in(USER).iter().any(|m| m.message_id == p.message_id && m.reply_markup.is_none())
+    })
+    .await;
+    assert!(!h.workdir().join("ran.txt").exists());
+    assert_eq!(h.llm.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_in_flight_when_the_daemon_is_killed_is_answered_once_after_restart() {
+    let (h, tg) = setup("open").await;
+    let d = h.serve(&tg).await;
+    h.llm.push(Reply::Hang);
+    tg.send_dm(USER, "important question");
+    h.llm.wait_for_requests(1, WAIT).await;
+    d.kill9().await;
+
+    h.llm.push(Reply::text("The answer, exactly once."));
+    let _d = h.serve(&tg).await;
+    wait_text(&tg, USER, "exactly once").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let answers = texts(&tg, USER).into_iter().filter(|t| t.contains("exactly once")).count();
+    assert_eq!(answers, 1);
+    let last = h.llm.requests().pop().unwrap();
+    let questions = last.messages().iter().filter(|m| m["content"] == "important question").count();
+    assert_eq!(questions, 1, "the replayed message is in the history once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_waited_out_and_malformed_updates_skipped() {
+    let (h, tg) = setup("open").await;
+    let d = h.serve(&tg).await;
+    tg.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", Some(1));
+    h.llm.push(Reply::text("after the limit"));
+    tg.send_dm(USER, "hi");
+    wait_text(&tg, USER, "after the limit").await;
+    let sends = tg.calls_of("sendmessage");
+    assert!(sends.len() >= 2);
+    let gap = sends[sends.len() - 1].at.duration_since(sends[sends.len() - 2].at);
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+    assert_eq!(texts(&tg, USER).iter().filter(|t| t.contains("after the limit")).count(), 1);
+
+    let bad = tg.push_raw_update(json!({"message": {"garbage": true}}));
+    h.llm.push(Reply::text("still working"));
+    tg.send_dm(USER, "next");
+    wait_text(&tg, USER, "still working").await;
+    assert!(d.log().contains(&bad.to_string()), "the skipped update is logged:\n{}", d.log());
+}
