@@ -308,3 +308,104 @@ async fn rate_limits_are_waited_out_and_malformed_updates_skipped() {
     wait_text(&tg, USER, "still working").await;
     assert!(d.log().contains(&bad.to_string()), "the skipped update is logged:\n{}", d.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_and_deny_work_as_text_commands() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("Write", json!({"path": "t.txt", "content": "by text"})));
+    h.llm.push(Reply::text("Done by text."));
+    tg.send_dm(USER, "write t.txt");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
+    tg.send_dm(USER, "/approve");
+    wait_text(&tg, USER, "Done by text.").await;
+    assert_eq!(std::fs::read_to_string(h.workdir().join("t.txt")).unwrap(), "by text");
+
+    h.llm.push(Reply::tool_call("Write", json!({"path": "u.txt", "content": "x"})));
+    h.llm.push(Reply::text("Not written."));
+    tg.send_dm(USER, "write u.txt");
+    tg.wait_until("a second prompt", WAIT, |t| {
+        t.messages_in(USER).iter().filter(|m| m.reply_markup.is_some()).count() == 1 && t.messages_in(USER).len() > 3
+    })
+    .await;
+    tg.send_dm(USER, "/deny not now");
+    wait_text(&tg, USER, "Not written.").await;
+    assert!(!h.workdir().join("u.txt").exists());
+    assert!(h.llm.requests().last().unwrap().tool_results().last().unwrap().1.contains("not now"));
+    tg.send_dm(USER, "/approve");
+    wait_text(&tg, USER, "There is no pending request here.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_model_endpoint_gets_a_short_human_reply() {
+    let (mut h, tg) = setup("open").await;
+    h.set("SWITCHBOARD_LLM__BASE_URL", "http://127.0.0.1:9/v1");
+    h.set("SWITCHBOARD_LLM__MAX_RETRIES", "0");
+    let _d = h.serve(&tg).await;
+    tg.send_dm(USER, "hello?");
+    wait_text(&tg, USER, "The model did not answer").await;
+    let reply = texts(&tg, USER).pop().unwrap();
+    assert_eq!(reply, "The model did not answer; please try again in a moment.");
+    assert!(!reply.contains("127.0.0.1") && !reply.contains("error"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_reply_is_sent_after_a_restart_and_only_once() {
+    let (h, tg) = setup("open").await;
+    let d = h.serve(&tg).await;
+    // Telegram asks for a long wait; the daemon dies while waiting.
+    tg.fail_next("sendMessage", 429, "Too Many Requests: retry after 60", Some(60));
+    h.llm.push(Reply::text("Worth the wait."));
+    tg.send_dm(USER, "hi");
+    tg.wait_until("the rate-limited send", WAIT, |t| t.calls_of("sendmessage").len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.kill9().await;
+    assert!(texts(&tg, USER).is_empty());
+
+    let _d = h.serve(&tg).await;
+    wait_text(&tg, USER, "Worth the wait.").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(texts(&tg, USER), ["Worth the wait."]);
+    assert_eq!(h.llm.requests().len(), 1, "the reply came from the outbox, not a second turn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_mode_checks_the_secret_and_answers() {
+    let (mut h, tg) = setup("open").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    h.set("SWITCHBOARD_TELEGRAM__MODE", "webhook");
+    h.set("SWITCHBOARD_TELEGRAM__WEBHOOK_URL", &format!("http://127.0.0.1:{port}/telegram/hook"));
+    h.set("SWITCHBOARD_TELEGRAM__WEBHOOK_LISTEN", &format!("127.0.0.1:{port}"));
+    h.set("SWITCHBOARD_TELEGRAM__WEBHOOK_SECRET", "s3cret-token");
+    let _d = h.serve(&tg).await;
+    let (url, secret) = tg.webhook().expect("the webhook is set");
+    assert!(url.ends_with("/telegram/hook"));
+    assert_eq!(secret.as_deref(), Some("s3cret-token"));
+    h.llm.push(Reply::text("Hello over the webhook."));
+    let update = tg.send_dm(USER, "hi");
+    assert_eq!(tg.deliver_webhook(update).await, 200);
+    wait_text(&tg, USER, "Hello over the webhook.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_can_be_approved_from_the_command_line_while_the_daemon_is_stopped() {
+    let (h, tg) = setup("pairing").await;
+    let d = h.serve(&tg).await;
+    tg.send_dm(USER, "let me in");
+    wait_text(&tg, USER, "pairing code is").await;
+    assert_eq!(d.stop().await, 0, "SIGTERM stops the daemon cleanly");
+    let list = h.run(&["pairing", "list", "telegram"]).await;
+    list.assert_ok();
+    let code = list.stdout.split_whitespace().next().unwrap().to_string();
+    assert!(list.stdout.contains("telegram:42"), "{}", list.stdout);
+    let approved = h.run(&["pairing", "approve", "telegram", &code]).await;
+    approved.assert_ok();
+    assert!(approved.stdout.contains("paired"), "{}", approved.stdout);
+    let again = h.run(&["pairing", "approve", "telegram", &code]).await;
+    assert_eq!(again.code, 1);
+
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::text("Now we can talk."));
+    tg.send_dm(USER, "hello");
+    wait_text(&tg, USER, "Now we can talk.").await;
+}

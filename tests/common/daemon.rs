@@ -22,9 +22,11 @@ impl Harness {
         self.set("SWITCHBOARD_TELEGRAM__API_URL", &telegram.api_url());
     }
 
-    /// Starts `switchboard serve` and waits until it long-polls the fake.
+    /// Starts `switchboard serve` and waits until it long-polls the fake (or, in
+    /// webhook mode, has set its webhook).
     pub async fn serve(&self, telegram: &FakeTelegram) -> Daemon {
-        let polls_before = telegram.calls_of("getupdates").len();
+        let ready = |t: &FakeTelegram| t.calls_of("getupdates").len() + t.calls_of("setwebhook").len();
+        let polls_before = ready(telegram);
         let mut cmd = self.command(std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")));
         cmd.arg("serve")
             .env("RUST_LOG", "info,sled=off")
@@ -44,7 +46,7 @@ impl Harness {
         });
         let daemon = Daemon { child, log };
         let started = tokio::time::Instant::now();
-        while telegram.calls_of("getupdates").len() <= polls_before {
+        while ready(telegram) <= polls_before {
             if started.elapsed() > Duration::from_secs(30) {
                 panic!("switchboard serve did not start polling; its log:\n{}", daemon.log());
             }

@@ -7,6 +7,7 @@
 //! update injection, failure injection and inspection of what the bot sent.
 
 pub mod llm;
+mod server;
 pub mod telegram;
 
 #[cfg(test)]

@@ -9,17 +9,11 @@ mod wire;
 mod tests;
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
 
 pub use reply::{FakeToolCall, Fallback, Reply};
 pub use request::RecordedRequest;
@@ -32,18 +26,16 @@ const DEFAULT_MODEL: &str = "fake-model";
 pub struct FakeLlm {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    _server: Arc<ServerTask>,
+    _server: Arc<crate::server::ServerTask>,
 }
 
 impl FakeLlm {
     /// Binds 127.0.0.1:0 and serves on the current tokio runtime.
     pub async fn start() -> FakeLlm {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("fake llm: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake llm: local address of bound listener");
         let shared = Arc::new(Shared::default());
         let app = handlers::router(Arc::clone(&shared));
-        let task = tokio::spawn(serve(listener, app));
-        FakeLlm { shared, addr, _server: Arc::new(ServerTask(task)) }
+        let (addr, server) = crate::server::start("fake llm", app).await;
+        FakeLlm { shared, addr, _server: server }
     }
 
     /// `http://127.0.0.1:PORT/v1`, the OpenAI base URL clients should use.
@@ -104,15 +96,6 @@ impl FakeLlm {
             );
         }
         requests
-    }
-}
-
-/// Aborts the accept loop (and with it every connection task) on drop.
-struct ServerTask(JoinHandle<()>);
-
-impl Drop for ServerTask {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -184,29 +167,4 @@ impl Shared {
     pub(crate) fn models(&self) -> Vec<String> {
         self.lock().models.clone()
     }
-}
-
-/// Accept loop. Connections live in a `JoinSet` owned by this task, so
-/// aborting the task drops them all, including hung requests.
-async fn serve(listener: TcpListener, app: Router) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, app.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next() => {}
-        }
-    }
-}
-
-async fn serve_connection(stream: TcpStream, app: Router) {
-    // Best effort: only affects latency of small SSE chunks.
-    let _ = stream.set_nodelay(true);
-    let service = TowerToHyperService::new(app);
-    // An error here means the client went away mid-request; nothing to report.
-    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }

@@ -18,17 +18,11 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
 
 pub use state::{Call, CallbackAnswer, SentMessage};
 
@@ -42,19 +36,17 @@ use wire::{ApiError, ChatKind};
 pub struct FakeTelegram {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    _server: Arc<ServerTask>,
+    _server: Arc<crate::server::ServerTask>,
 }
 
 impl FakeTelegram {
     /// Binds 127.0.0.1:0 and serves on the current tokio runtime. Token
     /// `123456:TEST-TOKEN`, bot user id 999, username `switchboard_test_bot`.
     pub async fn start() -> FakeTelegram {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("fake telegram: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake telegram: local address of bound listener");
         let shared = Arc::new(Shared::default());
         let app = handlers::router(Arc::clone(&shared));
-        let task = tokio::spawn(serve(listener, app));
-        FakeTelegram { shared, addr, _server: Arc::new(ServerTask(task)) }
+        let (addr, server) = crate::server::start("fake telegram", app).await;
+        FakeTelegram { shared, addr, _server: server }
     }
 
     /// `http://127.0.0.1:PORT`, the API base URL (teloxide's `set_api_url`).
@@ -231,37 +223,4 @@ impl FakeTelegram {
         }
         status
     }
-}
-
-/// Aborts the accept loop (and with it every connection task) on drop.
-struct ServerTask(JoinHandle<()>);
-
-impl Drop for ServerTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Accept loop. Connections live in a `JoinSet` owned by this task, so
-/// aborting the task drops them all, including pending long polls.
-async fn serve(listener: TcpListener, app: Router) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, app.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next() => {}
-        }
-    }
-}
-
-async fn serve_connection(stream: TcpStream, app: Router) {
-    let _ = stream.set_nodelay(true);
-    let service = TowerToHyperService::new(app);
-    // An error here means the client went away mid-request; nothing to report.
-    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }
