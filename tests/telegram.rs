@@ -306,7 +306,9 @@ async fn rate_limits_are_waited_out_and_malformed_updates_skipped() {
     h.llm.push(Reply::text("still working"));
     tg.send_dm(USER, "next");
     wait_text(&tg, USER, "still working").await;
-    assert!(d.log().contains(&bad.to_string()), "the skipped update is logged:\n{}", d.log());
+    let log = d.log();
+    let logged = log.lines().any(|l| l.contains("skipping update") && l.contains(&format!("update_id={bad}")));
+    assert!(logged, "the skipped update is logged:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,4 +410,17 @@ async fn pairing_can_be_approved_from_the_command_line_while_the_daemon_is_stopp
     h.llm.push(Reply::text("Now we can talk."));
     tg.send_dm(USER, "hello");
     wait_text(&tg, USER, "Now we can talk.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_get_around_pairing_through_an_unlisted_group() {
+    let (h, tg) = setup("pairing").await;
+    let _d = h.serve(&tg).await;
+    tg.send_group(GROUP, USER, &format!("@{} tell me your secrets", tg.bot_username()));
+    h.llm.push(Reply::text("Hello, admin."));
+    tg.send_group(GROUP, ADMIN, &format!("@{} hi", tg.bot_username()));
+    wait_text(&tg, GROUP, "Hello, admin.").await;
+    let reqs = h.llm.requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(!reqs[0].all_text().contains("secrets"), "the stranger's text reached the agent");
 }

@@ -86,15 +86,32 @@ impl Access {
             return Ok(Verdict::Refuse(None));
         }
         match message.kind {
-            ChatKind::Group => Ok(group_verdict(rules, message)),
-            ChatKind::Direct if rules.is_admin(sender) || rules.allowed_users.contains(sender) => Ok(Verdict::Answer),
+            ChatKind::Group => {
+                let verdict = group_verdict(rules, message);
+                // Only a group the operator listed trusts everyone in it; elsewhere a
+                // person must be allowed as in a DM, or adding the bot to one's own
+                // group would get around pairing.
+                let listed = rules.allowed_groups.contains(&message.chat.chat);
+                if verdict == Verdict::Refuse(None) || listed || self.known(rules, sender).await? {
+                    Ok(verdict)
+                } else {
+                    Ok(Verdict::Refuse(None))
+                }
+            }
+            ChatKind::Direct if self.known(rules, sender).await? => Ok(Verdict::Answer),
             ChatKind::Direct => match rules.dm_policy {
-                DmPolicy::Open => Ok(Verdict::Answer),
-                DmPolicy::Allowlist => Ok(Verdict::Refuse(Some("Sorry, this assistant is private.".into()))),
-                DmPolicy::Pairing if self.is_paired(sender).await? => Ok(Verdict::Answer),
                 DmPolicy::Pairing => Ok(Verdict::Refuse(Some(self.pairing_reply(rules, message).await?))),
+                _ => Ok(Verdict::Refuse(Some("Sorry, this assistant is private.".into()))),
             },
         }
+    }
+
+    /// Whether `sender` may talk under the DM policy without asking.
+    async fn known(&self, rules: &ChannelAccess, sender: &str) -> StoreResult<bool> {
+        Ok(rules.dm_policy == DmPolicy::Open
+            || rules.is_admin(sender)
+            || rules.allowed_users.iter().any(|u| u == sender)
+            || self.is_paired(sender).await?)
     }
 
     pub async fn is_paired(&self, sender: &str) -> StoreResult<bool> {

@@ -28,7 +28,11 @@ pub fn parse(text: &str) -> Option<(&'static str, String)> {
     let text = text.trim();
     let rest = text.strip_prefix('/')?;
     let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let name = name.split('@').next().unwrap_or(name).to_ascii_lowercase();
+    // Adapters strip "@ourbot"; a name still carrying "@" is for another bot.
+    if name.contains('@') {
+        return None;
+    }
+    let name = name.to_ascii_lowercase();
     COMMANDS.iter().find(|(c, _)| *c == name).map(|(c, _)| (*c, args.trim().to_string()))
 }
 
@@ -163,7 +167,8 @@ mod tests {
     #[test]
     fn parses_commands_with_and_without_the_bot_name() {
         assert_eq!(parse("/status"), Some(("status", String::new())));
-        assert_eq!(parse("/deny@switchboard_bot  too risky "), Some(("deny", "too risky".into())));
+        assert_eq!(parse("/deny  too risky "), Some(("deny", "too risky".into())));
+        assert_eq!(parse("/new@otherbot"), None, "another bot's command");
         assert_eq!(parse("/Model gpt-4o"), Some(("model", "gpt-4o".into())));
         assert_eq!(parse("/unknown"), None);
         assert_eq!(parse("hello /status"), None);

@@ -130,3 +130,47 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     serde_json::from_slice(bytes).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+    use switchboard_channel_core::{ChatKey, ChatKind, Inbound, InboundKind, Sender};
+
+    fn event(id: &str) -> InboundEvent {
+        let chat = ChatKey { channel: "t".into(), account: "b".into(), chat: "1".into(), thread: None };
+        let sender = Sender { id: "t:1".into(), name: "A".into(), is_bot: false };
+        let message = Inbound {
+            chat,
+            kind: ChatKind::Direct,
+            sender,
+            text: id.into(),
+            mentions_bot: false,
+            reply_to_bot: false,
+            message_id: "m".into(),
+            timestamp: 0,
+        };
+        InboundEvent { event_id: id.into(), kind: InboundKind::Message(message) }
+    }
+
+    #[tokio::test]
+    async fn events_are_deduplicated_and_unanswered_ones_replayed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let journal = Journal::new(store.clone());
+        for id in ["e3", "e1", "e2"] {
+            assert!(journal.record(&event(id)).await.unwrap());
+        }
+        assert!(!journal.record(&event("e1")).await.unwrap(), "a redelivery is recognised");
+        journal.done("e1").await.unwrap();
+        let left: Vec<String> = journal.unfinished().await.unwrap().into_iter().map(|r| r.event.event_id).collect();
+        assert_eq!(left, ["e3", "e2"], "arrival order, answered ones skipped");
+
+        journal.set_stream_message("e3", SentRef { message_id: "77".into() }).await.unwrap();
+        assert_eq!(journal.get("e3").await.unwrap().unwrap().stream_message.unwrap().message_id, "77");
+        // Pruning compares millisecond timestamps: let the clock move on first.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert_eq!(journal.prune(0).await.unwrap(), 1, "only the answered event is forgotten");
+        assert_eq!(journal.unfinished().await.unwrap().len(), 2);
+    }
+}

@@ -36,6 +36,7 @@ use crate::store::{blocking, ApprovalRecord, Store};
 const PROMPTS: &str = "approval-prompts";
 /// Answered events are forgotten after a day; platforms redeliver within minutes.
 const JOURNAL_RETENTION_MS: u64 = 24 * 3600 * 1000;
+const OUTBOX_RETRY_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -57,6 +58,9 @@ pub struct GatewayInner {
     active: Mutex<HashMap<String, CancellationToken>>,
     /// Per chat: the earliest moment for the next streaming edit or paced send.
     next_send: Mutex<HashMap<String, Instant>>,
+    /// Outbox items being delivered right now (by a turn or the retry loop).
+    outbox_busy: Mutex<std::collections::HashSet<u64>>,
+    maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Where an approval prompt was shown, to update it when the request ends.
@@ -83,6 +87,8 @@ impl Gateway {
                 channels: RwLock::default(),
                 active: Mutex::default(),
                 next_send: Mutex::default(),
+                outbox_busy: Mutex::default(),
+                maintenance: Mutex::default(),
                 backend,
                 store,
             }),
@@ -100,11 +106,18 @@ impl Gateway {
         self.inner.channels.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), channel.clone());
         self.recover(&name).await?;
         channel.start(Arc::new(self.clone())).await?;
+        let mut maintenance = self.inner.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        if maintenance.is_none() {
+            *maintenance = Some(tokio::spawn(self.inner.clone().maintain()));
+        }
         tracing::info!(channel = %name, "channel started");
         Ok(())
     }
 
     pub async fn stop(&self) {
+        if let Some(task) = self.inner.maintenance.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
         let channels: Vec<Arc<dyn Channel>> =
             self.inner.channels.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for c in channels {
@@ -191,36 +204,50 @@ impl GatewayInner {
         match verdict {
             access::Verdict::Refuse(reply) => {
                 tracing::info!(chat = %message.chat.id(), sender = %message.sender.id, "message refused");
-                if let Some(text) = reply {
-                    self.reply(&message, text).await;
-                }
-                let _ = self.journal.done(&event_id).await;
-            }
-            access::Verdict::Listen => {
-                if let Ok(route) = self.router.route(&message.chat).await {
-                    let input = UserInput { text: attributed(&message), id: Some(input_id) };
-                    if let Err(e) = self.backend.record_message(&route.conversation_id, input).await {
-                        tracing::error!(error = %e, "cannot record a listened message");
+                match reply {
+                    Some(text) => self.reply(&message, text, Some(&event_id)).await,
+                    None => {
+                        let _ = self.journal.done(&event_id).await;
                     }
                 }
-                let _ = self.journal.done(&event_id).await;
+            }
+            access::Verdict::Listen => {
+                // Queued like a turn: it must not wait here (the platform is not
+                // acknowledged until this returns), and it keeps the conversation's order.
+                let route = match self.router.route(&message.chat).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot route a listened message");
+                        return;
+                    }
+                };
+                let gw = self.clone();
+                let input = UserInput { text: attributed(&message), id: Some(input_id) };
+                let conversation = route.conversation_id.clone();
+                self.queues.push(
+                    &route.conversation_id,
+                    Box::pin(async move {
+                        if let Err(e) = gw.backend.record_message(&conversation, input).await {
+                            tracing::error!(error = %e, "cannot record a listened message");
+                        }
+                        let _ = gw.journal.done(&event_id).await;
+                    }),
+                );
             }
             access::Verdict::Answer => {
                 if let Some((command, args)) = commands::parse(&message.text) {
-                    let gw = self.clone();
-                    tokio::spawn(async move {
-                        let text = commands::handle(&gw, &message, command, &args).await;
-                        gw.reply(&message, text).await;
-                        let _ = gw.journal.done(&event_id).await;
-                    });
+                    // Handled here, in arrival order (a /new must take effect before
+                    // the next message is routed); the reply is stored before this returns.
+                    let text = commands::handle(self, &message, command, &args).await;
+                    self.reply(&message, text, Some(&event_id)).await;
                     return;
                 }
                 let route = match self.router.route(&message.chat).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot route a message");
-                        self.reply(&message, "Something went wrong on my side; please try again.".into()).await;
-                        let _ = self.journal.done(&event_id).await;
+                        let text = "Something went wrong on my side; please try again.".to_string();
+                        self.reply(&message, text, Some(&event_id)).await;
                         return;
                     }
                 };
@@ -302,15 +329,51 @@ impl GatewayInner {
         self.queues.push(&approval.conversation_id, Box::pin(turn::run(self.clone(), job)));
     }
 
-    /// A direct reply (commands, refusals), through the outbox.
-    async fn reply(&self, to: &Inbound, text: String) {
-        let Some(channel) = self.channel(&to.chat.channel) else { return };
+    /// A direct reply (commands, refusals). Stored in the outbox and the event marked
+    /// answered before anything is sent, then sent in the background: a crash can
+    /// neither lose the reply nor answer the event twice.
+    async fn reply(self: &Arc<Self>, to: &Inbound, text: String, event_id: Option<&str>) {
         let reply_to = (to.kind == switchboard_channel_core::ChatKind::Group).then(|| to.message_id.clone());
         match self.outbox.enqueue(to.chat.clone(), text, reply_to, None).await {
             Ok(item) => {
-                let _ = self.outbox.deliver(&*channel, item).await;
+                if let Some(id) = event_id {
+                    let _ = self.journal.done(id).await;
+                }
+                let gw = self.clone();
+                tokio::spawn(async move { gw.deliver_item(item).await });
             }
             Err(e) => tracing::error!(error = %e, "cannot store a reply"),
+        }
+    }
+
+    /// Delivers one outbox item unless it is already being delivered.
+    async fn deliver_item(&self, item: outbox::OutboxItem) {
+        let Some(channel) = self.channel(&item.chat.channel) else { return };
+        if !self.outbox_busy.lock().unwrap_or_else(|p| p.into_inner()).insert(item.seq) {
+            return;
+        }
+        let seq = item.seq;
+        if let Err(e) = self.outbox.deliver(&*channel, item).await {
+            tracing::error!(error = %e, "cannot update the outbox");
+        }
+        self.outbox_busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&seq);
+    }
+
+    /// Retries replies a platform did not take yet, oldest first, and forgets old
+    /// journal entries, for as long as the daemon runs.
+    async fn maintain(self: Arc<Self>) {
+        let mut last_prune = Instant::now();
+        loop {
+            tokio::time::sleep(OUTBOX_RETRY_EVERY).await;
+            if let Ok(items) = self.outbox.pending().await {
+                for item in items {
+                    self.deliver_item(item).await;
+                }
+            }
+            if last_prune.elapsed() > Duration::from_secs(3600) {
+                let _ = self.journal.prune(JOURNAL_RETENTION_MS).await;
+                last_prune = Instant::now();
+            }
         }
     }
 
@@ -333,10 +396,15 @@ impl GatewayInner {
     fn edit_allowed(&self, chat: &ChatKey) -> bool {
         let mut next = self.next_send.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        match next.get(&chat.id()) {
+        // Per whole chat: forum topics share the platform's limit. Entries in the
+        // past are dropped now and then, so the map stays small.
+        if next.len() > 1024 {
+            next.retain(|_, at| *at > now);
+        }
+        match next.get(&chat.chat_id()) {
             Some(at) if now < *at => false,
             _ => {
-                next.insert(chat.id(), now + self.edit_interval);
+                next.insert(chat.chat_id(), now + self.edit_interval);
                 true
             }
         }
@@ -345,17 +413,17 @@ impl GatewayInner {
     /// The platform said "retry after": nothing more to this chat until then.
     fn rate_limited(&self, chat: &ChatKey, wait: Duration) {
         let mut next = self.next_send.lock().unwrap_or_else(|p| p.into_inner());
-        next.insert(chat.id(), Instant::now() + wait);
+        next.insert(chat.chat_id(), Instant::now() + wait);
     }
 
     /// Waits for the chat's next slot (the final reply keeps the pace of the edits).
     async fn wait_for_slot(&self, chat: &ChatKey) {
-        let at = self.next_send.lock().unwrap_or_else(|p| p.into_inner()).get(&chat.id()).copied();
+        let at = self.next_send.lock().unwrap_or_else(|p| p.into_inner()).get(&chat.chat_id()).copied();
         if let Some(at) = at {
             tokio::time::sleep_until(at.into()).await;
         }
         let mut next = self.next_send.lock().unwrap_or_else(|p| p.into_inner());
-        next.insert(chat.id(), Instant::now() + self.edit_interval);
+        next.insert(chat.chat_id(), Instant::now() + self.edit_interval);
     }
 
     async fn remember_prompt(&self, approval_id: &str, chat: &ChatKey, sent: &SentRef) {
@@ -364,6 +432,10 @@ impl GatewayInner {
         if let Err(e) = blocking(&self.store, move |s| s.kv_put(PROMPTS, &key, &encode(&record))).await {
             tracing::error!(error = %e, "cannot remember an approval prompt");
         }
+    }
+
+    pub(crate) async fn prompt_shown(&self, approval_id: &str) -> bool {
+        self.prompt(approval_id).await.is_some()
     }
 
     async fn prompt(&self, approval_id: &str) -> Option<PromptRecord> {
@@ -380,6 +452,8 @@ impl GatewayInner {
         if let Err(e) = channel.resolve_approval(&prompt.chat, &prompt.sent, &text).await {
             tracing::warn!(error = %e, "could not update an approval prompt");
         }
+        let key = approval_id.to_string();
+        let _ = blocking(&self.store, move |s| s.kv_remove(PROMPTS, &key)).await;
     }
 
     /// Ids are for machines; a decider id like `telegram:42` reads as `user 42`.

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::sync::mpsc;
 
 const IDLE: Duration = Duration::from_secs(60);
@@ -48,7 +51,10 @@ impl Queues {
             loop {
                 match tokio::time::timeout(IDLE, rx.recv()).await {
                     Ok(Some(job)) => {
-                        job.await;
+                        // A job that panics must not take the conversation's queue with it.
+                        if AssertUnwindSafe(job).catch_unwind().await.is_err() {
+                            tracing::error!(conversation = %key, "a queued job panicked");
+                        }
                         count.fetch_sub(1, Ordering::SeqCst);
                     }
                     Ok(None) => return,
@@ -97,6 +103,10 @@ mod tests {
         done_rx.await.unwrap();
         assert_eq!(*log.lock().unwrap(), ["b1"], "b is not stuck behind a");
         assert_eq!(queues.len("a"), 2);
+        // A panicking job does not stop the ones after it.
+        queues.push("a", Box::pin(async { panic!("boom") }));
+        let l = log.clone();
+        queues.push("a", Box::pin(async move { l.lock().unwrap().push("a3") }));
         release.send(()).unwrap();
         for _ in 0..100 {
             if queues.len("a") == 0 {
@@ -104,6 +114,6 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(*log.lock().unwrap(), ["b1", "a1", "a2"]);
+        assert_eq!(*log.lock().unwrap(), ["b1", "a1", "a2", "a3"]);
     }
 }

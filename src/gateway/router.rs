@@ -35,8 +35,8 @@ impl Router {
     pub async fn route(&self, chat: &ChatKey) -> Result<Route, AgentError> {
         let _guard = self.lock.lock().await;
         if let Some(conversation_id) = self.stored(ROUTES, &chat.id()).await? {
-            if let Ok(c) = self.backend.conversation(&conversation_id).await {
-                return Ok(Route { agent_id: c.agent_id, conversation_id });
+            if let Some(route) = existing(&*self.backend, conversation_id).await? {
+                return Ok(route);
             }
         }
         let explicit = self.settings.routes.get(&chat.id()).or_else(|| self.settings.routes.get(&chat.chat_id()));
@@ -62,8 +62,8 @@ impl Router {
 
     async fn named(&self, name: &str) -> Result<Route, AgentError> {
         if let Some(conversation_id) = self.stored(NAMED, name).await? {
-            if let Ok(c) = self.backend.conversation(&conversation_id).await {
-                return Ok(Route { agent_id: c.agent_id, conversation_id });
+            if let Some(route) = existing(&*self.backend, conversation_id).await? {
+                return Ok(route);
             }
         }
         let route = self.fresh().await?;
@@ -86,5 +86,15 @@ impl Router {
     async fn remember(&self, space: &'static str, key: &str, conversation_id: &str) -> Result<(), AgentError> {
         let (key, value) = (key.to_string(), conversation_id.to_string());
         Ok(blocking(&self.store, move |s| s.kv_put(space, &key, value.as_bytes())).await?)
+    }
+}
+
+/// The stored conversation, `None` only if it no longer exists (deleted): any other
+/// failure is an error, never a reason to start over and lose the history.
+async fn existing(backend: &dyn AgentBackend, conversation_id: String) -> Result<Option<Route>, AgentError> {
+    match backend.conversation(&conversation_id).await {
+        Ok(c) => Ok(Some(Route { agent_id: c.agent_id, conversation_id })),
+        Err(AgentError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }

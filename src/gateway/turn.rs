@@ -12,6 +12,7 @@ use switchboard_channel_core::{ApprovalPrompt, Channel, ChannelError, ChatKey, S
 use super::GatewayInner;
 use crate::agent::{SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput};
 use crate::policy::approvals::{request_text, Choice};
+use crate::store::{text_of, MessageBody};
 
 const TYPING_EVERY: Duration = Duration::from_secs(4);
 
@@ -43,8 +44,7 @@ pub async fn run(gw: Arc<GatewayInner>, job: TurnJob) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the conversation");
-            return finish(&gw, &*channel, &job, None, "Something went wrong on my side; please try again.".into())
-                .await;
+            return finish(&gw, &job, None, "Something went wrong on my side; please try again.".into()).await;
         }
     };
     let started = match job.input.clone() {
@@ -89,13 +89,41 @@ pub async fn run(gw: Arc<GatewayInner>, job: TurnJob) {
         t.abort();
     }
     gw.set_active(&job.conversation_id, None);
-    let text = final_text(&stream.texts, result.as_ref());
+    let mut text = final_text(&stream.texts, result.as_ref());
+    if text.is_empty() && result.as_ref().is_some_and(|r| r.success) {
+        // A replay whose reply was generated before the crash but never stored for
+        // sending: send what the transcript holds.
+        text = recorded_reply(&gw, &job).await.unwrap_or_default();
+    }
+    if stream.shows_exactly(&text) {
+        // Already on screen as the one streamed message: nothing left to send.
+        if let Some(event) = &job.event_id {
+            let _ = gw.journal.done(event).await;
+        }
+        return;
+    }
     let streamed = stream.message.clone();
-    finish(&gw, &*channel, &job, streamed, text).await;
+    finish(&gw, &job, streamed, text).await;
+}
+
+/// The assistant's words after the job's input in the transcript, if any.
+async fn recorded_reply(gw: &GatewayInner, job: &TurnJob) -> Option<String> {
+    let input_id = job.input.as_ref()?.id.clone()?;
+    let entries = gw.backend.export_conversation(&job.conversation_id).await.ok()?;
+    let at = entries.iter().position(|e| e.id() == input_id)?;
+    let said: Vec<String> = entries[at + 1..]
+        .iter()
+        .filter_map(|e| match &e.msg.body {
+            MessageBody::Assistant { content, .. } => Some(text_of(content)),
+            _ => None,
+        })
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    (!said.is_empty()).then(|| said.join("\n\n"))
 }
 
 /// Stores the reply in the outbox, marks the event answered, then delivers.
-async fn finish(gw: &GatewayInner, channel: &dyn Channel, job: &TurnJob, streamed: Option<SentRef>, text: String) {
+async fn finish(gw: &GatewayInner, job: &TurnJob, streamed: Option<SentRef>, text: String) {
     if text.trim().is_empty() {
         if let Some(event) = &job.event_id {
             let _ = gw.journal.done(event).await;
@@ -115,9 +143,7 @@ async fn finish(gw: &GatewayInner, channel: &dyn Channel, job: &TurnJob, streame
         }
     }
     gw.wait_for_slot(&job.chat).await;
-    if let Err(e) = gw.outbox.deliver(channel, item).await {
-        tracing::error!(error = %e, "cannot update the outbox");
-    }
+    gw.deliver_item(item).await;
 }
 
 /// Everything the agent said this turn; for failures a short human line instead.
@@ -187,6 +213,16 @@ impl<'a> Stream<'a> {
         }
     }
 
+    /// Whether the streamed message already shows exactly `text`, whole.
+    fn shows_exactly(&self, text: &str) -> bool {
+        if self.message.is_none() || text.trim().is_empty() {
+            return false;
+        }
+        let caps = self.channel.capabilities();
+        let parts = split(&parse(text.trim()), caps.max_message_len, caps.measure);
+        parts.len() == 1 && switchboard_channel_core::markdown::to_plain(&parts[0]) == self.shown
+    }
+
     async fn show(&mut self) {
         let caps = self.channel.capabilities();
         if !caps.can_edit || Instant::now() < self.not_before {
@@ -228,6 +264,10 @@ impl<'a> Stream<'a> {
 }
 
 async fn show_approval(gw: &GatewayInner, channel: &dyn Channel, chat: &ChatKey, approval_id: &str, summary: &str) {
+    // A replayed turn asks again about the same request; its buttons are still there.
+    if gw.prompt_shown(approval_id).await {
+        return;
+    }
     let prompt = ApprovalPrompt {
         text: request_text(summary),
         buttons: Choice::ALL.iter().map(|c| (c.label().to_string(), button_data(*c, approval_id))).collect(),

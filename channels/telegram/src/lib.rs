@@ -158,6 +158,8 @@ impl TelegramChannel {
                     .set_webhook(settings.url.clone())
                     .secret_token(settings.secret.clone())
                     .allowed_updates(ALLOWED_UPDATES)
+                    // One connection at a time keeps a chat's updates in order.
+                    .max_connections(1)
                     .send()
             })
             .await;
