@@ -137,7 +137,7 @@ async fn approvals_are_buttons_allow_runs_deny_does_not_and_others_are_refused()
     assert_eq!(std::fs::read_to_string(h.workdir().join("note.txt")).unwrap(), "from telegram");
     let resolved = tg.messages_in(USER).into_iter().find(|m| m.message_id == p.message_id).unwrap();
     assert!(resolved.reply_markup.is_none(), "buttons removed");
-    assert!(resolved.plain_text.starts_with("Allowed once by"), "{}", resolved.plain_text);
+    assert_eq!(resolved.plain_text, "Allowed once by User 42.", "the outcome names who decided");
 
     // A forged click is told the request is gone.
     tg.click(USER, USER, p.message_id, "apr:o:apr-forged");
@@ -248,6 +248,13 @@ async fn new_starts_a_fresh_conversation_and_status_reports() {
     assert!(status.contains("Model: fake-model") && status.contains("Conversation: conv-"), "{status}");
     tg.send_dm(USER, "/model other");
     wait_text(&tg, USER, "Only an admin can do that.").await;
+
+    tg.send_dm(ADMIN, "/model bigger-model");
+    wait_text(&tg, ADMIN, "Model set to bigger-model.").await;
+    h.llm.push(Reply::text("on the new model"));
+    tg.send_dm(ADMIN, "hello");
+    wait_text(&tg, ADMIN, "on the new model").await;
+    assert_eq!(h.llm.requests().last().unwrap().model(), Some("bigger-model"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,4 +430,37 @@ async fn a_stranger_cannot_get_around_pairing_through_an_unlisted_group() {
     let reqs = h.llm.requests();
     assert_eq!(reqs.len(), 1);
     assert!(!reqs[0].all_text().contains("secrets"), "the stranger's text reached the agent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_groups_record_without_answering() {
+    let (mut h, tg) = setup("open").await;
+    h.set("SWITCHBOARD_TELEGRAM__GROUP_POLICY", "listen");
+    let d = h.serve(&tg).await;
+    tg.send_group(GROUP, USER, "the deploy is on friday");
+    tg.send_group(GROUP, OTHER, &format!("@{} noted?", tg.bot_username()));
+    tg.wait_until("both updates acknowledged", WAIT, |t| t.confirmed_offset() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(d.stop().await, 0);
+    assert!(texts(&tg, GROUP).is_empty(), "listen never answers");
+    assert!(h.llm.requests().is_empty());
+    let list = h.run(&["conversation", "list"]).await;
+    let conversation = list.stdout.lines().last().unwrap().split_whitespace().next().unwrap().to_string();
+    let export = h.run(&["conversation", "export", &conversation]).await;
+    assert!(export.stdout.contains("User 42: the deploy is on friday"), "{}", export.stdout);
+    assert!(export.stdout.contains("noted?"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_routing_puts_every_chat_in_one_conversation() {
+    let (mut h, tg) = setup("open").await;
+    h.set("SWITCHBOARD_GATEWAY__ROUTING", "shared");
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::text("one"));
+    tg.send_dm(USER, "from the first chat");
+    wait_text(&tg, USER, "one").await;
+    h.llm.push(Reply::text("two"));
+    tg.send_dm(OTHER, "from the second chat");
+    wait_text(&tg, OTHER, "two").await;
+    assert!(h.llm.requests()[1].all_text().contains("from the first chat"));
 }

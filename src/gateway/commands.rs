@@ -141,6 +141,7 @@ async fn decide_pending(gw: &Arc<GatewayInner>, message: &Inbound, choice: Choic
     });
     let Some(approval) = pending else { return "There is no pending request here.".into() };
     let decider = Decider { id: message.sender.id.clone(), operator: false };
+    gw.remember_name(&message.sender);
     match gw.backend.decide_approval(&approval.id, &decider, choice, reason).await {
         Ok(decided) => {
             if !decided.waiter_woken {

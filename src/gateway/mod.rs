@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use switchboard_channel_core::{Channel, ChatKey, Click, Inbound, InboundEvent, InboundKind, InboundSink, SentRef};
+use switchboard_channel_core::{
+    Channel, ChatKey, Click, Inbound, InboundEvent, InboundKind, InboundSink, Outbound, SentRef,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use access::{Access, ChannelAccess, PairingRequest};
@@ -61,6 +63,8 @@ pub struct GatewayInner {
     /// Outbox items being delivered right now (by a turn or the retry loop).
     outbox_busy: Mutex<std::collections::HashSet<u64>>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Display names of people who decided approvals (ids are for machines).
+    names: Mutex<HashMap<String, String>>,
 }
 
 /// Where an approval prompt was shown, to update it when the request ends.
@@ -89,6 +93,7 @@ impl Gateway {
                 next_send: Mutex::default(),
                 outbox_busy: Mutex::default(),
                 maintenance: Mutex::default(),
+                names: Mutex::default(),
                 backend,
                 store,
             }),
@@ -274,6 +279,7 @@ impl GatewayInner {
             return;
         };
         let decider = Decider { id: click.sender.id.clone(), operator: false };
+        self.remember_name(&click.sender);
         match self.backend.decide_approval(approval_id, &decider, choice, None).await {
             Ok(decided) => {
                 let _ = channel.answer_click(&click.callback_id, None, false).await;
@@ -334,7 +340,7 @@ impl GatewayInner {
     /// neither lose the reply nor answer the event twice.
     async fn reply(self: &Arc<Self>, to: &Inbound, text: String, event_id: Option<&str>) {
         let reply_to = (to.kind == switchboard_channel_core::ChatKind::Group).then(|| to.message_id.clone());
-        match self.outbox.enqueue(to.chat.clone(), text, reply_to, None).await {
+        match self.outbox.enqueue(to.chat.clone(), Outbound { text, reply_to }, None).await {
             Ok(item) => {
                 if let Some(id) = event_id {
                     let _ = self.journal.done(id).await;
@@ -456,8 +462,19 @@ impl GatewayInner {
         let _ = blocking(&self.store, move |s| s.kv_remove(PROMPTS, &key)).await;
     }
 
-    /// Ids are for machines; a decider id like `telegram:42` reads as `user 42`.
+    pub(crate) fn remember_name(&self, sender: &switchboard_channel_core::Sender) {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if names.len() > 10_000 {
+            names.clear();
+        }
+        names.insert(sender.id.clone(), sender.name.clone());
+    }
+
+    /// The name of whoever decided, as people know them.
     fn display_name(&self, id: &str) -> String {
+        if let Some(name) = self.names.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return name.clone();
+        }
         match id.split_once(':') {
             Some((_, rest)) if rest.chars().all(|c| c.is_ascii_digit()) => format!("user {rest}"),
             _ => id.to_string(),

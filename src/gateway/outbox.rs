@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use switchboard_channel_core::markdown::parse;
 use switchboard_channel_core::split::split;
-use switchboard_channel_core::{Channel, ChannelError, ChatKey, SentRef};
+use switchboard_channel_core::{Channel, ChannelError, ChatKey, Outbound, SentRef};
 
 use super::journal::{decode, encode};
 use crate::store::{blocking, Store, StoreResult};
@@ -20,10 +20,8 @@ const MAX_ATTEMPTS: u32 = 6;
 pub struct OutboxItem {
     pub seq: u64,
     pub chat: ChatKey,
-    /// The reply as Markdown; split to the channel's limit when delivered.
-    pub text: String,
-    /// The first part replies to this platform message.
-    pub reply_to: Option<String>,
+    /// Split to the channel's limit when delivered.
+    pub message: Outbound,
     /// A message already showing the streamed reply: the first part replaces it.
     pub stream_message: Option<SentRef>,
     pub delivered_parts: usize,
@@ -42,12 +40,11 @@ impl Outbox {
     pub async fn enqueue(
         &self,
         chat: ChatKey,
-        text: String,
-        reply_to: Option<String>,
+        message: Outbound,
         stream_message: Option<SentRef>,
     ) -> StoreResult<OutboxItem> {
         blocking(&self.store, move |s| {
-            let item = OutboxItem { seq: s.next_id()?, chat, text, reply_to, stream_message, delivered_parts: 0 };
+            let item = OutboxItem { seq: s.next_id()?, chat, message, stream_message, delivered_parts: 0 };
             s.kv_put(SPACE, &key(item.seq), &encode(&item))?;
             Ok(item)
         })
@@ -61,7 +58,7 @@ impl Outbox {
     /// Sends what is left of `item`; returns whether it is fully delivered (and gone).
     pub async fn deliver(&self, channel: &dyn Channel, mut item: OutboxItem) -> StoreResult<bool> {
         let caps = channel.capabilities();
-        let parts = split(&parse(&item.text), caps.max_message_len, caps.measure);
+        let parts = split(&parse(&item.message.text), caps.max_message_len, caps.measure);
         while item.delivered_parts < parts.len() {
             let index = item.delivered_parts;
             let part = &parts[index];
@@ -70,12 +67,14 @@ impl Outbox {
                     match with_retries(|| channel.edit(&item.chat, streamed, part)).await {
                         Ok(()) => Ok(()),
                         // The streamed message is gone or cannot be edited: send anew.
-                        Err(_) => {
-                            with_retries(|| channel.send(&item.chat, part, item.reply_to.as_deref())).await.map(|_| ())
-                        }
+                        Err(_) => with_retries(|| channel.send(&item.chat, part, item.message.reply_to.as_deref()))
+                            .await
+                            .map(|_| ()),
                     }
                 }
-                (0, _) => with_retries(|| channel.send(&item.chat, part, item.reply_to.as_deref())).await.map(|_| ()),
+                (0, _) => {
+                    with_retries(|| channel.send(&item.chat, part, item.message.reply_to.as_deref())).await.map(|_| ())
+                }
                 _ => with_retries(|| channel.send(&item.chat, part, None)).await.map(|_| ()),
             };
             match sent {

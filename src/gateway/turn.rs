@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_channel_core::markdown::parse;
 use switchboard_channel_core::split::split;
-use switchboard_channel_core::{ApprovalPrompt, Channel, ChannelError, ChatKey, Sender, SentRef};
+use switchboard_channel_core::{ApprovalPrompt, Channel, ChannelError, ChatKey, Outbound, Sender, SentRef};
 
 use super::GatewayInner;
 use crate::agent::{SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput};
@@ -130,7 +130,8 @@ async fn finish(gw: &GatewayInner, job: &TurnJob, streamed: Option<SentRef>, tex
         }
         return;
     }
-    let item = match gw.outbox.enqueue(job.chat.clone(), text, job.reply_to.clone(), streamed).await {
+    let message = Outbound { text, reply_to: job.reply_to.clone() };
+    let item = match gw.outbox.enqueue(job.chat.clone(), message, streamed).await {
         Ok(item) => item,
         Err(e) => {
             tracing::error!(error = %e, "cannot store the reply");

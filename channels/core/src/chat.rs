@@ -87,6 +87,15 @@ pub struct InboundEvent {
     pub kind: InboundKind,
 }
 
+/// A reply on its way to a chat, as the agent wrote it (Markdown). The gateway splits
+/// it into parts that fit the channel and sends them in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbound {
+    pub text: String,
+    /// The platform message the first part replies to (in groups).
+    pub reply_to: Option<String>,
+}
+
 /// A reference to a message the bot sent, for later edits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentRef {

@@ -8,4 +8,6 @@ pub mod markdown;
 pub mod split;
 
 pub use channel::{Capabilities, Channel, ChannelError, InboundSink};
-pub use chat::{ApprovalPrompt, ChatKey, ChatKind, Click, Inbound, InboundEvent, InboundKind, Sender, SentRef};
+pub use chat::{
+    ApprovalPrompt, ChatKey, ChatKind, Click, Inbound, InboundEvent, InboundKind, Outbound, Sender, SentRef,
+};
