@@ -464,3 +464,25 @@ async fn shared_routing_puts_every_chat_in_one_conversation() {
     wait_text(&tg, OTHER, "two").await;
     assert!(h.llm.requests()[1].all_text().contains("from the first chat"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_pending_across_a_crash_still_works_from_its_old_buttons() {
+    let (h, tg) = setup("open").await;
+    let d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("Bash", json!({"command": "echo ran >> count.txt"})));
+    tg.send_dm(USER, "count once");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
+    let p = prompt(&tg, USER);
+    d.kill9().await;
+
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::text("Counted."));
+    tg.click(USER, USER, p.message_id, &button(&p, "Allow once"));
+    wait_text(&tg, USER, "Counted.").await;
+    let count = std::fs::read_to_string(h.workdir().join("count.txt")).unwrap();
+    assert_eq!(count, "ran\n", "the tool ran exactly once");
+    let prompts = tg.messages_in(USER).into_iter().filter(|m| m.plain_text.starts_with("Allow ")).count();
+    assert_eq!(prompts, 0, "the old prompt was resolved and no second prompt was shown");
+    let resolved = tg.messages_in(USER).into_iter().find(|m| m.message_id == p.message_id).unwrap();
+    assert_eq!(resolved.plain_text, "Allowed once by User 42.");
+}
