@@ -145,7 +145,7 @@ async fn decide_pending(gw: &Arc<GatewayInner>, message: &Inbound, choice: Choic
     match gw.backend.decide_approval(&approval.id, &decider, choice, reason).await {
         Ok(decided) => {
             if !decided.waiter_woken {
-                gw.resume_after_restart(&decided.approval, message).await;
+                gw.resume_after_restart(&decided.approval, &message.chat, &message.sender).await;
             }
             outcome_text(decided.approval.state.as_str(), Some(&message.sender.name))
         }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use switchboard_channel_core::{
-    Channel, ChatKey, Click, Inbound, InboundEvent, InboundKind, InboundSink, Outbound, SentRef,
+    Channel, ChatKey, Click, Inbound, InboundEvent, InboundKind, InboundSink, Outbound, Sender, SentRef,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -287,18 +287,8 @@ impl GatewayInner {
                 if !decided.waiter_woken {
                     // Asked before a restart: nobody here is waiting, so update the
                     // prompt and finish the turn now.
-                    self.resolve_prompt(&a.id, a.state.as_str(), Some(&click.sender.name)).await;
-                    let message = Inbound {
-                        chat: click.chat.clone(),
-                        kind: switchboard_channel_core::ChatKind::Direct,
-                        sender: click.sender.clone(),
-                        text: String::new(),
-                        mentions_bot: false,
-                        reply_to_bot: false,
-                        message_id: click.message_id.clone(),
-                        timestamp: 0,
-                    };
-                    self.resume_after_restart(a, &message).await;
+                    self.resolve_prompt(&a.id, a.state.as_str(), Some(&click.sender.id)).await;
+                    self.resume_after_restart(a, &click.chat, &click.sender).await;
                 }
             }
             Err(e @ (DecideError::NotEntitled | DecideError::NotPending)) => {
@@ -313,13 +303,14 @@ impl GatewayInner {
         }
     }
 
-    /// Continues a turn whose approval was decided after the process that asked died.
-    async fn resume_after_restart(self: &Arc<Self>, approval: &ApprovalRecord, by: &Inbound) {
+    /// Continues a turn whose approval was decided after the process that asked died,
+    /// in the chat that asked (or `chat`, where the decision came from).
+    async fn resume_after_restart(self: &Arc<Self>, approval: &ApprovalRecord, chat: &ChatKey, by: &Sender) {
         let chat = match self.prompt(&approval.id).await {
             Some(p) => p.chat,
-            None => by.chat.clone(),
+            None => chat.clone(),
         };
-        let mut sender = by.sender.clone();
+        let mut sender = by.clone();
         if let Some(requester) = &approval.requester {
             sender.id = requester.clone();
         }
@@ -462,7 +453,7 @@ impl GatewayInner {
         let _ = blocking(&self.store, move |s| s.kv_remove(PROMPTS, &key)).await;
     }
 
-    pub(crate) fn remember_name(&self, sender: &switchboard_channel_core::Sender) {
+    pub(crate) fn remember_name(&self, sender: &Sender) {
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         if names.len() > 10_000 {
             names.clear();
