@@ -268,3 +268,21 @@ async fn unknown_ids_and_empty_messages_are_refused_plainly() {
     assert_eq!(out.stderr.trim(), "error: the message is empty");
     assert!(h.llm.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_optional_fields_is_asked_again_without_them() {
+    let h = Harness::new().await;
+    h.llm.push(Reply::HttpError {
+        status: 400,
+        retry_after: None,
+        body: r#"{"error":{"message":"Unrecognized request argument supplied: stream_options"}}"#.into(),
+    });
+    h.llm.push(Reply::text("Works without them."));
+    let out = h.run(&["prompt", "hello"]).await;
+    out.assert_ok();
+    assert_eq!(out.stdout, "Works without them.\n");
+    let reqs = h.llm.requests();
+    assert!(reqs[0].body.get("stream_options").is_some());
+    assert!(reqs[1].body.get("stream_options").is_none() && reqs[1].body.get("parallel_tool_calls").is_none());
+    assert_eq!(reqs[1].body["stream"], true, "still streaming");
+}

@@ -23,6 +23,18 @@ use sse::SseDecoder;
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
+/// Request fields not every OpenAI-compatible server accepts.
+const OPTIONAL_FIELDS: &[&str] = &["stream_options", "parallel_tool_calls"];
+
+fn rejects_optional_fields(error: &LlmError) -> bool {
+    match error {
+        LlmError::Status { status: 400 | 422, detail, .. } => {
+            OPTIONAL_FIELDS.iter().any(|f| detail.contains(f)) || detail.contains("include_usage")
+        }
+        _ => false,
+    }
+}
+
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Value>,
@@ -90,6 +102,7 @@ impl LlmClient {
             body["parallel_tool_calls"] = Value::Bool(true);
         }
         let mut attempt = 0;
+        let mut plain = false;
         loop {
             let outcome = tokio::select! {
                 _ = cancel.cancelled() => return Err(LlmError::Cancelled),
@@ -99,6 +112,17 @@ impl LlmClient {
                 Ok(reply) => return Ok(reply),
                 Err(failed) => failed,
             };
+            // Some servers refuse the optional fields; ask once more without them.
+            if !plain && rejects_optional_fields(&failed.error) {
+                plain = true;
+                if let Some(fields) = body.as_object_mut() {
+                    for field in OPTIONAL_FIELDS {
+                        fields.remove(*field);
+                    }
+                }
+                tracing::info!("the model endpoint refused optional request fields; retrying without them");
+                continue;
+            }
             if failed.emitted || !failed.error.is_retryable() || attempt >= self.max_retries {
                 return Err(failed.error);
             }
