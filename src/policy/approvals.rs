@@ -170,6 +170,11 @@ impl Approvals {
         self.waiter(id);
     }
 
+    /// Undoes [`Approvals::watch`] when the turn will not wait after all.
+    pub fn unwatch(&self, id: &str) {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
     /// Waits until the approval is decided, expires, or `cancel` fires, and returns
     /// its final record. Holds no thread while waiting.
     pub async fn wait(&self, approval: &ApprovalRecord, cancel: &CancellationToken) -> StoreResult<ApprovalRecord> {

@@ -119,23 +119,15 @@ impl Turn {
     async fn follow(&mut self, approval: ApprovalRecord) -> Result<Result<Value, ToolOutcome>, Failure> {
         let approval = if approval.state == ApprovalState::Pending {
             self.inner.approvals.watch(&approval.id);
-            self.emit(SdkMessage::ApprovalRequest {
-                approval_id: approval.id.clone(),
-                tool_call_id: approval.tool_call_id.clone(),
-                tool_name: approval.tool.clone(),
-                summary: approval.summary.clone(),
-                expires_at: approval.expires_at,
-                chat: approval.chat.clone(),
-                requester: approval.requester.clone(),
-            });
-            let ended = self.inner.approvals.wait(&approval, &self.request.cancel).await?;
-            self.emit(SdkMessage::ApprovalResolved {
-                approval_id: ended.id.clone(),
-                outcome: ended.state.as_str().to_string(),
-                decided_by: ended.decided_by.clone(),
-                reason: ended.reason.clone(),
-            });
-            ended
+            // Decided while we were getting here (a click right after a restart)?
+            // Then there is nothing to show.
+            match self.inner.approvals.find(&approval.id).await? {
+                Some(current) if current.state != ApprovalState::Pending => {
+                    self.inner.approvals.unwatch(&current.id);
+                    current
+                }
+                _ => self.ask_and_wait(approval).await?,
+            }
         } else {
             approval
         };
@@ -154,6 +146,27 @@ impl Turn {
             }
         };
         Ok(Err(ToolOutcome::error(refusal)))
+    }
+
+    /// Shows the request, waits for its ending, and reports it.
+    async fn ask_and_wait(&mut self, approval: ApprovalRecord) -> Result<ApprovalRecord, Failure> {
+        self.emit(SdkMessage::ApprovalRequest {
+            approval_id: approval.id.clone(),
+            tool_call_id: approval.tool_call_id.clone(),
+            tool_name: approval.tool.clone(),
+            summary: approval.summary.clone(),
+            expires_at: approval.expires_at,
+            chat: approval.chat.clone(),
+            requester: approval.requester.clone(),
+        });
+        let ended = self.inner.approvals.wait(&approval, &self.request.cancel).await?;
+        self.emit(SdkMessage::ApprovalResolved {
+            approval_id: ended.id.clone(),
+            outcome: ended.state.as_str().to_string(),
+            decided_by: ended.decided_by.clone(),
+            reason: ended.reason.clone(),
+        });
+        Ok(ended)
     }
 
     async fn run_tool(&mut self, agent: &AgentRecord, call: &ToolCall, input: Value) -> Result<ToolOutcome, Failure> {
