@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod control;
 pub mod gateway;
 pub mod policy;
 pub mod store;

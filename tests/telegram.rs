@@ -490,3 +490,40 @@ async fn an_approval_pending_across_a_crash_still_works_from_its_old_buttons() {
     let open_prompts = tg.messages_in(USER).into_iter().filter(|m| m.reply_markup.is_some()).count();
     assert_eq!(open_prompts, 0, "no prompt is left with buttons");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_reach_a_running_daemon() {
+    let (h, tg) = setup("pairing").await;
+    let _d = h.serve(&tg).await;
+
+    // Pairing while the daemon runs.
+    tg.send_dm(USER, "let me in");
+    wait_text(&tg, USER, "pairing code is").await;
+    let list = h.run(&["pairing", "list", "telegram"]).await;
+    list.assert_ok();
+    let code = list.stdout.split_whitespace().next().unwrap().to_string();
+    let approved = h.run(&["pairing", "approve", "telegram", &code]).await;
+    approved.assert_ok();
+    assert!(approved.stdout.starts_with("paired "), "{}", approved.stdout);
+
+    // An approval decided from the command line.
+    h.llm.push(Reply::tool_call("Write", json!({"path": "op.txt", "content": "by the operator"})));
+    h.llm.push(Reply::text("Written by your leave."));
+    tg.send_dm(USER, "write op.txt");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
+    let pending = h.run(&["approvals", "list"]).await;
+    pending.assert_ok();
+    assert!(pending.stdout.contains("pending  Write: op.txt  chat=telegram:42"), "{}", pending.stdout);
+    let id = pending.stdout.split_whitespace().next().unwrap().to_string();
+    let allowed = h.run(&["approvals", "allow", &id]).await;
+    allowed.assert_ok();
+    wait_text(&tg, USER, "Written by your leave.").await;
+    assert_eq!(std::fs::read_to_string(h.workdir().join("op.txt")).unwrap(), "by the operator");
+    let p = tg.messages_in(USER).into_iter().find(|m| m.plain_text.starts_with("Allowed once by")).unwrap();
+    assert_eq!(p.plain_text, "Allowed once by console.");
+    let audit = h.run(&["approvals", "audit"]).await;
+    assert!(audit.stdout.contains("allowed_once  Write: op.txt  by=console"), "{}", audit.stdout);
+    let again = h.run(&["approvals", "allow", &id]).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("is not a pending approval request"), "{}", again.stderr);
+}

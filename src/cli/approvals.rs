@@ -3,11 +3,10 @@
 
 use clap::Subcommand;
 use switchboard::agent::{AgentBackend, SessionOptions, StopReason};
+use switchboard::control::{render_approvals, render_audit, Request};
 use switchboard::policy::approvals::{Choice, DecideError};
-use switchboard::store::ApprovalState;
 
 use super::app::App;
-use super::render::time;
 use super::turn_view::{self, console_decider, Answerer, Display};
 use super::EXIT_FAILURE;
 
@@ -34,41 +33,29 @@ pub enum ApprovalsCommand {
     Audit,
 }
 
+/// The same command for a running daemon (which holds the data directory).
+pub fn request(command: &ApprovalsCommand) -> Request {
+    match command {
+        ApprovalsCommand::List { all } => Request::ApprovalsList { all: *all },
+        ApprovalsCommand::Audit => Request::ApprovalsAudit,
+        ApprovalsCommand::Allow { id, always } => {
+            let choice = if *always { "always" } else { "once" };
+            Request::ApprovalsDecide { id: id.clone(), choice: choice.into(), reason: None }
+        }
+        ApprovalsCommand::Deny { id, reason } => {
+            Request::ApprovalsDecide { id: id.clone(), choice: "deny".into(), reason: reason.clone() }
+        }
+    }
+}
+
 pub async fn run(app: &App, command: ApprovalsCommand) -> anyhow::Result<i32> {
     match command {
         ApprovalsCommand::List { all } => {
-            let approvals = app.backend.approvals().await?;
-            let shown: Vec<_> = approvals.iter().filter(|a| all || a.state == ApprovalState::Pending).collect();
-            if shown.is_empty() {
-                println!("{}", if all { "No approval requests." } else { "No pending approval requests." });
-            }
-            for a in shown {
-                println!(
-                    "{}  {}  {}  chat={}  requester={}  expires={}  conversation={}",
-                    a.id,
-                    a.state.as_str(),
-                    a.summary,
-                    a.chat.as_deref().unwrap_or("-"),
-                    a.requester.as_deref().unwrap_or("-"),
-                    time(a.expires_at),
-                    a.conversation_id
-                );
-            }
+            print!("{}", render_approvals(&app.backend.approvals().await?, all));
             Ok(0)
         }
         ApprovalsCommand::Audit => {
-            for r in app.backend.audit_log().await? {
-                println!(
-                    "{}  {}  {}  by={}  chat={}  {}{}",
-                    time(r.at),
-                    r.outcome,
-                    r.summary,
-                    r.actor.as_deref().unwrap_or("-"),
-                    r.chat.as_deref().unwrap_or("-"),
-                    r.approval_id,
-                    r.reason.map(|why| format!("  reason: {why}")).unwrap_or_default()
-                );
-            }
+            print!("{}", render_audit(&app.backend.audit_log().await?));
             Ok(0)
         }
         ApprovalsCommand::Allow { id, always } => {

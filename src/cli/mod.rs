@@ -8,6 +8,7 @@ mod check;
 mod conversations;
 mod pairing;
 mod prompt;
+mod remote;
 mod render;
 mod serve;
 mod turn_view;
@@ -115,9 +116,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Agent { command } => agents::run(&app::App::open(config).await?, command).await,
         Command::Conversation { command } => conversations::run(&app::App::open(config).await?, command).await,
-        Command::Approvals { command } => approvals::run(&app::App::open(config).await?, command).await,
+        Command::Approvals { command } => match app::App::open(config).await {
+            Ok(app) => approvals::run(&app, command).await,
+            Err(e) => remote::or_fail(config, e, approvals::request(&command)).await,
+        },
         Command::Check => check::run(config).await,
         Command::Serve => serve::run(&app::App::open(config).await?).await,
-        Command::Pairing { command } => pairing::run(&app::App::open(config).await?, command).await,
+        Command::Pairing { command } => match app::App::open(config).await {
+            Ok(app) => pairing::run(&app, command).await,
+            Err(e) => remote::or_fail(config, e, pairing::request(&command)).await,
+        },
     }
 }

@@ -1,11 +1,11 @@
 //! `switchboard pairing list|approve`: people waiting for access through pairing.
-//! (While `serve` runs it holds the data directory; then admins use /pair CODE.)
+//! While `serve` runs, the same commands go to it through its control socket.
 
 use clap::Subcommand;
+use switchboard::control::{render_pairing, Request};
 use switchboard::gateway::Access;
 
 use super::app::App;
-use super::render::time;
 use super::EXIT_FAILURE;
 
 #[derive(Subcommand)]
@@ -19,17 +19,21 @@ pub enum PairingCommand {
     Approve { channel: String, code: String },
 }
 
+/// The same command for a running daemon (which holds the data directory).
+pub fn request(command: &PairingCommand) -> Request {
+    match command {
+        PairingCommand::List { channel } => Request::PairingList { channel: channel.clone() },
+        PairingCommand::Approve { channel, code } => {
+            Request::PairingApprove { channel: channel.clone(), code: code.clone() }
+        }
+    }
+}
+
 pub async fn run(app: &App, command: PairingCommand) -> anyhow::Result<i32> {
     let access = Access::new(app.store.clone());
     match command {
         PairingCommand::List { channel } => {
-            let pending = access.pending(&channel).await?;
-            if pending.is_empty() {
-                println!("No pending pairing requests on {channel}.");
-            }
-            for r in pending {
-                println!("{}  {}  {}  requested={}", r.code, r.user, r.name, time(r.created_at));
-            }
+            print!("{}", render_pairing(&access.pending(&channel).await?, &channel));
             Ok(0)
         }
         PairingCommand::Approve { channel, code } => match access.approve(&channel, &code, "console").await? {

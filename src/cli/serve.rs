@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use switchboard::gateway::{Gateway, COMMANDS};
+use switchboard::control;
+use switchboard::gateway::{Gateway, Operator, COMMANDS};
 use switchboard_channel_telegram::{Mode, TelegramChannel, TelegramConfig};
 
 use super::app::App;
@@ -26,11 +27,16 @@ pub async fn run(app: &App) -> anyhow::Result<i32> {
     let telegram = Arc::new(TelegramChannel::new(config)?);
     let gateway = Gateway::new(app.backend.clone(), app.store.clone(), &app.settings);
     gateway.start(telegram.clone()).await?;
+    // The operator's commands reach the running daemon through this socket.
+    let operator = Arc::new(Operator { gateway: gateway.clone() });
+    let control = control::serve(&app.settings.data_dir, operator)?;
     let name = telegram.bot_username().map(|u| format!(" as @{u}")).unwrap_or_default();
     tracing::info!("serving on Telegram{name}");
     eprintln!("switchboard is serving on Telegram{name}. Ctrl-C stops it.");
     shutdown_signal().await;
     eprintln!("stopping…");
+    control.abort();
+    let _ = std::fs::remove_file(control::socket_path(&app.settings.data_dir));
     gateway.stop().await;
     Ok(0)
 }

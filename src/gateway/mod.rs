@@ -6,6 +6,7 @@
 mod access;
 mod commands;
 mod journal;
+mod operator;
 mod outbox;
 mod queue;
 mod router;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 pub use access::{Access, ChannelAccess, PairingRequest};
 pub use commands::COMMANDS;
 use journal::{decode, encode, Journal};
+pub use operator::Operator;
 use outbox::Outbox;
 use queue::Queues;
 use router::Router;
@@ -36,6 +38,8 @@ use crate::policy::approvals::{outcome_text, DecideError, Decider};
 use crate::store::{blocking, ApprovalRecord, Store};
 
 const PROMPTS: &str = "approval-prompts";
+/// Who decides from the command line.
+pub const OPERATOR: &str = "console";
 /// Answered events are forgotten after a day; platforms redeliver within minutes.
 const JOURNAL_RETENTION_MS: u64 = 24 * 3600 * 1000;
 const OUTBOX_RETRY_EVERY: Duration = Duration::from_secs(5);

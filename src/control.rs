@@ -1,0 +1,197 @@
+//! The operator's line into a running daemon. `serve` holds the data directory, so
+//! `switchboard approvals …` and `switchboard pairing …` reach it through a Unix
+//! socket in that directory (owner-only): one JSON request, one JSON answer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::store::{ApprovalRecord, ApprovalState, AuditRecord};
+
+const SOCKET: &str = "control.sock";
+/// Requests and answers are small; anything larger is not ours.
+const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    ApprovalsList {
+        all: bool,
+    },
+    ApprovalsAudit,
+    /// `choice` is `once`, `always` or `deny`.
+    ApprovalsDecide {
+        id: String,
+        choice: String,
+        reason: Option<String>,
+    },
+    PairingList {
+        channel: String,
+    },
+    PairingApprove {
+        channel: String,
+        code: String,
+    },
+}
+
+/// What the command prints, and its exit status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl Answer {
+    pub fn ok(stdout: String) -> Answer {
+        Answer { stdout, stderr: String::new(), code: 0 }
+    }
+
+    pub fn failed(message: String) -> Answer {
+        Answer { stdout: String::new(), stderr: format!("error: {message}\n"), code: 1 }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync {
+    async fn handle(&self, request: Request) -> Answer;
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET)
+}
+
+/// Listens until the returned task is aborted. A stale socket file from a previous
+/// run is replaced (the data directory lock proves no other daemon uses it).
+pub fn serve(data_dir: &Path, handler: Arc<dyn Handler>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(data_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                if let Err(e) = answer(stream, &*handler).await {
+                    tracing::warn!(error = %e, "control request failed");
+                }
+            });
+        }
+    }))
+}
+
+async fn answer(stream: UnixStream, handler: &dyn Handler) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).take(MAX_LINE as u64).read_line(&mut line).await?;
+    let answer = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => handler.handle(request).await,
+        Err(_) => Answer::failed("the daemon did not understand the request".into()),
+    };
+    let mut out = serde_json::to_string(&answer).unwrap_or_default();
+    out.push('\n');
+    write.write_all(out.as_bytes()).await
+}
+
+/// Sends `request` to the daemon running on `data_dir`.
+pub async fn call(data_dir: &Path, request: &Request) -> std::io::Result<Answer> {
+    let stream = UnixStream::connect(socket_path(data_dir)).await?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(request).unwrap_or_default();
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut line = String::new();
+    let mut reader = BufReader::new(read).take(MAX_LINE as u64);
+    let reading = reader.read_line(&mut line);
+    tokio::time::timeout(std::time::Duration::from_secs(30), reading)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the daemon did not answer"))??;
+    serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// `approvals list`: one line per request.
+pub fn render_approvals(approvals: &[ApprovalRecord], all: bool) -> String {
+    let shown: Vec<&ApprovalRecord> = approvals.iter().filter(|a| all || a.state == ApprovalState::Pending).collect();
+    if shown.is_empty() {
+        return if all { "No approval requests.\n" } else { "No pending approval requests.\n" }.into();
+    }
+    shown
+        .iter()
+        .map(|a| {
+            format!(
+                "{}  {}  {}  chat={}  requester={}  expires={}  conversation={}\n",
+                a.id,
+                a.state.as_str(),
+                a.summary,
+                a.chat.as_deref().unwrap_or("-"),
+                a.requester.as_deref().unwrap_or("-"),
+                time(a.expires_at),
+                a.conversation_id
+            )
+        })
+        .collect()
+}
+
+/// `approvals audit`: every decision, expiry and refused attempt, oldest first.
+pub fn render_audit(records: &[AuditRecord]) -> String {
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}  {}  {}  by={}  chat={}  {}{}\n",
+                time(r.at),
+                r.outcome,
+                r.summary,
+                r.actor.as_deref().unwrap_or("-"),
+                r.chat.as_deref().unwrap_or("-"),
+                r.approval_id,
+                r.reason.as_ref().map(|why| format!("  reason: {why}")).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// `pairing list`: codes waiting for an admin.
+pub fn render_pairing(pending: &[crate::gateway::PairingRequest], channel: &str) -> String {
+    if pending.is_empty() {
+        return format!("No pending pairing requests on {channel}.\n");
+    }
+    pending.iter().map(|r| format!("{}  {}  {}  requested={}\n", r.code, r.user, r.name, time(r.created_at))).collect()
+}
+
+/// Milliseconds since the epoch as `2026-11-21T19:49:51Z`.
+pub fn time(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    #[async_trait::async_trait]
+    impl Handler for Echo {
+        async fn handle(&self, request: Request) -> Answer {
+            Answer::ok(format!("{request:?}"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_round_trips_through_an_owner_only_socket() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(socket_path(dir.path()), "stale").unwrap();
+        let task = serve(dir.path(), Arc::new(Echo)).unwrap();
+        let mode = std::fs::metadata(socket_path(dir.path())).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let answer = call(dir.path(), &Request::PairingList { channel: "telegram".into() }).await.unwrap();
+        assert_eq!(answer, Answer::ok("PairingList { channel: \"telegram\" }".into()));
+        task.abort();
+    }
+}
