@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::store::{ApprovalRecord, ApprovalState, AuditRecord};
+use crate::store::{format_time as time, ApprovalRecord, ApprovalState, AuditRecord};
 
 const SOCKET: &str = "control.sock";
 /// Requests and answers are small; anything larger is not ours.
@@ -162,11 +162,6 @@ pub fn render_pairing(pending: &[crate::gateway::PairingRequest], channel: &str)
         return format!("No pending pairing requests on {channel}.\n");
     }
     pending.iter().map(|r| format!("{}  {}  {}  requested={}\n", r.code, r.user, r.name, time(r.created_at))).collect()
-}
-
-/// Milliseconds since the epoch as `2026-11-21T19:49:51Z`.
-pub fn time(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 #[cfg(test)]

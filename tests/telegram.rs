@@ -527,3 +527,12 @@ async fn operator_commands_reach_a_running_daemon() {
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("is not a pending approval request"), "{}", again.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_model_reply_still_answers_the_message() {
+    let (h, tg) = setup("open").await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::chunks(Vec::<String>::new()));
+    tg.send_dm(USER, "say nothing");
+    wait_text(&tg, USER, "The agent finished without a reply.").await;
+}

@@ -77,6 +77,15 @@ pub enum StopReason {
     Error,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The model endpoint failed (unreachable, an HTTP error, a malformed reply).
+    Model,
+    /// switchboard itself failed (its store, a missing agent).
+    Internal,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
@@ -99,6 +108,8 @@ pub struct TurnResult {
     pub result: Option<String>,
     /// A human-readable reason when `success` is false.
     pub error: Option<String>,
+    /// What failed, for callers that word their own message (chat channels).
+    pub error_kind: Option<ErrorKind>,
     pub stop_reason: StopReason,
     pub agent_id: String,
     pub conversation_id: String,

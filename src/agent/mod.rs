@@ -12,5 +12,5 @@ pub mod transcript;
 
 pub use backend::{prompt, AgentBackend, AgentDetails, CreateAgentOptions, MessagePage, PageRequest, SessionOptions};
 pub use error::AgentError;
-pub use messages::{SdkMessage, StopReason, StreamDelta, TurnResult, Usage};
+pub use messages::{ErrorKind, SdkMessage, StopReason, StreamDelta, TurnResult, Usage};
 pub use session::{Session, TurnRequest, TurnRunner, UserInput};

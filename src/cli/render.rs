@@ -30,10 +30,7 @@ pub fn clip(text: &str, max_chars: usize) -> String {
     }
 }
 
-/// Milliseconds since the epoch as `2026-11-21T19:49:51Z`.
-pub fn time(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
-}
+pub use switchboard::store::format_time as time;
 
 #[cfg(test)]
 mod tests {

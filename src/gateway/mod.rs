@@ -411,6 +411,12 @@ impl GatewayInner {
         }
     }
 
+    /// Whether the chat's next streaming edit is due (without taking the slot).
+    fn edit_due(&self, chat: &ChatKey) -> bool {
+        let next = self.next_send.lock().unwrap_or_else(|p| p.into_inner());
+        next.get(&chat.chat_id()).is_none_or(|at| Instant::now() >= *at)
+    }
+
     /// The platform said "retry after": nothing more to this chat until then.
     fn rate_limited(&self, chat: &ChatKey, wait: Duration) {
         let mut next = self.next_send.lock().unwrap_or_else(|p| p.into_inner());

@@ -10,7 +10,7 @@ use switchboard_channel_core::split::split;
 use switchboard_channel_core::{ApprovalPrompt, Channel, ChannelError, ChatKey, Outbound, Sender, SentRef};
 
 use super::GatewayInner;
-use crate::agent::{SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput};
+use crate::agent::{ErrorKind, SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput};
 use crate::policy::approvals::{request_text, Choice};
 use crate::store::{text_of, MessageBody};
 
@@ -53,7 +53,7 @@ pub async fn run(gw: Arc<GatewayInner>, job: TurnJob) {
     };
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the turn");
-        return;
+        return finish(&gw, &job, None, "Something went wrong on my side; please try again.".into()).await;
     }
     gw.set_active(&job.conversation_id, Some(session.canceller()));
     let mut typing = Some(spawn_typing(channel.clone(), job.chat.clone()));
@@ -94,6 +94,10 @@ pub async fn run(gw: Arc<GatewayInner>, job: TurnJob) {
         // A replay whose reply was generated before the crash but never stored for
         // sending: send what the transcript holds.
         text = recorded_reply(&gw, &job).await.unwrap_or_default();
+        // A message always gets an answer, even when the model said nothing.
+        if text.is_empty() && job.input.is_some() {
+            text = "_The agent finished without a reply._".into();
+        }
     }
     if stream.shows_exactly(&text) {
         // Already on screen as the one streamed message: nothing left to send.
@@ -151,12 +155,11 @@ async fn finish(gw: &GatewayInner, job: &TurnJob, streamed: Option<SentRef>, tex
 fn final_text(texts: &[String], result: Option<&TurnResult>) -> String {
     let said = texts.join("\n\n");
     let Some(r) = result else { return "Something went wrong on my side; please try again.".into() };
-    match (r.stop_reason, r.error.as_deref()) {
-        (StopReason::Error, Some(error)) => {
-            let human = if error.contains("model endpoint") {
-                "The model did not answer; please try again in a moment."
-            } else {
-                "Something went wrong on my side; please try again."
+    match (r.stop_reason, r.error_kind) {
+        (StopReason::Error, kind) => {
+            let human = match kind {
+                Some(ErrorKind::Model) => "The model did not answer; please try again in a moment.",
+                _ => "Something went wrong on my side; please try again.",
             };
             if said.is_empty() {
                 human.into()
@@ -226,7 +229,9 @@ impl<'a> Stream<'a> {
 
     async fn show(&mut self) {
         let caps = self.channel.capabilities();
-        if !caps.can_edit || Instant::now() < self.not_before {
+        // Cheap checks first: rendering the whole reply on every delta of a long
+        // answer would be quadratic, and most deltas fall between edits.
+        if !caps.can_edit || Instant::now() < self.not_before || !self.gw.edit_due(&self.chat) {
             return;
         }
         let mut all = self.texts.clone();

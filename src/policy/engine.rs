@@ -114,7 +114,11 @@ impl CanUseTool for Policy {
             return PermissionDecision::Deny { message: self.ask_user_question_message.clone() };
         }
         let rules = self.effective(context.chat.as_deref());
-        let workdir = Some(self.workdir.as_path());
+        // Resolved once per decision, and only when a pattern needs it; a workdir that
+        // cannot be made leaves paths to lexical checks (the tools refuse them anyway).
+        let patterned = rules.allowed.iter().chain(&rules.disallowed).any(|r| r.tool == tool && r.pattern.is_some());
+        let workdir = if patterned { crate::agent::embedded::tools::Workdir::new(&self.workdir).ok() } else { None };
+        let workdir = workdir.as_ref();
         if rules.disallowed.iter().any(|r| r.matches(tool, input, Purpose::Deny, workdir)) {
             return PermissionDecision::Deny {
                 message: format!("{tool} is not allowed here by policy; it did not run."),

@@ -9,8 +9,6 @@
 //! `git status; rm -rf ~`, and a path that leaves the workdir never matches.
 //! Deny rules fail closed too: they match if any piece of a chained command matches.
 
-use std::path::Path;
-
 use serde_json::Value;
 
 use crate::agent::embedded::tools::Workdir;
@@ -41,8 +39,9 @@ impl Rule {
         }
     }
 
-    /// Whether the rule covers this call. `workdir` resolves path arguments.
-    pub fn matches(&self, tool: &str, input: &Value, purpose: Purpose, workdir: Option<&Path>) -> bool {
+    /// Whether the rule covers this call. `workdir` resolves path arguments (without
+    /// it they are normalised lexically).
+    pub fn matches(&self, tool: &str, input: &Value, purpose: Purpose, workdir: Option<&Workdir>) -> bool {
         if self.tool != tool {
             return false;
         }
@@ -78,8 +77,8 @@ fn segments(command: &str) -> Vec<String> {
 
 /// The path relative to the workdir root, resolved through symlinks when the
 /// workdir is known; `None` when it leaves the workdir.
-fn relative_path(path: &str, workdir: Option<&Path>) -> Option<String> {
-    let Some(root) = workdir.and_then(|w| Workdir::new(w).ok()) else { return normalize(path) };
+fn relative_path(path: &str, workdir: Option<&Workdir>) -> Option<String> {
+    let Some(root) = workdir else { return normalize(path) };
     let resolved = root.resolve(path).ok()?;
     let relative = resolved.strip_prefix(root.root()).ok()?;
     let text = relative.to_string_lossy().into_owned();
@@ -276,7 +275,8 @@ mod tests {
         std::fs::write(root.join("secrets/k"), "x").unwrap();
         std::os::unix::fs::symlink(root.join("secrets"), root.join("alias")).unwrap();
         let r = rule("Read(secrets/**)");
-        let read = |p: &str, purpose| r.matches("Read", &json!({ "path": p }), purpose, Some(&root));
+        let workdir = Workdir::new(&root).unwrap();
+        let read = |p: &str, purpose| r.matches("Read", &json!({ "path": p }), purpose, Some(&workdir));
         let absolute = root.join("secrets/k").display().to_string();
         assert!(read(&absolute, Purpose::Deny), "absolute path inside the workdir");
         assert!(read("alias/k", Purpose::Deny), "a symlinked alias of the folder");

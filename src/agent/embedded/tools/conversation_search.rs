@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::{ToolClass, ToolEnv, ToolOutcome, ToolSpec};
-use crate::store::{blocking, text_of, MessageBody};
+use crate::store::{blocking, format_time, text_of, MessageBody};
 
 pub const NAME: &str = "conversation_search";
 const DEFAULT_LIMIT: usize = 10;
@@ -67,7 +67,7 @@ pub async fn run(env: &ToolEnv, input: &Value) -> ToolOutcome {
         .into_iter()
         .take(limit)
         .map(|(at, conversation, role, text)| {
-            let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at));
+            let when = format_time(at);
             let excerpt: String = text.chars().take(EXCERPT_CHARS).collect::<String>().replace('\n', " ");
             format!("[{when}] ({conversation}) {role}: {excerpt}")
         })

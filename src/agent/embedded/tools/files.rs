@@ -72,23 +72,14 @@ pub fn specs() -> Vec<ToolSpec> {
 }
 
 pub async fn run(workdir: &Workdir, name: &str, input: &Value) -> ToolOutcome {
-    let name = name.to_string();
-    let input = input.clone();
-    let workdir = workdir.clone();
-    let task = tokio::task::spawn_blocking(move || match name.as_str() {
+    let (name, input, workdir) = (name.to_string(), input.clone(), workdir.clone());
+    super::off_thread("file tool", move || match name.as_str() {
         READ => read(&workdir, &input),
         WRITE => write(&workdir, &input),
         EDIT => edit(&workdir, &input),
         other => Err(format!("{other} is not a file tool.")),
-    });
-    match task.await {
-        Ok(Ok(text)) => ToolOutcome::ok(text),
-        Ok(Err(message)) => ToolOutcome::error(message),
-        Err(e) => {
-            tracing::error!(error = %e, "a file tool task failed");
-            ToolOutcome::error("The file tool failed unexpectedly; try again or use another approach.")
-        }
-    }
+    })
+    .await
 }
 
 fn string_arg<'a>(input: &'a Value, key: &str, tool: &str) -> Result<&'a str, String> {

@@ -82,6 +82,18 @@ pub fn names() -> Vec<String> {
     specs().iter().map(|s| s.name.to_string()).collect()
 }
 
+/// Runs blocking filesystem work off the async workers; `Err` is a message for the model.
+async fn off_thread(what: &'static str, work: impl FnOnce() -> Result<String, String> + Send + 'static) -> ToolOutcome {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(text)) => ToolOutcome::ok(text),
+        Ok(Err(message)) => ToolOutcome::error(message),
+        Err(e) => {
+            tracing::error!(error = %e, tool = what, "a tool task failed");
+            ToolOutcome::error(format!("The {what} failed unexpectedly; try again or use another approach."))
+        }
+    }
+}
+
 pub async fn run(env: &ToolEnv, name: &str, input: Value) -> ToolOutcome {
     if memory::specs().iter().any(|s| s.name == name) {
         return memory::run(env, name, input).await;

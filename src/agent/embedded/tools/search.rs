@@ -59,22 +59,13 @@ pub fn specs() -> Vec<ToolSpec> {
 }
 
 pub async fn run(workdir: &Workdir, name: &str, input: &Value) -> ToolOutcome {
-    let workdir = workdir.clone();
-    let name = name.to_string();
-    let input = input.clone();
-    let task = tokio::task::spawn_blocking(move || match name.as_str() {
+    let (name, input, workdir) = (name.to_string(), input.clone(), workdir.clone());
+    super::off_thread("search tool", move || match name.as_str() {
         GLOB => glob(&workdir, &input),
         GREP => grep(&workdir, &input),
         other => Err(format!("{other} is not a search tool.")),
-    });
-    match task.await {
-        Ok(Ok(text)) => ToolOutcome::ok(text),
-        Ok(Err(message)) => ToolOutcome::error(message),
-        Err(e) => {
-            tracing::error!(error = %e, "a search tool task failed");
-            ToolOutcome::error("The search failed unexpectedly; try again or use another approach.")
-        }
-    }
+    })
+    .await
 }
 
 fn glob(workdir: &Workdir, input: &Value) -> Result<String, String> {

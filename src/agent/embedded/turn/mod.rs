@@ -15,17 +15,26 @@ use super::llm::{ChatRequest, Delta, LlmError, ModelReply};
 use super::tools;
 use super::{compaction, history, prompt, Inner};
 use crate::agent::transcript::{active_path, head_id};
-use crate::agent::{SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
+use crate::agent::{ErrorKind, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
 use crate::policy::{CanUseTool, ToolContext};
 use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
 
 /// Why a turn stopped early, in words for the person.
-struct Failure(String);
+struct Failure {
+    message: String,
+    kind: ErrorKind,
+}
+
+impl Failure {
+    fn internal(message: &str) -> Failure {
+        Failure { message: message.into(), kind: ErrorKind::Internal }
+    }
+}
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failure during a turn");
-        Failure("switchboard could not read or save the conversation".into())
+        Failure::internal("switchboard could not read or save the conversation")
     }
 }
 
@@ -57,12 +66,13 @@ pub(super) async fn run(inner: Arc<Inner>, policy: Arc<dyn CanUseTool>, context:
     };
     let (stop_reason, error) = match outcome {
         Ok(reason) => (reason, None),
-        Err(Failure(message)) => (StopReason::Error, Some(message)),
+        Err(Failure { message, kind }) => (StopReason::Error, Some((message, kind))),
     };
     let result = TurnResult {
         success: error.is_none() && stop_reason != StopReason::Cancelled,
+        error_kind: error.as_ref().map(|(_, kind)| *kind),
         result: turn.last_text.take(),
-        error,
+        error: error.map(|(message, _)| message),
         stop_reason,
         agent_id: turn.request.agent_id.clone(),
         conversation_id: turn.request.conversation_id.clone(),
@@ -79,7 +89,7 @@ impl Turn {
         let agent_id = self.request.agent_id.clone();
         let agent = blocking(&self.inner.store, move |s| s.agent(&agent_id))
             .await?
-            .ok_or_else(|| Failure("the agent no longer exists".into()))?;
+            .ok_or_else(|| Failure::internal("the agent no longer exists"))?;
         let model = agent.model.clone().unwrap_or_else(|| self.inner.settings.llm.model.clone());
         self.emit(SdkMessage::Init {
             agent_id: agent.id.clone(),
@@ -149,7 +159,7 @@ impl Turn {
             Err(LlmError::Cancelled) => return Ok(None),
             Err(e) => {
                 tracing::warn!(error = %e, "model call failed");
-                return Err(Failure(e.to_string()));
+                return Err(Failure { message: e.to_string(), kind: ErrorKind::Model });
             }
         };
         self.usage.add(reply.usage);
