@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::llm::{ChatRequest, Delta, LlmError, ModelReply};
 use super::tools;
 use super::{compaction, history, prompt, Inner};
-use crate::agent::transcript::{active_path, head_id};
+use crate::agent::transcript::active_path;
 use crate::agent::{ErrorKind, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
 use crate::policy::{CanUseTool, ToolContext};
 use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
@@ -43,8 +43,10 @@ struct Turn {
     policy: Arc<dyn CanUseTool>,
     context: ToolContext,
     request: TurnRequest,
-    /// The newest transcript entry: the parent of the next one.
-    head: Option<String>,
+    /// The conversation's active branch, loaded once and kept current as the turn
+    /// appends (the conversation lock makes this turn its only writer). Its last
+    /// entry is the parent of the next one.
+    path: Vec<Entry>,
     usage: Usage,
     steps: u32,
     last_text: Option<String>,
@@ -59,7 +61,7 @@ pub(super) async fn run(inner: Arc<Inner>, policy: Arc<dyn CanUseTool>, context:
         _ = request.cancel.cancelled() => None,
     };
     let mut turn =
-        Turn { inner, policy, context, request, head: None, usage: Usage::default(), steps: 0, last_text: None };
+        Turn { inner, policy, context, request, path: Vec::new(), usage: Usage::default(), steps: 0, last_text: None };
     let outcome = match guard {
         Some(_) => turn.drive().await,
         None => Ok(StopReason::Cancelled),
@@ -100,7 +102,7 @@ impl Turn {
         });
         let conversation_id = self.request.conversation_id.clone();
         let entries = blocking(&self.inner.store, move |s| s.entries(&conversation_id)).await?;
-        self.head = head_id(&entries);
+        self.path = active_path(&entries);
 
         // Tool calls an earlier turn left unfinished come first; a new message waits
         // behind them (and behind their approvals).
@@ -110,18 +112,18 @@ impl Turn {
         }
         let input = match self.request.input.clone() {
             // Sent before (a replay): continue from where that attempt got to.
-            Some(input) if self.has_entry(input.id.as_deref()).await? => None,
+            Some(input) if self.has_entry(input.id.as_deref()) => None,
             other => other,
         };
         match input {
             Some(input) => {
-                let mut entry = Entry::new(self.head.clone(), MessageBody::User { content: text_content(input.text) });
+                let mut entry = Entry::new(self.head(), MessageBody::User { content: text_content(input.text) });
                 if let Some(id) = input.id {
                     entry.msg.id = id;
                 }
                 self.store_entry(entry).await?
             }
-            None if !unfinished && !self.awaits_model().await? => return Ok(StopReason::EndTurn),
+            None if !unfinished && !self.awaits_model() => return Ok(StopReason::EndTurn),
             None => {}
         }
         loop {
@@ -182,24 +184,21 @@ impl Turn {
 
     /// Whether the transcript ends where the model should speak next (after a user
     /// message or tool results), as when a resumed turn's tools have all finished.
-    async fn awaits_model(&self) -> Result<bool, Failure> {
-        let path = self.path().await?;
-        Ok(path
+    fn awaits_model(&self) -> bool {
+        self.path
             .iter()
             .rev()
             .find(|e| !matches!(e.msg.body, MessageBody::Custom { .. }))
-            .is_some_and(|e| matches!(e.msg.body, MessageBody::User { .. } | MessageBody::Tool { .. })))
+            .is_some_and(|e| matches!(e.msg.body, MessageBody::User { .. } | MessageBody::Tool { .. }))
     }
 
-    async fn has_entry(&self, id: Option<&str>) -> Result<bool, Failure> {
-        let Some(id) = id else { return Ok(false) };
-        Ok(self.path().await?.iter().any(|e| e.id() == id))
+    fn has_entry(&self, id: Option<&str>) -> bool {
+        id.is_some_and(|id| self.path.iter().any(|e| e.id() == id))
     }
 
-    async fn path(&self) -> Result<Vec<Entry>, Failure> {
-        let conversation_id = self.request.conversation_id.clone();
-        let entries = blocking(&self.inner.store, move |s| s.entries(&conversation_id)).await?;
-        Ok(active_path(&entries))
+    /// The id new entries hang under.
+    fn head(&self) -> Option<String> {
+        self.path.last().map(|e| e.id().to_string())
     }
 
     /// The request for the next model call, compacting first when it would be too big.
@@ -208,11 +207,10 @@ impl Turn {
         let trigger = (settings.llm.context_window as f64 * settings.agent.compaction_threshold) as u64;
         let mut compacted = false;
         loop {
-            let (agent_id, conversation_id) = (agent.id.clone(), self.request.conversation_id.clone());
-            let (blocks, entries) =
-                blocking(&self.inner.store, move |s| Ok((s.blocks(&agent_id)?, s.entries(&conversation_id)?))).await?;
-            let path = active_path(&entries);
-            let window = history::window(&path);
+            // Memory is re-read every call: another conversation may have changed it.
+            let agent_id = agent.id.clone();
+            let blocks = blocking(&self.inner.store, move |s| s.blocks(&agent_id)).await?;
+            let window = history::window(&self.path);
             let system = prompt::render(&agent.name, &agent.system_prompt, &blocks, window.summary.as_deref());
             let messages = history::to_model_messages(&window.entries);
             let tools = tools::definitions();
@@ -247,7 +245,7 @@ impl Turn {
         match reply {
             Ok(reply) if !reply.text.trim().is_empty() => {
                 self.usage.add(reply.usage);
-                let entry = compaction::compaction_entry(self.head.clone(), reply.text.trim(), &plan, estimate);
+                let entry = compaction::compaction_entry(self.head(), reply.text.trim(), &plan, estimate);
                 self.store_entry(entry).await?;
                 tracing::info!(conversation = %self.request.conversation_id, summarized = plan.summarize.len(), "conversation compacted");
             }
@@ -260,14 +258,14 @@ impl Turn {
     }
 
     async fn append(&mut self, body: MessageBody) -> Result<(), Failure> {
-        self.store_entry(Entry::new(self.head.clone(), body)).await
+        self.store_entry(Entry::new(self.head(), body)).await
     }
 
     async fn store_entry(&mut self, entry: Entry) -> Result<(), Failure> {
-        let id = entry.id().to_string();
         let conversation_id = self.request.conversation_id.clone();
-        blocking(&self.inner.store, move |s| s.append_entry(&conversation_id, &entry)).await?;
-        self.head = Some(id);
+        let stored = entry.clone();
+        blocking(&self.inner.store, move |s| s.append_entry(&conversation_id, &stored)).await?;
+        self.path.push(entry);
         Ok(())
     }
 

@@ -20,7 +20,7 @@ impl Turn {
     /// Finishes the tool calls of the newest assistant message that have no result
     /// yet. Returns whether there were any.
     pub(super) async fn settle_tool_calls(&mut self, agent: &AgentRecord) -> Result<bool, Failure> {
-        let path = self.path().await?;
+        let path = self.path.clone();
         let Some(at) = path.iter().rposition(|e| matches!(e.msg.body, MessageBody::Assistant { .. })) else {
             return Ok(false);
         };
