@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::policy::approvals::Choice;
 use crate::store::{format_time as time, ApprovalRecord, ApprovalState, AuditRecord};
 
 const SOCKET: &str = "control.sock";
@@ -22,14 +23,14 @@ pub enum Request {
         all: bool,
     },
     ApprovalsAudit,
-    /// `choice` is `once`, `always` or `deny`.
     ApprovalsDecide {
         id: String,
-        choice: String,
+        choice: Choice,
         reason: Option<String>,
     },
+    /// One channel's pending requests, or every registered channel's.
     PairingList {
-        channel: String,
+        channel: Option<String>,
     },
     PairingApprove {
         channel: String,
@@ -91,7 +92,8 @@ async fn answer(stream: UnixStream, handler: &dyn Handler) -> std::io::Result<()
     BufReader::new(read).take(MAX_LINE as u64).read_line(&mut line).await?;
     let answer = match serde_json::from_str::<Request>(&line) {
         Ok(request) => handler.handle(request).await,
-        Err(_) => Answer::failed("the daemon did not understand the request".into()),
+        // Nothing is done for a request that is not understood exactly.
+        Err(e) => Answer::failed(format!("the daemon did not understand the request ({e})")),
     };
     let mut out = serde_json::to_string(&answer).unwrap_or_default();
     out.push('\n');
@@ -185,8 +187,8 @@ mod tests {
         let task = serve(dir.path(), Arc::new(Echo)).unwrap();
         let mode = std::fs::metadata(socket_path(dir.path())).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let answer = call(dir.path(), &Request::PairingList { channel: "telegram".into() }).await.unwrap();
-        assert_eq!(answer, Answer::ok("PairingList { channel: \"telegram\" }".into()));
+        let answer = call(dir.path(), &Request::PairingList { channel: Some("fake".into()) }).await.unwrap();
+        assert_eq!(answer, Answer::ok("PairingList { channel: Some(\"fake\") }".into()));
         task.abort();
     }
 }

@@ -1,8 +1,10 @@
 //! switchboard: one persistent agent, reachable from many chat channels.
 
 pub mod agent;
+pub mod channels;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod gateway;
 pub mod policy;
 pub mod store;

@@ -41,7 +41,7 @@ fn in_chat(chat: &str, sender: &str) -> SessionOptions {
 }
 
 fn person(id: &str) -> Decider {
-    Decider { id: id.into(), operator: false }
+    Decider::Person(id.into())
 }
 
 fn write_call(path: &str) -> Reply {
@@ -102,7 +102,7 @@ async fn allow_once_runs_the_tool_and_the_agent_continues() {
     assert_eq!(result.result.as_deref(), Some("Written."));
     assert!(seen
         .iter()
-        .any(|m| matches!(m, SdkMessage::ApprovalResolved { outcome, .. } if outcome == "allowed_once")));
+        .any(|m| matches!(m, SdkMessage::ApprovalResolved { outcome, .. } if *outcome == ApprovalState::AllowedOnce)));
     assert_eq!(std::fs::read_to_string(s.workdir.join("note.txt")).unwrap(), "hello");
     let results = s.llm.requests()[1].tool_results();
     assert!(!results[0].1.contains("denied"), "{results:?}");
@@ -212,7 +212,9 @@ async fn an_unanswered_request_expires_and_the_agent_is_told() {
     let id = until_approval(&mut session).await;
     let (seen, result) = finish(&mut session).await;
     assert!(result.success);
-    assert!(seen.iter().any(|m| matches!(m, SdkMessage::ApprovalResolved { outcome, .. } if outcome == "expired")));
+    assert!(seen
+        .iter()
+        .any(|m| matches!(m, SdkMessage::ApprovalResolved { outcome, .. } if *outcome == ApprovalState::Expired)));
     assert!(!s.workdir.join("late.txt").exists());
     assert!(s.llm.requests()[1].tool_results()[0].1.contains("timed out"));
     let late = s.backend.decide_approval(&id, &person("telegram:ada"), Choice::AllowOnce, None).await;

@@ -47,7 +47,7 @@ pub enum SdkMessage {
     /// How it ended: `allowed_once`, `allowed_always`, `denied`, `expired`, `cancelled`.
     ApprovalResolved {
         approval_id: String,
-        outcome: String,
+        outcome: crate::store::ApprovalState,
         decided_by: Option<String>,
         reason: Option<String>,
     },

@@ -7,7 +7,7 @@ use anyhow::Context;
 use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::{AgentBackend, AgentError, SessionOptions};
 use switchboard::config::{self, ConfigSource, Settings};
-use switchboard::store::{SledStore, Store};
+use switchboard::store::{ApprovalRecord, SledStore, Store};
 
 /// The chat and sender id of the terminal.
 pub const CONSOLE: &str = "console";
@@ -16,6 +16,8 @@ pub struct App {
     pub settings: Settings,
     pub store: Arc<dyn Store>,
     pub backend: Arc<EmbeddedBackend>,
+    /// Approval requests that expired while no switchboard ran (now denied).
+    pub expired: Vec<ApprovalRecord>,
 }
 
 impl App {
@@ -33,7 +35,7 @@ impl App {
                 expired.len()
             );
         }
-        Ok(App { settings, store, backend })
+        Ok(App { settings, store, backend, expired })
     }
 
     /// The console's identity in chats and approvals.

@@ -39,11 +39,11 @@ pub fn request(command: &ApprovalsCommand) -> Request {
         ApprovalsCommand::List { all } => Request::ApprovalsList { all: *all },
         ApprovalsCommand::Audit => Request::ApprovalsAudit,
         ApprovalsCommand::Allow { id, always } => {
-            let choice = if *always { "always" } else { "once" };
-            Request::ApprovalsDecide { id: id.clone(), choice: choice.into(), reason: None }
+            let choice = if *always { Choice::AlwaysAllowHere } else { Choice::AllowOnce };
+            Request::ApprovalsDecide { id: id.clone(), choice, reason: None }
         }
         ApprovalsCommand::Deny { id, reason } => {
-            Request::ApprovalsDecide { id: id.clone(), choice: "deny".into(), reason: reason.clone() }
+            Request::ApprovalsDecide { id: id.clone(), choice: Choice::Deny, reason: reason.clone() }
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use switchboard::agent::embedded::llm::LlmClient;
+use switchboard::channels::REGISTERED;
 use switchboard::config::{self, ConfigSource};
 
 use super::EXIT_FAILURE;
@@ -28,6 +29,28 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
     println!("  llm.api_key:      {}", if s.llm.api_key.is_some() { "set (environment)" } else { "not set" });
     println!("  agent.name:       {}", s.agent.name);
     println!("  agent.permission: {:?}", s.agent.permission_mode);
+    for section in &s.channels {
+        let hint = REGISTERED.iter().find(|c| c.name == section.name).map_or("", |c| c.enable_hint);
+        if !section.settings.enabled() {
+            println!("Channel {}: not configured ({hint})", section.name);
+            continue;
+        }
+        println!("Channel {}: configured", section.name);
+        for (key, value) in section.settings.describe() {
+            println!("  {}.{key}: {value}", section.name);
+        }
+        let access = &section.settings.common().access;
+        println!(
+            "  {}.dm_policy: {:?}, {} admin(s), {} allowed user(s)",
+            section.name,
+            access.dm_policy,
+            access.admins.len(),
+            access.allowed_users.len()
+        );
+    }
+    if s.enabled_channels().next().is_none() {
+        println!("No channel is configured: `switchboard serve` needs one (`chat` and `prompt` work without).");
+    }
 
     let client = LlmClient::new(&s.llm);
     match client.list_models().await {

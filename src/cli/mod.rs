@@ -121,7 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Err(e) => remote::or_fail(config, e, approvals::request(&command)).await,
         },
         Command::Check => check::run(config).await,
-        Command::Serve => serve::run(&app::App::open(config).await?).await,
+        Command::Serve => serve::run(app::App::open(config).await?).await,
         Command::Pairing { command } => match app::App::open(config).await {
             Ok(app) => pairing::run(&app, command).await,
             Err(e) => remote::or_fail(config, e, pairing::request(&command)).await,

@@ -2,19 +2,18 @@
 //! While `serve` runs, the same commands go to it through its control socket.
 
 use clap::Subcommand;
+use switchboard::channels::REGISTERED;
 use switchboard::control::{render_pairing, Request};
-use switchboard::gateway::Access;
+use switchboard::gateway::Pairing;
+use switchboard::policy::approvals::OPERATOR;
 
 use super::app::App;
 use super::EXIT_FAILURE;
 
 #[derive(Subcommand)]
 pub enum PairingCommand {
-    /// Pending pairing requests of a channel
-    List {
-        #[arg(default_value = "telegram")]
-        channel: String,
-    },
+    /// Pending pairing requests of a channel (of every channel when left out)
+    List { channel: Option<String> },
     /// Let the person with this code talk to the agent
     Approve { channel: String, code: String },
 }
@@ -30,13 +29,15 @@ pub fn request(command: &PairingCommand) -> Request {
 }
 
 pub async fn run(app: &App, command: PairingCommand) -> anyhow::Result<i32> {
-    let access = Access::new(app.store.clone());
+    let pairing = Pairing::new(app.store.clone());
     match command {
         PairingCommand::List { channel } => {
-            print!("{}", render_pairing(&access.pending(&channel).await?, &channel));
+            for name in channels(channel) {
+                print!("{}", render_pairing(&pairing.pending(&name).await?, &name));
+            }
             Ok(0)
         }
-        PairingCommand::Approve { channel, code } => match access.approve(&channel, &code, "console").await? {
+        PairingCommand::Approve { channel, code } => match pairing.approve(&channel, &code, OPERATOR).await? {
             Some(r) => {
                 println!("paired {} ({})", r.name, r.user);
                 Ok(0)
@@ -46,5 +47,13 @@ pub async fn run(app: &App, command: PairingCommand) -> anyhow::Result<i32> {
                 Ok(EXIT_FAILURE)
             }
         },
+    }
+}
+
+/// The named channel, or every registered one.
+pub fn channels(named: Option<String>) -> Vec<String> {
+    match named {
+        Some(name) => vec![name],
+        None => REGISTERED.iter().map(|c| c.name.to_string()).collect(),
     }
 }

@@ -1,43 +1,21 @@
 //! `switchboard serve`: the daemon. Starts every configured channel behind the
 //! gateway and runs until Ctrl-C or SIGTERM.
 
-use std::sync::Arc;
-
-use switchboard::control;
-use switchboard::gateway::{Gateway, Operator, COMMANDS};
-use switchboard_channel_telegram::{Mode, TelegramChannel, TelegramConfig};
+use switchboard::channels::REGISTERED;
+use switchboard::daemon::{Daemon, Parts};
 
 use super::app::App;
 
-pub async fn run(app: &App) -> anyhow::Result<i32> {
-    let t = &app.settings.telegram;
-    let Some(token) = t.token.clone() else {
-        anyhow::bail!("no channel is configured: set SWITCHBOARD_TELEGRAM__TOKEN to a bot token from @BotFather");
-    };
-    let config = TelegramConfig {
-        token,
-        api_url: t.api_url.clone(),
-        mode: if t.webhook { Mode::Webhook } else { Mode::Polling },
-        webhook_url: t.webhook.then(|| t.webhook_url.clone()),
-        webhook_listen: t.webhook_listen.parse().ok().filter(|_| t.webhook),
-        webhook_secret: t.webhook_secret.clone(),
-        poll_timeout_secs: 10,
-        commands: COMMANDS.iter().map(|(c, d)| (c.to_string(), d.to_string())).collect(),
-    };
-    let telegram = Arc::new(TelegramChannel::new(config)?);
-    let gateway = Gateway::new(app.backend.clone(), app.store.clone(), &app.settings);
-    gateway.start(telegram.clone()).await?;
-    // The operator's commands reach the running daemon through this socket.
-    let operator = Arc::new(Operator { gateway: gateway.clone() });
-    let control = control::serve(&app.settings.data_dir, operator)?;
-    let name = telegram.bot_username().map(|u| format!(" as @{u}")).unwrap_or_default();
-    tracing::info!("serving on Telegram{name}");
-    eprintln!("switchboard is serving on Telegram{name}. Ctrl-C stops it.");
+pub async fn run(app: App) -> anyhow::Result<i32> {
+    let parts = Parts { settings: app.settings, store: app.store, backend: app.backend, expired: app.expired };
+    let daemon = Daemon::start(parts, REGISTERED).await?;
+    let statuses: Vec<String> =
+        daemon.statuses().into_iter().map(|(name, status)| format!("{name} ({status})")).collect();
+    tracing::info!(channels = %statuses.join(", "), "serving");
+    eprintln!("switchboard is serving on {}. Ctrl-C stops it.", statuses.join(", "));
     shutdown_signal().await;
     eprintln!("stopping…");
-    control.abort();
-    let _ = std::fs::remove_file(control::socket_path(&app.settings.data_dir));
-    gateway.stop().await;
+    daemon.stop().await;
     Ok(0)
 }
 

@@ -9,8 +9,9 @@ use switchboard::agent::{AgentBackend, SdkMessage, Session, StreamDelta, TurnRes
 use switchboard::policy::approvals::{outcome_text, request_text, Choice, DecideError, Decider};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
-use super::app::{App, CONSOLE};
+use super::app::App;
 use super::render::{clip, tool_call_line};
+use switchboard::store::ApprovalState;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Display {
@@ -42,7 +43,7 @@ impl Answerer<'_> {
 }
 
 pub fn console_decider() -> Decider {
-    Decider { id: CONSOLE.into(), operator: true }
+    Decider::Operator
 }
 
 /// Streams the session's current turn to its end and returns its result.
@@ -98,8 +99,8 @@ pub async fn run(
             }
             SdkMessage::ApprovalResolved { outcome, decided_by, reason, .. } if display == Display::Live => {
                 let why = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-                writeln!(out, "    ↳ {}{why}", outcome_text(outcome, decided_by.as_deref()))?;
-                refusal_shown = !outcome.starts_with("allowed");
+                writeln!(out, "    ↳ {}{why}", outcome_text(*outcome, decided_by.as_deref()))?;
+                refusal_shown = !matches!(outcome, ApprovalState::AllowedOnce | ApprovalState::AllowedAlways);
             }
             SdkMessage::Result(r) => {
                 if display == Display::Live {

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use config::{Config, ConfigError as RawError, Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
+use switchboard_channel_core::settings::KeyKind;
+use switchboard_channel_core::{ChannelDescriptor, SettingsReader};
 
 use super::{
-    env_var_for, AgentSettings, ConfigError, ConfigSource, DmPolicy, GatewaySettings, GroupPolicy, LlmSettings, Loaded,
-    PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, TelegramSettings, ToolSettings, SECRET_KEYS,
+    env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, GatewaySettings, LlmSettings, Loaded,
+    PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, ToolSettings, SECRET_KEYS,
 };
 
 /// Every key the configuration understands.
@@ -36,38 +38,40 @@ const KNOWN_KEYS: &[&str] = &[
     "policy.approval_timeout_secs",
     "policy.approvers",
     "policy.ask_user_question_message",
-    "telegram.token",
-    "telegram.api_url",
-    "telegram.mode",
-    "telegram.webhook_url",
-    "telegram.webhook_listen",
-    "telegram.webhook_secret",
-    "telegram.dm_policy",
-    "telegram.allowed_users",
-    "telegram.admins",
-    "telegram.group_policy",
-    "telegram.allowed_groups",
     "gateway.routing",
-    "gateway.edit_interval_ms",
 ];
 
 /// Fields of a `[policy.channels.NAME]` or `[policy.chats."ID"]` table.
 const OVERRIDE_FIELDS: &[&str] = &["permission_mode", "allowed_tools", "disallowed_tools"];
 
-fn is_known(key: &str) -> bool {
+/// Whether `key` is a setting outside the channel sections.
+fn is_known_core(key: &str) -> bool {
     if KNOWN_KEYS.contains(&key) {
         return true;
     }
-    // Tables keyed by chat id: `[telegram.groups] "-100123" = "open"`, `[gateway.routes] "telegram:1" = "team"`.
-    for table in ["telegram.groups.", "gateway.routes."] {
-        if key.strip_prefix(table).is_some_and(|id| !id.is_empty()) {
-            return true;
-        }
+    // Tables keyed by chat id: `[gateway.routes] "telegram:1" = "team"`.
+    if key.strip_prefix("gateway.routes.").is_some_and(|id| !id.is_empty()) {
+        return true;
     }
     let dynamic = ["policy.channels.", "policy.chats."].iter().find_map(|p| key.strip_prefix(p));
     dynamic
         .and_then(|rest| rest.rsplit_once('.'))
         .is_some_and(|(id, field)| !id.is_empty() && OVERRIDE_FIELDS.contains(&field))
+}
+
+/// Whether `key` is one of a registered channel's, and whether it is a secret.
+fn channel_key(registry: &[ChannelDescriptor], key: &str) -> Option<bool> {
+    let (section, rest) = key.split_once('.')?;
+    let channel = registry.iter().find(|c| c.name == section)?;
+    channel.all_keys().find_map(|k| match k.kind {
+        KeyKind::Value if rest == k.name => Some(k.secret),
+        KeyKind::Table
+            if rest.strip_prefix(k.name).and_then(|r| r.strip_prefix('.')).is_some_and(|id| !id.is_empty()) =>
+        {
+            Some(k.secret)
+        }
+        _ => None,
+    })
 }
 
 /// An override table as written.
@@ -83,9 +87,15 @@ struct RawOverride {
 /// Variables with the prefix that are not settings.
 const NON_SETTING_VARS: &[&str] = &["SWITCHBOARD_CONFIG"];
 
-/// Load and validate the configuration described by `source`.
+/// Load and validate the configuration described by `source`, with the channels
+/// this build registers.
 pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
-    let mut reader = Reader::new(source);
+    load_with(source, crate::channels::REGISTERED)
+}
+
+/// Load and validate with these channel sections (tests add fakes).
+pub fn load_with(source: &ConfigSource, registry: &[ChannelDescriptor]) -> Result<Loaded, ConfigError> {
+    let mut reader = Reader::new(source, registry);
     let settings = reader.read_all();
     if !reader.problems.is_empty() {
         return Err(ConfigError { problems: reader.problems });
@@ -95,6 +105,7 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
 
 struct Reader<'a> {
     source: &'a ConfigSource,
+    registry: &'a [ChannelDescriptor],
     file_path: Option<PathBuf>,
     file_table: Option<toml::Table>,
     config: Option<Config>,
@@ -102,8 +113,9 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(source: &'a ConfigSource) -> Self {
-        let mut reader = Reader { source, file_path: None, file_table: None, config: None, problems: Vec::new() };
+    fn new(source: &'a ConfigSource, registry: &'a [ChannelDescriptor]) -> Self {
+        let mut reader =
+            Reader { source, registry, file_path: None, file_table: None, config: None, problems: Vec::new() };
         reader.read_file();
         reader.check_env_names();
         reader.build();
@@ -128,11 +140,11 @@ impl<'a> Reader<'a> {
         match text.parse::<toml::Table>() {
             Ok(table) => {
                 let mut keys = Vec::new();
-                flatten_keys("", &table, &mut keys);
+                flatten_keys("", &table, &mut keys, &|k| self.is_known(k));
                 for key in keys {
-                    if !is_known(&key) {
+                    if !self.is_known(&key) {
                         self.problem(&key, &format!("file {shown}"), "unknown key".into());
-                    } else if SECRET_KEYS.contains(&key.as_str()) {
+                    } else if self.is_secret(&key) {
                         let var = env_var_for(&key);
                         self.problem(
                             &key,
@@ -157,6 +169,14 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn is_known(&self, key: &str) -> bool {
+        is_known_core(key) || channel_key(self.registry, key).is_some()
+    }
+
+    fn is_secret(&self, key: &str) -> bool {
+        SECRET_KEYS.contains(&key) || channel_key(self.registry, key) == Some(true)
+    }
+
     fn check_env_names(&mut self) {
         let mut names: Vec<&String> = self.source.env.keys().collect();
         names.sort();
@@ -165,7 +185,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let key = name["SWITCHBOARD_".len()..].to_ascii_lowercase().replace("__", ".");
-            if !is_known(&key) {
+            if !self.is_known(&key) {
                 self.problems.push(Problem {
                     key,
                     origin: format!("environment variable {name}"),
@@ -228,8 +248,8 @@ impl<'a> Reader<'a> {
                 compaction_threshold: self.get("agent.compaction_threshold", d.agent.compaction_threshold),
             },
             policy: self.read_policy(),
-            telegram: self.read_telegram(),
             gateway: self.read_gateway(),
+            channels: self.read_channels(),
             tools: ToolSettings {
                 webfetch_allow_private_network: self
                     .get("tools.webfetch_allow_private_network", d.tools.webfetch_allow_private_network),
@@ -239,62 +259,16 @@ impl<'a> Reader<'a> {
         settings
     }
 
-    fn read_telegram(&mut self) -> TelegramSettings {
-        let d = Settings::default().telegram;
-        let mode: String = self.get("telegram.mode", "polling".to_string());
-        let webhook = match mode.as_str() {
-            "polling" => false,
-            "webhook" => true,
-            other => {
-                self.invalid("telegram.mode", format!("must be polling or webhook, not {other:?}"));
-                false
-            }
-        };
-        let dm_text: String = self.get("telegram.dm_policy", "pairing".to_string());
-        let dm_policy = match dm_text.as_str() {
-            "pairing" => DmPolicy::Pairing,
-            "allowlist" => DmPolicy::Allowlist,
-            "open" => DmPolicy::Open,
-            other => {
-                self.invalid("telegram.dm_policy", format!("must be pairing, allowlist or open, not {other:?}"));
-                d.dm_policy
-            }
-        };
-        let group_text: String = self.get("telegram.group_policy", "mention".to_string());
-        let group_policy = GroupPolicy::parse(&group_text).unwrap_or_else(|| {
-            self.invalid(
-                "telegram.group_policy",
-                format!("must be mention, open, listen or disabled, not {group_text:?}"),
-            );
-            d.group_policy
-        });
-        let raw_groups: BTreeMap<String, String> = self.get("telegram.groups", BTreeMap::new());
-        let mut groups = BTreeMap::new();
-        for (id, text) in raw_groups {
-            match GroupPolicy::parse(&text) {
-                Some(p) => {
-                    groups.insert(id, p);
-                }
-                None => self.invalid(
-                    &format!("telegram.groups.{id}"),
-                    format!("must be mention, open, listen or disabled, not {text:?}"),
-                ),
-            }
-        }
-        TelegramSettings {
-            token: self.get("telegram.token", d.token).filter(|t: &String| !t.is_empty()),
-            api_url: self.get("telegram.api_url", d.api_url),
-            webhook,
-            webhook_url: self.get("telegram.webhook_url", d.webhook_url),
-            webhook_listen: self.get("telegram.webhook_listen", d.webhook_listen),
-            webhook_secret: self.get("telegram.webhook_secret", d.webhook_secret).filter(|t: &String| !t.is_empty()),
-            dm_policy,
-            allowed_users: self.get_list("telegram.allowed_users", d.allowed_users),
-            admins: self.get_list("telegram.admins", d.admins),
-            group_policy,
-            allowed_groups: self.get_list("telegram.allowed_groups", d.allowed_groups),
-            groups,
-        }
+    /// Every registered channel's section, read by its crate.
+    fn read_channels(&mut self) -> Vec<ChannelSection> {
+        let registry = self.registry;
+        registry
+            .iter()
+            .map(|channel| {
+                let mut section = SectionReader { reader: self, section: channel.name };
+                ChannelSection { name: channel.name, settings: (channel.read)(&mut section) }
+            })
+            .collect()
     }
 
     fn read_gateway(&mut self) -> GatewaySettings {
@@ -308,11 +282,7 @@ impl<'a> Reader<'a> {
                 false
             }
         };
-        GatewaySettings {
-            shared_conversation,
-            routes: self.get("gateway.routes", d.routes),
-            edit_interval_ms: self.get("gateway.edit_interval_ms", d.edit_interval_ms),
-        }
+        GatewaySettings { shared_conversation, routes: self.get("gateway.routes", d.routes) }
     }
 
     fn read_policy(&mut self) -> PolicySettings {
@@ -354,26 +324,33 @@ impl<'a> Reader<'a> {
 
     /// One typed value; a missing key gives the default, a bad one a problem.
     fn get<T: DeserializeOwned>(&mut self, key: &str, default: T) -> T {
-        let Some(config) = &self.config else {
-            return default;
-        };
+        self.get_opt(key).unwrap_or(default)
+    }
+
+    /// One typed value, `None` when the key is not set; a bad one is a problem.
+    fn get_opt<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        let config = self.config.as_ref()?;
         match config.get::<T>(key) {
-            Ok(v) => v,
-            Err(RawError::NotFound(_)) => default,
+            Ok(v) => Some(v),
+            Err(RawError::NotFound(_)) => None,
             Err(e) => {
-                let message = describe(&e, key);
+                let message = describe(&e, self.is_secret(key));
                 self.invalid(key, message);
-                default
+                None
             }
         }
     }
 
     /// A list: an array in the file, or comma-separated text in the environment.
     fn get_list(&mut self, key: &str, default: Vec<String>) -> Vec<String> {
+        self.get_list_opt(key).unwrap_or(default)
+    }
+
+    fn get_list_opt(&mut self, key: &str) -> Option<Vec<String>> {
         if let Some(text) = self.source.env.get(&env_var_for(key)) {
-            return text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            return Some(text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
         }
-        self.get(key, default)
+        self.get_opt(key)
     }
 
     fn validate(&mut self, s: &Settings) {
@@ -409,39 +386,6 @@ impl<'a> Reader<'a> {
         let t = s.agent.compaction_threshold;
         if !(t > 0.05 && t <= 1.0) {
             self.invalid("agent.compaction_threshold", "must be a fraction above 0.05 and at most 1.0".into());
-        }
-        let t = &s.telegram;
-        if t.webhook {
-            if !(t.webhook_url.starts_with("https://") || t.webhook_url.starts_with("http://")) {
-                self.invalid(
-                    "telegram.webhook_url",
-                    "webhook mode needs the public http(s) URL Telegram posts to".into(),
-                );
-            }
-            if t.webhook_listen.parse::<std::net::SocketAddr>().is_err() {
-                self.invalid("telegram.webhook_listen", "must be an address and port such as 0.0.0.0:8443".into());
-            }
-            if t.webhook_secret.is_none() {
-                self.invalid(
-                    "telegram.webhook_secret",
-                    "webhook mode needs a secret (SWITCHBOARD_TELEGRAM__WEBHOOK_SECRET)".into(),
-                );
-            }
-        }
-        if reqwest::Url::parse(&t.api_url).is_err() {
-            self.invalid("telegram.api_url", "is not a URL".into());
-        }
-        for (key, ids) in [
-            ("telegram.allowed_users", &t.allowed_users),
-            ("telegram.admins", &t.admins),
-            ("telegram.allowed_groups", &t.allowed_groups),
-        ] {
-            if let Some(bad) = ids.iter().find(|id| id.trim_start_matches('-').parse::<i64>().is_err()) {
-                self.invalid(key, format!("{bad:?} is not a Telegram id (a number)"));
-            }
-        }
-        if !(100..=60_000).contains(&s.gateway.edit_interval_ms) {
-            self.invalid("gateway.edit_interval_ms", "must be between 100 and 60000".into());
         }
         if !(5..=7 * 24 * 3600).contains(&s.policy.approval_timeout_secs) {
             self.invalid("policy.approval_timeout_secs", "must be between 5 seconds and 7 days".into());
@@ -500,9 +444,9 @@ impl<'a> Reader<'a> {
 
 /// A type error without the crate's own key/origin suffix (we add ours), and without
 /// the value itself when the key is a secret.
-fn describe(e: &RawError, key: &str) -> String {
+fn describe(e: &RawError, secret: bool) -> String {
     match e {
-        RawError::Type { unexpected, expected, .. } if !SECRET_KEYS.contains(&key) => {
+        RawError::Type { unexpected, expected, .. } if !secret => {
             format!("expected {expected}, found {unexpected}")
         }
         RawError::Type { expected, .. } => format!("expected {expected}"),
@@ -518,13 +462,58 @@ fn line_and_column(text: &str, offset: usize) -> String {
     format!(" at line {line}, column {column}")
 }
 
-fn flatten_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+fn flatten_keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>, is_known: &dyn Fn(&str) -> bool) {
     for (k, v) in table {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
-            toml::Value::Table(inner) if !is_known(&key) => flatten_keys(&key, inner, out),
+            toml::Value::Table(inner) if !is_known(&key) => flatten_keys(&key, inner, out, is_known),
             _ => out.push(key),
         }
+    }
+}
+
+/// One channel section seen through the loader: keys are relative to it, and
+/// every problem lands in the loader's list with its origin.
+struct SectionReader<'r, 'a> {
+    reader: &'r mut Reader<'a>,
+    section: &'static str,
+}
+
+impl SectionReader<'_, '_> {
+    fn full(&self, key: &str) -> String {
+        format!("{}.{key}", self.section)
+    }
+}
+
+impl SettingsReader for SectionReader<'_, '_> {
+    fn text(&mut self, key: &str) -> Option<String> {
+        let key = self.full(key);
+        self.reader.get_opt(&key)
+    }
+
+    fn flag(&mut self, key: &str) -> Option<bool> {
+        let key = self.full(key);
+        self.reader.get_opt(&key)
+    }
+
+    fn number(&mut self, key: &str) -> Option<u64> {
+        let key = self.full(key);
+        self.reader.get_opt(&key)
+    }
+
+    fn list(&mut self, key: &str) -> Option<Vec<String>> {
+        let key = self.full(key);
+        self.reader.get_list_opt(&key)
+    }
+
+    fn table(&mut self, key: &str) -> Option<BTreeMap<String, String>> {
+        let key = self.full(key);
+        self.reader.get_opt(&key)
+    }
+
+    fn invalid(&mut self, key: &str, message: String) {
+        let key = self.full(key);
+        self.reader.invalid(&key, message);
     }
 }
 
@@ -558,11 +547,19 @@ mod tests {
         (src, tmp)
     }
 
+    /// Settings compared through their debug form (secrets hidden), channels apart.
+    fn core(settings: &Settings) -> String {
+        format!("{:?}", Settings { channels: Vec::new(), ..settings.clone() })
+    }
+
     #[test]
     fn defaults_when_nothing_is_set() {
         let (src, _f) = source(None, &[]);
         let loaded = load(&src).unwrap();
-        assert_eq!(loaded.settings, Settings::default());
+        assert_eq!(core(&loaded.settings), core(&Settings::default()));
+        let names: Vec<&str> = loaded.settings.channels.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["telegram"], "every registered channel has a section");
+        assert_eq!(loaded.settings.enabled_channels().count(), 0, "none is on without its token");
         assert_eq!(loaded.settings.llm.context_window, 128_000);
         assert_eq!(loaded.settings.agent.max_steps, 25);
     }
@@ -650,14 +647,61 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.example.toml");
         let src = ConfigSource { file: Some(path.clone()), file_required: true, env: HashMap::new() };
         let loaded = load(&src).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(loaded.settings, Settings::default());
+        let (none, _f) = source(None, &[]);
+        let defaults = load(&none).unwrap();
+        assert_eq!(
+            format!("{:?}", loaded.settings),
+            format!("{:?}", defaults.settings),
+            "the example shows the defaults"
+        );
         let text = std::fs::read_to_string(path).unwrap();
-        for key in KNOWN_KEYS {
+        let channel_keys: Vec<String> = crate::channels::REGISTERED
+            .iter()
+            .flat_map(|c| c.all_keys().map(move |k| format!("{}.{}", c.name, k.name)))
+            .collect();
+        for key in KNOWN_KEYS.iter().copied().chain(channel_keys.iter().map(String::as_str)) {
             let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
             let documented = text.contains(&format!("\n{name} = ")) || text.contains(&format!("# {name}:"));
             let in_section = section.is_empty() || text.contains(&format!("[{section}]"));
             assert!(documented && in_section, "{key} is not documented in the example file");
         }
+    }
+
+    #[test]
+    fn channel_sections_are_read_by_their_crates_with_every_problem_and_its_origin() {
+        let (src, f) = source(
+            Some("[telegram]\ntoken = \"1:in-the-file\"\ndm_policy = \"friends\"\nadmins = [\"7\", \"x\"]\nmode = \"webhook\"\ncolour = \"blue\"\n[telegram.groups]\n\"-100\" = \"open\"\n\"-200\" = \"loud\"\n"),
+            &[("SWITCHBOARD_TELEGRAM__POLL_TIMEOUT_SECS", "99"), ("SWITCHBOARD_SLACK__TOKEN", "x")],
+        );
+        let err = load(&src).unwrap_err();
+        let text = err.to_string();
+        let file = format!("file {}", f.unwrap().path().display());
+        let find = |key: &str| {
+            err.problems.iter().find(|p| p.key == key).unwrap_or_else(|| panic!("no problem for {key}: {text}"))
+        };
+        assert!(find("telegram.token").message.contains("SWITCHBOARD_TELEGRAM__TOKEN"), "{text}");
+        assert!(!text.contains("in-the-file"), "a secret leaked: {text}");
+        assert_eq!(find("telegram.dm_policy").origin, file);
+        assert!(find("telegram.admins").message.contains("\"x\" is not a Telegram id"), "{text}");
+        assert_eq!(find("telegram.colour").message, "unknown key");
+        assert!(find("telegram.groups.-200").message.contains("mention, open, listen, disabled"), "{text}");
+        assert!(find("telegram.webhook_url").message.contains("webhook mode"), "{text}");
+        assert_eq!(
+            find("telegram.poll_timeout_secs").origin,
+            "environment variable SWITCHBOARD_TELEGRAM__POLL_TIMEOUT_SECS"
+        );
+        assert_eq!(find("slack.token").message, "not a setting switchboard knows", "slack is not registered yet");
+
+        let (src, _f) = source(
+            Some("[telegram]\nallowed_users = [\"42\"]\n[telegram.groups]\n\"-100\" = \"open\"\n"),
+            &[("SWITCHBOARD_TELEGRAM__TOKEN", "1:abc"), ("SWITCHBOARD_TELEGRAM__ADMINS", "7,8")],
+        );
+        let settings = load(&src).unwrap().settings;
+        let telegram = settings.enabled_channels().next().expect("on with its token");
+        let access = &telegram.settings.common().access;
+        assert_eq!(access.allowed_users, ["42"]);
+        assert_eq!(access.admins, ["7", "8"]);
+        assert_eq!(access.groups.get("-100"), Some(&switchboard_channel_core::GroupPolicy::Open));
     }
 
     #[test]

@@ -9,84 +9,43 @@ mod source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-pub use loader::load;
+use switchboard_channel_core::ChannelSettings;
+
+pub use loader::{load, load_with};
 pub use source::ConfigSource;
 
-/// Keys whose values are secrets: they may only come from the environment and are
-/// never printed.
-pub const SECRET_KEYS: &[&str] = &["llm.api_key", "telegram.token", "telegram.webhook_secret"];
+/// Keys outside the channel sections whose values are secrets: they may only come
+/// from the environment and are never printed. Channel crates name their own.
+pub const SECRET_KEYS: &[&str] = &["llm.api_key"];
 
-#[derive(Debug, Clone, PartialEq)]
+/// Everything switchboard reads from its configuration.
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
     pub llm: LlmSettings,
     pub agent: AgentSettings,
     pub tools: ToolSettings,
     pub policy: PolicySettings,
-    pub telegram: TelegramSettings,
     pub gateway: GatewaySettings,
+    /// One entry per registered channel, configured or not, in registration order.
+    pub channels: Vec<ChannelSection>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DmPolicy {
-    Pairing,
-    Allowlist,
-    Open,
+/// A channel's section (`[telegram]`) as its crate read it.
+#[derive(Debug, Clone)]
+pub struct ChannelSection {
+    /// The channel's registered name, also its section's.
+    pub name: &'static str,
+    /// The crate's settings: the common block, whether it is on, how to build it.
+    pub settings: Arc<dyn ChannelSettings>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupPolicy {
-    /// Answer only when mentioned or replied to.
-    Mention,
-    Open,
-    /// Record messages in the conversation without answering.
-    Listen,
-    Disabled,
-}
-
-impl GroupPolicy {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "mention" => Some(Self::Mention),
-            "open" => Some(Self::Open),
-            "listen" => Some(Self::Listen),
-            "disabled" => Some(Self::Disabled),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, PartialEq)]
-pub struct TelegramSettings {
-    /// Telegram is enabled when a token is set (environment only).
-    pub token: Option<String>,
-    pub api_url: String,
-    /// `polling` or `webhook`.
-    pub webhook: bool,
-    pub webhook_url: String,
-    pub webhook_listen: String,
-    pub webhook_secret: Option<String>,
-    pub dm_policy: DmPolicy,
-    /// Telegram user ids (numbers), without the `telegram:` prefix.
-    pub allowed_users: Vec<String>,
-    pub admins: Vec<String>,
-    pub group_policy: GroupPolicy,
-    /// Group chat ids; empty allows every group.
-    pub allowed_groups: Vec<String>,
-    /// Per-group policy overrides: chat id -> policy.
-    pub groups: BTreeMap<String, GroupPolicy>,
-}
-
-impl std::fmt::Debug for TelegramSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TelegramSettings")
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
-            .field("api_url", &self.api_url)
-            .field("webhook", &self.webhook)
-            .field("dm_policy", &self.dm_policy)
-            .field("group_policy", &self.group_policy)
-            .finish_non_exhaustive()
+impl Settings {
+    /// The channel sections that turn their channel on.
+    pub fn enabled_channels(&self) -> impl Iterator<Item = &ChannelSection> {
+        self.channels.iter().filter(|c| c.settings.enabled())
     }
 }
 
@@ -96,8 +55,6 @@ pub struct GatewaySettings {
     pub shared_conversation: bool,
     /// Explicit routes: chat id (`telegram:123`) -> conversation name.
     pub routes: BTreeMap<String, String>,
-    /// At most one streaming edit per chat in this interval.
-    pub edit_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -217,21 +174,8 @@ impl Default for Settings {
                 compaction_threshold: 0.8,
             },
             tools: ToolSettings { webfetch_allow_private_network: false },
-            telegram: TelegramSettings {
-                token: None,
-                api_url: "https://api.telegram.org".into(),
-                webhook: false,
-                webhook_url: String::new(),
-                webhook_listen: "0.0.0.0:8443".into(),
-                webhook_secret: None,
-                dm_policy: DmPolicy::Pairing,
-                allowed_users: Vec::new(),
-                admins: Vec::new(),
-                group_policy: GroupPolicy::Mention,
-                allowed_groups: Vec::new(),
-                groups: BTreeMap::new(),
-            },
-            gateway: GatewaySettings { shared_conversation: false, routes: BTreeMap::new(), edit_interval_ms: 1000 },
+            gateway: GatewaySettings { shared_conversation: false, routes: BTreeMap::new() },
+            channels: Vec::new(),
             policy: PolicySettings {
                 approval_timeout_secs: 600,
                 approvers: Vec::new(),

@@ -1,177 +1,200 @@
-//! Chat commands: /start /help /new /status /cancel /model /approve /deny /whoami
-//! /pair. They are answered by the gateway itself, never queued behind a turn.
+//! Chat commands: the table adapters register with their platform, and the
+//! answers. Commands are answered by the gateway itself, in the chat's arrival
+//! order, never queued behind a turn.
 
 use std::sync::Arc;
 
-use switchboard_channel_core::Inbound;
+use switchboard_channel_core::{ChatKey, CommandSpec, Sender};
 
-use super::GatewayInner;
+use super::decisions::Decisions;
+use super::names::Names;
+use super::pairing::Pairing;
+use super::registry::Registry;
+use super::router::Router;
+use super::turns::Turns;
+use crate::agent::AgentBackend;
 use crate::policy::approvals::{outcome_text, Choice, DecideError, Decider};
 use crate::store::ApprovalState;
 
-/// (command, description) as registered with the platform.
-pub const COMMANDS: &[(&str, &str)] = &[
-    ("start", "Say hello"),
-    ("help", "What I can do"),
-    ("new", "Start a fresh conversation in this chat"),
-    ("status", "Agent, conversation, model and queue"),
-    ("cancel", "Stop the current reply"),
-    ("model", "Show or set the model (admins)"),
-    ("approve", "Allow the pending tool request"),
-    ("deny", "Deny the pending tool request"),
-    ("whoami", "Your id and role"),
-    ("pair", "Approve a pairing code (admins)"),
+/// Every command, as registered with the platforms.
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "start", description: "Say hello", argument: None },
+    CommandSpec { name: "help", description: "What I can do", argument: None },
+    CommandSpec { name: "new", description: "Start a fresh conversation in this chat", argument: None },
+    CommandSpec { name: "status", description: "Agent, conversation, model and queue", argument: None },
+    CommandSpec { name: "cancel", description: "Stop the current reply", argument: None },
+    CommandSpec { name: "model", description: "Show or set the model (admins)", argument: Some("model name") },
+    CommandSpec { name: "approve", description: "Allow the pending tool request", argument: None },
+    CommandSpec { name: "deny", description: "Deny the pending tool request", argument: Some("reason") },
+    CommandSpec { name: "whoami", description: "Your id and role", argument: None },
+    CommandSpec { name: "pair", description: "Approve a pairing code (admins)", argument: Some("code") },
 ];
 
-/// `/name args` for a known command.
-pub fn parse(text: &str) -> Option<(&'static str, String)> {
-    let text = text.trim();
-    let rest = text.strip_prefix('/')?;
-    let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    // Adapters strip "@ourbot"; a name still carrying "@" is for another bot.
-    if name.contains('@') {
-        return None;
-    }
-    let name = name.to_ascii_lowercase();
-    COMMANDS.iter().find(|(c, _)| *c == name).map(|(c, _)| (*c, args.trim().to_string()))
+/// One command as invoked.
+pub struct Invocation<'a> {
+    pub chat: &'a ChatKey,
+    pub sender: &'a Sender,
+    /// A name from [`COMMANDS`].
+    pub name: &'a str,
+    pub args: &'a str,
 }
 
-/// The reply to a command.
-pub async fn handle(gw: &Arc<GatewayInner>, message: &Inbound, command: &str, args: &str) -> String {
-    let admin = gw.is_admin(message);
-    let chat = &message.chat;
-    match command {
-        "start" | "help" => help(),
-        "whoami" => format!(
-            "You are {} ({}). Admin: {}. This chat: {}.",
-            message.sender.name,
-            message.sender.id,
-            if admin { "yes" } else { "no" },
-            chat.id()
-        ),
-        "new" => match gw.router.start_new(chat).await {
-            Ok(_) => "Started a new conversation. I still remember what is in my memory.".into(),
-            Err(e) => failed("start a new conversation", &e.to_string()),
-        },
-        "status" => status(gw, message).await,
-        "cancel" => match gw.router.route(chat).await {
-            Ok(route) if gw.cancel_active(&route.conversation_id) => "Cancelled.".into(),
-            Ok(_) => "Nothing to cancel.".into(),
-            Err(e) => failed("cancel", &e.to_string()),
-        },
-        "model" if !admin => "Only an admin can do that.".into(),
-        "model" => model(gw, message, args).await,
-        "pair" if !admin => "Only an admin can do that.".into(),
-        "pair" => match gw.access.approve(&chat.channel, args, &message.sender.id).await {
-            Ok(Some(request)) => format!("Paired {} ({}). They can talk to me now.", request.name, request.user),
-            Ok(None) => "That pairing code is not valid (or it expired).".into(),
-            Err(e) => failed("pair", &e.to_string()),
-        },
-        "approve" => decide_pending(gw, message, Choice::AllowOnce, None).await,
-        "deny" => decide_pending(gw, message, Choice::Deny, Some(args.to_string()).filter(|r| !r.is_empty())).await,
-        _ => help(),
+/// What a command answers; `private` answers only the person who asked, where
+/// the platform can.
+pub struct Answer {
+    pub text: String,
+    pub private: bool,
+}
+
+impl Answer {
+    fn public(text: impl Into<String>) -> Answer {
+        Answer { text: text.into(), private: false }
+    }
+
+    fn private(text: impl Into<String>) -> Answer {
+        Answer { text: text.into(), private: true }
+    }
+}
+
+#[derive(Clone)]
+pub struct Commands {
+    pub(super) backend: Arc<dyn AgentBackend>,
+    pub(super) registry: Registry,
+    pub(super) router: Arc<Router>,
+    pub(super) pairing: Pairing,
+    pub(super) turns: Turns,
+    pub(super) decisions: Decisions,
+    pub(super) names: Names,
+    pub(super) default_model: String,
+}
+
+impl Commands {
+    fn is_admin(&self, call: &Invocation<'_>) -> bool {
+        self.registry.get(&call.chat.channel).is_some_and(|s| s.access.is_admin(&call.sender.id))
+    }
+
+    /// The answer to one command.
+    pub async fn run(&self, call: &Invocation<'_>) -> Answer {
+        let admin = self.is_admin(call);
+        let chat = call.chat;
+        match call.name {
+            "whoami" => Answer::private(format!(
+                "You are {} ({}). Admin: {}. This chat: {}.",
+                call.sender.name,
+                call.sender.id,
+                if admin { "yes" } else { "no" },
+                chat.id()
+            )),
+            "new" => match self.router.start_new(chat).await {
+                Ok(_) => Answer::public("Started a new conversation. I still remember what is in my memory."),
+                Err(e) => failed("start a new conversation", &e.to_string()),
+            },
+            "status" => self.status(chat).await,
+            "cancel" => match self.router.route(chat).await {
+                Ok(route) if self.turns.cancel(&route.conversation_id) => Answer::public("Cancelled."),
+                Ok(_) => Answer::public("Nothing to cancel."),
+                Err(e) => failed("cancel", &e.to_string()),
+            },
+            "model" | "pair" if !admin => Answer::private("Only an admin can do that."),
+            "model" => self.model(chat, call.args).await,
+            "pair" => match self.pairing.approve(&chat.channel, call.args, &call.sender.id).await {
+                Ok(Some(r)) => Answer::public(format!("Paired {} ({}). They can talk to me now.", r.name, r.user)),
+                Ok(None) => Answer::private("That pairing code is not valid (or it expired)."),
+                Err(e) => failed("pair", &e.to_string()),
+            },
+            "approve" => self.decide_pending(call, Choice::AllowOnce, None).await,
+            "deny" => {
+                let reason = Some(call.args.to_string()).filter(|r| !r.is_empty());
+                self.decide_pending(call, Choice::Deny, reason).await
+            }
+            _ => Answer::public(help()),
+        }
+    }
+
+    async fn status(&self, chat: &ChatKey) -> Answer {
+        let route = match self.router.route(chat).await {
+            Ok(r) => r,
+            Err(e) => return failed("read the status", &e.to_string()),
+        };
+        let agent = match self.backend.agent(&route.agent_id).await {
+            Ok(a) => a.agent,
+            Err(e) => return failed("read the status", &e.to_string()),
+        };
+        let pending = self
+            .backend
+            .approvals()
+            .await
+            .map(|all| {
+                all.iter()
+                    .filter(|a| a.conversation_id == route.conversation_id && a.state == ApprovalState::Pending)
+                    .count()
+            })
+            .unwrap_or(0);
+        let channels: Vec<String> =
+            self.registry.all().map(|s| format!("{}: {}", s.channel.name(), s.channel.status())).collect();
+        Answer::public(format!(
+            "Agent: {} ({})\nConversation: {}\nModel: {}\nQueued or running: {}\nPending approvals: {}\nChannels: {}",
+            agent.name,
+            agent.id,
+            route.conversation_id,
+            agent.model.unwrap_or_else(|| self.default_model.clone()),
+            self.turns.waiting(&route.conversation_id),
+            pending,
+            channels.join("; ")
+        ))
+    }
+
+    async fn model(&self, chat: &ChatKey, args: &str) -> Answer {
+        let route = match self.router.route(chat).await {
+            Ok(r) => r,
+            Err(e) => return failed("change the model", &e.to_string()),
+        };
+        if args.is_empty() {
+            return match self.backend.agent(&route.agent_id).await {
+                Ok(a) => {
+                    Answer::public(format!("Model: {}", a.agent.model.unwrap_or_else(|| self.default_model.clone())))
+                }
+                Err(e) => failed("read the model", &e.to_string()),
+            };
+        }
+        match self.backend.set_model(&route.agent_id, Some(args.to_string())).await {
+            Ok(_) => Answer::public(format!("Model set to {args}.")),
+            Err(e) => failed("change the model", &e.to_string()),
+        }
+    }
+
+    /// `/approve` and `/deny`: the text fallback for the chat's newest pending request.
+    async fn decide_pending(&self, call: &Invocation<'_>, choice: Choice, reason: Option<String>) -> Answer {
+        let route = match self.router.route(call.chat).await {
+            Ok(r) => r,
+            Err(e) => return failed("decide", &e.to_string()),
+        };
+        let pending = self.backend.approvals().await.ok().and_then(|all| {
+            all.into_iter()
+                .rev()
+                .find(|a| a.conversation_id == route.conversation_id && a.state == ApprovalState::Pending)
+        });
+        let Some(approval) = pending else { return Answer::private("There is no pending request here.") };
+        self.names.remember(call.sender);
+        let decider = Decider::Person(call.sender.id.clone());
+        match self.decisions.decide(&approval.id, &decider, choice, reason, Some(call.chat)).await {
+            Ok(decided) => Answer::public(outcome_text(decided.state, Some(&call.sender.name))),
+            Err(e @ (DecideError::NotEntitled | DecideError::NotPending)) => Answer::private(e.to_string()),
+            Err(e) => failed("decide", &e.to_string()),
+        }
     }
 }
 
 fn help() -> String {
     let mut text = String::from("Talk to me in plain words. Commands:\n");
-    for (name, description) in COMMANDS {
-        text.push_str(&format!("/{name} — {description}\n"));
+    for c in COMMANDS {
+        text.push_str(&format!("/{} — {}\n", c.name, c.description));
     }
     text
 }
 
-async fn status(gw: &GatewayInner, message: &Inbound) -> String {
-    let route = match gw.router.route(&message.chat).await {
-        Ok(r) => r,
-        Err(e) => return failed("read the status", &e.to_string()),
-    };
-    let agent = match gw.backend.agent(&route.agent_id).await {
-        Ok(a) => a.agent,
-        Err(e) => return failed("read the status", &e.to_string()),
-    };
-    let pending = gw
-        .backend
-        .approvals()
-        .await
-        .map(|all| {
-            all.iter()
-                .filter(|a| a.conversation_id == route.conversation_id && a.state == ApprovalState::Pending)
-                .count()
-        })
-        .unwrap_or(0);
-    let channel = gw.channel(&message.chat.channel).map(|c| c.status()).unwrap_or_default();
-    format!(
-        "Agent: {} ({})\nConversation: {}\nModel: {}\nQueued or running: {}\nPending approvals: {}\nChannel: {}",
-        agent.name,
-        agent.id,
-        route.conversation_id,
-        agent.model.unwrap_or_else(|| gw.default_model.clone()),
-        gw.queues.len(&route.conversation_id),
-        pending,
-        channel
-    )
-}
-
-async fn model(gw: &GatewayInner, message: &Inbound, args: &str) -> String {
-    let route = match gw.router.route(&message.chat).await {
-        Ok(r) => r,
-        Err(e) => return failed("change the model", &e.to_string()),
-    };
-    if args.is_empty() {
-        return match gw.backend.agent(&route.agent_id).await {
-            Ok(a) => format!("Model: {}", a.agent.model.unwrap_or_else(|| gw.default_model.clone())),
-            Err(e) => failed("read the model", &e.to_string()),
-        };
-    }
-    match gw.backend.set_model(&route.agent_id, Some(args.to_string())).await {
-        Ok(_) => format!("Model set to {args}."),
-        Err(e) => failed("change the model", &e.to_string()),
-    }
-}
-
-/// `/approve` and `/deny`: the text fallback for the chat's newest pending request.
-async fn decide_pending(gw: &Arc<GatewayInner>, message: &Inbound, choice: Choice, reason: Option<String>) -> String {
-    let route = match gw.router.route(&message.chat).await {
-        Ok(r) => r,
-        Err(e) => return failed("decide", &e.to_string()),
-    };
-    let pending = gw.backend.approvals().await.ok().and_then(|all| {
-        all.into_iter().rev().find(|a| a.conversation_id == route.conversation_id && a.state == ApprovalState::Pending)
-    });
-    let Some(approval) = pending else { return "There is no pending request here.".into() };
-    let decider = Decider { id: message.sender.id.clone(), operator: false };
-    gw.remember_name(&message.sender);
-    match gw.backend.decide_approval(&approval.id, &decider, choice, reason).await {
-        Ok(decided) => {
-            if !decided.waiter_woken {
-                gw.resume_after_restart(&decided.approval, &message.chat, &message.sender).await;
-            }
-            outcome_text(decided.approval.state.as_str(), Some(&message.sender.name))
-        }
-        Err(DecideError::NotEntitled) => DecideError::NotEntitled.to_string(),
-        Err(DecideError::NotPending) => DecideError::NotPending.to_string(),
-        Err(e) => failed("decide", &e.to_string()),
-    }
-}
-
 /// A short line for the chat; the detail goes to the log.
-fn failed(what: &str, detail: &str) -> String {
+fn failed(what: &str, detail: &str) -> Answer {
     tracing::error!(error = %detail, "command failed: {what}");
-    format!("Sorry, I could not {what} just now; please try again.")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_commands_with_and_without_the_bot_name() {
-        assert_eq!(parse("/status"), Some(("status", String::new())));
-        assert_eq!(parse("/deny  too risky "), Some(("deny", "too risky".into())));
-        assert_eq!(parse("/new@otherbot"), None, "another bot's command");
-        assert_eq!(parse("/Model gpt-4o"), Some(("model", "gpt-4o".into())));
-        assert_eq!(parse("/unknown"), None);
-        assert_eq!(parse("hello /status"), None);
-    }
+    Answer::public(format!("Sorry, I could not {what} just now; please try again."))
 }

@@ -1,30 +1,46 @@
 //! The daemon's side of the control socket: the operator's approval and pairing
-//! commands, answered by the running gateway.
+//! commands, answered by the running gateway through the same decision path as
+//! a chat.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::Gateway;
+use super::decisions::Decisions;
+use super::pairing::Pairing;
+use crate::agent::AgentBackend;
+use crate::channels::REGISTERED;
 use crate::control::{render_approvals, render_audit, render_pairing, Answer, Handler, Request};
-use crate::policy::approvals::{Choice, DecideError, Decider};
+use crate::policy::approvals::{DecideError, Decider, OPERATOR};
 
+#[derive(Clone)]
 pub struct Operator {
-    pub gateway: Gateway,
+    pub(super) backend: Arc<dyn AgentBackend>,
+    pub(super) pairing: Pairing,
+    pub(super) decisions: Decisions,
 }
 
 #[async_trait]
 impl Handler for Operator {
     async fn handle(&self, request: Request) -> Answer {
-        let gw = &self.gateway.inner;
         let result = match request {
             Request::ApprovalsList { all } => {
-                gw.backend.approvals().await.map(|a| Answer::ok(render_approvals(&a, all)))
+                self.backend.approvals().await.map(|a| Answer::ok(render_approvals(&a, all)))
             }
-            Request::ApprovalsAudit => gw.backend.audit_log().await.map(|r| Answer::ok(render_audit(&r))),
+            Request::ApprovalsAudit => self.backend.audit_log().await.map(|r| Answer::ok(render_audit(&r))),
             Request::PairingList { channel } => {
-                gw.access.pending(&channel).await.map(|p| Answer::ok(render_pairing(&p, &channel))).map_err(Into::into)
+                let mut out = String::new();
+                for name in channel.map_or_else(|| REGISTERED.iter().map(|c| c.name.to_string()).collect(), |c| vec![c])
+                {
+                    match self.pairing.pending(&name).await {
+                        Ok(pending) => out.push_str(&render_pairing(&pending, &name)),
+                        Err(e) => return Answer::failed(e.to_string()),
+                    }
+                }
+                Ok(Answer::ok(out))
             }
             Request::PairingApprove { channel, code } => {
-                return match gw.access.approve(&channel, &code, "console").await {
+                return match self.pairing.approve(&channel, &code, OPERATOR).await {
                     Ok(Some(r)) => Answer::ok(format!("paired {} ({})\n", r.name, r.user)),
                     Ok(None) => {
                         Answer::failed(format!("{code} is not a pending pairing code on {channel} (or it expired)"))
@@ -32,42 +48,16 @@ impl Handler for Operator {
                     Err(e) => Answer::failed(e.to_string()),
                 };
             }
-            Request::ApprovalsDecide { id, choice, reason } => return self.decide(&id, &choice, reason).await,
+            Request::ApprovalsDecide { id, choice, reason } => {
+                return match self.decisions.decide(&id, &Decider::Operator, choice, reason, None).await {
+                    Ok(a) => {
+                        Answer::ok(format!("{}: {}; the agent continues in its chat.\n", a.summary, a.state.as_str()))
+                    }
+                    Err(DecideError::NotPending) => Answer::failed(format!("{id} is not a pending approval request")),
+                    Err(e) => Answer::failed(e.to_string()),
+                };
+            }
         };
         result.unwrap_or_else(|e| Answer::failed(e.to_string()))
-    }
-}
-
-impl Operator {
-    async fn decide(&self, id: &str, choice: &str, reason: Option<String>) -> Answer {
-        let gw = &self.gateway.inner;
-        let choice = match choice {
-            "once" => Choice::AllowOnce,
-            "always" => Choice::AlwaysAllowHere,
-            _ => Choice::Deny,
-        };
-        let operator = Decider { id: crate::gateway::OPERATOR.into(), operator: true };
-        match gw.backend.decide_approval(id, &operator, choice, reason).await {
-            Ok(decided) => {
-                let a = &decided.approval;
-                if !decided.waiter_woken {
-                    // Left pending by an earlier run: update its prompt and let the
-                    // turn continue in its chat.
-                    let prompt = gw.prompt(&a.id).await;
-                    gw.resolve_prompt(&a.id, a.state.as_str(), Some(crate::gateway::OPERATOR)).await;
-                    if let Some(prompt) = prompt {
-                        let sender = switchboard_channel_core::Sender {
-                            id: a.requester.clone().unwrap_or_default(),
-                            name: String::new(),
-                            is_bot: false,
-                        };
-                        gw.resume_after_restart(a, &prompt.chat, &sender).await;
-                    }
-                }
-                Answer::ok(format!("{}: {}; the agent continues in its chat.\n", a.summary, a.state.as_str()))
-            }
-            Err(DecideError::NotPending) => Answer::failed(format!("{id} is not a pending approval request")),
-            Err(e) => Answer::failed(e.to_string()),
-        }
     }
 }

@@ -25,7 +25,8 @@ fn call_index_key(conversation_id: &str, call_key: &str) -> String {
 }
 
 /// The three answers a person can give.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Choice {
     AllowOnce,
     AlwaysAllowHere,
@@ -62,12 +63,27 @@ impl Choice {
     }
 }
 
-/// Who is deciding. `operator` is someone with access to the daemon itself (the
-/// command line), who may decide anything.
+/// Who is deciding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decider {
-    pub id: String,
-    pub operator: bool,
+pub enum Decider {
+    /// Someone with access to the daemon itself (its command line or control
+    /// socket), who may decide anything. Recorded as [`OPERATOR`].
+    Operator,
+    /// A person in a chat, by channel-scoped id (`telegram:42`).
+    Person(String),
+}
+
+/// How the operator appears in records and outcome lines.
+pub const OPERATOR: &str = "console";
+
+impl Decider {
+    /// The id recorded with the decision.
+    pub fn id(&self) -> &str {
+        match self {
+            Decider::Operator => OPERATOR,
+            Decider::Person(id) => id,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,11 +229,12 @@ impl Approvals {
             Some(a) if a.state == ApprovalState::Pending => a,
             _ => return Err(DecideError::NotPending),
         };
-        let entitled = decider.operator
-            || current.requester.as_deref() == Some(decider.id.as_str())
-            || self.approvers.contains(&decider.id);
+        let entitled = match decider {
+            Decider::Operator => true,
+            Decider::Person(id) => current.requester.as_deref() == Some(id.as_str()) || self.approvers.contains(id),
+        };
         if !entitled {
-            self.audit(&current, "refused", Some(decider.id.clone()), None).await?;
+            self.audit(&current, "refused", Some(decider.id().to_string()), None).await?;
             tracing::info!(approval = %id, "decision refused: not entitled");
             return Err(DecideError::NotEntitled);
         }
@@ -233,13 +250,13 @@ impl Approvals {
         // Looked up first: once the decision is stored, the waiting turn may see it
         // by itself and stop waiting before we could find it.
         let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
-        let approval = self.end(id, state, Some(decider.id.clone()), reason).await?;
+        let approval = self.end(id, state, Some(decider.id().to_string()), reason).await?;
         if approval.state != state {
             // Expired or cancelled a moment before.
             return Err(DecideError::NotPending);
         }
         if state == ApprovalState::AllowedAlways {
-            self.grant(&approval, &decider.id).await?;
+            self.grant(&approval, decider.id()).await?;
         }
         if let Some(n) = &waiter {
             n.notify_one();
@@ -350,15 +367,15 @@ pub fn request_text(summary: &str) -> String {
 }
 
 /// What replaces the choices once the request has ended.
-pub fn outcome_text(outcome: &str, decided_by: Option<&str>) -> String {
+pub fn outcome_text(outcome: ApprovalState, decided_by: Option<&str>) -> String {
     let by = decided_by.map(|d| format!(" by {d}")).unwrap_or_default();
     match outcome {
-        "allowed_once" => format!("Allowed once{by}."),
-        "allowed_always" => format!("Always allowed here{by}."),
-        "denied" => format!("Denied{by}."),
-        "expired" => "Expired: nobody answered in time, so it did not run.".into(),
-        "cancelled" => "Cancelled with the turn; it did not run.".into(),
-        other => format!("Ended ({other})."),
+        ApprovalState::AllowedOnce => format!("Allowed once{by}."),
+        ApprovalState::AllowedAlways => format!("Always allowed here{by}."),
+        ApprovalState::Denied => format!("Denied{by}."),
+        ApprovalState::Expired => "Expired: nobody answered in time, so it did not run.".into(),
+        ApprovalState::Cancelled => "Cancelled with the turn; it did not run.".into(),
+        ApprovalState::Pending => "Waiting for a decision.".into(),
     }
 }
 
@@ -374,7 +391,10 @@ mod tests {
         assert_eq!(Choice::parse("always"), Some(Choice::AlwaysAllowHere));
         assert_eq!(Choice::parse("x"), None);
         assert_eq!(Choice::parse(""), None);
-        assert_eq!(outcome_text("allowed_once", Some("ada")), "Allowed once by ada.");
-        assert!(outcome_text("expired", None).contains("did not run"));
+        assert_eq!(outcome_text(ApprovalState::AllowedOnce, Some("ada")), "Allowed once by ada.");
+        assert!(outcome_text(ApprovalState::Expired, None).contains("did not run"));
+        let wire: Choice = serde_json::from_str("\"always_allow_here\"").unwrap();
+        assert_eq!(wire, Choice::AlwaysAllowHere);
+        assert!(serde_json::from_str::<Choice>("\"alwyas\"").is_err(), "an unknown choice is an error, never a deny");
     }
 }

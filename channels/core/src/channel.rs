@@ -1,60 +1,229 @@
-//! The `Channel` trait every platform adapter implements. Adapters turn platform
-//! events into `InboundEvent`s and render what the gateway sends; they know nothing
-//! of agents, stores or policies.
+//! The contract between the gateway and a platform adapter.
+//!
+//! An adapter turns platform events into [`InboundEvent`]s handed to an
+//! [`InboundSink`], and carries out what the gateway asks through [`Channel`]:
+//! sending and editing messages, typing, approval prompts, answering
+//! interactions. It knows nothing of agents, stores or policies, and it never
+//! retries a send on its own: it reports what happened as a [`ChannelError`] and
+//! the gateway's outbox decides whether and when to try again.
+//!
+//! ## Receiving
+//! * Every platform event the gateway should see becomes one [`InboundEvent`]
+//!   whose `event_id` is stable across the platform's redeliveries.
+//! * The adapter calls [`InboundSink::deliver`] and acknowledges the platform
+//!   (moves the poll offset, answers the HTTP request, acks the envelope) only
+//!   after it returned `Ok`: the event is then journaled and will be handled even
+//!   across a crash. `deliver` returns quickly (it only journals); on `Err` the
+//!   adapter leaves the event unacknowledged so the platform redelivers it, or
+//!   retries the delivery itself with a backoff.
+//! * Interactions (slash commands, button presses) are acknowledged within the
+//!   platform's deadline by the adapter on its own, whatever the gateway is
+//!   doing. The gateway's answer comes later: a message with
+//!   [`SendOptions::interaction`] set, or [`Channel::close_interaction`].
+//! * The bot's own messages and other bots' messages are either dropped or
+//!   delivered with [`Sender::is_bot`](crate::Sender) set; never as a person's.
+//!
+//! ## Sending
+//! * `send` and `edit` get one part that already fits
+//!   [`Capabilities::max_message_len`], as blocks; the adapter renders them in
+//!   its own format (and may fall back to plain text when the platform refuses
+//!   the formatted version).
+//! * Each call is one attempt. Errors mean: [`ChannelError::RateLimited`]: the
+//!   platform asked to wait this long; [`ChannelError::Transient`]: the same
+//!   call may work later (network, 5xx); [`ChannelError::Rejected`]: it never
+//!   will (bad request, forbidden, chat gone); [`ChannelError::Unsupported`]:
+//!   the platform has no such thing, and the gateway falls back.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::chat::{ApprovalPrompt, ChatKey, InboundEvent, SentRef};
-use crate::markdown::Block;
+use crate::chat::{ApprovalPrompt, ChatKey, InboundEvent, Interaction, SendOptions, SentRef};
+use crate::markdown::{Block, Span};
 
-#[derive(Debug, Clone, Copy)]
-pub struct Capabilities {
-    /// Longest message, in the platform's own unit.
-    pub max_message_len: usize,
-    pub measure: crate::split::Measure,
-    pub can_edit: bool,
-    pub buttons: bool,
-    pub threads: bool,
+/// How a platform counts the length of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthUnit {
+    /// UTF-16 code units of the visible text (Telegram).
+    Utf16,
+    /// Unicode scalar values (Discord, Slack).
+    Chars,
 }
 
-#[derive(Debug, thiserror::Error)]
+impl LengthUnit {
+    /// The length of `text` in this unit.
+    pub fn measure(self, text: &str) -> usize {
+        match self {
+            LengthUnit::Utf16 => text.encode_utf16().count(),
+            LengthUnit::Chars => text.chars().count(),
+        }
+    }
+}
+
+/// What a platform can do, as the gateway reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The longest message, in `length_unit`s of its visible text.
+    pub max_message_len: usize,
+    /// How `max_message_len` is counted.
+    pub length_unit: LengthUnit,
+    /// Whether a sent message can be edited (streaming replies need it).
+    pub can_edit: bool,
+    /// The least time between two edits or sends in one chat that the platform
+    /// tolerates; the gateway paces streaming to at most one edit per interval.
+    pub min_edit_interval: Duration,
+    /// How long one [`Channel::typing`] call shows the indicator; the gateway
+    /// repeats it at this interval. `None`: the platform has no indicator.
+    pub typing_lasts: Option<Duration>,
+    /// Buttons under a message, whose presses arrive as clicks.
+    pub buttons: bool,
+    /// Threads or topics inside a chat ([`ChatKey::thread`]).
+    pub threads: bool,
+    /// Messages only one person in a group sees ([`crate::Visibility::Private`]).
+    pub ephemeral: bool,
+    /// The bot can open a direct chat with a person ([`Channel::open_direct`]).
+    pub direct_chats: bool,
+}
+
+/// Why a call to the platform failed, and so what the gateway should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
-    /// The platform asked us to slow down.
+    /// The platform asked us to slow down; the same call may work after this long.
     #[error("rate limited; retry after {0:?}")]
-    RateLimited(std::time::Duration),
-    /// Worth retrying (network, 5xx).
+    RateLimited(Duration),
+    /// Worth retrying (network, 5xx). The text is safe to log (no tokens).
     #[error("temporary failure: {0}")]
     Transient(String),
-    /// Retrying the same request will not help (bad request, forbidden).
+    /// Retrying the same request will not help (bad request, forbidden, gone).
     #[error("rejected: {0}")]
     Rejected(String),
+    /// The platform has no such feature; the gateway uses a fallback.
+    #[error("not supported by this channel: {0}")]
+    Unsupported(&'static str),
 }
 
-/// Where an adapter hands inbound events. `Ok` means the event is journaled: only
-/// then may the adapter acknowledge it to the platform.
+/// `deliver` could not journal the event: do not acknowledge it to the platform.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the gateway could not store the event ({0}); leave it unacknowledged and deliver it again")]
+pub struct DeliverError(pub String);
+
+/// Where an adapter hands inbound events.
 #[async_trait]
 pub trait InboundSink: Send + Sync {
-    async fn deliver(&self, event: InboundEvent) -> Result<(), String>;
+    /// Journals the event (a redelivered `event_id` is recognised and not handled
+    /// twice) and returns; everything else happens later. `Ok` means the adapter
+    /// may acknowledge the event to the platform.
+    async fn deliver(&self, event: InboundEvent) -> Result<(), DeliverError>;
 }
 
+/// One platform account, as the gateway drives it. See the module documentation
+/// for the rules every method follows.
 #[async_trait]
 pub trait Channel: Send + Sync {
+    /// The channel's registered name (`telegram`): [`ChatKey::channel`] of its chats.
     fn name(&self) -> &str;
+
+    /// What the platform can do. Constant for the life of the channel.
     fn capabilities(&self) -> Capabilities;
-    /// One line of health for `/status` (for example a polling conflict).
+
+    /// One line of health for `/status`: how it receives, when it last received
+    /// anything, any trouble it is backing off from. No secrets.
     fn status(&self) -> String {
         "connected".into()
     }
-    /// Starts receiving; events go to `sink` until `stop`.
-    async fn start(&self, sink: std::sync::Arc<dyn InboundSink>) -> Result<(), ChannelError>;
+
+    /// Connects and starts receiving; events go to `sink` until [`Channel::stop`].
+    /// Fails (without retrying forever) when the platform refuses the credentials.
+    async fn start(&self, sink: Arc<dyn InboundSink>) -> Result<(), ChannelError>;
+
+    /// Stops receiving and lets go of the connection. Idempotent.
     async fn stop(&self);
-    /// Sends one part (it fits the limit). `reply_to` is a platform message id.
-    async fn send(&self, chat: &ChatKey, part: &[Block], reply_to: Option<&str>) -> Result<SentRef, ChannelError>;
-    async fn edit(&self, chat: &ChatKey, sent: &SentRef, part: &[Block]) -> Result<(), ChannelError>;
-    async fn typing(&self, chat: &ChatKey) -> Result<(), ChannelError>;
-    async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError>;
-    /// Replaces the buttons with the outcome text.
-    async fn resolve_approval(&self, chat: &ChatKey, sent: &SentRef, outcome: &str) -> Result<(), ChannelError>;
-    /// Acknowledges a click, optionally with a notice (`alert` shows it as a popup).
-    async fn answer_click(&self, callback_id: &str, notice: Option<&str>, alert: bool) -> Result<(), ChannelError>;
+
+    /// Sends one part (it fits the limit). Returns the sent message's reference.
+    async fn send(&self, chat: &ChatKey, part: &[Block], options: &SendOptions) -> Result<SentRef, ChannelError>;
+
+    /// Replaces a sent message's text with `part`. An edit to the identical text
+    /// is a success. Default: [`ChannelError::Unsupported`].
+    async fn edit(&self, chat: &ChatKey, sent: &SentRef, part: &[Block]) -> Result<(), ChannelError> {
+        let _ = (chat, sent, part);
+        Err(ChannelError::Unsupported("edit"))
+    }
+
+    /// Shows the typing indicator once (it lasts [`Capabilities::typing_lasts`]).
+    /// Default: nothing.
+    async fn typing(&self, chat: &ChatKey) -> Result<(), ChannelError> {
+        let _ = chat;
+        Ok(())
+    }
+
+    /// Shows an approval request with its buttons. Default, for channels without
+    /// buttons: the question and the text commands that answer it.
+    async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {
+        let mut text = prompt.text.clone();
+        for (label, command) in &prompt.commands {
+            text.push_str(&format!("\n{label}: {command}"));
+        }
+        self.send(chat, &plain_blocks(&text), &SendOptions::default()).await
+    }
+
+    /// Replaces an approval prompt's buttons with how it ended (`outcome`, plain
+    /// text). Default: edits the prompt's text, or sends the outcome as a new
+    /// message when the channel cannot edit.
+    async fn resolve_approval(&self, chat: &ChatKey, sent: &SentRef, outcome: &str) -> Result<(), ChannelError> {
+        match self.edit(chat, sent, &plain_blocks(outcome)).await {
+            Err(ChannelError::Unsupported(_)) => {
+                self.send(chat, &plain_blocks(outcome), &SendOptions::default()).await.map(|_| ())
+            }
+            other => other,
+        }
+    }
+
+    /// Ends an interaction the adapter acknowledged. `None` closes it silently
+    /// (stops a spinner); `Some(notice)` shows the person who triggered it a short
+    /// private notice (an alert, an ephemeral message). Default: nothing for `None`,
+    /// the notice as a message in the chat otherwise.
+    async fn close_interaction(
+        &self,
+        chat: &ChatKey,
+        interaction: &Interaction,
+        notice: Option<&str>,
+    ) -> Result<(), ChannelError> {
+        let _ = interaction;
+        match notice {
+            None => Ok(()),
+            Some(text) => self.send(chat, &plain_blocks(text), &SendOptions::default()).await.map(|_| ()),
+        }
+    }
+
+    /// The direct chat between the bot and `user` (a channel-scoped sender id),
+    /// opened if the platform needs that. Default: [`ChannelError::Unsupported`].
+    async fn open_direct(&self, user: &str) -> Result<ChatKey, ChannelError> {
+        let _ = user;
+        Err(ChannelError::Unsupported("direct chats"))
+    }
+}
+
+/// `text` as one block of plain text, exactly as written: nothing in it is read
+/// as Markdown (a tool summary's `*` or `_` stays a character).
+pub fn plain_blocks(text: &str) -> Vec<Block> {
+    vec![Block::Text(vec![Span { text: text.to_string(), styles: Vec::new() }])]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::markdown::to_plain;
+
+    #[test]
+    fn plain_blocks_keep_markdown_characters_literal() {
+        let text = "Allow Bash: rm *.tmp && echo `x` [y](z)?\nsecond line";
+        assert_eq!(to_plain(&plain_blocks(text)), text);
+    }
+
+    #[test]
+    fn lengths_are_counted_in_the_platform_unit() {
+        assert_eq!(LengthUnit::Utf16.measure("😀a"), 3);
+        assert_eq!(LengthUnit::Chars.measure("😀a"), 2);
+    }
 }

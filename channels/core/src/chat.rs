@@ -1,14 +1,16 @@
-//! Who said what, where: chat keys, inbound events and outbound messages.
+//! Who said what, where: chat keys, the inbound events adapters produce, and the
+//! references and prompts the gateway hands back to them.
 
 use serde::{Deserialize, Serialize};
 
 /// One place a conversation happens: a DM, a group, or a thread/topic in a group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ChatKey {
-    /// `telegram`, `discord`, `slack`.
+    /// The channel's name as registered (`telegram`, `discord`, `slack`).
     pub channel: String,
     /// The bot account (one daemon may run several bots of a channel).
     pub account: String,
+    /// The platform's id of the chat (a DM, group or channel), as text.
     pub chat: String,
     /// A forum topic or thread inside the chat.
     pub thread: Option<String>,
@@ -29,29 +31,48 @@ impl ChatKey {
     }
 }
 
+/// Whether a chat is one person's direct chat with the bot or a place several people share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChatKind {
+    /// A private chat between one person and the bot.
     Direct,
+    /// A group, server channel or any chat with more than one person.
     Group,
 }
 
+/// The person (or bot) behind an inbound event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sender {
-    /// Channel-scoped, e.g. `telegram:42`.
+    /// Channel-scoped and stable: `telegram:42`, `slack:U012AB3CD`. The identity.
     pub id: String,
+    /// A display name: a label for people, never an identity.
     pub name: String,
+    /// Whether the platform marks the sender as a bot.
     pub is_bot: bool,
+}
+
+impl Sender {
+    /// The platform's own id: `42` for `telegram:42`.
+    pub fn platform_id(&self) -> &str {
+        self.id.split_once(':').map_or(self.id.as_str(), |(_, raw)| raw)
+    }
 }
 
 /// A message from a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inbound {
+    /// Where it was said.
     pub chat: ChatKey,
+    /// Direct or group.
     pub kind: ChatKind,
+    /// Who said it.
     pub sender: Sender,
+    /// The text, with any addressing of the bot that the platform adds removed.
     pub text: String,
+    /// The bot was mentioned by name.
     pub mentions_bot: bool,
+    /// The message replies to one of the bot's messages.
     pub reply_to_bot: bool,
     /// The platform's id of this message (replies point at it).
     pub message_id: String,
@@ -59,53 +80,137 @@ pub struct Inbound {
     pub timestamp: u64,
 }
 
+/// A platform's handle for answering an interaction (a slash command or a button
+/// press) after the adapter acknowledged it. Opaque to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Interaction {
+    /// Whatever the adapter needs to answer later (a callback query id, an
+    /// interaction id and token, a response URL).
+    pub handle: String,
+}
+
+/// A command invoked as a command: a platform's slash command, or a message the
+/// adapter recognised as one of the registered commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Where it was invoked.
+    pub chat: ChatKey,
+    /// Direct or group.
+    pub kind: ChatKind,
+    /// Who invoked it.
+    pub sender: Sender,
+    /// The command's name as registered, without a leading `/`.
+    pub name: String,
+    /// Everything after the name, trimmed.
+    pub args: String,
+    /// Whether it was unambiguously addressed to this bot (always for slash
+    /// commands; for a typed `/cmd` in a group only with the bot's name attached).
+    pub addressed: bool,
+    /// The message that carried it, when it came as a message (replies point at it).
+    pub message_id: Option<String>,
+    /// The interaction to answer, when it came as one.
+    pub interaction: Option<Interaction>,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+}
+
 /// A button press.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Click {
+    /// The chat holding the button.
     pub chat: ChatKey,
+    /// Who pressed it.
     pub sender: Sender,
-    /// What the button carries: an opaque id the gateway resolves.
+    /// What the button carries: an opaque id the gateway resolves. Untrusted.
     pub data: String,
     /// The message holding the button.
     pub message_id: String,
-    /// The platform's handle for answering the click.
-    pub callback_id: String,
+    /// The platform's handle for answering the press.
+    pub interaction: Interaction,
 }
 
+/// What an inbound event is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum InboundKind {
+    /// Text from a person.
     Message(Inbound),
+    /// A command delivered as such.
+    Command(Command),
+    /// A button press.
     Click(Click),
+}
+
+impl InboundKind {
+    /// The chat the event happened in.
+    pub fn chat(&self) -> &ChatKey {
+        match self {
+            InboundKind::Message(m) => &m.chat,
+            InboundKind::Command(c) => &c.chat,
+            InboundKind::Click(c) => &c.chat,
+        }
+    }
+
+    /// Who caused it.
+    pub fn sender(&self) -> &Sender {
+        match self {
+            InboundKind::Message(m) => &m.sender,
+            InboundKind::Command(c) => &c.sender,
+            InboundKind::Click(c) => &c.sender,
+        }
+    }
 }
 
 /// An inbound event with the platform's unique id, which the journal deduplicates on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundEvent {
-    /// e.g. `telegram:update:1234`.
+    /// Unique per platform event and stable across redeliveries: `telegram:999:1234`.
     pub event_id: String,
+    /// The event itself.
     pub kind: InboundKind,
-}
-
-/// A reply on its way to a chat, as the agent wrote it (Markdown). The gateway splits
-/// it into parts that fit the channel and sends them in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outbound {
-    pub text: String,
-    /// The platform message the first part replies to (in groups).
-    pub reply_to: Option<String>,
 }
 
 /// A reference to a message the bot sent, for later edits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentRef {
+    /// The platform's id of the message.
     pub message_id: String,
 }
 
-/// An approval request as a channel shows it: a question and three buttons.
+/// Who sees a message the bot sends.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Everyone in the chat.
+    #[default]
+    Public,
+    /// Only this person (a channel-scoped sender id), where the platform has
+    /// ephemeral messages; a public message where it does not.
+    Private {
+        /// The channel-scoped id of the one reader.
+        user: String,
+    },
+}
+
+/// How one message is sent, besides its text.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SendOptions {
+    /// The platform message this one replies to.
+    pub reply_to: Option<String>,
+    /// The interaction this message answers (a slash command's response), where
+    /// the platform answers interactions with messages.
+    pub interaction: Option<Interaction>,
+    /// Who sees it.
+    pub visibility: Visibility,
+}
+
+/// An approval request as a channel shows it: a question and its buttons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalPrompt {
+    /// The question, plain text.
     pub text: String,
-    /// (label, button data) in display order.
+    /// (label, button data) in display order. The data comes back in a [`Click`].
     pub buttons: Vec<(String, String)>,
+    /// The text commands that decide it, for channels without buttons: `(label, command)`.
+    pub commands: Vec<(String, String)>,
 }

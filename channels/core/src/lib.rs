@@ -1,13 +1,24 @@
-//! Channel-neutral pieces shared by the adapters: the `Channel` trait, `ChatKey`,
-//! inbound and outbound messages, approval prompts, and Markdown rendering and
-//! splitting to each platform's limits.
+//! Channel-neutral pieces shared by the gateway and the platform adapters: the
+//! [`Channel`] contract, chat keys and inbound events, the command table's shape,
+//! channel settings and their registration, and Markdown parsing and splitting to
+//! each platform's limits. Nothing here is specific to one platform.
+
+#![warn(missing_docs)]
 
 pub mod channel;
 pub mod chat;
+pub mod commands;
 pub mod markdown;
+pub mod settings;
 pub mod split;
 
-pub use channel::{Capabilities, Channel, ChannelError, InboundSink};
+pub use channel::{plain_blocks, Capabilities, Channel, ChannelError, DeliverError, InboundSink, LengthUnit};
 pub use chat::{
-    ApprovalPrompt, ChatKey, ChatKind, Click, Inbound, InboundEvent, InboundKind, Outbound, Sender, SentRef,
+    ApprovalPrompt, ChatKey, ChatKind, Click, Command, Inbound, InboundEvent, InboundKind, Interaction, SendOptions,
+    Sender, SentRef, Visibility,
+};
+pub use commands::CommandSpec;
+pub use settings::{
+    AccessSettings, ChannelDescriptor, ChannelSettings, CommonSettings, DmPolicy, GroupPolicy, SettingKey,
+    SettingsReader,
 };

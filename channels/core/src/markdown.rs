@@ -1,31 +1,45 @@
-//! The agent's Markdown, parsed once into blocks of styled text spans. Renderers turn
-//! blocks into each channel's format; because every rendering starts from spans,
-//! any slice of blocks renders to balanced, valid markup on its own.
+//! The agent's Markdown, parsed once into blocks of styled text spans. Each adapter
+//! renders blocks into its platform's format; because every rendering starts from
+//! spans, any slice of blocks renders to balanced, valid markup on its own.
 
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
+/// One style a span of text has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Style {
+    /// Strong emphasis (and headings).
     Bold,
+    /// Emphasis.
     Italic,
+    /// Strikethrough.
     Strike,
+    /// Inline code.
     Code,
+    /// A link to this address, as the agent wrote it (untrusted).
     Link(String),
 }
 
+/// Text with the styles that apply to all of it, outermost first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Span {
+    /// The visible text.
     pub text: String,
+    /// Its styles.
     pub styles: Vec<Style>,
 }
 
+/// A unit of a message that renders on its own; parts are cut between blocks first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Block {
     /// Paragraphs, headings (bold), list items (with their bullet) and table rows.
     Text(Vec<Span>),
+    /// A quotation.
     Quote(Vec<Span>),
+    /// A code block.
     Code {
+        /// The language named after the opening fence.
         lang: Option<String>,
+        /// The code, without the fences.
         text: String,
     },
 }
@@ -208,65 +222,6 @@ impl Builder {
     }
 }
 
-/// Telegram's HTML parse mode: b, i, s, code, pre with a language, a, blockquote;
-/// everything else escaped.
-pub fn to_telegram_html(blocks: &[Block]) -> String {
-    let rendered: Vec<String> = blocks
-        .iter()
-        .map(|block| match block {
-            Block::Text(spans) => spans_html(spans),
-            Block::Quote(spans) => format!("<blockquote>{}</blockquote>", spans_html(spans)),
-            Block::Code { lang: Some(lang), text } => {
-                format!("<pre><code class=\"language-{}\">{}</code></pre>", escape_html(lang), escape_html(text))
-            }
-            Block::Code { lang: None, text } => format!("<pre>{}</pre>", escape_html(text)),
-        })
-        .collect();
-    rendered.join("\n\n")
-}
-
-fn spans_html(spans: &[Span]) -> String {
-    let mut out = String::new();
-    for span in spans {
-        // Telegram allows no entities inside code: code wins over other styles.
-        if span.styles.contains(&Style::Code) {
-            out.push_str(&format!("<code>{}</code>", escape_html(&span.text)));
-            continue;
-        }
-        let mut close = Vec::new();
-        for style in &span.styles {
-            let (open, end) = match style {
-                Style::Bold => ("<b>".to_string(), "</b>"),
-                Style::Italic => ("<i>".to_string(), "</i>"),
-                Style::Strike => ("<s>".to_string(), "</s>"),
-                Style::Link(url) => (format!("<a href=\"{}\">", escape_html(url)), "</a>"),
-                Style::Code => continue,
-            };
-            out.push_str(&open);
-            close.push(end);
-        }
-        out.push_str(&escape_html(&span.text));
-        for end in close.iter().rev() {
-            out.push_str(end);
-        }
-    }
-    out
-}
-
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Plain text, for channels without formatting and as a fallback when a platform
 /// rejects the formatted version. Links keep their address.
 pub fn to_plain(blocks: &[Block]) -> String {
@@ -291,24 +246,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_the_telegram_subset_and_escapes_the_rest() {
-        let md = "# Title\n\nSome **bold**, *it*, ~~gone~~, `x < y` and [a link](https://e.com/?a=1&b=2).\n\n```rust\nfn main() { println!(\"<hi>\"); }\n```\n\n> quoted\n> twice\n\n- one\n- two\n\n1. first\n2. second\n\n<script>alert(1)</script> & done";
-        let html = to_telegram_html(&parse(md));
-        assert_eq!(
-            html,
-            "<b>Title</b>\n\nSome <b>bold</b>, <i>it</i>, <s>gone</s>, <code>x &lt; y</code> and <a href=\"https://e.com/?a=1&amp;b=2\">a link</a>.\n\n<pre><code class=\"language-rust\">fn main() { println!(&quot;&lt;hi&gt;&quot;); }</code></pre>\n\n<blockquote>quoted\ntwice</blockquote>\n\n• one\n\n• two\n\n1. first\n\n2. second\n\n&lt;script&gt;alert(1)&lt;/script&gt; &amp; done"
-        );
-    }
-
-    #[test]
     fn plain_keeps_link_addresses_and_code() {
         let blocks = parse("See [docs](https://d.io) and `code`.\n\n```\nraw <b>\n```");
         assert_eq!(to_plain(&blocks), "See docs (https://d.io) and code.\n\nraw <b>");
-    }
-
-    #[test]
-    fn nested_styles_close_in_order() {
-        let html = to_telegram_html(&parse("***both*** and **bold *inner***"));
-        assert_eq!(html, "<i><b>both</b></i> and <b>bold </b><b><i>inner</i></b>");
     }
 }

@@ -3,24 +3,29 @@
 //! resort mid-word. Code blocks are cut between lines and each piece stays a code
 //! block, so every part renders to valid markup on its own.
 
+use crate::channel::LengthUnit;
 use crate::markdown::{Block, Span};
 
-/// How a platform counts length (Telegram: UTF-16 units of the visible text).
-pub type Measure = fn(&str) -> usize;
+/// How a length is measured inside this module.
+type Measure = fn(&str) -> usize;
 
-pub fn utf16_len(text: &str) -> usize {
-    text.encode_utf16().count()
+fn utf16_len(text: &str) -> usize {
+    LengthUnit::Utf16.measure(text)
 }
 
-pub fn char_len(text: &str) -> usize {
-    text.chars().count()
+fn char_len(text: &str) -> usize {
+    LengthUnit::Chars.measure(text)
 }
 
 /// Blocks are joined by a blank line when rendered.
 const BLOCK_SEPARATOR: &str = "\n\n";
 
-/// Groups `blocks` into parts whose visible text fits `limit`.
-pub fn split(blocks: &[Block], limit: usize, measure: Measure) -> Vec<Vec<Block>> {
+/// Groups `blocks` into parts whose visible text fits `limit` in `unit`s.
+pub fn split(blocks: &[Block], limit: usize, unit: LengthUnit) -> Vec<Vec<Block>> {
+    let measure: Measure = match unit {
+        LengthUnit::Utf16 => utf16_len,
+        LengthUnit::Chars => char_len,
+    };
     let limit = limit.max(16);
     let separator = measure(BLOCK_SEPARATOR);
     let mut parts: Vec<Vec<Block>> = Vec::new();
@@ -162,7 +167,8 @@ fn trim_spans(mut spans: Vec<Span>) -> Vec<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markdown::{parse, to_telegram_html};
+    use crate::markdown::parse;
+    use crate::markdown::Style;
 
     fn visible_len(part: &[Block]) -> usize {
         let texts: Vec<String> = part.iter().map(Block::visible).collect();
@@ -172,13 +178,13 @@ mod tests {
     #[test]
     fn short_text_stays_whole() {
         let blocks = parse("hello **world**");
-        assert_eq!(split(&blocks, 4096, utf16_len), vec![blocks]);
+        assert_eq!(split(&blocks, 4096, LengthUnit::Utf16), vec![blocks]);
     }
 
     #[test]
     fn paragraphs_are_kept_together_when_they_fit() {
         let md = format!("{}\n\n{}\n\n{}", "a".repeat(30), "b".repeat(30), "c".repeat(30));
-        let parts = split(&parse(&md), 70, utf16_len);
+        let parts = split(&parse(&md), 70, LengthUnit::Utf16);
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].len(), 2, "first two paragraphs share a part");
         assert!(parts.iter().all(|p| visible_len(p) <= 70));
@@ -187,15 +193,20 @@ mod tests {
     #[test]
     fn a_long_paragraph_breaks_at_lines_then_words_and_keeps_styles_balanced() {
         let md = format!("**{}**\nsecond line", "word ".repeat(40).trim_end());
-        let parts = split(&parse(&md), 50, utf16_len);
+        let parts = split(&parse(&md), 50, LengthUnit::Utf16);
         assert!(parts.len() > 3);
         for part in &parts {
             assert!(visible_len(part) <= 50, "{part:?}");
-            let html = to_telegram_html(part);
-            assert_eq!(html.matches("<b>").count(), html.matches("</b>").count(), "{html}");
-            assert!(!html.starts_with(' ') && !html.ends_with(' '));
-            // Words are never cut: every piece of text is whole words.
+            // Each piece keeps the style it had: the words stay bold in every part.
+            for block in part {
+                let Block::Text(spans) = block else { panic!("{block:?}") };
+                for span in spans.iter().filter(|s| s.text.contains("word")) {
+                    assert_eq!(span.styles, [Style::Bold], "{span:?}");
+                }
+            }
             let visible: String = part.iter().map(Block::visible).collect();
+            assert!(!visible.starts_with(' ') && !visible.ends_with(' '));
+            // Words are never cut: every piece of text is whole words.
             assert!(visible.split_whitespace().all(|w| w == "word" || w == "second" || w == "line"), "{visible}");
         }
     }
@@ -204,34 +215,29 @@ mod tests {
     fn code_blocks_split_between_lines_and_stay_code_blocks() {
         let code: Vec<String> = (0..100).map(|i| format!("let x{i} = {i};")).collect();
         let md = format!("```rust\n{}\n```", code.join("\n"));
-        let parts = split(&parse(&md), 200, utf16_len);
+        let parts = split(&parse(&md), 200, LengthUnit::Utf16);
         assert!(parts.len() > 5);
         let mut rejoined = Vec::new();
         for part in &parts {
             assert!(visible_len(part) <= 200);
-            let html = to_telegram_html(part);
-            assert!(
-                html.starts_with("<pre><code class=\"language-rust\">") && html.ends_with("</code></pre>"),
-                "{html}"
-            );
-            if let [Block::Code { text, .. }] = part.as_slice() {
-                rejoined.extend(text.lines().map(str::to_string));
-            }
+            let [Block::Code { lang, text }] = part.as_slice() else { panic!("not one code block: {part:?}") };
+            assert_eq!(lang.as_deref(), Some("rust"));
+            rejoined.extend(text.lines().map(str::to_string));
         }
         assert_eq!(rejoined, code, "no line is lost or cut");
     }
 
     #[test]
     fn one_enormous_word_is_cut_as_a_last_resort() {
-        let parts = split(&parse(&"x".repeat(1000)), 300, utf16_len);
+        let parts = split(&parse(&"x".repeat(1000)), 300, LengthUnit::Utf16);
         assert_eq!(parts.len(), 4);
         assert!(parts.iter().all(|p| visible_len(p) <= 300));
     }
 
     #[test]
-    fn telegram_counts_utf16_units() {
+    fn utf16_units_are_counted_as_such() {
         // Each emoji is two UTF-16 units.
-        let parts = split(&parse(&"😀".repeat(100)), 50, utf16_len);
+        let parts = split(&parse(&"😀".repeat(100)), 50, LengthUnit::Utf16);
         assert_eq!(parts.len(), 4);
         assert!(parts.iter().all(|p| visible_len(p) <= 50));
     }

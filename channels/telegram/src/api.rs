@@ -30,11 +30,11 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    /// Sends: patient, because losing a reply is worse than a late one.
-    pub const SEND: Policy = Policy { max_attempts: 5, budget: Duration::from_secs(60), wait_on_rate_limit: true };
-    /// Edits: the gateway paces them and may skip one, so a 429 goes straight back.
-    pub const EDIT: Policy = Policy { max_attempts: 5, budget: Duration::from_secs(60), wait_on_rate_limit: false };
-    /// Chat actions are cosmetic: one try.
+    /// Start-up calls (getMe, setMyCommands, webhook set-up): patient, because the
+    /// channel cannot work without them. Never used for what the gateway sends.
+    pub const START: Policy = Policy { max_attempts: 5, budget: Duration::from_secs(60), wait_on_rate_limit: true };
+    /// Everything the gateway asks for: one attempt, classified; the gateway's
+    /// outbox decides about retries.
     pub const ONCE: Policy = Policy { max_attempts: 1, budget: Duration::ZERO, wait_on_rate_limit: false };
 }
 

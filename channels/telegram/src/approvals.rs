@@ -50,7 +50,7 @@ pub(crate) async fn resolve(api: &Api, chat: &ChatKey, sent: &SentRef, outcome: 
     }
     // Telegram refuses an empty text: just drop the buttons.
     let result = api
-        .retry("editMessageReplyMarkup", Policy::EDIT, || {
+        .retry("editMessageReplyMarkup", Policy::ONCE, || {
             api.bot.edit_message_reply_markup(to.chat, id).reply_markup(InlineKeyboardMarkup::default()).send()
         })
         .await;

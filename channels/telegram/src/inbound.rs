@@ -2,7 +2,10 @@
 
 use std::ops::Range;
 
-use switchboard_channel_core::{ChatKey, ChatKind, Click, Inbound, InboundEvent, InboundKind, Sender};
+use switchboard_channel_core::commands::parse_text;
+use switchboard_channel_core::{
+    ChatKey, ChatKind, Click, Command, CommandSpec, Inbound, InboundEvent, InboundKind, Interaction, Sender,
+};
 use teloxide::types::{CallbackQuery, Message, MessageEntity, MessageEntityKind, Update, UpdateKind, User};
 
 /// Who the bot is, from getMe.
@@ -20,11 +23,15 @@ pub(crate) enum Mapped {
     Skip(&'static str),
 }
 
-pub(crate) fn map_update(me: &Identity, update: &Update) -> Mapped {
+/// Maps one update; a typed `/name` of one of `commands` (for us) becomes a command.
+pub(crate) fn map_update(me: &Identity, commands: &[CommandSpec], update: &Update) -> Mapped {
     let event_id = format!("telegram:{}:{}", me.id, update.id.0);
     let kind = match &update.kind {
         UpdateKind::Message(message) => match map_message(me, message) {
-            Ok(inbound) => InboundKind::Message(inbound),
+            Ok(inbound) => match as_command(me, commands, message, &inbound) {
+                Some(command) => InboundKind::Command(command),
+                None => InboundKind::Message(inbound),
+            },
             Err(reason) => return Mapped::Skip(reason),
         },
         UpdateKind::CallbackQuery(query) => match map_click(me, query) {
@@ -76,6 +83,32 @@ fn map_message(me: &Identity, message: &Message) -> Result<Inbound, &'static str
     })
 }
 
+/// The message as a command: it starts with a `bot_command` entity naming one of
+/// `commands`, either bare or with our bot's name (which `inbound.text` no longer has).
+fn as_command(me: &Identity, commands: &[CommandSpec], message: &Message, inbound: &Inbound) -> Option<Command> {
+    let entities = message.entities().or(message.caption_entities()).unwrap_or_default();
+    let first = entities.iter().find(|e| e.offset == 0 && matches!(e.kind, MessageEntityKind::BotCommand))?;
+    let original = message.text().or(message.caption())?;
+    let piece = &original[byte_range(original, first.offset, first.length)?];
+    let addressed_to_us = match piece.split_once('@') {
+        Some((_, bot)) if bot.eq_ignore_ascii_case(&me.username) => true,
+        Some(_) => return None,
+        None => inbound.kind == ChatKind::Direct,
+    };
+    let (spec, args) = parse_text(&inbound.text, commands)?;
+    Some(Command {
+        chat: inbound.chat.clone(),
+        kind: inbound.kind,
+        sender: inbound.sender.clone(),
+        name: spec.name.to_string(),
+        args,
+        addressed: addressed_to_us,
+        message_id: Some(inbound.message_id.clone()),
+        interaction: None,
+        timestamp: inbound.timestamp,
+    })
+}
+
 fn map_click(me: &Identity, query: &CallbackQuery) -> Result<Click, &'static str> {
     let data = query.data.as_ref().ok_or("callback without data")?;
     let message = query.message.as_ref().ok_or("callback without a message")?;
@@ -91,7 +124,7 @@ fn map_click(me: &Identity, query: &CallbackQuery) -> Result<Click, &'static str
         sender: sender(&query.from),
         data: data.clone(),
         message_id: message.id().0.to_string(),
-        callback_id: query.id.0.clone(),
+        interaction: Interaction { handle: query.id.0.clone() },
     })
 }
 

@@ -8,6 +8,9 @@ mod errors;
 mod inbound;
 mod outbound;
 mod polling;
+mod receive;
+mod render;
+mod settings;
 mod status;
 mod webhook;
 
@@ -16,8 +19,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_channel_core::markdown::Block;
-use switchboard_channel_core::split::utf16_len;
-use switchboard_channel_core::{ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, InboundSink, SentRef};
+use switchboard_channel_core::{
+    plain_blocks, ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, InboundSink, Interaction, LengthUnit,
+    SendOptions, SentRef,
+};
 use teloxide::payloads::{DeleteWebhookSetters, SetWebhookSetters};
 use teloxide::requests::{Request, Requester};
 use teloxide::types::BotCommand;
@@ -26,7 +31,9 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 pub use approvals::MAX_CALLBACK_DATA;
-pub use config::{Mode, TelegramConfig, DEFAULT_API_URL, DEFAULT_POLL_TIMEOUT_SECS, MAX_POLL_TIMEOUT_SECS};
+pub use config::{Mode, Problem, TelegramConfig, DEFAULT_API_URL, DEFAULT_POLL_TIMEOUT_SECS, MAX_POLL_TIMEOUT_SECS};
+pub use render::to_html as render_html;
+pub use settings::DESCRIPTOR;
 pub use webhook::SECRET_HEADER;
 
 use api::{Api, Policy};
@@ -34,7 +41,13 @@ use config::Validated;
 use errors::{is_invalid_token, Redactor};
 use inbound::Identity;
 use polling::{PollLoop, ALLOWED_UPDATES};
+use receive::{OpenCallbacks, Receiver};
 use status::{Health, HealthCell};
+
+/// Telegram's typing indicator shows for about five seconds.
+const TYPING_LASTS: Duration = Duration::from_secs(4);
+/// About one message per second per chat keeps Telegram from rate limiting.
+const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long `stop` waits for the poll loop or listener to finish before aborting it.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -43,8 +56,10 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct TelegramChannel {
     api: Api,
     settings: Validated,
+    commands: &'static [switchboard_channel_core::CommandSpec],
     identity: RwLock<Option<Identity>>,
     health: HealthCell,
+    callbacks: OpenCallbacks,
     running: Mutex<Option<Running>>,
 }
 
@@ -56,16 +71,28 @@ struct Running {
 
 impl TelegramChannel {
     /// Checks the configuration (a bad `api_url`, webhook settings or command
-    /// list is `Rejected` with a message naming the field); makes no request.
+    /// list is `Rejected` with a message naming each field); makes no request.
     pub fn new(config: TelegramConfig) -> Result<TelegramChannel, ChannelError> {
-        let settings = config::validate(&config)?;
+        let settings = config::validate(&config).map_err(|problems| config::rejected(&problems))?;
         let bot = Bot::new(config.token.clone()).set_api_url(settings.api_url.clone());
         Ok(TelegramChannel {
             api: Api { bot, redactor: Redactor::new(&config.token) },
             settings,
+            commands: config.commands,
             identity: RwLock::new(None),
             health: HealthCell::new(),
+            callbacks: OpenCallbacks::default(),
             running: Mutex::new(None),
+        })
+    }
+
+    fn receiver(&self, me: Identity, sink: Arc<dyn InboundSink>) -> Arc<Receiver> {
+        Arc::new(Receiver {
+            api: self.api.clone(),
+            me,
+            commands: self.commands,
+            sink,
+            callbacks: self.callbacks.clone(),
         })
     }
 
@@ -91,7 +118,7 @@ impl TelegramChannel {
     }
 
     async fn get_me(&self) -> Result<Identity, ChannelError> {
-        let me = self.api.retry("getMe", Policy::SEND, || self.api.bot.get_me().send()).await.map_err(|err| {
+        let me = self.api.retry("getMe", Policy::START, || self.api.bot.get_me().send()).await.map_err(|err| {
             if is_invalid_token(&err) {
                 ChannelError::Rejected(
                     "telegram: the bot token was rejected (getMe: Unauthorized); check the configured token".to_owned(),
@@ -113,7 +140,7 @@ impl TelegramChannel {
             self.settings.commands.iter().map(|(name, description)| BotCommand::new(name, description)).collect();
         let result = self
             .api
-            .retry("setMyCommands", Policy::SEND, || self.api.bot.set_my_commands(commands.clone()).send())
+            .retry("setMyCommands", Policy::START, || self.api.bot.set_my_commands(commands.clone()).send())
             .await;
         if let Err(err) = result {
             tracing::warn!(error = %self.api.redactor.describe(&err), "telegram: could not register the command menu");
@@ -123,14 +150,13 @@ impl TelegramChannel {
     async fn start_polling(&self, me: Identity, sink: Arc<dyn InboundSink>) -> Result<Running, ChannelError> {
         // A webhook would make every getUpdates fail with 409; pending updates are kept.
         self.api
-            .retry("deleteWebhook", Policy::SEND, || self.api.bot.delete_webhook().drop_pending_updates(false).send())
+            .retry("deleteWebhook", Policy::START, || self.api.bot.delete_webhook().drop_pending_updates(false).send())
             .await
             .map_err(|err| self.api.redactor.channel_error("deleteWebhook", &err))?;
         let (stop, stop_rx) = watch::channel(false);
         let poll = PollLoop {
             api: self.api.clone(),
-            me,
-            sink,
+            receiver: self.receiver(me, sink),
             health: self.health.clone(),
             timeout_secs: self.settings.poll_timeout_secs,
             stop: stop_rx,
@@ -148,11 +174,15 @@ impl TelegramChannel {
         // Listen first, so Telegram's first delivery finds us.
         let listener = webhook::bind(settings.listen).await?;
         let (stop, stop_rx) = watch::channel(false);
-        let hook = webhook::Hook { me, sink, secret: settings.secret.clone(), path: settings.path.clone() };
+        let hook = webhook::Hook {
+            receiver: self.receiver(me, sink),
+            secret: settings.secret.clone(),
+            path: settings.path.clone(),
+        };
         let task = webhook::serve(listener, hook, stop_rx);
         let result = self
             .api
-            .retry("setWebhook", Policy::SEND, || {
+            .retry("setWebhook", Policy::START, || {
                 self.api
                     .bot
                     .set_webhook(settings.url.clone())
@@ -197,10 +227,14 @@ impl Channel for TelegramChannel {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             max_message_len: api::MAX_TEXT_UTF16,
-            measure: utf16_len,
+            length_unit: LengthUnit::Utf16,
             can_edit: true,
+            min_edit_interval: MIN_EDIT_INTERVAL,
+            typing_lasts: Some(TYPING_LASTS),
             buttons: true,
             threads: true,
+            ephemeral: false,
+            direct_chats: true,
         }
     }
 
@@ -230,8 +264,8 @@ impl Channel for TelegramChannel {
         tracing::info!("telegram: stopped");
     }
 
-    async fn send(&self, chat: &ChatKey, part: &[Block], reply_to: Option<&str>) -> Result<SentRef, ChannelError> {
-        outbound::send(&self.api, chat, part, reply_to).await
+    async fn send(&self, chat: &ChatKey, part: &[Block], options: &SendOptions) -> Result<SentRef, ChannelError> {
+        outbound::send(&self.api, chat, part, options).await
     }
 
     async fn edit(&self, chat: &ChatKey, sent: &SentRef, part: &[Block]) -> Result<(), ChannelError> {
@@ -250,7 +284,33 @@ impl Channel for TelegramChannel {
         approvals::resolve(&self.api, chat, sent, outcome).await
     }
 
-    async fn answer_click(&self, callback_id: &str, notice: Option<&str>, alert: bool) -> Result<(), ChannelError> {
-        outbound::answer_click(&self.api, callback_id, notice, alert).await
+    /// answerCallbackQuery, with the notice as an alert; a notice for a press
+    /// that is no longer open becomes a message in the chat.
+    async fn close_interaction(
+        &self,
+        chat: &ChatKey,
+        interaction: &Interaction,
+        notice: Option<&str>,
+    ) -> Result<(), ChannelError> {
+        if receive::answer(&self.api, &self.callbacks, &interaction.handle, notice).await? {
+            return Ok(());
+        }
+        match notice {
+            Some(text) => {
+                outbound::send(&self.api, chat, &plain_blocks(text), &SendOptions::default()).await.map(|_| ())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A Telegram user's private chat with the bot has the user's id (the user
+    /// must have started the bot once, or sends fail as rejected).
+    async fn open_direct(&self, user: &str) -> Result<ChatKey, ChannelError> {
+        let id = user.strip_prefix("telegram:").unwrap_or(user);
+        if id.parse::<i64>().map_or(true, |n| n <= 0) {
+            return Err(ChannelError::Rejected(format!("telegram: {user:?} is not a Telegram user id")));
+        }
+        let account = self.bot_id().map(|id| id.to_string()).unwrap_or_default();
+        Ok(ChatKey { channel: "telegram".into(), account, chat: id.to_owned(), thread: None })
     }
 }

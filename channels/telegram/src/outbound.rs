@@ -1,21 +1,16 @@
-//! Sending and editing replies (HTML with a plain-text fallback), typing and click answers.
+//! Sending and editing replies (HTML with a plain-text fallback) and typing. One
+//! attempt each: the gateway's outbox owns retries.
 
-use switchboard_channel_core::markdown::{to_plain, to_telegram_html, Block};
-use switchboard_channel_core::{ChannelError, ChatKey, SentRef};
-use teloxide::payloads::{
-    AnswerCallbackQuerySetters, EditMessageTextSetters, SendChatActionSetters, SendMessageSetters,
-};
+use switchboard_channel_core::markdown::{to_plain, Block};
+use switchboard_channel_core::{ChannelError, ChatKey, SendOptions, SentRef};
+use teloxide::payloads::{EditMessageTextSetters, SendChatActionSetters, SendMessageSetters};
 use teloxide::requests::{Request, Requester};
-use teloxide::types::{
-    CallbackQueryId, ChatAction, InlineKeyboardMarkup, LinkPreviewOptions, MessageId, ParseMode, ReplyParameters,
-};
+use teloxide::types::{ChatAction, InlineKeyboardMarkup, LinkPreviewOptions, MessageId, ParseMode, ReplyParameters};
 use teloxide::RequestError;
 
 use crate::api::{message_id, target, truncate_utf16, Api, Policy, Target, MAX_TEXT_UTF16};
 use crate::errors::{is_cant_parse_entities, is_not_modified};
-
-/// Telegram shows at most 200 characters in a click notice.
-const MAX_NOTICE_CHARS: usize = 200;
+use crate::render::to_html;
 
 /// One message's text as Telegram should parse it.
 #[derive(Debug, Clone)]
@@ -27,7 +22,7 @@ pub(crate) struct Text {
 
 impl Text {
     pub fn html(part: &[Block]) -> Text {
-        Text { body: to_telegram_html(part), parse_mode: Some(ParseMode::Html) }
+        Text { body: to_html(part), parse_mode: Some(ParseMode::Html) }
     }
 
     /// Plain text; the plain rendering adds link addresses, so it may need cutting.
@@ -46,7 +41,7 @@ fn no_preview() -> LinkPreviewOptions {
     }
 }
 
-/// sendMessage with retries; the raw teloxide error on failure.
+/// One sendMessage; the raw teloxide error on failure.
 pub(crate) async fn send_text(
     api: &Api,
     to: Target,
@@ -55,7 +50,7 @@ pub(crate) async fn send_text(
     keyboard: Option<&InlineKeyboardMarkup>,
 ) -> Result<SentRef, RequestError> {
     let message = api
-        .retry("sendMessage", Policy::SEND, || {
+        .retry("sendMessage", Policy::ONCE, || {
             let mut request = api.bot.send_message(to.chat, text.body.clone()).link_preview_options(no_preview());
             if let Some(mode) = text.parse_mode {
                 request = request.parse_mode(mode);
@@ -75,11 +70,11 @@ pub(crate) async fn send_text(
     Ok(SentRef { message_id: message.id.0.to_string() })
 }
 
-/// editMessageText with retries (a 429 comes straight back). Without a
-/// keyboard, Telegram removes any the message had. "Not modified" is success.
+/// One editMessageText. Without a keyboard, Telegram removes any the message
+/// had. "Not modified" is success.
 pub(crate) async fn edit_text(api: &Api, to: Target, id: MessageId, text: &Text) -> Result<(), RequestError> {
     let result = api
-        .retry("editMessageText", Policy::EDIT, || {
+        .retry("editMessageText", Policy::ONCE, || {
             let mut request =
                 api.bot.edit_message_text(to.chat, id, text.body.clone()).link_preview_options(no_preview());
             if let Some(mode) = text.parse_mode {
@@ -99,10 +94,12 @@ pub(crate) async fn send(
     api: &Api,
     chat: &ChatKey,
     part: &[Block],
-    reply_to: Option<&str>,
+    options: &SendOptions,
 ) -> Result<SentRef, ChannelError> {
+    // Telegram has no ephemeral messages, and its commands are messages: a private
+    // answer is a reply in the chat, and there is no interaction to answer.
     let to = target(chat)?;
-    let reply_to = reply_to.and_then(|raw| match message_id(raw, "reply_to") {
+    let reply_to = options.reply_to.as_deref().and_then(|raw| match message_id(raw, "reply_to") {
         Ok(id) => Some(id),
         Err(_) => {
             tracing::warn!(reply_to = raw, "telegram: not a message id; sending without a reply");
@@ -152,31 +149,4 @@ pub(crate) async fn typing(api: &Api, chat: &ChatKey) -> Result<(), ChannelError
         tracing::debug!(chat = %chat.id(), error = %api.redactor.describe(&err), "telegram: typing failed");
         api.redactor.channel_error("sendChatAction", &err)
     })
-}
-
-pub(crate) async fn answer_click(
-    api: &Api,
-    callback_id: &str,
-    notice: Option<&str>,
-    alert: bool,
-) -> Result<(), ChannelError> {
-    let notice: Option<String> = notice.filter(|n| !n.is_empty()).map(|n| {
-        if n.chars().count() > MAX_NOTICE_CHARS {
-            let mut cut: String = n.chars().take(MAX_NOTICE_CHARS - 1).collect();
-            cut.push('…');
-            cut
-        } else {
-            n.to_owned()
-        }
-    });
-    api.retry("answerCallbackQuery", Policy::SEND, || {
-        let mut request = api.bot.answer_callback_query(CallbackQueryId(callback_id.to_owned())).show_alert(alert);
-        if let Some(notice) = &notice {
-            request = request.text(notice.clone());
-        }
-        request.send()
-    })
-    .await
-    .map(|_| ())
-    .map_err(|err| api.redactor.channel_error("answerCallbackQuery", &err))
 }

@@ -4,16 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_channel_core::{InboundEvent, InboundSink};
+use switchboard_channel_core::InboundEvent;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::requests::{Request, Requester};
-use teloxide::types::{AllowedUpdate, Update, UpdateKind};
+use teloxide::types::{AllowedUpdate, Update};
 use teloxide::RequestError;
 use tokio::sync::watch;
 
 use crate::api::Api;
 use crate::errors::{classify, conflict, is_invalid_token, Class, Conflict};
-use crate::inbound::{kind_name, map_update, Identity, Mapped};
+use crate::receive::Receiver;
 use crate::status::{Health, HealthCell};
 
 /// What we ask Telegram for, in polling and webhook mode alike.
@@ -39,8 +39,7 @@ async fn pause(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
 
 pub(crate) struct PollLoop {
     pub api: Api,
-    pub me: Identity,
-    pub sink: Arc<dyn InboundSink>,
+    pub receiver: Arc<Receiver>,
     pub health: HealthCell,
     pub timeout_secs: u32,
     pub stop: watch::Receiver<bool>,
@@ -93,21 +92,9 @@ impl PollLoop {
 
     /// Delivers one update (retrying until the sink takes it); false if stopped first.
     async fn handle(&mut self, update: Update) -> bool {
-        match map_update(&self.me, &update) {
-            Mapped::Event(event) => deliver_until_ok(&*self.sink, *event, update.id.0, &mut self.stop).await,
-            Mapped::Skip(reason) => {
-                if matches!(update.kind, UpdateKind::Error(_)) {
-                    tracing::warn!(update_id = update.id.0, reason, "telegram: skipping update");
-                } else {
-                    tracing::info!(
-                        update_id = update.id.0,
-                        kind = kind_name(&update),
-                        reason,
-                        "telegram: skipping update"
-                    );
-                }
-                true
-            }
+        match self.receiver.map(&update) {
+            Some(event) => deliver_until_ok(&self.receiver, event, update.id.0, &mut self.stop).await,
+            None => true,
         }
     }
 }
@@ -115,7 +102,7 @@ impl PollLoop {
 /// Hands `event` to the sink until it returns Ok, backing off between tries.
 /// The update is never skipped; false if stopped first.
 async fn deliver_until_ok(
-    sink: &dyn InboundSink,
+    receiver: &Receiver,
     event: InboundEvent,
     update_id: u32,
     stop: &mut watch::Receiver<bool>,
@@ -123,7 +110,7 @@ async fn deliver_until_ok(
     let mut delay = DELIVER_FIRST_DELAY;
     let mut failures = 0u32;
     loop {
-        match sink.deliver(event.clone()).await {
+        match receiver.deliver(event.clone()).await {
             Ok(()) => {
                 if failures > 0 {
                     tracing::info!(update_id, failures, "telegram: update delivered after retries");

@@ -8,20 +8,19 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Router;
-use switchboard_channel_core::{ChannelError, InboundSink};
-use teloxide::types::{Update, UpdateKind};
+use switchboard_channel_core::ChannelError;
+use teloxide::types::Update;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::inbound::{kind_name, map_update, Identity, Mapped};
 use crate::polling::stopped;
+use crate::receive::Receiver;
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 pub(crate) struct Hook {
-    pub me: Identity,
-    pub sink: Arc<dyn InboundSink>,
+    pub receiver: Arc<Receiver>,
     pub secret: String,
     pub path: String,
 }
@@ -69,18 +68,8 @@ async fn handle(
             return StatusCode::BAD_REQUEST;
         }
     };
-    let event = match map_update(&hook.me, &update) {
-        Mapped::Event(event) => *event,
-        Mapped::Skip(reason) => {
-            if matches!(update.kind, UpdateKind::Error(_)) {
-                tracing::warn!(update_id = update.id.0, reason, "telegram: skipping update");
-            } else {
-                tracing::info!(update_id = update.id.0, kind = kind_name(&update), reason, "telegram: skipping update");
-            }
-            return StatusCode::OK;
-        }
-    };
-    match hook.sink.deliver(event).await {
+    let Some(event) = hook.receiver.map(&update) else { return StatusCode::OK };
+    match hook.receiver.deliver(event).await {
         Ok(()) => StatusCode::OK,
         Err(error) => {
             tracing::warn!(update_id = update.id.0, %error, "telegram: the gateway did not take the update; Telegram will retry");

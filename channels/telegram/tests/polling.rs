@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use switchboard_channel_core::markdown::parse;
-use switchboard_channel_core::{ApprovalPrompt, Channel, ChannelError, ChatKind};
+use switchboard_channel_core::{ApprovalPrompt, Channel, ChannelError, ChatKind, SendOptions};
 use switchboard_channel_telegram::{TelegramChannel, TelegramConfig};
 use switchboard_fakes::FakeTelegram;
 
@@ -32,8 +32,8 @@ async fn start_signs_in_registers_commands_and_deletes_the_webhook() {
     assert_eq!(channel.name(), "telegram");
     let caps = channel.capabilities();
     assert_eq!(caps.max_message_len, 4096);
-    assert_eq!((caps.measure)("😀"), 2, "measured in UTF-16 units");
-    assert!(caps.can_edit && caps.buttons && caps.threads);
+    assert_eq!(caps.length_unit.measure("😀"), 2, "measured in UTF-16 units");
+    assert!(caps.can_edit && caps.buttons && caps.threads && caps.direct_chats && !caps.ephemeral);
 
     assert_eq!(
         fake.commands(),
@@ -118,7 +118,7 @@ async fn group_mentions_replies_topics_and_commands_are_recognised() {
     let (_, other) = sink.message(3).await;
     assert!(!other.mentions_bot && !other.reply_to_bot);
 
-    let sent = channel.send(&key(group, None), &parse("I am the bot"), None).await.expect("send");
+    let sent = channel.send(&key(group, None), &parse("I am the bot"), &SendOptions::default()).await.expect("send");
     let bot_message: i64 = sent.message_id.parse().expect("numeric");
     fake.reply_to_bot(group, 7, bot_message, "thanks");
     let (_, reply) = sink.message(4).await;
@@ -130,24 +130,34 @@ async fn group_mentions_replies_topics_and_commands_are_recognised() {
     assert_eq!(topic.chat.id(), "telegram:-100777/12");
     assert!(!topic.reply_to_bot, "the topic's first message is not the bot's reply");
 
-    let in_topic = channel.send(&key(-100777, Some(12)), &parse("topic answer"), None).await.expect("send");
+    let in_topic =
+        channel.send(&key(-100777, Some(12)), &parse("topic answer"), &SendOptions::default()).await.expect("send");
     fake.reply_to_bot(-100777, 8, in_topic.message_id.parse().expect("numeric"), "replying in the topic");
     let (_, topic_reply) = sink.message(6).await;
     assert_eq!(topic_reply.chat.thread.as_deref(), Some("12"));
     assert!(topic_reply.reply_to_bot);
 
     fake.send_group(group, 7, "/help@switchboard_test_bot");
-    let (_, command) = sink.message(7).await;
-    assert_eq!(command.text, "/help");
-    assert!(command.mentions_bot);
+    let (_, command) = sink.command(7).await;
+    assert_eq!((command.name.as_str(), command.args.as_str()), ("help", ""));
+    assert!(command.addressed && command.interaction.is_none());
+    assert_eq!(command.kind, ChatKind::Group);
 
     fake.send_dm(42, "/new@Switchboard_Test_Bot fresh start");
-    assert_eq!(sink.message(8).await.1.text, "/new fresh start");
+    let (_, new) = sink.command(8).await;
+    assert_eq!((new.name.as_str(), new.args.as_str()), ("new", "fresh start"));
+    assert!(new.addressed);
 
     fake.send_group(group, 7, "/help@other_bot");
     let (_, foreign) = sink.message(9).await;
     assert_eq!(foreign.text, "/help@other_bot", "commands for other bots are left alone");
     assert!(!foreign.mentions_bot);
+
+    fake.send_group(group, 7, "/help");
+    let (_, bare) = sink.command(10).await;
+    assert!(!bare.addressed, "a bare command in a group may be for any bot");
+    fake.send_dm(42, "/unknown thing");
+    assert_eq!(sink.message(11).await.1.text, "/unknown thing", "not a registered command");
     channel.stop().await;
 }
 
@@ -161,6 +171,7 @@ async fn a_click_arrives_with_its_data_and_callback_id() {
     let prompt = ApprovalPrompt {
         text: "Run `rm -rf build`?".into(),
         buttons: vec![("Approve".into(), "ap:1:yes".into()), ("Deny".into(), "ap:1:no".into())],
+        commands: Vec::new(),
     };
     let shown = channel.show_approval(&key(-100777, Some(12)), &prompt).await.expect("show");
     let update = fake.click(42, -100777, shown.message_id.parse().expect("numeric"), "ap:1:yes");
@@ -168,7 +179,7 @@ async fn a_click_arrives_with_its_data_and_callback_id() {
     let (event_id, click) = sink.click(2).await;
     assert_eq!(event_id, format!("telegram:999:{update}"));
     assert_eq!(click.data, "ap:1:yes");
-    assert_eq!(click.callback_id, "cq-1");
+    assert_eq!(click.interaction.handle, "cq-1");
     assert_eq!(click.message_id, shown.message_id);
     assert_eq!(click.chat, key(-100777, Some(12)), "the click keeps the topic");
     assert_eq!(click.sender.id, "telegram:42");

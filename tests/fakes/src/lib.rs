@@ -5,7 +5,11 @@
 //!
 //! [`FakeTelegram`] is a Telegram Bot API server (enough for teloxide) with
 //! update injection, failure injection and inspection of what the bot sent.
+//!
+//! [`FakeChannel`] is an in-memory `Channel` for gateway tests, and
+//! [`RecordingSink`] an `InboundSink` for adapter tests.
 
+pub mod channel;
 pub mod llm;
 mod server;
 pub mod telegram;
@@ -13,5 +17,6 @@ pub mod telegram;
 #[cfg(test)]
 mod test_client;
 
+pub use channel::{FakeChannel, RecordingSink};
 pub use llm::{FakeLlm, FakeToolCall, Fallback, RecordedRequest, Reply};
 pub use telegram::{Call, CallbackAnswer, FakeTelegram, SentMessage};

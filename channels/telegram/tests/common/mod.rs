@@ -1,93 +1,27 @@
-//! Shared test helpers: a recording sink, a channel started against `FakeTelegram`, bounded waits.
+//! Shared test helpers: a channel started against `FakeTelegram`, bounded waits.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use switchboard_channel_core::{Channel, ChatKey, Click, Inbound, InboundEvent, InboundKind, InboundSink};
+use switchboard_channel_core::{Channel, ChatKey, CommandSpec};
 use switchboard_channel_telegram::{TelegramChannel, TelegramConfig};
 use switchboard_fakes::FakeTelegram;
+pub use switchboard_fakes::RecordingSink;
+
+/// The commands the tests register.
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "help", description: "Show help", argument: None },
+    CommandSpec { name: "new", description: "Start a new conversation", argument: Some("reason") },
+];
 
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Collects delivered events; can be told to refuse the next N deliveries.
-#[derive(Default)]
-pub struct RecordingSink {
-    events: Mutex<Vec<InboundEvent>>,
-    /// Every call of `deliver`, refused ones included.
-    attempts: AtomicUsize,
-    refuse: AtomicUsize,
-}
-
-impl RecordingSink {
-    pub fn new() -> Arc<RecordingSink> {
-        Arc::new(RecordingSink::default())
-    }
-
-    /// The next `n` deliveries fail.
-    pub fn refuse_next(&self, n: usize) {
-        self.refuse.store(n, Ordering::SeqCst);
-    }
-
-    pub fn events(&self) -> Vec<InboundEvent> {
-        self.events.lock().unwrap().clone()
-    }
-
-    pub fn attempts(&self) -> usize {
-        self.attempts.load(Ordering::SeqCst)
-    }
-
-    /// Waits until at least `n` events were accepted and returns them all.
-    pub async fn wait_for(&self, n: usize) -> Vec<InboundEvent> {
-        let start = Instant::now();
-        loop {
-            let events = self.events();
-            if events.len() >= n {
-                return events;
-            }
-            assert!(start.elapsed() < WAIT, "timed out waiting for {n} events; got {events:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The last accepted event, which must be a message.
-    pub async fn message(&self, n: usize) -> (String, Inbound) {
-        let event = self.wait_for(n).await.remove(n - 1);
-        match event.kind {
-            InboundKind::Message(inbound) => (event.event_id, inbound),
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-
-    pub async fn click(&self, n: usize) -> (String, Click) {
-        let event = self.wait_for(n).await.remove(n - 1);
-        match event.kind {
-            InboundKind::Click(click) => (event.event_id, click),
-            other => panic!("expected a click, got {other:?}"),
-        }
-    }
-}
-
-#[async_trait]
-impl InboundSink for RecordingSink {
-    async fn deliver(&self, event: InboundEvent) -> Result<(), String> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        let refused = self.refuse.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        if refused {
-            return Err("journal unavailable (test)".to_owned());
-        }
-        self.events.lock().unwrap().push(event);
-        Ok(())
-    }
-}
 
 pub fn config(fake: &FakeTelegram) -> TelegramConfig {
     let mut config = TelegramConfig::new(fake.token());
     config.api_url = fake.api_url();
     config.poll_timeout_secs = 5;
-    config.commands = vec![("help".into(), "Show help".into()), ("new".into(), "Start a new conversation".into())];
+    config.commands = COMMANDS;
     config
 }
 

@@ -162,7 +162,7 @@ impl Turn {
         let ended = self.inner.approvals.wait(&approval, &self.request.cancel).await?;
         self.emit(SdkMessage::ApprovalResolved {
             approval_id: ended.id.clone(),
-            outcome: ended.state.as_str().to_string(),
+            outcome: ended.state,
             decided_by: ended.decided_by.clone(),
             reason: ended.reason.clone(),
         });

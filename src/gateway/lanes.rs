@@ -1,6 +1,8 @@
-//! One turn at a time per conversation: jobs for a conversation run in arrival order
-//! on its own worker task; different conversations run concurrently. A worker that
-//! has been idle for a while goes away.
+//! Serial lanes: jobs with the same key run one at a time in the order they were
+//! pushed, each key on its own worker task; different keys run concurrently. A
+//! worker that has been idle for a while goes away. The gateway keeps one set of
+//! lanes per chat (judging events in arrival order) and one per conversation
+//! (one turn at a time).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,37 +25,38 @@ struct Lane {
 }
 
 #[derive(Default, Clone)]
-pub struct Queues {
+pub struct Lanes {
     lanes: Arc<Mutex<HashMap<String, Lane>>>,
 }
 
-impl Queues {
-    pub fn push(&self, conversation: &str, job: Job) {
+impl Lanes {
+    /// Runs `job` after every job pushed before it under `key`.
+    pub fn push(&self, key: &str, job: Job) {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        let lane = lanes.entry(conversation.to_string()).or_insert_with(|| self.spawn_lane(conversation));
+        let lane = lanes.entry(key.to_string()).or_insert_with(|| self.spawn_lane(key));
         lane.waiting.fetch_add(1, Ordering::SeqCst);
         // The worker only exits while holding this lock with an empty queue, so the
         // receiver is alive here.
         let _ = lane.tx.send(job);
     }
 
-    /// Jobs queued or running for the conversation.
-    pub fn len(&self, conversation: &str) -> usize {
+    /// Jobs queued or running under `key`.
+    pub fn len(&self, key: &str) -> usize {
         let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        lanes.get(conversation).map_or(0, |l| l.waiting.load(Ordering::SeqCst))
+        lanes.get(key).map_or(0, |l| l.waiting.load(Ordering::SeqCst))
     }
 
-    fn spawn_lane(&self, conversation: &str) -> Lane {
+    fn spawn_lane(&self, key: &str) -> Lane {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         let waiting = Arc::new(AtomicUsize::new(0));
-        let (lanes, key, count) = (self.lanes.clone(), conversation.to_string(), waiting.clone());
+        let (lanes, key, count) = (self.lanes.clone(), key.to_string(), waiting.clone());
         tokio::spawn(async move {
             loop {
                 match tokio::time::timeout(IDLE, rx.recv()).await {
                     Ok(Some(job)) => {
                         // A job that panics must not take the conversation's queue with it.
                         if AssertUnwindSafe(job).catch_unwind().await.is_err() {
-                            tracing::error!(conversation = %key, "a queued job panicked");
+                            tracing::error!(lane = %key, "a queued job panicked");
                         }
                         count.fetch_sub(1, Ordering::SeqCst);
                     }
@@ -77,8 +80,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn one_conversation_runs_in_order_others_concurrently() {
-        let queues = Queues::default();
+    async fn one_key_runs_in_order_others_concurrently() {
+        let queues = Lanes::default();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (release, hold) = tokio::sync::oneshot::channel::<()>();
         let l = log.clone();

@@ -1,0 +1,353 @@
+//! Channel settings: the access block every channel section shares, and the
+//! registration a channel crate offers the daemon's configuration loader.
+//!
+//! A channel crate owns its section (`[telegram]`): which keys it has, which are
+//! secrets, their defaults and their validation. It reads them through a
+//! [`SettingsReader`] the loader provides, so problems are reported with the file
+//! or environment variable they came from, together with every other problem.
+//! The gateway reads only the [`CommonSettings`] of a section.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::channel::{Channel, ChannelError};
+use crate::commands::CommandSpec;
+
+/// Who may talk to the bot in direct chats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmPolicy {
+    /// Unknown people get a code that an admin approves.
+    Pairing,
+    /// Only `allowed_users` and `admins`.
+    Allowlist,
+    /// Everyone.
+    Open,
+}
+
+impl DmPolicy {
+    /// The spellings the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["pairing", "allowlist", "open"];
+
+    /// Parses a configured spelling.
+    pub fn parse(text: &str) -> Option<DmPolicy> {
+        match text {
+            "pairing" => Some(DmPolicy::Pairing),
+            "allowlist" => Some(DmPolicy::Allowlist),
+            "open" => Some(DmPolicy::Open),
+            _ => None,
+        }
+    }
+}
+
+/// How the bot behaves in a group it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupPolicy {
+    /// Answer only when mentioned or replied to.
+    Mention,
+    /// Answer every message.
+    Open,
+    /// Record messages in the conversation without answering.
+    Listen,
+    /// Ignore the group.
+    Disabled,
+}
+
+impl GroupPolicy {
+    /// The spellings the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["mention", "open", "listen", "disabled"];
+
+    /// Parses a configured spelling.
+    pub fn parse(text: &str) -> Option<GroupPolicy> {
+        match text {
+            "mention" => Some(GroupPolicy::Mention),
+            "open" => Some(GroupPolicy::Open),
+            "listen" => Some(GroupPolicy::Listen),
+            "disabled" => Some(GroupPolicy::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// The access block, the same in every channel section. Ids are the platform's
+/// own (`42`, `U012AB3CD`), without the channel prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSettings {
+    /// Who may talk in direct chats.
+    pub dm_policy: DmPolicy,
+    /// People who may always talk to the bot.
+    pub allowed_users: Vec<String>,
+    /// People who may also run admin commands; always allowed.
+    pub admins: Vec<String>,
+    /// The default behaviour in groups.
+    pub group_policy: GroupPolicy,
+    /// Groups (chat, channel or server ids) the bot works in; empty: all.
+    pub allowed_groups: Vec<String>,
+    /// Per-group policy overrides, by group id.
+    pub groups: BTreeMap<String, GroupPolicy>,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        AccessSettings {
+            dm_policy: DmPolicy::Pairing,
+            allowed_users: Vec::new(),
+            admins: Vec::new(),
+            group_policy: GroupPolicy::Mention,
+            allowed_groups: Vec::new(),
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+/// What the gateway reads from a channel section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommonSettings {
+    /// Who may talk to the bot, where.
+    pub access: AccessSettings,
+    /// At most one streaming edit per chat in this interval; `None`: the
+    /// platform's own minimum ([`crate::Capabilities::min_edit_interval`]).
+    /// Never below that minimum.
+    pub edit_interval: Option<Duration>,
+}
+
+/// Whether a key holds one value or a table of values keyed by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A string, number, flag or list.
+    Value,
+    /// A table whose keys are ids: `[telegram.groups] "-100123" = "open"`.
+    Table,
+}
+
+/// One key of a channel section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingKey {
+    /// The key inside the section: `token`.
+    pub name: &'static str,
+    /// Secrets come only from the environment and are never printed.
+    pub secret: bool,
+    /// Value or table.
+    pub kind: KeyKind,
+}
+
+impl SettingKey {
+    /// An ordinary key.
+    pub const fn value(name: &'static str) -> SettingKey {
+        SettingKey { name, secret: false, kind: KeyKind::Value }
+    }
+
+    /// A secret: environment only.
+    pub const fn secret(name: &'static str) -> SettingKey {
+        SettingKey { name, secret: true, kind: KeyKind::Value }
+    }
+
+    /// A table keyed by ids.
+    pub const fn table(name: &'static str) -> SettingKey {
+        SettingKey { name, secret: false, kind: KeyKind::Table }
+    }
+}
+
+/// The keys of the common block, present in every channel section.
+pub const COMMON_KEYS: &[SettingKey] = &[
+    SettingKey::value("dm_policy"),
+    SettingKey::value("allowed_users"),
+    SettingKey::value("admins"),
+    SettingKey::value("group_policy"),
+    SettingKey::value("allowed_groups"),
+    SettingKey::table("groups"),
+    SettingKey::value("edit_interval_ms"),
+];
+
+/// Reads one channel section for its crate. Keys are relative to the section
+/// (`token`, not `telegram.token`). A getter returns `None` when the key is not
+/// set, and reports a value of the wrong type itself (returning `None`).
+pub trait SettingsReader {
+    /// A string.
+    fn text(&mut self, key: &str) -> Option<String>;
+    /// A boolean.
+    fn flag(&mut self, key: &str) -> Option<bool>;
+    /// A non-negative integer.
+    fn number(&mut self, key: &str) -> Option<u64>;
+    /// A list: an array in the file, comma-separated in the environment.
+    fn list(&mut self, key: &str) -> Option<Vec<String>>;
+    /// A table of strings keyed by id.
+    fn table(&mut self, key: &str) -> Option<BTreeMap<String, String>>;
+    /// Reports a problem with `key`; loading fails after every problem is listed.
+    fn invalid(&mut self, key: &str, message: String);
+}
+
+/// What a platform's ids look like, to catch a typo'd allowlist at start.
+#[derive(Debug, Clone, Copy)]
+pub struct IdRule {
+    /// Whether `id` could be a user or group id of the platform.
+    pub valid: fn(&str) -> bool,
+    /// How to describe a valid id in an error: "a Telegram id (a number)".
+    pub described: &'static str,
+}
+
+/// Reads and checks the common block of a section.
+pub fn read_common(reader: &mut dyn SettingsReader, ids: IdRule) -> CommonSettings {
+    let d = AccessSettings::default();
+    let dm_policy = read_choice(reader, "dm_policy", DmPolicy::NAMES, DmPolicy::parse).unwrap_or(d.dm_policy);
+    let group_policy =
+        read_choice(reader, "group_policy", GroupPolicy::NAMES, GroupPolicy::parse).unwrap_or(d.group_policy);
+    let id_list = |reader: &mut dyn SettingsReader, key: &str| {
+        let ids_read: Vec<String> =
+            reader.list(key).unwrap_or_default().into_iter().map(|id| id.trim().to_string()).collect();
+        if let Some(bad) = ids_read.iter().find(|id| !(ids.valid)(id)) {
+            reader.invalid(key, format!("{bad:?} is not {}", ids.described));
+        }
+        ids_read
+    };
+    let allowed_users = id_list(reader, "allowed_users");
+    let admins = id_list(reader, "admins");
+    let allowed_groups = id_list(reader, "allowed_groups");
+    let mut groups = BTreeMap::new();
+    for (id, text) in reader.table("groups").unwrap_or_default() {
+        match GroupPolicy::parse(&text) {
+            Some(policy) => {
+                groups.insert(id, policy);
+            }
+            None => reader.invalid(
+                &format!("groups.{id}"),
+                format!("must be one of {}, not {text:?}", GroupPolicy::NAMES.join(", ")),
+            ),
+        }
+    }
+    let edit_interval = match reader.number("edit_interval_ms") {
+        Some(ms) if !(100..=60_000).contains(&ms) => {
+            reader.invalid("edit_interval_ms", "must be between 100 and 60000".into());
+            None
+        }
+        other => other.map(Duration::from_millis),
+    };
+    CommonSettings {
+        access: AccessSettings { dm_policy, allowed_users, admins, group_policy, allowed_groups, groups },
+        edit_interval,
+    }
+}
+
+/// One of `names`, parsed; a problem naming the choices otherwise.
+pub fn read_choice<T>(
+    reader: &mut dyn SettingsReader,
+    key: &str,
+    names: &[&str],
+    parse: fn(&str) -> Option<T>,
+) -> Option<T> {
+    let text = reader.text(key)?;
+    let parsed = parse(&text);
+    if parsed.is_none() {
+        reader.invalid(key, format!("must be one of {}, not {text:?}", names.join(", ")));
+    }
+    parsed
+}
+
+/// A channel section after reading: what the gateway needs and how to build the
+/// adapter. Debug output never shows secrets.
+pub trait ChannelSettings: Send + Sync + fmt::Debug {
+    /// The access block and pacing.
+    fn common(&self) -> &CommonSettings;
+    /// Whether the section turns the channel on (its credentials are set).
+    fn enabled(&self) -> bool;
+    /// Builds the adapter; it registers `commands` with the platform when it starts.
+    /// Makes no network request.
+    fn build(&self, commands: &'static [CommandSpec]) -> Result<Arc<dyn Channel>, ChannelError>;
+    /// Facts for `switchboard check`, secrets shown only as set or not set.
+    fn describe(&self) -> Vec<(&'static str, String)>;
+}
+
+/// What a channel crate registers with the daemon.
+#[derive(Clone, Copy)]
+pub struct ChannelDescriptor {
+    /// The section and channel name: `telegram`.
+    pub name: &'static str,
+    /// The section's own keys (the common block's are added by the loader).
+    pub keys: &'static [SettingKey],
+    /// Reads the section (common block included) through the loader.
+    pub read: fn(&mut dyn SettingsReader) -> Arc<dyn ChannelSettings>,
+    /// How to turn the channel on, for the error when none is:
+    /// "set SWITCHBOARD_TELEGRAM__TOKEN to a bot token from @BotFather".
+    pub enable_hint: &'static str,
+}
+
+impl fmt::Debug for ChannelDescriptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelDescriptor").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl ChannelDescriptor {
+    /// Every key of the section: its own and the common block's.
+    pub fn all_keys(&self) -> impl Iterator<Item = &'static SettingKey> {
+        self.keys.iter().chain(COMMON_KEYS.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader over fixed values, recording problems.
+    #[derive(Default)]
+    struct Fixed {
+        values: BTreeMap<&'static str, &'static str>,
+        problems: Vec<(String, String)>,
+    }
+
+    impl SettingsReader for Fixed {
+        fn text(&mut self, key: &str) -> Option<String> {
+            self.values.get(key).map(|v| v.to_string())
+        }
+        fn flag(&mut self, key: &str) -> Option<bool> {
+            self.values.get(key).map(|v| *v == "true")
+        }
+        fn number(&mut self, key: &str) -> Option<u64> {
+            self.values.get(key).and_then(|v| v.parse().ok())
+        }
+        fn list(&mut self, key: &str) -> Option<Vec<String>> {
+            self.values.get(key).map(|v| v.split(',').map(str::to_string).collect())
+        }
+        fn table(&mut self, key: &str) -> Option<BTreeMap<String, String>> {
+            let prefix = format!("{key}.");
+            let found: BTreeMap<String, String> = self
+                .values
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|id| (id.to_string(), v.to_string())))
+                .collect();
+            (!found.is_empty()).then_some(found)
+        }
+        fn invalid(&mut self, key: &str, message: String) {
+            self.problems.push((key.to_string(), message));
+        }
+    }
+
+    const NUMERIC: IdRule = IdRule { valid: |id| id.parse::<i64>().is_ok(), described: "a number" };
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let mut reader = Fixed::default();
+        assert_eq!(read_common(&mut reader, NUMERIC), CommonSettings::default());
+        assert!(reader.problems.is_empty());
+    }
+
+    #[test]
+    fn values_are_read_and_every_problem_named() {
+        let mut reader = Fixed::default();
+        reader.values.insert("dm_policy", "open");
+        reader.values.insert("admins", "7, 8");
+        reader.values.insert("allowed_users", "42,abc");
+        reader.values.insert("group_policy", "loud");
+        reader.values.insert("groups.-100", "listen");
+        reader.values.insert("groups.-200", "shout");
+        reader.values.insert("edit_interval_ms", "50");
+        let common = read_common(&mut reader, NUMERIC);
+        assert_eq!(common.access.dm_policy, DmPolicy::Open);
+        assert_eq!(common.access.admins, ["7", "8"]);
+        assert_eq!(common.access.groups.get("-100"), Some(&GroupPolicy::Listen));
+        let keys: Vec<&str> = reader.problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["group_policy", "allowed_users", "groups.-200", "edit_interval_ms"]);
+        assert!(reader.problems[1].1.contains("\"abc\" is not a number"));
+    }
+}

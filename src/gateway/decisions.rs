@@ -1,0 +1,55 @@
+//! The one path of a person's decision on an approval request, whatever carried
+//! it (a button, `/approve`, `/deny`, the operator's command line): record it;
+//! then either the turn waiting for it wakes and updates the prompt itself, or,
+//! when no turn in this process waits (it was asked before a restart), the prompt
+//! is updated here and the conversation's turn resumed. Expiry and `/cancel` end
+//! a request inside its waiting turn, which updates the prompt the same way.
+
+use std::sync::Arc;
+
+use switchboard_channel_core::ChatKey;
+
+use super::prompts::Prompts;
+use super::turns::Turns;
+use crate::agent::AgentBackend;
+use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
+use crate::store::ApprovalRecord;
+
+#[derive(Clone)]
+pub struct Decisions {
+    backend: Arc<dyn AgentBackend>,
+    prompts: Prompts,
+    turns: Turns,
+}
+
+impl Decisions {
+    pub fn new(backend: Arc<dyn AgentBackend>, prompts: Prompts, turns: Turns) -> Decisions {
+        Decisions { backend, prompts, turns }
+    }
+
+    /// Decides request `id`. `from` is the chat the decision came from: where the
+    /// turn continues if the request's own chat is unknown.
+    pub async fn decide(
+        &self,
+        id: &str,
+        decider: &Decider,
+        choice: Choice,
+        reason: Option<String>,
+        from: Option<&ChatKey>,
+    ) -> Result<ApprovalRecord, DecideError> {
+        let Decided { approval, waiter_woken } = self.backend.decide_approval(id, decider, choice, reason).await?;
+        if !waiter_woken {
+            self.prompts.resolve(&approval.id, approval.state, approval.decided_by.as_deref()).await;
+            self.turns.resume(&approval, from).await;
+        }
+        Ok(approval)
+    }
+
+    /// After a restart: requests that expired while the daemon was down get their
+    /// prompts updated (they were denied).
+    pub async fn settle_expired(&self, expired: &[ApprovalRecord]) {
+        for approval in expired {
+            self.prompts.resolve(&approval.id, approval.state, None).await;
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! What happens to a journaled event, in its chat's arrival order: judged
+//! (access, group gating), then a command is answered, a message is routed to
+//! its conversation and queued as a turn (or only recorded, in listen groups), a
+//! button press is decided. Runs after the platform was acknowledged, and again
+//! after a crash for every event not marked answered.
+
+use std::sync::Arc;
+
+use switchboard_channel_core::commands::parse_text;
+use switchboard_channel_core::{ChatKind, Click, Command, Inbound, InboundEvent, InboundKind, Visibility};
+
+use super::access::{judge, refusal_text, Attempt, Refusal, Verdict};
+use super::commands::{Commands, Invocation, COMMANDS};
+use super::decisions::Decisions;
+use super::delivery::Delivery;
+use super::journal::Journal;
+use super::names::Names;
+use super::outbox::Outbound;
+use super::pairing::Pairing;
+use super::prompts::parse_button;
+use super::registry::Registry;
+use super::router::Router;
+use super::turn::TurnJob;
+use super::turns::Turns;
+use crate::agent::{AgentBackend, UserInput};
+use crate::policy::approvals::{DecideError, Decider};
+
+const SOMETHING_WENT_WRONG: &str = "Something went wrong on my side; please try again.";
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub(super) backend: Arc<dyn AgentBackend>,
+    pub(super) registry: Registry,
+    pub(super) pairing: Pairing,
+    pub(super) router: Arc<Router>,
+    pub(super) commands: Commands,
+    pub(super) turns: Turns,
+    pub(super) decisions: Decisions,
+    pub(super) delivery: Delivery,
+    pub(super) journal: Journal,
+    pub(super) names: Names,
+}
+
+impl Dispatcher {
+    pub async fn handle(&self, event: InboundEvent) {
+        let channel = &event.kind.chat().channel;
+        if self.registry.get(channel).is_none() {
+            // Journaled by a run that served this channel; nothing can answer it now.
+            tracing::warn!(%channel, event = %event.event_id, "an event of a channel not configured now is dropped");
+            return self.delivery.nothing_to_send(Some(&event.event_id)).await;
+        }
+        match event.kind {
+            InboundKind::Message(message) => self.message(message, event.event_id).await,
+            InboundKind::Command(command) => self.command(command, event.event_id).await,
+            InboundKind::Click(click) => self.click(click, event.event_id).await,
+        }
+    }
+
+    async fn judge(&self, attempt: &Attempt<'_>) -> Option<Verdict> {
+        let rules = &self.registry.get(&attempt.chat.channel)?.access;
+        match judge(&self.pairing, rules, attempt).await {
+            Ok(verdict) => Some(verdict),
+            Err(e) => {
+                // Left unanswered: replayed after a restart, when the store may work.
+                tracing::error!(error = %e, "cannot check access");
+                None
+            }
+        }
+    }
+
+    async fn message(&self, message: Inbound, event_id: String) {
+        let attempt = Attempt {
+            chat: &message.chat,
+            kind: message.kind,
+            sender: &message.sender,
+            addressed: message.mentions_bot || message.reply_to_bot,
+        };
+        let Some(verdict) = self.judge(&attempt).await else { return };
+        let reply_to = (message.kind == ChatKind::Group).then(|| message.message_id.clone());
+        match verdict {
+            Verdict::Refuse(refusal) => {
+                self.refuse(&message.chat, &message.sender, refusal, reply_to, None, event_id).await
+            }
+            Verdict::Listen => self.listen(message, event_id).await,
+            Verdict::Answer => {
+                // Platforms that deliver commands as text.
+                if let Some((spec, args)) = parse_text(&message.text, COMMANDS) {
+                    let call =
+                        Invocation { chat: &message.chat, sender: &message.sender, name: spec.name, args: &args };
+                    let answer = self.commands.run(&call).await;
+                    let visibility = visibility(answer.private, &message.sender.id);
+                    let reply = Outbound { text: answer.text, reply_to, interaction: None, visibility };
+                    return self.delivery.reply(&message.chat, reply, Some(&event_id)).await;
+                }
+                self.turn(message, event_id, reply_to).await;
+            }
+        }
+    }
+
+    async fn command(&self, command: Command, event_id: String) {
+        let attempt =
+            Attempt { chat: &command.chat, kind: command.kind, sender: &command.sender, addressed: command.addressed };
+        let Some(verdict) = self.judge(&attempt).await else { return };
+        let reply_to = command.message_id.clone().filter(|_| command.kind == ChatKind::Group);
+        let refusal = match verdict {
+            Verdict::Answer => None,
+            // A command addressed to the bot is answered in a listen group too.
+            Verdict::Listen if command.addressed => None,
+            Verdict::Listen => Some(Refusal::Silent),
+            Verdict::Refuse(refusal) => Some(refusal),
+        };
+        if let Some(refusal) = refusal {
+            let interaction = command.interaction.clone();
+            return self.refuse(&command.chat, &command.sender, refusal, reply_to, interaction, event_id).await;
+        }
+        let call =
+            Invocation { chat: &command.chat, sender: &command.sender, name: &command.name, args: &command.args };
+        let answer = self.commands.run(&call).await;
+        let visibility = visibility(answer.private, &command.sender.id);
+        let reply = Outbound { text: answer.text, reply_to, interaction: command.interaction, visibility };
+        self.delivery.reply(&command.chat, reply, Some(&event_id)).await;
+    }
+
+    /// A refused person hears why when that helps them (pairing, a private bot);
+    /// in groups nothing is said, except to a slash command, which must be answered.
+    async fn refuse(
+        &self,
+        chat: &switchboard_channel_core::ChatKey,
+        sender: &switchboard_channel_core::Sender,
+        refusal: Refusal,
+        reply_to: Option<String>,
+        interaction: Option<switchboard_channel_core::Interaction>,
+        event_id: String,
+    ) {
+        tracing::info!(chat = %chat.id(), sender = %sender.id, "refused");
+        let text = refusal_text(&refusal, &chat.channel)
+            .or_else(|| interaction.as_ref().map(|_| "I don't take commands from you here.".to_string()));
+        match text {
+            Some(text) => {
+                let visibility = visibility(true, &sender.id);
+                let reply = Outbound { text, reply_to, interaction, visibility };
+                self.delivery.reply(chat, reply, Some(&event_id)).await;
+            }
+            None => self.delivery.nothing_to_send(Some(&event_id)).await,
+        }
+    }
+
+    /// A listened message is recorded in its conversation's order, never answered.
+    async fn listen(&self, message: Inbound, event_id: String) {
+        let route = match self.router.route(&message.chat).await {
+            Ok(r) => r,
+            Err(e) => return tracing::error!(error = %e, "cannot route a listened message"),
+        };
+        let (backend, journal) = (self.backend.clone(), self.journal.clone());
+        let input = UserInput { text: attributed(&message), id: Some(input_id(&event_id)) };
+        let conversation = route.conversation_id.clone();
+        self.turns.queue_work(
+            &route.conversation_id,
+            Box::pin(async move {
+                if let Err(e) = backend.record_message(&conversation, input).await {
+                    return tracing::error!(error = %e, "cannot record a listened message");
+                }
+                let _ = journal.done(&event_id).await;
+            }),
+        );
+    }
+
+    async fn turn(&self, message: Inbound, event_id: String, reply_to: Option<String>) {
+        let route = match self.router.route(&message.chat).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot route a message");
+                let reply = Outbound { text: SOMETHING_WENT_WRONG.into(), reply_to, ..Outbound::default() };
+                return self.delivery.reply(&message.chat, reply, Some(&event_id)).await;
+            }
+        };
+        let is_admin = self.registry.get(&message.chat.channel).is_some_and(|s| s.access.is_admin(&message.sender.id));
+        self.turns.queue(TurnJob {
+            chat: message.chat.clone(),
+            sender: message.sender.clone(),
+            is_admin,
+            conversation_id: route.conversation_id,
+            input: Some(UserInput { text: attributed(&message), id: Some(input_id(&event_id)) }),
+            event_id: Some(event_id),
+            reply_to,
+        });
+    }
+
+    /// A button press on an approval prompt; the press is always closed, with a
+    /// private notice when nothing happened.
+    async fn click(&self, click: Click, event_id: String) {
+        let notice = match parse_button(&click.data) {
+            None => Some(DecideError::NotPending.to_string()),
+            Some((choice, approval_id)) => {
+                self.names.remember(&click.sender);
+                let decider = Decider::Person(click.sender.id.clone());
+                match self.decisions.decide(approval_id, &decider, choice, None, Some(&click.chat)).await {
+                    Ok(_) => None,
+                    Err(e @ (DecideError::NotEntitled | DecideError::NotPending)) => Some(e.to_string()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record a decision");
+                        Some("Something went wrong; please try again.".to_string())
+                    }
+                }
+            }
+        };
+        if let Some(channel) = self.registry.channel(&click.chat.channel) {
+            if let Err(e) = channel.close_interaction(&click.chat, &click.interaction, notice.as_deref()).await {
+                tracing::warn!(error = %e, "could not answer a button press");
+            }
+        }
+        self.delivery.nothing_to_send(Some(&event_id)).await;
+    }
+}
+
+fn visibility(private: bool, sender: &str) -> Visibility {
+    if private {
+        Visibility::Private { user: sender.to_string() }
+    } else {
+        Visibility::Public
+    }
+}
+
+/// The transcript id of the message an event carried (the same on every replay).
+fn input_id(event_id: &str) -> String {
+    format!("msg-{}", event_id.replace([':', '/'], "-"))
+}
+
+/// In groups the agent needs to know who is speaking.
+fn attributed(message: &Inbound) -> String {
+    match message.kind {
+        ChatKind::Group => format!("{}: {}", message.sender.name, message.text),
+        ChatKind::Direct => message.text.clone(),
+    }
+}

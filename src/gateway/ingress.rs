@@ -1,0 +1,59 @@
+//! The gateway's front door: an event is journaled (and recognised if the
+//! platform redelivers it) and `deliver` returns, so the adapter can acknowledge
+//! the platform at once. Everything else happens after, in each chat's arrival
+//! order; after a crash the journal's unanswered events take the same path.
+
+use async_trait::async_trait;
+use switchboard_channel_core::{DeliverError, InboundEvent, InboundSink};
+
+use super::dispatch::Dispatcher;
+use super::journal::Journal;
+use super::lanes::Lanes;
+use crate::store::StoreResult;
+
+#[derive(Clone)]
+pub struct Ingress {
+    journal: Journal,
+    dispatcher: Dispatcher,
+    /// One lane per chat (`ChatKey::id`): its events are judged in arrival order.
+    lanes: Lanes,
+}
+
+impl Ingress {
+    pub fn new(journal: Journal, dispatcher: Dispatcher) -> Ingress {
+        Ingress { journal, dispatcher, lanes: Lanes::default() }
+    }
+
+    fn enqueue(&self, event: InboundEvent) {
+        let chat = event.kind.chat().id();
+        let dispatcher = self.dispatcher.clone();
+        self.lanes.push(&chat, Box::pin(async move { dispatcher.handle(event).await }));
+    }
+
+    /// Queues every unanswered event, oldest first (after a restart).
+    pub async fn replay(&self) -> StoreResult<usize> {
+        let unfinished = self.journal.unfinished().await?;
+        let count = unfinished.len();
+        for record in unfinished {
+            self.enqueue(record.event);
+        }
+        Ok(count)
+    }
+}
+
+#[async_trait]
+impl InboundSink for Ingress {
+    async fn deliver(&self, event: InboundEvent) -> Result<(), DeliverError> {
+        match self.journal.record(&event).await {
+            Ok(true) => {
+                self.enqueue(event);
+                Ok(())
+            }
+            Ok(false) => Ok(()), // Seen before: acknowledged, not handled twice.
+            Err(e) => {
+                tracing::error!(error = %e, "cannot journal an inbound event");
+                Err(DeliverError("the journal is unavailable".into()))
+            }
+        }
+    }
+}
