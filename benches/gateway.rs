@@ -1,6 +1,9 @@
 //! Gateway benchmark: the real `switchboard serve` (release build) against the fake
 //! Telegram Bot API and an instant fake model, all on 127.0.0.1. Prints throughput,
-//! added latency, and the daemon's memory. Every loop is bounded in count and time.
+//! added latency, and the daemon's memory. Then the daemon in this process with the
+//! in-memory fake channel, to time what an adapter waits for: `deliver` returning
+//! (the acknowledgement) while a thousand chats are in flight. Every loop is
+//! bounded in count and time.
 //!
 //! cargo bench --bench gateway
 
@@ -8,8 +11,14 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use serde_json::Value;
-use switchboard_fakes::{FakeLlm, FakeTelegram, Fallback};
+use switchboard::agent::embedded::EmbeddedBackend;
+use switchboard::config::{self, ConfigSource};
+use switchboard::daemon::{Daemon, Parts};
+use switchboard::store::{SledStore, Store};
+use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
 
 const CHATS: i64 = 1000;
 const LATENCY_SAMPLES: i64 = 200;
@@ -56,7 +65,10 @@ async fn main() {
     let _ = daemon.start_kill();
     let _ = daemon.wait().await;
 
+    let acks = acknowledgements(&llm).await;
+
     let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    let ack = |q: f64| acks[((acks.len() as f64 - 1.0) * q).round() as usize];
     println!("switchboard gateway benchmark (release build, fake Telegram + instant fake model on 127.0.0.1)");
     println!("  messages per second ({CHATS} chats, burst):  {:.0}", CHATS as f64 / burst.as_secs_f64());
     println!("  added latency p50 (update -> reply sent):  {:.1} ms", p(0.50).as_secs_f64() * 1000.0);
@@ -67,6 +79,50 @@ async fn main() {
         CHATS + LATENCY_SAMPLES,
         loaded_rss as f64 / 1024.0
     );
+    println!("  acknowledgement p50 ({CHATS} chats in flight):  {:.2} ms", ack(0.50).as_secs_f64() * 1000.0);
+    println!("  acknowledgement p99:                         {:.2} ms", ack(0.99).as_secs_f64() * 1000.0);
+}
+
+/// The daemon in this process with the fake channel: CHATS messages from CHATS
+/// chats handed over one after another, as a poll loop would, without waiting for
+/// answers, so every turn's writes load the store while later events are
+/// journaled. Returns how long each `deliver` took, sorted.
+async fn acknowledgements(llm: &FakeLlm) -> Vec<Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeChannel::new("fake");
+    let registry = [switchboard_fakes::channel::DESCRIPTOR];
+    let env: HashMap<String, String> = [
+        ("SWITCHBOARD_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("SWITCHBOARD_LLM__BASE_URL", llm.base_url()),
+        ("SWITCHBOARD_LLM__MODEL", "fake-model".into()),
+        ("SWITCHBOARD_AGENT__WORKDIR", dir.path().join("work").display().to_string()),
+        ("SWITCHBOARD_FAKE__INSTANCE", fake.register()),
+        ("SWITCHBOARD_FAKE__DM_POLICY", "open".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let settings = config::load_with(&ConfigSource { file: None, file_required: false, env }, &registry)
+        .expect("settings")
+        .settings;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir).expect("store"));
+    let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
+    let daemon =
+        Daemon::start(Parts { settings, store, backend, expired: Vec::new() }, &registry).await.expect("start");
+    let mut took = Vec::new();
+    for chat in 1..=CHATS {
+        let delivered = fake.dm(&format!("{}", 2_000_000 + chat), &format!("ack probe {chat}")).await;
+        delivered.result.expect("journaled");
+        took.push(delivered.took);
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while fake.calls_of(switchboard_fakes::channel::Op::Send).len() < CHATS as usize {
+        assert!(Instant::now() < deadline, "not every chat was answered within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.stop().await;
+    took.sort();
+    took
 }
 
 async fn start(llm: &FakeLlm, telegram: &FakeTelegram, dir: &std::path::Path) -> tokio::process::Child {

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use switchboard_channel_core::commands::parse_text;
-use switchboard_channel_core::{ChatKind, Click, Command, Inbound, InboundEvent, InboundKind, Visibility};
+use switchboard_channel_core::{
+    ChatKey, ChatKind, Click, Command, Inbound, InboundEvent, InboundKind, Interaction, Sender, Visibility,
+};
 
 use super::access::{judge, refusal_text, Attempt, Refusal, Verdict};
 use super::commands::{Commands, Invocation, COMMANDS};
@@ -56,6 +58,15 @@ impl Dispatcher {
         }
     }
 
+    /// Private to `sender` where the channel has ephemeral messages; public otherwise.
+    fn visibility(&self, private: bool, chat: &ChatKey, sender: &str) -> Visibility {
+        let ephemeral = self.registry.channel(&chat.channel).is_some_and(|c| c.capabilities().ephemeral);
+        match private && ephemeral {
+            true => Visibility::Private { user: sender.to_string() },
+            false => Visibility::Public,
+        }
+    }
+
     async fn judge(&self, attempt: &Attempt<'_>) -> Option<Verdict> {
         let rules = &self.registry.get(&attempt.chat.channel)?.access;
         match judge(&self.pairing, rules, attempt).await {
@@ -88,7 +99,7 @@ impl Dispatcher {
                     let call =
                         Invocation { chat: &message.chat, sender: &message.sender, name: spec.name, args: &args };
                     let answer = self.commands.run(&call).await;
-                    let visibility = visibility(answer.private, &message.sender.id);
+                    let visibility = self.visibility(answer.private, &message.chat, &message.sender.id);
                     let reply = Outbound { text: answer.text, reply_to, interaction: None, visibility };
                     return self.delivery.reply(&message.chat, reply, Some(&event_id)).await;
                 }
@@ -116,7 +127,7 @@ impl Dispatcher {
         let call =
             Invocation { chat: &command.chat, sender: &command.sender, name: &command.name, args: &command.args };
         let answer = self.commands.run(&call).await;
-        let visibility = visibility(answer.private, &command.sender.id);
+        let visibility = self.visibility(answer.private, &command.chat, &command.sender.id);
         let reply = Outbound { text: answer.text, reply_to, interaction: command.interaction, visibility };
         self.delivery.reply(&command.chat, reply, Some(&event_id)).await;
     }
@@ -125,11 +136,11 @@ impl Dispatcher {
     /// in groups nothing is said, except to a slash command, which must be answered.
     async fn refuse(
         &self,
-        chat: &switchboard_channel_core::ChatKey,
-        sender: &switchboard_channel_core::Sender,
+        chat: &ChatKey,
+        sender: &Sender,
         refusal: Refusal,
         reply_to: Option<String>,
-        interaction: Option<switchboard_channel_core::Interaction>,
+        interaction: Option<Interaction>,
         event_id: String,
     ) {
         tracing::info!(chat = %chat.id(), sender = %sender.id, "refused");
@@ -137,7 +148,7 @@ impl Dispatcher {
             .or_else(|| interaction.as_ref().map(|_| "I don't take commands from you here.".to_string()));
         match text {
             Some(text) => {
-                let visibility = visibility(true, &sender.id);
+                let visibility = self.visibility(true, chat, &sender.id);
                 let reply = Outbound { text, reply_to, interaction, visibility };
                 self.delivery.reply(chat, reply, Some(&event_id)).await;
             }
@@ -210,14 +221,6 @@ impl Dispatcher {
             }
         }
         self.delivery.nothing_to_send(Some(&event_id)).await;
-    }
-}
-
-fn visibility(private: bool, sender: &str) -> Visibility {
-    if private {
-        Visibility::Private { user: sender.to_string() }
-    } else {
-        Visibility::Public
     }
 }
 

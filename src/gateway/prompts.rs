@@ -41,9 +41,13 @@ impl Prompts {
             return;
         }
         let Some(channel) = self.registry.channel(&chat.channel) else { return };
+        let buttons = match channel.capabilities().buttons {
+            true => Choice::ALL.iter().map(|c| (c.label().to_string(), button_data(*c, approval_id))).collect(),
+            false => Vec::new(),
+        };
         let prompt = ApprovalPrompt {
             text: request_text(summary),
-            buttons: Choice::ALL.iter().map(|c| (c.label().to_string(), button_data(*c, approval_id))).collect(),
+            buttons,
             commands: vec![("Allow once".into(), "/approve".into()), ("Deny".into(), "/deny".into())],
         };
         match retry::round(|| channel.show_approval(chat, &prompt)).await {

@@ -76,13 +76,14 @@ pub struct Capabilities {
     /// How long one [`Channel::typing`] call shows the indicator; the gateway
     /// repeats it at this interval. `None`: the platform has no indicator.
     pub typing_lasts: Option<Duration>,
-    /// Buttons under a message, whose presses arrive as clicks.
+    /// Buttons under a message, whose presses arrive as clicks. Without them the
+    /// gateway's prompts carry no buttons, only the text commands that decide.
     pub buttons: bool,
-    /// Threads or topics inside a chat ([`ChatKey::thread`]).
-    pub threads: bool,
     /// Messages only one person in a group sees ([`crate::Visibility::Private`]).
+    /// Without them the gateway says in the chat only what everyone may read.
     pub ephemeral: bool,
-    /// The bot can open a direct chat with a person ([`Channel::open_direct`]).
+    /// The bot can open a direct chat with a person ([`Channel::open_direct`]), for
+    /// asking approvers privately.
     pub direct_chats: bool,
 }
 

@@ -232,7 +232,6 @@ impl Channel for TelegramChannel {
             min_edit_interval: MIN_EDIT_INTERVAL,
             typing_lasts: Some(TYPING_LASTS),
             buttons: true,
-            threads: true,
             ephemeral: false,
             direct_chats: true,
         }

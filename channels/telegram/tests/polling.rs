@@ -33,7 +33,7 @@ async fn start_signs_in_registers_commands_and_deletes_the_webhook() {
     let caps = channel.capabilities();
     assert_eq!(caps.max_message_len, 4096);
     assert_eq!(caps.length_unit.measure("😀"), 2, "measured in UTF-16 units");
-    assert!(caps.can_edit && caps.buttons && caps.threads && caps.direct_chats && !caps.ephemeral);
+    assert!(caps.can_edit && caps.buttons && caps.direct_chats && !caps.ephemeral);
 
     assert_eq!(
         fake.commands(),

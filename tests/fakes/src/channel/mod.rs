@@ -103,7 +103,9 @@ struct State {
 struct Inner {
     name: String,
     capabilities: Capabilities,
-    sink: Mutex<Option<Arc<dyn InboundSink>>>,
+    /// The gateway's sink and the runtime the channel was started on: deliveries
+    /// run there, as a real adapter's receive loop does.
+    sink: Mutex<Option<(Arc<dyn InboundSink>, tokio::runtime::Handle)>>,
     state: Mutex<State>,
     /// While stalled, sends and edits wait for the gate to open.
     gate: tokio::sync::watch::Sender<bool>,
@@ -132,7 +134,7 @@ impl FakeChannel {
         FakeChannel::with_capabilities(name, FakeChannel::default_capabilities())
     }
 
-    /// Editable, with buttons, threads, ephemeral messages and direct chats; 2,000
+    /// Editable, with buttons, ephemeral messages and direct chats; 2,000
     /// characters; edits at most every 300 ms.
     pub fn default_capabilities() -> Capabilities {
         Capabilities {
@@ -142,7 +144,6 @@ impl FakeChannel {
             min_edit_interval: Duration::from_millis(300),
             typing_lasts: Some(Duration::from_secs(2)),
             buttons: true,
-            threads: true,
             ephemeral: true,
             direct_chats: true,
         }
@@ -196,13 +197,17 @@ impl FakeChannel {
         format!("{}:{}:{}", self.inner.name, ACCOUNT, state.next_event)
     }
 
-    /// Delivers `event` to the sink as an adapter would, timing the call.
+    /// Delivers `event` to the sink as an adapter would (on the runtime the
+    /// channel was started on), timing the call.
     pub async fn deliver(&self, event: InboundEvent) -> Delivered {
         let sink = self.inner.sink.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let sink = sink.expect("the fake channel was not started");
+        let (sink, runtime) = sink.expect("the fake channel was not started");
         let event_id = event.event_id.clone();
         let started = Instant::now();
-        let result = sink.deliver(event).await;
+        let result = runtime
+            .spawn(async move { sink.deliver(event).await })
+            .await
+            .unwrap_or_else(|_| Err(DeliverError("the daemon's runtime is gone".into())));
         let took = started.elapsed();
         self.state().acks.push(took);
         Delivered { event_id, took, result }
@@ -279,6 +284,11 @@ impl FakeChannel {
             .map(|(_, d)| d.clone())
             .unwrap_or_else(|| panic!("no {label:?} button on {message:?}"));
         self.click(&message.chat, user, &message.id, &data).await
+    }
+
+    /// Lets go of the gateway's sink, as a connection dies with its process.
+    pub fn detach(&self) {
+        self.inner.sink.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     // ---- failures ----
@@ -422,7 +432,8 @@ impl Channel for FakeChannel {
     }
 
     async fn start(&self, sink: Arc<dyn InboundSink>) -> Result<(), ChannelError> {
-        *self.inner.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+        let runtime = tokio::runtime::Handle::current();
+        *self.inner.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some((sink, runtime));
         Ok(())
     }
 
@@ -454,7 +465,7 @@ impl Channel for FakeChannel {
     }
 
     async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {
-        if !self.inner.capabilities.buttons {
+        if prompt.buttons.is_empty() {
             // As the contract's default: the question and the commands that answer it.
             let mut text = prompt.text.clone();
             for (label, command) in &prompt.commands {

@@ -1,0 +1,73 @@
+//! Approval prompts and the one decision path, from buttons and from text.
+
+use serde_json::json;
+use switchboard_fakes::channel::Op;
+use switchboard_fakes::{FakeChannel, Reply};
+
+use crate::harness::{Gw, WAIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requester_decides_by_button_others_and_forgeries_get_a_private_notice() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "note.txt", "content": "from the fake"})));
+    gw.llm.push(Reply::text("Written."));
+    gw.fake.dm("42", "write a note").await;
+    let prompt = gw.wait_prompt("42").await;
+    assert_eq!(prompt.text, "Allow Write: note.txt?");
+    let labels: Vec<&str> = prompt.buttons.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["Allow once", "Always allow here", "Deny"]);
+
+    let other = gw.fake.press(&prompt, "43", "Allow once").await;
+    gw.fake.wait_until("the refusal notice", WAIT, |f| !f.closed().is_empty()).await;
+    let closed = gw.fake.closed();
+    assert_eq!(closed[0].interaction.handle, format!("ix-{}", other.event_id));
+    assert!(closed[0].notice.as_deref().unwrap_or_default().contains("Only the person who asked"));
+    assert!(!gw.workdir().join("note.txt").exists());
+
+    gw.fake.press(&prompt, "42", "Allow once").await;
+    gw.wait_text("42", "Written.").await;
+    assert_eq!(std::fs::read_to_string(gw.workdir().join("note.txt")).unwrap(), "from the fake");
+    let resolved = gw.fake.message_by_id(&prompt.id).unwrap();
+    assert!(resolved.buttons.is_empty(), "buttons removed");
+    assert_eq!(resolved.text, "Allowed once by User 42.");
+    assert_eq!(gw.fake.closed()[1].notice, None, "the press is closed silently");
+
+    gw.fake.click(&prompt.chat, "42", &prompt.id, "apr:o:apr-forged").await;
+    gw.fake.wait_until("the stale notice", WAIT, |f| f.closed().len() == 3).await;
+    assert_eq!(gw.fake.closed()[2].notice.as_deref(), Some("This request is no longer pending."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_without_buttons_shows_the_text_commands_that_decide() {
+    let caps = switchboard_channel_core::Capabilities { buttons: false, ..FakeChannel::default_capabilities() };
+    let mut gw = Gw::with_channel(FakeChannel::with_capabilities("fake", caps)).await;
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "t.txt", "content": "by text"})));
+    gw.llm.push(Reply::text("Done by text."));
+    gw.fake.dm("42", "write t.txt").await;
+    let prompt = gw.wait_text("42", "Allow Write: t.txt?").await;
+    assert!(prompt.text.contains("Allow once: /approve") && prompt.text.contains("Deny: /deny"), "{}", prompt.text);
+    assert!(gw.fake.calls_of(Op::ShowApproval).is_empty());
+    gw.fake.dm("42", "/approve").await;
+    gw.wait_text("42", "Done by text.").await;
+    assert_eq!(std::fs::read_to_string(gw.workdir().join("t.txt")).unwrap(), "by text");
+    // Without edits, the outcome arrives as a message of its own.
+    gw.wait_text("42", "Allowed once by User 42.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_with_a_reason_tells_the_agent_why() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "u.txt", "content": "x"})));
+    gw.llm.push(Reply::text("Not written."));
+    gw.fake.dm("42", "write u.txt").await;
+    gw.wait_prompt("42").await;
+    gw.fake.dm("42", "/deny not now").await;
+    gw.wait_text("42", "Not written.").await;
+    assert!(!gw.workdir().join("u.txt").exists());
+    assert!(gw.llm.requests().last().unwrap().tool_results().last().unwrap().1.contains("not now"));
+    gw.fake.dm("42", "/approve").await;
+    gw.wait_text("42", "There is no pending request here.").await;
+}

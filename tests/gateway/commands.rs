@@ -1,0 +1,49 @@
+//! Commands as data and as text, answered in each chat's arrival order.
+
+use switchboard_channel_core::ChatKind;
+use switchboard_fakes::Reply;
+
+use crate::harness::Gw;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_takes_effect_before_the_next_message_and_status_shows_every_channel() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    gw.llm.push(Reply::text("noted"));
+    gw.fake.dm("42", "remember the password swordfish").await;
+    gw.wait_text("42", "noted").await;
+    // Delivered back to back: the second is judged only after /new took effect.
+    gw.fake.command(gw.fake.direct("42"), ChatKind::Direct, "42", "new", "").await;
+    gw.llm.push(Reply::text("what password?"));
+    gw.fake.dm("42", "what was it?").await;
+    gw.wait_text("42", "what password?").await;
+    assert!(gw.fake.texts_in("42").iter().any(|t| t.starts_with("Started a new conversation")));
+    assert!(!gw.llm.requests()[1].all_text().contains("swordfish"));
+
+    // Typed as text, for platforms without slash commands.
+    gw.fake.dm("42", "/status").await;
+    let status = gw.wait_text("42", "Pending approvals: 0").await;
+    assert!(status.text.contains("Channels: fake: fake: connected"), "{}", status.text);
+    assert!(status.text.contains("Model: fake-model"), "{}", status.text);
+    assert!(status.options.interaction.is_none());
+    assert_eq!(gw.llm.requests().len(), 2, "commands never reach the agent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_running_turn_and_denies_its_request() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Bash", serde_json::json!({"command": "touch ran.txt"})));
+    gw.fake.dm("42", "run it").await;
+    let prompt = gw.wait_prompt("42").await;
+    gw.fake.command(gw.fake.direct("42"), ChatKind::Direct, "42", "cancel", "").await;
+    gw.wait_text("42", "Cancelled.").await;
+    let id = prompt.id.clone();
+    gw.fake
+        .wait_until("the prompt resolved", crate::harness::WAIT, move |f| {
+            f.message_by_id(&id).is_some_and(|m| m.buttons.is_empty())
+        })
+        .await;
+    assert!(gw.fake.message_by_id(&prompt.id).unwrap().text.contains("Cancelled with the turn"));
+    assert!(!gw.workdir().join("ran.txt").exists());
+}

@@ -1,0 +1,171 @@
+//! The real daemon (`switchboard::daemon`), in this process, on its own runtime,
+//! against the in-memory `FakeChannel` (and optionally the fake Telegram) and the
+//! fake model. A simulated crash drops that runtime with every task in it at
+//! whatever await it had reached; a restart opens the same data directory anew.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard::agent::embedded::EmbeddedBackend;
+use switchboard::agent::AgentBackend;
+use switchboard::config::{self, ConfigSource};
+use switchboard::daemon::{Daemon, Parts};
+use switchboard::store::{SledStore, Store, StoreError};
+use switchboard_channel_core::ChannelDescriptor;
+use switchboard_fakes::channel::{FakeMessage, DESCRIPTOR as FAKE};
+use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+pub const REGISTRY: &[ChannelDescriptor] = &[switchboard_channel_telegram::DESCRIPTOR, FAKE];
+
+pub struct Gw {
+    pub llm: FakeLlm,
+    pub fake: FakeChannel,
+    pub dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    running: Option<Running>,
+}
+
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    daemon: Option<Daemon>,
+}
+
+impl Gw {
+    /// A gateway-to-be with the fake channel (open DMs, admin `7`) and the fake model.
+    pub async fn new() -> Gw {
+        Gw::with_channel(FakeChannel::new("fake")).await
+    }
+
+    pub async fn with_channel(fake: FakeChannel) -> Gw {
+        let llm = FakeLlm::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut gw = Gw { llm, fake, dir, env: HashMap::new(), running: None };
+        let instance = gw.fake.register();
+        gw.set("SWITCHBOARD_FAKE__INSTANCE", &instance);
+        gw.set("SWITCHBOARD_FAKE__DM_POLICY", "open");
+        gw.set("SWITCHBOARD_FAKE__ADMINS", "7");
+        gw
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.insert(key.to_string(), value.to_string());
+    }
+
+    pub fn unset(&mut self, key: &str) {
+        self.env.remove(key);
+    }
+
+    /// Points the Telegram channel at `telegram` too.
+    pub fn with_telegram(&mut self, telegram: &FakeTelegram) {
+        self.set("SWITCHBOARD_TELEGRAM__TOKEN", &telegram.token());
+        self.set("SWITCHBOARD_TELEGRAM__API_URL", &telegram.api_url());
+        self.set("SWITCHBOARD_TELEGRAM__DM_POLICY", "open");
+        self.set("SWITCHBOARD_TELEGRAM__POLL_TIMEOUT_SECS", "1");
+    }
+
+    pub fn workdir(&self) -> std::path::PathBuf {
+        self.dir.path().join("work")
+    }
+
+    fn source(&self) -> ConfigSource {
+        let mut env = self.env.clone();
+        let data_dir = self.dir.path().join("data");
+        env.insert("SWITCHBOARD_DATA_DIR".into(), data_dir.display().to_string());
+        env.insert("SWITCHBOARD_LLM__BASE_URL".into(), self.llm.base_url());
+        env.insert("SWITCHBOARD_LLM__MODEL".into(), "fake-model".into());
+        env.insert("SWITCHBOARD_LLM__REQUEST_TIMEOUT_SECS".into(), "20".into());
+        env.insert("SWITCHBOARD_AGENT__WORKDIR".into(), self.workdir().display().to_string());
+        ConfigSource { file: None, file_required: false, env }
+    }
+
+    /// Starts the daemon as `serve` would.
+    pub async fn start(&mut self) {
+        assert!(self.running.is_none(), "already running");
+        let settings = config::load_with(&self.source(), REGISTRY).unwrap_or_else(|e| panic!("{e}")).settings;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let started = runtime.spawn(async move {
+            let store = open_store(&settings.data_dir).await;
+            let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
+            let expired = backend.recover().await.expect("recover");
+            Daemon::start(Parts { settings, store, backend, expired }, REGISTRY).await
+        });
+        let daemon = started.await.expect("start task").unwrap_or_else(|e| panic!("daemon start: {e:#}"));
+        self.running = Some(Running { runtime, daemon: Some(daemon) });
+    }
+
+    /// SIGKILL as far as a process can do it to itself: every task of the daemon is
+    /// dropped where it stands, nothing is stopped or flushed on purpose.
+    pub fn crash(&mut self) {
+        let mut running = self.running.take().expect("not running");
+        // The fake holds the daemon's sink, as a real platform connection would die.
+        self.fake.detach();
+        drop(running.daemon.take());
+        running.runtime.shutdown_background();
+    }
+
+    /// A clean stop.
+    pub async fn stop(&mut self) {
+        let mut running = self.running.take().expect("not running");
+        if let Some(daemon) = running.daemon.take() {
+            let stopping = running.runtime.spawn(daemon.stop());
+            let _ = stopping.await;
+        }
+        running.runtime.shutdown_background();
+    }
+
+    pub fn statuses(&self) -> Vec<(String, String)> {
+        self.running.as_ref().and_then(|r| r.daemon.as_ref()).map(|d| d.statuses()).unwrap_or_default()
+    }
+
+    /// Waits for a message containing `needle` in `chat`; returns it.
+    pub async fn wait_text(&self, chat: &str, needle: &str) -> FakeMessage {
+        let n = needle.to_string();
+        let c = chat.to_string();
+        self.fake
+            .wait_until(&format!("{needle:?} in chat {chat}"), WAIT, move |f| {
+                f.messages_in(&c).iter().any(|m| m.text.contains(&n))
+            })
+            .await;
+        self.fake.messages_in(chat).into_iter().rev().find(|m| m.text.contains(needle)).unwrap()
+    }
+
+    /// Waits for a prompt with buttons in `chat`.
+    pub async fn wait_prompt(&self, chat: &str) -> FakeMessage {
+        let c = chat.to_string();
+        self.fake.wait_until("an approval prompt", WAIT, move |f| f.prompt_in(&c).is_some()).await;
+        self.fake.prompt_in(chat).unwrap()
+    }
+
+    /// How many messages in `chat` contain `needle`, after waiting a moment for
+    /// any duplicate to arrive.
+    pub async fn count_settled(&self, chat: &str, needle: &str) -> usize {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        self.fake.messages_in(chat).iter().filter(|m| m.text.contains(needle)).count()
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.fake.detach();
+            drop(running.daemon);
+            running.runtime.shutdown_background();
+        }
+    }
+}
+
+/// Opens the store, waiting for a crashed run's last blocking store calls to let go.
+async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    let started = Instant::now();
+    loop {
+        match SledStore::open(dir) {
+            Ok(store) => return Arc::new(store),
+            Err(StoreError::Locked { .. }) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot open the store: {e}"),
+        }
+    }
+}
