@@ -191,4 +191,20 @@ mod tests {
         assert_eq!(answer, Answer::ok("PairingList { channel: Some(\"fake\") }".into()));
         task.abort();
     }
+
+    #[tokio::test]
+    async fn an_unknown_approval_choice_is_an_error_never_a_deny() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = serve(dir.path(), Arc::new(Echo)).unwrap();
+        let stream = UnixStream::connect(socket_path(dir.path())).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let line = r#"{"command":"approvals_decide","id":"apr-1","choice":"alwyas","reason":null}"#;
+        write.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        BufReader::new(read).read_line(&mut answer).await.unwrap();
+        let answer: Answer = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer.code, 1);
+        assert!(answer.stderr.contains("did not understand") && answer.stderr.contains("alwyas"), "{answer:?}");
+        task.abort();
+    }
 }

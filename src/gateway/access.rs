@@ -2,43 +2,37 @@
 //! policy (pairing, allowlist, open), admins, and which groups the bot works in
 //! and how (mention, open, listen, disabled).
 
-use std::collections::BTreeMap;
-
 use switchboard_channel_core::{AccessSettings, ChatKey, ChatKind, DmPolicy, GroupPolicy, Sender};
 
 use super::pairing::Pairing;
 use crate::store::StoreResult;
 
-/// One channel's rules, with people's ids in their channel-scoped form (`telegram:42`).
+/// One channel's rules: its section's access block, read for senders whose ids
+/// are channel-scoped (`telegram:42`) while the block's are the platform's (`42`).
 #[derive(Debug, Clone)]
 pub struct ChannelAccess {
     pub channel: String,
-    pub dm_policy: DmPolicy,
-    pub allowed_users: Vec<String>,
-    pub admins: Vec<String>,
-    pub group_policy: GroupPolicy,
-    /// Group ids as the platform spells them (`ChatKey::chat`).
-    pub allowed_groups: Vec<String>,
-    pub groups: BTreeMap<String, GroupPolicy>,
+    rules: AccessSettings,
 }
 
 impl ChannelAccess {
     /// The rules of channel `name` from its section's access block.
-    pub fn new(name: &str, access: &AccessSettings) -> ChannelAccess {
-        let scoped = |ids: &[String]| ids.iter().map(|id| format!("{name}:{}", id.trim())).collect();
-        ChannelAccess {
-            channel: name.to_string(),
-            dm_policy: access.dm_policy,
-            allowed_users: scoped(&access.allowed_users),
-            admins: scoped(&access.admins),
-            group_policy: access.group_policy,
-            allowed_groups: access.allowed_groups.clone(),
-            groups: access.groups.clone(),
-        }
+    pub fn new(name: &str, rules: &AccessSettings) -> ChannelAccess {
+        ChannelAccess { channel: name.to_string(), rules: rules.clone() }
+    }
+
+    /// Whether the channel-scoped `sender` is one of the platform `ids`.
+    fn listed(&self, ids: &[String], sender: &str) -> bool {
+        let raw = sender.strip_prefix(self.channel.as_str()).and_then(|rest| rest.strip_prefix(':'));
+        raw.is_some_and(|raw| ids.iter().any(|id| id == raw))
     }
 
     pub fn is_admin(&self, sender: &str) -> bool {
-        self.admins.iter().any(|a| a == sender)
+        self.listed(&self.rules.admins, sender)
+    }
+
+    fn is_allowed(&self, sender: &str) -> bool {
+        self.listed(&self.rules.allowed_users, sender)
     }
 }
 
@@ -84,7 +78,7 @@ pub async fn judge(pairing: &Pairing, rules: &ChannelAccess, attempt: &Attempt<'
             // Only a group the operator listed trusts everyone in it; elsewhere a
             // person must be allowed as in a DM, or adding the bot to one's own
             // group would get around pairing.
-            let listed = rules.allowed_groups.contains(&attempt.chat.chat);
+            let listed = rules.rules.allowed_groups.contains(&attempt.chat.chat);
             if verdict == Verdict::Refuse(Refusal::Silent) || listed || known(pairing, rules, sender).await? {
                 Ok(verdict)
             } else {
@@ -92,7 +86,7 @@ pub async fn judge(pairing: &Pairing, rules: &ChannelAccess, attempt: &Attempt<'
             }
         }
         ChatKind::Direct if known(pairing, rules, sender).await? => Ok(Verdict::Answer),
-        ChatKind::Direct => match rules.dm_policy {
+        ChatKind::Direct => match rules.rules.dm_policy {
             DmPolicy::Pairing => {
                 let code = pairing.request_code(&rules.channel, sender, &attempt.sender.name).await?;
                 Ok(Verdict::Refuse(Refusal::Pairing(code)))
@@ -104,14 +98,14 @@ pub async fn judge(pairing: &Pairing, rules: &ChannelAccess, attempt: &Attempt<'
 
 /// Whether `sender` may talk under the DM policy without asking.
 async fn known(pairing: &Pairing, rules: &ChannelAccess, sender: &str) -> StoreResult<bool> {
-    Ok(rules.dm_policy == DmPolicy::Open
+    Ok(rules.rules.dm_policy == DmPolicy::Open
         || rules.is_admin(sender)
-        || rules.allowed_users.iter().any(|u| u == sender)
+        || rules.is_allowed(sender)
         || pairing.is_paired(sender).await?)
 }
 
 fn group_verdict(rules: &ChannelAccess, attempt: &Attempt<'_>) -> Verdict {
-    let chat = &attempt.chat.chat;
+    let (chat, rules) = (&attempt.chat.chat, &rules.rules);
     if !rules.allowed_groups.is_empty() && !rules.allowed_groups.contains(chat) {
         return Verdict::Refuse(Refusal::Silent);
     }

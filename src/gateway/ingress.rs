@@ -8,7 +8,7 @@ use switchboard_channel_core::{DeliverError, InboundEvent, InboundSink};
 
 use super::dispatch::Dispatcher;
 use super::journal::Journal;
-use super::lanes::Lanes;
+use super::lanes::{self, Lanes};
 use crate::store::StoreResult;
 
 #[derive(Clone)]
@@ -21,7 +21,7 @@ pub struct Ingress {
 
 impl Ingress {
     pub fn new(journal: Journal, dispatcher: Dispatcher) -> Ingress {
-        Ingress { journal, dispatcher, lanes: Lanes::default() }
+        Ingress { journal, dispatcher, lanes: Lanes::new(lanes::CHAT_IDLE) }
     }
 
     fn enqueue(&self, event: InboundEvent) {

@@ -15,7 +15,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-const IDLE: Duration = Duration::from_secs(60);
+/// How long an idle conversation's worker waits for more before it goes away.
+pub const CONVERSATION_IDLE: Duration = Duration::from_secs(60);
+/// A chat's events are judged in milliseconds: its worker need not linger.
+pub const CHAT_IDLE: Duration = Duration::from_secs(2);
 
 type Job = BoxFuture<'static, ()>;
 
@@ -24,12 +27,18 @@ struct Lane {
     waiting: Arc<AtomicUsize>,
 }
 
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct Lanes {
     lanes: Arc<Mutex<HashMap<String, Lane>>>,
+    idle: Duration,
 }
 
 impl Lanes {
+    /// Lanes whose workers go away after `idle` without work.
+    pub fn new(idle: Duration) -> Lanes {
+        Lanes { lanes: Arc::default(), idle }
+    }
+
     /// Runs `job` after every job pushed before it under `key`.
     pub fn push(&self, key: &str, job: Job) {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
@@ -49,10 +58,10 @@ impl Lanes {
     fn spawn_lane(&self, key: &str) -> Lane {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         let waiting = Arc::new(AtomicUsize::new(0));
-        let (lanes, key, count) = (self.lanes.clone(), key.to_string(), waiting.clone());
+        let (lanes, key, count, idle) = (self.lanes.clone(), key.to_string(), waiting.clone(), self.idle);
         tokio::spawn(async move {
             loop {
-                match tokio::time::timeout(IDLE, rx.recv()).await {
+                match tokio::time::timeout(idle, rx.recv()).await {
                     Ok(Some(job)) => {
                         // A job that panics must not take the conversation's queue with it.
                         if AssertUnwindSafe(job).catch_unwind().await.is_err() {
@@ -81,7 +90,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_key_runs_in_order_others_concurrently() {
-        let queues = Lanes::default();
+        let queues = Lanes::new(CONVERSATION_IDLE);
         let log = Arc::new(Mutex::new(Vec::new()));
         let (release, hold) = tokio::sync::oneshot::channel::<()>();
         let l = log.clone();

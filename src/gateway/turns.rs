@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::delivery::Delivery;
 use super::journal::Journal;
-use super::lanes::Lanes;
+use super::lanes::{self, Lanes};
 use super::pacing::Pacer;
 use super::prompts::Prompts;
 use super::registry::Registry;
@@ -40,7 +40,16 @@ impl Turns {
         pacer: Pacer,
         journal: Journal,
     ) -> Turns {
-        Turns { backend, registry, delivery, prompts, pacer, journal, lanes: Lanes::default(), active: Arc::default() }
+        Turns {
+            backend,
+            registry,
+            delivery,
+            prompts,
+            pacer,
+            journal,
+            lanes: Lanes::new(lanes::CONVERSATION_IDLE),
+            active: Arc::default(),
+        }
     }
 
     /// Runs `job` after the conversation's earlier work.

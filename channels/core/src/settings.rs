@@ -285,69 +285,100 @@ impl ChannelDescriptor {
     }
 }
 
+/// A reader over plain text values (lists comma-separated, tables as `key.id`)
+/// that records problems: for channel crates' tests of their sections.
+#[derive(Debug, Default)]
+pub struct MapReader {
+    /// Keys relative to the section, with their values as the environment writes them.
+    pub values: BTreeMap<String, String>,
+    /// `(key, message)` for every problem reported.
+    pub problems: Vec<(String, String)>,
+}
+
+impl MapReader {
+    /// A reader holding these values.
+    pub fn new(values: &[(&str, &str)]) -> MapReader {
+        let values = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        MapReader { values, problems: Vec::new() }
+    }
+
+    /// The keys of the problems reported, in order.
+    pub fn problem_keys(&self) -> Vec<&str> {
+        self.problems.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    fn typed<T: std::str::FromStr>(&mut self, key: &str, what: &str) -> Option<T> {
+        let text = self.values.get(key)?.clone();
+        let parsed = text.parse().ok();
+        if parsed.is_none() {
+            self.invalid(key, format!("expected {what}, found {text:?}"));
+        }
+        parsed
+    }
+}
+
+impl SettingsReader for MapReader {
+    fn text(&mut self, key: &str) -> Option<String> {
+        self.values.get(key).cloned()
+    }
+
+    fn flag(&mut self, key: &str) -> Option<bool> {
+        self.typed(key, "a boolean")
+    }
+
+    fn number(&mut self, key: &str) -> Option<u64> {
+        self.typed(key, "a number")
+    }
+
+    fn list(&mut self, key: &str) -> Option<Vec<String>> {
+        let text = self.values.get(key)?;
+        Some(text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+    }
+
+    fn table(&mut self, key: &str) -> Option<BTreeMap<String, String>> {
+        let prefix = format!("{key}.");
+        let found: BTreeMap<String, String> = self
+            .values
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|id| (id.to_string(), v.clone())))
+            .collect();
+        (!found.is_empty()).then_some(found)
+    }
+
+    fn invalid(&mut self, key: &str, message: String) {
+        self.problems.push((key.to_string(), message));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A reader over fixed values, recording problems.
-    #[derive(Default)]
-    struct Fixed {
-        values: BTreeMap<&'static str, &'static str>,
-        problems: Vec<(String, String)>,
-    }
-
-    impl SettingsReader for Fixed {
-        fn text(&mut self, key: &str) -> Option<String> {
-            self.values.get(key).map(|v| v.to_string())
-        }
-        fn flag(&mut self, key: &str) -> Option<bool> {
-            self.values.get(key).map(|v| *v == "true")
-        }
-        fn number(&mut self, key: &str) -> Option<u64> {
-            self.values.get(key).and_then(|v| v.parse().ok())
-        }
-        fn list(&mut self, key: &str) -> Option<Vec<String>> {
-            self.values.get(key).map(|v| v.split(',').map(str::to_string).collect())
-        }
-        fn table(&mut self, key: &str) -> Option<BTreeMap<String, String>> {
-            let prefix = format!("{key}.");
-            let found: BTreeMap<String, String> = self
-                .values
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|id| (id.to_string(), v.to_string())))
-                .collect();
-            (!found.is_empty()).then_some(found)
-        }
-        fn invalid(&mut self, key: &str, message: String) {
-            self.problems.push((key.to_string(), message));
-        }
-    }
 
     const NUMERIC: IdRule = IdRule { valid: |id| id.parse::<i64>().is_ok(), described: "a number" };
 
     #[test]
     fn defaults_when_nothing_is_set() {
-        let mut reader = Fixed::default();
+        let mut reader = MapReader::default();
         assert_eq!(read_common(&mut reader, NUMERIC), CommonSettings::default());
         assert!(reader.problems.is_empty());
     }
 
     #[test]
     fn values_are_read_and_every_problem_named() {
-        let mut reader = Fixed::default();
-        reader.values.insert("dm_policy", "open");
-        reader.values.insert("admins", "7, 8");
-        reader.values.insert("allowed_users", "42,abc");
-        reader.values.insert("group_policy", "loud");
-        reader.values.insert("groups.-100", "listen");
-        reader.values.insert("groups.-200", "shout");
-        reader.values.insert("edit_interval_ms", "50");
+        let mut reader = MapReader::new(&[
+            ("dm_policy", "open"),
+            ("admins", "7, 8"),
+            ("allowed_users", "42,abc"),
+            ("group_policy", "loud"),
+            ("groups.-100", "listen"),
+            ("groups.-200", "shout"),
+            ("edit_interval_ms", "50"),
+        ]);
         let common = read_common(&mut reader, NUMERIC);
         assert_eq!(common.access.dm_policy, DmPolicy::Open);
         assert_eq!(common.access.admins, ["7", "8"]);
         assert_eq!(common.access.groups.get("-100"), Some(&GroupPolicy::Listen));
-        let keys: Vec<&str> = reader.problems.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["group_policy", "allowed_users", "groups.-200", "edit_interval_ms"]);
+        assert_eq!(reader.problem_keys(), ["group_policy", "allowed_users", "groups.-200", "edit_interval_ms"]);
         assert!(reader.problems[1].1.contains("\"abc\" is not a number"));
     }
 }

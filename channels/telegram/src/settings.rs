@@ -110,57 +110,26 @@ impl ChannelSettings for TelegramSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use switchboard_channel_core::settings::MapReader;
 
     use super::*;
 
-    #[derive(Default)]
-    struct Fixed {
-        values: BTreeMap<&'static str, &'static str>,
-        problems: Vec<String>,
-    }
-
-    impl SettingsReader for Fixed {
-        fn text(&mut self, key: &str) -> Option<String> {
-            self.values.get(key).map(|v| v.to_string())
-        }
-        fn flag(&mut self, _: &str) -> Option<bool> {
-            None
-        }
-        fn number(&mut self, key: &str) -> Option<u64> {
-            self.values.get(key).and_then(|v| v.parse().ok())
-        }
-        fn list(&mut self, _: &str) -> Option<Vec<String>> {
-            None
-        }
-        fn table(&mut self, _: &str) -> Option<BTreeMap<String, String>> {
-            None
-        }
-        fn invalid(&mut self, key: &str, message: String) {
-            self.problems.push(format!("{key}: {message}"));
-        }
-    }
-
     #[test]
     fn without_a_token_the_channel_is_off_and_the_rest_is_still_checked() {
-        let mut reader = Fixed::default();
+        let mut reader = MapReader::default();
         let settings = read(&mut reader);
         assert!(!settings.enabled());
         assert!(reader.problems.is_empty(), "{:?}", reader.problems);
 
-        let mut reader = Fixed::default();
-        reader.values.insert("mode", "webhook");
-        reader.values.insert("api_url", "ftp://x");
-        reader.values.insert("webhook_listen", "everywhere");
+        let mut reader =
+            MapReader::new(&[("mode", "webhook"), ("api_url", "ftp://x"), ("webhook_listen", "everywhere")]);
         read(&mut reader);
-        let keys: Vec<&str> = reader.problems.iter().map(|p| p.split(':').next().unwrap()).collect();
-        assert_eq!(keys, ["webhook_listen", "api_url", "webhook_url", "webhook_secret"], "{:?}", reader.problems);
+        assert_eq!(reader.problem_keys(), ["webhook_listen", "api_url", "webhook_url", "webhook_secret"]);
     }
 
     #[test]
     fn a_token_turns_it_on_and_never_shows() {
-        let mut reader = Fixed::default();
-        reader.values.insert("token", "123:secret-part");
+        let mut reader = MapReader::new(&[("token", "123:secret-part")]);
         let settings = read(&mut reader);
         assert!(settings.enabled());
         let shown = format!("{settings:?} {:?}", settings.describe());
