@@ -57,11 +57,6 @@ impl Daemon {
         self.gateway.statuses()
     }
 
-    /// The gateway's inbound side, as adapters see it.
-    pub fn sink(&self) -> Arc<dyn switchboard_channel_core::InboundSink> {
-        self.gateway.sink()
-    }
-
     /// Stops the channels and closes the control socket.
     pub async fn stop(self) {
         self.control.abort();

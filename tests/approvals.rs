@@ -9,6 +9,7 @@ use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::{AgentBackend, SdkMessage, Session, SessionOptions, StopReason, TurnResult};
 use switchboard::config::{LlmSettings, Settings};
 use switchboard::policy::approvals::{Choice, DecideError, Decider};
+use switchboard::policy::Tier;
 use switchboard::store::{ApprovalState, SledStore, Store};
 use switchboard_fakes::{FakeLlm, FakeToolCall, Reply};
 
@@ -30,6 +31,7 @@ async fn setup(change: impl FnOnce(&mut Settings)) -> Setup {
     };
     settings.agent.workdir = dir.path().join("work");
     settings.policy.approvers = vec!["telegram:boss".into()];
+    settings.policy.users_approve_own = true;
     change(&mut settings);
     let workdir = settings.agent.workdir.clone();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir).unwrap());
@@ -41,7 +43,7 @@ fn in_chat(chat: &str, sender: &str) -> SessionOptions {
 }
 
 fn person(id: &str) -> Decider {
-    Decider::Person(id.into())
+    Decider::Person { id: id.into(), tier: Tier::User }
 }
 
 fn write_call(path: &str) -> Reply {

@@ -120,27 +120,27 @@ async fn approvals_are_buttons_allow_runs_deny_does_not_and_others_are_refused()
     let _d = h.serve(&tg).await;
     h.llm.push(Reply::tool_call("Write", json!({"path": "note.txt", "content": "from telegram"})));
     h.llm.push(Reply::text("Written."));
-    tg.send_dm(USER, "write a note");
-    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
-    let p = prompt(&tg, USER);
+    tg.send_dm(ADMIN, "write a note");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    let p = prompt(&tg, ADMIN);
     assert_eq!(p.plain_text, "Allow Write: note.txt?");
 
     // Someone else's click changes nothing.
-    tg.click(OTHER, USER, p.message_id, &button(&p, "Allow once"));
+    tg.click(OTHER, ADMIN, p.message_id, &button(&p, "Allow once"));
     tg.wait_until("the refusal alert", WAIT, |t| t.callback_answers().iter().any(|a| a.show_alert)).await;
     let refusal = tg.callback_answers().into_iter().find(|a| a.show_alert).unwrap();
-    assert!(refusal.text.unwrap_or_default().contains("Only the person who asked"));
+    assert!(refusal.text.unwrap_or_default().contains("Only an approver"));
     assert!(!h.workdir().join("note.txt").exists());
 
-    tg.click(USER, USER, p.message_id, &button(&p, "Allow once"));
-    wait_text(&tg, USER, "Written.").await;
+    tg.click(ADMIN, ADMIN, p.message_id, &button(&p, "Allow once"));
+    wait_text(&tg, ADMIN, "Written.").await;
     assert_eq!(std::fs::read_to_string(h.workdir().join("note.txt")).unwrap(), "from telegram");
-    let resolved = tg.messages_in(USER).into_iter().find(|m| m.message_id == p.message_id).unwrap();
+    let resolved = tg.messages_in(ADMIN).into_iter().find(|m| m.message_id == p.message_id).unwrap();
     assert!(resolved.reply_markup.is_none(), "buttons removed");
-    assert_eq!(resolved.plain_text, "Allowed once by User 42.", "the outcome names who decided");
+    assert_eq!(resolved.plain_text, "Allowed once by User 7.", "the outcome names who decided");
 
     // A forged click is told the request is gone.
-    tg.click(USER, USER, p.message_id, "apr:o:apr-forged");
+    tg.click(ADMIN, ADMIN, p.message_id, "apr:o:apr-forged");
     tg.wait_until("the stale alert", WAIT, |t| {
         t.callback_answers().iter().any(|a| a.text.as_deref() == Some("This request is no longer pending."))
     })
@@ -148,14 +148,14 @@ async fn approvals_are_buttons_allow_runs_deny_does_not_and_others_are_refused()
 
     h.llm.push(Reply::tool_call("Write", json!({"path": "no.txt", "content": "x"})));
     h.llm.push(Reply::text("Fine, I did not."));
-    tg.send_dm(USER, "write another");
+    tg.send_dm(ADMIN, "write another");
     tg.wait_until("a second prompt", WAIT, move |t| {
-        t.messages_in(USER).iter().filter(|m| m.reply_markup.is_some()).any(|m| m.message_id != p.message_id)
+        t.messages_in(ADMIN).iter().filter(|m| m.reply_markup.is_some()).any(|m| m.message_id != p.message_id)
     })
     .await;
-    let second = prompt(&tg, USER);
-    tg.click(USER, USER, second.message_id, &button(&second, "Deny"));
-    wait_text(&tg, USER, "Fine, I did not.").await;
+    let second = prompt(&tg, ADMIN);
+    tg.click(ADMIN, ADMIN, second.message_id, &button(&second, "Deny"));
+    wait_text(&tg, ADMIN, "Fine, I did not.").await;
     assert!(!h.workdir().join("no.txt").exists());
     assert!(h.llm.requests().last().unwrap().tool_results().last().unwrap().1.contains("denied"));
 }
@@ -262,13 +262,13 @@ async fn cancel_during_a_pending_approval_denies_it_and_ends_the_turn() {
     let (h, tg) = setup("open").await;
     let _d = h.serve(&tg).await;
     h.llm.push(Reply::tool_call("Bash", json!({"command": "touch ran.txt"})));
-    tg.send_dm(USER, "run it");
-    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
-    let p = prompt(&tg, USER);
-    tg.send_dm(USER, "/cancel");
-    wait_text(&tg, USER, "Cancelled.").await;
+    tg.send_dm(ADMIN, "run it");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    let p = prompt(&tg, ADMIN);
+    tg.send_dm(ADMIN, "/cancel");
+    wait_text(&tg, ADMIN, "Cancelled.").await;
     tg.wait_until("the prompt updated", WAIT, move |t| {
-        t.messages_in(USER).iter().any(|m| m.message_id == p.message_id && m.reply_markup.is_none())
+        t.messages_in(ADMIN).iter().any(|m| m.message_id == p.message_id && m.reply_markup.is_none())
     })
     .await;
     assert!(!h.workdir().join("ran.txt").exists());
@@ -324,25 +324,25 @@ async fn approve_and_deny_work_as_text_commands() {
     let _d = h.serve(&tg).await;
     h.llm.push(Reply::tool_call("Write", json!({"path": "t.txt", "content": "by text"})));
     h.llm.push(Reply::text("Done by text."));
-    tg.send_dm(USER, "write t.txt");
-    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
-    tg.send_dm(USER, "/approve");
-    wait_text(&tg, USER, "Done by text.").await;
+    tg.send_dm(ADMIN, "write t.txt");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    tg.send_dm(ADMIN, "/approve");
+    wait_text(&tg, ADMIN, "Done by text.").await;
     assert_eq!(std::fs::read_to_string(h.workdir().join("t.txt")).unwrap(), "by text");
 
     h.llm.push(Reply::tool_call("Write", json!({"path": "u.txt", "content": "x"})));
     h.llm.push(Reply::text("Not written."));
-    tg.send_dm(USER, "write u.txt");
+    tg.send_dm(ADMIN, "write u.txt");
     tg.wait_until("a second prompt", WAIT, |t| {
-        t.messages_in(USER).iter().filter(|m| m.reply_markup.is_some()).count() == 1 && t.messages_in(USER).len() > 3
+        t.messages_in(ADMIN).iter().filter(|m| m.reply_markup.is_some()).count() == 1 && t.messages_in(ADMIN).len() > 3
     })
     .await;
-    tg.send_dm(USER, "/deny not now");
-    wait_text(&tg, USER, "Not written.").await;
+    tg.send_dm(ADMIN, "/deny not now");
+    wait_text(&tg, ADMIN, "Not written.").await;
     assert!(!h.workdir().join("u.txt").exists());
     assert!(h.llm.requests().last().unwrap().tool_results().last().unwrap().1.contains("not now"));
-    tg.send_dm(USER, "/approve");
-    wait_text(&tg, USER, "There is no pending request here.").await;
+    tg.send_dm(ADMIN, "/approve");
+    wait_text(&tg, ADMIN, "There is no pending request here.").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,24 +470,24 @@ async fn an_approval_pending_across_a_crash_still_works_from_its_old_buttons() {
     let (h, tg) = setup("open").await;
     let d = h.serve(&tg).await;
     h.llm.push(Reply::tool_call("Bash", json!({"command": "echo ran >> count.txt"})));
-    tg.send_dm(USER, "count once");
-    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
-    let p = prompt(&tg, USER);
+    tg.send_dm(ADMIN, "count once");
+    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    let p = prompt(&tg, ADMIN);
     d.kill9().await;
 
     let _d = h.serve(&tg).await;
     h.llm.push(Reply::text("Counted."));
-    tg.click(USER, USER, p.message_id, &button(&p, "Allow once"));
-    wait_text(&tg, USER, "Counted.").await;
+    tg.click(ADMIN, ADMIN, p.message_id, &button(&p, "Allow once"));
+    wait_text(&tg, ADMIN, "Counted.").await;
     let count = std::fs::read_to_string(h.workdir().join("count.txt")).unwrap();
     assert_eq!(count, "ran\n", "the tool ran exactly once");
     // The click's update of the old prompt and the replayed turn's reply race; wait
     // for the prompt rather than assume an order.
     tg.wait_until("the old prompt resolved", WAIT, move |t| {
-        t.messages_in(USER).iter().any(|m| m.message_id == p.message_id && m.plain_text == "Allowed once by User 42.")
+        t.messages_in(ADMIN).iter().any(|m| m.message_id == p.message_id && m.plain_text == "Allowed once by User 7.")
     })
     .await;
-    let open_prompts = tg.messages_in(USER).into_iter().filter(|m| m.reply_markup.is_some()).count();
+    let open_prompts = tg.messages_in(ADMIN).into_iter().filter(|m| m.reply_markup.is_some()).count();
     assert_eq!(open_prompts, 0, "no prompt is left with buttons");
 }
 
@@ -506,11 +506,17 @@ async fn operator_commands_reach_a_running_daemon() {
     approved.assert_ok();
     assert!(approved.stdout.starts_with("paired "), "{}", approved.stdout);
 
-    // An approval decided from the command line.
+    // A paired user's request waits for an approver: the user sees that, the admin
+    // gets the buttons in a DM, and the operator decides from the command line.
     h.llm.push(Reply::tool_call("Write", json!({"path": "op.txt", "content": "by the operator"})));
     h.llm.push(Reply::text("Written by your leave."));
     tg.send_dm(USER, "write op.txt");
-    tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(USER).iter().any(|m| m.reply_markup.is_some())).await;
+    wait_text(&tg, USER, "Waiting for an approver: Allow Write: op.txt?").await;
+    tg.wait_until("the prompt in the admin's DM", WAIT, |t| {
+        t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())
+    })
+    .await;
+    assert!(tg.messages_in(USER).iter().all(|m| m.reply_markup.is_none()), "no buttons for the user");
     let pending = h.run(&["approvals", "list"]).await;
     pending.assert_ok();
     assert!(pending.stdout.contains("pending  Write: op.txt  chat=telegram:42"), "{}", pending.stdout);
@@ -519,8 +525,13 @@ async fn operator_commands_reach_a_running_daemon() {
     allowed.assert_ok();
     wait_text(&tg, USER, "Written by your leave.").await;
     assert_eq!(std::fs::read_to_string(h.workdir().join("op.txt")).unwrap(), "by the operator");
-    let p = tg.messages_in(USER).into_iter().find(|m| m.plain_text.starts_with("Allowed once by")).unwrap();
-    assert_eq!(p.plain_text, "Allowed once by console.");
+    for chat in [USER, ADMIN] {
+        tg.wait_until("every copy resolved", WAIT, move |t| {
+            t.messages_in(chat).iter().any(|m| m.plain_text == "Allowed once by console.")
+        })
+        .await;
+    }
+    assert!(tg.messages_in(ADMIN).iter().all(|m| m.reply_markup.is_none()), "the admin's buttons are gone");
     let audit = h.run(&["approvals", "audit"]).await;
     assert!(audit.stdout.contains("allowed_once  Write: op.txt  by=console"), "{}", audit.stdout);
     let again = h.run(&["approvals", "allow", &id]).await;

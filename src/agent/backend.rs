@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{AgentError, SdkMessage, Session, TurnResult, UserInput};
 use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
-use crate::policy::CanUseTool;
+use crate::policy::{CanUseTool, Tier};
 use crate::store::{AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock};
 
 #[derive(Debug, Clone, Default)]
@@ -26,13 +26,23 @@ pub struct CreateAgentOptions {
 }
 
 /// Who is talking and how tool calls are judged in this session.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SessionOptions {
     /// Replaces the backend's default `can_use_tool` policy.
     pub can_use_tool: Option<Arc<dyn CanUseTool>>,
     pub chat: Option<String>,
     pub sender: Option<String>,
-    pub sender_is_admin: bool,
+    /// How far the sender is trusted. The gateway always sets it from the
+    /// channel's access rules.
+    pub tier: Tier,
+}
+
+impl Default for SessionOptions {
+    /// The operator's own session (the CLI, a program using the SDK): no chat, no
+    /// sender, the admin tier.
+    fn default() -> Self {
+        SessionOptions { can_use_tool: None, chat: None, sender: None, tier: Tier::Admin }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@ use anyhow::Context;
 use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::{AgentBackend, AgentError, SessionOptions};
 use switchboard::config::{self, ConfigSource, Settings};
+use switchboard::policy::Tier;
 use switchboard::store::{ApprovalRecord, SledStore, Store};
 
 /// The chat and sender id of the terminal.
@@ -43,7 +44,7 @@ impl App {
         SessionOptions {
             chat: Some(CONSOLE.into()),
             sender: Some(CONSOLE.into()),
-            sender_is_admin: true,
+            tier: Tier::Admin,
             ..SessionOptions::default()
         }
     }

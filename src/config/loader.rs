@@ -11,8 +11,9 @@ use switchboard_channel_core::{ChannelDescriptor, SettingsReader};
 
 use super::{
     env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, GatewaySettings, LlmSettings, Loaded,
-    PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, ToolSettings, SECRET_KEYS,
+    PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, TierLimits, ToolSettings, SECRET_KEYS,
 };
+use crate::policy::TierLimit;
 
 /// Every key the configuration understands.
 const KNOWN_KEYS: &[&str] = &[
@@ -38,11 +39,30 @@ const KNOWN_KEYS: &[&str] = &[
     "policy.approval_timeout_secs",
     "policy.approvers",
     "policy.ask_user_question_message",
+    "policy.users_approve_own",
+    "policy.guest_limit",
+    "policy.user_limit",
+    "policy.admin_limit",
     "gateway.routing",
 ];
 
+/// Keys of earlier versions that moved, with where they went.
+const MOVED_KEYS: &[(&str, &str)] = &[(
+    "gateway.edit_interval_ms",
+    "moved into each channel's section: set edit_interval_ms under [telegram] (or another channel)",
+)];
+
+/// What to say about a key that is not a setting.
+fn unknown(key: &str) -> String {
+    match MOVED_KEYS.iter().find(|(k, _)| *k == key) {
+        Some((_, hint)) => format!("no longer a setting here; {hint}"),
+        None => "unknown key".into(),
+    }
+}
+
 /// Fields of a `[policy.channels.NAME]` or `[policy.chats."ID"]` table.
-const OVERRIDE_FIELDS: &[&str] = &["permission_mode", "allowed_tools", "disallowed_tools"];
+const OVERRIDE_FIELDS: &[&str] =
+    &["permission_mode", "allowed_tools", "disallowed_tools", "guest_limit", "user_limit", "admin_limit"];
 
 /// Whether `key` is a setting outside the channel sections.
 fn is_known_core(key: &str) -> bool {
@@ -82,6 +102,9 @@ struct RawOverride {
     allowed_tools: Vec<String>,
     #[serde(default)]
     disallowed_tools: Vec<String>,
+    guest_limit: Option<String>,
+    user_limit: Option<String>,
+    admin_limit: Option<String>,
 }
 
 /// Variables with the prefix that are not settings.
@@ -143,7 +166,7 @@ impl<'a> Reader<'a> {
                 flatten_keys("", &table, &mut keys, &|k| self.is_known(k));
                 for key in keys {
                     if !self.is_known(&key) {
-                        self.problem(&key, &format!("file {shown}"), "unknown key".into());
+                        self.problem(&key, &format!("file {shown}"), unknown(&key));
                     } else if self.is_secret(&key) {
                         let var = env_var_for(&key);
                         self.problem(
@@ -186,11 +209,11 @@ impl<'a> Reader<'a> {
             }
             let key = name["SWITCHBOARD_".len()..].to_ascii_lowercase().replace("__", ".");
             if !self.is_known(&key) {
-                self.problems.push(Problem {
-                    key,
-                    origin: format!("environment variable {name}"),
-                    message: "not a setting switchboard knows".into(),
-                });
+                let message = match MOVED_KEYS.iter().any(|(k, _)| *k == key) {
+                    true => unknown(&key),
+                    false => "not a setting switchboard knows".into(),
+                };
+                self.problems.push(Problem { key, origin: format!("environment variable {name}"), message });
             }
         }
     }
@@ -287,13 +310,33 @@ impl<'a> Reader<'a> {
 
     fn read_policy(&mut self) -> PolicySettings {
         let d = Settings::default().policy;
+        let limit = |reader: &mut Self, key: &str, default| match reader.get_opt::<String>(key) {
+            None => default,
+            Some(text) => reader.limit(key, &text).unwrap_or(default),
+        };
+        let limits = TierLimits {
+            guest: limit(self, "policy.guest_limit", d.limits.guest),
+            user: limit(self, "policy.user_limit", d.limits.user),
+            admin: limit(self, "policy.admin_limit", d.limits.admin),
+        };
         PolicySettings {
             approval_timeout_secs: self.get("policy.approval_timeout_secs", d.approval_timeout_secs),
             approvers: self.get_list("policy.approvers", d.approvers),
+            users_approve_own: self.get("policy.users_approve_own", d.users_approve_own),
+            limits,
             ask_user_question_message: self.get("policy.ask_user_question_message", d.ask_user_question_message),
             channels: self.read_overrides("policy.channels"),
             chats: self.read_overrides("policy.chats"),
         }
+    }
+
+    /// A tier limit's spelling, parsed; a problem naming the choices otherwise.
+    fn limit(&mut self, key: &str, text: &str) -> Option<TierLimit> {
+        let parsed = TierLimit::parse(text);
+        if parsed.is_none() {
+            self.invalid(key, format!("must be one of {}, not {text:?}", TierLimit::NAMES.join(", ")));
+        }
+        parsed
     }
 
     fn read_overrides(&mut self, key: &str) -> BTreeMap<String, PolicyOverride> {
@@ -310,14 +353,17 @@ impl<'a> Reader<'a> {
                     None
                 }
             };
-            out.insert(
-                id,
-                PolicyOverride {
-                    permission_mode,
-                    allowed_tools: o.allowed_tools,
-                    disallowed_tools: o.disallowed_tools,
-                },
-            );
+            let mut limit =
+                |field: &str, text: Option<String>| text.and_then(|t| self.limit(&format!("{key}.{id}.{field}"), &t));
+            let parsed = PolicyOverride {
+                permission_mode,
+                allowed_tools: o.allowed_tools,
+                disallowed_tools: o.disallowed_tools,
+                guest_limit: limit("guest_limit", o.guest_limit),
+                user_limit: limit("user_limit", o.user_limit),
+                admin_limit: limit("admin_limit", o.admin_limit),
+            };
+            out.insert(id, parsed);
         }
         out
     }
@@ -691,6 +737,10 @@ mod tests {
             "environment variable SWITCHBOARD_TELEGRAM__POLL_TIMEOUT_SECS"
         );
         assert_eq!(find("slack.token").message, "not a setting switchboard knows", "slack is not registered yet");
+
+        let (src, _f) = source(Some("[gateway]\nedit_interval_ms = 1000\n"), &[]);
+        let err = load(&src).unwrap_err();
+        assert!(err.problems[0].message.contains("[telegram]"), "a moved key says where it went: {err}");
 
         let (src, _f) = source(
             Some("[telegram]\nallowed_users = [\"42\"]\n[telegram.groups]\n\"-100\" = \"open\"\n"),

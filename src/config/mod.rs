@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use switchboard_channel_core::ChannelSettings;
 
+use crate::policy::{Tier, TierLimit};
+
 pub use loader::{load, load_with};
 pub use source::ConfigSource;
 
@@ -60,8 +62,12 @@ pub struct GatewaySettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicySettings {
     pub approval_timeout_secs: u64,
-    /// Sender ids (`telegram:123`, `console`) who may decide any approval.
+    /// Sender ids (`telegram:123`) who may decide any approval: admins everywhere.
     pub approvers: Vec<String>,
+    /// Users (not guests) may decide their own requests.
+    pub users_approve_own: bool,
+    /// The most each tier's tool calls may do, everywhere unless overridden.
+    pub limits: TierLimits,
     /// What the agent is told when it tries `AskUserQuestion`.
     pub ask_user_question_message: String,
     /// Overrides for every chat of a channel (`telegram`, `discord`, `slack`, `console`).
@@ -77,6 +83,43 @@ pub struct PolicyOverride {
     pub permission_mode: Option<PermissionMode>,
     pub allowed_tools: Vec<String>,
     pub disallowed_tools: Vec<String>,
+    /// Replaces the tiers' limits given (`None` keeps the broader setting).
+    pub guest_limit: Option<TierLimit>,
+    pub user_limit: Option<TierLimit>,
+    pub admin_limit: Option<TierLimit>,
+}
+
+/// The limit of each tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierLimits {
+    pub guest: TierLimit,
+    pub user: TierLimit,
+    pub admin: TierLimit,
+}
+
+impl TierLimits {
+    /// The limit of `tier`.
+    pub fn of(&self, tier: Tier) -> TierLimit {
+        match tier {
+            Tier::Guest => self.guest,
+            Tier::User => self.user,
+            Tier::Admin => self.admin,
+        }
+    }
+
+    /// Applies an override's limits.
+    pub fn apply(&mut self, o: &PolicyOverride) {
+        self.guest = o.guest_limit.unwrap_or(self.guest);
+        self.user = o.user_limit.unwrap_or(self.user);
+        self.admin = o.admin_limit.unwrap_or(self.admin);
+    }
+}
+
+impl Default for TierLimits {
+    /// Guests read; users and admins get what the mode allows.
+    fn default() -> Self {
+        TierLimits { guest: TierLimit::ReadOnly, user: TierLimit::Mode, admin: TierLimit::Mode }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +222,8 @@ impl Default for Settings {
             policy: PolicySettings {
                 approval_timeout_secs: 600,
                 approvers: Vec::new(),
+                users_approve_own: false,
+                limits: TierLimits::default(),
                 ask_user_question_message: crate::policy::DEFAULT_ASK_USER_QUESTION_MESSAGE.into(),
                 channels: BTreeMap::new(),
                 chats: BTreeMap::new(),

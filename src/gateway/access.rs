@@ -5,20 +5,35 @@
 use switchboard_channel_core::{AccessSettings, ChatKey, ChatKind, DmPolicy, GroupPolicy, Sender};
 
 use super::pairing::Pairing;
+use crate::policy::Tier;
 use crate::store::StoreResult;
 
 /// One channel's rules: its section's access block, read for senders whose ids
-/// are channel-scoped (`telegram:42`) while the block's are the platform's (`42`).
+/// are channel-scoped (`telegram:42`) while the block's are the platform's (`42`),
+/// and the daemon's approvers (channel-scoped ids, any channel).
 #[derive(Debug, Clone)]
 pub struct ChannelAccess {
     pub channel: String,
     rules: AccessSettings,
+    approvers: Vec<String>,
 }
 
 impl ChannelAccess {
     /// The rules of channel `name` from its section's access block.
-    pub fn new(name: &str, rules: &AccessSettings) -> ChannelAccess {
-        ChannelAccess { channel: name.to_string(), rules: rules.clone() }
+    pub fn new(name: &str, rules: &AccessSettings, approvers: &[String]) -> ChannelAccess {
+        ChannelAccess { channel: name.to_string(), rules: rules.clone(), approvers: approvers.to_vec() }
+    }
+
+    /// How far `sender` is trusted here: admins and approvers, then allowlisted
+    /// or paired people, then everyone else.
+    pub async fn tier(&self, pairing: &Pairing, sender: &str) -> StoreResult<Tier> {
+        Ok(if self.is_admin(sender) {
+            Tier::Admin
+        } else if self.is_allowed(sender) || pairing.is_paired(sender).await? {
+            Tier::User
+        } else {
+            Tier::Guest
+        })
     }
 
     /// Whether the channel-scoped `sender` is one of the platform `ids`.
@@ -27,8 +42,22 @@ impl ChannelAccess {
         raw.is_some_and(|raw| ids.iter().any(|id| id == raw))
     }
 
+    /// Everyone who may decide any request here: the channel's admins and the
+    /// daemon's approvers on this channel, channel-scoped.
+    pub fn admin_ids(&self) -> Vec<String> {
+        let prefix = format!("{}:", self.channel);
+        let mut ids: Vec<String> = self.rules.admins.iter().map(|id| format!("{prefix}{id}")).collect();
+        for approver in self.approvers.iter().filter(|a| a.starts_with(&prefix)) {
+            if !ids.contains(approver) {
+                ids.push(approver.clone());
+            }
+        }
+        ids
+    }
+
+    /// A channel admin or one of the daemon's approvers.
     pub fn is_admin(&self, sender: &str) -> bool {
-        self.listed(&self.rules.admins, sender)
+        self.listed(&self.rules.admins, sender) || self.approvers.iter().any(|a| a == sender)
     }
 
     fn is_allowed(&self, sender: &str) -> bool {
@@ -47,10 +76,10 @@ pub struct Attempt<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Goes on to the agent (or a command).
-    Answer,
+    /// Goes on to the agent (or a command), from someone of this tier.
+    Answer(Tier),
     /// Stored in the conversation, not answered (`listen` groups).
-    Listen,
+    Listen(Tier),
     /// Dropped. The text never reaches the agent.
     Refuse(Refusal),
 }
@@ -72,20 +101,23 @@ pub async fn judge(pairing: &Pairing, rules: &ChannelAccess, attempt: &Attempt<'
     if attempt.sender.is_bot {
         return Ok(Verdict::Refuse(Refusal::Silent));
     }
+    let tier = rules.tier(pairing, sender).await?;
+    // Whether the person may talk under the DM policy without asking.
+    let known = tier >= Tier::User || rules.rules.dm_policy == DmPolicy::Open;
     match attempt.kind {
         ChatKind::Group => {
-            let verdict = group_verdict(rules, attempt);
-            // Only a group the operator listed trusts everyone in it; elsewhere a
+            let verdict = group_verdict(rules, attempt, tier);
+            // Only a group the operator listed lets everyone in it talk; elsewhere a
             // person must be allowed as in a DM, or adding the bot to one's own
             // group would get around pairing.
             let listed = rules.rules.allowed_groups.contains(&attempt.chat.chat);
-            if verdict == Verdict::Refuse(Refusal::Silent) || listed || known(pairing, rules, sender).await? {
+            if verdict == Verdict::Refuse(Refusal::Silent) || listed || known {
                 Ok(verdict)
             } else {
                 Ok(Verdict::Refuse(Refusal::Silent))
             }
         }
-        ChatKind::Direct if known(pairing, rules, sender).await? => Ok(Verdict::Answer),
+        ChatKind::Direct if known => Ok(Verdict::Answer(tier)),
         ChatKind::Direct => match rules.rules.dm_policy {
             DmPolicy::Pairing => {
                 let code = pairing.request_code(&rules.channel, sender, &attempt.sender.name).await?;
@@ -96,24 +128,16 @@ pub async fn judge(pairing: &Pairing, rules: &ChannelAccess, attempt: &Attempt<'
     }
 }
 
-/// Whether `sender` may talk under the DM policy without asking.
-async fn known(pairing: &Pairing, rules: &ChannelAccess, sender: &str) -> StoreResult<bool> {
-    Ok(rules.rules.dm_policy == DmPolicy::Open
-        || rules.is_admin(sender)
-        || rules.is_allowed(sender)
-        || pairing.is_paired(sender).await?)
-}
-
-fn group_verdict(rules: &ChannelAccess, attempt: &Attempt<'_>) -> Verdict {
+fn group_verdict(rules: &ChannelAccess, attempt: &Attempt<'_>, tier: Tier) -> Verdict {
     let (chat, rules) = (&attempt.chat.chat, &rules.rules);
     if !rules.allowed_groups.is_empty() && !rules.allowed_groups.contains(chat) {
         return Verdict::Refuse(Refusal::Silent);
     }
     match rules.groups.get(chat).copied().unwrap_or(rules.group_policy) {
         GroupPolicy::Disabled => Verdict::Refuse(Refusal::Silent),
-        GroupPolicy::Listen => Verdict::Listen,
-        GroupPolicy::Open => Verdict::Answer,
-        GroupPolicy::Mention if attempt.addressed => Verdict::Answer,
+        GroupPolicy::Listen => Verdict::Listen(tier),
+        GroupPolicy::Open => Verdict::Answer(tier),
+        GroupPolicy::Mention if attempt.addressed => Verdict::Answer(tier),
         // Not addressed to the bot: kept out of the conversation entirely.
         GroupPolicy::Mention => Verdict::Refuse(Refusal::Silent),
     }
@@ -150,7 +174,7 @@ mod tests {
             allowed_groups: vec!["team".into(), "quiet".into()],
             groups: [("quiet".to_string(), GroupPolicy::Listen)].into(),
         };
-        ChannelAccess::new("fake", &settings)
+        ChannelAccess::new("fake", &settings, &["other:1".to_string(), "fake:6".to_string()])
     }
 
     fn chat(id: &str) -> ChatKey {
@@ -178,12 +202,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pairing = Pairing::new(Arc::new(SledStore::open(dir.path()).unwrap()));
         let r = rules(DmPolicy::Allowlist, GroupPolicy::Mention);
-        assert_eq!(verdict(&pairing, &r, ChatKind::Direct, "7", "7", false).await, Verdict::Answer, "admin");
-        assert_eq!(verdict(&pairing, &r, ChatKind::Direct, "8", "8", false).await, Verdict::Answer, "allowed");
+        let answer = |tier| Verdict::Answer(tier);
+        assert_eq!(verdict(&pairing, &r, ChatKind::Direct, "7", "7", false).await, answer(Tier::Admin), "admin");
+        assert_eq!(verdict(&pairing, &r, ChatKind::Direct, "6", "6", false).await, answer(Tier::Admin), "approver");
+        assert_eq!(verdict(&pairing, &r, ChatKind::Direct, "8", "8", false).await, answer(Tier::User), "allowed");
         assert_eq!(verdict(&pairing, &r, ChatKind::Direct, "9", "9", false).await, Verdict::Refuse(Refusal::Private));
-        assert_eq!(verdict(&pairing, &r, ChatKind::Group, "team", "9", true).await, Verdict::Answer, "listed group");
+        let listed = verdict(&pairing, &r, ChatKind::Group, "team", "9", true).await;
+        assert_eq!(listed, answer(Tier::Guest), "a listed group lets a stranger talk, as a guest");
         assert_eq!(verdict(&pairing, &r, ChatKind::Group, "team", "9", false).await, Verdict::Refuse(Refusal::Silent));
-        assert_eq!(verdict(&pairing, &r, ChatKind::Group, "quiet", "9", true).await, Verdict::Listen, "override");
+        let quiet = verdict(&pairing, &r, ChatKind::Group, "quiet", "8", true).await;
+        assert_eq!(quiet, Verdict::Listen(Tier::User), "override");
         assert_eq!(
             verdict(&pairing, &r, ChatKind::Group, "elsewhere", "7", true).await,
             Verdict::Refuse(Refusal::Silent)
@@ -196,7 +224,10 @@ mod tests {
             panic!("a pairing code")
         };
         pairing.approve("fake", &code, "fake:7").await.unwrap().unwrap();
-        assert_eq!(verdict(&pairing, &p, ChatKind::Direct, "9", "9", false).await, Verdict::Answer, "paired");
+        assert_eq!(verdict(&pairing, &p, ChatKind::Direct, "9", "9", false).await, answer(Tier::User), "paired");
+        let open = rules(DmPolicy::Open, GroupPolicy::Open);
+        let stranger = verdict(&pairing, &open, ChatKind::Direct, "5", "5", false).await;
+        assert_eq!(stranger, answer(Tier::Guest), "an open DM is a guest's");
         let mut bot = sender("5");
         bot.is_bot = true;
         let key = chat("team");

@@ -11,9 +11,10 @@ use super::names::Names;
 use super::pairing::Pairing;
 use super::registry::Registry;
 use super::router::Router;
-use super::turns::Turns;
+use super::turns::{Cancel, Turns};
 use crate::agent::AgentBackend;
 use crate::policy::approvals::{outcome_text, Choice, DecideError, Decider};
+use crate::policy::Tier;
 use crate::store::ApprovalState;
 
 /// Every command, as registered with the platforms.
@@ -34,6 +35,8 @@ pub const COMMANDS: &[CommandSpec] = &[
 pub struct Invocation<'a> {
     pub chat: &'a ChatKey,
     pub sender: &'a Sender,
+    /// The sender's tier, as judged for this command.
+    pub tier: Tier,
     /// A name from [`COMMANDS`].
     pub name: &'a str,
     pub args: &'a str,
@@ -69,30 +72,31 @@ pub struct Commands {
 }
 
 impl Commands {
-    fn is_admin(&self, call: &Invocation<'_>) -> bool {
-        self.registry.get(&call.chat.channel).is_some_and(|s| s.access.is_admin(&call.sender.id))
-    }
-
     /// The answer to one command.
     pub async fn run(&self, call: &Invocation<'_>) -> Answer {
-        let admin = self.is_admin(call);
+        let admin = call.tier == Tier::Admin;
         let chat = call.chat;
         match call.name {
             "whoami" => Answer::private(format!(
-                "You are {} ({}). Admin: {}. This chat: {}.",
+                "You are {} ({}). Role: {}. This chat: {}.",
                 call.sender.name,
                 call.sender.id,
-                if admin { "yes" } else { "no" },
+                call.tier.as_str(),
                 chat.id()
             )),
             "new" => match self.router.start_new(chat).await {
                 Ok(_) => Answer::public("Started a new conversation. I still remember what is in my memory."),
                 Err(e) => failed("start a new conversation", &e.to_string()),
             },
-            "status" => self.status(chat).await,
+            "status" => self.status(chat, admin).await,
             "cancel" => match self.router.route(chat).await {
-                Ok(route) if self.turns.cancel(&route.conversation_id) => Answer::public("Cancelled."),
-                Ok(_) => Answer::public("Nothing to cancel."),
+                Ok(route) => match self.turns.cancel(&route.conversation_id, &call.sender.id, call.tier) {
+                    Cancel::Cancelled => Answer::public("Cancelled."),
+                    Cancel::NothingRunning => Answer::private("Nothing to cancel."),
+                    Cancel::NotYours => {
+                        Answer::private("Only the person I am answering, or an admin, can cancel this.")
+                    }
+                },
                 Err(e) => failed("cancel", &e.to_string()),
             },
             "model" | "pair" if !admin => Answer::private("Only an admin can do that."),
@@ -111,7 +115,9 @@ impl Commands {
         }
     }
 
-    async fn status(&self, chat: &ChatKey) -> Answer {
+    /// The chat's agent, conversation, model, queue and approvals; for admins
+    /// also each channel's health.
+    async fn status(&self, chat: &ChatKey, admin: bool) -> Answer {
         let route = match self.router.route(chat).await {
             Ok(r) => r,
             Err(e) => return failed("read the status", &e.to_string()),
@@ -130,18 +136,21 @@ impl Commands {
                     .count()
             })
             .unwrap_or(0);
-        let channels: Vec<String> =
-            self.registry.all().map(|s| format!("{}: {}", s.channel.name(), s.channel.status())).collect();
-        Answer::public(format!(
-            "Agent: {} ({})\nConversation: {}\nModel: {}\nQueued or running: {}\nPending approvals: {}\nChannels: {}",
+        let mut text = format!(
+            "Agent: {} ({})\nConversation: {}\nModel: {}\nQueued or running: {}\nPending approvals: {}",
             agent.name,
             agent.id,
             route.conversation_id,
             agent.model.unwrap_or_else(|| self.default_model.clone()),
             self.turns.waiting(&route.conversation_id),
             pending,
-            channels.join("; ")
-        ))
+        );
+        if admin {
+            let channels: Vec<String> =
+                self.registry.all().map(|s| format!("{}: {}", s.channel.name(), s.channel.status())).collect();
+            text.push_str(&format!("\nChannels: {}", channels.join("; ")));
+        }
+        Answer::public(text)
     }
 
     async fn model(&self, chat: &ChatKey, args: &str) -> Answer {
@@ -176,7 +185,7 @@ impl Commands {
         });
         let Some(approval) = pending else { return Answer::private("There is no pending request here.") };
         self.names.remember(call.sender);
-        let decider = Decider::Person(call.sender.id.clone());
+        let decider = Decider::Person { id: call.sender.id.clone(), tier: call.tier };
         match self.decisions.decide(&approval.id, &decider, choice, reason, Some(call.chat)).await {
             Ok(decided) => Answer::public(outcome_text(decided.state, Some(&call.sender.name))),
             Err(e @ (DecideError::NotEntitled | DecideError::NotPending)) => Answer::private(e.to_string()),

@@ -39,8 +39,13 @@ impl Decisions {
     ) -> Result<ApprovalRecord, DecideError> {
         let Decided { approval, waiter_woken } = self.backend.decide_approval(id, decider, choice, reason).await?;
         if !waiter_woken {
+            // Where it was asked, read before resolving forgets the prompts.
+            let asked_in = self.prompts.chat_of(&approval.id).await.or_else(|| from.cloned());
             self.prompts.resolve(&approval.id, approval.state, approval.decided_by.as_deref()).await;
-            self.turns.resume(&approval, from).await;
+            match asked_in {
+                Some(chat) => self.turns.resume(&approval, chat),
+                None => tracing::warn!(approval = %approval.id, "a decided request has no chat to continue in"),
+            }
         }
         Ok(approval)
     }

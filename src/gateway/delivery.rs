@@ -1,6 +1,7 @@
 //! Delivering replies through the outbox. A reply is stored before anything is
-//! sent and the event it answers is marked answered in the same breath, so a
-//! crash can neither lose it nor answer the event twice. One owner sends an item
+//! sent, then the event it answers is marked answered, so a crash loses nothing.
+//! (A crash between those two writes both resends the reply and replays the
+//! event; closing that window is the delivery issue's.) One owner sends an item
 //! at a time, always from the stored copy: whoever claims it (a turn, a command,
 //! the retry loop, recovery) re-reads it, sends what is left within the retry
 //! budget, and marks each part as it goes.

@@ -24,10 +24,10 @@ use super::registry::Registry;
 use super::router::Router;
 use super::turn::TurnJob;
 use super::turns::Turns;
+use super::SOMETHING_WENT_WRONG;
 use crate::agent::{AgentBackend, UserInput};
 use crate::policy::approvals::{DecideError, Decider};
-
-const SOMETHING_WENT_WRONG: &str = "Something went wrong on my side; please try again.";
+use crate::policy::Tier;
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -58,6 +58,18 @@ impl Dispatcher {
         }
     }
 
+    /// The tier of `sender` in `chat`'s channel; `None` (logged) when the store fails.
+    async fn tier_of(&self, chat: &ChatKey, sender: &str) -> Option<Tier> {
+        let served = self.registry.get(&chat.channel)?;
+        match served.access.tier(&self.pairing, sender).await {
+            Ok(tier) => Some(tier),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read who someone is");
+                None
+            }
+        }
+    }
+
     /// Private to `sender` where the channel has ephemeral messages; public otherwise.
     fn visibility(&self, private: bool, chat: &ChatKey, sender: &str) -> Visibility {
         let ephemeral = self.registry.channel(&chat.channel).is_some_and(|c| c.capabilities().ephemeral);
@@ -69,6 +81,7 @@ impl Dispatcher {
 
     async fn judge(&self, attempt: &Attempt<'_>) -> Option<Verdict> {
         let rules = &self.registry.get(&attempt.chat.channel)?.access;
+        self.names.remember(attempt.sender);
         match judge(&self.pairing, rules, attempt).await {
             Ok(verdict) => Some(verdict),
             Err(e) => {
@@ -92,18 +105,18 @@ impl Dispatcher {
             Verdict::Refuse(refusal) => {
                 self.refuse(&message.chat, &message.sender, refusal, reply_to, None, event_id).await
             }
-            Verdict::Listen => self.listen(message, event_id).await,
-            Verdict::Answer => {
+            Verdict::Listen(_) => self.listen(message, event_id).await,
+            Verdict::Answer(tier) => {
                 // Platforms that deliver commands as text.
                 if let Some((spec, args)) = parse_text(&message.text, COMMANDS) {
                     let call =
-                        Invocation { chat: &message.chat, sender: &message.sender, name: spec.name, args: &args };
+                        Invocation { chat: &message.chat, sender: &message.sender, tier, name: spec.name, args: &args };
                     let answer = self.commands.run(&call).await;
                     let visibility = self.visibility(answer.private, &message.chat, &message.sender.id);
                     let reply = Outbound { text: answer.text, reply_to, interaction: None, visibility };
                     return self.delivery.reply(&message.chat, reply, Some(&event_id)).await;
                 }
-                self.turn(message, event_id, reply_to).await;
+                self.turn(message, tier, event_id, reply_to).await;
             }
         }
     }
@@ -113,19 +126,22 @@ impl Dispatcher {
             Attempt { chat: &command.chat, kind: command.kind, sender: &command.sender, addressed: command.addressed };
         let Some(verdict) = self.judge(&attempt).await else { return };
         let reply_to = command.message_id.clone().filter(|_| command.kind == ChatKind::Group);
-        let refusal = match verdict {
-            Verdict::Answer => None,
+        let tier = match verdict {
+            Verdict::Answer(tier) => Ok(tier),
             // A command addressed to the bot is answered in a listen group too.
-            Verdict::Listen if command.addressed => None,
-            Verdict::Listen => Some(Refusal::Silent),
-            Verdict::Refuse(refusal) => Some(refusal),
+            Verdict::Listen(tier) if command.addressed => Ok(tier),
+            Verdict::Listen(_) => Err(Refusal::Silent),
+            Verdict::Refuse(refusal) => Err(refusal),
         };
-        if let Some(refusal) = refusal {
-            let interaction = command.interaction.clone();
-            return self.refuse(&command.chat, &command.sender, refusal, reply_to, interaction, event_id).await;
-        }
+        let tier = match tier {
+            Ok(tier) => tier,
+            Err(refusal) => {
+                let interaction = command.interaction.clone();
+                return self.refuse(&command.chat, &command.sender, refusal, reply_to, interaction, event_id).await;
+            }
+        };
         let call =
-            Invocation { chat: &command.chat, sender: &command.sender, name: &command.name, args: &command.args };
+            Invocation { chat: &command.chat, sender: &command.sender, tier, name: &command.name, args: &command.args };
         let answer = self.commands.run(&call).await;
         let visibility = self.visibility(answer.private, &command.chat, &command.sender.id);
         let reply = Outbound { text: answer.text, reply_to, interaction: command.interaction, visibility };
@@ -176,7 +192,7 @@ impl Dispatcher {
         );
     }
 
-    async fn turn(&self, message: Inbound, event_id: String, reply_to: Option<String>) {
+    async fn turn(&self, message: Inbound, tier: Tier, event_id: String, reply_to: Option<String>) {
         let route = match self.router.route(&message.chat).await {
             Ok(r) => r,
             Err(e) => {
@@ -185,11 +201,10 @@ impl Dispatcher {
                 return self.delivery.reply(&message.chat, reply, Some(&event_id)).await;
             }
         };
-        let is_admin = self.registry.get(&message.chat.channel).is_some_and(|s| s.access.is_admin(&message.sender.id));
         self.turns.queue(TurnJob {
             chat: message.chat.clone(),
             sender: message.sender.clone(),
-            is_admin,
+            tier,
             conversation_id: route.conversation_id,
             input: Some(UserInput { text: attributed(&message), id: Some(input_id(&event_id)) }),
             event_id: Some(event_id),
@@ -204,13 +219,16 @@ impl Dispatcher {
             None => Some(DecideError::NotPending.to_string()),
             Some((choice, approval_id)) => {
                 self.names.remember(&click.sender);
-                let decider = Decider::Person(click.sender.id.clone());
+                let decider = match self.tier_of(&click.chat, &click.sender.id).await {
+                    Some(tier) => Decider::Person { id: click.sender.id.clone(), tier },
+                    None => return,
+                };
                 match self.decisions.decide(approval_id, &decider, choice, None, Some(&click.chat)).await {
                     Ok(_) => None,
                     Err(e @ (DecideError::NotEntitled | DecideError::NotPending)) => Some(e.to_string()),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot record a decision");
-                        Some("Something went wrong; please try again.".to_string())
+                        Some(SOMETHING_WENT_WRONG.to_string())
                     }
                 }
             }

@@ -109,8 +109,10 @@ impl Journal {
             let mut removed = 0;
             for (key, id) in s.kv_scan(ORDER, "")? {
                 let id = String::from_utf8_lossy(&id).into_owned();
-                match s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) {
-                    Some(r) if !(r.done && r.received_at < cutoff) => continue,
+                match s.kv_get(RECORDS, &id)?.map(|b| decode::<JournalRecord>(&b)) {
+                    Some(Some(r)) if !(r.done && r.received_at < cutoff) => continue,
+                    // Answered long ago, or written by an older version in a shape
+                    // no longer read (it can never be handled): forgotten.
                     Some(_) => s.kv_remove(RECORDS, &id)?,
                     None => {}
                 }

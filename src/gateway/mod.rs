@@ -51,6 +51,9 @@ use crate::agent::AgentBackend;
 use crate::config::Settings;
 use crate::store::{ApprovalRecord, Store};
 
+/// What a person reads when something failed on our side; the log has the detail.
+const SOMETHING_WENT_WRONG: &str = "Something went wrong on my side; please try again.";
+
 /// Answered events are forgotten after a day; platforms redeliver within minutes.
 const JOURNAL_RETENTION_MS: u64 = 24 * 3600 * 1000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -74,7 +77,7 @@ impl Gateway {
         settings: &Settings,
         channels: Vec<ChannelEntry>,
     ) -> Gateway {
-        let registry = registry::Registry::new(channels);
+        let registry = registry::Registry::new(channels, &settings.policy.approvers);
         let journal = journal::Journal::new(store.clone());
         let pacer = pacing::Pacer::new(registry.clone());
         let names = names::Names::default();
@@ -86,7 +89,7 @@ impl Gateway {
             registry.clone(),
             pacer.clone(),
         );
-        let prompts = prompts::Prompts::new(store, registry.clone(), names.clone());
+        let prompts = prompts::Prompts::new(store, registry.clone(), names.clone(), settings.policy.users_approve_own);
         let turns = turns::Turns::new(
             backend.clone(),
             registry.clone(),
@@ -163,11 +166,6 @@ impl Gateway {
         for served in self.registry.all() {
             served.channel.stop().await;
         }
-    }
-
-    /// Where adapters deliver events (also handy for tests that act as an adapter).
-    pub fn sink(&self) -> Arc<dyn InboundSink> {
-        Arc::new(self.ingress.clone())
     }
 
     /// The control socket's handler.

@@ -1,26 +1,50 @@
 //! Approval prompts in chats: shown once per request (a replayed turn does not
-//! ask again), remembered durably with where they were shown, and replaced by
-//! the request's outcome when it ends, however it ended.
+//! ask again), remembered durably with every place they were shown, and replaced
+//! by the request's outcome when it ends, however it ended.
+//!
+//! Who sees the buttons: when the person who asked may decide (an admin, or a
+//! user where users decide their own requests), the chat that asked. Otherwise
+//! the chat is told the request waits for an approver, and the prompt with its
+//! buttons goes to each approver's direct chat on that channel; only when no
+//! approver can be reached there do the buttons appear in the chat itself (where
+//! only an approver's press counts).
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use switchboard_channel_core::{ApprovalPrompt, ChatKey, SentRef};
+use switchboard_channel_core::{ApprovalPrompt, Channel, ChatKey, SentRef};
 
 use super::journal::{decode, encode};
 use super::names::Names;
 use super::registry::Registry;
 use super::retry;
 use crate::policy::approvals::{outcome_text, request_text, Choice};
+use crate::policy::Tier;
 use crate::store::{blocking, ApprovalState, Store};
 
 const PROMPTS: &str = "approval-prompts";
 
-/// Where an approval prompt was shown.
-#[derive(Serialize, Deserialize)]
-struct PromptRecord {
+/// One place a request was shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Copy {
     chat: ChatKey,
     sent: SentRef,
+}
+
+/// Every place a request was shown, the asking chat first.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PromptRecord {
+    copies: Vec<Copy>,
+}
+
+/// The request a prompt is for.
+pub struct Request<'a> {
+    pub approval_id: &'a str,
+    pub summary: &'a str,
+    /// The chat that asked.
+    pub chat: &'a ChatKey,
+    pub requester: &'a str,
+    pub requester_tier: Tier,
 }
 
 #[derive(Clone)]
@@ -28,61 +52,117 @@ pub struct Prompts {
     store: Arc<dyn Store>,
     registry: Registry,
     names: Names,
+    users_approve_own: bool,
 }
 
 impl Prompts {
-    pub fn new(store: Arc<dyn Store>, registry: Registry, names: Names) -> Prompts {
-        Prompts { store, registry, names }
+    pub fn new(store: Arc<dyn Store>, registry: Registry, names: Names, users_approve_own: bool) -> Prompts {
+        Prompts { store, registry, names, users_approve_own }
     }
 
-    /// Shows the request in `chat` unless it was shown before.
-    pub async fn show(&self, chat: &ChatKey, approval_id: &str, summary: &str) {
-        if self.find(approval_id).await.is_some() {
+    /// Shows the request unless it was shown before.
+    pub async fn show(&self, request: &Request<'_>) {
+        if self.find(request.approval_id).await.is_some() {
             return;
         }
-        let Some(channel) = self.registry.channel(&chat.channel) else { return };
-        let buttons = match channel.capabilities().buttons {
-            true => Choice::ALL.iter().map(|c| (c.label().to_string(), button_data(*c, approval_id))).collect(),
-            false => Vec::new(),
+        let Some(served) = self.registry.get(&request.chat.channel) else { return };
+        let channel = served.channel.clone();
+        let may_decide = match request.requester_tier {
+            Tier::Admin => true,
+            Tier::User => self.users_approve_own,
+            Tier::Guest => false,
         };
-        let prompt = ApprovalPrompt {
-            text: request_text(summary),
-            buttons,
-            commands: vec![("Allow once".into(), "/approve".into()), ("Deny".into(), "/deny".into())],
-        };
-        match retry::round(|| channel.show_approval(chat, &prompt)).await {
-            Ok(sent) => {
-                let record = PromptRecord { chat: chat.clone(), sent };
-                let key = approval_id.to_string();
-                if let Err(e) = blocking(&self.store, move |s| s.kv_put(PROMPTS, &key, &encode(&record))).await {
-                    tracing::error!(error = %e, "cannot remember an approval prompt");
+        let mut record = PromptRecord::default();
+        if may_decide {
+            record.copies.extend(self.send(&*channel, request.chat, &buttons_prompt(request, None)).await);
+        } else {
+            let waiting = format!("Waiting for an approver: {}", request_text(request.summary));
+            let note = ApprovalPrompt { text: waiting, buttons: Vec::new(), commands: Vec::new() };
+            // The name is a label anyone can choose; the id says who it really is.
+            let asked_by = format!("{} ({})", self.names.display(request.requester), request.requester);
+            let prompt = buttons_prompt(request, Some(&format!("asked by {asked_by} in {}", request.chat.id())));
+            let mut approvers = Vec::new();
+            if channel.capabilities().direct_chats {
+                for admin in served.access.admin_ids().into_iter().filter(|a| a != request.requester) {
+                    match channel.open_direct(&admin).await {
+                        Ok(direct) if direct != *request.chat => approvers.push(direct),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot reach an approver directly"),
+                    }
                 }
             }
-            Err(e) => tracing::error!(error = %e, "could not show an approval prompt"),
+            if approvers.is_empty() {
+                // Nobody to ask privately: the buttons go where an approver may see them.
+                record.copies.extend(self.send(&*channel, request.chat, &prompt).await);
+            } else {
+                record.copies.extend(self.send(&*channel, request.chat, &note).await);
+                for direct in &approvers {
+                    record.copies.extend(self.send(&*channel, direct, &prompt).await);
+                }
+            }
+        }
+        if record.copies.is_empty() {
+            return;
+        }
+        let key = request.approval_id.to_string();
+        if let Err(e) = blocking(&self.store, move |s| s.kv_put(PROMPTS, &key, &encode(&record))).await {
+            tracing::error!(error = %e, "cannot remember an approval prompt");
         }
     }
 
-    /// The chat the request was shown in.
+    async fn send(&self, channel: &dyn Channel, chat: &ChatKey, prompt: &ApprovalPrompt) -> Option<Copy> {
+        let mut prompt = prompt.clone();
+        if !channel.capabilities().buttons {
+            prompt.buttons.clear();
+        }
+        match retry::round(|| channel.show_approval(chat, &prompt)).await {
+            Ok(sent) => Some(Copy { chat: chat.clone(), sent }),
+            Err(e) => {
+                tracing::error!(error = %e, "could not show an approval prompt");
+                None
+            }
+        }
+    }
+
+    /// The chat the request was asked in.
     pub async fn chat_of(&self, approval_id: &str) -> Option<ChatKey> {
-        self.find(approval_id).await.map(|p| p.chat)
+        self.find(approval_id).await.and_then(|p| p.copies.into_iter().next()).map(|c| c.chat)
     }
 
     async fn find(&self, approval_id: &str) -> Option<PromptRecord> {
         let key = approval_id.to_string();
-        blocking(&self.store, move |s| s.kv_get(PROMPTS, &key)).await.ok().flatten().and_then(|b| decode(&b))
+        let bytes = blocking(&self.store, move |s| s.kv_get(PROMPTS, &key)).await.ok().flatten()?;
+        // Records from before copies held one chat and message.
+        decode::<PromptRecord>(&bytes).or_else(|| decode::<Copy>(&bytes).map(|c| PromptRecord { copies: vec![c] }))
     }
 
-    /// Replaces the prompt's buttons with how the request ended, and forgets it.
+    /// Replaces every copy's buttons with how the request ended, and forgets it.
     pub async fn resolve(&self, approval_id: &str, outcome: ApprovalState, decided_by: Option<&str>) {
-        let Some(prompt) = self.find(approval_id).await else { return };
-        let Some(channel) = self.registry.channel(&prompt.chat.channel) else { return };
+        let Some(record) = self.find(approval_id).await else { return };
         let by = decided_by.map(|d| self.names.display(d));
         let text = outcome_text(outcome, by.as_deref());
-        if let Err(e) = retry::round(|| channel.resolve_approval(&prompt.chat, &prompt.sent, &text)).await {
-            tracing::warn!(error = %e, "could not update an approval prompt");
+        for copy in &record.copies {
+            let Some(channel) = self.registry.channel(&copy.chat.channel) else { continue };
+            if let Err(e) = retry::round(|| channel.resolve_approval(&copy.chat, &copy.sent, &text)).await {
+                tracing::warn!(error = %e, "could not update an approval prompt");
+            }
         }
         let key = approval_id.to_string();
         let _ = blocking(&self.store, move |s| s.kv_remove(PROMPTS, &key)).await;
+    }
+}
+
+/// The question with its three buttons (and the text commands, for channels
+/// without buttons); `context` says where it comes from when shown elsewhere.
+fn buttons_prompt(request: &Request<'_>, context: Option<&str>) -> ApprovalPrompt {
+    let mut text = request_text(request.summary);
+    if let Some(context) = context {
+        text.push_str(&format!(" ({context})"));
+    }
+    ApprovalPrompt {
+        text,
+        buttons: Choice::ALL.iter().map(|c| (c.label().to_string(), button_data(*c, request.approval_id))).collect(),
+        commands: vec![("Allow once".into(), "/approve".into()), ("Deny".into(), "/deny".into())],
     }
 }
 
@@ -105,10 +185,18 @@ mod tests {
     #[test]
     fn buttons_round_trip_and_forgeries_do_not_parse() {
         let data = button_data(Choice::AlwaysAllowHere, "apr-0123");
-        assert!(data.len() <= 64, "fits Telegram's callback data");
+        assert!(data.len() <= 64, "fits the smallest platform limit (64 bytes)");
         assert_eq!(parse_button(&data), Some((Choice::AlwaysAllowHere, "apr-0123")));
         assert_eq!(parse_button("apr:x:apr-1"), None);
         assert_eq!(parse_button("apr:o:conv-1"), None);
         assert_eq!(parse_button("other"), None);
+    }
+
+    #[test]
+    fn old_single_copy_records_still_read() {
+        let old = br#"{"chat":{"channel":"fake","account":"b","chat":"1","thread":null},"sent":{"message_id":"9"}}"#;
+        let read =
+            decode::<PromptRecord>(old).or_else(|| decode::<Copy>(old).map(|c| PromptRecord { copies: vec![c] }));
+        assert_eq!(read.unwrap().copies[0].sent.message_id, "9");
     }
 }

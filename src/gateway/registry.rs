@@ -32,14 +32,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(entries: Vec<ChannelEntry>) -> Registry {
+    /// `approvers` are the daemon's (channel-scoped ids): admins in every channel.
+    pub fn new(entries: Vec<ChannelEntry>, approvers: &[String]) -> Registry {
         let mut served = HashMap::new();
         let mut order = Vec::new();
         for entry in entries {
             let name = entry.channel.name().to_string();
             let floor = entry.channel.capabilities().min_edit_interval;
             let pace = entry.common.edit_interval.map_or(floor, |configured| configured.max(floor));
-            let access = ChannelAccess::new(&name, &entry.common.access);
+            let access = ChannelAccess::new(&name, &entry.common.access, approvers);
             order.push(name.clone());
             served.insert(name, Served { channel: entry.channel, access, pace });
         }

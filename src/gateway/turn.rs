@@ -8,19 +8,22 @@ use std::time::{Duration, Instant};
 use switchboard_channel_core::{Channel, ChatKey, Sender};
 
 use super::outbox::Outbound;
+use super::prompts::Request;
 use super::stream::Stream;
-use super::turns::Turns;
+use super::turns::{Running, Turns};
+use super::SOMETHING_WENT_WRONG;
 use crate::agent::{ErrorKind, SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput};
+use crate::policy::Tier;
 use crate::store::{text_of, MessageBody};
 
 /// A typing indicator is never kept up longer than this, in case a turn hangs.
 const TYPING_AT_MOST: Duration = Duration::from_secs(600);
-const SOMETHING_WENT_WRONG: &str = "Something went wrong on my side; please try again.";
 
 pub struct TurnJob {
     pub chat: ChatKey,
     pub sender: Sender,
-    pub is_admin: bool,
+    /// The sender's tier: the limit of every tool call of the turn.
+    pub tier: Tier,
     pub conversation_id: String,
     /// `None` resumes the conversation's unfinished turn (after an approval decided
     /// once the process that asked had restarted).
@@ -38,7 +41,7 @@ pub async fn run(turns: Turns, job: TurnJob) {
     let options = SessionOptions {
         chat: Some(job.chat.id()),
         sender: Some(job.sender.id.clone()),
-        sender_is_admin: job.is_admin,
+        tier: job.tier,
         can_use_tool: None,
     };
     let mut session = match turns.backend.resume_session(&job.conversation_id, options).await {
@@ -56,7 +59,8 @@ pub async fn run(turns: Turns, job: TurnJob) {
         tracing::error!(error = %e, "cannot start the turn");
         return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into()).await;
     }
-    turns.set_active(&job.conversation_id, Some(session.canceller()));
+    turns
+        .set_active(&job.conversation_id, Some(Running { cancel: session.canceller(), sender: job.sender.id.clone() }));
     let mut typing = spawn_typing(channel.clone(), job.chat.clone());
 
     let mut stream = Stream::new(&turns, channel.clone(), &job).await;
@@ -70,7 +74,14 @@ pub async fn run(turns: Turns, job: TurnJob) {
                 if let Some(t) = typing.take() {
                     t.abort();
                 }
-                turns.prompts.show(&job.chat, &approval_id, &summary).await;
+                let request = Request {
+                    approval_id: &approval_id,
+                    summary: &summary,
+                    chat: &job.chat,
+                    requester: &job.sender.id,
+                    requester_tier: job.tier,
+                };
+                turns.prompts.show(&request).await;
             }
             SdkMessage::ApprovalResolved { approval_id, outcome, decided_by, .. } => {
                 turns.prompts.resolve(&approval_id, outcome, decided_by.as_deref()).await;

@@ -16,7 +16,23 @@ use super::prompts::Prompts;
 use super::registry::Registry;
 use super::turn::{self, TurnJob};
 use crate::agent::AgentBackend;
+use crate::policy::Tier;
 use crate::store::ApprovalRecord;
+
+/// A running turn: how to stop it, and whose message it answers.
+pub struct Running {
+    pub cancel: CancellationToken,
+    pub sender: String,
+}
+
+/// What `/cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    Cancelled,
+    NothingRunning,
+    /// Someone else's turn, and the asker is no admin.
+    NotYours,
+}
 
 #[derive(Clone)]
 pub struct Turns {
@@ -27,8 +43,8 @@ pub struct Turns {
     pub(super) pacer: Pacer,
     pub(super) journal: Journal,
     lanes: Lanes,
-    /// The running turn's canceller, by conversation.
-    active: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// The running turn's canceller and whose message it answers, by conversation.
+    active: Arc<Mutex<HashMap<String, Running>>>,
 }
 
 impl Turns {
@@ -68,37 +84,41 @@ impl Turns {
         self.lanes.len(conversation)
     }
 
-    fn active(&self) -> MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn active(&self) -> MutexGuard<'_, HashMap<String, Running>> {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn set_active(&self, conversation: &str, cancel: Option<CancellationToken>) {
-        match cancel {
-            Some(c) => self.active().insert(conversation.to_string(), c),
+    pub(super) fn set_active(&self, conversation: &str, running: Option<Running>) {
+        match running {
+            Some(r) => self.active().insert(conversation.to_string(), r),
             None => self.active().remove(conversation),
         };
     }
 
-    /// Cancels the conversation's running turn (which denies its pending approval).
-    pub fn cancel(&self, conversation: &str) -> bool {
-        self.active().get(conversation).map(|c| c.cancel()).is_some()
+    /// Cancels the conversation's running turn (which denies its pending approval)
+    /// for the person it answers or an admin; others are told no.
+    pub fn cancel(&self, conversation: &str, by: &str, tier: Tier) -> Cancel {
+        match self.active().get(conversation) {
+            None => Cancel::NothingRunning,
+            Some(r) if tier == Tier::Admin || r.sender == by => {
+                r.cancel.cancel();
+                Cancel::Cancelled
+            }
+            Some(_) => Cancel::NotYours,
+        }
     }
 
     /// Continues a conversation whose approval was decided when no turn in this
-    /// process waited for it (it was asked before a restart): in the chat that was
-    /// asked, or `fallback` when that is unknown, as the person who asked.
-    pub async fn resume(&self, approval: &ApprovalRecord, fallback: Option<&ChatKey>) {
-        let Some(chat) = self.prompts.chat_of(&approval.id).await.or_else(|| fallback.cloned()) else {
-            tracing::warn!(approval = %approval.id, "a decided request has no chat to continue in");
-            return;
-        };
+    /// process waited for it (it was asked before a restart), in `chat`, as the
+    /// person who asked.
+    pub fn resume(&self, approval: &ApprovalRecord, chat: ChatKey) {
         let requester = approval.requester.clone().unwrap_or_default();
         let sender = Sender { id: requester, name: String::new(), is_bot: false };
-        let is_admin = self.registry.get(&chat.channel).is_some_and(|s| s.access.is_admin(&sender.id));
         self.queue(TurnJob {
             chat,
             sender,
-            is_admin,
+            // As the person who asked was judged then (a record from before tiers: a guest).
+            tier: approval.requester_tier.unwrap_or(Tier::Guest),
             conversation_id: approval.conversation_id.clone(),
             input: None,
             event_id: None,

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::summary::summarize;
-use super::ToolContext;
+use super::{Tier, ToolContext};
 use crate::store::{
     blocking, now_ms, ApprovalRecord, ApprovalState, AuditRecord, Grant, Store, StoreError, StoreResult,
 };
@@ -69,8 +69,9 @@ pub enum Decider {
     /// Someone with access to the daemon itself (its command line or control
     /// socket), who may decide anything. Recorded as [`OPERATOR`].
     Operator,
-    /// A person in a chat, by channel-scoped id (`telegram:42`).
-    Person(String),
+    /// A person in a chat, by channel-scoped id (`telegram:42`), with the tier
+    /// the channel's access rules give them now.
+    Person { id: String, tier: Tier },
 }
 
 /// How the operator appears in records and outcome lines.
@@ -81,8 +82,21 @@ impl Decider {
     pub fn id(&self) -> &str {
         match self {
             Decider::Operator => OPERATOR,
-            Decider::Person(id) => id,
+            Decider::Person { id, .. } => id,
         }
+    }
+}
+
+/// Whether `decider` may decide `approval`: the operator, admins and approvers
+/// always; the person who asked only as a user and only where `users_approve_own`
+/// allows it; guests never.
+pub fn entitled(decider: &Decider, approval: &ApprovalRecord, approvers: &[String], users_approve_own: bool) -> bool {
+    match decider {
+        Decider::Operator => true,
+        Decider::Person { tier: Tier::Admin, .. } => true,
+        Decider::Person { id, .. } if approvers.contains(id) => true,
+        Decider::Person { id, tier: Tier::User } => users_approve_own && approval.requester.as_deref() == Some(id),
+        Decider::Person { tier: Tier::Guest, .. } => false,
     }
 }
 
@@ -90,7 +104,7 @@ impl Decider {
 pub enum DecideError {
     #[error("This request is no longer pending.")]
     NotPending,
-    #[error("Only the person who asked, or an approver, can decide this request.")]
+    #[error("Only an approver can decide this request.")]
     NotEntitled,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -108,6 +122,8 @@ pub struct Approvals {
     store: Arc<dyn Store>,
     timeout: Duration,
     approvers: Vec<String>,
+    /// Users may decide their own requests.
+    users_approve_own: bool,
     /// Values that must never appear in summaries (configured secrets).
     secrets: Vec<String>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
@@ -116,11 +132,18 @@ pub struct Approvals {
 }
 
 impl Approvals {
-    pub fn new(store: Arc<dyn Store>, timeout: Duration, approvers: Vec<String>, secrets: Vec<String>) -> Approvals {
+    pub fn new(
+        store: Arc<dyn Store>,
+        timeout: Duration,
+        approvers: Vec<String>,
+        users_approve_own: bool,
+        secrets: Vec<String>,
+    ) -> Approvals {
         Approvals {
             store,
             timeout,
             approvers,
+            users_approve_own,
             secrets,
             waiters: Mutex::default(),
             transitions: tokio::sync::Mutex::new(()),
@@ -152,6 +175,7 @@ impl Approvals {
             summary: summarize(tool, input, &self.secrets),
             chat: context.chat.clone(),
             requester: context.sender.clone(),
+            requester_tier: Some(context.tier),
             created_at: now,
             expires_at: now + self.timeout.as_millis() as u64,
             state: ApprovalState::Pending,
@@ -215,8 +239,7 @@ impl Approvals {
         Ok(result)
     }
 
-    /// A person's decision. Refused (and audited) unless the decider asked for the
-    /// tool, is an approver, or is the operator.
+    /// A person's decision. Refused (and audited) unless [`entitled`].
     pub async fn decide(
         &self,
         id: &str,
@@ -229,11 +252,7 @@ impl Approvals {
             Some(a) if a.state == ApprovalState::Pending => a,
             _ => return Err(DecideError::NotPending),
         };
-        let entitled = match decider {
-            Decider::Operator => true,
-            Decider::Person(id) => current.requester.as_deref() == Some(id.as_str()) || self.approvers.contains(id),
-        };
-        if !entitled {
+        if !entitled(decider, &current, &self.approvers, self.users_approve_own) {
             self.audit(&current, "refused", Some(decider.id().to_string()), None).await?;
             tracing::info!(approval = %id, "decision refused: not entitled");
             return Err(DecideError::NotEntitled);
@@ -382,6 +401,40 @@ pub fn outcome_text(outcome: ApprovalState, decided_by: Option<&str>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_approvers_decide_unless_users_may_decide_their_own_and_guests_never() {
+        let approval = ApprovalRecord {
+            id: "apr-1".into(),
+            agent_id: "a".into(),
+            conversation_id: "c".into(),
+            call_key: "k".into(),
+            tool_call_id: "t".into(),
+            tool: "Bash".into(),
+            input: Value::Null,
+            summary: "Bash: id".into(),
+            chat: Some("fake:g".into()),
+            requester: Some("fake:9".into()),
+            requester_tier: Some(Tier::User),
+            created_at: 0,
+            expires_at: 1,
+            state: ApprovalState::Pending,
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+        };
+        let person = |id: &str, tier| Decider::Person { id: id.into(), tier };
+        let approvers = ["fake:5".to_string()];
+        for own in [false, true] {
+            assert!(entitled(&Decider::Operator, &approval, &approvers, own));
+            assert!(entitled(&person("fake:1", Tier::Admin), &approval, &approvers, own), "an admin");
+            assert!(entitled(&person("fake:5", Tier::User), &approval, &approvers, own), "an approver");
+            assert!(!entitled(&person("fake:2", Tier::User), &approval, &approvers, own), "another user");
+            assert!(!entitled(&person("fake:9", Tier::Guest), &approval, &approvers, own), "a guest, even their own");
+        }
+        assert!(!entitled(&person("fake:9", Tier::User), &approval, &approvers, false), "their own, not allowed");
+        assert!(entitled(&person("fake:9", Tier::User), &approval, &approvers, true), "their own, allowed");
+    }
 
     #[test]
     fn choices_parse_from_codes_and_labels() {

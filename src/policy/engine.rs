@@ -2,10 +2,12 @@
 //! 1. `AskUserQuestion` is always denied, with guidance to ask in plain text;
 //! 2. `disallowed_tools` deny;
 //! 3. "always allow here" grants of the chat, and `allowed_tools`, allow;
-//! 4. the permission mode decides by the tool's class.
+//! 4. the permission mode decides by the tool's class;
+//! 5. the sender's tier limit caps whatever 2-4 decided (a guest reads, by default).
 //!
 //! The agent's settings apply everywhere; `[policy.channels.X]` and
-//! `[policy.chats."X:ID"]` change the mode and add rules for their chats.
+//! `[policy.chats."X:ID"]` change the mode, the tier limits, and add rules for
+//! their chats.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +16,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::rules::{self, Purpose, Rule};
-use super::{CanUseTool, PermissionDecision, ToolClass, ToolContext, ASK_USER_QUESTION};
-use crate::config::{PermissionMode, PolicyOverride, Settings};
+use super::{CanUseTool, PermissionDecision, TierLimit, ToolClass, ToolContext, ASK_USER_QUESTION};
+use crate::config::{PermissionMode, PolicyOverride, Settings, TierLimits};
 use crate::store::{blocking, Grant, Store};
 
 pub struct Policy {
@@ -34,6 +36,7 @@ struct Effective {
     mode: PermissionMode,
     allowed: Vec<Rule>,
     disallowed: Vec<Rule>,
+    limits: TierLimits,
 }
 
 impl Effective {
@@ -41,6 +44,7 @@ impl Effective {
         if let Some(mode) = o.permission_mode {
             self.mode = mode;
         }
+        self.limits.apply(o);
         self.allowed.extend(rules::parse_all(&o.allowed_tools).0);
         self.disallowed.extend(rules::parse_all(&o.disallowed_tools).0);
     }
@@ -59,6 +63,7 @@ impl Policy {
                 mode: agent.permission_mode,
                 allowed: rules::parse_all(&agent.allowed_tools).0,
                 disallowed: rules::parse_all(&agent.disallowed_tools).0,
+                limits: settings.policy.limits,
             },
             channels: settings.policy.channels.clone().into_iter().collect(),
             chats: settings.policy.chats.clone().into_iter().collect(),
@@ -114,6 +119,22 @@ impl CanUseTool for Policy {
             return PermissionDecision::Deny { message: self.ask_user_question_message.clone() };
         }
         let rules = self.effective(context.chat.as_deref());
+        let class = self.classes.get(tool).copied().unwrap_or(ToolClass::Execute);
+        let decided = self.decide(&rules, tool, class, input, context).await;
+        cap(rules.limits.of(context.tier), class, tool, decided)
+    }
+}
+
+impl Policy {
+    /// Rules, grants and the mode, before the tier's limit.
+    async fn decide(
+        &self,
+        rules: &Effective,
+        tool: &str,
+        class: ToolClass,
+        input: &Value,
+        context: &ToolContext,
+    ) -> PermissionDecision {
         // Resolved once per decision, and only when a pattern needs it; a workdir that
         // cannot be made leaves paths to lexical checks (the tools refuse them anyway).
         let patterned = rules.allowed.iter().chain(&rules.disallowed).any(|r| r.tool == tool && r.pattern.is_some());
@@ -129,8 +150,26 @@ impl CanUseTool for Policy {
         {
             return PermissionDecision::Allow { updated_input: None };
         }
-        let class = self.classes.get(tool).copied().unwrap_or(ToolClass::Execute);
         decide_by_mode(rules.mode, class, tool)
+    }
+}
+
+/// Caps a decision at a tier's limit.
+fn cap(limit: TierLimit, class: ToolClass, tool: &str, decided: PermissionDecision) -> PermissionDecision {
+    use PermissionDecision as D;
+    match (limit, decided) {
+        (_, deny @ D::Deny { .. }) => deny,
+        (TierLimit::Mode, decided) => decided,
+        (TierLimit::Nothing, _) => {
+            D::Deny { message: format!("No tools are available to this person here; {tool} did not run.") }
+        }
+        (TierLimit::ReadOnly | TierLimit::Ask, allow @ D::Allow { .. }) if class == ToolClass::ReadOnly => allow,
+        (TierLimit::ReadOnly, _) => D::Deny {
+            message: format!(
+                "Only read-only tools are available to this person here; {tool} did not run. Tell them you cannot do this for them."
+            ),
+        },
+        (TierLimit::Ask, _) => D::Ask,
     }
 }
 

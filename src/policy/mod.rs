@@ -34,14 +34,78 @@ pub enum ToolClass {
     Memory,
 }
 
+/// How far a person is trusted, decided per message from the channel's access
+/// block: `Admin` (the channel's admins and `[policy] approvers`), `User`
+/// (allowlisted or paired people), `Guest` (anyone else who can talk: open DMs,
+/// members of allowed groups who are not users). Ordered: `Guest < User < Admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Guest,
+    User,
+    Admin,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Guest => "guest",
+            Tier::User => "user",
+            Tier::Admin => "admin",
+        }
+    }
+}
+
+/// The most a tier's tool calls may do; no mode, rule or grant lifts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierLimit {
+    /// No tool runs.
+    Nothing,
+    /// Read-only tools run; everything else is denied without asking.
+    ReadOnly,
+    /// Read-only tools run; everything else at most asks an approver (what the
+    /// mode, a rule or a grant would allow is asked instead).
+    Ask,
+    /// Whatever the permission mode, rules and grants decide.
+    Mode,
+}
+
+impl TierLimit {
+    pub const NAMES: &'static [&'static str] = &["none", "read_only", "ask", "mode"];
+
+    pub fn parse(text: &str) -> Option<TierLimit> {
+        match text {
+            "none" => Some(TierLimit::Nothing),
+            "read_only" => Some(TierLimit::ReadOnly),
+            "ask" => Some(TierLimit::Ask),
+            "mode" => Some(TierLimit::Mode),
+            _ => None,
+        }
+    }
+}
+
 /// Who is asking for a tool, and where.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolContext {
     pub agent_id: String,
     pub conversation_id: String,
     pub chat: Option<String>,
     pub sender: Option<String>,
-    pub sender_is_admin: bool,
+    /// The sender's tier: its limit applies to every call of the turn.
+    pub tier: Tier,
+}
+
+impl Default for ToolContext {
+    /// No chat and no sender: the operator's own session (the CLI, the SDK).
+    fn default() -> Self {
+        ToolContext {
+            agent_id: String::new(),
+            conversation_id: String::new(),
+            chat: None,
+            sender: None,
+            tier: Tier::Admin,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

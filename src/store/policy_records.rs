@@ -47,6 +47,9 @@ pub struct ApprovalRecord {
     pub summary: String,
     pub chat: Option<String>,
     pub requester: Option<String>,
+    /// How far the requester was trusted when asking.
+    #[serde(default)]
+    pub requester_tier: Option<crate::policy::Tier>,
     pub created_at: u64,
     pub expires_at: u64,
     pub state: ApprovalState,

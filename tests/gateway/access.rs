@@ -70,6 +70,6 @@ async fn admin_only_commands_are_refused_privately_and_whoami_is_private() {
     let set = gw.wait_text("team", "Model set to bigger.").await;
     assert_eq!(set.options.visibility, Visibility::Public);
     gw.fake.command(gw.fake.direct("7"), ChatKind::Direct, "7", "whoami", "").await;
-    let me = gw.wait_text("7", "You are User 7 (fake:7). Admin: yes.").await;
+    let me = gw.wait_text("7", "You are User 7 (fake:7). Role: admin.").await;
     assert_eq!(me.options.visibility, Visibility::Private { user: "fake:7".into() });
 }

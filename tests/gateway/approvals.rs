@@ -12,8 +12,8 @@ async fn the_requester_decides_by_button_others_and_forgeries_get_a_private_noti
     gw.start().await;
     gw.llm.push(Reply::tool_call("Write", json!({"path": "note.txt", "content": "from the fake"})));
     gw.llm.push(Reply::text("Written."));
-    gw.fake.dm("42", "write a note").await;
-    let prompt = gw.wait_prompt("42").await;
+    gw.fake.dm("7", "write a note").await;
+    let prompt = gw.wait_prompt("7").await;
     assert_eq!(prompt.text, "Allow Write: note.txt?");
     let labels: Vec<&str> = prompt.buttons.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(labels, ["Allow once", "Always allow here", "Deny"]);
@@ -22,18 +22,18 @@ async fn the_requester_decides_by_button_others_and_forgeries_get_a_private_noti
     gw.fake.wait_until("the refusal notice", WAIT, |f| !f.closed().is_empty()).await;
     let closed = gw.fake.closed();
     assert_eq!(closed[0].interaction.handle, format!("ix-{}", other.event_id));
-    assert!(closed[0].notice.as_deref().unwrap_or_default().contains("Only the person who asked"));
+    assert!(closed[0].notice.as_deref().unwrap_or_default().contains("Only an approver"));
     assert!(!gw.workdir().join("note.txt").exists());
 
-    gw.fake.press(&prompt, "42", "Allow once").await;
-    gw.wait_text("42", "Written.").await;
+    gw.fake.press(&prompt, "7", "Allow once").await;
+    gw.wait_text("7", "Written.").await;
     assert_eq!(std::fs::read_to_string(gw.workdir().join("note.txt")).unwrap(), "from the fake");
     let resolved = gw.fake.message_by_id(&prompt.id).unwrap();
     assert!(resolved.buttons.is_empty(), "buttons removed");
-    assert_eq!(resolved.text, "Allowed once by User 42.");
+    assert_eq!(resolved.text, "Allowed once by User 7.");
     assert_eq!(gw.fake.closed()[1].notice, None, "the press is closed silently");
 
-    gw.fake.click(&prompt.chat, "42", &prompt.id, "apr:o:apr-forged").await;
+    gw.fake.click(&prompt.chat, "7", &prompt.id, "apr:o:apr-forged").await;
     gw.fake.wait_until("the stale notice", WAIT, |f| f.closed().len() == 3).await;
     assert_eq!(gw.fake.closed()[2].notice.as_deref(), Some("This request is no longer pending."));
 }
@@ -45,15 +45,15 @@ async fn a_channel_without_buttons_shows_the_text_commands_that_decide() {
     gw.start().await;
     gw.llm.push(Reply::tool_call("Write", json!({"path": "t.txt", "content": "by text"})));
     gw.llm.push(Reply::text("Done by text."));
-    gw.fake.dm("42", "write t.txt").await;
-    let prompt = gw.wait_text("42", "Allow Write: t.txt?").await;
+    gw.fake.dm("7", "write t.txt").await;
+    let prompt = gw.wait_text("7", "Allow Write: t.txt?").await;
     assert!(prompt.text.contains("Allow once: /approve") && prompt.text.contains("Deny: /deny"), "{}", prompt.text);
     assert!(gw.fake.calls_of(Op::ShowApproval).is_empty());
-    gw.fake.dm("42", "/approve").await;
-    gw.wait_text("42", "Done by text.").await;
+    gw.fake.dm("7", "/approve").await;
+    gw.wait_text("7", "Done by text.").await;
     assert_eq!(std::fs::read_to_string(gw.workdir().join("t.txt")).unwrap(), "by text");
     // Without edits, the outcome arrives as a message of its own.
-    gw.wait_text("42", "Allowed once by User 42.").await;
+    gw.wait_text("7", "Allowed once by User 7.").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,12 +62,50 @@ async fn deny_with_a_reason_tells_the_agent_why() {
     gw.start().await;
     gw.llm.push(Reply::tool_call("Write", json!({"path": "u.txt", "content": "x"})));
     gw.llm.push(Reply::text("Not written."));
-    gw.fake.dm("42", "write u.txt").await;
-    gw.wait_prompt("42").await;
-    gw.fake.dm("42", "/deny not now").await;
-    gw.wait_text("42", "Not written.").await;
+    gw.fake.dm("7", "write u.txt").await;
+    gw.wait_prompt("7").await;
+    gw.fake.dm("7", "/deny not now").await;
+    gw.wait_text("7", "Not written.").await;
     assert!(!gw.workdir().join("u.txt").exists());
     assert!(gw.llm.requests().last().unwrap().tool_results().last().unwrap().1.contains("not now"));
-    gw.fake.dm("42", "/approve").await;
-    gw.wait_text("42", "There is no pending request here.").await;
+    gw.fake.dm("7", "/approve").await;
+    gw.wait_text("7", "There is no pending request here.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_direct_chats_a_users_request_shows_its_buttons_where_it_was_asked_for_an_admin() {
+    let caps = switchboard_channel_core::Capabilities { direct_chats: false, ..FakeChannel::default_capabilities() };
+    let mut gw = Gw::with_channel(FakeChannel::with_capabilities("fake", caps)).await;
+    gw.set("SWITCHBOARD_FAKE__ALLOWED_USERS", "8");
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "team.txt", "content": "agreed"})));
+    gw.llm.push(Reply::text("Written for the team."));
+    gw.fake.group("team", "8", "write team.txt", true).await;
+    let prompt = gw.wait_prompt("team").await;
+    assert!(prompt.text.contains("asked by User 8 (fake:8) in fake:team"), "{}", prompt.text);
+    assert!(gw.fake.calls_of(Op::OpenDirect).is_empty());
+
+    gw.fake.press(&prompt, "8", "Allow once").await;
+    gw.fake.wait_until("the refusal", WAIT, |f| !f.closed().is_empty()).await;
+    assert_eq!(gw.fake.closed()[0].notice.as_deref(), Some("Only an approver can decide this request."));
+    assert!(!gw.workdir().join("team.txt").exists());
+    gw.fake.press(&prompt, "7", "Allow once").await;
+    gw.wait_text("team", "Written for the team.").await;
+    assert!(gw.workdir().join("team.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_decide_their_own_requests_only_where_configured() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__ALLOWED_USERS", "8");
+    gw.set("SWITCHBOARD_POLICY__USERS_APPROVE_OWN", "true");
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "own.txt", "content": "mine"})));
+    gw.llm.push(Reply::text("Done."));
+    gw.fake.dm("8", "write own.txt").await;
+    let prompt = gw.wait_prompt("8").await;
+    assert!(gw.fake.messages_in("7").is_empty(), "no approver needed");
+    gw.fake.press(&prompt, "8", "Allow once").await;
+    gw.wait_text("8", "Done.").await;
+    assert!(gw.workdir().join("own.txt").exists());
 }

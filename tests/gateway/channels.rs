@@ -42,13 +42,18 @@ async fn telegram_and_a_second_channel_serve_side_by_side_and_a_stuck_one_blocks
         1
     );
 
-    // Each channel's commands reach only its own chats, with its own access rules.
-    telegram.send_dm(42, "/status");
+    // An admin's /status shows every channel's health; a guest's does not.
+    telegram.send_dm(7, "/status");
     telegram
-        .wait_until("the telegram status", WAIT, |t| {
-            t.messages_in(42)
-                .iter()
-                .any(|m| m.plain_text.contains("Channels: telegram: polling; fake: fake: connected"))
+        .wait_until("an admin's status", WAIT, |t| {
+            t.messages_in(7).iter().any(|m| m.plain_text.contains("Channels: telegram: polling; fake: fake: connected"))
         })
         .await;
+    telegram.send_dm(42, "/status");
+    telegram
+        .wait_until("a guest's status", WAIT, |t| {
+            t.messages_in(42).iter().any(|m| m.plain_text.contains("Pending approvals"))
+        })
+        .await;
+    assert!(telegram.messages_in(42).iter().all(|m| !m.plain_text.contains("Channels:")));
 }

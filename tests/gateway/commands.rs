@@ -10,19 +10,19 @@ async fn new_takes_effect_before_the_next_message_and_status_shows_every_channel
     let mut gw = Gw::new().await;
     gw.start().await;
     gw.llm.push(Reply::text("noted"));
-    gw.fake.dm("42", "remember the password swordfish").await;
-    gw.wait_text("42", "noted").await;
+    gw.fake.dm("7", "remember the password swordfish").await;
+    gw.wait_text("7", "noted").await;
     // Delivered back to back: the second is judged only after /new took effect.
-    gw.fake.command(gw.fake.direct("42"), ChatKind::Direct, "42", "new", "").await;
+    gw.fake.command(gw.fake.direct("7"), ChatKind::Direct, "7", "new", "").await;
     gw.llm.push(Reply::text("what password?"));
-    gw.fake.dm("42", "what was it?").await;
-    gw.wait_text("42", "what password?").await;
-    assert!(gw.fake.texts_in("42").iter().any(|t| t.starts_with("Started a new conversation")));
+    gw.fake.dm("7", "what was it?").await;
+    gw.wait_text("7", "what password?").await;
+    assert!(gw.fake.texts_in("7").iter().any(|t| t.starts_with("Started a new conversation")));
     assert!(!gw.llm.requests()[1].all_text().contains("swordfish"));
 
     // Typed as text, for platforms without slash commands.
-    gw.fake.dm("42", "/status").await;
-    let status = gw.wait_text("42", "Pending approvals: 0").await;
+    gw.fake.dm("7", "/status").await;
+    let status = gw.wait_text("7", "Pending approvals: 0").await;
     assert!(status.text.contains("Channels: fake: fake: connected"), "{}", status.text);
     assert!(status.text.contains("Model: fake-model"), "{}", status.text);
     assert!(status.options.interaction.is_none());
@@ -34,10 +34,10 @@ async fn cancel_stops_the_running_turn_and_denies_its_request() {
     let mut gw = Gw::new().await;
     gw.start().await;
     gw.llm.push(Reply::tool_call("Bash", serde_json::json!({"command": "touch ran.txt"})));
-    gw.fake.dm("42", "run it").await;
-    let prompt = gw.wait_prompt("42").await;
-    gw.fake.command(gw.fake.direct("42"), ChatKind::Direct, "42", "cancel", "").await;
-    gw.wait_text("42", "Cancelled.").await;
+    gw.fake.dm("7", "run it").await;
+    let prompt = gw.wait_prompt("7").await;
+    gw.fake.command(gw.fake.direct("7"), ChatKind::Direct, "7", "cancel", "").await;
+    gw.wait_text("7", "Cancelled.").await;
     let id = prompt.id.clone();
     gw.fake
         .wait_until("the prompt resolved", crate::harness::WAIT, move |f| {
@@ -46,4 +46,20 @@ async fn cancel_stops_the_running_turn_and_denies_its_request() {
         .await;
     assert!(gw.fake.message_by_id(&prompt.id).unwrap().text.contains("Cancelled with the turn"));
     assert!(!gw.workdir().join("ran.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_person_answered_or_an_admin_can_cancel_a_turn() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__ALLOWED_USERS", "8");
+    gw.start().await;
+    gw.llm.push(Reply::Hang);
+    gw.fake.group("team", "8", "think hard", true).await;
+    gw.llm.wait_for_requests(1, crate::harness::WAIT).await;
+    let team = gw.fake.key("team", None);
+    gw.fake.command(team.clone(), ChatKind::Group, "43", "cancel", "").await;
+    let refused = gw.wait_text("team", "Only the person I am answering, or an admin").await;
+    assert_eq!(refused.options.visibility, switchboard_channel_core::Visibility::Private { user: "fake:43".into() });
+    gw.fake.command(team, ChatKind::Group, "8", "cancel", "").await;
+    gw.wait_text("team", "Cancelled.").await;
 }

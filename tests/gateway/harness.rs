@@ -39,6 +39,8 @@ impl Gw {
     }
 
     pub async fn with_channel(fake: FakeChannel) -> Gw {
+        // RUST_LOG=debug shows the daemon's log while a test runs.
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
         let llm = FakeLlm::start().await;
         let dir = tempfile::tempdir().unwrap();
         let mut gw = Gw { llm, fake, dir, env: HashMap::new(), running: None };
@@ -62,6 +64,7 @@ impl Gw {
         self.set("SWITCHBOARD_TELEGRAM__TOKEN", &telegram.token());
         self.set("SWITCHBOARD_TELEGRAM__API_URL", &telegram.api_url());
         self.set("SWITCHBOARD_TELEGRAM__DM_POLICY", "open");
+        self.set("SWITCHBOARD_TELEGRAM__ADMINS", "7");
         self.set("SWITCHBOARD_TELEGRAM__POLL_TIMEOUT_SECS", "1");
     }
 

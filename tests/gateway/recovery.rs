@@ -12,14 +12,14 @@ async fn a_message_in_flight_at_a_crash_is_answered_once_after_the_restart() {
     let mut gw = Gw::new().await;
     gw.start().await;
     gw.llm.push(Reply::Hang);
-    gw.fake.dm("42", "important question").await;
+    gw.fake.dm("7", "important question").await;
     gw.llm.wait_for_requests(1, WAIT).await;
     gw.crash();
 
     gw.llm.push(Reply::text("The answer, exactly once."));
     gw.start().await;
-    gw.wait_text("42", "exactly once").await;
-    assert_eq!(gw.count_settled("42", "exactly once").await, 1);
+    gw.wait_text("7", "exactly once").await;
+    assert_eq!(gw.count_settled("7", "exactly once").await, 1);
     let last = gw.llm.requests().pop().unwrap();
     let asked = last.messages().iter().filter(|m| m["content"] == "important question").count();
     assert_eq!(asked, 1, "the replayed message is in the history once");
@@ -30,23 +30,23 @@ async fn an_approval_pending_at_a_crash_is_decided_with_approve_after_the_restar
     let mut gw = Gw::new().await;
     gw.start().await;
     gw.llm.push(Reply::tool_call("Bash", json!({"command": "echo ran >> count.txt"})));
-    gw.fake.dm("42", "count once").await;
-    let prompt = gw.wait_prompt("42").await;
+    gw.fake.dm("7", "count once").await;
+    let prompt = gw.wait_prompt("7").await;
     gw.crash();
 
     gw.start().await;
     gw.llm.push(Reply::text("Counted."));
-    gw.fake.dm("42", "/approve").await;
-    gw.wait_text("42", "Counted.").await;
+    gw.fake.dm("7", "/approve").await;
+    gw.wait_text("7", "Counted.").await;
     let count = std::fs::read_to_string(gw.workdir().join("count.txt")).unwrap();
     assert_eq!(count, "ran\n", "the tool ran exactly once");
     let id = prompt.id.clone();
     gw.fake
         .wait_until("the old prompt resolved", WAIT, move |f| {
-            f.message_by_id(&id).is_some_and(|m| m.text == "Allowed once by User 42." && m.buttons.is_empty())
+            f.message_by_id(&id).is_some_and(|m| m.text == "Allowed once by User 7." && m.buttons.is_empty())
         })
         .await;
-    assert_eq!(gw.count_settled("42", "Counted.").await, 1);
+    assert_eq!(gw.count_settled("7", "Counted.").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,8 +55,8 @@ async fn a_request_that_expired_while_the_daemon_was_down_loses_its_buttons_at_s
     gw.set("SWITCHBOARD_POLICY__APPROVAL_TIMEOUT_SECS", "5");
     gw.start().await;
     gw.llm.push(Reply::tool_call("Bash", json!({"command": "touch late.txt"})));
-    gw.fake.dm("42", "do it").await;
-    let prompt = gw.wait_prompt("42").await;
+    gw.fake.dm("7", "do it").await;
+    let prompt = gw.wait_prompt("7").await;
     gw.crash();
     tokio::time::sleep(Duration::from_millis(5200)).await;
 
@@ -75,7 +75,7 @@ async fn events_of_a_channel_no_longer_configured_are_dropped_once_not_replayed_
     let mut gw = Gw::new().await;
     gw.start().await;
     gw.llm.push(Reply::Hang);
-    gw.fake.dm("42", "asked just before the channel was removed").await;
+    gw.fake.dm("7", "asked just before the channel was removed").await;
     gw.llm.wait_for_requests(1, WAIT).await;
     gw.crash();
 
@@ -91,5 +91,5 @@ async fn events_of_a_channel_no_longer_configured_are_dropped_once_not_replayed_
     gw.start().await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(gw.llm.requests().len(), 1, "the dropped event was not replayed");
-    assert!(gw.fake.messages_in("42").is_empty());
+    assert!(gw.fake.messages_in("7").is_empty());
 }

@@ -28,6 +28,8 @@
 //!   [`Capabilities::max_message_len`], as blocks; the adapter renders them in
 //!   its own format (and may fall back to plain text when the platform refuses
 //!   the formatted version).
+//! * Sending, editing, prompts and closing interactions may be called before
+//!   [`Channel::start`] (to finish what a previous run left after a restart).
 //! * Each call is one attempt. Errors mean: [`ChannelError::RateLimited`]: the
 //!   platform asked to wait this long; [`ChannelError::Transient`]: the same
 //!   call may work later (network, 5xx); [`ChannelError::Rejected`]: it never

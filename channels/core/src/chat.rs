@@ -52,13 +52,6 @@ pub struct Sender {
     pub is_bot: bool,
 }
 
-impl Sender {
-    /// The platform's own id: `42` for `telegram:42`.
-    pub fn platform_id(&self) -> &str {
-        self.id.split_once(':').map_or(self.id.as_str(), |(_, raw)| raw)
-    }
-}
-
 /// A message from a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inbound {

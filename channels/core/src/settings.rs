@@ -207,6 +207,9 @@ pub fn read_common(reader: &mut dyn SettingsReader, ids: IdRule) -> CommonSettin
     let mut groups = BTreeMap::new();
     for (id, text) in reader.table("groups").unwrap_or_default() {
         match GroupPolicy::parse(&text) {
+            Some(_) if !(ids.valid)(&id) => {
+                reader.invalid(&format!("groups.{id}"), format!("{id:?} is not {}", ids.described))
+            }
             Some(policy) => {
                 groups.insert(id, policy);
             }
@@ -372,13 +375,17 @@ mod tests {
             ("group_policy", "loud"),
             ("groups.-100", "listen"),
             ("groups.-200", "shout"),
+            ("groups.team", "open"),
             ("edit_interval_ms", "50"),
         ]);
         let common = read_common(&mut reader, NUMERIC);
         assert_eq!(common.access.dm_policy, DmPolicy::Open);
         assert_eq!(common.access.admins, ["7", "8"]);
         assert_eq!(common.access.groups.get("-100"), Some(&GroupPolicy::Listen));
-        assert_eq!(reader.problem_keys(), ["group_policy", "allowed_users", "groups.-200", "edit_interval_ms"]);
+        assert_eq!(
+            reader.problem_keys(),
+            ["group_policy", "allowed_users", "groups.-200", "groups.team", "edit_interval_ms"]
+        );
         assert!(reader.problems[1].1.contains("\"abc\" is not a number"));
     }
 }

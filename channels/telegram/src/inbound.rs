@@ -93,7 +93,8 @@ fn as_command(me: &Identity, commands: &[CommandSpec], message: &Message, inboun
     let addressed_to_us = match piece.split_once('@') {
         Some((_, bot)) if bot.eq_ignore_ascii_case(&me.username) => true,
         Some(_) => return None,
-        None => inbound.kind == ChatKind::Direct,
+        // A bare command in a DM, or as a reply to one of our messages, is ours.
+        None => inbound.kind == ChatKind::Direct || inbound.reply_to_bot,
     };
     let (spec, args) = parse_text(&inbound.text, commands)?;
     Some(Command {

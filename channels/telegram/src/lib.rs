@@ -283,8 +283,9 @@ impl Channel for TelegramChannel {
         approvals::resolve(&self.api, chat, sent, outcome).await
     }
 
-    /// answerCallbackQuery, with the notice as an alert; a notice for a press
-    /// that is no longer open becomes a message in the chat.
+    /// answerCallbackQuery, with the notice as an alert. A notice for a press
+    /// that is no longer open becomes a message in a private chat, and is dropped
+    /// (logged) in a group, where everyone would read it.
     async fn close_interaction(
         &self,
         chat: &ChatKey,
@@ -295,8 +296,12 @@ impl Channel for TelegramChannel {
             return Ok(());
         }
         match notice {
-            Some(text) => {
+            Some(text) if api::target(chat)?.chat.is_user() => {
                 outbound::send(&self.api, chat, &plain_blocks(text), &SendOptions::default()).await.map(|_| ())
+            }
+            Some(_) => {
+                tracing::info!(chat = %chat.id(), "telegram: a notice for a closed button press in a group dropped");
+                Ok(())
             }
             None => Ok(()),
         }

@@ -184,9 +184,10 @@ impl Trouble {
         health.set(match streak {
             Streak::Conflict(kind) => Health::Conflict(kind),
             Streak::RateLimited => Health::Retrying("rate limited by Telegram".to_owned()),
-            Streak::Transient => Health::Retrying(api.redactor.describe(err)),
+            // The health line reaches people (`/status`): a plain reason; the log has the detail.
+            Streak::Transient => Health::Retrying("cannot reach Telegram".to_owned()),
             Streak::Rejected if is_invalid_token(err) => Health::Retrying("Telegram rejected the bot token".to_owned()),
-            Streak::Rejected => Health::Retrying(api.redactor.describe(err)),
+            Streak::Rejected => Health::Retrying("Telegram refused to send updates".to_owned()),
         });
         wait
     }

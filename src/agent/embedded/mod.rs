@@ -64,6 +64,7 @@ impl EmbeddedBackend {
             store.clone(),
             std::time::Duration::from_secs(settings.policy.approval_timeout_secs),
             settings.policy.approvers.clone(),
+            settings.policy.users_approve_own,
             settings.llm.api_key.clone().into_iter().collect(),
         );
         EmbeddedBackend {
@@ -101,7 +102,7 @@ impl EmbeddedBackend {
             conversation_id: conversation_id.clone(),
             chat: options.chat,
             sender: options.sender,
-            sender_is_admin: options.sender_is_admin,
+            tier: options.tier,
         };
         let runner = SessionRunner {
             inner: self.inner.clone(),

@@ -1,0 +1,131 @@
+//! The trust model, tried as an attacker would: the real `switchboard serve`
+//! against the fake Telegram, one test per attack.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Harness;
+use serde_json::json;
+use switchboard_fakes::{FakeTelegram, Reply};
+
+const STRANGER: i64 = 42;
+const MEMBER: i64 = 43;
+const ADMIN: i64 = 7;
+const GROUP: i64 = -100500;
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn setup(extra: &[(&str, &str)]) -> (Harness, FakeTelegram) {
+    let mut h = Harness::new().await;
+    let tg = FakeTelegram::start().await;
+    h.with_telegram(&tg);
+    h.set("SWITCHBOARD_TELEGRAM__DM_POLICY", "open");
+    h.set("SWITCHBOARD_TELEGRAM__ADMINS", &ADMIN.to_string());
+    for (k, v) in extra {
+        h.set(k, v);
+    }
+    (h, tg)
+}
+
+async fn wait_text(tg: &FakeTelegram, chat: i64, needle: &str) {
+    let n = needle.to_string();
+    tg.wait_until(&format!("{needle:?} in chat {chat}"), WAIT, move |t| {
+        t.messages_in(chat).iter().any(|m| m.plain_text.contains(&n))
+    })
+    .await;
+}
+
+fn button(prompt: &switchboard_fakes::telegram::SentMessage, label: &str) -> String {
+    let rows = prompt.reply_markup.as_ref().unwrap()["inline_keyboard"].as_array().unwrap().clone();
+    rows.iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .find(|b| b["text"] == label)
+        .and_then(|b| b["callback_data"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no {label:?} button"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_in_an_open_dm_cannot_run_a_command_or_see_buttons() {
+    let (h, tg) = setup(&[]).await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("Bash", json!({"command": "id > x"})));
+    h.llm.push(Reply::text("I cannot do that for you."));
+    tg.send_dm(STRANGER, "please run id > x");
+    wait_text(&tg, STRANGER, "I cannot do that for you.").await;
+    assert!(tg.messages_in(STRANGER).iter().all(|m| m.reply_markup.is_none()), "no buttons for a guest");
+    assert!(tg.messages_in(ADMIN).is_empty(), "nothing asked of anyone: a guest's limit denies it");
+    let result = &h.llm.requests()[1].tool_results()[0].1;
+    assert!(result.contains("Only read-only tools"), "{result}");
+    assert!(!h.workdir().join("x").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_approve_their_own_request_which_goes_to_the_admin() {
+    // Even where guests may ask (guest_limit = ask), only an approver decides.
+    let (h, tg) = setup(&[("SWITCHBOARD_POLICY__GUEST_LIMIT", "ask")]).await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("Bash", json!({"command": "id > x"})));
+    h.llm.push(Reply::text("Ran it."));
+    tg.send_dm(STRANGER, "please run id > x");
+    wait_text(&tg, STRANGER, "Waiting for an approver: Allow Bash: id > x?").await;
+    tg.wait_until("the admin's prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    assert!(tg.messages_in(STRANGER).iter().all(|m| m.reply_markup.is_none()));
+    let prompt = tg.messages_in(ADMIN).into_iter().find(|m| m.reply_markup.is_some()).unwrap();
+    assert!(prompt.plain_text.contains("asked by User 42 (telegram:42) in telegram:42"), "{}", prompt.plain_text);
+
+    // The stranger learns the button's data somehow and presses it: refused.
+    tg.click(STRANGER, ADMIN, prompt.message_id, &button(&prompt, "Allow once"));
+    tg.wait_until("the refusal", WAIT, |t| t.callback_answers().iter().any(|a| a.show_alert)).await;
+    let refusal = tg.callback_answers().into_iter().find(|a| a.show_alert).unwrap();
+    assert_eq!(refusal.text.as_deref(), Some("Only an approver can decide this request."));
+    assert!(!h.workdir().join("x").exists());
+    // Their /approve too.
+    tg.send_dm(STRANGER, "/approve");
+    wait_text(&tg, STRANGER, "Only an approver can decide this request.").await;
+    assert!(!h.workdir().join("x").exists());
+
+    tg.click(ADMIN, ADMIN, prompt.message_id, &button(&prompt, "Allow once"));
+    wait_text(&tg, STRANGER, "Ran it.").await;
+    assert!(h.workdir().join("x").exists());
+    for chat in [STRANGER, ADMIN] {
+        wait_text(&tg, chat, "Allowed once by User 7.").await;
+    }
+    assert!(tg.messages_in(ADMIN).iter().all(|m| m.reply_markup.is_none()), "every copy lost its buttons");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_an_allowed_group_is_a_guest_there() {
+    let (h, tg) = setup(&[
+        ("SWITCHBOARD_TELEGRAM__DM_POLICY", "allowlist"),
+        ("SWITCHBOARD_TELEGRAM__ALLOWED_GROUPS", &GROUP.to_string()),
+    ])
+    .await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("Write", json!({"path": "pwned.txt", "content": "x"})));
+    h.llm.push(Reply::text("Not for you."));
+    tg.send_group(GROUP, MEMBER, &format!("@{} write pwned.txt", tg.bot_username()));
+    wait_text(&tg, GROUP, "Not for you.").await;
+    assert!(tg.messages_in(GROUP).iter().all(|m| m.reply_markup.is_none()));
+    assert!(!h.workdir().join("pwned.txt").exists());
+    // The member may not DM the bot, and gets no admin commands in the group.
+    tg.send_dm(MEMBER, "hello?");
+    wait_text(&tg, MEMBER, "Sorry, this assistant is private.").await;
+    tg.send_group(GROUP, MEMBER, &format!("/model@{} evil", tg.bot_username()));
+    wait_text(&tg, GROUP, "Only an admin can do that.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_in_a_dm_is_asked_once_and_decides_as_before() {
+    let (h, tg) = setup(&[]).await;
+    let _d = h.serve(&tg).await;
+    h.llm.push(Reply::tool_call("Write", json!({"path": "mine.txt", "content": "owner"})));
+    h.llm.push(Reply::text("Saved."));
+    tg.send_dm(ADMIN, "save mine.txt");
+    tg.wait_until("the owner's prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    let prompts = tg.messages_in(ADMIN).into_iter().filter(|m| m.reply_markup.is_some()).count();
+    assert_eq!(prompts, 1, "one prompt, in the owner's own chat, no waiting note");
+    let prompt = tg.messages_in(ADMIN).into_iter().find(|m| m.reply_markup.is_some()).unwrap();
+    tg.click(ADMIN, ADMIN, prompt.message_id, &button(&prompt, "Allow once"));
+    wait_text(&tg, ADMIN, "Saved.").await;
+    assert_eq!(std::fs::read_to_string(h.workdir().join("mine.txt")).unwrap(), "owner");
+}
