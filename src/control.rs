@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::policy::approvals::Choice;
+use crate::policy::summary::{describe_whole, one_line};
 use crate::store::{format_time as time, ApprovalRecord, ApprovalState, AuditRecord};
 
 const SOCKET: &str = "control.sock";
@@ -23,6 +24,10 @@ pub enum Request {
         all: bool,
     },
     ApprovalsAudit,
+    /// One request, whole.
+    ApprovalsShow {
+        id: String,
+    },
     ApprovalsDecide {
         id: String,
         choice: Choice,
@@ -129,7 +134,7 @@ pub fn render_approvals(approvals: &[ApprovalRecord], all: bool) -> String {
                 "{}  {}  {}  chat={}  requester={}  expires={}  conversation={}\n",
                 a.id,
                 a.state.as_str(),
-                a.summary,
+                one_line(&a.summary, 120),
                 a.chat.as_deref().unwrap_or("-"),
                 a.requester.as_deref().unwrap_or("-"),
                 time(a.expires_at),
@@ -137,6 +142,21 @@ pub fn render_approvals(approvals: &[ApprovalRecord], all: bool) -> String {
             )
         })
         .collect()
+}
+
+/// `approvals show ID`: one request with its whole call (configured secrets masked).
+pub fn render_approval(a: &ApprovalRecord, known_secrets: &[String]) -> String {
+    format!(
+        "{}  {}\nchat: {}\nrequester: {} ({})\nexpires: {}\nconversation: {}\n\n{}\n",
+        a.id,
+        a.state.as_str(),
+        a.chat.as_deref().unwrap_or("-"),
+        a.requester.as_deref().unwrap_or("-"),
+        a.requester_tier.map_or("unknown tier", |t| t.as_str()),
+        time(a.expires_at),
+        a.conversation_id,
+        describe_whole(&a.tool, &a.input, known_secrets)
+    )
 }
 
 /// `approvals audit`: every decision, expiry and refused attempt, oldest first.
@@ -148,7 +168,7 @@ pub fn render_audit(records: &[AuditRecord]) -> String {
                 "{}  {}  {}  by={}  chat={}  {}{}\n",
                 time(r.at),
                 r.outcome,
-                r.summary,
+                one_line(&r.summary, 120),
                 r.actor.as_deref().unwrap_or("-"),
                 r.chat.as_deref().unwrap_or("-"),
                 r.approval_id,

@@ -112,7 +112,7 @@ async fn allow_once_runs_the_tool_and_the_agent_continues() {
     let audit = s.backend.audit_log().await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!((audit[0].outcome.as_str(), audit[0].actor.as_deref()), ("allowed_once", Some("telegram:ada")));
-    assert_eq!(audit[0].summary, "Write: note.txt");
+    assert_eq!(audit[0].summary, "Write: note.txt\n«hello»");
 
     // A decided request cannot be decided again (a stale or replayed click).
     let again = s.backend.decide_approval(&id, &person("telegram:ada"), Choice::Deny, None).await;
@@ -307,7 +307,7 @@ async fn a_reused_tool_call_id_cannot_replay_another_calls_approval() {
     let second = until_approval(&mut session).await;
     assert_ne!(first, second);
     let pending = s.backend.approvals().await.unwrap();
-    assert_eq!(pending.iter().find(|a| a.id == second).unwrap().summary, "Write: second.txt");
+    assert_eq!(pending.iter().find(|a| a.id == second).unwrap().summary, "Write: second.txt\n«second.txt»");
     s.backend.decide_approval(&second, &person("telegram:ada"), Choice::Deny, None).await.unwrap();
     let (_, result) = finish(&mut session).await;
     assert!(result.success);

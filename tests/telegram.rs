@@ -123,7 +123,7 @@ async fn approvals_are_buttons_allow_runs_deny_does_not_and_others_are_refused()
     tg.send_dm(ADMIN, "write a note");
     tg.wait_until("an approval prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
     let p = prompt(&tg, ADMIN);
-    assert_eq!(p.plain_text, "Allow Write: note.txt?");
+    assert_eq!(p.plain_text, "Allow Write: note.txt\n«from telegram»?", "the content that would be written");
 
     // Someone else's click changes nothing.
     tg.click(OTHER, ADMIN, p.message_id, &button(&p, "Allow once"));
@@ -511,7 +511,7 @@ async fn operator_commands_reach_a_running_daemon() {
     h.llm.push(Reply::tool_call("Write", json!({"path": "op.txt", "content": "by the operator"})));
     h.llm.push(Reply::text("Written by your leave."));
     tg.send_dm(USER, "write op.txt");
-    wait_text(&tg, USER, "Waiting for an approver: Allow Write: op.txt?").await;
+    wait_text(&tg, USER, "Waiting for an approver: Allow Write: op.txt\n«by the operator»?").await;
     tg.wait_until("the prompt in the admin's DM", WAIT, |t| {
         t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())
     })
@@ -519,7 +519,7 @@ async fn operator_commands_reach_a_running_daemon() {
     assert!(tg.messages_in(USER).iter().all(|m| m.reply_markup.is_none()), "no buttons for the user");
     let pending = h.run(&["approvals", "list"]).await;
     pending.assert_ok();
-    assert!(pending.stdout.contains("pending  Write: op.txt  chat=telegram:42"), "{}", pending.stdout);
+    assert!(pending.stdout.contains("pending  Write: op.txt ⏎ «by the operator»  chat=telegram:42"), "{}", pending.stdout);
     let id = pending.stdout.split_whitespace().next().unwrap().to_string();
     let allowed = h.run(&["approvals", "allow", &id]).await;
     allowed.assert_ok();
@@ -533,7 +533,7 @@ async fn operator_commands_reach_a_running_daemon() {
     }
     assert!(tg.messages_in(ADMIN).iter().all(|m| m.reply_markup.is_none()), "the admin's buttons are gone");
     let audit = h.run(&["approvals", "audit"]).await;
-    assert!(audit.stdout.contains("allowed_once  Write: op.txt  by=console"), "{}", audit.stdout);
+    assert!(audit.stdout.contains("allowed_once  Write: op.txt ⏎ «by the operator»  by=console"), "{}", audit.stdout);
     let again = h.run(&["approvals", "allow", &id]).await;
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("is not a pending approval request"), "{}", again.stderr);

@@ -129,3 +129,56 @@ async fn the_owner_in_a_dm_is_asked_once_and_decides_as_before() {
     wait_text(&tg, ADMIN, "Saved.").await;
     assert_eq!(std::fs::read_to_string(h.workdir().join("mine.txt")).unwrap(), "owner");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_shows_exactly_what_runs_and_only_configured_secrets_are_masked() {
+    let (h, tg) = setup(&[("SWITCHBOARD_LLM__API_KEY", "sk-configured-secret")]).await;
+    let _d = h.serve(&tg).await;
+    let command = "mkdir -p x;touch${IFS}PWNED; echo password=hunter2 sk-configured-secret";
+    h.llm.push(Reply::tool_call("Bash", json!({"command": command})));
+    h.llm.push(Reply::text("Done."));
+    tg.send_dm(ADMIN, "make x");
+    tg.wait_until("the prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    let prompt = tg.messages_in(ADMIN).into_iter().find(|m| m.reply_markup.is_some()).unwrap();
+    let shown = "mkdir -p x;touch${IFS}PWNED; echo password=hunter2 [secret]";
+    assert_eq!(prompt.plain_text, format!("Allow Bash: {shown}?"));
+    tg.click(ADMIN, ADMIN, prompt.message_id, &button(&prompt, "Allow once"));
+    wait_text(&tg, ADMIN, "Done.").await;
+    assert!(h.workdir().join("x").is_dir() && h.workdir().join("PWNED").exists(), "what ran is what was shown");
+    let audit = h.run(&["approvals", "audit"]).await;
+    assert!(audit.stdout.contains(&format!("Bash: {shown}")), "{}", audit.stdout);
+    assert!(!audit.stdout.contains("sk-configured-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_too_long_to_show_cannot_be_allowed_from_a_chat() {
+    let (h, tg) = setup(&[]).await;
+    let _d = h.serve(&tg).await;
+    let content = format!("{}\nthe hidden last line", "filler line\n".repeat(300));
+    h.llm.push(Reply::tool_call("Write", json!({"path": "big.txt", "content": content})));
+    h.llm.push(Reply::text("Written."));
+    tg.send_dm(ADMIN, "write big.txt");
+    tg.wait_until("the prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    let prompt = tg.messages_in(ADMIN).into_iter().find(|m| m.reply_markup.is_some()).unwrap();
+    assert!(prompt.plain_text.contains("more characters not shown"), "{}", prompt.plain_text);
+    assert!(!prompt.plain_text.contains("the hidden last line"));
+    let labels: Vec<String> = prompt.reply_markup.as_ref().unwrap()["inline_keyboard"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(labels, ["Deny"], "only a denial is possible from the chat");
+    tg.send_dm(ADMIN, "/approve");
+    wait_text(&tg, ADMIN, "too long to show in full here").await;
+    assert!(!h.workdir().join("big.txt").exists());
+
+    let list = h.run(&["approvals", "list"]).await;
+    let id = list.stdout.split_whitespace().next().unwrap().to_string();
+    let whole = h.run(&["approvals", "show", &id]).await;
+    whole.assert_ok();
+    assert!(whole.stdout.contains("the hidden last line"), "{}", whole.stdout);
+    h.run(&["approvals", "allow", &id]).await.assert_ok();
+    wait_text(&tg, ADMIN, "Written.").await;
+    assert!(std::fs::read_to_string(h.workdir().join("big.txt")).unwrap().ends_with("the hidden last line"));
+}

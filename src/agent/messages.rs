@@ -37,8 +37,10 @@ pub enum SdkMessage {
         approval_id: String,
         tool_call_id: String,
         tool_name: String,
-        /// One line, secrets redacted.
+        /// Exactly what would run (configured secrets masked).
         summary: String,
+        /// Whether `summary` shows the whole call; if not, only the operator may allow it.
+        complete: bool,
         /// Milliseconds since the epoch.
         expires_at: u64,
         chat: Option<String>,

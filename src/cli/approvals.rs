@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use switchboard::agent::{AgentBackend, SessionOptions, StopReason};
-use switchboard::control::{render_approvals, render_audit, Request};
+use switchboard::control::{render_approval, render_approvals, render_audit, Request};
 use switchboard::policy::approvals::{Choice, DecideError};
 
 use super::app::App;
@@ -31,6 +31,8 @@ pub enum ApprovalsCommand {
     },
     /// Every decision, expiry and refused attempt, oldest first
     Audit,
+    /// One request with its whole call (what a chat may have seen cut short)
+    Show { id: String },
 }
 
 /// The same command for a running daemon (which holds the data directory).
@@ -38,6 +40,7 @@ pub fn request(command: &ApprovalsCommand) -> Request {
     match command {
         ApprovalsCommand::List { all } => Request::ApprovalsList { all: *all },
         ApprovalsCommand::Audit => Request::ApprovalsAudit,
+        ApprovalsCommand::Show { id } => Request::ApprovalsShow { id: id.clone() },
         ApprovalsCommand::Allow { id, always } => {
             let choice = if *always { Choice::AlwaysAllowHere } else { Choice::AllowOnce };
             Request::ApprovalsDecide { id: id.clone(), choice, reason: None }
@@ -58,6 +61,16 @@ pub async fn run(app: &App, command: ApprovalsCommand) -> anyhow::Result<i32> {
             print!("{}", render_audit(&app.backend.audit_log().await?));
             Ok(0)
         }
+        ApprovalsCommand::Show { id } => match app.backend.approvals().await?.into_iter().find(|a| a.id == id) {
+            Some(a) => {
+                print!("{}", render_approval(&a, &app.settings.secrets()));
+                Ok(0)
+            }
+            None => {
+                eprintln!("error: there is no approval request {id}; see `switchboard approvals list --all`");
+                Ok(EXIT_FAILURE)
+            }
+        },
         ApprovalsCommand::Allow { id, always } => {
             let choice = if always { Choice::AlwaysAllowHere } else { Choice::AllowOnce };
             decide_and_finish(app, &id, choice, None).await

@@ -45,6 +45,16 @@ pub struct ChannelSection {
 }
 
 impl Settings {
+    /// Every configured secret value: the model's API key and the channels'
+    /// tokens. They are masked wherever a tool call is shown.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.llm.api_key.iter().cloned().collect();
+        for section in &self.channels {
+            all.extend(section.settings.secrets());
+        }
+        all
+    }
+
     /// The channel sections that turn their channel on.
     pub fn enabled_channels(&self) -> impl Iterator<Item = &ChannelSection> {
         self.channels.iter().filter(|c| c.settings.enabled())

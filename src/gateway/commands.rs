@@ -188,7 +188,9 @@ impl Commands {
         let decider = Decider::Person { id: call.sender.id.clone(), tier: call.tier };
         match self.decisions.decide(&approval.id, &decider, choice, reason, Some(call.chat)).await {
             Ok(decided) => Answer::public(outcome_text(decided.state, Some(&call.sender.name))),
-            Err(e @ (DecideError::NotEntitled | DecideError::NotPending)) => Answer::private(e.to_string()),
+            Err(e @ (DecideError::NotEntitled | DecideError::NotPending | DecideError::NotShownInFull)) => {
+                Answer::private(e.to_string())
+            }
             Err(e) => failed("decide", &e.to_string()),
         }
     }

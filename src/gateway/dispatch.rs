@@ -225,7 +225,9 @@ impl Dispatcher {
                 };
                 match self.decisions.decide(approval_id, &decider, choice, None, Some(&click.chat)).await {
                     Ok(_) => None,
-                    Err(e @ (DecideError::NotEntitled | DecideError::NotPending)) => Some(e.to_string()),
+                    Err(e @ (DecideError::NotEntitled | DecideError::NotPending | DecideError::NotShownInFull)) => {
+                        Some(e.to_string())
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot record a decision");
                         Some(SOMETHING_WENT_WRONG.to_string())

@@ -109,7 +109,12 @@ impl Gateway {
             names: names.clone(),
             default_model: settings.llm.model.clone(),
         };
-        let operator = Operator { backend: backend.clone(), pairing: pairing.clone(), decisions: decisions.clone() };
+        let operator = Operator {
+            backend: backend.clone(),
+            secrets: settings.secrets(),
+            pairing: pairing.clone(),
+            decisions: decisions.clone(),
+        };
         let dispatcher = dispatch::Dispatcher {
             backend,
             registry: registry.clone(),

@@ -10,12 +10,14 @@ use super::decisions::Decisions;
 use super::pairing::Pairing;
 use crate::agent::AgentBackend;
 use crate::channels::REGISTERED;
-use crate::control::{render_approvals, render_audit, render_pairing, Answer, Handler, Request};
+use crate::control::{render_approval, render_approvals, render_audit, render_pairing, Answer, Handler, Request};
 use crate::policy::approvals::{DecideError, Decider, OPERATOR};
 
 #[derive(Clone)]
 pub struct Operator {
     pub(super) backend: Arc<dyn AgentBackend>,
+    /// Masked in what the operator is shown.
+    pub(super) secrets: Vec<String>,
     pub(super) pairing: Pairing,
     pub(super) decisions: Decisions,
 }
@@ -28,6 +30,13 @@ impl Handler for Operator {
                 self.backend.approvals().await.map(|a| Answer::ok(render_approvals(&a, all)))
             }
             Request::ApprovalsAudit => self.backend.audit_log().await.map(|r| Answer::ok(render_audit(&r))),
+            Request::ApprovalsShow { id } => {
+                return match self.backend.approvals().await.map(|all| all.into_iter().find(|a| a.id == id)) {
+                    Ok(Some(a)) => Answer::ok(render_approval(&a, &self.secrets)),
+                    Ok(None) => Answer::failed(format!("there is no approval request {id}")),
+                    Err(e) => Answer::failed(e.to_string()),
+                };
+            }
             Request::PairingList { channel } => {
                 let mut out = String::new();
                 for name in channel.map_or_else(|| REGISTERED.iter().map(|c| c.name.to_string()).collect(), |c| vec![c])

@@ -45,6 +45,8 @@ pub struct Request<'a> {
     pub chat: &'a ChatKey,
     pub requester: &'a str,
     pub requester_tier: Tier,
+    /// Whether `summary` shows the whole call; if not, a chat may only deny it.
+    pub complete: bool,
 }
 
 #[derive(Clone)]
@@ -159,10 +161,16 @@ fn buttons_prompt(request: &Request<'_>, context: Option<&str>) -> ApprovalPromp
     if let Some(context) = context {
         text.push_str(&format!(" ({context})"));
     }
+    // What is not shown whole can only be denied here.
+    let choices: &[Choice] = if request.complete { &Choice::ALL } else { &[Choice::Deny] };
+    let mut commands = vec![("Deny".to_string(), "/deny".to_string())];
+    if request.complete {
+        commands.insert(0, ("Allow once".into(), "/approve".into()));
+    }
     ApprovalPrompt {
         text,
-        buttons: Choice::ALL.iter().map(|c| (c.label().to_string(), button_data(*c, request.approval_id))).collect(),
-        commands: vec![("Allow once".into(), "/approve".into()), ("Deny".into(), "/deny".into())],
+        buttons: choices.iter().map(|c| (c.label().to_string(), button_data(*c, request.approval_id))).collect(),
+        commands,
     }
 }
 

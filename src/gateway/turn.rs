@@ -69,7 +69,7 @@ pub async fn run(turns: Turns, job: TurnJob) {
         match message {
             SdkMessage::StreamEvent { event: StreamDelta::Text(delta) } => stream.push(&delta).await,
             SdkMessage::Assistant { content } => stream.said(content),
-            SdkMessage::ApprovalRequest { approval_id, summary, .. } => {
+            SdkMessage::ApprovalRequest { approval_id, summary, complete, .. } => {
                 // Not "typing" while the turn waits for a person.
                 if let Some(t) = typing.take() {
                     t.abort();
@@ -80,6 +80,7 @@ pub async fn run(turns: Turns, job: TurnJob) {
                     chat: &job.chat,
                     requester: &job.sender.id,
                     requester_tier: job.tier,
+                    complete,
                 };
                 turns.prompts.show(&request).await;
             }

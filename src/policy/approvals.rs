@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::summary::summarize;
+use super::summary::{describe, describe_whole};
 use super::{Tier, ToolContext};
 use crate::store::{
     blocking, now_ms, ApprovalRecord, ApprovalState, AuditRecord, Grant, Store, StoreError, StoreResult,
@@ -106,6 +106,8 @@ pub enum DecideError {
     NotPending,
     #[error("Only an approver can decide this request.")]
     NotEntitled,
+    #[error("This request is too long to show in full here, so it cannot be allowed from a chat; the operator can decide it with `switchboard approvals`.")]
+    NotShownInFull,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -164,6 +166,7 @@ impl Approvals {
         input: &Value,
     ) -> StoreResult<ApprovalRecord> {
         let now = now_ms();
+        let description = describe(tool, input, &self.secrets);
         let record = ApprovalRecord {
             id: format!("apr-{}", uuid::Uuid::new_v4().simple()),
             agent_id: context.agent_id.clone(),
@@ -172,7 +175,8 @@ impl Approvals {
             tool_call_id: tool_call_id.to_string(),
             tool: tool.to_string(),
             input: input.clone(),
-            summary: summarize(tool, input, &self.secrets),
+            summary: description.text,
+            complete: description.complete,
             chat: context.chat.clone(),
             requester: context.sender.clone(),
             requester_tier: Some(context.tier),
@@ -256,6 +260,11 @@ impl Approvals {
             self.audit(&current, "refused", Some(decider.id().to_string()), None).await?;
             tracing::info!(approval = %id, "decision refused: not entitled");
             return Err(DecideError::NotEntitled);
+        }
+        // What a chat never saw whole, a chat cannot allow.
+        if !current.complete && *decider != Decider::Operator && choice != Choice::Deny {
+            self.audit(&current, "refused", Some(decider.id().to_string()), Some("not shown in full".into())).await?;
+            return Err(DecideError::NotShownInFull);
         }
         if current.expires_at <= now_ms() {
             self.end(id, ApprovalState::Expired, None, None).await?;
@@ -357,7 +366,8 @@ impl Approvals {
             conversation_id: a.conversation_id.clone(),
             chat: a.chat.clone(),
             tool: a.tool.clone(),
-            summary: a.summary.clone(),
+            // The operator's record shows the whole call, however long.
+            summary: describe_whole(&a.tool, &a.input, &self.secrets),
             outcome: outcome.to_string(),
             actor,
             reason,
@@ -413,6 +423,7 @@ mod tests {
             tool: "Bash".into(),
             input: Value::Null,
             summary: "Bash: id".into(),
+            complete: true,
             chat: Some("fake:g".into()),
             requester: Some("fake:9".into()),
             requester_tier: Some(Tier::User),

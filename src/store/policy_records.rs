@@ -43,8 +43,11 @@ pub struct ApprovalRecord {
     pub tool_call_id: String,
     pub tool: String,
     pub input: Value,
-    /// One line for people, secrets redacted.
+    /// Exactly what would run, as people see it (known secrets masked).
     pub summary: String,
+    /// Whether `summary` shows the whole call; a chat cannot allow it otherwise.
+    #[serde(default)]
+    pub complete: bool,
     pub chat: Option<String>,
     pub requester: Option<String>,
     /// How far the requester was trusted when asking.

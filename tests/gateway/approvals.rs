@@ -14,7 +14,7 @@ async fn the_requester_decides_by_button_others_and_forgeries_get_a_private_noti
     gw.llm.push(Reply::text("Written."));
     gw.fake.dm("7", "write a note").await;
     let prompt = gw.wait_prompt("7").await;
-    assert_eq!(prompt.text, "Allow Write: note.txt?");
+    assert_eq!(prompt.text, "Allow Write: note.txt\n«from the fake»?");
     let labels: Vec<&str> = prompt.buttons.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(labels, ["Allow once", "Always allow here", "Deny"]);
 
@@ -46,7 +46,7 @@ async fn a_channel_without_buttons_shows_the_text_commands_that_decide() {
     gw.llm.push(Reply::tool_call("Write", json!({"path": "t.txt", "content": "by text"})));
     gw.llm.push(Reply::text("Done by text."));
     gw.fake.dm("7", "write t.txt").await;
-    let prompt = gw.wait_text("7", "Allow Write: t.txt?").await;
+    let prompt = gw.wait_text("7", "Allow Write: t.txt\n«by text»?").await;
     assert!(prompt.text.contains("Allow once: /approve") && prompt.text.contains("Deny: /deny"), "{}", prompt.text);
     assert!(gw.fake.calls_of(Op::ShowApproval).is_empty());
     gw.fake.dm("7", "/approve").await;

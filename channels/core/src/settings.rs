@@ -259,6 +259,9 @@ pub trait ChannelSettings: Send + Sync + fmt::Debug {
     fn build(&self, commands: &'static [CommandSpec]) -> Result<Arc<dyn Channel>, ChannelError>;
     /// Facts for `switchboard check`, secrets shown only as set or not set.
     fn describe(&self) -> Vec<(&'static str, String)>;
+    /// The values of the section's secrets (tokens), so that they are masked
+    /// wherever the daemon shows a tool call and never reach a tool.
+    fn secrets(&self) -> Vec<String>;
 }
 
 /// What a channel crate registers with the daemon.

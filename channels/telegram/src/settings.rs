@@ -94,6 +94,11 @@ impl ChannelSettings for TelegramSettings {
         Ok(Arc::new(TelegramChannel::new(config)?))
     }
 
+    fn secrets(&self) -> Vec<String> {
+        let c = &self.config;
+        [Some(c.token.clone()), c.webhook_secret.clone()].into_iter().flatten().filter(|s| !s.is_empty()).collect()
+    }
+
     fn describe(&self) -> Vec<(&'static str, String)> {
         let c = &self.config;
         let mode = match c.mode {

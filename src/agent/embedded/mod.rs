@@ -65,7 +65,7 @@ impl EmbeddedBackend {
             std::time::Duration::from_secs(settings.policy.approval_timeout_secs),
             settings.policy.approvers.clone(),
             settings.policy.users_approve_own,
-            settings.llm.api_key.clone().into_iter().collect(),
+            settings.secrets(),
         );
         EmbeddedBackend {
             inner: Arc::new(Inner {

@@ -155,6 +155,7 @@ impl Turn {
             tool_call_id: approval.tool_call_id.clone(),
             tool_name: approval.tool.clone(),
             summary: approval.summary.clone(),
+            complete: approval.complete,
             expires_at: approval.expires_at,
             chat: approval.chat.clone(),
             requester: approval.requester.clone(),

@@ -69,6 +69,10 @@ impl ChannelSettings for FakeSettings {
         }
     }
 
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     fn describe(&self) -> Vec<(&'static str, String)> {
         vec![("instance", self.instance.clone().unwrap_or_else(|| "not set".into()))]
     }
