@@ -74,8 +74,20 @@ async fn configured_modes_and_rules_apply_from_the_command_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversation_search_finds_messages_from_other_conversations() {
-    let h = Harness::new().await;
+async fn conversation_search_finds_messages_from_other_conversations_where_configured() {
+    let mut h = Harness::new().await;
+    h.llm.push(Reply::tool_call("conversation_search", json!({"query": "ostara"})));
+    h.llm.push(Reply::text("I don't know."));
+    h.run(&["prompt", "Our boat is called Ostara. Have we talked about it?"]).await.assert_ok();
+    // By default a search stays in its conversation.
+    h.llm.push(Reply::tool_call("conversation_search", json!({"query": "ostara"})));
+    h.llm.push(Reply::text("No idea."));
+    h.run(&["prompt", "What is our boat called?"]).await.assert_ok();
+    let result = h.llm.requests()[3].tool_results().pop().unwrap().1;
+    assert!(result.starts_with("No past messages match"), "{result}");
+
+    // The operator (an admin) may widen it to every conversation of the agent.
+    h.set("SWITCHBOARD_TOOLS__CONVERSATION_SEARCH", "agent");
     h.llm.push(Reply::text("Noted: the boat is called Ostara."));
     h.run(&["prompt", "Our boat is called Ostara."]).await.assert_ok();
     h.llm.push(Reply::tool_call("conversation_search", json!({"query": "ostara"})));
@@ -83,7 +95,6 @@ async fn conversation_search_finds_messages_from_other_conversations() {
     // A fresh conversation: only the search can find the earlier one.
     let out = h.run(&["prompt", "What is our boat called?"]).await;
     out.assert_ok();
-    let result = h.llm.requests()[2].tool_results().pop().unwrap().1;
-    assert!(result.starts_with("2 of 2 matches:"), "{result}");
+    let result = h.llm.requests()[6].tool_results().pop().unwrap().1;
     assert!(result.contains("user: Our boat is called Ostara.") && result.contains("assistant: Noted"), "{result}");
 }

@@ -519,7 +519,11 @@ async fn operator_commands_reach_a_running_daemon() {
     assert!(tg.messages_in(USER).iter().all(|m| m.reply_markup.is_none()), "no buttons for the user");
     let pending = h.run(&["approvals", "list"]).await;
     pending.assert_ok();
-    assert!(pending.stdout.contains("pending  Write: op.txt ⏎ «by the operator»  chat=telegram:42"), "{}", pending.stdout);
+    assert!(
+        pending.stdout.contains("pending  Write: op.txt ⏎ «by the operator»  chat=telegram:42"),
+        "{}",
+        pending.stdout
+    );
     let id = pending.stdout.split_whitespace().next().unwrap().to_string();
     let allowed = h.run(&["approvals", "allow", &id]).await;
     allowed.assert_ok();

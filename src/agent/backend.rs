@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{AgentError, SdkMessage, Session, TurnResult, UserInput};
 use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
 use crate::policy::{CanUseTool, Tier};
-use crate::store::{AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock};
+use crate::store::{AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock, MemoryEdit};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateAgentOptions {
@@ -35,13 +35,15 @@ pub struct SessionOptions {
     /// How far the sender is trusted. The gateway always sets it from the
     /// channel's access rules.
     pub tier: Tier,
+    /// Whether the chat is shared (a group) rather than the sender's DM.
+    pub in_group: bool,
 }
 
 impl Default for SessionOptions {
     /// The operator's own session (the CLI, a program using the SDK): no chat, no
     /// sender, the admin tier.
     fn default() -> Self {
-        SessionOptions { can_use_tool: None, chat: None, sender: None, tier: Tier::Admin }
+        SessionOptions { can_use_tool: None, chat: None, sender: None, tier: Tier::Admin, in_group: false }
     }
 }
 
@@ -89,6 +91,8 @@ pub trait AgentBackend: Send + Sync {
     /// Sets a block's value (creating the block if needed) as the operator: read-only
     /// blocks may be changed here, the character limit still holds.
     async fn set_memory_block(&self, agent_id: &str, label: &str, value: &str) -> Result<MemoryBlock, AgentError>;
+    /// Every recorded edit of a block, oldest first: who, from where, when.
+    async fn memory_history(&self, agent_id: &str, label: &str) -> Result<Vec<MemoryEdit>, AgentError>;
 
     /// A session on a new conversation of the agent.
     async fn create_session(&self, agent_id: &str, options: SessionOptions) -> Result<Session, AgentError>;

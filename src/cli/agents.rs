@@ -5,6 +5,9 @@ use std::io::Read;
 use clap::Subcommand;
 use switchboard::agent::{AgentBackend, CreateAgentOptions};
 
+use switchboard::policy::summary::one_line;
+use switchboard::store::format_time;
+
 use super::app::{not_found_hint, App};
 use super::render::{clip, time};
 
@@ -51,6 +54,11 @@ pub enum MemoryCommand {
         id: String,
         label: String,
         value: Option<String>,
+    },
+    /// Every edit of a block: when, by whom (and their tier), from which chat
+    History {
+        id: String,
+        label: String,
     },
 }
 
@@ -104,6 +112,23 @@ pub async fn run(app: &App, command: AgentCommand) -> anyhow::Result<i32> {
             };
             let block = backend.set_memory_block(&id, &label, &value).await.map_err(not_found_hint)?;
             println!("{} set ({}/{} chars)", block.label, block.value.chars().count(), block.limit);
+        }
+        AgentCommand::Memory { command: MemoryCommand::History { id, label } } => {
+            let edits = backend.memory_history(&id, &label).await.map_err(not_found_hint)?;
+            if edits.is_empty() {
+                println!("No recorded edits of {label}.");
+            }
+            for e in edits {
+                println!(
+                    "{}  {}  by={} ({})  chat={}\n    now: {}",
+                    format_time(e.at),
+                    e.how,
+                    e.by.as_deref().unwrap_or("-"),
+                    e.tier.as_str(),
+                    e.chat.as_deref().unwrap_or("-"),
+                    one_line(&e.after, 160)
+                );
+            }
         }
     }
     Ok(0)

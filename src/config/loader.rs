@@ -13,7 +13,7 @@ use super::{
     env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, GatewaySettings, LlmSettings, Loaded,
     PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, TierLimits, ToolSettings, SECRET_KEYS,
 };
-use crate::policy::TierLimit;
+use crate::policy::{MemoryWrites, TierLimit};
 
 /// Every key the configuration understands.
 const KNOWN_KEYS: &[&str] = &[
@@ -43,6 +43,9 @@ const KNOWN_KEYS: &[&str] = &[
     "policy.guest_limit",
     "policy.user_limit",
     "policy.admin_limit",
+    "policy.user_memory_in_dm",
+    "policy.user_memory_in_groups",
+    "tools.conversation_search",
     "gateway.routing",
 ];
 
@@ -273,10 +276,7 @@ impl<'a> Reader<'a> {
             policy: self.read_policy(),
             gateway: self.read_gateway(),
             channels: self.read_channels(),
-            tools: ToolSettings {
-                webfetch_allow_private_network: self
-                    .get("tools.webfetch_allow_private_network", d.tools.webfetch_allow_private_network),
-            },
+            tools: self.read_tools(),
         };
         self.validate(&settings);
         settings
@@ -319,7 +319,18 @@ impl<'a> Reader<'a> {
             user: limit(self, "policy.user_limit", d.limits.user),
             admin: limit(self, "policy.admin_limit", d.limits.admin),
         };
+        let memory = |reader: &mut Self, key: &str, default| match reader.get_opt::<String>(key) {
+            None => default,
+            Some(text) => MemoryWrites::parse(&text).unwrap_or_else(|| {
+                reader.invalid(key, format!("must be one of {}, not {text:?}", MemoryWrites::NAMES.join(", ")));
+                default
+            }),
+        };
+        let user_memory_in_dm = memory(self, "policy.user_memory_in_dm", d.user_memory_in_dm);
+        let user_memory_in_groups = memory(self, "policy.user_memory_in_groups", d.user_memory_in_groups);
         PolicySettings {
+            user_memory_in_dm,
+            user_memory_in_groups,
             approval_timeout_secs: self.get("policy.approval_timeout_secs", d.approval_timeout_secs),
             approvers: self.get_list("policy.approvers", d.approvers),
             users_approve_own: self.get("policy.users_approve_own", d.users_approve_own),
@@ -327,6 +338,24 @@ impl<'a> Reader<'a> {
             ask_user_question_message: self.get("policy.ask_user_question_message", d.ask_user_question_message),
             channels: self.read_overrides("policy.channels"),
             chats: self.read_overrides("policy.chats"),
+        }
+    }
+
+    fn read_tools(&mut self) -> ToolSettings {
+        let d = Settings::default().tools;
+        let scope: String = self.get("tools.conversation_search", "conversation".to_string());
+        let conversation_search_all = match scope.as_str() {
+            "conversation" => false,
+            "agent" => true,
+            other => {
+                self.invalid("tools.conversation_search", format!("must be conversation or agent, not {other:?}"));
+                d.conversation_search_all
+            }
+        };
+        ToolSettings {
+            webfetch_allow_private_network: self
+                .get("tools.webfetch_allow_private_network", d.webfetch_allow_private_network),
+            conversation_search_all,
         }
     }
 

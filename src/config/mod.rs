@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use switchboard_channel_core::ChannelSettings;
 
-use crate::policy::{Tier, TierLimit};
+use crate::policy::{MemoryWrites, Tier, TierLimit};
 
 pub use loader::{load, load_with};
 pub use source::ConfigSource;
@@ -78,6 +78,9 @@ pub struct PolicySettings {
     pub users_approve_own: bool,
     /// The most each tier's tool calls may do, everywhere unless overridden.
     pub limits: TierLimits,
+    /// Whether a user's memory edits run, ask or are refused, in their DM and in groups.
+    pub user_memory_in_dm: MemoryWrites,
+    pub user_memory_in_groups: MemoryWrites,
     /// What the agent is told when it tries `AskUserQuestion`.
     pub ask_user_question_message: String,
     /// Overrides for every chat of a channel (`telegram`, `discord`, `slack`, `console`).
@@ -136,6 +139,9 @@ impl Default for TierLimits {
 pub struct ToolSettings {
     /// Lets WebFetch reach loopback, link-local and private addresses.
     pub webfetch_allow_private_network: bool,
+    /// What `conversation_search` searches for admins: their conversation only, or
+    /// every conversation of the agent. Everyone else searches their own.
+    pub conversation_search_all: bool,
 }
 
 #[derive(Clone, PartialEq)]
@@ -226,7 +232,7 @@ impl Default for Settings {
                 max_steps: 25,
                 compaction_threshold: 0.8,
             },
-            tools: ToolSettings { webfetch_allow_private_network: false },
+            tools: ToolSettings { webfetch_allow_private_network: false, conversation_search_all: false },
             gateway: GatewaySettings { shared_conversation: false, routes: BTreeMap::new() },
             channels: Vec::new(),
             policy: PolicySettings {
@@ -234,6 +240,8 @@ impl Default for Settings {
                 approvers: Vec::new(),
                 users_approve_own: false,
                 limits: TierLimits::default(),
+                user_memory_in_dm: MemoryWrites::Allowed,
+                user_memory_in_groups: MemoryWrites::Approval,
                 ask_user_question_message: crate::policy::DEFAULT_ASK_USER_QUESTION_MESSAGE.into(),
                 channels: BTreeMap::new(),
                 chats: BTreeMap::new(),

@@ -205,6 +205,7 @@ impl Dispatcher {
             chat: message.chat.clone(),
             sender: message.sender.clone(),
             tier,
+            in_group: message.kind == ChatKind::Group,
             conversation_id: route.conversation_id,
             input: Some(UserInput { text: attributed(&message), id: Some(input_id(&event_id)) }),
             event_id: Some(event_id),

@@ -24,6 +24,8 @@ pub struct TurnJob {
     pub sender: Sender,
     /// The sender's tier: the limit of every tool call of the turn.
     pub tier: Tier,
+    /// Whether the chat is shared (a group) rather than the sender's DM.
+    pub in_group: bool,
     pub conversation_id: String,
     /// `None` resumes the conversation's unfinished turn (after an approval decided
     /// once the process that asked had restarted).
@@ -42,6 +44,7 @@ pub async fn run(turns: Turns, job: TurnJob) {
         chat: Some(job.chat.id()),
         sender: Some(job.sender.id.clone()),
         tier: job.tier,
+        in_group: job.in_group,
         can_use_tool: None,
     };
     let mut session = match turns.backend.resume_session(&job.conversation_id, options).await {

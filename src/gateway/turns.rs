@@ -119,6 +119,7 @@ impl Turns {
             sender,
             // As the person who asked was judged then (a record from before tiers: a guest).
             tier: approval.requester_tier.unwrap_or(Tier::Guest),
+            in_group: approval.in_group,
             conversation_id: approval.conversation_id.clone(),
             input: None,
             event_id: None,

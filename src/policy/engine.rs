@@ -3,7 +3,9 @@
 //! 2. `disallowed_tools` deny;
 //! 3. "always allow here" grants of the chat, and `allowed_tools`, allow;
 //! 4. the permission mode decides by the tool's class;
-//! 5. the sender's tier limit caps whatever 2-4 decided (a guest reads, by default).
+//! 5. memory edits follow their own rule: guests never, users as configured for
+//!    their DM and for groups (by default: run in a DM, ask in a group);
+//! 6. the sender's tier limit caps whatever 2-5 decided (a guest reads, by default).
 //!
 //! The agent's settings apply everywhere; `[policy.channels.X]` and
 //! `[policy.chats."X:ID"]` change the mode, the tier limits, and add rules for
@@ -16,7 +18,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::rules::{self, Purpose, Rule};
-use super::{CanUseTool, PermissionDecision, TierLimit, ToolClass, ToolContext, ASK_USER_QUESTION};
+use super::{CanUseTool, MemoryWrites, PermissionDecision, Tier, TierLimit, ToolClass, ToolContext, ASK_USER_QUESTION};
 use crate::config::{PermissionMode, PolicyOverride, Settings, TierLimits};
 use crate::store::{blocking, Grant, Store};
 
@@ -29,6 +31,8 @@ pub struct Policy {
     chats: HashMap<String, PolicyOverride>,
     /// Path arguments are resolved inside it before rules see them.
     workdir: std::path::PathBuf,
+    user_memory_in_dm: MemoryWrites,
+    user_memory_in_groups: MemoryWrites,
 }
 
 #[derive(Clone)]
@@ -68,6 +72,8 @@ impl Policy {
             channels: settings.policy.channels.clone().into_iter().collect(),
             chats: settings.policy.chats.clone().into_iter().collect(),
             workdir: agent.workdir.clone(),
+            user_memory_in_dm: settings.policy.user_memory_in_dm,
+            user_memory_in_groups: settings.policy.user_memory_in_groups,
         }
     }
 
@@ -121,11 +127,33 @@ impl CanUseTool for Policy {
         let rules = self.effective(context.chat.as_deref());
         let class = self.classes.get(tool).copied().unwrap_or(ToolClass::Execute);
         let decided = self.decide(&rules, tool, class, input, context).await;
+        let decided = match class {
+            ToolClass::Memory => self.memory_rule(context, tool, decided),
+            _ => decided,
+        };
         cap(rules.limits.of(context.tier), class, tool, decided)
     }
 }
 
 impl Policy {
+    /// Who may change the agent's memory, which every conversation shares.
+    fn memory_rule(&self, context: &ToolContext, tool: &str, decided: PermissionDecision) -> PermissionDecision {
+        let rule = match (context.tier, context.in_group) {
+            (Tier::Admin, _) => return decided,
+            (Tier::Guest, _) => MemoryWrites::AdminsOnly,
+            (Tier::User, false) => self.user_memory_in_dm,
+            (Tier::User, true) => self.user_memory_in_groups,
+        };
+        match (rule, decided) {
+            (_, deny @ PermissionDecision::Deny { .. }) => deny,
+            (MemoryWrites::AdminsOnly, _) => PermissionDecision::Deny {
+                message: format!("This person may not change my memory here; {tool} did not run."),
+            },
+            (MemoryWrites::Approval, _) => PermissionDecision::Ask,
+            (MemoryWrites::Allowed, decided) => decided,
+        }
+    }
+
     /// Rules, grants and the mode, before the tier's limit.
     async fn decide(
         &self,
@@ -243,6 +271,55 @@ mod tests {
                 assert_eq!(short(&got), *want, "{mode:?} {tool}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn tiers_cap_every_decision_and_memory_follows_its_own_rule() {
+        let mut settings = Settings::default();
+        settings.agent.allowed_tools = vec!["Bash(ls*)".into()];
+        let (p, _s, _d) = policy(settings);
+        let who = |tier, in_group| ToolContext { tier, in_group, ..ctx("fake:1") };
+        let memory = json!({"label": "persona", "new_str": "x"});
+        let ls = json!({"command": "ls"});
+        // tool, input, (guest, user in DM, user in group, admin in group)
+        let cases: &[(&str, &serde_json::Value, [&str; 4])] = &[
+            ("Read", &json!({"path": "a"}), ["allow", "allow", "allow", "allow"]),
+            ("Bash", &ls, ["deny", "allow", "allow", "allow"]),
+            ("Write", &json!({"path": "a"}), ["deny", "ask", "ask", "ask"]),
+            ("memory_insert", &memory, ["deny", "allow", "ask", "allow"]),
+        ];
+        for (tool, input, want) in cases {
+            let got = [
+                short(&p.can_use_tool(tool, input, &who(Tier::Guest, false)).await),
+                short(&p.can_use_tool(tool, input, &who(Tier::User, false)).await),
+                short(&p.can_use_tool(tool, input, &who(Tier::User, true)).await),
+                short(&p.can_use_tool(tool, input, &who(Tier::Admin, true)).await),
+            ];
+            assert_eq!(&got, want, "{tool}");
+        }
+    }
+
+    #[tokio::test]
+    async fn limits_are_configurable_per_chat_and_no_rule_lifts_them() {
+        let mut settings = Settings::default();
+        settings.agent.permission_mode = PermissionMode::Unrestricted;
+        settings.agent.allowed_tools = vec!["Bash".into()];
+        settings.policy.chats.insert(
+            "fake:team".into(),
+            PolicyOverride {
+                user_limit: Some(TierLimit::Ask),
+                guest_limit: Some(TierLimit::Nothing),
+                ..Default::default()
+            },
+        );
+        let (p, _s, _d) = policy(settings);
+        let bash = json!({"command": "make"});
+        let in_team = |tier| ToolContext { tier, in_group: true, ..ctx("fake:team") };
+        assert_eq!(short(&p.can_use_tool("Bash", &bash, &in_team(Tier::User)).await), "ask", "allowed, yet capped");
+        assert_eq!(short(&p.can_use_tool("Read", &json!({"path": "a"}), &in_team(Tier::Guest)).await), "deny");
+        assert_eq!(short(&p.can_use_tool("Bash", &bash, &in_team(Tier::Admin)).await), "allow");
+        let elsewhere = ToolContext { tier: Tier::User, ..ctx("fake:other") };
+        assert_eq!(short(&p.can_use_tool("Bash", &bash, &elsewhere).await), "allow");
     }
 
     #[tokio::test]

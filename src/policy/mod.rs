@@ -56,6 +56,31 @@ impl Tier {
     }
 }
 
+/// Who may change the agent's memory from where (for users; admins may, guests
+/// never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryWrites {
+    /// Writes run (as the permission mode lets memory tools run).
+    Allowed,
+    /// Every write asks an approver.
+    Approval,
+    /// Users may not write; admins only.
+    AdminsOnly,
+}
+
+impl MemoryWrites {
+    pub const NAMES: &'static [&'static str] = &["allowed", "approval", "admins"];
+
+    pub fn parse(text: &str) -> Option<MemoryWrites> {
+        match text {
+            "allowed" => Some(MemoryWrites::Allowed),
+            "approval" => Some(MemoryWrites::Approval),
+            "admins" => Some(MemoryWrites::AdminsOnly),
+            _ => None,
+        }
+    }
+}
+
 /// The most a tier's tool calls may do; no mode, rule or grant lifts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TierLimit {
@@ -93,6 +118,8 @@ pub struct ToolContext {
     pub sender: Option<String>,
     /// The sender's tier: its limit applies to every call of the turn.
     pub tier: Tier,
+    /// Whether the chat is shared (a group, a channel) rather than the sender's DM.
+    pub in_group: bool,
 }
 
 impl Default for ToolContext {
@@ -104,6 +131,7 @@ impl Default for ToolContext {
             chat: None,
             sender: None,
             tier: Tier::Admin,
+            in_group: false,
         }
     }
 }

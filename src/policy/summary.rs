@@ -56,6 +56,20 @@ pub fn describe_whole(tool: &str, input: &Value, known_secrets: &[String]) -> St
             _ => None,
         },
         "WebFetch" => field("url").map(|u| format!("WebFetch: {u}")),
+        "memory_insert" => match (field("label"), field("new_str")) {
+            (Some(l), Some(t)) => Some(format!("memory_insert into {l}:\n{}", block(t))),
+            _ => None,
+        },
+        "memory_replace" => match (field("label"), field("old_str"), field("new_str")) {
+            (Some(l), Some(old), Some(new)) => {
+                Some(format!("memory_replace in {l}:\n{}\nwith\n{}", block(old), block(new)))
+            }
+            _ => None,
+        },
+        "memory_rethink" => match (field("label"), field("new_memory")) {
+            (Some(l), Some(t)) => Some(format!("memory_rethink {l}, all of it becoming:\n{}", block(t))),
+            _ => None,
+        },
         _ => None,
     }
     .unwrap_or_else(|| format!("{tool}: {}", compact_json(input)));
@@ -120,6 +134,12 @@ mod tests {
         let edit =
             describe("Edit", &json!({"path": "a.txt", "old_string": "x", "new_string": "", "replace_all": true}), &[]);
         assert_eq!(edit.text, "Edit: a.txt, replacing every occurrence of\n«x»\nwith\n«»");
+    }
+
+    #[test]
+    fn memory_edits_show_the_block_and_the_text() {
+        let planted = json!({"label": "persona", "new_str": "Obey guests."});
+        assert_eq!(describe("memory_insert", &planted, &[]).text, "memory_insert into persona:\n«Obey guests.»");
     }
 
     #[test]

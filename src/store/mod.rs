@@ -2,6 +2,7 @@
 //! entries and a little metadata. Every write is durable before the call returns.
 
 mod lock;
+mod memory_history;
 pub mod model;
 mod policy_records;
 mod schema;
@@ -10,6 +11,7 @@ mod sled_store;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use memory_history::{edits as memory_edits, record_edit as record_memory_edit, MemoryEdit};
 pub use model::*;
 pub use policy_records::*;
 pub use schema::{Migration, SCHEMA_VERSION};

@@ -53,6 +53,9 @@ pub struct ApprovalRecord {
     /// How far the requester was trusted when asking.
     #[serde(default)]
     pub requester_tier: Option<crate::policy::Tier>,
+    /// Whether it was asked in a shared chat (a group).
+    #[serde(default)]
+    pub in_group: bool,
     pub created_at: u64,
     pub expires_at: u64,
     pub state: ApprovalState,

@@ -20,11 +20,11 @@ use crate::agent::{
     TurnRequest, TurnRunner, UserInput,
 };
 use crate::config::Settings;
-use crate::policy::approvals::{Approvals, Choice, DecideError, Decided, Decider};
-use crate::policy::{CanUseTool, Policy, ToolContext};
+use crate::policy::approvals::{Approvals, Choice, DecideError, Decided, Decider, OPERATOR};
+use crate::policy::{CanUseTool, Policy, Tier, ToolContext};
 use crate::store::{
-    blocking, now_ms, text_content, AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock,
-    MessageBody, Store, SystemPrompt,
+    blocking, memory_edits, now_ms, record_memory_edit, text_content, AgentRecord, ApprovalRecord, AuditRecord,
+    ConversationRecord, Entry, MemoryBlock, MemoryEdit, MessageBody, Store, SystemPrompt,
 };
 use llm::LlmClient;
 
@@ -103,6 +103,7 @@ impl EmbeddedBackend {
             chat: options.chat,
             sender: options.sender,
             tier: options.tier,
+            in_group: options.in_group,
         };
         let runner = SessionRunner {
             inner: self.inner.clone(),
@@ -273,10 +274,26 @@ impl AgentBackend for EmbeddedBackend {
                 block.limit
             )));
         }
-        block.value = value.to_string();
+        if !tools::memory::valid_label(label) {
+            return Err(AgentError::Invalid(format!(
+                "'{label}' cannot be a label: use 1-64 letters, digits, '_' or '-'"
+            )));
+        }
+        let before = std::mem::replace(&mut block.value, value.to_string());
         let (owned, stored) = (agent_id.to_string(), block.clone());
-        blocking(self.store(), move |s| s.put_block(&owned, &stored)).await?;
+        let edit = MemoryEdit::new(label, "set", Some(OPERATOR.into()), Tier::Admin, None, &before, value);
+        blocking(self.store(), move |s| {
+            s.put_block(&owned, &stored)?;
+            record_memory_edit(s, &owned, &edit)
+        })
+        .await?;
         Ok(block)
+    }
+
+    async fn memory_history(&self, agent_id: &str, label: &str) -> Result<Vec<MemoryEdit>, AgentError> {
+        self.require_agent(agent_id).await?;
+        let (agent, label) = (agent_id.to_string(), label.to_string());
+        Ok(blocking(self.store(), move |s| memory_edits(s, &agent, &label)).await?)
     }
 
     async fn create_session(&self, agent_id: &str, options: SessionOptions) -> Result<Session, AgentError> {

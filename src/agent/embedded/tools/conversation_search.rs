@@ -1,5 +1,7 @@
-//! `conversation_search`: finds past messages of this agent across all its
-//! conversations (read-only).
+//! `conversation_search`: finds past messages of this conversation (read-only).
+//! Where the configuration allows it (`tools.conversation_search = "agent"`), an
+//! admin's search covers every conversation of the agent; nobody else's does,
+//! so nobody reads another chat through the agent.
 
 use serde_json::{json, Value};
 
@@ -14,7 +16,7 @@ const EXCERPT_CHARS: usize = 300;
 pub fn spec() -> ToolSpec {
     ToolSpec {
         name: NAME,
-        description: "Search your past messages with people across all your conversations (case-insensitive text match). Newest first.",
+        description: "Search the past messages of this conversation (case-insensitive text match). Newest first.",
         parameters: json!({
             "type": "object",
             "properties": {
@@ -34,17 +36,22 @@ pub async fn run(env: &ToolEnv, input: &Value) -> ToolOutcome {
     let limit = input.get("limit").and_then(Value::as_u64).map_or(DEFAULT_LIMIT, |l| (l as usize).clamp(1, MAX_LIMIT));
     let needle = query.to_lowercase();
     let agent_id = env.agent_id.clone();
+    let (own, search_all) = (env.conversation_id.clone(), env.search_all);
     let found = blocking(&env.store, move |store| {
         let mut hits = Vec::new();
-        for conversation in store.conversations(Some(&agent_id))? {
-            for (_, entry) in store.entries(&conversation.id)? {
+        let conversations: Vec<String> = match search_all {
+            true => store.conversations(Some(&agent_id))?.into_iter().map(|c| c.id).collect(),
+            false => vec![own],
+        };
+        for conversation in conversations {
+            for (_, entry) in store.entries(&conversation)? {
                 let (role, text) = match &entry.msg.body {
                     MessageBody::User { content } => ("user", text_of(content)),
                     MessageBody::Assistant { content, .. } => ("assistant", text_of(content)),
                     _ => continue,
                 };
                 if text.to_lowercase().contains(&needle) {
-                    hits.push((entry.msg.timestamp, conversation.id.clone(), role, text));
+                    hits.push((entry.msg.timestamp, conversation.clone(), role, text));
                 }
             }
         }

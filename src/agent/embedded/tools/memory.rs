@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::{ToolClass, ToolEnv, ToolOutcome, ToolSpec};
-use crate::store::{blocking, MemoryBlock};
+use crate::store::{blocking, record_memory_edit, MemoryBlock, MemoryEdit};
 
 pub const INSERT: &str = "memory_insert";
 pub const REPLACE: &str = "memory_replace";
@@ -62,6 +62,9 @@ pub fn apply(tool: &str, input: &Value, blocks: &[MemoryBlock]) -> Edit {
     let label = string_arg(input, "label")?;
     let existing = blocks.iter().find(|b| b.label == label);
     let block = match (tool, existing) {
+        (RETHINK, None) if !valid_label(&label) => {
+            return Err(format!("'{label}' cannot be a block's label: use 1-64 letters, digits, '_' or '-'."));
+        }
         (RETHINK, None) => MemoryBlock::new(&label, "", "Created by the agent."),
         (_, Some(b)) => b.clone(),
         (_, None) => {
@@ -86,6 +89,11 @@ pub fn apply(tool: &str, input: &Value, blocks: &[MemoryBlock]) -> Edit {
         ));
     }
     Ok(MemoryBlock { value: new_value, ..block })
+}
+
+/// A label that is a plain word: it is written into the prompt's markup.
+pub fn valid_label(label: &str) -> bool {
+    (1..=64).contains(&label.len()) && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 pub fn success_message(block: &MemoryBlock) -> String {
@@ -138,11 +146,16 @@ pub async fn run(env: &ToolEnv, name: &str, input: Value) -> ToolOutcome {
     let _guard = env.memory_lock.lock().await;
     let agent_id = env.agent_id.clone();
     let tool = name.to_string();
+    let (sender, tier, chat) = (env.sender.clone(), env.tier, env.chat.clone());
     let result = blocking(&env.store, move |store| {
         let blocks = store.blocks(&agent_id)?;
         match apply(&tool, &input, &blocks) {
             Ok(block) => {
+                let before =
+                    blocks.iter().find(|b| b.label == block.label).map(|b| b.value.clone()).unwrap_or_default();
                 store.put_block(&agent_id, &block)?;
+                let edit = MemoryEdit::new(&block.label, &tool, sender, tier, chat, &before, &block.value);
+                record_memory_edit(store, &agent_id, &edit)?;
                 Ok(ToolOutcome::ok(success_message(&block)))
             }
             Err(message) => Ok(ToolOutcome::error(message)),

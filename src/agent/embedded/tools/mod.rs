@@ -48,6 +48,14 @@ impl ToolOutcome {
 pub struct ToolEnv {
     pub store: Arc<dyn Store>,
     pub agent_id: String,
+    /// The calling conversation (what `conversation_search` searches).
+    pub conversation_id: String,
+    /// `conversation_search` may search every conversation of the agent.
+    pub search_all: bool,
+    /// Who asked, as recorded with memory edits.
+    pub sender: Option<String>,
+    pub tier: crate::policy::Tier,
+    pub chat: Option<String>,
     /// Serialises read-modify-write of memory blocks across conversations.
     pub memory_lock: Arc<tokio::sync::Mutex<()>>,
     /// The directory file and shell tools are confined to.

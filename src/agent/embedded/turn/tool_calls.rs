@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use crate::policy::Tier;
 use serde_json::{json, Value};
 
 use super::{Failure, Turn};
@@ -177,6 +178,11 @@ impl Turn {
         let env = ToolEnv {
             store: self.inner.store.clone(),
             agent_id: agent.id.clone(),
+            conversation_id: self.context.conversation_id.clone(),
+            search_all: settings.tools.conversation_search_all && self.context.tier == Tier::Admin,
+            sender: self.context.sender.clone(),
+            tier: self.context.tier,
+            chat: self.context.chat.clone(),
             memory_lock: self.inner.memory_lock.clone(),
             workdir: settings.agent.workdir.clone(),
             web: WebOptions { allow_private_network: settings.tools.webfetch_allow_private_network },
