@@ -11,7 +11,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::policy::approvals::Choice;
 use crate::policy::summary::{describe_whole, one_line};
-use crate::store::{format_time as time, ApprovalRecord, ApprovalState, AuditRecord};
+use crate::store::{format_time as time, ApprovalRecord, ApprovalState, AuditRecord, Grant};
 
 const SOCKET: &str = "control.sock";
 /// Requests and answers are small; anything larger is not ours.
@@ -32,6 +32,13 @@ pub enum Request {
         id: String,
         choice: Choice,
         reason: Option<String>,
+    },
+    /// Grants in force, of one chat or all.
+    GrantsList {
+        chat: Option<String>,
+    },
+    GrantsRevoke {
+        id: String,
     },
     /// One channel's pending requests, or every registered channel's.
     PairingList {
@@ -157,6 +164,28 @@ pub fn render_approval(a: &ApprovalRecord, known_secrets: &[String]) -> String {
         a.conversation_id,
         describe_whole(&a.tool, &a.input, known_secrets)
     )
+}
+
+/// `grants list`: one line per grant in force.
+pub fn render_grants(grants: &[Grant]) -> String {
+    if grants.is_empty() {
+        return "No grants in force.\n".into();
+    }
+    grants
+        .iter()
+        .map(|g| {
+            format!(
+                "{}  {}: {}  chat={}  for={} and above  by={}  until={}\n",
+                g.id,
+                g.tool,
+                one_line(&g.subject, 120),
+                g.chat,
+                g.tier.as_str(),
+                g.granted_by,
+                time(g.expires_at)
+            )
+        })
+        .collect()
 }
 
 /// `approvals audit`: every decision, expiry and refused attempt, oldest first.

@@ -135,13 +135,23 @@ async fn always_allow_here_skips_the_question_in_that_chat_only() {
     let audit = s.backend.audit_log().await.unwrap();
     assert_eq!((audit[0].outcome.as_str(), audit[0].chat.as_deref()), ("allowed_always", Some("telegram:1")));
 
-    s.llm.push(write_call("b.txt"));
+    std::fs::remove_file(s.workdir.join("a.txt")).unwrap();
+    s.llm.push(write_call("a.txt"));
     s.llm.push(Reply::text("two"));
     here.send("second").unwrap();
     let (seen, result) = finish(&mut here).await;
     assert!(result.success);
     assert!(!seen.iter().any(|m| matches!(m, SdkMessage::ApprovalRequest { .. })), "no question the second time");
-    assert!(s.workdir.join("b.txt").exists());
+    assert!(s.workdir.join("a.txt").exists());
+
+    // The grant covers the path shown, not the tool.
+    s.llm.push(write_call("b.txt"));
+    here.send("another file").unwrap();
+    let id = until_approval(&mut here).await;
+    s.llm.push(Reply::text("not b"));
+    s.backend.decide_approval(&id, &person("telegram:ada"), Choice::Deny, None).await.unwrap();
+    finish(&mut here).await;
+    assert!(!s.workdir.join("b.txt").exists());
 
     let mut elsewhere = s.backend.create_session(&agent.id, in_chat("telegram:2", "telegram:ada")).await.unwrap();
     s.llm.push(write_call("c.txt"));

@@ -249,3 +249,82 @@ async fn a_users_memory_edit_in_a_group_asks_an_approver_and_is_recorded() {
     );
     assert!(history.stdout.contains("The team ships on Fridays."), "{}", history.stdout);
 }
+
+/// Waits for the `n`th prompt with buttons in `chat`.
+async fn nth_prompt(tg: &FakeTelegram, chat: i64, n: usize) -> switchboard_fakes::telegram::SentMessage {
+    // A prompt keeps its buttons until decided, then shows how it ended.
+    let was_prompt = |m: &switchboard_fakes::telegram::SentMessage| {
+        m.reply_markup.is_some()
+            || ["Always allowed", "Allowed once", "Denied"].iter().any(|o| m.plain_text.starts_with(o))
+    };
+    tg.wait_until(&format!("prompt {n} in chat {chat}"), WAIT, move |t| {
+        t.messages_in(chat).iter().filter(|m| was_prompt(m)).count() >= n
+            && t.messages_in(chat).iter().any(|m| m.reply_markup.is_some())
+    })
+    .await;
+    tg.messages_in(chat).into_iter().filter(|m| m.reply_markup.is_some()).last().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_allow_covers_only_what_was_shown_for_the_same_tier_and_can_be_revoked() {
+    let (h, tg) = setup(&[
+        ("SWITCHBOARD_TELEGRAM__ALLOWED_USERS", &MEMBER.to_string()),
+        ("SWITCHBOARD_TELEGRAM__GROUP_POLICY", "open"),
+        ("SWITCHBOARD_POLICY__USERS_APPROVE_OWN", "true"),
+    ])
+    .await;
+    let _d = h.serve(&tg).await;
+    let write = |path: &str, content: &str| Reply::tool_call("Write", json!({"path": path, "content": content}));
+
+    // The admin allows notes.txt always, in the group.
+    h.llm.push(write("notes.txt", "one"));
+    h.llm.push(Reply::text("first"));
+    tg.send_group(GROUP, ADMIN, "write notes");
+    let p = nth_prompt(&tg, GROUP, 1).await;
+    tg.click(ADMIN, GROUP, p.message_id, &button(&p, "Always allow here"));
+    wait_text(&tg, GROUP, "first").await;
+
+    // The same path again runs without asking; another path asks.
+    h.llm.push(write("notes.txt", "two"));
+    h.llm.push(Reply::text("second"));
+    tg.send_group(GROUP, ADMIN, "again");
+    wait_text(&tg, GROUP, "second").await;
+    assert_eq!(std::fs::read_to_string(h.workdir().join("notes.txt")).unwrap(), "two");
+    h.llm.push(write("other.txt", "x"));
+    h.llm.push(Reply::text("third"));
+    tg.send_group(GROUP, ADMIN, "other");
+    let asked = nth_prompt(&tg, GROUP, 2).await;
+    assert!(asked.plain_text.starts_with("Allow Write: other.txt"), "{}", asked.plain_text);
+    tg.click(ADMIN, GROUP, asked.message_id, &button(&asked, "Deny"));
+    wait_text(&tg, GROUP, "third").await;
+
+    // A user (a lower tier than the admin who asked) is asked for the same path.
+    h.llm.push(write("notes.txt", "member"));
+    h.llm.push(Reply::text("fourth"));
+    tg.send_group(GROUP, MEMBER, "write notes too");
+    let member = nth_prompt(&tg, GROUP, 3).await;
+    assert!(member.plain_text.starts_with("Allow Write: notes.txt"), "{}", member.plain_text);
+    tg.click(MEMBER, GROUP, member.message_id, &button(&member, "Deny"));
+    wait_text(&tg, GROUP, "fourth").await;
+
+    // Listed, and revoked, by the admin in the chat and by the operator.
+    let grants = h.run(&["grants", "list"]).await;
+    grants.assert_ok();
+    assert!(
+        grants.stdout.contains("Write: notes.txt  chat=telegram:-100500  for=admin and above"),
+        "{}",
+        grants.stdout
+    );
+    tg.send_group(GROUP, MEMBER, "/grants");
+    wait_text(&tg, GROUP, "Only an admin can do that.").await;
+    tg.send_group(GROUP, ADMIN, "/grants");
+    wait_text(&tg, GROUP, "1. Write: notes.txt (for admins and above").await;
+    tg.send_group(GROUP, ADMIN, "/revoke 1");
+    wait_text(&tg, GROUP, "Write on notes.txt asks again from now on.").await;
+    assert!(h.run(&["grants", "list"]).await.stdout.contains("No grants in force."));
+    h.llm.push(write("notes.txt", "three"));
+    h.llm.push(Reply::text("fifth"));
+    tg.send_group(GROUP, ADMIN, "once more");
+    let again = nth_prompt(&tg, GROUP, 4).await;
+    assert!(again.plain_text.starts_with("Allow Write: notes.txt"), "{}", again.plain_text);
+}

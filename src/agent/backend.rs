@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use super::{AgentError, SdkMessage, Session, TurnResult, UserInput};
 use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
 use crate::policy::{CanUseTool, Tier};
-use crate::store::{AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, MemoryBlock, MemoryEdit};
+use crate::store::{
+    AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, MemoryBlock, MemoryEdit,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateAgentOptions {
@@ -123,6 +125,10 @@ pub trait AgentBackend: Send + Sync {
     /// Every approval, oldest first.
     async fn approvals(&self) -> Result<Vec<ApprovalRecord>, AgentError>;
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, AgentError>;
+    /// "Always allow here" grants still in force, of one chat or of all, oldest first.
+    async fn grants(&self, chat: Option<&str>) -> Result<Vec<Grant>, AgentError>;
+    /// Takes a grant back; whether there was one with this id.
+    async fn revoke_grant(&self, id: &str) -> Result<bool, AgentError>;
     /// After a restart: resolves approvals that expired while the process was down
     /// (denied) and returns them; still-pending ones wait for a decision.
     async fn recover(&self) -> Result<Vec<ApprovalRecord>, AgentError>;

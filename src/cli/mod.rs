@@ -6,6 +6,7 @@ mod approvals;
 mod chat;
 mod check;
 mod conversations;
+mod grants;
 mod pairing;
 mod prompt;
 mod remote;
@@ -77,6 +78,11 @@ pub enum Command {
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
     },
+    /// "Always allow here" grants: list them, revoke one
+    Grants {
+        #[command(subcommand)]
+        command: grants::GrantsCommand,
+    },
     /// Validate the configuration and probe the model endpoint
     Check,
     /// Run the daemon: answer chats on every configured channel
@@ -119,6 +125,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Approvals { command } => match app::App::open(config).await {
             Ok(app) => approvals::run(&app, command).await,
             Err(e) => remote::or_fail(config, e, approvals::request(&command)).await,
+        },
+        Command::Grants { command } => match app::App::open(config).await {
+            Ok(app) => grants::run(&app, command).await,
+            Err(e) => remote::or_fail(config, e, grants::request(&command)).await,
         },
         Command::Check => check::run(config).await,
         Command::Serve => serve::run(app::App::open(config).await?).await,

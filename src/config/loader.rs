@@ -40,6 +40,7 @@ const KNOWN_KEYS: &[&str] = &[
     "policy.approvers",
     "policy.ask_user_question_message",
     "policy.users_approve_own",
+    "policy.grant_expiry_hours",
     "policy.guest_limit",
     "policy.user_limit",
     "policy.admin_limit",
@@ -334,6 +335,7 @@ impl<'a> Reader<'a> {
             approval_timeout_secs: self.get("policy.approval_timeout_secs", d.approval_timeout_secs),
             approvers: self.get_list("policy.approvers", d.approvers),
             users_approve_own: self.get("policy.users_approve_own", d.users_approve_own),
+            grant_expiry_hours: self.get("policy.grant_expiry_hours", d.grant_expiry_hours),
             limits,
             ask_user_question_message: self.get("policy.ask_user_question_message", d.ask_user_question_message),
             channels: self.read_overrides("policy.channels"),
@@ -461,6 +463,9 @@ impl<'a> Reader<'a> {
         let t = s.agent.compaction_threshold;
         if !(t > 0.05 && t <= 1.0) {
             self.invalid("agent.compaction_threshold", "must be a fraction above 0.05 and at most 1.0".into());
+        }
+        if !(1..=24 * 365).contains(&s.policy.grant_expiry_hours) {
+            self.invalid("policy.grant_expiry_hours", "must be between 1 hour and a year (8760)".into());
         }
         if !(5..=7 * 24 * 3600).contains(&s.policy.approval_timeout_secs) {
             self.invalid("policy.approval_timeout_secs", "must be between 5 seconds and 7 days".into());

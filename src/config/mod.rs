@@ -76,6 +76,8 @@ pub struct PolicySettings {
     pub approvers: Vec<String>,
     /// Users (not guests) may decide their own requests.
     pub users_approve_own: bool,
+    /// How long an "always allow here" grant lasts.
+    pub grant_expiry_hours: u64,
     /// The most each tier's tool calls may do, everywhere unless overridden.
     pub limits: TierLimits,
     /// Whether a user's memory edits run, ask or are refused, in their DM and in groups.
@@ -239,6 +241,7 @@ impl Default for Settings {
                 approval_timeout_secs: 600,
                 approvers: Vec::new(),
                 users_approve_own: false,
+                grant_expiry_hours: 168,
                 limits: TierLimits::default(),
                 user_memory_in_dm: MemoryWrites::Allowed,
                 user_memory_in_groups: MemoryWrites::Approval,

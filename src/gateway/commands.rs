@@ -14,8 +14,9 @@ use super::router::Router;
 use super::turns::{Cancel, Turns};
 use crate::agent::AgentBackend;
 use crate::policy::approvals::{outcome_text, Choice, DecideError, Decider};
+use crate::policy::summary::one_line;
 use crate::policy::Tier;
-use crate::store::ApprovalState;
+use crate::store::{format_time, ApprovalState};
 
 /// Every command, as registered with the platforms.
 pub const COMMANDS: &[CommandSpec] = &[
@@ -29,6 +30,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "deny", description: "Deny the pending tool request", argument: Some("reason") },
     CommandSpec { name: "whoami", description: "Your id and role", argument: None },
     CommandSpec { name: "pair", description: "Approve a pairing code (admins)", argument: Some("code") },
+    CommandSpec { name: "grants", description: "List this chat's always-allow grants (admins)", argument: None },
+    CommandSpec { name: "revoke", description: "Take back grant N of /grants (admins)", argument: Some("number") },
 ];
 
 /// One command as invoked.
@@ -99,7 +102,9 @@ impl Commands {
                 },
                 Err(e) => failed("cancel", &e.to_string()),
             },
-            "model" | "pair" if !admin => Answer::private("Only an admin can do that."),
+            "model" | "pair" | "grants" | "revoke" if !admin => Answer::private("Only an admin can do that."),
+            "grants" => self.grants(chat).await,
+            "revoke" => self.revoke(chat, call.args).await,
             "model" => self.model(chat, call.args).await,
             "pair" => match self.pairing.approve(&chat.channel, call.args, &call.sender.id).await {
                 Ok(Some(r)) => Answer::public(format!("Paired {} ({}). They can talk to me now.", r.name, r.user)),
@@ -151,6 +156,46 @@ impl Commands {
             text.push_str(&format!("\nChannels: {}", channels.join("; ")));
         }
         Answer::public(text)
+    }
+
+    /// This chat's grants, numbered for `/revoke N`.
+    async fn grants(&self, chat: &ChatKey) -> Answer {
+        match self.backend.grants(Some(&chat.id())).await {
+            Ok(grants) if grants.is_empty() => Answer::public("No always-allow grants in this chat."),
+            Ok(grants) => {
+                let mut text = String::from("Always allowed here:\n");
+                for (n, g) in grants.iter().enumerate() {
+                    text.push_str(&format!(
+                        "{}. {}: {} (for {}s and above, until {})\n",
+                        n + 1,
+                        g.tool,
+                        one_line(&g.subject, 200),
+                        g.tier.as_str(),
+                        format_time(g.expires_at)
+                    ));
+                }
+                text.push_str("Take one back with /revoke N.");
+                Answer::public(text)
+            }
+            Err(e) => failed("list the grants", &e.to_string()),
+        }
+    }
+
+    /// `/revoke N`: the Nth grant of `/grants`.
+    async fn revoke(&self, chat: &ChatKey, args: &str) -> Answer {
+        let grants = match self.backend.grants(Some(&chat.id())).await {
+            Ok(g) => g,
+            Err(e) => return failed("revoke the grant", &e.to_string()),
+        };
+        let Some(grant) = args.trim().parse::<usize>().ok().and_then(|n| grants.get(n.wrapping_sub(1))) else {
+            return Answer::private("Say which grant: /revoke N, with N from /grants.");
+        };
+        match self.backend.revoke_grant(&grant.id).await {
+            Ok(_) => {
+                Answer::public(format!("{} on {} asks again from now on.", grant.tool, one_line(&grant.subject, 200)))
+            }
+            Err(e) => failed("revoke the grant", &e.to_string()),
+        }
     }
 
     async fn model(&self, chat: &ChatKey, args: &str) -> Answer {

@@ -10,7 +10,9 @@ use super::decisions::Decisions;
 use super::pairing::Pairing;
 use crate::agent::AgentBackend;
 use crate::channels::REGISTERED;
-use crate::control::{render_approval, render_approvals, render_audit, render_pairing, Answer, Handler, Request};
+use crate::control::{
+    render_approval, render_approvals, render_audit, render_grants, render_pairing, Answer, Handler, Request,
+};
 use crate::policy::approvals::{DecideError, Decider, OPERATOR};
 
 #[derive(Clone)]
@@ -30,6 +32,16 @@ impl Handler for Operator {
                 self.backend.approvals().await.map(|a| Answer::ok(render_approvals(&a, all)))
             }
             Request::ApprovalsAudit => self.backend.audit_log().await.map(|r| Answer::ok(render_audit(&r))),
+            Request::GrantsList { chat } => {
+                self.backend.grants(chat.as_deref()).await.map(|g| Answer::ok(render_grants(&g)))
+            }
+            Request::GrantsRevoke { id } => {
+                return match self.backend.revoke_grant(&id).await {
+                    Ok(true) => Answer::ok(format!("revoked {id}\n")),
+                    Ok(false) => Answer::failed(format!("there is no grant {id}")),
+                    Err(e) => Answer::failed(e.to_string()),
+                };
+            }
             Request::ApprovalsShow { id } => {
                 return match self.backend.approvals().await.map(|all| all.into_iter().find(|a| a.id == id)) {
                     Ok(Some(a)) => Answer::ok(render_approval(&a, &self.secrets)),

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::engine::grant_subject;
 use super::summary::{describe, describe_whole};
 use super::{Tier, ToolContext};
 use crate::store::{
@@ -126,6 +127,8 @@ pub struct Approvals {
     approvers: Vec<String>,
     /// Users may decide their own requests.
     users_approve_own: bool,
+    /// How long an "always allow here" grant lasts.
+    grant_for: Duration,
     /// Values that must never appear in summaries (configured secrets).
     secrets: Vec<String>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
@@ -139,6 +142,7 @@ impl Approvals {
         timeout: Duration,
         approvers: Vec<String>,
         users_approve_own: bool,
+        grant_for: Duration,
         secrets: Vec<String>,
     ) -> Approvals {
         Approvals {
@@ -146,6 +150,7 @@ impl Approvals {
             timeout,
             approvers,
             users_approve_own,
+            grant_for,
             secrets,
             waiters: Mutex::default(),
             transitions: tokio::sync::Mutex::new(()),
@@ -339,17 +344,22 @@ impl Approvals {
         Ok(record)
     }
 
+    /// "Always allow here": what was shown, in this chat, for the asker's tier
+    /// and above, until the grant expires.
     async fn grant(&self, approval: &ApprovalRecord, by: &str) -> StoreResult<()> {
         let Some(chat) = approval.chat.clone() else { return Ok(()) };
-        let command = match (approval.tool.as_str(), approval.input.get("command").and_then(Value::as_str)) {
-            ("Bash", Some(command)) => Some(command.to_string()),
-            // A Bash grant covers one exact command; without one there is nothing
-            // safe to grant, so the decision stays "once".
-            ("Bash", None) => return Ok(()),
-            _ => None,
+        let now = now_ms();
+        let grant = Grant {
+            id: format!("grt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            chat,
+            tool: approval.tool.clone(),
+            subject: grant_subject(&approval.tool, &approval.input),
+            // A record from before tiers: the narrowest.
+            tier: approval.requester_tier.unwrap_or(Tier::Admin),
+            granted_by: by.to_string(),
+            granted_at: now,
+            expires_at: now + self.grant_for.as_millis() as u64,
         };
-        let grant =
-            Grant { chat, tool: approval.tool.clone(), command, granted_by: by.to_string(), granted_at: now_ms() };
         blocking(&self.store, move |s| s.put_grant(&grant)).await
     }
 

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::rules::{self, Purpose, Rule};
 use super::{CanUseTool, MemoryWrites, PermissionDecision, Tier, TierLimit, ToolClass, ToolContext, ASK_USER_QUESTION};
 use crate::config::{PermissionMode, PolicyOverride, Settings, TierLimits};
-use crate::store::{blocking, Grant, Store};
+use crate::store::{blocking, now_ms, Grant, Store};
 
 pub struct Policy {
     store: Arc<dyn Store>,
@@ -91,9 +91,9 @@ impl Policy {
         e
     }
 
-    async fn granted(&self, chat: Option<&str>, tool: &str, input: &Value) -> bool {
-        let Some(chat) = chat.map(str::to_string) else { return false };
-        let grants = match blocking(&self.store, move |s| s.grants(&chat)).await {
+    async fn granted(&self, context: &ToolContext, tool: &str, input: &Value) -> bool {
+        let Some(chat) = context.chat.clone() else { return false };
+        let grants = match blocking(&self.store, move |s| s.grants(Some(&chat))).await {
             Ok(g) => g,
             Err(e) => {
                 // Failing closed: without the grants we ask rather than allow.
@@ -101,21 +101,33 @@ impl Policy {
                 return false;
             }
         };
-        grants.iter().any(|g| grant_covers(g, tool, input))
+        let now = now_ms();
+        grants.iter().any(|g| grant_covers(g, tool, input, context.tier, now))
     }
 }
 
-/// A grant covers its tool; a Bash grant covers only its exact command.
-pub fn grant_covers(grant: &Grant, tool: &str, input: &Value) -> bool {
-    if grant.tool != tool {
-        return false;
+/// What a grant covers of a call, exactly as the prompt showed it: the command,
+/// the path, the URL, the pattern, or (for other tools) the whole input.
+pub fn grant_subject(tool: &str, input: &Value) -> String {
+    let field = |name: &str| input.get(name).and_then(Value::as_str);
+    let subject = match tool {
+        "Bash" => field("command"),
+        "Read" | "Write" | "Edit" => field("path"),
+        "WebFetch" => field("url"),
+        "Glob" => field("pattern"),
+        _ => None,
+    };
+    match (tool, subject) {
+        (_, Some(s)) => s.to_string(),
+        ("Grep", _) => format!("{} in {}", field("pattern").unwrap_or(""), field("path").unwrap_or(".")),
+        _ => input.to_string(),
     }
-    match (&grant.command, tool) {
-        (Some(command), _) => input.get("command").and_then(Value::as_str) == Some(command.as_str()),
-        // Never a blanket Bash grant, whatever is stored.
-        (None, "Bash") => false,
-        (None, _) => true,
-    }
+}
+
+/// A grant covers the same tool on the same subject, for a requester of its tier
+/// or higher, until it expires.
+pub fn grant_covers(grant: &Grant, tool: &str, input: &Value, tier: Tier, now: u64) -> bool {
+    grant.tool == tool && grant.subject == grant_subject(tool, input) && tier >= grant.tier && now < grant.expires_at
 }
 
 #[async_trait]
@@ -174,7 +186,7 @@ impl Policy {
             };
         }
         if rules.allowed.iter().any(|r| r.matches(tool, input, Purpose::Allow, workdir))
-            || self.granted(context.chat.as_deref(), tool, input).await
+            || self.granted(context, tool, input).await
         {
             return PermissionDecision::Allow { updated_input: None };
         }
@@ -372,24 +384,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn grants_apply_in_their_chat_only_and_bash_grants_to_the_exact_command() {
+    async fn grants_cover_what_was_shown_for_the_same_tier_or_higher_until_they_expire() {
         let (p, store, _d) = policy(Settings::default());
-        let grant = |tool: &str, command: Option<&str>| Grant {
+        let grant = |id: &str, tool: &str, subject: &str, tier, expires_at| Grant {
+            id: id.into(),
             chat: "telegram:1".into(),
             tool: tool.into(),
-            command: command.map(str::to_string),
-            granted_by: "u".into(),
+            subject: subject.into(),
+            tier,
+            granted_by: "telegram:7".into(),
             granted_at: 1,
+            expires_at,
         };
-        store.put_grant(&grant("Bash", Some("make test"))).unwrap();
-        store.put_grant(&grant("Write", None)).unwrap();
+        let later = now_ms() + 60_000;
+        store.put_grant(&grant("grt-1", "Bash", "make test", Tier::User, later)).unwrap();
+        store.put_grant(&grant("grt-2", "Write", "notes.txt", Tier::Admin, later)).unwrap();
+        store.put_grant(&grant("grt-3", "Bash", "make old", Tier::Guest, 1)).unwrap();
         let bash = |c: &str| json!({ "command": c });
-        assert_eq!(short(&p.can_use_tool("Bash", &bash("make test"), &ctx("telegram:1")).await), "allow");
-        assert_eq!(short(&p.can_use_tool("Bash", &bash("make test; rm x"), &ctx("telegram:1")).await), "ask");
-        assert_eq!(short(&p.can_use_tool("Bash", &bash("make test"), &ctx("telegram:2")).await), "ask");
-        assert_eq!(short(&p.can_use_tool("Write", &json!({"path": "any"}), &ctx("telegram:1")).await), "allow");
-        // A stored Bash grant without a command covers nothing.
-        store.put_grant(&grant("Bash", None)).unwrap();
-        assert_eq!(short(&p.can_use_tool("Bash", &bash("rm -rf ~"), &ctx("telegram:1")).await), "ask");
+        let as_ = |tier, chat: &str| ToolContext { tier, ..ctx(chat) };
+        let decide = |tool: &'static str, input: serde_json::Value, context: ToolContext| {
+            let p = &p;
+            async move { short(&p.can_use_tool(tool, &input, &context).await) }
+        };
+        assert_eq!(decide("Bash", bash("make test"), as_(Tier::User, "telegram:1")).await, "allow");
+        assert_eq!(decide("Bash", bash("make test"), as_(Tier::Admin, "telegram:1")).await, "allow", "higher tier");
+        assert_eq!(decide("Bash", bash("make test; rm x"), as_(Tier::User, "telegram:1")).await, "ask");
+        assert_eq!(decide("Bash", bash("make test"), as_(Tier::User, "telegram:2")).await, "ask", "another chat");
+        assert_eq!(decide("Bash", bash("make old"), as_(Tier::Admin, "telegram:1")).await, "ask", "expired");
+        let notes = json!({"path": "notes.txt", "content": "x"});
+        assert_eq!(decide("Write", notes.clone(), as_(Tier::Admin, "telegram:1")).await, "allow");
+        assert_eq!(decide("Write", notes, as_(Tier::User, "telegram:1")).await, "ask", "a lower tier than granted");
+        let other = json!({"path": "other.txt", "content": "x"});
+        assert_eq!(decide("Write", other, as_(Tier::Admin, "telegram:1")).await, "ask", "only the path shown");
+        assert!(store.remove_grant("grt-1").unwrap());
+        assert_eq!(decide("Bash", bash("make test"), as_(Tier::User, "telegram:1")).await, "ask", "revoked");
     }
 }

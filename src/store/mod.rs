@@ -67,7 +67,10 @@ pub trait Store: Send + Sync + 'static {
     fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>>;
 
     fn put_grant(&self, grant: &Grant) -> StoreResult<()>;
-    fn grants(&self, chat: &str) -> StoreResult<Vec<Grant>>;
+    /// The grants of one chat, or of every chat.
+    fn grants(&self, chat: Option<&str>) -> StoreResult<Vec<Grant>>;
+    /// Removes the grant with this id; whether there was one.
+    fn remove_grant(&self, id: &str) -> StoreResult<bool>;
 
     fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// The audit log, oldest first.

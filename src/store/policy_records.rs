@@ -64,15 +64,22 @@ pub struct ApprovalRecord {
     pub reason: Option<String>,
 }
 
-/// "Always allow here": this tool (for Bash, this exact command) runs without asking
-/// in this chat.
+/// "Always allow here": this tool, for exactly this subject (the command, path or
+/// URL that was shown), runs without asking in this chat, for requesters of this
+/// tier or higher, until it expires or is revoked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
+    /// `grt-` and 8 hex characters, for listing and revoking.
+    pub id: String,
     pub chat: String,
     pub tool: String,
-    pub command: Option<String>,
+    /// What it covers, exactly: see `policy::grant_subject`.
+    pub subject: String,
+    /// The lowest tier it serves (the tier of the person who asked).
+    pub tier: crate::policy::Tier,
     pub granted_by: String,
     pub granted_at: u64,
+    pub expires_at: u64,
 }
 
 /// One line of the audit log.

@@ -3,7 +3,7 @@
 use super::{StoreError, StoreResult};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const VERSION_KEY: &str = "schema_version";
 
@@ -13,9 +13,17 @@ pub struct Migration {
     pub run: fn(&sled::Db) -> StoreResult<()>,
 }
 
-/// Migrations in order. Version 1 is the first schema, so there are none yet; a
-/// future change to a stored format adds `Migration { from: 1, run: … }` here.
-pub const MIGRATIONS: &[Migration] = &[];
+/// Migrations in order; a change to a stored format adds one here.
+pub const MIGRATIONS: &[Migration] = &[Migration { from: 1, run: forget_broad_grants }];
+
+/// 1 → 2: "always allow here" grants covered a whole tool for everyone in a chat,
+/// forever. They are forgotten rather than narrowed by guessing: the next request
+/// asks again and its grant covers what is shown.
+fn forget_broad_grants(db: &sled::Db) -> StoreResult<()> {
+    let grants = db.open_tree("grants").map_err(backend)?;
+    grants.clear().map_err(backend)?;
+    Ok(())
+}
 
 /// Brings `db` to `target`, running each needed migration once and recording the new
 /// version after each step, so a crash mid-upgrade resumes at the right step.

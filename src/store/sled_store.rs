@@ -225,13 +225,27 @@ impl Store for SledStore {
     }
 
     fn put_grant(&self, grant: &Grant) -> StoreResult<()> {
-        let command = grant.command.as_deref().unwrap_or("");
-        let key = child_key(&grant.chat, format!("{}\0{command}", grant.tool).as_bytes());
+        let key = child_key(&grant.chat, grant.id.as_bytes());
         self.put(&self.grants, &key, grant)
     }
 
-    fn grants(&self, chat: &str) -> StoreResult<Vec<Grant>> {
-        values("grant", self.grants.scan_prefix(prefix(chat)))
+    fn grants(&self, chat: Option<&str>) -> StoreResult<Vec<Grant>> {
+        match chat {
+            Some(chat) => values("grant", self.grants.scan_prefix(prefix(chat))),
+            None => values("grant", self.grants.iter()),
+        }
+    }
+
+    fn remove_grant(&self, id: &str) -> StoreResult<bool> {
+        for item in self.grants.iter() {
+            let (key, value) = item.map_err(backend)?;
+            if decode::<Grant>("grant", &value)?.id == id {
+                self.grants.remove(key).map_err(backend)?;
+                self.flush()?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
@@ -388,7 +402,7 @@ mod tests {
     #[test]
     fn a_newer_schema_is_refused_and_an_older_one_migrated() {
         let dir = tempfile::tempdir().unwrap();
-        drop(SledStore::open(dir.path()).unwrap());
+        drop(SledStore::open_with(dir.path(), 1, &[]).unwrap());
         let err = SledStore::open_with(dir.path(), 0, &[]).err().expect("newer schema must be refused");
         assert!(matches!(err, StoreError::NewerSchema { found: 1, supported: 0, .. }), "{err}");
 
@@ -404,6 +418,16 @@ mod tests {
         // Already at 2: the migration does not run again, and 1 is now "newer" than nothing.
         let s = SledStore::open_with(dir.path(), 2, &[]).unwrap();
         assert_eq!(s.schema_version().unwrap(), 2);
+        drop(s);
+
+        // The real 1 -> 2 step forgets the broad grants of schema 1.
+        let old = tempfile::tempdir().unwrap();
+        let s = SledStore::open_with(old.path(), 1, &[]).unwrap();
+        s.grants.insert(b"telegram:1\0Write\0", br#"{"chat":"telegram:1","tool":"Write"}"#.to_vec()).unwrap();
+        drop(s);
+        let s = SledStore::open(old.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        assert!(s.grants(None).unwrap().is_empty());
     }
 
     #[test]

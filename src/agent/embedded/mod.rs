@@ -24,7 +24,7 @@ use crate::policy::approvals::{Approvals, Choice, DecideError, Decided, Decider,
 use crate::policy::{CanUseTool, Policy, Tier, ToolContext};
 use crate::store::{
     blocking, memory_edits, now_ms, record_memory_edit, text_content, AgentRecord, ApprovalRecord, AuditRecord,
-    ConversationRecord, Entry, MemoryBlock, MemoryEdit, MessageBody, Store, SystemPrompt,
+    ConversationRecord, Entry, Grant, MemoryBlock, MemoryEdit, MessageBody, Store, SystemPrompt,
 };
 use llm::LlmClient;
 
@@ -65,6 +65,7 @@ impl EmbeddedBackend {
             std::time::Duration::from_secs(settings.policy.approval_timeout_secs),
             settings.policy.approvers.clone(),
             settings.policy.users_approve_own,
+            std::time::Duration::from_secs(settings.policy.grant_expiry_hours * 3600),
             settings.secrets(),
         );
         EmbeddedBackend {
@@ -415,6 +416,24 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, AgentError> {
         Ok(blocking(self.store(), |s| s.audit()).await?)
+    }
+
+    async fn grants(&self, chat: Option<&str>) -> Result<Vec<Grant>, AgentError> {
+        let chat = chat.map(str::to_string);
+        let now = now_ms();
+        let mut grants = blocking(self.store(), move |s| s.grants(chat.as_deref())).await?;
+        grants.retain(|g| g.expires_at > now);
+        grants.sort_by_key(|g| g.granted_at);
+        Ok(grants)
+    }
+
+    async fn revoke_grant(&self, id: &str) -> Result<bool, AgentError> {
+        let owned = id.to_string();
+        let removed = blocking(self.store(), move |s| s.remove_grant(&owned)).await?;
+        if removed {
+            tracing::info!(grant = %id, "grant revoked");
+        }
+        Ok(removed)
     }
 
     async fn recover(&self) -> Result<Vec<ApprovalRecord>, AgentError> {
