@@ -262,7 +262,7 @@ async fn nth_prompt(tg: &FakeTelegram, chat: i64, n: usize) -> switchboard_fakes
             && t.messages_in(chat).iter().any(|m| m.reply_markup.is_some())
     })
     .await;
-    tg.messages_in(chat).into_iter().filter(|m| m.reply_markup.is_some()).last().unwrap()
+    tg.messages_in(chat).into_iter().rev().find(|m| m.reply_markup.is_some()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
