@@ -68,9 +68,43 @@ impl Answer {
     }
 }
 
+/// Who is on the other end of the socket, from the kernel (`SO_PEERCRED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: Option<i32>,
+}
+
+impl Peer {
+    /// The peer as the audit records it: `uid 0, pid 1234 (switchboard)`.
+    pub fn describe(&self) -> String {
+        match self.pid {
+            Some(pid) => {
+                let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                format!("uid {}, pid {pid} ({})", self.uid, name.trim())
+            }
+            None => format!("uid {}", self.uid),
+        }
+    }
+
+    /// Whether the peer runs in another PID namespace than the daemon: that is
+    /// what a tool's confined command does, and such a peer is never the operator.
+    fn is_confined(&self) -> bool {
+        let Some(pid) = self.pid else { return true };
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/pid"));
+        let ours = std::fs::read_link("/proc/self/ns/pid");
+        match (theirs, ours) {
+            (Ok(theirs), Ok(ours)) => theirs != ours,
+            // Unknown: assume the worst.
+            _ => true,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync {
-    async fn handle(&self, request: Request) -> Answer;
+    /// Answers one request from `peer` (already checked not to be a confined command).
+    async fn handle(&self, request: Request, peer: &Peer) -> Answer;
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -99,11 +133,17 @@ pub fn serve(data_dir: &Path, handler: Arc<dyn Handler>) -> std::io::Result<toki
 }
 
 async fn answer(stream: UnixStream, handler: &dyn Handler) -> std::io::Result<()> {
+    let credentials = stream.peer_cred()?;
+    let peer = Peer { uid: credentials.uid(), pid: credentials.pid() };
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).take(MAX_LINE as u64).read_line(&mut line).await?;
     let answer = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => handler.handle(request).await,
+        Ok(_) if peer.is_confined() => {
+            tracing::warn!(peer = %peer.describe(), "a control request from a confined command was refused");
+            Answer::failed("requests from the agent's commands are refused".into())
+        }
+        Ok(request) => handler.handle(request, &peer).await,
         // Nothing is done for a request that is not understood exactly.
         Err(e) => Answer::failed(format!("the daemon did not understand the request ({e})")),
     };
@@ -194,11 +234,12 @@ pub fn render_audit(records: &[AuditRecord]) -> String {
         .iter()
         .map(|r| {
             format!(
-                "{}  {}  {}  by={}  chat={}  {}{}\n",
+                "{}  {}  {}  by={}{}  chat={}  {}{}\n",
                 time(r.at),
                 r.outcome,
                 one_line(&r.summary, 120),
                 r.actor.as_deref().unwrap_or("-"),
+                r.via.as_ref().map(|v| format!(" ({v})")).unwrap_or_default(),
                 r.chat.as_deref().unwrap_or("-"),
                 r.approval_id,
                 r.reason.as_ref().map(|why| format!("  reason: {why}")).unwrap_or_default()
@@ -223,7 +264,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Handler for Echo {
-        async fn handle(&self, request: Request) -> Answer {
+        async fn handle(&self, request: Request, _peer: &Peer) -> Answer {
             Answer::ok(format!("{request:?}"))
         }
     }

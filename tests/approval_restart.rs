@@ -40,7 +40,7 @@ async fn restart_child() {
         if let SdkMessage::ApprovalRequest { approval_id, .. } = message {
             println!("approval {approval_id}");
             if mode == "allow" {
-                let me = Decider::Operator;
+                let me = Decider::Operator { via: "test".into() };
                 backend.decide_approval(&approval_id, &me, Choice::AllowOnce, None).await.unwrap();
             }
         }

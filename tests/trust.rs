@@ -328,3 +328,42 @@ async fn always_allow_covers_only_what_was_shown_for_the_same_tier_and_can_be_re
     let again = nth_prompt(&tg, GROUP, 4).await;
     assert!(again.plain_text.starts_with("Allow Write: notes.txt"), "{}", again.plain_text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_command_cannot_reach_the_token_the_config_the_store_or_the_operator() {
+    let (mut h, tg) = setup(&[]).await;
+    let config = h.path("switchboard.toml");
+    common::write(&config, "[agent]\nname = \"config-marker-7431\"\n");
+    h.set("SWITCHBOARD_CONFIG", &config.display().to_string());
+    let d = h.serve(&tg).await;
+    let data = h.data_dir();
+    let outside = format!("/var/tmp/switchboard-trust-{}", std::process::id());
+    let script = format!(
+        "echo environ=$(grep -l TEST-TOKEN /proc/*/environ 2>/dev/null | wc -l)\n\
+         echo config=$(cat {config} 2>/dev/null | wc -c)\n\
+         echo store=$(ls -A {data} 2>/dev/null | wc -l)\n\
+         python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect(\"{data}/control.sock\"); print(\"socket=reached\")' 2>/dev/null || echo socket=unreachable\n\
+         (echo x > {outside}) 2>/dev/null && echo outside=written || echo outside=refused\n\
+         nohup sh -c 'sleep 2; touch late.txt' >/dev/null 2>&1 &\n\
+         echo done",
+        config = config.display(),
+        data = data.display(),
+    );
+    h.llm.push(Reply::tool_call("Bash", json!({"command": script})));
+    h.llm.push(Reply::text("Tried."));
+    tg.send_dm(ADMIN, "probe");
+    tg.wait_until("the prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    let prompt = tg.messages_in(ADMIN).into_iter().find(|m| m.reply_markup.is_some()).unwrap();
+    tg.click(ADMIN, ADMIN, prompt.message_id, &button(&prompt, "Allow once"));
+    wait_text(&tg, ADMIN, "Tried.").await;
+    let log = d.log();
+    assert!(log.contains("the agent's commands run confined"), "serve says how commands run:\n{log}");
+    let result = h.llm.requests().last().unwrap().tool_results().last().unwrap().1.clone();
+    let _ = std::fs::remove_file(&outside);
+    for expected in ["environ=0", "config=0", "store=0", "socket=unreachable", "outside=refused", "done"] {
+        assert!(result.contains(expected), "{expected} missing from:\n{result}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!h.workdir().join("late.txt").exists(), "a detached helper outlived its command");
+    assert!(h.data_dir().join("control.sock").exists(), "the daemon's own socket is untouched");
+}

@@ -48,6 +48,8 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
             access.allowed_users.len()
         );
     }
+    let sandbox = switchboard::agent::embedded::tools::sandbox::Sandbox::new(&s.agent.workdir, &s.daemon_paths());
+    println!("Tools: {}", sandbox.describe());
     if s.enabled_channels().next().is_none() {
         println!("No channel is configured: `switchboard serve` needs one (`chat` and `prompt` work without).");
     }

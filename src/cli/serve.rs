@@ -7,6 +7,17 @@ use switchboard::daemon::{Daemon, Parts};
 use super::app::App;
 
 pub async fn run(app: App) -> anyhow::Result<i32> {
+    // Nothing but root may read this process's memory or environment through /proc.
+    // SAFETY: prctl(PR_SET_DUMPABLE) has no memory-safety preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    let sandbox = app.backend.sandbox();
+    match sandbox.unconfined() {
+        Some(_) => tracing::warn!("{}", sandbox.describe()),
+        None => tracing::info!("{}", sandbox.describe()),
+    }
+    eprintln!("{}", sandbox.describe());
     let parts = Parts { settings: app.settings, store: app.store, backend: app.backend, expired: app.expired };
     let daemon = Daemon::start(parts, REGISTERED).await?;
     let statuses: Vec<String> =

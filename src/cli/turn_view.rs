@@ -43,7 +43,9 @@ impl Answerer<'_> {
 }
 
 pub fn console_decider() -> Decider {
-    Decider::Operator
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    Decider::Operator { via: format!("command line: uid {uid}, pid {}", std::process::id()) }
 }
 
 /// Streams the session's current turn to its end and returns its result.

@@ -123,10 +123,12 @@ pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigError> {
 /// Load and validate with these channel sections (tests add fakes).
 pub fn load_with(source: &ConfigSource, registry: &[ChannelDescriptor]) -> Result<Loaded, ConfigError> {
     let mut reader = Reader::new(source, registry);
-    let settings = reader.read_all();
+    let mut settings = reader.read_all();
     if !reader.problems.is_empty() {
         return Err(ConfigError { problems: reader.problems });
     }
+    settings.config_file =
+        reader.file_path.as_deref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     Ok(Loaded { settings, file: reader.file_path })
 }
 
@@ -253,6 +255,7 @@ impl<'a> Reader<'a> {
         };
         let settings = Settings {
             data_dir: self.get("data_dir", d.data_dir),
+            config_file: None,
             llm: LlmSettings {
                 base_url: self.get("llm.base_url", d.llm.base_url),
                 api_key: self.get("llm.api_key", d.llm.api_key),
@@ -453,6 +456,19 @@ impl<'a> Reader<'a> {
         }
         if s.agent.name.trim().is_empty() {
             self.invalid("agent.name", "must not be empty".into());
+        }
+        // The agent's tools work in the workdir: the daemon's own files must not be in it.
+        let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let workdir = absolute(&s.agent.workdir);
+        let data_dir = absolute(&s.data_dir);
+        if data_dir.starts_with(&workdir) || workdir.starts_with(&data_dir) {
+            self.invalid(
+                "agent.workdir",
+                "must not contain data_dir, nor lie inside it: the agent's tools would reach the store".into(),
+            );
+        }
+        if let Some(file) = self.file_path.as_deref().map(absolute).filter(|f| f.starts_with(&workdir)) {
+            self.invalid("agent.workdir", format!("must not contain the configuration file {}", file.display()));
         }
         if s.agent.system_prompt.trim().is_empty() {
             self.invalid("agent.system_prompt", "must be a preset name (default, minimal) or prompt text".into());
@@ -726,7 +742,9 @@ mod tests {
     fn the_example_file_is_valid_documents_every_key_and_shows_the_defaults() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.example.toml");
         let src = ConfigSource { file: Some(path.clone()), file_required: true, env: HashMap::new() };
-        let loaded = load(&src).unwrap_or_else(|e| panic!("{e}"));
+        let mut loaded = load(&src).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.settings.config_file.as_deref(), Some(path.as_path()));
+        loaded.settings.config_file = None;
         let (none, _f) = source(None, &[]);
         let defaults = load(&none).unwrap();
         assert_eq!(
@@ -800,6 +818,20 @@ mod tests {
         assert!(text.contains("agent.allowed_tools") && text.contains("\"Bash(git status*\" is not a rule"), "{text}");
         assert!(text.contains("agent.disallowed_tools") && text.contains("\"Bahs\" names no known tool"), "{text}");
         assert!(text.contains("policy.chats.t:1.allowed_tools") && text.contains("\"rm -rf\" is not a rule"), "{text}");
+    }
+
+    #[test]
+    fn the_workdir_may_not_hold_the_daemons_own_files() {
+        let (src, _f) =
+            source(None, &[("SWITCHBOARD_AGENT__WORKDIR", "/srv/x"), ("SWITCHBOARD_DATA_DIR", "/srv/x/data")]);
+        let err = load(&src).unwrap_err();
+        assert_eq!(err.problems[0].key, "agent.workdir", "{err}");
+        let (src, _f) =
+            source(None, &[("SWITCHBOARD_AGENT__WORKDIR", "/srv/x/work"), ("SWITCHBOARD_DATA_DIR", "/srv/x")]);
+        assert!(load(&src).is_err(), "nor lie inside the data directory");
+        let (src, _f) =
+            source(None, &[("SWITCHBOARD_AGENT__WORKDIR", "/srv/work"), ("SWITCHBOARD_DATA_DIR", "/srv/data")]);
+        assert!(load(&src).is_ok());
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub const SECRET_KEYS: &[&str] = &["llm.api_key"];
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// The configuration file these settings came from (absolute), if any; not a
+    /// key. Tools never see it.
+    pub config_file: Option<PathBuf>,
     pub llm: LlmSettings,
     pub agent: AgentSettings,
     pub tools: ToolSettings,
@@ -53,6 +56,15 @@ impl Settings {
             all.extend(section.settings.secrets());
         }
         all
+    }
+
+    /// What tools must never reach: the data directory and the configuration file,
+    /// as absolute paths.
+    pub fn daemon_paths(&self) -> Vec<PathBuf> {
+        let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut paths = vec![absolute(&self.data_dir)];
+        paths.extend(self.config_file.as_deref().map(absolute));
+        paths
     }
 
     /// The channel sections that turn their channel on.
@@ -213,6 +225,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             data_dir: PathBuf::from("./data"),
+            config_file: None,
             llm: LlmSettings {
                 base_url: "http://127.0.0.1:11434/v1".into(),
                 api_key: None,

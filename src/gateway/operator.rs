@@ -11,7 +11,7 @@ use super::pairing::Pairing;
 use crate::agent::AgentBackend;
 use crate::channels::REGISTERED;
 use crate::control::{
-    render_approval, render_approvals, render_audit, render_grants, render_pairing, Answer, Handler, Request,
+    render_approval, render_approvals, render_audit, render_grants, render_pairing, Answer, Handler, Peer, Request,
 };
 use crate::policy::approvals::{DecideError, Decider, OPERATOR};
 
@@ -26,7 +26,8 @@ pub struct Operator {
 
 #[async_trait]
 impl Handler for Operator {
-    async fn handle(&self, request: Request) -> Answer {
+    async fn handle(&self, request: Request, peer: &Peer) -> Answer {
+        let via = peer.describe();
         let result = match request {
             Request::ApprovalsList { all } => {
                 self.backend.approvals().await.map(|a| Answer::ok(render_approvals(&a, all)))
@@ -61,7 +62,7 @@ impl Handler for Operator {
                 Ok(Answer::ok(out))
             }
             Request::PairingApprove { channel, code } => {
-                return match self.pairing.approve(&channel, &code, OPERATOR).await {
+                return match self.pairing.approve(&channel, &code, &format!("{OPERATOR} ({via})")).await {
                     Ok(Some(r)) => Answer::ok(format!("paired {} ({})\n", r.name, r.user)),
                     Ok(None) => {
                         Answer::failed(format!("{code} is not a pending pairing code on {channel} (or it expired)"))
@@ -70,7 +71,8 @@ impl Handler for Operator {
                 };
             }
             Request::ApprovalsDecide { id, choice, reason } => {
-                return match self.decisions.decide(&id, &Decider::Operator, choice, reason, None).await {
+                let operator = Decider::Operator { via: format!("control socket: {via}") };
+                return match self.decisions.decide(&id, &operator, choice, reason, None).await {
                     Ok(a) => {
                         Answer::ok(format!("{}: {}; the agent continues in its chat.\n", a.summary, a.state.as_str()))
                     }

@@ -68,8 +68,9 @@ impl Choice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decider {
     /// Someone with access to the daemon itself (its command line or control
-    /// socket), who may decide anything. Recorded as [`OPERATOR`].
-    Operator,
+    /// socket), who may decide anything. Recorded as [`OPERATOR`], with `via`: the
+    /// OS user and process it came from.
+    Operator { via: String },
     /// A person in a chat, by channel-scoped id (`telegram:42`), with the tier
     /// the channel's access rules give them now.
     Person { id: String, tier: Tier },
@@ -82,7 +83,7 @@ impl Decider {
     /// The id recorded with the decision.
     pub fn id(&self) -> &str {
         match self {
-            Decider::Operator => OPERATOR,
+            Decider::Operator { .. } => OPERATOR,
             Decider::Person { id, .. } => id,
         }
     }
@@ -93,7 +94,7 @@ impl Decider {
 /// allows it; guests never.
 pub fn entitled(decider: &Decider, approval: &ApprovalRecord, approvers: &[String], users_approve_own: bool) -> bool {
     match decider {
-        Decider::Operator => true,
+        Decider::Operator { .. } => true,
         Decider::Person { tier: Tier::Admin, .. } => true,
         Decider::Person { id, .. } if approvers.contains(id) => true,
         Decider::Person { id, tier: Tier::User } => users_approve_own && approval.requester.as_deref() == Some(id),
@@ -263,13 +264,13 @@ impl Approvals {
             _ => return Err(DecideError::NotPending),
         };
         if !entitled(decider, &current, &self.approvers, self.users_approve_own) {
-            self.audit(&current, "refused", Some(decider.id().to_string()), None).await?;
+            self.audit(&current, "refused", Some(decider), None).await?;
             tracing::info!(approval = %id, "decision refused: not entitled");
             return Err(DecideError::NotEntitled);
         }
         // What a chat never saw whole, a chat cannot allow.
-        if !current.complete && *decider != Decider::Operator && choice != Choice::Deny {
-            self.audit(&current, "refused", Some(decider.id().to_string()), Some("not shown in full".into())).await?;
+        if !current.complete && !matches!(decider, Decider::Operator { .. }) && choice != Choice::Deny {
+            self.audit(&current, "refused", Some(decider), Some("not shown in full".into())).await?;
             return Err(DecideError::NotShownInFull);
         }
         if current.expires_at <= now_ms() {
@@ -284,7 +285,7 @@ impl Approvals {
         // Looked up first: once the decision is stored, the waiting turn may see it
         // by itself and stop waiting before we could find it.
         let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
-        let approval = self.end(id, state, Some(decider.id().to_string()), reason).await?;
+        let approval = self.end(id, state, Some(decider), reason).await?;
         if approval.state != state {
             // Expired or cancelled a moment before.
             return Err(DecideError::NotPending);
@@ -325,7 +326,7 @@ impl Approvals {
         &self,
         id: &str,
         state: ApprovalState,
-        actor: Option<String>,
+        by: Option<&Decider>,
         reason: Option<String>,
     ) -> StoreResult<ApprovalRecord> {
         let _guard = self.transitions.lock().await;
@@ -334,12 +335,12 @@ impl Approvals {
             return Ok(record);
         }
         record.state = state;
-        record.decided_by = actor.clone();
+        record.decided_by = by.map(|d| d.id().to_string());
         record.decided_at = Some(now_ms());
         record.reason = reason.clone();
         let stored = record.clone();
         blocking(&self.store, move |s| s.put_approval(&stored)).await?;
-        self.audit(&record, state.as_str(), actor, reason).await?;
+        self.audit(&record, state.as_str(), by, reason).await?;
         tracing::info!(approval = %id, outcome = state.as_str(), "approval ended");
         Ok(record)
     }
@@ -367,7 +368,7 @@ impl Approvals {
         &self,
         a: &ApprovalRecord,
         outcome: &str,
-        actor: Option<String>,
+        by: Option<&Decider>,
         reason: Option<String>,
     ) -> StoreResult<()> {
         let record = AuditRecord {
@@ -380,7 +381,11 @@ impl Approvals {
             // The operator's record shows the whole call, however long.
             summary: describe_whole(&a.tool, &a.input, &self.secrets),
             outcome: outcome.to_string(),
-            actor,
+            actor: by.map(|d| d.id().to_string()),
+            via: match by {
+                Some(Decider::Operator { via }) => Some(via.clone()),
+                _ => None,
+            },
             reason,
         };
         blocking(&self.store, move |s| s.append_audit(&record)).await
@@ -449,7 +454,7 @@ mod tests {
         let person = |id: &str, tier| Decider::Person { id: id.into(), tier };
         let approvers = ["fake:5".to_string()];
         for own in [false, true] {
-            assert!(entitled(&Decider::Operator, &approval, &approvers, own));
+            assert!(entitled(&Decider::Operator { via: "test".into() }, &approval, &approvers, own));
             assert!(entitled(&person("fake:1", Tier::Admin), &approval, &approvers, own), "an admin");
             assert!(entitled(&person("fake:5", Tier::User), &approval, &approvers, own), "an approver");
             assert!(!entitled(&person("fake:2", Tier::User), &approval, &approvers, own), "another user");

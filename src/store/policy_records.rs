@@ -96,5 +96,8 @@ pub struct AuditRecord {
     /// `refused` (someone not entitled tried to decide; nothing changed).
     pub outcome: String,
     pub actor: Option<String>,
+    /// For the operator: the OS user and process the decision came from.
+    #[serde(default)]
+    pub via: Option<String>,
     pub reason: Option<String>,
 }

@@ -6,7 +6,7 @@ mod history;
 pub mod llm;
 
 mod prompt;
-pub(crate) mod tools;
+pub mod tools;
 mod turn;
 
 use std::collections::HashMap;
@@ -27,6 +27,7 @@ use crate::store::{
     ConversationRecord, Entry, Grant, MemoryBlock, MemoryEdit, MessageBody, Store, SystemPrompt,
 };
 use llm::LlmClient;
+use tools::sandbox::Sandbox;
 
 const DEFAULT_AGENT_KEY: &str = "default_agent";
 
@@ -44,9 +45,15 @@ pub(crate) struct Inner {
     /// Held while creating the default agent, so two first contacts make one agent.
     create_lock: tokio::sync::Mutex<()>,
     conversation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How Bash's commands are confined, probed on first use.
+    sandbox: std::sync::OnceLock<Sandbox>,
 }
 
 impl Inner {
+    fn sandbox(&self) -> &Sandbox {
+        self.sandbox.get_or_init(|| Sandbox::new(&self.settings.agent.workdir, &self.settings.daemon_paths()))
+    }
+
     fn conversation_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.conversation_locks.lock().unwrap_or_else(|p| p.into_inner());
         // Drop locks nobody holds so the map does not grow with every conversation ever seen.
@@ -78,8 +85,14 @@ impl EmbeddedBackend {
                 memory_lock: Arc::default(),
                 create_lock: tokio::sync::Mutex::new(()),
                 conversation_locks: Mutex::default(),
+                sandbox: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// How the agent's commands are confined here (probed once, on first use).
+    pub fn sandbox(&self) -> &Sandbox {
+        self.inner.sandbox()
     }
 
     pub fn llm(&self) -> &LlmClient {

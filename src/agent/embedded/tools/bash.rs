@@ -1,5 +1,5 @@
 //! The `Bash` tool: runs a shell command in the working directory, in its own process
-//! group, with a timeout, bounded output and switchboard's own variables removed.
+//! group, confined (see `sandbox`), with a timeout, bounded output and only the variables a shell needs.
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use super::sandbox::Sandbox;
 use super::{ToolClass, ToolOutcome, ToolSpec, Workdir};
 
 pub const NAME: &str = "Bash";
@@ -23,8 +24,6 @@ const KEEP_CHARS: usize = 15_000;
 const KEEP_BYTES: usize = 64 * 1024;
 /// How long leftover background processes may hold the output open after the shell exits.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
-/// Variables with this prefix hold switchboard's secrets; commands never see them.
-const HIDDEN_PREFIX: &[u8] = b"SWITCHBOARD_";
 
 pub fn spec() -> ToolSpec {
     ToolSpec {
@@ -48,7 +47,7 @@ pub fn spec() -> ToolSpec {
     }
 }
 
-pub async fn run(workdir: &Workdir, input: &Value) -> ToolOutcome {
+pub async fn run(workdir: &Workdir, sandbox: &Sandbox, input: &Value) -> ToolOutcome {
     let command = match input.get("command").and_then(Value::as_str) {
         Some(c) if !c.trim().is_empty() => c,
         _ => return ToolOutcome::error("Bash needs a non-empty string argument 'command'."),
@@ -59,7 +58,7 @@ pub async fn run(workdir: &Workdir, input: &Value) -> ToolOutcome {
     };
     tracing::debug!(command, timeout_ms, "running Bash");
     let started = Instant::now();
-    let outcome = execute(workdir, command, Duration::from_millis(timeout_ms)).await;
+    let outcome = execute(workdir, sandbox, command, Duration::from_millis(timeout_ms)).await;
     tracing::info!(
         tool = NAME,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -81,8 +80,8 @@ fn timeout_arg(value: Option<&Value>) -> Result<u64, String> {
     Ok((ms as u64).min(MAX_TIMEOUT_MS))
 }
 
-async fn execute(workdir: &Workdir, command: &str, timeout: Duration) -> ToolOutcome {
-    let mut child = match spawn(workdir, command) {
+async fn execute(workdir: &Workdir, sandbox: &Sandbox, command: &str, timeout: Duration) -> ToolOutcome {
+    let mut child = match spawn(workdir, sandbox, command) {
         Ok(child) => child,
         Err(e) => {
             tracing::warn!(error = %e, "could not start a shell");
@@ -150,15 +149,15 @@ enum Ending {
     TimedOut,
 }
 
-/// Starts `bash -c command` (or `sh -c` where there is no bash).
-fn spawn(workdir: &Workdir, command: &str) -> std::io::Result<Child> {
-    match shell_command("bash", workdir, command).spawn() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => shell_command("sh", workdir, command).spawn(),
+/// Starts `bash -c command` (or `sh -c` where there is no bash), confined.
+fn spawn(workdir: &Workdir, sandbox: &Sandbox, command: &str) -> std::io::Result<Child> {
+    match shell_command("bash", workdir, sandbox, command).spawn() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => shell_command("sh", workdir, sandbox, command).spawn(),
         other => other,
     }
 }
 
-fn shell_command(shell: &str, workdir: &Workdir, command: &str) -> Command {
+fn shell_command(shell: &str, workdir: &Workdir, sandbox: &Sandbox, command: &str) -> Command {
     let mut cmd = Command::new(shell);
     cmd.arg("-c")
         .arg(command)
@@ -167,13 +166,18 @@ fn shell_command(shell: &str, workdir: &Workdir, command: &str) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
-    for (name, _) in std::env::vars_os() {
-        if name.as_encoded_bytes().starts_with(HIDDEN_PREFIX) {
-            cmd.env_remove(name);
-        }
-    }
+        .kill_on_drop(true)
+        // Nothing of the daemon's environment but what a shell needs.
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(name, _)| passed_on(name.as_encoded_bytes())));
+    sandbox.apply(&mut cmd);
     cmd
+}
+
+/// Variables a command inherits: the locale, the path, who and where it is.
+fn passed_on(name: &[u8]) -> bool {
+    const KEPT: &[&[u8]] = &[b"PATH", b"HOME", b"USER", b"LOGNAME", b"LANG", b"TZ", b"TERM", b"SHELL"];
+    KEPT.contains(&name) || name.starts_with(b"LC_")
 }
 
 fn describe_status(status: ExitStatus) -> String {
@@ -364,7 +368,7 @@ mod tests {
     }
 
     async fn bash(w: &Workdir, input: Value) -> ToolOutcome {
-        run(w, &input).await
+        run(w, &Sandbox::none(), &input).await
     }
 
     #[tokio::test]
@@ -457,15 +461,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn switchboard_variables_are_hidden() {
+    async fn only_what_a_shell_needs_of_the_environment_is_passed_on() {
         let (_dir, w) = workdir();
         std::env::set_var("SWITCHBOARD_TEST_SECRET", "hunter2");
-        std::env::set_var("TOOLS_TEST_VISIBLE", "visible-value");
+        std::env::set_var("TOOLS_TEST_AWS_SECRET", "also-secret");
         let out = bash(&w, json!({"command": "env"})).await;
         assert!(!out.is_error, "{}", out.content);
         assert!(!out.content.contains("SWITCHBOARD_"), "a SWITCHBOARD_ variable leaked");
-        assert!(!out.content.contains("hunter2"));
-        assert!(out.content.contains("TOOLS_TEST_VISIBLE=visible-value"));
+        assert!(!out.content.contains("hunter2") && !out.content.contains("also-secret"));
+        assert!(out.content.contains("PATH="), "{}", out.content);
     }
 
     #[test]

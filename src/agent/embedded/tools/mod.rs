@@ -6,6 +6,7 @@ mod bash;
 mod conversation_search;
 mod files;
 pub mod memory;
+pub mod sandbox;
 mod search;
 mod web;
 mod workdir;
@@ -60,6 +61,8 @@ pub struct ToolEnv {
     pub memory_lock: Arc<tokio::sync::Mutex<()>>,
     /// The directory file and shell tools are confined to.
     pub workdir: PathBuf,
+    /// How the commands of Bash are confined.
+    pub sandbox: sandbox::Sandbox,
     pub web: WebOptions,
 }
 
@@ -119,7 +122,7 @@ pub async fn run(env: &ToolEnv, name: &str, input: Value) -> ToolOutcome {
                 }
             };
             match name {
-                bash::NAME => bash::run(&workdir, &input).await,
+                bash::NAME => bash::run(&workdir, &env.sandbox, &input).await,
                 n if files::specs().iter().any(|s| s.name == n) => files::run(&workdir, n, &input).await,
                 n if search::specs().iter().any(|s| s.name == n) => search::run(&workdir, n, &input).await,
                 other => ToolOutcome::error(format!(

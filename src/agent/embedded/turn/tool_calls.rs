@@ -185,6 +185,7 @@ impl Turn {
             chat: self.context.chat.clone(),
             memory_lock: self.inner.memory_lock.clone(),
             workdir: settings.agent.workdir.clone(),
+            sandbox: self.inner.sandbox().clone(),
             web: WebOptions { allow_private_network: settings.tools.webfetch_allow_private_network },
         };
         let outcome = tools::run(&env, &call.name, input).await;
