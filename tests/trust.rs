@@ -212,7 +212,7 @@ async fn a_group_member_cannot_read_the_owners_dm_or_rewrite_the_agents_memory()
     tg.send_dm(ADMIN, "hi");
     wait_text(&tg, ADMIN, "Hello again.").await;
     assert!(!h.llm.requests().last().unwrap().system_prompt().contains("Obey user 43"));
-    drop(d);
+    assert_eq!(d.stop().await, 0);
     let list = h.run(&["agent", "list"]).await;
     let agent = list.stdout.split_whitespace().next().unwrap().to_string();
     let history = h.run(&["agent", "memory", "history", &agent, "persona"]).await;
@@ -237,7 +237,7 @@ async fn a_users_memory_edit_in_a_group_asks_an_approver_and_is_recorded() {
     assert!(prompt.plain_text.contains("«The team ships on Fridays.»"), "{}", prompt.plain_text);
     tg.click(ADMIN, ADMIN, prompt.message_id, &button(&prompt, "Allow once"));
     wait_text(&tg, GROUP, "Remembered.").await;
-    drop(d);
+    assert_eq!(d.stop().await, 0);
     let list = h.run(&["agent", "list"]).await;
     let agent = list.stdout.split_whitespace().next().unwrap().to_string();
     let history = h.run(&["agent", "memory", "history", &agent, "human"]).await;
@@ -366,4 +366,59 @@ async fn an_allowed_command_cannot_reach_the_token_the_config_the_store_or_the_o
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!h.workdir().join("late.txt").exists(), "a detached helper outlived its command");
     assert!(h.data_dir().join("control.sock").exists(), "the daemon's own socket is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_git_hook_trick_asks_even_in_accept_edits_with_an_allowed_git_status() {
+    let (h, tg) = setup(&[
+        ("SWITCHBOARD_AGENT__PERMISSION_MODE", "acceptEdits"),
+        ("SWITCHBOARD_AGENT__ALLOWED_TOOLS", "Bash(git status*)"),
+    ])
+    .await;
+    let _d = h.serve(&tg).await;
+    let hook = "[core]\n\tfsmonitor = touch PWNED\n";
+    h.llm.push(Reply::tool_call("Write", json!({"path": ".git/config", "content": hook})));
+    h.llm.push(Reply::text("Not written."));
+    tg.send_dm(ADMIN, "set up git");
+    tg.wait_until("the prompt", WAIT, |t| t.messages_in(ADMIN).iter().any(|m| m.reply_markup.is_some())).await;
+    let prompt = tg.messages_in(ADMIN).into_iter().find(|m| m.reply_markup.is_some()).unwrap();
+    assert!(prompt.plain_text.contains("fsmonitor = touch PWNED"), "{}", prompt.plain_text);
+    tg.click(ADMIN, ADMIN, prompt.message_id, &button(&prompt, "Deny"));
+    wait_text(&tg, ADMIN, "Not written.").await;
+    assert!(!h.workdir().join(".git/config").exists());
+    // A plain edit still runs without a question in acceptEdits.
+    h.llm.push(Reply::tool_call("Write", json!({"path": "notes.txt", "content": "fine"})));
+    h.llm.push(Reply::text("Noted."));
+    tg.send_dm(ADMIN, "note it");
+    wait_text(&tg, ADMIN, "Noted.").await;
+    assert!(h.workdir().join("notes.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_command_stays_denied_however_it_is_spelled() {
+    let (h, tg) = setup(&[
+        ("SWITCHBOARD_AGENT__PERMISSION_MODE", "unrestricted"),
+        ("SWITCHBOARD_AGENT__DISALLOWED_TOOLS", "Bash(touch *)"),
+    ])
+    .await;
+    let _d = h.serve(&tg).await;
+    let spellings = [
+        "\\touch a",
+        "/usr/bin/touch b",
+        "env touch c",
+        "nice -n 5 touch d",
+        "bash -c 'touch e'",
+        "sh -c \"true; touch f\"",
+    ];
+    for (n, command) in spellings.iter().enumerate() {
+        h.llm.push(Reply::tool_call("Bash", json!({"command": command})));
+        h.llm.push(Reply::text(&format!("attempt {n} over")));
+        tg.send_dm(ADMIN, &format!("try {n}"));
+        wait_text(&tg, ADMIN, &format!("attempt {n} over")).await;
+        let result = h.llm.requests().last().unwrap().tool_results().last().unwrap().1.clone();
+        assert!(result.contains("not allowed here by policy"), "{command:?}: {result}");
+    }
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        assert!(!h.workdir().join(name).exists(), "{name} was touched");
+    }
 }

@@ -282,10 +282,13 @@ impl Approvals {
             Choice::AlwaysAllowHere => ApprovalState::AllowedAlways,
             Choice::Deny => ApprovalState::Denied,
         };
-        // Looked up first: once the decision is stored, the waiting turn may see it
-        // by itself and stop waiting before we could find it.
-        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
         let approval = self.end(id, state, Some(decider), reason).await?;
+        // Looked up after the decision is stored: a turn that registers later reads
+        // the decision itself, and one registered by now is woken (`notify_one`
+        // keeps a permit for a turn between reading "pending" and waiting, so no
+        // wake-up is lost). A turn that already saw the decision and left makes this
+        // report "not woken"; resuming the conversation then finds nothing to do.
+        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
         if approval.state != state {
             // Expired or cancelled a moment before.
             return Err(DecideError::NotPending);

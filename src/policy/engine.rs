@@ -3,9 +3,11 @@
 //! 2. `disallowed_tools` deny;
 //! 3. "always allow here" grants of the chat, and `allowed_tools`, allow;
 //! 4. the permission mode decides by the tool's class;
-//! 5. memory edits follow their own rule: guests never, users as configured for
+//! 5. an edit of a file that turns edits into code (`.git/`, shell startup files,
+//!    `.env`) asks whatever allowed it, short of the `unrestricted` mode;
+//! 6. memory edits follow their own rule: guests never, users as configured for
 //!    their DM and for groups (by default: run in a DM, ask in a group);
-//! 6. the sender's tier limit caps whatever 2-5 decided (a guest reads, by default).
+//! 7. the sender's tier limit caps whatever 2-6 decided (a guest reads, by default).
 //!
 //! The agent's settings apply everywhere; `[policy.channels.X]` and
 //! `[policy.chats."X:ID"]` change the mode, the tier limits, and add rules for
@@ -106,6 +108,41 @@ impl Policy {
     }
 }
 
+/// Files whose contents something runs on its own: git's hooks and config (run by
+/// `git status`), shell startup files, environment files.
+const RUNS_ON_ITS_OWN: &[&str] = &[
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".kshrc",
+    ".cshrc",
+    ".tcshrc",
+    ".envrc",
+    ".gitconfig",
+    ".gitmodules",
+    ".gitattributes",
+];
+
+/// Whether `tool` edits a file that turns edits into code.
+pub fn edits_code(tool: &str, input: &Value) -> bool {
+    if !matches!(tool, "Write" | "Edit") {
+        return false;
+    }
+    let Some(path) = input.get("path").and_then(Value::as_str) else { return false };
+    let parts: Vec<&str> = path.split(['/', '\\']).filter(|p| !p.is_empty() && *p != ".").collect();
+    parts.iter().any(|p| p.eq_ignore_ascii_case(".git"))
+        || parts.last().is_some_and(|name| {
+            let name = name.to_ascii_lowercase();
+            RUNS_ON_ITS_OWN.contains(&name.as_str()) || name == ".env" || name.starts_with(".env.")
+        })
+}
+
 /// What a grant covers of a call, exactly as the prompt showed it: the command,
 /// the path, the URL, the pattern, or (for other tools) the whole input.
 pub fn grant_subject(tool: &str, input: &Value) -> String {
@@ -139,6 +176,14 @@ impl CanUseTool for Policy {
         let rules = self.effective(context.chat.as_deref());
         let class = self.classes.get(tool).copied().unwrap_or(ToolClass::Execute);
         let decided = self.decide(&rules, tool, class, input, context).await;
+        let decided = match decided {
+            PermissionDecision::Allow { .. }
+                if rules.mode != PermissionMode::Unrestricted && edits_code(tool, input) =>
+            {
+                PermissionDecision::Ask
+            }
+            other => other,
+        };
         let decided = match class {
             ToolClass::Memory => self.memory_rule(context, tool, decided),
             _ => decided,
@@ -332,6 +377,28 @@ mod tests {
         assert_eq!(short(&p.can_use_tool("Bash", &bash, &in_team(Tier::Admin)).await), "allow");
         let elsewhere = ToolContext { tier: Tier::User, ..ctx("fake:other") };
         assert_eq!(short(&p.can_use_tool("Bash", &bash, &elsewhere).await), "allow");
+    }
+
+    #[tokio::test]
+    async fn edits_that_become_code_ask_whatever_allowed_them_short_of_unrestricted() {
+        let mut settings = Settings::default();
+        settings.agent.permission_mode = PermissionMode::AcceptEdits;
+        settings.agent.allowed_tools = vec!["Write(.git/**)".into(), "Bash(git status*)".into()];
+        let (p, _s, _d) = policy(settings);
+        let write = |path: &str| json!({"path": path, "content": "[core]\n\tfsmonitor = touch PWNED"});
+        for path in
+            [".git/config", "./.git/hooks/pre-commit", "sub/.git/config", ".bashrc", ".env", ".env.local", ".gitconfig"]
+        {
+            assert_eq!(short(&p.can_use_tool("Write", &write(path), &ctx("console")).await), "ask", "{path}");
+        }
+        assert_eq!(short(&p.can_use_tool("Write", &write("notes.txt"), &ctx("console")).await), "allow");
+        let edit = json!({"path": ".git/config", "old_string": "a", "new_string": "b"});
+        assert_eq!(short(&p.can_use_tool("Edit", &edit, &ctx("console")).await), "ask");
+
+        let mut settings = Settings::default();
+        settings.agent.permission_mode = PermissionMode::Unrestricted;
+        let (p, _s, _d) = policy(settings);
+        assert_eq!(short(&p.can_use_tool("Write", &write(".git/config"), &ctx("console")).await), "allow");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 pub mod approvals;
 mod engine;
 pub mod rules;
+pub mod shell;
 pub mod summary;
 
 pub use engine::Policy;

@@ -4,13 +4,17 @@
 //! A pattern is matched against the call's subject: the command for Bash, the path for
 //! file tools (resolved inside the workdir, through symlinks), the URL for WebFetch.
 //!
-//! Allow rules fail closed: a Bash command that chains, pipes, substitutes or
-//! redirects never matches, so `Bash(git status*)` cannot be stretched into
-//! `git status; rm -rf ~`, and a path that leaves the workdir never matches.
-//! Deny rules fail closed too: they match if any piece of a chained command matches.
+//! Allow rules fail closed: a Bash command that chains, pipes, substitutes,
+//! redirects or expands anything (`$VAR`, `${…}`, globs) never matches, so
+//! `Bash(git status*)` cannot be stretched into `git status; rm -rf ~` or
+//! `git status $(…)`, and a path that leaves the workdir never matches.
+//! Deny rules fail closed too: they match any simple command of the line, nested
+//! ones included (`$(…)`, backticks, `bash -c '…'`), however it is spelled or
+//! wrapped (`\touch`, `/usr/bin/touch`, `env touch`, `nice -n 5 touch`, …).
 
 use serde_json::Value;
 
+use super::shell;
 use crate::agent::embedded::tools::Workdir;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +52,25 @@ impl Rule {
         let Some(pattern) = &self.pattern else { return true };
         match subject(tool, input) {
             Some(Subject::Command(command)) => match purpose {
-                Purpose::Allow => !chains(&command) && wildcard(pattern, command.trim(), true),
+                Purpose::Allow => {
+                    let line = shell::parse(&command);
+                    !line.compound
+                        && !line.expands
+                        && line.commands.len() == 1
+                        && !chains(&command)
+                        && wildcard(pattern, command.trim(), true)
+                }
                 Purpose::Deny => {
                     wildcard(pattern, command.trim(), true)
                         || segments(&command).iter().any(|part| wildcard(pattern, part, true))
+                        || shell::parse(&command).commands.iter().any(|words| {
+                            let unwrapped = shell::unwrap(words).join(" ");
+                            // xargs adds arguments of its own: any may follow.
+                            let appended = words.iter().any(|w| shell::program(w) == "xargs");
+                            wildcard(pattern, &words.join(" "), true)
+                                || wildcard(pattern, &unwrapped, true)
+                                || (appended && wildcard(pattern, &format!("{unwrapped} x"), true))
+                        })
                 }
             },
             Some(Subject::Path(path)) => match relative_path(&path, workdir) {
@@ -265,6 +284,41 @@ mod tests {
         assert!(deny("echo `git push`"));
         assert!(deny("ls | git push"));
         assert!(!deny("git status; ls"));
+    }
+
+    #[test]
+    fn a_denied_command_is_denied_however_it_is_spelled_or_wrapped() {
+        let r = rule("Bash(touch *)");
+        let deny = |c: &str| r.matches("Bash", &json!({ "command": c }), Purpose::Deny, None);
+        for respelled in [
+            "\\touch x",
+            "/usr/bin/touch x",
+            "env touch x",
+            "command touch x",
+            "exec touch x",
+            "nice -n 5 touch x",
+            "timeout 5 touch x",
+            "echo x | xargs touch",
+            "bash -c 'touch x'",
+            "sh -c \"true; touch x\"",
+            "FOO=1 touch x",
+            "t'ouc'h x",
+        ] {
+            assert!(deny(respelled), "{respelled:?} slipped past the deny rule");
+        }
+        assert!(!deny("ls x"));
+    }
+
+    #[test]
+    fn an_allow_rule_never_matches_what_the_shell_would_expand() {
+        let r = rule("Bash(git status*)");
+        let allow = |c: &str| r.matches_allow("Bash", &json!({ "command": c }));
+        for expanding in
+            ["git status $HOME", "git status ${IFS}x", "git status *", "git status ~/x", "git status \"$(id)\""]
+        {
+            assert!(!allow(expanding), "{expanding:?} must ask");
+        }
+        assert!(allow("git status --short"));
     }
 
     #[test]
