@@ -182,7 +182,7 @@ async fn groups_answer_mentions_and_replies_to_the_bot_only() {
     wait_text(&tg, GROUP, "You called?").await;
     let reqs = h.llm.requests();
     assert_eq!(reqs.len(), 1, "the unaddressed message did not reach the agent");
-    assert!(reqs[0].last_user_text().ends_with("are you there?"));
+    assert!(reqs[0].last_user_text().ends_with("are you there?</message>"), "{}", reqs[0].last_user_text());
     assert!(!reqs[0].all_text().contains("just chatting"));
     let answer = tg.messages_in(GROUP).pop().unwrap();
     assert!(answer.reply_to.is_some(), "in groups the bot replies to the message");
@@ -447,7 +447,13 @@ async fn listen_groups_record_without_answering() {
     let list = h.run(&["conversation", "list"]).await;
     let conversation = list.stdout.lines().last().unwrap().split_whitespace().next().unwrap().to_string();
     let export = h.run(&["conversation", "export", &conversation]).await;
-    assert!(export.stdout.contains("User 42: the deploy is on friday"), "{}", export.stdout);
+    assert!(
+        export.stdout.contains(
+            r#"<message from=\"telegram:42\" name=\"User 42\" tier=\"guest\">the deploy is on friday</message>"#
+        ),
+        "{}",
+        export.stdout
+    );
     assert!(export.stdout.contains("noted?"));
 }
 

@@ -67,6 +67,23 @@ impl Settings {
         paths
     }
 
+    /// Everyone who is an admin somewhere, as stable channel-scoped ids: each
+    /// channel's `admins` and the approvers.
+    pub fn admin_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for section in &self.channels {
+            for id in &section.settings.common().access.admins {
+                ids.push(format!("{}:{id}", section.name));
+            }
+        }
+        for approver in &self.policy.approvers {
+            if !ids.contains(approver) {
+                ids.push(approver.clone());
+            }
+        }
+        ids
+    }
+
     /// The channel sections that turn their channel on.
     pub fn enabled_channels(&self) -> impl Iterator<Item = &ChannelSection> {
         self.channels.iter().filter(|c| c.settings.enabled())

@@ -25,6 +25,7 @@ use super::router::Router;
 use super::turn::TurnJob;
 use super::turns::Turns;
 use super::SOMETHING_WENT_WRONG;
+use crate::agent::embedded::prompt::escape;
 use crate::agent::{AgentBackend, UserInput};
 use crate::policy::approvals::{DecideError, Decider};
 use crate::policy::Tier;
@@ -105,7 +106,7 @@ impl Dispatcher {
             Verdict::Refuse(refusal) => {
                 self.refuse(&message.chat, &message.sender, refusal, reply_to, None, event_id).await
             }
-            Verdict::Listen(_) => self.listen(message, event_id).await,
+            Verdict::Listen(tier) => self.listen(message, tier, event_id).await,
             Verdict::Answer(tier) => {
                 // Platforms that deliver commands as text.
                 if let Some((spec, args)) = parse_text(&message.text, COMMANDS) {
@@ -173,13 +174,13 @@ impl Dispatcher {
     }
 
     /// A listened message is recorded in its conversation's order, never answered.
-    async fn listen(&self, message: Inbound, event_id: String) {
+    async fn listen(&self, message: Inbound, tier: Tier, event_id: String) {
         let route = match self.router.route(&message.chat).await {
             Ok(r) => r,
             Err(e) => return tracing::error!(error = %e, "cannot route a listened message"),
         };
         let (backend, journal) = (self.backend.clone(), self.journal.clone());
-        let input = UserInput { text: attributed(&message), id: Some(input_id(&event_id)) };
+        let input = UserInput { text: attributed(&message, tier), id: Some(input_id(&event_id)) };
         let conversation = route.conversation_id.clone();
         self.turns.queue_work(
             &route.conversation_id,
@@ -207,7 +208,7 @@ impl Dispatcher {
             tier,
             in_group: message.kind == ChatKind::Group,
             conversation_id: route.conversation_id,
-            input: Some(UserInput { text: attributed(&message), id: Some(input_id(&event_id)) }),
+            input: Some(UserInput { text: attributed(&message, tier), id: Some(input_id(&event_id)) }),
             event_id: Some(event_id),
             reply_to,
         });
@@ -250,10 +251,18 @@ fn input_id(event_id: &str) -> String {
     format!("msg-{}", event_id.replace([':', '/'], "-"))
 }
 
-/// In groups the agent needs to know who is speaking.
-fn attributed(message: &Inbound) -> String {
+/// In shared chats the agent needs to know who is speaking: each message in a tag
+/// naming its sender's stable id and tier, the name only as a label, and nothing
+/// inside able to close the tag or start another speaker.
+fn attributed(message: &Inbound, tier: Tier) -> String {
     match message.kind {
-        ChatKind::Group => format!("{}: {}", message.sender.name, message.text),
+        ChatKind::Group => format!(
+            "<message from=\"{}\" name=\"{}\" tier=\"{}\">{}</message>",
+            escape(&message.sender.id).replace('"', "&quot;"),
+            escape(&message.sender.name).replace('"', "&quot;"),
+            tier.as_str(),
+            escape(&message.text)
+        ),
         ChatKind::Direct => message.text.clone(),
     }
 }

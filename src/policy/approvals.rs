@@ -282,13 +282,16 @@ impl Approvals {
             Choice::AlwaysAllowHere => ApprovalState::AllowedAlways,
             Choice::Deny => ApprovalState::Denied,
         };
+        // The waiting turn is looked up before the decision is stored (once stored,
+        // the turn may see it by itself and leave) and again after (a turn that
+        // registered meanwhile may have read "pending" before the store): whichever
+        // is found is woken, and `notify_one` keeps a permit for a turn between
+        // reading and waiting, so no wake-up is lost. A turn registering after both
+        // reads the decision itself; the caller's resume then finds nothing to do.
+        let lookup = || self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        let before = lookup();
         let approval = self.end(id, state, Some(decider), reason).await?;
-        // Looked up after the decision is stored: a turn that registers later reads
-        // the decision itself, and one registered by now is woken (`notify_one`
-        // keeps a permit for a turn between reading "pending" and waiting, so no
-        // wake-up is lost). A turn that already saw the decision and left makes this
-        // report "not woken"; resuming the conversation then finds nothing to do.
-        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        let waiter = before.or_else(lookup);
         if approval.state != state {
             // Expired or cancelled a moment before.
             return Err(DecideError::NotPending);

@@ -5,7 +5,7 @@ mod compaction;
 mod history;
 pub mod llm;
 
-mod prompt;
+pub mod prompt;
 pub mod tools;
 mod turn;
 
@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     conversation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// How Bash's commands are confined, probed on first use.
     sandbox: std::sync::OnceLock<Sandbox>,
+    /// Who the agent is told its admins are (stable ids).
+    admins: Vec<String>,
 }
 
 impl Inner {
@@ -75,6 +77,7 @@ impl EmbeddedBackend {
             std::time::Duration::from_secs(settings.policy.grant_expiry_hours * 3600),
             settings.secrets(),
         );
+        let admins = settings.admin_ids();
         EmbeddedBackend {
             inner: Arc::new(Inner {
                 store,
@@ -86,6 +89,7 @@ impl EmbeddedBackend {
                 create_lock: tokio::sync::Mutex::new(()),
                 conversation_locks: Mutex::default(),
                 sandbox: std::sync::OnceLock::new(),
+                admins,
             }),
         }
     }

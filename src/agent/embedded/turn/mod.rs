@@ -211,7 +211,13 @@ impl Turn {
             let agent_id = agent.id.clone();
             let blocks = blocking(&self.inner.store, move |s| s.blocks(&agent_id)).await?;
             let window = history::window(&self.path);
-            let system = prompt::render(&agent.name, &agent.system_prompt, &blocks, window.summary.as_deref());
+            let system = prompt::render(
+                &agent.name,
+                &agent.system_prompt,
+                &blocks,
+                window.summary.as_deref(),
+                &self.inner.admins,
+            );
             let messages = history::to_model_messages(&window.entries);
             let tools = tools::definitions();
             let estimate = compaction::estimate_tokens(&system, &messages, &tools);
