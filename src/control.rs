@@ -48,6 +48,13 @@ pub enum Request {
         channel: String,
         code: String,
     },
+    PairingReject {
+        channel: String,
+        code: String,
+    },
+    PairingRevoke {
+        user: String,
+    },
 }
 
 /// What the command prints, and its exit status.

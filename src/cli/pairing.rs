@@ -16,6 +16,10 @@ pub enum PairingCommand {
     List { channel: Option<String> },
     /// Let the person with this code talk to the agent
     Approve { channel: String, code: String },
+    /// Refuse a pending code
+    Reject { channel: String, code: String },
+    /// Unpair someone (their channel-scoped id, e.g. telegram:42): a stranger again
+    Revoke { user: String },
 }
 
 /// The same command for a running daemon (which holds the data directory).
@@ -25,6 +29,10 @@ pub fn request(command: &PairingCommand) -> Request {
         PairingCommand::Approve { channel, code } => {
             Request::PairingApprove { channel: channel.clone(), code: code.clone() }
         }
+        PairingCommand::Reject { channel, code } => {
+            Request::PairingReject { channel: channel.clone(), code: code.clone() }
+        }
+        PairingCommand::Revoke { user } => Request::PairingRevoke { user: user.clone() },
     }
 }
 
@@ -47,6 +55,25 @@ pub async fn run(app: &App, command: PairingCommand) -> anyhow::Result<i32> {
                 Ok(EXIT_FAILURE)
             }
         },
+        PairingCommand::Reject { channel, code } => match pairing.reject(&channel, &code).await? {
+            Some(r) => {
+                println!("rejected the code of {} ({})", r.name, r.user);
+                Ok(0)
+            }
+            None => {
+                eprintln!("error: {code} is not a pending pairing code on {channel}");
+                Ok(EXIT_FAILURE)
+            }
+        },
+        PairingCommand::Revoke { user } => {
+            if pairing.revoke(&user).await? {
+                println!("unpaired {user}");
+                Ok(0)
+            } else {
+                eprintln!("error: {user} is not paired (ids look like telegram:42)");
+                Ok(EXIT_FAILURE)
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use switchboard_channel_core::{AccessSettings, ChatKey, ChatKind, DmPolicy, GroupPolicy, Sender};
 
-use super::pairing::Pairing;
+use super::pairing::{CodeRequest, Pairing};
 use crate::policy::Tier;
 use crate::store::StoreResult;
 
@@ -89,8 +89,8 @@ pub enum Verdict {
 pub enum Refusal {
     /// Not at all (groups: a refusal there would be noise).
     Silent,
-    /// The person may pair: with this code, or `None` when too many wait.
-    Pairing(Option<String>),
+    /// The person may pair: what asking for a code gave.
+    Pairing(CodeRequest),
     /// The bot is private.
     Private,
 }
@@ -147,13 +147,16 @@ fn group_verdict(rules: &ChannelAccess, attempt: &Attempt<'_>, tier: Tier) -> Ve
 pub fn refusal_text(refusal: &Refusal, channel: &str) -> Option<String> {
     match refusal {
         Refusal::Silent => None,
-        Refusal::Pairing(Some(code)) => Some(format!(
+        Refusal::Pairing(CodeRequest::Code(code)) => Some(format!(
             "Hi! I don't know you yet. Your pairing code is {code} (valid for one hour). Ask the owner to approve it: /pair {code} from an admin, or `switchboard pairing approve {channel} {code}`."
         )),
-        Refusal::Pairing(None) => Some(
+        Refusal::Pairing(CodeRequest::ChannelFull) => Some(
             "Hi! I don't know you yet, and too many pairing requests are waiting right now. Please try again later."
                 .into(),
         ),
+        Refusal::Pairing(CodeRequest::TooOften) => {
+            Some("Hi! You have asked for pairing codes too often today; please try again tomorrow.".into())
+        }
         Refusal::Private => Some("Sorry, this assistant is private.".into()),
     }
 }
@@ -218,7 +221,7 @@ mod tests {
         );
 
         let p = rules(DmPolicy::Pairing, GroupPolicy::Open);
-        let Verdict::Refuse(Refusal::Pairing(Some(code))) =
+        let Verdict::Refuse(Refusal::Pairing(CodeRequest::Code(code))) =
             verdict(&pairing, &p, ChatKind::Direct, "9", "9", false).await
         else {
             panic!("a pairing code")

@@ -30,6 +30,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "deny", description: "Deny the pending tool request", argument: Some("reason") },
     CommandSpec { name: "whoami", description: "Your id and role", argument: None },
     CommandSpec { name: "pair", description: "Approve a pairing code (admins)", argument: Some("code") },
+    CommandSpec { name: "unpair", description: "Unpair someone (admins)", argument: Some("user id") },
     CommandSpec { name: "grants", description: "List this chat's always-allow grants (admins)", argument: None },
     CommandSpec { name: "revoke", description: "Take back grant N of /grants (admins)", argument: Some("number") },
 ];
@@ -102,7 +103,19 @@ impl Commands {
                 },
                 Err(e) => failed("cancel", &e.to_string()),
             },
-            "model" | "pair" | "grants" | "revoke" if !admin => Answer::private("Only an admin can do that."),
+            "model" | "pair" | "unpair" | "grants" | "revoke" if !admin => {
+                Answer::private("Only an admin can do that.")
+            }
+            "unpair" => {
+                // A bare platform id is taken to be of this channel.
+                let user = call.args.trim();
+                let user = if user.contains(':') { user.to_string() } else { format!("{}:{user}", chat.channel) };
+                match self.pairing.revoke(&user).await {
+                    Ok(true) => Answer::public(format!("Unpaired {user}: a stranger to me again.")),
+                    Ok(false) => Answer::private(format!("{user} is not paired.")),
+                    Err(e) => failed("unpair", &e.to_string()),
+                }
+            }
             "grants" => self.grants(chat).await,
             "revoke" => self.revoke(chat, call.args).await,
             "model" => self.model(chat, call.args).await,

@@ -70,6 +70,20 @@ impl Handler for Operator {
                     Err(e) => Answer::failed(e.to_string()),
                 };
             }
+            Request::PairingReject { channel, code } => {
+                return match self.pairing.reject(&channel, &code).await {
+                    Ok(Some(r)) => Answer::ok(format!("rejected the code of {} ({})\n", r.name, r.user)),
+                    Ok(None) => Answer::failed(format!("{code} is not a pending pairing code on {channel}")),
+                    Err(e) => Answer::failed(e.to_string()),
+                };
+            }
+            Request::PairingRevoke { user } => {
+                return match self.pairing.revoke(&user).await {
+                    Ok(true) => Answer::ok(format!("unpaired {user}\n")),
+                    Ok(false) => Answer::failed(format!("{user} is not paired (ids look like telegram:42)")),
+                    Err(e) => Answer::failed(e.to_string()),
+                };
+            }
             Request::ApprovalsDecide { id, choice, reason } => {
                 let operator = Decider::Operator { via: format!("control socket: {via}") };
                 return match self.decisions.decide(&id, &operator, choice, reason, None).await {

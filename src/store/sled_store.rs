@@ -39,6 +39,7 @@ impl SledStore {
         let lock = DirLock::acquire(dir)?;
         let db = open_db(&dir.join("db"), dir)?;
         schema::upgrade(&db, dir, target, migrations)?;
+        owner_only(dir).map_err(io)?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| corrupt_or_backend(e, dir));
         Ok(SledStore {
             agents: tree("agents")?,
@@ -68,6 +69,20 @@ impl SledStore {
         tree.insert(key, bytes).map_err(backend)?;
         self.flush()
     }
+}
+
+/// The data directory and everything in it readable by its owner only (0700 for
+/// directories, 0600 for files), whatever the umask was when they were made.
+fn owner_only(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).into_iter().filter_map(Result::ok) {
+        let mode = if entry.file_type().is_dir() { 0o700 } else { 0o600 };
+        if !entry.file_type().is_symlink() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
 }
 
 /// sled may panic rather than return an error on some damaged files; either way the
@@ -397,6 +412,26 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("in use by another switchboard process"), "{text}");
         assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+    }
+
+    #[test]
+    fn the_data_directory_is_its_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = SledStore::open(&data).unwrap();
+        s.put_meta("x", "y").unwrap();
+        drop(s);
+        let _s = SledStore::open(&data).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        for entry in walkdir::WalkDir::new(&data).min_depth(1) {
+            let entry = entry.unwrap();
+            let want = if entry.file_type().is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode(entry.path()), want, "{}", entry.path().display());
+        }
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub enum Style {
     Strike,
     /// Inline code.
     Code,
-    /// A link to this address, as the agent wrote it (untrusted).
+    /// A link to this address: only `http`, `https` or `mailto` (a link of any
+    /// other scheme is shown as text with its address, never as a link).
     Link(String),
 }
 
@@ -75,6 +76,16 @@ struct Builder {
     /// Ordered-list counters (None for bullets), innermost last.
     lists: Vec<Option<u64>>,
     in_table_cell: bool,
+    /// Links being read: the address of one that is shown as text, `None` for a
+    /// real link.
+    links: Vec<Option<String>>,
+}
+
+/// Schemes a link may have: anything else (`javascript:`, `tg://`, `file:`) could
+/// do something other than open a page behind innocent text.
+fn safe_link(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    ["http://", "https://", "mailto:"].iter().any(|scheme| lower.starts_with(scheme))
 }
 
 impl Builder {
@@ -145,8 +156,11 @@ impl Builder {
             Tag::Emphasis => self.styles.push(Style::Italic),
             Tag::Strong => self.styles.push(Style::Bold),
             Tag::Strikethrough => self.styles.push(Style::Strike),
-            Tag::Link { dest_url, .. } => self.styles.push(Style::Link(dest_url.to_string())),
-            Tag::Image { dest_url, .. } => self.styles.push(Style::Link(dest_url.to_string())),
+            Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } if safe_link(&dest_url) => {
+                self.styles.push(Style::Link(dest_url.to_string()));
+                self.links.push(None);
+            }
+            Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } => self.links.push(Some(dest_url.to_string())),
             Tag::TableCell => {
                 if self.in_table_cell {
                     self.text(" | ");
@@ -176,9 +190,16 @@ impl Builder {
                 self.flush();
                 self.lists.pop();
             }
-            TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough | TagEnd::Link | TagEnd::Image => {
+            TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough => {
                 self.styles.pop();
             }
+            TagEnd::Link | TagEnd::Image => match self.links.pop() {
+                Some(None) => {
+                    self.styles.pop();
+                }
+                Some(Some(url)) => self.text(&format!(" ({url})")),
+                None => {}
+            },
             _ => {}
         }
     }
@@ -244,6 +265,19 @@ pub fn to_plain(blocks: &[Block]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_of_other_schemes_are_text_showing_their_address() {
+        let blocks =
+            parse("[docs](https://d.io), [mail](mailto:a@b.c), [click me](javascript:alert(1)), [you](tg://user?id=7)");
+        let Block::Text(spans) = &blocks[0] else { panic!("{blocks:?}") };
+        let links: Vec<&Style> = spans.iter().flat_map(|s| &s.styles).collect();
+        assert_eq!(links, [&Style::Link("https://d.io".into()), &Style::Link("mailto:a@b.c".into())]);
+        assert_eq!(
+            to_plain(&blocks),
+            "docs (https://d.io), mail (mailto:a@b.c), click me (javascript:alert(1)), you (tg://user?id=7)"
+        );
+    }
 
     #[test]
     fn plain_keeps_link_addresses_and_code() {
