@@ -47,6 +47,13 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
             access.admins.len(),
             access.allowed_users.len()
         );
+        let approvers = s.policy.approvers.iter().any(|a| a.starts_with(&format!("{}:", section.name)));
+        if access.admins.is_empty() && !approvers {
+            println!(
+                "  note: {} has no admins, so nobody there can decide tool requests (only `switchboard approvals`); add yourself to {}.admins",
+                section.name, section.name
+            );
+        }
     }
     let sandbox = switchboard::agent::embedded::tools::sandbox::Sandbox::new(&s.agent.workdir, &s.daemon_paths());
     println!("Tools: {}", sandbox.describe());
