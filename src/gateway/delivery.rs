@@ -1,20 +1,23 @@
 //! Delivering replies through the outbox. A reply is stored before anything is
-//! sent, then the event it answers is marked answered, so a crash loses nothing.
-//! (A crash between those two writes both resends the reply and replays the
-//! event; closing that window is the delivery issue's.) One owner sends an item
-//! at a time, always from the stored copy: whoever claims it (a turn, a command,
-//! the retry loop, recovery) re-reads it, sends what is left within the retry
-//! budget, and marks each part as it goes.
+//! sent, then the event it answers is marked answered, so a crash loses nothing;
+//! an event replayed after a crash between those two writes finds its stored
+//! reply and stores no second one.
+//!
+//! One owner per item for its whole life: whoever stores an item (a turn, a
+//! command, a notice) claims it before it exists in the store and keeps the claim
+//! until it has sent it, so the retry loop and recovery, which claim what they
+//! find, never touch it meanwhile; and every sender re-reads the stored copy under
+//! its claim, so nothing is sent from a stale copy.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use switchboard_channel_core::markdown::parse;
+use switchboard_channel_core::markdown::{parse, to_plain};
 use switchboard_channel_core::split::split;
-use switchboard_channel_core::{ChannelError, ChatKey, SentRef};
+use switchboard_channel_core::{ChannelError, ChatKey};
 
 use super::journal::Journal;
-use super::outbox::{Outbound, Outbox, OutboxItem};
+use super::outbox::{Outbound, Outbox, OutboxItem, Stored, Streamed};
 use super::pacing::Pacer;
 use super::registry::Registry;
 use super::retry;
@@ -26,17 +29,24 @@ pub struct Delivery {
     journal: Journal,
     registry: Registry,
     pacer: Pacer,
-    /// Items someone is sending right now.
+    /// Items someone owns right now.
     busy: Arc<Mutex<HashSet<u64>>>,
 }
 
-/// Releases an item's claim however the sending ends.
-struct Claim<'a> {
-    busy: &'a Mutex<HashSet<u64>>,
+/// An item's claim: its holder alone sends it; released when dropped, sent or not.
+struct Claim {
+    busy: Arc<Mutex<HashSet<u64>>>,
     seq: u64,
 }
 
-impl Drop for Claim<'_> {
+impl Claim {
+    fn take(busy: &Arc<Mutex<HashSet<u64>>>, seq: u64) -> Option<Claim> {
+        let taken = busy.lock().unwrap_or_else(|p| p.into_inner()).insert(seq);
+        taken.then(|| Claim { busy: busy.clone(), seq })
+    }
+}
+
+impl Drop for Claim {
     fn drop(&mut self) {
         self.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.seq);
     }
@@ -50,9 +60,9 @@ impl Delivery {
     /// Stores `message` and marks `answers` (a journal event) answered, then sends
     /// it in the background. For command answers and notices.
     pub async fn reply(&self, chat: &ChatKey, message: Outbound, answers: Option<&str>) {
-        if let Some(seq) = self.store(chat, message, None, answers).await {
+        if let Some(claim) = self.store(chat, message, None, answers).await {
             let delivery = self.clone();
-            tokio::spawn(async move { delivery.deliver(seq).await });
+            tokio::spawn(async move { delivery.send(claim).await });
         }
     }
 
@@ -62,12 +72,12 @@ impl Delivery {
         &self,
         chat: &ChatKey,
         message: Outbound,
-        streamed: Option<SentRef>,
+        streamed: Option<Streamed>,
         answers: Option<&str>,
     ) {
-        if let Some(seq) = self.store(chat, message, streamed, answers).await {
+        if let Some(claim) = self.store(chat, message, streamed, answers).await {
             self.pacer.wait(chat).await;
-            self.deliver(seq).await;
+            self.send(claim).await;
         }
     }
 
@@ -80,15 +90,24 @@ impl Delivery {
         }
     }
 
+    /// Claims a new item, stores it, and marks its event answered.
     async fn store(
         &self,
         chat: &ChatKey,
         message: Outbound,
-        streamed: Option<SentRef>,
+        streamed: Option<Streamed>,
         answers: Option<&str>,
-    ) -> Option<u64> {
-        let item = match self.outbox.enqueue(chat.clone(), message, streamed).await {
-            Ok(item) => item,
+    ) -> Option<Claim> {
+        let stored = async {
+            let seq = self.outbox.next_seq().await?;
+            let claim = Claim::take(&self.busy, seq).expect("a fresh sequence number is nobody's");
+            let stored = self.outbox.enqueue(seq, chat.clone(), message, streamed, answers.map(str::to_string)).await?;
+            Ok::<_, crate::store::StoreError>((claim, stored))
+        };
+        let claim = match stored.await {
+            Ok((claim, Stored::New)) => Some(claim),
+            // A replay of an event whose reply is stored: that one is sent.
+            Ok((_, Stored::AlreadyAnswered)) => None,
             Err(e) => {
                 // The event stays unanswered and is replayed after a restart.
                 tracing::error!(error = %e, "cannot store a reply");
@@ -96,17 +115,20 @@ impl Delivery {
             }
         };
         self.nothing_to_send(answers).await;
-        Some(item.seq)
+        claim
     }
 
-    /// Sends what is left of item `seq`, unless someone else is sending it.
+    /// Sends what is left of item `seq`, unless someone else owns it (the retry
+    /// loop and recovery).
     pub async fn deliver(&self, seq: u64) {
-        if !self.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(seq) {
-            return;
+        if let Some(claim) = Claim::take(&self.busy, seq) {
+            self.send(claim).await;
         }
-        let _claim = Claim { busy: &self.busy, seq };
-        // The stored copy, never one read before the claim: it may be delivered by now.
-        let item = match self.outbox.get(seq).await {
+    }
+
+    /// Sends the claimed item from its stored copy: it may be delivered by now.
+    async fn send(&self, claim: Claim) {
+        let item = match self.outbox.get(claim.seq).await {
             Ok(Some(item)) => item,
             Ok(None) => return,
             Err(e) => {
@@ -117,6 +139,7 @@ impl Delivery {
         if let Err(e) = self.send_rest(item).await {
             tracing::error!(error = %e, "cannot update the outbox");
         }
+        drop(claim);
     }
 
     async fn send_rest(&self, mut item: OutboxItem) -> crate::store::StoreResult<()> {
@@ -129,9 +152,12 @@ impl Delivery {
         while item.delivered_parts < parts.len() {
             let index = item.delivered_parts;
             let part = &parts[index];
-            let options = item.message.options(index);
+            let options = item.options(index);
             let streamed = item.stream_message.clone().filter(|_| index == 0 && caps.can_edit);
+            let already_shown = item.stream_shown.as_deref() == Some(to_plain(part).as_str());
             let sent = match streamed {
+                // The streamed message shows this part already: no edit that changes nothing.
+                Some(_) if already_shown => Ok(()),
                 Some(streamed) => match retry::round(|| channel.edit(&item.chat, &streamed, part)).await {
                     Ok(()) => Ok(()),
                     // The streamed message is gone or cannot be edited: send anew.
@@ -164,13 +190,17 @@ impl Delivery {
         self.outbox.remove(item.seq).await
     }
 
-    /// Sends every undelivered reply of channel `name` (after a restart), each
-    /// in the background.
-    pub async fn recover(&self, name: &str) -> crate::store::StoreResult<usize> {
-        let items: Vec<u64> =
-            self.outbox.pending().await?.into_iter().filter(|i| i.chat.channel == name).map(|i| i.seq).collect();
-        for &seq in &items {
+    /// After a restart: marks the events that undelivered replies answer as
+    /// answered (a replay must not answer them again), then sends those replies
+    /// in the background. Returns how many there were.
+    pub async fn recover(&self) -> crate::store::StoreResult<usize> {
+        let items = self.outbox.pending().await?;
+        for event in items.iter().filter_map(|i| i.answers.as_deref()) {
+            self.journal.done(event).await?;
+        }
+        for item in &items {
             let delivery = self.clone();
+            let seq = item.seq;
             tokio::spawn(async move { delivery.deliver(seq).await });
         }
         Ok(items.len())
@@ -182,17 +212,116 @@ impl Delivery {
     pub async fn retry_loop(self) {
         loop {
             tokio::time::sleep(retry::RETRY_EVERY).await;
-            let Ok(items) = self.outbox.pending().await else { continue };
-            let cutoff = now_ms().saturating_sub(retry::GIVE_UP_AFTER.as_millis() as u64);
-            for item in items {
-                if item.created_at != 0 && item.created_at < cutoff {
+            self.retry_once().await;
+        }
+    }
+
+    /// One round of the retry loop: every stored item nobody owns gets a new
+    /// round of its own.
+    async fn retry_once(&self) {
+        let Ok(items) = self.outbox.pending().await else { return };
+        let cutoff = now_ms().saturating_sub(retry::GIVE_UP_AFTER.as_millis() as u64);
+        for item in items {
+            if item.created_at != 0 && item.created_at < cutoff {
+                if let Some(_claim) = Claim::take(&self.busy, item.seq) {
                     tracing::warn!(chat = %item.chat.id(), "a reply undelivered for a day was dropped");
                     let _ = self.outbox.remove(item.seq).await;
-                    continue;
                 }
-                let delivery = self.clone();
-                tokio::spawn(async move { delivery.deliver(item.seq).await });
+                continue;
             }
+            let delivery = self.clone();
+            tokio::spawn(async move { delivery.deliver(item.seq).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use switchboard_fakes::channel::Op;
+    use switchboard_fakes::FakeChannel;
+
+    use super::*;
+    use crate::gateway::registry::ChannelEntry;
+    use crate::store::{SledStore, Store};
+
+    fn setup() -> (tempfile::TempDir, Delivery, FakeChannel, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let fake = FakeChannel::new("fake");
+        let entry = ChannelEntry { channel: Arc::new(fake.clone()), common: Default::default() };
+        let registry = Registry::new(vec![entry], &[]);
+        let journal = Journal::new(store.clone());
+        let delivery = Delivery::new(Outbox::new(store), journal.clone(), registry.clone(), Pacer::new(registry));
+        (dir, delivery, fake, journal)
+    }
+
+    fn text(t: &str) -> Outbound {
+        Outbound { text: t.into(), ..Outbound::default() }
+    }
+
+    async fn stored(delivery: &Delivery) -> usize {
+        delivery.outbox.pending().await.unwrap().len()
+    }
+
+    /// The race the retry loop used to lose: a turn stores its reply and waits for
+    /// the chat's pace; the loop's round comes meanwhile. Now it leaves the item to
+    /// the turn, and the reply is sent once, by its owner, after the wait.
+    #[tokio::test]
+    async fn the_retry_loop_never_touches_a_reply_its_turn_still_owns() {
+        let (_dir, delivery, fake, _journal) = setup();
+        let chat = fake.direct("1");
+        delivery.pacer.hold(&chat, Duration::from_millis(400));
+        let turn = {
+            let (d, chat) = (delivery.clone(), chat.clone());
+            tokio::spawn(async move { d.finish_turn(&chat, text("the answer"), None, None).await })
+        };
+        while stored(&delivery).await == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        delivery.retry_once().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(fake.calls_of(Op::Send).is_empty(), "the retry loop sent a reply its turn owned");
+        turn.await.unwrap();
+        assert_eq!(fake.texts_in("1"), ["the answer"]);
+        delivery.retry_once().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fake.calls_of(Op::Send).len(), 1, "sent once");
+    }
+
+    #[tokio::test]
+    async fn a_replayed_event_finds_its_stored_reply_and_stores_no_second_one() {
+        let (_dir, delivery, fake, journal) = setup();
+        let chat = fake.direct("1");
+        let event = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", "hi", false);
+        journal.record(&event).await.unwrap();
+        // A crash after the reply was stored, before the event was marked answered:
+        let seq = delivery.outbox.next_seq().await.unwrap();
+        let first = delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, Some(event.event_id.clone()));
+        assert_eq!(first.await.unwrap(), Stored::New);
+        // The restart recovers the stored reply and marks the event answered...
+        assert_eq!(delivery.recover().await.unwrap(), 1);
+        assert!(journal.unfinished().await.unwrap().is_empty(), "no replay of an answered event");
+        // ...and a replay that happened anyway stores nothing more.
+        delivery.reply(&chat, text("once"), Some(&event.event_id)).await;
+        fake.wait_until("the reply", Duration::from_secs(5), |f| !f.messages_in("1").is_empty()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(fake.texts_in("1"), ["once"]);
+    }
+
+    #[tokio::test]
+    async fn an_edit_that_would_change_nothing_is_skipped() {
+        let (_dir, delivery, fake, _journal) = setup();
+        let chat = fake.direct("1");
+        let sent = {
+            use switchboard_channel_core::Channel;
+            let blocks = switchboard_channel_core::markdown::parse("all of it");
+            fake.send(&chat, &blocks, &Default::default()).await.unwrap()
+        };
+        let streamed = Streamed { sent, shown: "all of it".into() };
+        delivery.finish_turn(&chat, text("all of it"), Some(streamed), None).await;
+        assert!(fake.calls_of(Op::Edit).is_empty(), "an identical edit was sent");
+        assert_eq!(stored(&delivery).await, 0, "and the item is done");
     }
 }

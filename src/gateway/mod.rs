@@ -137,10 +137,7 @@ impl Gateway {
     pub async fn start(&self, expired: &[ApprovalRecord]) -> anyhow::Result<()> {
         let pruned = self.journal.prune(JOURNAL_RETENTION_MS).await?;
         self.decisions.settle_expired(expired).await;
-        let mut resent = 0;
-        for served in self.registry.all() {
-            resent += self.delivery.recover(served.channel.name()).await?;
-        }
+        let resent = self.delivery.recover().await?;
         let replayed = self.ingress.replay().await?;
         if replayed + resent + pruned > 0 {
             tracing::info!(replayed, resent, pruned, "recovered what the last run left");

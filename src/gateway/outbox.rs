@@ -1,6 +1,8 @@
 //! The outbox's storage: a reply is stored before it is sent, and each part is
 //! marked delivered as it goes, so after a restart what was not delivered is sent
-//! and what was is not sent again. Who sends, and when, is `delivery`'s business.
+//! and what was is not sent again. A reply answering a journal event is stored at
+//! most once per event (a replay finds it). Who sends, and when, is `delivery`'s
+//! business.
 
 use std::sync::Arc;
 
@@ -27,15 +29,34 @@ pub struct Outbound {
     pub visibility: Visibility,
 }
 
-impl Outbound {
-    /// How part `index` is sent: only the first replies or answers.
+impl OutboxItem {
+    /// How part `index` is sent: only the first replies or answers; every part
+    /// has a key of its own that stays the same across attempts.
     pub fn options(&self, index: usize) -> SendOptions {
         SendOptions {
-            reply_to: self.reply_to.clone().filter(|_| index == 0),
-            interaction: self.interaction.clone().filter(|_| index == 0),
-            visibility: self.visibility.clone(),
+            reply_to: self.message.reply_to.clone().filter(|_| index == 0),
+            interaction: self.message.interaction.clone().filter(|_| index == 0),
+            visibility: self.message.visibility.clone(),
+            idempotency_key: Some(format!("sb-{}-{index}", self.seq)),
         }
     }
+}
+
+/// A message a reply was being streamed into, and what it shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streamed {
+    pub sent: SentRef,
+    /// Its plain text as last shown: an edit to the same text is skipped.
+    pub shown: String,
+}
+
+/// What storing a reply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored under the given sequence number.
+    New,
+    /// The event already has a stored reply (a replay): nothing stored.
+    AlreadyAnswered,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,10 +66,16 @@ pub struct OutboxItem {
     pub message: Outbound,
     /// A message already showing the streamed reply: the first part replaces it.
     pub stream_message: Option<SentRef>,
+    /// What that message shows (plain), when known.
+    #[serde(default)]
+    pub stream_shown: Option<String>,
     pub delivered_parts: usize,
     /// When it was stored (ms); very old undeliverable items are dropped.
     #[serde(default)]
     pub created_at: u64,
+    /// The journal event this reply answers.
+    #[serde(default)]
+    pub answers: Option<String>,
 }
 
 #[derive(Clone)]
@@ -61,23 +88,44 @@ impl Outbox {
         Outbox { store }
     }
 
+    /// A sequence number for an item about to be stored (claim it first).
+    pub async fn next_seq(&self) -> StoreResult<u64> {
+        blocking(&self.store, |s| s.next_id()).await
+    }
+
+    /// Stores a reply as item `seq`, unless the event it answers has one already.
     pub async fn enqueue(
         &self,
+        seq: u64,
         chat: ChatKey,
         message: Outbound,
-        stream_message: Option<SentRef>,
-    ) -> StoreResult<OutboxItem> {
+        streamed: Option<Streamed>,
+        answers: Option<String>,
+    ) -> StoreResult<Stored> {
         blocking(&self.store, move |s| {
+            if let Some(event) = &answers {
+                let pending = s.kv_scan(SPACE, "")?;
+                let found = pending.iter().filter_map(|(_, v)| decode::<OutboxItem>(v));
+                if found.into_iter().any(|i| i.answers.as_ref() == Some(event)) {
+                    return Ok(Stored::AlreadyAnswered);
+                }
+            }
+            let (stream_message, stream_shown) = match streamed {
+                Some(Streamed { sent, shown }) => (Some(sent), Some(shown)),
+                None => (None, None),
+            };
             let item = OutboxItem {
-                seq: s.next_id()?,
+                seq,
                 chat,
                 message,
                 stream_message,
+                stream_shown,
                 delivered_parts: 0,
                 created_at: now_ms(),
+                answers,
             };
             s.kv_put(SPACE, &key(item.seq), &encode(&item))?;
-            Ok(item)
+            Ok(Stored::New)
         })
         .await
     }

@@ -9,6 +9,7 @@ use switchboard_channel_core::markdown::{parse, to_plain};
 use switchboard_channel_core::split::split;
 use switchboard_channel_core::{Channel, ChannelError, ChatKey, SendOptions, SentRef};
 
+use super::outbox::Streamed;
 use super::turn::TurnJob;
 use super::turns::Turns;
 
@@ -61,9 +62,9 @@ impl<'a> Stream<'a> {
         &self.texts
     }
 
-    /// The message the reply streamed into, if any.
-    pub fn message(&self) -> Option<SentRef> {
-        self.message.clone()
+    /// The message the reply streamed into, if any, and what it shows.
+    pub fn streamed(&self) -> Option<Streamed> {
+        self.message.clone().map(|sent| Streamed { sent, shown: self.shown.clone() })
     }
 
     /// Whether the streamed message already shows exactly `text`, whole.

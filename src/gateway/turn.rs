@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_channel_core::{Channel, ChatKey, Sender};
 
-use super::outbox::Outbound;
+use super::outbox::{Outbound, Streamed};
 use super::prompts::Request;
 use super::stream::Stream;
 use super::turns::{Running, Turns};
@@ -115,7 +115,7 @@ pub async fn run(turns: Turns, job: TurnJob) {
         // Already on screen as the one streamed message: nothing left to send.
         return turns.delivery.nothing_to_send(job.event_id.as_deref()).await;
     }
-    let streamed = stream.message();
+    let streamed = stream.streamed();
     finish(&turns, &job, streamed, text).await;
 }
 
@@ -136,7 +136,7 @@ async fn recorded_reply(turns: &Turns, job: &TurnJob) -> Option<String> {
 }
 
 /// Stores the reply in the outbox, marks the event answered, then delivers.
-async fn finish(turns: &Turns, job: &TurnJob, streamed: Option<switchboard_channel_core::SentRef>, text: String) {
+async fn finish(turns: &Turns, job: &TurnJob, streamed: Option<Streamed>, text: String) {
     if text.trim().is_empty() {
         return turns.delivery.nothing_to_send(job.event_id.as_deref()).await;
     }

@@ -195,6 +195,10 @@ pub struct SendOptions {
     pub interaction: Option<Interaction>,
     /// Who sees it.
     pub visibility: Visibility,
+    /// The same for every attempt to send this one part, across restarts: where
+    /// the platform deduplicates sends by a key (Discord's `nonce` with
+    /// `enforce_nonce`), an attempt after a crash cannot post the part twice.
+    pub idempotency_key: Option<String>,
 }
 
 /// An approval request as a channel shows it: a question and its buttons.
