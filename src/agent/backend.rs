@@ -124,6 +124,14 @@ pub trait AgentBackend: Send + Sync {
     ) -> Result<Decided, DecideError>;
     /// Every approval, oldest first.
     async fn approvals(&self) -> Result<Vec<ApprovalRecord>, AgentError>;
+    /// Cancels the conversation's pending approvals (only those `requester` asked
+    /// for, when given) with `reason`; returns them.
+    async fn cancel_approvals(
+        &self,
+        conversation_id: &str,
+        requester: Option<&str>,
+        reason: &str,
+    ) -> Result<Vec<ApprovalRecord>, AgentError>;
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, AgentError>;
     /// "Always allow here" grants still in force, of one chat or of all, oldest first.
     async fn grants(&self, chat: Option<&str>) -> Result<Vec<Grant>, AgentError>;

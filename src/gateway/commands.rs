@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use switchboard_channel_core::{ChatKey, CommandSpec, Sender};
+use switchboard_channel_core::{ChatKey, ChatKind, CommandSpec, Sender};
 
 use super::decisions::Decisions;
 use super::names::Names;
@@ -38,6 +38,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 /// One command as invoked.
 pub struct Invocation<'a> {
     pub chat: &'a ChatKey,
+    pub kind: ChatKind,
     pub sender: &'a Sender,
     /// The sender's tier, as judged for this command.
     pub tier: Tier,
@@ -88,21 +89,9 @@ impl Commands {
                 call.tier.as_str(),
                 chat.id()
             )),
-            "new" => match self.router.start_new(chat).await {
-                Ok(_) => Answer::public("Started a new conversation. I still remember what is in my memory."),
-                Err(e) => failed("start a new conversation", &e.to_string()),
-            },
+            "new" => self.new_conversation(call).await,
             "status" => self.status(chat, admin).await,
-            "cancel" => match self.router.route(chat).await {
-                Ok(route) => match self.turns.cancel(&route.conversation_id, &call.sender.id, call.tier) {
-                    Cancel::Cancelled => Answer::public("Cancelled."),
-                    Cancel::NothingRunning => Answer::private("Nothing to cancel."),
-                    Cancel::NotYours => {
-                        Answer::private("Only the person I am answering, or an admin, can cancel this.")
-                    }
-                },
-                Err(e) => failed("cancel", &e.to_string()),
-            },
+            "cancel" => self.cancel(call).await,
             "model" | "pair" | "unpair" | "grants" | "revoke" if !admin => {
                 Answer::private("Only an admin can do that.")
             }
@@ -133,6 +122,46 @@ impl Commands {
         }
     }
 
+    /// `/new`: the chat continues in a fresh conversation; what the old one was
+    /// doing stops and its pending requests are cancelled. Not for guests in groups.
+    async fn new_conversation(&self, call: &Invocation<'_>) -> Answer {
+        if call.tier == Tier::Guest && call.kind == ChatKind::Group {
+            return Answer::private("Only the people I know here can start a new conversation.");
+        }
+        if let Ok(old) = self.router.route(call.chat).await {
+            self.turns.cancel(&old.conversation_id, &call.sender.id, Tier::Admin);
+            self.decisions.settle(&old.conversation_id, None, "the chat started a new conversation").await;
+        }
+        match self.router.start_new(call.chat).await {
+            Ok(_) => Answer::public("Started a new conversation. I still remember what is in my memory."),
+            Err(e) => failed("start a new conversation", &e.to_string()),
+        }
+    }
+
+    /// `/cancel`: stops the running turn and cancels its pending requests, for the
+    /// person it answers or an admin.
+    async fn cancel(&self, call: &Invocation<'_>) -> Answer {
+        let route = match self.router.route(call.chat).await {
+            Ok(route) => route,
+            Err(e) => return failed("cancel", &e.to_string()),
+        };
+        let conversation = &route.conversation_id;
+        let reason = "cancelled with /cancel";
+        // Only their own requests, unless an admin asks.
+        let whose = (call.tier != Tier::Admin).then_some(call.sender.id.as_str());
+        match self.turns.cancel(conversation, &call.sender.id, call.tier) {
+            Cancel::NotYours => Answer::private("Only the person I am answering, or an admin, can cancel this."),
+            Cancel::Cancelled => {
+                self.decisions.settle(conversation, whose, reason).await;
+                Answer::public("Cancelled.")
+            }
+            Cancel::NothingRunning => match self.decisions.settle(conversation, whose, reason).await {
+                0 => Answer::private("Nothing to cancel."),
+                n => Answer::public(format!("Cancelled {n} pending request{}.", if n == 1 { "" } else { "s" })),
+            },
+        }
+    }
+
     /// The chat's agent, conversation, model, queue and approvals; for admins
     /// also each channel's health.
     async fn status(&self, chat: &ChatKey, admin: bool) -> Answer {
@@ -144,13 +173,15 @@ impl Commands {
             Ok(a) => a.agent,
             Err(e) => return failed("read the status", &e.to_string()),
         };
+        // Anywhere in the chat: conversations it left with /new included.
+        let chat_id = chat.id();
         let pending = self
             .backend
             .approvals()
             .await
             .map(|all| {
                 all.iter()
-                    .filter(|a| a.conversation_id == route.conversation_id && a.state == ApprovalState::Pending)
+                    .filter(|a| a.chat.as_deref() == Some(chat_id.as_str()) && a.state == ApprovalState::Pending)
                     .count()
             })
             .unwrap_or(0);

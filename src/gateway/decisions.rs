@@ -50,6 +50,24 @@ impl Decisions {
         Ok(approval)
     }
 
+    /// Cancels the conversation's pending requests (left with `/new`, stopped with
+    /// `/cancel`), only those of `requester` when given, and shows it on their
+    /// prompts; returns how many there were.
+    pub async fn settle(&self, conversation_id: &str, requester: Option<&str>, reason: &str) -> usize {
+        match self.backend.cancel_approvals(conversation_id, requester, reason).await {
+            Ok(cancelled) => {
+                for approval in &cancelled {
+                    self.prompts.resolve(&approval.id, approval.state, None).await;
+                }
+                cancelled.len()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot cancel pending requests");
+                0
+            }
+        }
+    }
+
     /// After a restart: requests that expired while the daemon was down get their
     /// prompts updated (they were denied).
     pub async fn settle_expired(&self, expired: &[ApprovalRecord]) {

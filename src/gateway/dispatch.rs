@@ -110,8 +110,14 @@ impl Dispatcher {
             Verdict::Answer(tier) => {
                 // Platforms that deliver commands as text.
                 if let Some((spec, args)) = parse_text(&message.text, COMMANDS) {
-                    let call =
-                        Invocation { chat: &message.chat, sender: &message.sender, tier, name: spec.name, args: &args };
+                    let call = Invocation {
+                        chat: &message.chat,
+                        kind: message.kind,
+                        sender: &message.sender,
+                        tier,
+                        name: spec.name,
+                        args: &args,
+                    };
                     let answer = self.commands.run(&call).await;
                     let visibility = self.visibility(answer.private, &message.chat, &message.sender.id);
                     let reply = Outbound { text: answer.text, reply_to, interaction: None, visibility };
@@ -141,8 +147,14 @@ impl Dispatcher {
                 return self.refuse(&command.chat, &command.sender, refusal, reply_to, interaction, event_id).await;
             }
         };
-        let call =
-            Invocation { chat: &command.chat, sender: &command.sender, tier, name: &command.name, args: &command.args };
+        let call = Invocation {
+            chat: &command.chat,
+            kind: command.kind,
+            sender: &command.sender,
+            tier,
+            name: &command.name,
+            args: &command.args,
+        };
         let answer = self.commands.run(&call).await;
         let visibility = self.visibility(answer.private, &command.chat, &command.sender.id);
         let reply = Outbound { text: answer.text, reply_to, interaction: command.interaction, visibility };

@@ -321,6 +321,35 @@ impl Approvals {
         Ok(expired)
     }
 
+    /// Cancels the pending approvals of a conversation (it was left with `/new` or
+    /// stopped with `/cancel`), those asked by `requester` only when given, waking
+    /// any turn waiting for one; returns them.
+    pub async fn cancel_conversation(
+        &self,
+        conversation_id: &str,
+        requester: Option<&str>,
+        reason: &str,
+    ) -> StoreResult<Vec<ApprovalRecord>> {
+        let conversation = conversation_id.to_string();
+        let open: Vec<ApprovalRecord> = blocking(&self.store, |s| s.approvals())
+            .await?
+            .into_iter()
+            .filter(|a| a.state == ApprovalState::Pending && a.conversation_id == conversation)
+            .filter(|a| requester.is_none_or(|r| a.requester.as_deref() == Some(r)))
+            .collect();
+        let mut cancelled = Vec::new();
+        for a in open {
+            let ended = self.end(&a.id, ApprovalState::Cancelled, None, Some(reason.to_string())).await?;
+            if let Some(n) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(&a.id) {
+                n.notify_one();
+            }
+            if ended.state == ApprovalState::Cancelled {
+                cancelled.push(ended);
+            }
+        }
+        Ok(cancelled)
+    }
+
     pub async fn pending(&self) -> StoreResult<Vec<ApprovalRecord>> {
         let all = blocking(&self.store, |s| s.approvals()).await?;
         Ok(all.into_iter().filter(|a| a.state == ApprovalState::Pending).collect())

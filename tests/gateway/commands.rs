@@ -63,3 +63,42 @@ async fn only_the_person_answered_or_an_admin_can_cancel_a_turn() {
     gw.fake.command(team, ChatKind::Group, "8", "cancel", "").await;
     gw.wait_text("team", "Cancelled.").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_settles_the_pending_request_of_the_conversation_it_leaves() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Bash", serde_json::json!({"command": "touch orphan.txt"})));
+    gw.fake.dm("7", "run it").await;
+    let prompt = gw.wait_prompt("7").await;
+    gw.fake.dm("7", "/status").await;
+    gw.wait_text("7", "Pending approvals: 1").await;
+
+    gw.fake.command(gw.fake.direct("7"), ChatKind::Direct, "7", "new", "").await;
+    gw.wait_text("7", "Started a new conversation").await;
+    let id = prompt.id.clone();
+    gw.fake
+        .wait_until("the old prompt settled", crate::harness::WAIT, move |f| {
+            f.message_by_id(&id).is_some_and(|m| m.buttons.is_empty() && m.text.starts_with("Cancelled"))
+        })
+        .await;
+    // A late press on the old buttons changes nothing.
+    gw.fake.press(&prompt, "7", "Allow once").await;
+    gw.fake
+        .wait_until("the stale notice", crate::harness::WAIT, |f| {
+            f.closed().iter().any(|c| c.notice.as_deref() == Some("This request is no longer pending."))
+        })
+        .await;
+    assert!(!gw.workdir().join("orphan.txt").exists());
+    gw.fake.dm("7", "/status").await;
+    gw.wait_text("7", "Pending approvals: 0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_reset_a_groups_conversation() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    gw.fake.command(gw.fake.key("team", None), ChatKind::Group, "43", "new", "").await;
+    let refused = gw.wait_text("team", "Only the people I know here").await;
+    assert_eq!(refused.options.visibility, switchboard_channel_core::Visibility::Private { user: "fake:43".into() });
+}

@@ -453,6 +453,15 @@ impl AgentBackend for EmbeddedBackend {
         Ok(removed)
     }
 
+    async fn cancel_approvals(
+        &self,
+        conversation_id: &str,
+        requester: Option<&str>,
+        reason: &str,
+    ) -> Result<Vec<ApprovalRecord>, AgentError> {
+        Ok(self.inner.approvals.cancel_conversation(conversation_id, requester, reason).await?)
+    }
+
     async fn recover(&self) -> Result<Vec<ApprovalRecord>, AgentError> {
         Ok(self.inner.approvals.expire_overdue().await?)
     }
