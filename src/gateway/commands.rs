@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use switchboard_channel_core::{ChatKey, ChatKind, CommandSpec, Sender};
 
-use super::decisions::Decisions;
+use super::decisions::{Decisions, Via};
 use super::names::Names;
 use super::pairing::Pairing;
 use super::registry::Registry;
@@ -275,7 +275,7 @@ impl Commands {
         let Some(approval) = pending else { return Answer::private("There is no pending request here.") };
         self.names.remember(call.sender);
         let decider = Decider::Person { id: call.sender.id.clone(), tier: call.tier };
-        match self.decisions.decide(&approval.id, &decider, choice, reason, Some(call.chat)).await {
+        match self.decisions.decide(&approval.id, &decider, choice, reason, Via::Command(call.chat)).await {
             Ok(decided) => Answer::public(outcome_text(decided.state, Some(&call.sender.name))),
             Err(e @ (DecideError::NotEntitled | DecideError::NotPending | DecideError::NotShownInFull)) => {
                 Answer::private(e.to_string())

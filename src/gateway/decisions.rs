@@ -7,13 +7,33 @@
 
 use std::sync::Arc;
 
-use switchboard_channel_core::ChatKey;
+use switchboard_channel_core::{ChatKey, SentRef};
 
 use super::prompts::Prompts;
 use super::turns::Turns;
 use crate::agent::AgentBackend;
 use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
 use crate::store::ApprovalRecord;
+
+/// Where a decision came from.
+#[derive(Clone, Copy)]
+pub enum Via<'a> {
+    /// The operator's command line.
+    Operator,
+    /// A command (`/approve`, `/deny`) in a chat.
+    Command(&'a ChatKey),
+    /// A button on message `message` of `chat`.
+    Button { chat: &'a ChatKey, message: &'a SentRef },
+}
+
+impl<'a> Via<'a> {
+    fn chat(self) -> Option<&'a ChatKey> {
+        match self {
+            Via::Operator => None,
+            Via::Command(chat) | Via::Button { chat, .. } => Some(chat),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Decisions {
@@ -27,20 +47,34 @@ impl Decisions {
         Decisions { backend, prompts, turns }
     }
 
-    /// Decides request `id`. `from` is the chat the decision came from: where the
-    /// turn continues if the request's own chat is unknown.
+    /// Decides request `id`. `via` is where the decision came from: its chat is
+    /// where the turn continues if the request's own chat is unknown.
     pub async fn decide(
         &self,
         id: &str,
         decider: &Decider,
         choice: Choice,
         reason: Option<String>,
-        from: Option<&ChatKey>,
+        via: Via<'_>,
     ) -> Result<ApprovalRecord, DecideError> {
+        // A prompt shown just before a crash was not recorded, and is found only
+        // when someone presses its buttons: read the record before the decision
+        // lets a waiting turn resolve (and forget) it.
+        let unrecorded = match via {
+            Via::Button { chat, message } => {
+                (!self.prompts.has_copy(id, chat, message).await).then_some((chat, message))
+            }
+            _ => None,
+        };
         let Decided { approval, waiter_woken } = self.backend.decide_approval(id, decider, choice, reason).await?;
+        // The decision counted, so the presser was entitled: update what they pressed.
+        if let Some((chat, message)) = unrecorded {
+            let by = approval.decided_by.as_deref();
+            self.prompts.resolve_copy(chat, message, approval.state, by).await;
+        }
         if !waiter_woken {
             // Where it was asked, read before resolving forgets the prompts.
-            let asked_in = self.prompts.chat_of(&approval.id).await.or_else(|| from.cloned());
+            let asked_in = self.prompts.chat_of(&approval.id).await.or_else(|| via.chat().cloned());
             self.prompts.resolve(&approval.id, approval.state, approval.decided_by.as_deref()).await;
             match asked_in {
                 Some(chat) => self.turns.resume(&approval, chat),

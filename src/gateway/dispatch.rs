@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use switchboard_channel_core::commands::parse_text;
 use switchboard_channel_core::{
-    ChatKey, ChatKind, Click, Command, Inbound, InboundEvent, InboundKind, Interaction, Sender, Visibility,
+    ChatKey, ChatKind, Click, Command, Inbound, InboundEvent, InboundKind, Interaction, Sender, SentRef, Visibility,
 };
 
 use super::access::{judge, refusal_text, Attempt, Refusal, Verdict};
 use super::commands::{Commands, Invocation, COMMANDS};
-use super::decisions::Decisions;
+use super::decisions::{Decisions, Via};
 use super::delivery::Delivery;
 use super::journal::Journal;
 use super::names::Names;
@@ -237,7 +237,9 @@ impl Dispatcher {
                     Some(tier) => Decider::Person { id: click.sender.id.clone(), tier },
                     None => return,
                 };
-                match self.decisions.decide(approval_id, &decider, choice, None, Some(&click.chat)).await {
+                let message = SentRef { message_id: click.message_id.clone() };
+                let from = Via::Button { chat: &click.chat, message: &message };
+                match self.decisions.decide(approval_id, &decider, choice, None, from).await {
                     Ok(_) => None,
                     Err(e @ (DecideError::NotEntitled | DecideError::NotPending | DecideError::NotShownInFull)) => {
                         Some(e.to_string())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::decisions::Decisions;
+use super::decisions::{Decisions, Via};
 use super::pairing::Pairing;
 use crate::agent::AgentBackend;
 use crate::channels::REGISTERED;
@@ -86,7 +86,7 @@ impl Handler for Operator {
             }
             Request::ApprovalsDecide { id, choice, reason } => {
                 let operator = Decider::Operator { via: format!("control socket: {via}") };
-                return match self.decisions.decide(&id, &operator, choice, reason, None).await {
+                return match self.decisions.decide(&id, &operator, choice, reason, Via::Operator).await {
                     Ok(a) => {
                         Answer::ok(format!("{}: {}; the agent continues in its chat.\n", a.summary, a.state.as_str()))
                     }

@@ -126,6 +126,12 @@ impl Prompts {
         }
     }
 
+    /// Whether message `sent` of `chat` is a recorded copy of the request's prompt.
+    pub async fn has_copy(&self, approval_id: &str, chat: &ChatKey, sent: &SentRef) -> bool {
+        let record = self.find(approval_id).await.unwrap_or_default();
+        record.copies.iter().any(|c| c.chat == *chat && c.sent == *sent)
+    }
+
     /// The chat the request was asked in.
     pub async fn chat_of(&self, approval_id: &str) -> Option<ChatKey> {
         self.find(approval_id).await.and_then(|p| p.copies.into_iter().next()).map(|c| c.chat)
@@ -138,16 +144,21 @@ impl Prompts {
         decode::<PromptRecord>(&bytes).or_else(|| decode::<Copy>(&bytes).map(|c| PromptRecord { copies: vec![c] }))
     }
 
+    /// Replaces the buttons of one prompt message with how the request ended.
+    pub async fn resolve_copy(&self, chat: &ChatKey, sent: &SentRef, outcome: ApprovalState, decided_by: Option<&str>) {
+        let by = decided_by.map(|d| self.names.display(d));
+        let text = outcome_text(outcome, by.as_deref());
+        let Some(channel) = self.registry.channel(&chat.channel) else { return };
+        if let Err(e) = retry::round(|| channel.resolve_approval(chat, sent, &text)).await {
+            tracing::warn!(error = %e, "could not update an approval prompt");
+        }
+    }
+
     /// Replaces every copy's buttons with how the request ended, and forgets it.
     pub async fn resolve(&self, approval_id: &str, outcome: ApprovalState, decided_by: Option<&str>) {
         let Some(record) = self.find(approval_id).await else { return };
-        let by = decided_by.map(|d| self.names.display(d));
-        let text = outcome_text(outcome, by.as_deref());
         for copy in &record.copies {
-            let Some(channel) = self.registry.channel(&copy.chat.channel) else { continue };
-            if let Err(e) = retry::round(|| channel.resolve_approval(&copy.chat, &copy.sent, &text)).await {
-                tracing::warn!(error = %e, "could not update an approval prompt");
-            }
+            self.resolve_copy(&copy.chat, &copy.sent, outcome, decided_by).await;
         }
         let key = approval_id.to_string();
         let _ = blocking(&self.store, move |s| s.kv_remove(PROMPTS, &key)).await;
