@@ -8,13 +8,25 @@
 //! Each command runs in new mount and PID namespaces (and a user namespace when the
 //! daemon is not root): it sees a `/proc` of its own processes only (not the
 //! daemon's `environ`), an empty directory in place of the data directory, an empty
-//! file in place of the configuration file, and its processes all end when the
-//! command's shell ends (no detached helper outlives it). Landlock, where the
-//! kernel has it, then confines writes to the working directory, `/tmp` and `/dev`,
-//! and (ABI 6 and later) keeps the command from signalling processes outside it.
-//! Reading the rest of the machine stays possible, as for any program of the user.
+//! file in place of the configuration file. It holds no capabilities at all, even
+//! as root (none to regain by `exec`, no setuid programs), so it can neither undo
+//! those mounts nor go around them (`open_by_handle_at`, raw devices, `ptrace`).
+//! Landlock, where the kernel has it, then confines writes to the working
+//! directory, `/tmp` and `/dev`, and (ABI 6 and later) keeps the command from
+//! signalling processes outside it. Reading the rest of the machine stays
+//! possible, as for any program of the user.
 //!
-//! Everything the child does between `fork` and `exec` is a raw system call on
+//! Three processes, so that nothing the command does can outlive it:
+//! - the *keeper*, forked by the daemon: makes the namespaces, then only waits
+//!   (it is what the daemon sees, kills on timeout, and whose status it reads);
+//! - the *init*, the first process of the new PID namespace, which dies with the
+//!   keeper (`PR_SET_PDEATHSIG`, set before it can miss the keeper's end): makes
+//!   the mounts, starts the command and waits for it. When the init ends, the
+//!   kernel kills every process of the namespace, whatever session, process group
+//!   or parent-death signal they chose;
+//! - the *command*, which drops its capabilities and Landlocks itself before `exec`.
+//!
+//! Everything the children do between `fork` and `exec` is a raw system call on
 //! data prepared beforehand: nothing allocates there.
 
 use std::ffi::CString;
@@ -238,9 +250,9 @@ unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Runs in the forked child before `exec`: new namespaces, a second fork so the
-/// command is the first process of its PID namespace (its parent only waits and
-/// passes the exit status on), then what the command may see and write.
+/// Runs in the process the daemon forked (the keeper), before `exec`: new
+/// namespaces, the init and the command (see the module's introduction). Only
+/// the command returns from here, to `exec`.
 unsafe fn enter(plan: &Plan) -> io::Result<()> {
     let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID;
     if plan.user_maps.is_some() {
@@ -254,15 +266,26 @@ unsafe fn enter(plan: &Plan) -> io::Result<()> {
         write_file(c"/proc/self/uid_map", uid_map)?;
         write_file(c"/proc/self/gid_map", gid_map)?;
     }
-    let pid = libc::fork();
-    if pid < 0 {
+    // Readable once the keeper has ended (the init cannot name it by pid).
+    let keeper = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0u32) as libc::c_int;
+    if keeper < 0 {
         return Err(last_error());
     }
-    if pid > 0 {
-        wait_and_pass_on(pid);
+    let init = libc::fork();
+    if init < 0 {
+        return Err(last_error());
     }
-    // The first process of the new PID namespace: it dies with its waiter.
+    if init > 0 {
+        wait_and_pass_on(init, None);
+    }
+    // The init: it dies with the keeper, and the namespace with it. A keeper
+    // killed before the line below is seen on its pidfd.
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    let mut ended = libc::pollfd { fd: keeper, events: libc::POLLIN, revents: 0 };
+    if libc::poll(&mut ended, 1, 0) != 0 {
+        libc::_exit(137);
+    }
+    libc::close(keeper);
     let none = std::ptr::null::<libc::c_char>();
     if libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
         return Err(last_error());
@@ -282,19 +305,28 @@ unsafe fn enter(plan: &Plan) -> io::Result<()> {
             return Err(last_error());
         }
     }
+    let command = libc::fork();
+    if command < 0 {
+        return Err(last_error());
+    }
+    if command > 0 {
+        // As the namespace's init it also reaps whatever the command left behind.
+        wait_and_pass_on(command, Some(-1));
+    }
     if plan.landlock_abi > 0 {
         restrict_writes(plan)?;
     }
-    Ok(())
+    drop_capabilities()
 }
 
-/// The waiter: closes everything it holds (so the spawner sees the command's own
-/// `exec`), waits for the command and exits as it did.
-unsafe fn wait_and_pass_on(pid: libc::pid_t) -> ! {
+/// A waiter (the keeper or the init): closes everything it holds (so the spawner
+/// sees only the command's own `exec` and output), waits for `pid` and exits as
+/// it did. `reap` is what else to wait for meanwhile (`-1`: any child).
+unsafe fn wait_and_pass_on(pid: libc::pid_t, reap: Option<libc::pid_t>) -> ! {
     libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
     let mut status = 0;
     loop {
-        let r = libc::waitpid(pid, &mut status, 0);
+        let r = libc::waitpid(reap.unwrap_or(pid), &mut status, 0);
         if r == pid || (r < 0 && *libc::__errno_location() != libc::EINTR) {
             break;
         }
@@ -306,6 +338,49 @@ unsafe fn wait_and_pass_on(pid: libc::pid_t) -> ! {
         libc::_exit(128 + libc::WTERMSIG(status));
     }
     libc::_exit(1)
+}
+
+/// Leaves the command no capability, now or after `exec`, even as root: the
+/// bounding and ambient sets emptied, root's special treatment turned off for
+/// good (locked secure bits), and nothing in the effective, permitted or
+/// inheritable sets. `no_new_privs` keeps setuid programs and file capabilities
+/// from giving any back.
+unsafe fn drop_capabilities() -> io::Result<()> {
+    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+        return Err(last_error());
+    }
+    // SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, SECBIT_NO_CAP_AMBIENT_RAISE, each
+    // locked, and SECBIT_KEEP_CAPS locked off.
+    const SECURE_BITS: libc::c_ulong = 0b1110_1111;
+    if libc::prctl(libc::PR_SET_SECUREBITS, SECURE_BITS, 0, 0, 0) != 0 {
+        return Err(last_error());
+    }
+    for cap in 0..64 {
+        // Past the kernel's last capability this fails harmlessly (EINVAL).
+        libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+    }
+    if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
+        return Err(last_error());
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header { version: VERSION_3, pid: 0 };
+    let none =
+        [Data { effective: 0, permitted: 0, inheritable: 0 }, Data { effective: 0, permitted: 0, inheritable: 0 }];
+    if libc::syscall(libc::SYS_capset, &header as *const Header, none.as_ptr()) != 0 {
+        return Err(last_error());
+    }
+    Ok(())
 }
 
 /// Landlock: writes only beneath the writable paths; no signals out (ABI 6+).
@@ -333,6 +408,7 @@ unsafe fn restrict_writes(plan: &Plan) -> io::Result<()> {
             return Err(last_error());
         }
     }
+    // Landlock requires `no_new_privs` (or a capability the command will not keep).
     if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         return Err(last_error());
     }
@@ -376,11 +452,20 @@ mod tests {
             eprintln!("skipped: commands run unconfined here: {why}");
             return;
         }
-        let (code, out) =
-            run(&sandbox, &work, &format!("ls -A {}; cat {}; echo end", data.display(), config.display())).await;
+        let (code, out) = run(
+            &sandbox,
+            &work,
+            &format!(
+                "ls -A {0} 2>&1 | grep -v denied; cat {0}/store {1} 2>&1 | grep -v denied; echo end",
+                data.display(),
+                config.display()
+            ),
+        )
+        .await;
         assert_eq!((code, out.trim()), (0, "end"), "hidden: {out}");
         let (_, out) = run(&sandbox, &work, "ls /proc | grep -c '^[0-9]'").await;
-        assert!(out.trim().parse::<u32>().unwrap() <= 3, "only its own processes: {out}");
+        // The init, the shell, `ls` and `grep`.
+        assert!(out.trim().parse::<u32>().unwrap() <= 4, "only its own processes: {out}");
         let (code, _) = run(&sandbox, &work, "echo x > inside.txt").await;
         assert_eq!(code, 0);
         assert!(work.join("inside.txt").exists());
@@ -393,5 +478,60 @@ mod tests {
             assert!(code != 0 && !written, "a write outside the workdir was allowed");
         }
         assert_eq!(std::fs::read_to_string(data.join("store")).unwrap(), "the store", "the real data is untouched");
+    }
+
+    fn confined(work: &Path) -> Option<Sandbox> {
+        let sandbox = Sandbox::new(work, &[]);
+        match sandbox.unconfined() {
+            Some(why) => {
+                eprintln!("skipped: commands run unconfined here: {why}");
+                None
+            }
+            None => Some(sandbox),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_confined_command_holds_no_capability_even_after_exec() {
+        let root = tempfile::tempdir().unwrap();
+        let Some(sandbox) = confined(root.path()) else { return };
+        let (code, out) = run(&sandbox, root.path(), "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status").await;
+        assert_eq!(code, 0, "{out}");
+        let sets: Vec<&str> = out.lines().collect();
+        assert_eq!(sets.len(), 5, "{out}");
+        for line in sets {
+            assert!(line.ends_with("0000000000000000"), "a capability is left: {out}");
+        }
+        // Undoing a mount needs a capability; so does going around it.
+        let (code, _) = run(&sandbox, root.path(), "umount /proc").await;
+        assert_ne!(code, 0, "a confined command unmounted /proc");
+    }
+
+    #[tokio::test]
+    async fn nothing_a_command_starts_outlives_it_whatever_it_detaches() {
+        let root = tempfile::tempdir().unwrap();
+        let Some(sandbox) = confined(root.path()) else { return };
+        if !Path::new("/usr/bin/perl").exists() {
+            eprintln!("skipped: no perl to clear the parent-death signal with");
+            return;
+        }
+        // The command replaces its shell with a program that clears its
+        // parent-death signal, starts a new session and writes later; then only
+        // the keeper is killed (the daemon's own `kill_on_drop`).
+        let marker = root.path().join("survived");
+        let script = format!(
+            "exec /usr/bin/perl -e 'syscall({}, 1, 0); use POSIX; POSIX::setsid(); sleep 2; open(F, \">{}\");'",
+            libc::SYS_prctl,
+            marker.display()
+        );
+        let mut command = tokio::process::Command::new("/bin/sh");
+        command.arg("-c").arg(&script).current_dir(root.path());
+        sandbox.apply(&mut command);
+        let mut child = command.spawn().expect("spawn");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        assert!(!marker.exists(), "a detached process outlived its killed command");
     }
 }
