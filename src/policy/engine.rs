@@ -2,7 +2,9 @@
 //! 1. `AskUserQuestion` is always denied, with guidance to ask in plain text;
 //! 2. `disallowed_tools` deny;
 //! 3. "always allow here" grants of the chat, and `allowed_tools`, allow;
-//! 4. the permission mode decides by the tool's class;
+//! 4. the permission mode decides by the tool's class, except that a Bash line
+//!    the deny rules cannot read through (a command in a variable, an
+//!    interpreter, a script) asks where Bash deny rules apply;
 //! 5. an edit of a file that turns edits into code (`.git/`, shell startup files,
 //!    `.env`) asks whatever allowed it, short of the `unrestricted` mode;
 //! 6. memory edits follow their own rule: guests never, users as configured for
@@ -137,6 +139,10 @@ pub fn edits_code(tool: &str, input: &Value) -> bool {
     let Some(path) = input.get("path").and_then(Value::as_str) else { return false };
     let parts: Vec<&str> = path.split(['/', '\\']).filter(|p| !p.is_empty() && *p != ".").collect();
     parts.iter().any(|p| p.eq_ignore_ascii_case(".git"))
+        // `HEAD` starts a repository git would find (and run the config of),
+        // besides `.git/`; the Bash tool also tells git to use no bare repository
+        // it is not pointed at.
+        || parts.last().is_some_and(|name| *name == "HEAD")
         || parts.last().is_some_and(|name| {
             let name = name.to_ascii_lowercase();
             RUNS_ON_ITS_OWN.contains(&name.as_str()) || name == ".env" || name.starts_with(".env.")
@@ -235,7 +241,13 @@ impl Policy {
         {
             return PermissionDecision::Allow { updated_input: None };
         }
-        decide_by_mode(rules.mode, class, tool)
+        match decide_by_mode(rules.mode, class, tool) {
+            // Deny rules fail closed: what they cannot read through is asked.
+            PermissionDecision::Allow { .. } if rules::unvouched(&rules.disallowed, tool, input) => {
+                PermissionDecision::Ask
+            }
+            decided => decided,
+        }
     }
 }
 
@@ -386,9 +398,16 @@ mod tests {
         settings.agent.allowed_tools = vec!["Write(.git/**)".into(), "Bash(git status*)".into()];
         let (p, _s, _d) = policy(settings);
         let write = |path: &str| json!({"path": path, "content": "[core]\n\tfsmonitor = touch PWNED"});
-        for path in
-            [".git/config", "./.git/hooks/pre-commit", "sub/.git/config", ".bashrc", ".env", ".env.local", ".gitconfig"]
-        {
+        for path in [
+            ".git/config",
+            "./.git/hooks/pre-commit",
+            "sub/.git/config",
+            ".bashrc",
+            ".env",
+            ".env.local",
+            ".gitconfig",
+            "sub/HEAD",
+        ] {
             assert_eq!(short(&p.can_use_tool("Write", &write(path), &ctx("console")).await), "ask", "{path}");
         }
         assert_eq!(short(&p.can_use_tool("Write", &write("notes.txt"), &ctx("console")).await), "allow");
@@ -399,6 +418,46 @@ mod tests {
         settings.agent.permission_mode = PermissionMode::Unrestricted;
         let (p, _s, _d) = policy(settings);
         assert_eq!(short(&p.can_use_tool("Write", &write(".git/config"), &ctx("console")).await), "allow");
+    }
+
+    #[tokio::test]
+    async fn where_deny_rules_apply_what_they_cannot_read_through_asks_even_unrestricted() {
+        let mut settings = Settings::default();
+        settings.agent.permission_mode = PermissionMode::Unrestricted;
+        settings.agent.disallowed_tools = vec!["Bash(touch *)".into()];
+        settings.agent.allowed_tools = vec!["Bash(python3 build.py)".into()];
+        let (p, _s, _d) = policy(settings);
+        let decide = |command: &str| {
+            let input = json!({ "command": command });
+            let p = &p;
+            async move { short(&p.can_use_tool("Bash", &input, &ctx("console")).await) }
+        };
+        for hidden in [
+            "c=touch; $c x",
+            "$'\\x74ouch' x",
+            "bash <<< 'touch x'",
+            "python3 -c 'import os; os.utime(\"x\")'",
+            "find . -exec touch x \\;",
+            "env -S 'touch x'",
+            "./make-it.sh",
+            "PATH=/tmp/evil ls",
+            "git status",
+            "sh script.sh",
+        ] {
+            assert_eq!(decide(hidden).await, "ask", "{hidden:?} ran unread");
+        }
+        assert_eq!(decide("touch x").await, "deny");
+        assert_eq!(decide("if true; then touch x; fi").await, "deny", "keywords do not hide a command");
+        assert_eq!(decide("bash -c -- 'touch x'").await, "deny");
+        assert_eq!(decide("ls -la").await, "allow", "what is read through runs on the mode's word");
+        assert_eq!(decide("python3 build.py").await, "allow", "an explicit allow rule is the operator's word");
+
+        // Without Bash deny rules nothing changes.
+        let mut settings = Settings::default();
+        settings.agent.permission_mode = PermissionMode::Unrestricted;
+        let (p, _s, _d) = policy(settings);
+        let d = p.can_use_tool("Bash", &json!({"command": "c=touch; $c x"}), &ctx("console")).await;
+        assert_eq!(short(&d), "allow");
     }
 
     #[tokio::test]

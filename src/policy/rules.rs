@@ -10,7 +10,9 @@
 //! `git status $(…)`, and a path that leaves the workdir never matches.
 //! Deny rules fail closed too: they match any simple command of the line, nested
 //! ones included (`$(…)`, backticks, `bash -c '…'`), however it is spelled or
-//! wrapped (`\touch`, `/usr/bin/touch`, `env touch`, `nice -n 5 touch`, …).
+//! wrapped (`\touch`, `/usr/bin/touch`, `env touch`, `nice -n 5 touch`, …); a
+//! line they cannot read through (a command in a variable, an interpreter, a
+//! script) asks instead of running on the permission mode's word ([`unvouched`]).
 
 use serde_json::Value;
 
@@ -81,6 +83,17 @@ impl Rule {
             Some(Subject::Url(url)) => wildcard(pattern, &url, true),
             None => false,
         }
+    }
+}
+
+/// Whether a Bash call runs something no deny rule among `disallowed` can see
+/// (its line is opaque, see `shell`) while Bash deny rules with patterns apply:
+/// such a call asks rather than running on the mode's word alone.
+pub fn unvouched(disallowed: &[Rule], tool: &str, input: &Value) -> bool {
+    let guarded = disallowed.iter().any(|r| r.tool == tool && r.pattern.is_some());
+    match subject(tool, input) {
+        Some(Subject::Command(command)) if guarded => shell::parse(&command).opaque,
+        _ => false,
     }
 }
 

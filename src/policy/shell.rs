@@ -5,7 +5,10 @@
 //! or wrapped; allow rules match only a plain command that expands nothing.
 //!
 //! This is a reader for judging, not an interpreter: where the shell's reading is
-//! in doubt it errs towards finding more commands and more expansions.
+//! in doubt it errs towards finding more commands and more expansions. What it
+//! cannot see at all (a command named by a variable, `$'…'` text, a here-document,
+//! an interpreter's program, a script's contents, a changed `PATH`) makes the line
+//! *opaque*: no deny rule can vouch for it.
 
 /// A command line, read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -17,6 +20,13 @@ pub struct CommandLine {
     pub expands: bool,
     /// More than one simple command, a pipe, a redirection or a subshell.
     pub compound: bool,
+    /// Something runs that the words do not show: an expansion (`$…`, backticks,
+    /// `$'…'`, a glob or brace in a program's name), a here-document or
+    /// here-string, an interpreter or a shell reading a script or its input, a
+    /// command that runs commands of its own syntax (`find -exec`, `git`, `make`,
+    /// `eval`, …), a program outside the system's directories, or an assignment
+    /// before a command (`PATH=…`, `LD_PRELOAD=…`).
+    pub opaque: bool,
 }
 
 /// Wrappers that run the command that follows them, and how many leading
@@ -27,7 +37,112 @@ const WRAPPERS: &[&str] = &[
 ];
 
 /// Shells whose `-c` argument is a command line of its own.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "busybox"];
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "yash", "fish", "csh", "tcsh"];
+
+/// Words the shell reads as syntax before a command (`if touch x`, `do touch x`).
+const KEYWORDS: &[&str] = &[
+    "{", "}", "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "!",
+    "function", "select", "[[", "]]", "coproc",
+];
+
+/// Programs that run code the line does not show: interpreters, programs with
+/// a command language of their own, and builtins that change what a name runs.
+const RUNS_HIDDEN_CODE: &[&str] = &[
+    "eval",
+    "source",
+    ".",
+    "alias",
+    "hash",
+    "enable",
+    "trap",
+    "shopt",
+    "busybox",
+    "toybox",
+    "python",
+    "python2",
+    "python3",
+    "perl",
+    "ruby",
+    "irb",
+    "node",
+    "nodejs",
+    "deno",
+    "bun",
+    "php",
+    "lua",
+    "luajit",
+    "tclsh",
+    "wish",
+    "awk",
+    "gawk",
+    "mawk",
+    "nawk",
+    "sed",
+    "gsed",
+    "ed",
+    "ex",
+    "vi",
+    "vim",
+    "nvim",
+    "emacs",
+    "less",
+    "more",
+    "man",
+    "make",
+    "gmake",
+    "cmake",
+    "ninja",
+    "ssh",
+    "su",
+    "runuser",
+    "login",
+    "watch",
+    "script",
+    "parallel",
+    "find",
+    "git",
+    "chroot",
+    "flock",
+    "unshare",
+    "nsenter",
+    "ionice",
+    "chrt",
+    "taskset",
+    "setpriv",
+    "capsh",
+    "strace",
+    "ltrace",
+    "gdb",
+    "expect",
+    "tmux",
+    "screen",
+    "docker",
+    "podman",
+    "kubectl",
+    "npm",
+    "npx",
+    "yarn",
+    "pnpm",
+    "pip",
+    "pip3",
+    "cargo",
+    "go",
+    "java",
+    "dotnet",
+    "Rscript",
+    "R",
+    "julia",
+    "osascript",
+    "systemd-run",
+    "at",
+    "batch",
+    "crontab",
+    "dbus-send",
+];
+
+/// Where the system's programs live: a program named by a path elsewhere is a
+/// file the agent may have written.
+const SYSTEM_DIRS: &[&str] = &["/bin/", "/usr/bin/", "/sbin/", "/usr/sbin/", "/usr/local/bin/"];
 
 /// Reads `line`.
 pub fn parse(line: &str) -> CommandLine {
@@ -44,6 +159,7 @@ fn read(line: &str, out: &mut CommandLine, depth: usize) {
     if depth > MAX_DEPTH {
         out.compound = true;
         out.expands = true;
+        out.opaque = true;
         return;
     }
     let chars: Vec<char> = line.chars().collect();
@@ -94,6 +210,7 @@ fn read(line: &str, out: &mut CommandLine, depth: usize) {
                         }
                         '$' | '`' => {
                             out.expands = true;
+                            out.opaque = true;
                             i = nested(&chars, i, out, depth);
                             continue;
                         }
@@ -104,6 +221,7 @@ fn read(line: &str, out: &mut CommandLine, depth: usize) {
             }
             '$' | '`' => {
                 out.expands = true;
+                out.opaque = true;
                 in_word = true;
                 i = nested(&chars, i, out, depth);
                 continue;
@@ -111,11 +229,17 @@ fn read(line: &str, out: &mut CommandLine, depth: usize) {
             '<' | '>' if chars.get(i + 1) == Some(&'(') => {
                 out.expands = true;
                 out.compound = true;
+                out.opaque = true;
                 i = nested(&chars, i + 1, out, depth);
                 continue;
             }
             '<' | '>' => {
                 out.compound = true;
+                // A here-document or here-string feeds text the line does not run
+                // visibly (`bash <<< 'touch x'`).
+                if c == '<' && chars.get(i + 1) == Some(&'<') {
+                    out.opaque = true;
+                }
                 // `2>` and `>&` belong to the operator; the target word follows.
                 if word.chars().all(|d| d.is_ascii_digit()) {
                     word.clear();
@@ -215,20 +339,59 @@ fn finish(words: &mut Vec<String>, out: &mut CommandLine, depth: usize) {
     if !out.commands.is_empty() {
         out.compound = true;
     }
+    if hides_code(&command) {
+        out.opaque = true;
+    }
     let effective = unwrap(&command);
     if let Some(first) = effective.first() {
         if SHELLS.contains(&program(first)) {
-            if let Some(at) = effective
-                .iter()
-                .position(|w| w == "-c" || (w.starts_with('-') && !w.starts_with("--") && w.contains('c')))
-            {
-                if let Some(inner) = effective.get(at + 1) {
-                    read(inner, out, depth + 1);
-                }
+            match shell_command_line(&effective) {
+                Some(inner) => read(inner, out, depth + 1),
+                // A script file or its input: nothing the line shows.
+                None => out.opaque = true,
             }
         }
     }
     out.commands.push(command);
+}
+
+/// The command line a shell's `-c` runs: its first argument that is not an
+/// option (`bash -c -- 'x'`, `bash -ec 'x'`, `bash -c -o errexit 'x'`).
+fn shell_command_line(words: &[String]) -> Option<&str> {
+    let at = words.iter().position(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c'))?;
+    let mut rest = words[at + 1..].iter();
+    while let Some(word) = rest.next() {
+        match word.as_str() {
+            "--" => return rest.next().map(String::as_str),
+            "-o" | "+o" | "-O" | "+O" => {
+                rest.next();
+            }
+            w if w.starts_with(['-', '+']) && w.len() > 1 => {}
+            w => return Some(w),
+        }
+    }
+    None
+}
+
+/// Whether running these words runs code they do not show.
+fn hides_code(words: &[String]) -> bool {
+    // An assignment before the command changes what runs or how (`PATH=`,
+    // `LD_PRELOAD=`, `BASH_ENV=`), and `env -S` splits a string into a command.
+    let assigns = words.first().is_some_and(|w| is_assignment(w));
+    let env_at = words.iter().position(|w| program(w) == "env");
+    let splits =
+        env_at.is_some_and(|at| words[at + 1..].iter().any(|w| w.starts_with("-S") || w.starts_with("--split-string")));
+    let Some(typed) = skip_wrappers(words).first() else { return assigns || splits };
+    let typed = typed.trim_start_matches('\\');
+    let elsewhere = typed.contains('/')
+        && !SYSTEM_DIRS.iter().any(|dir| typed.starts_with(dir) && !typed[dir.len()..].contains('/'));
+    let name = program(typed);
+    assigns
+        || splits
+        || elsewhere
+        || RUNS_HIDDEN_CODE.contains(&name)
+        || name.contains(['*', '?', '[', '{', '}', ','])
+        || words.iter().any(|w| w.starts_with("-exec") || w.starts_with("-ok"))
 }
 
 /// The program's name as typed: `/usr/bin/touch` and `\touch` are `touch`.
@@ -241,17 +404,24 @@ pub fn program(word: &str) -> &str {
 /// assignments dropped, wrappers (`env`, `nice -n 5`, `timeout 10`, …) with their
 /// own options dropped, and the program named by its base name.
 pub fn unwrap(words: &[String]) -> Vec<String> {
+    let rest = skip_wrappers(words);
+    let Some(first) = rest.first() else { return Vec::new() };
+    let mut out = vec![program(first).to_string()];
+    out.extend(rest[1..].iter().cloned());
+    out
+}
+
+/// The words from the program that actually runs on, as typed.
+fn skip_wrappers(words: &[String]) -> &[String] {
     let mut rest: &[String] = words;
     loop {
-        while rest.first().is_some_and(|w| is_assignment(w)) {
+        while rest.first().is_some_and(|w| is_assignment(w) || KEYWORDS.contains(&w.as_str())) {
             rest = &rest[1..];
         }
-        let Some(first) = rest.first() else { return Vec::new() };
+        let Some(first) = rest.first() else { return rest };
         let name = program(first);
         if !WRAPPERS.contains(&name) {
-            let mut out = vec![name.to_string()];
-            out.extend(rest[1..].iter().cloned());
-            return out;
+            return rest;
         }
         rest = &rest[1..];
         // The wrapper's own options and arguments, up to the command.
@@ -262,7 +432,21 @@ pub fn unwrap(words: &[String]) -> Vec<String> {
                 // `-n 5`, `-u user`: an option's separate value goes too.
                 let takes_value = matches!(
                     word.as_str(),
-                    "-n" | "-u" | "-g" | "-s" | "-k" | "-i" | "-o" | "-e" | "-I" | "-L" | "-P" | "-d"
+                    "-n" | "-u"
+                        | "-g"
+                        | "-s"
+                        | "-k"
+                        | "-i"
+                        | "-o"
+                        | "-e"
+                        | "-I"
+                        | "-L"
+                        | "-P"
+                        | "-d"
+                        | "-a"
+                        | "-C"
+                        | "-E"
+                        | "-S"
                 );
                 rest = &rest[1..];
                 if takes_value && !rest.is_empty() {
@@ -338,6 +522,11 @@ mod tests {
             assert!(words(line).contains(&"touch x".to_string()), "{line:?} -> {:?}", words(line));
         }
         assert_eq!(words("a; b && c | d"), ["a", "b", "c", "d"]);
+        assert!(words("bash -c -- 'touch x'").contains(&"touch x".to_string()));
+        assert!(words("bash -c -o errexit 'touch x'").contains(&"touch x".to_string()));
+        assert!(words("if touch x; then true; fi").contains(&"touch x".to_string()));
+        assert!(words("while true; do touch x; done").contains(&"touch x".to_string()));
+        assert!(words("exec -a name touch x").contains(&"touch x".to_string()));
     }
 
     #[test]
@@ -357,6 +546,33 @@ mod tests {
             assert!(parse(line).compound, "{line:?}");
         }
         assert!(!parse("echo '$HOME *'").expands, "single quotes expand nothing");
+        for hidden in [
+            "$c x",
+            "echo \"$(id)\"",
+            "$'\\x74ouch' x",
+            "cat <<EOF",
+            "bash <<< 'touch x'",
+            "bash",
+            "bash script.sh",
+            "python3 -c 'print(1)'",
+            "eval \"touch x\"",
+            ". ./env.sh",
+            "find . -exec touch x ;",
+            "env -S 'touch x'",
+            "/usr/bin/env --split-string='touch x'",
+            "./run.sh",
+            "/tmp/x/touch y",
+            "PATH=/tmp ls",
+            "LD_PRELOAD=/tmp/x.so ls",
+            "/usr/bin/tou?h x",
+            "{touch,x}",
+            "git status",
+        ] {
+            assert!(parse(hidden).opaque, "{hidden:?} reads as plain");
+        }
+        for plain in ["ls -la", "/usr/bin/touch x", "cat a | grep b", "ls -S", "bash -c 'ls'", "if true; then ls; fi"] {
+            assert!(!parse(plain).opaque, "{plain:?} reads as opaque");
+        }
         assert_eq!(parse("echo x > /etc/passwd").commands, [["echo", "x"]], "a redirection's target is no word");
     }
 }

@@ -169,10 +169,24 @@ fn shell_command(shell: &str, workdir: &Workdir, sandbox: &Sandbox, command: &st
         .kill_on_drop(true)
         // Nothing of the daemon's environment but what a shell needs.
         .env_clear()
-        .envs(std::env::vars_os().filter(|(name, _)| passed_on(name.as_encoded_bytes())));
+        .envs(std::env::vars_os().filter(|(name, _)| passed_on(name.as_encoded_bytes())))
+        .envs(GIT_GUARDS.iter().copied());
     sandbox.apply(&mut cmd);
     cmd
 }
+
+/// Git settings that outrank every repository's own: git only uses a bare
+/// repository it is pointed at, so files the agent writes into the workdir
+/// (`HEAD`, `config`, `objects/`, `refs/`) cannot become a repository whose
+/// configuration (`core.fsmonitor`, hooks) an allowed `git status` would run;
+/// and no file system monitor command runs at all.
+const GIT_GUARDS: &[(&str, &str)] = &[
+    ("GIT_CONFIG_COUNT", "2"),
+    ("GIT_CONFIG_KEY_0", "safe.bareRepository"),
+    ("GIT_CONFIG_VALUE_0", "explicit"),
+    ("GIT_CONFIG_KEY_1", "core.fsmonitor"),
+    ("GIT_CONFIG_VALUE_1", "false"),
+];
 
 /// Variables a command inherits: the locale, the path, who and where it is.
 fn passed_on(name: &[u8]) -> bool {
@@ -470,6 +484,31 @@ mod tests {
         assert!(!out.content.contains("SWITCHBOARD_"), "a SWITCHBOARD_ variable leaked");
         assert!(!out.content.contains("hunter2") && !out.content.contains("also-secret"));
         assert!(out.content.contains("PATH="), "{}", out.content);
+    }
+
+    #[tokio::test]
+    async fn files_written_into_the_workdir_cannot_become_a_repository_git_runs() {
+        if std::process::Command::new("git").arg("--version").output().is_err() {
+            eprintln!("skipped: no git here");
+            return;
+        }
+        let (_dir, w) = workdir();
+        // What Write could put there: a bare repository whose configuration
+        // runs a command on `git status`.
+        let repo = w.root().join("sub");
+        std::fs::create_dir_all(repo.join("objects")).unwrap();
+        std::fs::create_dir_all(repo.join("refs/heads")).unwrap();
+        std::fs::write(repo.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let pwned = w.root().join("PWNED");
+        let config = format!(
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tworktree = {}\n\tfsmonitor = \"touch {}; false\"\n",
+            w.root().display(),
+            pwned.display()
+        );
+        std::fs::write(repo.join("config"), config).unwrap();
+        let out = bash(&w, json!({"command": "cd sub && git status"})).await;
+        assert!(!pwned.exists(), "git ran the written configuration: {}", out.content);
+        assert!(out.content.contains("safe.bareRepository"), "{}", out.content);
     }
 
     #[test]
