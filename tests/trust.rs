@@ -55,8 +55,27 @@ async fn a_stranger_in_an_open_dm_cannot_run_a_command_or_see_buttons() {
     assert!(tg.messages_in(STRANGER).iter().all(|m| m.reply_markup.is_none()), "no buttons for a guest");
     assert!(tg.messages_in(ADMIN).is_empty(), "nothing asked of anyone: a guest's limit denies it");
     let result = &h.llm.requests()[1].tool_results()[0].1;
-    assert!(result.contains("Only read-only tools"), "{result}");
+    assert!(result.contains("Only searching this conversation"), "{result}");
     assert!(!h.workdir().join("x").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_read_the_shared_workdir_but_can_search_their_own_conversation() {
+    let (h, tg) = setup(&[]).await;
+    let _d = h.serve(&tg).await;
+    std::fs::create_dir_all(h.workdir()).unwrap();
+    std::fs::write(h.workdir().join("notes.txt"), "the admin's private plans").unwrap();
+    h.llm.push(Reply::tool_call("Read", json!({"path": "notes.txt"})));
+    h.llm.push(Reply::tool_call("conversation_search", json!({"query": "plans"})));
+    h.llm.push(Reply::text("Nothing I can show you."));
+    tg.send_dm(STRANGER, "what are the plans in notes.txt?");
+    wait_text(&tg, STRANGER, "Nothing I can show you.").await;
+    let requests = h.llm.requests();
+    let read = &requests[1].tool_results()[0].1;
+    assert!(read.contains("Only searching this conversation"), "{read}");
+    let searched = &requests[2].tool_results().last().unwrap().1.clone();
+    assert!(!searched.contains("Only searching"), "conversation_search runs for a guest: {searched}");
+    assert!(requests.iter().all(|r| !format!("{r:?}").contains("private plans")), "the file reached the model");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

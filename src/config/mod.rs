@@ -160,9 +160,9 @@ impl TierLimits {
 }
 
 impl Default for TierLimits {
-    /// Guests read; users and admins get what the mode allows.
+    /// Guests search their own conversation; users and admins get what the mode allows.
     fn default() -> Self {
-        TierLimits { guest: TierLimit::ReadOnly, user: TierLimit::Mode, admin: TierLimit::Mode }
+        TierLimits { guest: TierLimit::Conversation, user: TierLimit::Mode, admin: TierLimit::Mode }
     }
 }
 

@@ -57,6 +57,7 @@ impl Journal {
         blocking(&self.store, move |s| Ok(s.kv_get(RECORDS, &id)?.and_then(|b| decode(&b)))).await
     }
 
+    /// Marks the event answered (its reply, if any, is stored by now).
     pub async fn done(&self, event_id: &str) -> StoreResult<()> {
         self.update(event_id, |r| r.done = true).await
     }
@@ -79,6 +80,12 @@ impl Journal {
             Ok(())
         })
         .await
+    }
+
+    /// Whether the event is marked answered (inside a store transaction of the
+    /// caller's; an event pruned or never recorded is not).
+    pub fn answered_in(store: &dyn Store, event_id: &str) -> StoreResult<bool> {
+        Ok(store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<JournalRecord>(&b)).is_some_and(|r| r.done))
     }
 
     /// Events received but not answered, oldest first.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use switchboard_channel_core::{ChatKey, Interaction, SendOptions, SentRef, Visibility};
 
-use super::journal::{decode, encode};
+use super::journal::{decode, encode, Journal};
 use crate::store::{blocking, now_ms, Store, StoreResult};
 
 const SPACE: &str = "outbox";
@@ -104,6 +104,10 @@ impl Outbox {
     ) -> StoreResult<Stored> {
         blocking(&self.store, move |s| {
             if let Some(event) = &answers {
+                // Its reply was stored, and maybe sent and forgotten, before.
+                if Journal::answered_in(s, event)? {
+                    return Ok(Stored::AlreadyAnswered);
+                }
                 let pending = s.kv_scan(SPACE, "")?;
                 let found = pending.iter().filter_map(|(_, v)| decode::<OutboxItem>(v));
                 if found.into_iter().any(|i| i.answers.as_ref() == Some(event)) {

@@ -9,7 +9,8 @@
 //!    `.env`) asks whatever allowed it, short of the `unrestricted` mode;
 //! 6. memory edits follow their own rule: guests never, users as configured for
 //!    their DM and for groups (by default: run in a DM, ask in a group);
-//! 7. the sender's tier limit caps whatever 2-6 decided (a guest reads, by default).
+//! 7. the sender's tier limit caps whatever 2-6 decided (a guest searches their
+//!    own conversation and nothing else, by default).
 //!
 //! The agent's settings apply everywhere; `[policy.channels.X]` and
 //! `[policy.chats."X:ID"]` change the mode, the tier limits, and add rules for
@@ -260,7 +261,17 @@ fn cap(limit: TierLimit, class: ToolClass, tool: &str, decided: PermissionDecisi
         (TierLimit::Nothing, _) => {
             D::Deny { message: format!("No tools are available to this person here; {tool} did not run.") }
         }
-        (TierLimit::ReadOnly | TierLimit::Ask, allow @ D::Allow { .. }) if class == ToolClass::ReadOnly => allow,
+        (TierLimit::Conversation, allow @ D::Allow { .. }) if class == ToolClass::History => allow,
+        (TierLimit::Conversation, _) => D::Deny {
+            message: format!(
+                "Only searching this conversation is available to this person here; {tool} did not run. Tell them you cannot do this for them."
+            ),
+        },
+        (TierLimit::ReadOnly | TierLimit::Ask, allow @ D::Allow { .. })
+            if matches!(class, ToolClass::ReadOnly | ToolClass::History) =>
+        {
+            allow
+        }
         (TierLimit::ReadOnly, _) => D::Deny {
             message: format!(
                 "Only read-only tools are available to this person here; {tool} did not run. Tell them you cannot do this for them."
@@ -275,7 +286,7 @@ fn decide_by_mode(mode: PermissionMode, class: ToolClass, tool: &str) -> Permiss
     use ToolClass as C;
     let allow = PermissionDecision::Allow { updated_input: None };
     match (mode, class) {
-        (M::Unrestricted, _) | (_, C::ReadOnly | C::Memory) | (M::AcceptEdits, C::Edit) => allow,
+        (M::Unrestricted, _) | (_, C::ReadOnly | C::History | C::Memory) | (M::AcceptEdits, C::Edit) => allow,
         (M::Memory, _) => PermissionDecision::Deny {
             message: format!("Only read-only and memory tools may run here; {tool} is not permitted and did not run."),
         },
@@ -293,6 +304,7 @@ mod tests {
     fn classes() -> HashMap<String, ToolClass> {
         [
             ("Read", ToolClass::ReadOnly),
+            ("conversation_search", ToolClass::History),
             ("Write", ToolClass::Edit),
             ("Bash", ToolClass::Execute),
             ("WebFetch", ToolClass::Network),
@@ -352,7 +364,8 @@ mod tests {
         let ls = json!({"command": "ls"});
         // tool, input, (guest, user in DM, user in group, admin in group)
         let cases: &[(&str, &serde_json::Value, [&str; 4])] = &[
-            ("Read", &json!({"path": "a"}), ["allow", "allow", "allow", "allow"]),
+            ("conversation_search", &json!({"query": "a"}), ["allow", "allow", "allow", "allow"]),
+            ("Read", &json!({"path": "a"}), ["deny", "allow", "allow", "allow"]),
             ("Bash", &ls, ["deny", "allow", "allow", "allow"]),
             ("Write", &json!({"path": "a"}), ["deny", "ask", "ask", "ask"]),
             ("memory_insert", &memory, ["deny", "allow", "ask", "allow"]),

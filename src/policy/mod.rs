@@ -23,8 +23,10 @@ then end your turn and wait for their answer.";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolClass {
-    /// Reads files or history; changes nothing.
+    /// Reads files (the shared workdir); changes nothing.
     ReadOnly,
+    /// Reads the calling conversation's own history; changes nothing.
+    History,
     /// Creates or changes files.
     Edit,
     /// Runs commands.
@@ -87,6 +89,9 @@ impl MemoryWrites {
 pub enum TierLimit {
     /// No tool runs.
     Nothing,
+    /// Only tools over the person's own conversation run (`conversation_search`);
+    /// the shared workdir stays out of reach. Everything else is denied.
+    Conversation,
     /// Read-only tools run; everything else is denied without asking.
     ReadOnly,
     /// Read-only tools run; everything else at most asks an approver (what the
@@ -97,11 +102,12 @@ pub enum TierLimit {
 }
 
 impl TierLimit {
-    pub const NAMES: &'static [&'static str] = &["none", "read_only", "ask", "mode"];
+    pub const NAMES: &'static [&'static str] = &["none", "conversation", "read_only", "ask", "mode"];
 
     pub fn parse(text: &str) -> Option<TierLimit> {
         match text {
             "none" => Some(TierLimit::Nothing),
+            "conversation" => Some(TierLimit::Conversation),
             "read_only" => Some(TierLimit::ReadOnly),
             "ask" => Some(TierLimit::Ask),
             "mode" => Some(TierLimit::Mode),

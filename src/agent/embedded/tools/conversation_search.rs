@@ -25,7 +25,7 @@ pub fn spec() -> ToolSpec {
             },
             "required": ["query"]
         }),
-        class: ToolClass::ReadOnly,
+        class: ToolClass::History,
     }
 }
 
