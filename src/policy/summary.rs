@@ -5,6 +5,11 @@
 //! because they are the daemon's, never the agent's to use. A call too long to
 //! show in full in a chat is cut with an explicit marker and is not complete: a
 //! chat cannot approve it, the operator's command line shows it whole.
+//!
+//! What a chat or a terminal would not show as it is gets spelled out: control
+//! characters, invisible and direction-changing characters as `\u{…}`, and a
+//! long run of empty lines or spaces (which could push the rest out of sight) as
+//! a marker saying how long it is.
 
 use serde_json::Value;
 
@@ -73,7 +78,52 @@ pub fn describe_whole(tool: &str, input: &Value, known_secrets: &[String]) -> St
         _ => None,
     }
     .unwrap_or_else(|| format!("{tool}: {}", compact_json(input)));
-    mask(&full, known_secrets)
+    visible(&mask(&full, known_secrets))
+}
+
+/// The longest run of line breaks, or of spaces and tabs, shown as it is.
+const LONGEST_RUN: usize = 3;
+const LONGEST_SPACE_RUN: usize = 16;
+
+/// `text` with nothing a reader could miss: see the module's introduction.
+fn visible(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let run = chars[i..].iter().take_while(|&&d| d == c).count();
+        match c {
+            '\n' if run > LONGEST_RUN => out.push_str(&format!("\n[… {run} line breaks …]\n")),
+            ' ' | '\t' if run > LONGEST_SPACE_RUN => {
+                let what = if c == ' ' { "spaces" } else { "tabs" };
+                out.push_str(&format!(" [… {run} {what} …] "));
+            }
+            _ => {
+                for _ in 0..run {
+                    if hidden(c) {
+                        out.push_str(&format!("\\u{{{:x}}}", c as u32));
+                    } else {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        i += run;
+    }
+    out
+}
+
+/// Characters that do not show as themselves: controls (but line breaks and
+/// tabs), direction marks and overrides, zero-width and other invisible
+/// formatting characters, fillers that render blank, tag characters.
+fn hidden(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        | '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}'
+        | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{3164}'
+        | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
+        | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// Text set apart so where it starts and ends is plain, even when empty.
@@ -125,6 +175,24 @@ mod tests {
             describe("memory_insert", &json!({"label": "human"}), &[]).text,
             "memory_insert: {\"label\":\"human\"}"
         );
+    }
+
+    #[test]
+    fn what_would_not_show_is_spelled_out() {
+        // Right-to-left override: a chat would show "ls; txt.exe" reversed.
+        let reversed = describe("Bash", &json!({"command": "echo \u{202e}fdp.exe; rm -rf x"}), &[]);
+        assert_eq!(reversed.text, "Bash: echo \\u{202e}fdp.exe; rm -rf x");
+        let invisible = describe("Bash", &json!({"command": "l\u{200b}s\u{1b}[2K\r"}), &[]);
+        assert_eq!(invisible.text, "Bash: l\\u{200b}s\\u{1b}[2K\\u{d}");
+        let pushed = format!("ls{}rm -rf ~", "\n".repeat(60));
+        assert_eq!(
+            describe("Bash", &json!({ "command": pushed }), &[]).text,
+            "Bash: ls\n[… 60 line breaks …]\nrm -rf ~"
+        );
+        let spaced = format!("ls{}; rm -rf ~", " ".repeat(200));
+        assert_eq!(describe("Bash", &json!({ "command": spaced }), &[]).text, "Bash: ls [… 200 spaces …] ; rm -rf ~");
+        let ordinary = "printf 'a\tb\n\n' | grep -c é # ✓";
+        assert_eq!(describe("Bash", &json!({ "command": ordinary }), &[]).text, format!("Bash: {ordinary}"));
     }
 
     #[test]

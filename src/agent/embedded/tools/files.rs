@@ -2,11 +2,12 @@
 //! string replacement), all confined to the working directory.
 
 use std::fs;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::workdir::Access;
 use super::{ToolClass, ToolOutcome, ToolSpec, Workdir};
 
 pub const READ: &str = "Read";
@@ -110,10 +111,11 @@ fn read(workdir: &Workdir, input: &Value) -> Result<String, String> {
 /// Reads a text file's bytes, refusing directories, missing files, binary and oversized files.
 fn load(workdir: &Workdir, path: &Path) -> Result<Vec<u8>, String> {
     let shown = workdir.display(path);
-    let meta = fs::metadata(path).map_err(|e| missing_or_io(&shown, &e))?;
-    if meta.is_dir() {
+    if path.is_dir() {
         return Err(format!("{shown} is a directory, not a file. Use Glob (e.g. pattern '{shown}/*') to list it."));
     }
+    let file = workdir.open(path, Access::Read).map_err(|e| missing_or_io(&shown, &e))?;
+    let meta = file.metadata().map_err(|e| missing_or_io(&shown, &e))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(format!(
             "{shown} is {} bytes, over the {} MiB limit. Use Bash (e.g. head, tail, grep) to look at parts of it.",
@@ -122,13 +124,16 @@ fn load(workdir: &Workdir, path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| missing_or_io(&shown, &e))?;
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| missing_or_io(&shown, &e))?;
     if is_binary(&bytes) {
         return Err(format!("{shown} looks like a binary file; Read shows text only. Use Bash (e.g. file, xxd)."));
     }
     Ok(bytes)
+}
+
+/// Writes the whole file, opened beneath the workdir.
+fn store(workdir: &Workdir, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    workdir.open(path, Access::Write)?.write_all(bytes)
 }
 
 fn missing_or_io(shown: &str, e: &std::io::Error) -> String {
@@ -183,7 +188,7 @@ fn write(workdir: &Workdir, input: &Value) -> Result<String, String> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("The folders for {shown} could not be created: {e}."))?;
     }
-    fs::write(&path, content).map_err(|e| format!("{shown} could not be written: {e}."))?;
+    store(workdir, &path, content.as_bytes()).map_err(|e| format!("{shown} could not be written: {e}."))?;
     tracing::info!(path = %shown, bytes = content.len(), "Write");
     Ok(format!("Wrote {} bytes to {shown}.", content.len()))
 }
@@ -218,7 +223,7 @@ fn edit(workdir: &Workdir, input: &Value) -> Result<String, String> {
         _ => {}
     }
     let updated = if replace_all { text.replace(old, new) } else { text.replacen(old, new, 1) };
-    fs::write(&path, updated).map_err(|e| format!("{shown} could not be written: {e}."))?;
+    store(workdir, &path, updated.as_bytes()).map_err(|e| format!("{shown} could not be written: {e}."))?;
     tracing::info!(path = %shown, replacements = count, "Edit");
     let plural = if count == 1 { "" } else { "s" };
     Ok(format!("Made {count} replacement{plural} in {shown}."))

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use walkdir::WalkDir;
 
 use super::files::{is_binary, MAX_FILE_BYTES};
+use super::workdir::Access;
 use super::{ToolClass, ToolOutcome, ToolSpec, Workdir};
 
 pub const GLOB: &str = "Glob";
@@ -137,7 +138,7 @@ fn grep(workdir: &Workdir, input: &Value) -> Result<String, String> {
         if filter.as_ref().is_some_and(|f| !f.accepts(&rel)) {
             continue;
         }
-        if !search_file(&file, &rel, &regex, &mut matches) {
+        if !search_file(workdir, &file, &rel, &regex, &mut matches) {
             more = true;
             break;
         }
@@ -174,8 +175,8 @@ impl FileFilter {
 }
 
 /// Appends the file's matching lines; returns false once the match cap is exceeded.
-fn search_file(path: &Path, rel: &str, regex: &Regex, matches: &mut Vec<String>) -> bool {
-    let Some(text) = read_text(path) else { return true };
+fn search_file(workdir: &Workdir, path: &Path, rel: &str, regex: &Regex, matches: &mut Vec<String>) -> bool {
+    let Some(text) = read_text(workdir, path) else { return true };
     for (i, line) in text.lines().enumerate() {
         if !regex.is_match(line) {
             continue;
@@ -189,13 +190,15 @@ fn search_file(path: &Path, rel: &str, regex: &Regex, matches: &mut Vec<String>)
 }
 
 /// The file as text, or None for binary, oversized or unreadable files.
-fn read_text(path: &Path) -> Option<String> {
-    let meta = fs::metadata(path).ok()?;
-    if meta.len() > MAX_FILE_BYTES {
+fn read_text(workdir: &Workdir, path: &Path) -> Option<String> {
+    // A symlink inside the root may name its target absolutely, which an open
+    // beneath the root refuses: open where it leads (checked again on opening).
+    let file = workdir.open(&fs::canonicalize(path).ok()?, Access::Read).ok()?;
+    if file.metadata().ok()?.len() > MAX_FILE_BYTES {
         return None;
     }
     let mut bytes = Vec::new();
-    fs::File::open(path).ok()?.take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
+    file.take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
     if is_binary(&bytes) {
         return None;
     }

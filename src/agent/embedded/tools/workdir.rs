@@ -48,6 +48,29 @@ impl Workdir {
         Ok(rest.into_iter().rev().fold(canonical, |acc, name| acc.join(name)))
     }
 
+    /// Opens a regular file at `path` (as [`Workdir::resolve`] gave it) so that the
+    /// kernel checks, while opening, that every step stays beneath the root: a
+    /// symlink swapped in after `resolve` (by a command running meanwhile) cannot
+    /// lead the open outside. `Write` creates or truncates the file. Refuses
+    /// anything but a regular file (a FIFO would hang the tool).
+    pub fn open(&self, path: &Path, access: Access) -> std::io::Result<fs::File> {
+        use std::io::{Error, ErrorKind};
+        let outside = || Error::new(ErrorKind::PermissionDenied, "the path leads outside the working directory");
+        let relative = path.strip_prefix(&self.root).map_err(|_| outside())?;
+        let file = match open_beneath(&self.root, relative, access) {
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) || e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(outside())
+            }
+            // Kernels before 5.6 have no `openat2`: the check `resolve` made stands.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => access.options().open(path)?,
+            other => other?,
+        };
+        if !file.metadata()?.is_file() {
+            return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+        }
+        Ok(file)
+    }
+
     /// For display: the path relative to the root ("." for the root itself).
     pub fn display(&self, path: &Path) -> String {
         match path.strip_prefix(&self.root) {
@@ -63,6 +86,64 @@ impl Workdir {
             self.root.display()
         )
     }
+}
+
+/// How a file tool opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    /// Created if missing, emptied if not.
+    Write,
+}
+
+impl Access {
+    fn flags(self) -> libc::c_int {
+        let base = libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+        match self {
+            Access::Read => base | libc::O_RDONLY,
+            Access::Write => base | libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        }
+    }
+
+    fn options(self) -> fs::OpenOptions {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = fs::OpenOptions::new();
+        match self {
+            Access::Read => options.read(true),
+            Access::Write => options.write(true).create(true).truncate(true),
+        };
+        options.custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK);
+        options
+    }
+}
+
+/// `openat2(root, relative, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`.
+fn open_beneath(root: &Path, relative: &Path, access: Access) -> std::io::Result<fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_BENEATH: u64 = 0x08;
+    let dir = fs::File::open(root)?;
+    let name = if relative.as_os_str().is_empty() { Path::new(".") } else { relative };
+    let name = std::ffi::CString::new(name.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL in the path"))?;
+    let mode = if access == Access::Write { 0o666 } else { 0 };
+    let how = OpenHow { flags: access.flags() as u64, mode, resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
+    // SAFETY: every pointer is to a live value of the layout the kernel expects.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), name.as_ptr(), &how as *const OpenHow, size_of::<OpenHow>())
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor, owned by nothing else.
+    Ok(unsafe { fs::File::from_raw_fd(fd as libc::c_int) })
 }
 
 /// Removes `.` and resolves `..` lexically (an absolute path cannot climb above `/`).
@@ -190,6 +271,38 @@ mod tests {
         fs::create_dir(w.root().join("real")).unwrap();
         symlink(w.root().join("real"), w.root().join("alias")).unwrap();
         assert_eq!(w.resolve("alias/f.txt").unwrap(), w.root().join("real/f.txt"));
+    }
+
+    #[test]
+    fn an_open_checks_again_so_a_symlink_swapped_in_after_resolving_cannot_lead_out() {
+        let (_root, outside, w) = setup();
+        fs::write(outside.path().join("secret"), "secret").unwrap();
+        fs::create_dir(w.root().join("dir")).unwrap();
+        fs::write(w.root().join("dir/secret"), "inside").unwrap();
+        let resolved = w.resolve("dir/secret").unwrap();
+        // A command running meanwhile swaps the directory for a link out.
+        fs::remove_dir_all(w.root().join("dir")).unwrap();
+        symlink(outside.path(), w.root().join("dir")).unwrap();
+        let err = w.open(&resolved, Access::Read).unwrap_err();
+        assert!(err.to_string().contains("outside the working directory"), "{err}");
+        let err = w.open(&resolved, Access::Write).unwrap_err();
+        assert!(err.to_string().contains("outside the working directory"), "{err}");
+        assert_eq!(fs::read_to_string(outside.path().join("secret")).unwrap(), "secret", "not truncated");
+    }
+
+    #[test]
+    fn an_open_refuses_what_is_not_a_regular_file() {
+        let (_root, _outside, w) = setup();
+        let fifo = w.root().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid path string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        assert!(w.open(&fifo, Access::Read).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "opening a FIFO hung");
+        assert!(w.open(w.root(), Access::Read).is_err(), "a directory");
+        fs::write(w.root().join("f"), "x").unwrap();
+        assert!(w.open(&w.root().join("f"), Access::Read).is_ok());
     }
 
     #[test]
