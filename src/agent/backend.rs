@@ -124,6 +124,8 @@ pub trait AgentBackend: Send + Sync {
     ) -> Result<Decided, DecideError>;
     /// Every approval, oldest first.
     async fn approvals(&self) -> Result<Vec<ApprovalRecord>, AgentError>;
+    /// One approval, as it stands now.
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, AgentError>;
     /// Cancels the conversation's pending approvals (only those `requester` asked
     /// for, when given) with `reason`; returns them.
     async fn cancel_approvals(

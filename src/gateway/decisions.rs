@@ -13,7 +13,7 @@ use super::prompts::Prompts;
 use super::turns::Turns;
 use crate::agent::AgentBackend;
 use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
-use crate::store::ApprovalRecord;
+use crate::store::{ApprovalRecord, ApprovalState};
 
 /// Where a decision came from.
 #[derive(Clone, Copy)]
@@ -66,7 +66,18 @@ impl Decisions {
             }
             _ => None,
         };
-        let Decided { approval, waiter_woken } = self.backend.decide_approval(id, decider, choice, reason).await?;
+        let Decided { approval, waiter_woken } = match self.backend.decide_approval(id, decider, choice, reason).await {
+            Ok(decided) => decided,
+            Err(DecideError::NotPending) => {
+                // Ended already (decided, expired while the daemon was down, or
+                // cancelled): the buttons pressed on must not stay.
+                if let Via::Button { chat, message } = via {
+                    self.show_ended(id, chat, message).await;
+                }
+                return Err(DecideError::NotPending);
+            }
+            Err(e) => return Err(e),
+        };
         // The decision counted, so the presser was entitled: update what they pressed.
         if let Some((chat, message)) = unrecorded {
             let by = approval.decided_by.as_deref();
@@ -104,6 +115,25 @@ impl Decisions {
 
     /// After a restart: requests that expired while the daemon was down get their
     /// prompts updated (they were denied).
+    /// Shows on a pressed prompt how its request ended, if it did. Only in the
+    /// chat it was asked in or one holding a recorded copy: forged button data
+    /// elsewhere edits no message.
+    async fn show_ended(&self, id: &str, chat: &ChatKey, message: &SentRef) {
+        match self.backend.approval(id).await {
+            Ok(Some(approval))
+                if approval.state != ApprovalState::Pending
+                    && (approval.chat.as_deref() == Some(chat.id().as_str())
+                        || self.prompts.shown_in(id, chat).await) =>
+            {
+                let by = approval.decided_by.as_deref();
+                self.prompts.resolve_copy(chat, message, approval.state, by).await;
+                self.prompts.resolve(&approval.id, approval.state, by).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read an approval"),
+        }
+    }
+
     pub async fn settle_expired(&self, expired: &[ApprovalRecord]) {
         for approval in expired {
             self.prompts.resolve(&approval.id, approval.state, None).await;

@@ -126,6 +126,12 @@ impl Prompts {
         }
     }
 
+    /// Whether the request's prompt has a recorded copy in `chat`.
+    pub async fn shown_in(&self, approval_id: &str, chat: &ChatKey) -> bool {
+        let record = self.find(approval_id).await.unwrap_or_default();
+        record.copies.iter().any(|c| c.chat == *chat)
+    }
+
     /// Whether message `sent` of `chat` is a recorded copy of the request's prompt.
     pub async fn has_copy(&self, approval_id: &str, chat: &ChatKey, sent: &SentRef) -> bool {
         let record = self.find(approval_id).await.unwrap_or_default();

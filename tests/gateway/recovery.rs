@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use switchboard_fakes::channel::Op;
 use switchboard_fakes::Reply;
 
 use crate::harness::{Gw, WAIT};
@@ -64,6 +65,32 @@ async fn a_request_that_expired_while_the_daemon_was_down_loses_its_buttons_at_s
     let id = prompt.id.clone();
     gw.fake
         .wait_until("the expired prompt resolved", WAIT, move |f| {
+            f.message_by_id(&id).is_some_and(|m| m.buttons.is_empty() && m.text.starts_with("Expired"))
+        })
+        .await;
+    assert!(!gw.workdir().join("late.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_shown_but_never_recorded_before_a_crash_shows_its_end_when_pressed() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_POLICY__APPROVAL_TIMEOUT_SECS", "5");
+    gw.start().await;
+    // The prompt reaches the chat, but the crash comes before the daemon hears back.
+    gw.fake.lose_next_answer(Op::ShowApproval);
+    gw.llm.push(Reply::tool_call("Bash", json!({"command": "touch late.txt"})));
+    gw.fake.dm("7", "do it").await;
+    let prompt = gw.wait_prompt("7").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.crash();
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+
+    // It expired while the daemon was down; nothing knew of this message to update.
+    gw.start().await;
+    gw.fake.press(&prompt, "7", "Allow once").await;
+    let id = prompt.id.clone();
+    gw.fake
+        .wait_until("the pressed prompt resolved", WAIT, move |f| {
             f.message_by_id(&id).is_some_and(|m| m.buttons.is_empty() && m.text.starts_with("Expired"))
         })
         .await;

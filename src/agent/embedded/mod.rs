@@ -431,6 +431,11 @@ impl AgentBackend for EmbeddedBackend {
         Ok(blocking(self.store(), |s| s.approvals()).await?)
     }
 
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, AgentError> {
+        let id = id.to_string();
+        Ok(blocking(self.store(), move |s| s.approval(&id)).await?)
+    }
+
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, AgentError> {
         Ok(blocking(self.store(), |s| s.audit()).await?)
     }

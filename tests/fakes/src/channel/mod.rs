@@ -97,6 +97,8 @@ struct State {
     calls: Vec<Call>,
     closed: Vec<Closed>,
     failures: VecDeque<(Op, ChannelError)>,
+    /// Calls whose message is made but whose answer never comes back.
+    lost_answers: Vec<Op>,
     acks: Vec<Duration>,
 }
 
@@ -298,6 +300,23 @@ impl FakeChannel {
         self.state().failures.push_back((op, error));
     }
 
+    /// The next call of `op` makes its message, then never answers (the
+    /// connection died after the platform acted): the caller waits forever.
+    pub fn lose_next_answer(&self, op: Op) {
+        self.state().lost_answers.push(op);
+    }
+
+    async fn answer_or_hang(&self, op: Op) {
+        let lost = {
+            let mut state = self.state();
+            let at = state.lost_answers.iter().position(|o| *o == op);
+            at.map(|i| state.lost_answers.remove(i)).is_some()
+        };
+        if lost {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// While stalled, sends and edits wait (as over a dead connection).
     pub fn stall(&self, stalled: bool) {
         self.inner.gate.send_replace(stalled);
@@ -475,7 +494,9 @@ impl Channel for FakeChannel {
         }
         self.pass_gate().await;
         self.call(Op::ShowApproval, Some(chat), Some(prompt.text.clone()))?;
-        Ok(self.store(chat, prompt.text.clone(), prompt.buttons.clone(), SendOptions::default()))
+        let sent = self.store(chat, prompt.text.clone(), prompt.buttons.clone(), SendOptions::default());
+        self.answer_or_hang(Op::ShowApproval).await;
+        Ok(sent)
     }
 
     async fn resolve_approval(&self, chat: &ChatKey, sent: &SentRef, outcome: &str) -> Result<(), ChannelError> {
