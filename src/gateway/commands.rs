@@ -130,6 +130,7 @@ impl Commands {
         }
         if let Ok(old) = self.router.route(call.chat).await {
             self.turns.cancel(&old.conversation_id, &call.sender.id, Tier::Admin);
+            self.turns.discard(&old.conversation_id, None).await;
             self.decisions.settle(&old.conversation_id, None, "the chat started a new conversation").await;
         }
         match self.router.start_new(call.chat).await {
@@ -139,7 +140,8 @@ impl Commands {
     }
 
     /// `/cancel`: stops the running turn and cancels its pending requests, for the
-    /// person it answers or an admin.
+    /// person it answers or an admin, and drops the messages waiting for a turn
+    /// (an admin's: all of them; anyone else's: their own), saying how many.
     async fn cancel(&self, call: &Invocation<'_>) -> Answer {
         let route = match self.router.route(call.chat).await {
             Ok(route) => route,
@@ -149,15 +151,29 @@ impl Commands {
         let reason = "cancelled with /cancel";
         // Only their own requests, unless an admin asks.
         let whose = (call.tier != Tier::Admin).then_some(call.sender.id.as_str());
-        match self.turns.cancel(conversation, &call.sender.id, call.tier) {
-            Cancel::NotYours => Answer::private("Only the person I am answering, or an admin, can cancel this."),
+        let stopped = self.turns.cancel(conversation, &call.sender.id, call.tier);
+        let dropped = match self.turns.discard(conversation, whose).await {
+            0 => String::new(),
+            1 => " 1 waiting message was dropped unread.".to_string(),
+            n => format!(" {n} waiting messages were dropped unread."),
+        };
+        match stopped {
+            Cancel::NotYours if dropped.is_empty() => {
+                Answer::private("Only the person I am answering, or an admin, can cancel this.")
+            }
+            Cancel::NotYours => {
+                Answer::private(format!("Only the person I am answering, or an admin, can stop the reply.{dropped}"))
+            }
             Cancel::Cancelled => {
                 self.decisions.settle(conversation, whose, reason).await;
-                Answer::public("Cancelled.")
+                Answer::public(format!("Cancelled.{dropped}"))
             }
             Cancel::NothingRunning => match self.decisions.settle(conversation, whose, reason).await {
-                0 => Answer::private("Nothing to cancel."),
-                n => Answer::public(format!("Cancelled {n} pending request{}.", if n == 1 { "" } else { "s" })),
+                0 if dropped.is_empty() => Answer::private("Nothing to cancel."),
+                0 => Answer::public(dropped.trim_start().to_string()),
+                n => {
+                    Answer::public(format!("Cancelled {n} pending request{}.{dropped}", if n == 1 { "" } else { "s" }))
+                }
             },
         }
     }

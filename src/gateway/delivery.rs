@@ -57,9 +57,9 @@ impl Delivery {
         Delivery { outbox, journal, registry, pacer, busy: Arc::default() }
     }
 
-    /// Stores `message` and marks `answers` (a journal event) answered, then sends
+    /// Stores `message` and marks `answers` (journal events) answered, then sends
     /// it in the background. For command answers and notices.
-    pub async fn reply(&self, chat: &ChatKey, message: Outbound, answers: Option<&str>) {
+    pub async fn reply(&self, chat: &ChatKey, message: Outbound, answers: &[String]) {
         if let Some(claim) = self.store(chat, message, None, answers).await {
             let delivery = self.clone();
             tokio::spawn(async move { delivery.send(claim).await });
@@ -68,22 +68,16 @@ impl Delivery {
 
     /// Stores a turn's final reply (replacing the message it streamed into, if
     /// any), marks `answers` answered, then sends it when the chat's pace allows.
-    pub async fn finish_turn(
-        &self,
-        chat: &ChatKey,
-        message: Outbound,
-        streamed: Option<Streamed>,
-        answers: Option<&str>,
-    ) {
+    pub async fn finish_turn(&self, chat: &ChatKey, message: Outbound, streamed: Option<Streamed>, answers: &[String]) {
         if let Some(claim) = self.store(chat, message, streamed, answers).await {
             self.pacer.wait(chat).await;
             self.send(claim).await;
         }
     }
 
-    /// Marks an event answered when there is nothing to send for it.
-    pub async fn nothing_to_send(&self, answers: Option<&str>) {
-        if let Some(event) = answers {
+    /// Marks events answered when there is nothing (more) to send for them.
+    pub async fn nothing_to_send(&self, answers: &[String]) {
+        for event in answers {
             if let Err(e) = self.journal.done(event).await {
                 tracing::error!(error = %e, "cannot mark a message answered");
             }
@@ -96,12 +90,12 @@ impl Delivery {
         chat: &ChatKey,
         message: Outbound,
         streamed: Option<Streamed>,
-        answers: Option<&str>,
+        answers: &[String],
     ) -> Option<Claim> {
         let stored = async {
             let seq = self.outbox.next_seq().await?;
             let claim = Claim::take(&self.busy, seq).expect("a fresh sequence number is nobody's");
-            let stored = self.outbox.enqueue(seq, chat.clone(), message, streamed, answers.map(str::to_string)).await?;
+            let stored = self.outbox.enqueue(seq, chat.clone(), message, streamed, answers.to_vec()).await?;
             Ok::<_, crate::store::StoreError>((claim, stored))
         };
         let claim = match stored.await {
@@ -195,7 +189,7 @@ impl Delivery {
     /// in the background. Returns how many there were.
     pub async fn recover(&self) -> crate::store::StoreResult<usize> {
         let items = self.outbox.pending().await?;
-        for event in items.iter().filter_map(|i| i.answers.as_deref()) {
+        for event in items.iter().flat_map(|i| &i.answers) {
             self.journal.done(event).await?;
         }
         for item in &items {
@@ -275,7 +269,7 @@ mod tests {
         delivery.pacer.hold(&chat, Duration::from_millis(400));
         let turn = {
             let (d, chat) = (delivery.clone(), chat.clone());
-            tokio::spawn(async move { d.finish_turn(&chat, text("the answer"), None, None).await })
+            tokio::spawn(async move { d.finish_turn(&chat, text("the answer"), None, &[]).await })
         };
         while stored(&delivery).await == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -298,13 +292,13 @@ mod tests {
         journal.record(&event).await.unwrap();
         // A crash after the reply was stored, before the event was marked answered:
         let seq = delivery.outbox.next_seq().await.unwrap();
-        let first = delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, Some(event.event_id.clone()));
+        let first = delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, vec![event.event_id.clone()]);
         assert_eq!(first.await.unwrap(), Stored::New);
         // The restart recovers the stored reply and marks the event answered...
         assert_eq!(delivery.recover().await.unwrap(), 1);
         assert!(journal.unfinished().await.unwrap().is_empty(), "no replay of an answered event");
         // ...and a replay that happened anyway stores nothing more.
-        delivery.reply(&chat, text("once"), Some(&event.event_id)).await;
+        delivery.reply(&chat, text("once"), std::slice::from_ref(&event.event_id)).await;
         fake.wait_until("the reply", Duration::from_secs(5), |f| !f.messages_in("1").is_empty()).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(fake.texts_in("1"), ["once"]);
@@ -320,7 +314,7 @@ mod tests {
             fake.send(&chat, &blocks, &Default::default()).await.unwrap()
         };
         let streamed = Streamed { sent, shown: "all of it".into() };
-        delivery.finish_turn(&chat, text("all of it"), Some(streamed), None).await;
+        delivery.finish_turn(&chat, text("all of it"), Some(streamed), &[]).await;
         assert!(fake.calls_of(Op::Edit).is_empty(), "an identical edit was sent");
         assert_eq!(stored(&delivery).await, 0, "and the item is done");
     }

@@ -15,6 +15,7 @@ use super::access::{judge, refusal_text, Attempt, Refusal, Verdict};
 use super::commands::{Commands, Invocation, COMMANDS};
 use super::decisions::{Decisions, Via};
 use super::delivery::Delivery;
+use super::flood::{Flood, GuestLimit};
 use super::journal::Journal;
 use super::names::Names;
 use super::outbox::Outbound;
@@ -22,10 +23,9 @@ use super::pairing::Pairing;
 use super::prompts::parse_button;
 use super::registry::Registry;
 use super::router::Router;
-use super::turn::TurnJob;
 use super::turns::Turns;
+use super::waiting::{attributed, input_id, Admitted, Incoming};
 use super::SOMETHING_WENT_WRONG;
-use crate::agent::embedded::prompt::escape;
 use crate::agent::{AgentBackend, UserInput};
 use crate::policy::approvals::{DecideError, Decider};
 use crate::policy::Tier;
@@ -42,6 +42,8 @@ pub struct Dispatcher {
     pub(super) delivery: Delivery,
     pub(super) journal: Journal,
     pub(super) names: Names,
+    /// How fast guests send.
+    pub(super) guests: GuestLimit,
 }
 
 impl Dispatcher {
@@ -50,7 +52,7 @@ impl Dispatcher {
         if self.registry.get(channel).is_none() {
             // Journaled by a run that served this channel; nothing can answer it now.
             tracing::warn!(%channel, event = %event.event_id, "an event of a channel not configured now is dropped");
-            return self.delivery.nothing_to_send(Some(&event.event_id)).await;
+            return self.delivery.nothing_to_send(std::slice::from_ref(&event.event_id)).await;
         }
         match event.kind {
             InboundKind::Message(message) => self.message(message, event.event_id).await,
@@ -121,7 +123,7 @@ impl Dispatcher {
                     let answer = self.commands.run(&call).await;
                     let visibility = self.visibility(answer.private, &message.chat, &message.sender.id);
                     let reply = Outbound { text: answer.text, reply_to, interaction: None, visibility };
-                    return self.delivery.reply(&message.chat, reply, Some(&event_id)).await;
+                    return self.delivery.reply(&message.chat, reply, std::slice::from_ref(&event_id)).await;
                 }
                 self.turn(message, tier, event_id, reply_to).await;
             }
@@ -158,7 +160,7 @@ impl Dispatcher {
         let answer = self.commands.run(&call).await;
         let visibility = self.visibility(answer.private, &command.chat, &command.sender.id);
         let reply = Outbound { text: answer.text, reply_to, interaction: command.interaction, visibility };
-        self.delivery.reply(&command.chat, reply, Some(&event_id)).await;
+        self.delivery.reply(&command.chat, reply, std::slice::from_ref(&event_id)).await;
     }
 
     /// A refused person hears why when that helps them (pairing, a private bot);
@@ -179,9 +181,9 @@ impl Dispatcher {
             Some(text) => {
                 let visibility = self.visibility(true, chat, &sender.id);
                 let reply = Outbound { text, reply_to, interaction, visibility };
-                self.delivery.reply(chat, reply, Some(&event_id)).await;
+                self.delivery.reply(chat, reply, std::slice::from_ref(&event_id)).await;
             }
-            None => self.delivery.nothing_to_send(Some(&event_id)).await,
+            None => self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await,
         }
     }
 
@@ -205,25 +207,46 @@ impl Dispatcher {
         );
     }
 
+    /// A message to answer: it waits for its conversation's next turn, unless a
+    /// guest sends too fast or too much already waits (both said in a notice).
     async fn turn(&self, message: Inbound, tier: Tier, event_id: String, reply_to: Option<String>) {
-        let route = match self.router.route(&message.chat).await {
+        let (chat, sender) = (message.chat.clone(), message.sender.id.clone());
+        let notice = |text: String| {
+            let visibility = self.visibility(true, &chat, &sender);
+            Outbound { text, reply_to: reply_to.clone(), interaction: None, visibility }
+        };
+        let route = match self.router.route(&chat).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot route a message");
                 let reply = Outbound { text: SOMETHING_WENT_WRONG.into(), reply_to, ..Outbound::default() };
-                return self.delivery.reply(&message.chat, reply, Some(&event_id)).await;
+                return self.delivery.reply(&chat, reply, std::slice::from_ref(&event_id)).await;
             }
         };
-        self.turns.queue(TurnJob {
-            chat: message.chat.clone(),
-            sender: message.sender.clone(),
-            tier,
-            in_group: message.kind == ChatKind::Group,
-            conversation_id: route.conversation_id,
-            input: Some(UserInput { text: attributed(&message, tier), id: Some(input_id(&event_id)) }),
-            event_id: Some(event_id),
-            reply_to,
-        });
+        let busy = self.registry.get(&chat.channel).map(|s| s.busy).unwrap_or_default();
+        if tier == Tier::Guest && busy.guest_messages_per_minute > 0 {
+            match self.guests.check(&sender, busy.guest_messages_per_minute) {
+                Flood::Pass => {}
+                Flood::Notify => {
+                    let text = "You are sending messages faster than I can take them; I will not read the ones you send in the next minute.";
+                    return self.delivery.reply(&chat, notice(text.into()), std::slice::from_ref(&event_id)).await;
+                }
+                Flood::Drop => return self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await,
+            }
+        }
+        let incoming = Incoming { message, tier, event_id: event_id.clone(), reply_to: reply_to.clone() };
+        match self.turns.submit(&route.conversation_id, incoming, &busy) {
+            Admitted::Full { waiting, first: true } => {
+                tracing::info!(chat = %chat.id(), waiting, "messages are turned away: too much waits");
+                let text = format!(
+                    "I am still working through earlier messages here ({waiting} waiting), so I did not read this one, nor will I read more until I catch up. Send them again in a little while, or use /cancel."
+                );
+                self.delivery.reply(&chat, notice(text), std::slice::from_ref(&event_id)).await;
+            }
+            // Said with the first one turned away.
+            Admitted::Full { first: false, .. } => self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await,
+            Admitted::QueueTurn | Admitted::Joined => {}
+        }
     }
 
     /// A button press on an approval prompt; the press is always closed, with a
@@ -256,27 +279,6 @@ impl Dispatcher {
                 tracing::warn!(error = %e, "could not answer a button press");
             }
         }
-        self.delivery.nothing_to_send(Some(&event_id)).await;
-    }
-}
-
-/// The transcript id of the message an event carried (the same on every replay).
-fn input_id(event_id: &str) -> String {
-    format!("msg-{}", event_id.replace([':', '/'], "-"))
-}
-
-/// In shared chats the agent needs to know who is speaking: each message in a tag
-/// naming its sender's stable id and tier, the name only as a label, and nothing
-/// inside able to close the tag or start another speaker.
-fn attributed(message: &Inbound, tier: Tier) -> String {
-    match message.kind {
-        ChatKind::Group => format!(
-            "<message from=\"{}\" name=\"{}\" tier=\"{}\">{}</message>",
-            escape(&message.sender.id).replace('"', "&quot;"),
-            escape(&message.sender.name).replace('"', "&quot;"),
-            tier.as_str(),
-            escape(&message.text)
-        ),
-        ChatKind::Direct => message.text.clone(),
+        self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await;
     }
 }

@@ -5,7 +5,6 @@
 //! (one turn at a time).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +23,6 @@ type Job = BoxFuture<'static, ()>;
 
 struct Lane {
     tx: mpsc::UnboundedSender<Job>,
-    waiting: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -43,22 +41,14 @@ impl Lanes {
     pub fn push(&self, key: &str, job: Job) {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         let lane = lanes.entry(key.to_string()).or_insert_with(|| self.spawn_lane(key));
-        lane.waiting.fetch_add(1, Ordering::SeqCst);
         // The worker only exits while holding this lock with an empty queue, so the
         // receiver is alive here.
         let _ = lane.tx.send(job);
     }
 
-    /// Jobs queued or running under `key`.
-    pub fn len(&self, key: &str) -> usize {
-        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        lanes.get(key).map_or(0, |l| l.waiting.load(Ordering::SeqCst))
-    }
-
     fn spawn_lane(&self, key: &str) -> Lane {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        let waiting = Arc::new(AtomicUsize::new(0));
-        let (lanes, key, count, idle) = (self.lanes.clone(), key.to_string(), waiting.clone(), self.idle);
+        let (lanes, key, idle) = (self.lanes.clone(), key.to_string(), self.idle);
         tokio::spawn(async move {
             loop {
                 match tokio::time::timeout(idle, rx.recv()).await {
@@ -67,7 +57,6 @@ impl Lanes {
                         if AssertUnwindSafe(job).catch_unwind().await.is_err() {
                             tracing::error!(lane = %key, "a queued job panicked");
                         }
-                        count.fetch_sub(1, Ordering::SeqCst);
                     }
                     Ok(None) => return,
                     Err(_) => {
@@ -80,7 +69,7 @@ impl Lanes {
                 }
             }
         });
-        Lane { tx, waiting }
+        Lane { tx }
     }
 }
 
@@ -114,18 +103,19 @@ mod tests {
         );
         done_rx.await.unwrap();
         assert_eq!(*log.lock().unwrap(), ["b1"], "b is not stuck behind a");
-        assert_eq!(queues.len("a"), 2);
         // A panicking job does not stop the ones after it.
         queues.push("a", Box::pin(async { panic!("boom") }));
         let l = log.clone();
-        queues.push("a", Box::pin(async move { l.lock().unwrap().push("a3") }));
+        let (last_tx, last_rx) = tokio::sync::oneshot::channel();
+        queues.push(
+            "a",
+            Box::pin(async move {
+                l.lock().unwrap().push("a3");
+                let _ = last_tx.send(());
+            }),
+        );
         release.send(()).unwrap();
-        for _ in 0..100 {
-            if queues.len("a") == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        tokio::time::timeout(Duration::from_secs(5), last_rx).await.unwrap().unwrap();
         assert_eq!(*log.lock().unwrap(), ["b1", "a1", "a2", "a3"]);
     }
 }

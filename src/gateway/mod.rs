@@ -20,6 +20,7 @@ mod commands;
 mod decisions;
 mod delivery;
 mod dispatch;
+mod flood;
 mod ingress;
 mod journal;
 mod lanes;
@@ -35,6 +36,7 @@ mod router;
 mod stream;
 mod turn;
 mod turns;
+mod waiting;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -126,6 +128,7 @@ impl Gateway {
             delivery: delivery.clone(),
             journal: journal.clone(),
             names,
+            guests: flood::GuestLimit::default(),
         };
         let ingress = ingress::Ingress::new(journal.clone(), dispatcher);
         Gateway { registry, journal, ingress, delivery, decisions, operator, tasks: Mutex::default() }

@@ -73,9 +73,23 @@ pub struct OutboxItem {
     /// When it was stored (ms); very old undeliverable items are dropped.
     #[serde(default)]
     pub created_at: u64,
-    /// The journal event this reply answers.
-    #[serde(default)]
-    pub answers: Option<String>,
+    /// The journal events this reply answers (several for collected messages).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub answers: Vec<String>,
+}
+
+/// `answers` as stored before batches (one event id or none) and since (a list).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Answers {
+        One(Option<String>),
+        Many(Vec<String>),
+    }
+    Ok(match Answers::deserialize(d)? {
+        Answers::One(one) => one.into_iter().collect(),
+        Answers::Many(many) => many,
+    })
 }
 
 #[derive(Clone)]
@@ -100,17 +114,19 @@ impl Outbox {
         chat: ChatKey,
         message: Outbound,
         streamed: Option<Streamed>,
-        answers: Option<String>,
+        answers: Vec<String>,
     ) -> StoreResult<Stored> {
         blocking(&self.store, move |s| {
-            if let Some(event) = &answers {
+            if !answers.is_empty() {
                 // Its reply was stored, and maybe sent and forgotten, before.
-                if Journal::answered_in(s, event)? {
-                    return Ok(Stored::AlreadyAnswered);
+                for event in &answers {
+                    if Journal::answered_in(s, event)? {
+                        return Ok(Stored::AlreadyAnswered);
+                    }
                 }
                 let pending = s.kv_scan(SPACE, "")?;
-                let found = pending.iter().filter_map(|(_, v)| decode::<OutboxItem>(v));
-                if found.into_iter().any(|i| i.answers.as_ref() == Some(event)) {
+                let mut found = pending.iter().filter_map(|(_, v)| decode::<OutboxItem>(v));
+                if found.any(|i| i.answers.iter().any(|a| answers.contains(a))) {
                     return Ok(Stored::AlreadyAnswered);
                 }
             }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_channel_core::{Channel, CommonSettings};
+use switchboard_channel_core::{BusySettings, Channel, CommonSettings};
 
 use super::access::ChannelAccess;
 
@@ -21,6 +21,8 @@ pub struct Served {
     pub access: ChannelAccess,
     /// The configured edit interval, never below the platform's minimum.
     pub pace: Duration,
+    /// How its busy conversations take more messages.
+    pub busy: BusySettings,
 }
 
 /// Every served channel by name; cheap to clone.
@@ -42,7 +44,7 @@ impl Registry {
             let pace = entry.common.edit_interval.map_or(floor, |configured| configured.max(floor));
             let access = ChannelAccess::new(&name, &entry.common.access, approvers);
             order.push(name.clone());
-            served.insert(name, Served { channel: entry.channel, access, pace });
+            served.insert(name, Served { channel: entry.channel, access, pace, busy: entry.common.busy });
         }
         Registry { served: Arc::new(served), order: Arc::new(order) }
     }

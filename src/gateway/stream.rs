@@ -33,7 +33,7 @@ pub struct Stream<'a> {
 impl<'a> Stream<'a> {
     pub async fn new(turns: &'a Turns, channel: Arc<dyn Channel>, job: &TurnJob) -> Stream<'a> {
         // A replayed event continues the message its first attempt streamed into.
-        let message = match &job.event_id {
+        let message = match job.event_ids.first() {
             Some(id) => turns.journal.get(id).await.ok().flatten().and_then(|r| r.stream_message),
             None => None,
         };
@@ -41,7 +41,7 @@ impl<'a> Stream<'a> {
             turns,
             channel,
             chat: job.chat.clone(),
-            event_id: job.event_id.clone(),
+            event_id: job.event_ids.first().cloned(),
             reply_to: job.reply_to.clone(),
             texts: Vec::new(),
             current: String::new(),

@@ -30,8 +30,10 @@ pub struct TurnJob {
     /// `None` resumes the conversation's unfinished turn (after an approval decided
     /// once the process that asked had restarted).
     pub input: Option<UserInput>,
-    /// The journal event this turn answers.
-    pub event_id: Option<String>,
+    /// The journal events this turn answers (several when messages were collected).
+    pub event_ids: Vec<String>,
+    /// Everyone whose message it answers (any of them may `/cancel` it).
+    pub senders: Vec<String>,
     pub reply_to: Option<String>,
 }
 
@@ -62,8 +64,8 @@ pub async fn run(turns: Turns, job: TurnJob) {
         tracing::error!(error = %e, "cannot start the turn");
         return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into()).await;
     }
-    turns
-        .set_active(&job.conversation_id, Some(Running { cancel: session.canceller(), sender: job.sender.id.clone() }));
+    let running = Running { cancel: session.canceller(), senders: job.senders.clone() };
+    turns.set_active(&job.conversation_id, Some(running));
     let mut typing = spawn_typing(channel.clone(), job.chat.clone());
 
     let mut stream = Stream::new(&turns, channel.clone(), &job).await;
@@ -113,7 +115,7 @@ pub async fn run(turns: Turns, job: TurnJob) {
     }
     if stream.shows_exactly(&text) {
         // Already on screen as the one streamed message: nothing left to send.
-        return turns.delivery.nothing_to_send(job.event_id.as_deref()).await;
+        return turns.delivery.nothing_to_send(&job.event_ids).await;
     }
     let streamed = stream.streamed();
     finish(&turns, &job, streamed, text).await;
@@ -138,10 +140,10 @@ async fn recorded_reply(turns: &Turns, job: &TurnJob) -> Option<String> {
 /// Stores the reply in the outbox, marks the event answered, then delivers.
 async fn finish(turns: &Turns, job: &TurnJob, streamed: Option<Streamed>, text: String) {
     if text.trim().is_empty() {
-        return turns.delivery.nothing_to_send(job.event_id.as_deref()).await;
+        return turns.delivery.nothing_to_send(&job.event_ids).await;
     }
     let message = Outbound { text, reply_to: job.reply_to.clone(), ..Outbound::default() };
-    turns.delivery.finish_turn(&job.chat, message, streamed, job.event_id.as_deref()).await;
+    turns.delivery.finish_turn(&job.chat, message, streamed, &job.event_ids).await;
 }
 
 /// Everything the agent said this turn; for failures a short human line instead.

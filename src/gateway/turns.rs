@@ -1,11 +1,13 @@
 //! The turns of every conversation: one at a time per conversation, in arrival
-//! order; the running one can be cancelled; a turn whose approval was decided
-//! after a restart is resumed here.
+//! order; messages that arrive meanwhile wait (see `waiting`) and are answered
+//! together or one by one, as the channel's `busy` setting says; the running turn
+//! can be cancelled; a turn whose approval was decided after a restart is
+//! resumed here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use switchboard_channel_core::{ChatKey, Sender};
+use switchboard_channel_core::{Busy, BusySettings, ChatKey, Sender};
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::Delivery;
@@ -15,14 +17,15 @@ use super::pacing::Pacer;
 use super::prompts::Prompts;
 use super::registry::Registry;
 use super::turn::{self, TurnJob};
+use super::waiting::{self, Admitted, Incoming, Waiting};
 use crate::agent::AgentBackend;
 use crate::policy::Tier;
 use crate::store::ApprovalRecord;
 
-/// A running turn: how to stop it, and whose message it answers.
+/// A running turn: how to stop it, and whose messages it answers.
 pub struct Running {
     pub cancel: CancellationToken,
-    pub sender: String,
+    pub senders: Vec<String>,
 }
 
 /// What `/cancel` did.
@@ -43,6 +46,7 @@ pub struct Turns {
     pub(super) pacer: Pacer,
     pub(super) journal: Journal,
     lanes: Lanes,
+    waiting: Waiting,
     /// The running turn's canceller and whose message it answers, by conversation.
     active: Arc<Mutex<HashMap<String, Running>>>,
 }
@@ -64,6 +68,7 @@ impl Turns {
             pacer,
             journal,
             lanes: Lanes::new(lanes::CONVERSATION_IDLE),
+            waiting: Waiting::default(),
             active: Arc::default(),
         }
     }
@@ -74,14 +79,48 @@ impl Turns {
         self.lanes.push(&conversation, Box::pin(turn::run(self.clone(), job)));
     }
 
+    /// A message for `conversation`: it waits, within `busy`'s bounds, for the
+    /// next turn that takes it; with `interrupt`, the running turn stops.
+    pub fn submit(&self, conversation: &str, incoming: Incoming, busy: &BusySettings) -> Admitted {
+        let chat = incoming.message.chat.clone();
+        let admitted = self.waiting.admit(conversation, incoming, busy);
+        if admitted == Admitted::QueueTurn {
+            let (turns, conversation, mode) = (self.clone(), conversation.to_string(), busy.mode);
+            self.lanes.push(
+                &conversation.clone(),
+                Box::pin(async move {
+                    let batch = turns.waiting.take(&conversation, &chat, mode);
+                    if !batch.is_empty() {
+                        turn::run(turns, waiting::turn_for(&conversation, &batch)).await;
+                    }
+                }),
+            );
+        }
+        if busy.mode == Busy::Interrupt && !matches!(admitted, Admitted::Full { .. }) {
+            if let Some(running) = self.active().get(conversation) {
+                running.cancel.cancel();
+            }
+        }
+        admitted
+    }
+
+    /// Takes the conversation's waiting messages away unanswered (all of them,
+    /// or only `sender`'s) and marks them answered; returns how many there were.
+    pub async fn discard(&self, conversation: &str, sender: Option<&str>) -> usize {
+        let discarded = self.waiting.discard(conversation, sender);
+        let events: Vec<String> = discarded.into_iter().map(|i| i.event_id).collect();
+        self.delivery.nothing_to_send(&events).await;
+        events.len()
+    }
+
     /// Runs other work (a listened message) in the conversation's order.
     pub fn queue_work(&self, conversation: &str, work: futures::future::BoxFuture<'static, ()>) {
         self.lanes.push(conversation, work);
     }
 
-    /// Turns queued or running for the conversation.
+    /// Messages waiting for the conversation, plus one for a running turn.
     pub fn waiting(&self, conversation: &str) -> usize {
-        self.lanes.len(conversation)
+        self.waiting.count(conversation) + usize::from(self.active().contains_key(conversation))
     }
 
     fn active(&self) -> MutexGuard<'_, HashMap<String, Running>> {
@@ -100,7 +139,7 @@ impl Turns {
     pub fn cancel(&self, conversation: &str, by: &str, tier: Tier) -> Cancel {
         match self.active().get(conversation) {
             None => Cancel::NothingRunning,
-            Some(r) if tier == Tier::Admin || r.sender == by => {
+            Some(r) if tier == Tier::Admin || r.senders.iter().any(|s| s == by) => {
                 r.cancel.cancel();
                 Cancel::Cancelled
             }
@@ -114,6 +153,7 @@ impl Turns {
     pub fn resume(&self, approval: &ApprovalRecord, chat: ChatKey) {
         let requester = approval.requester.clone().unwrap_or_default();
         let sender = Sender { id: requester, name: String::new(), is_bot: false };
+        let senders = vec![sender.id.clone()];
         self.queue(TurnJob {
             chat,
             sender,
@@ -122,7 +162,8 @@ impl Turns {
             in_group: approval.in_group,
             conversation_id: approval.conversation_id.clone(),
             input: None,
-            event_id: None,
+            event_ids: Vec::new(),
+            senders,
             reply_to: None,
         });
     }

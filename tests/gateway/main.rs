@@ -6,6 +6,7 @@ mod harness;
 
 mod access;
 mod approvals;
+mod busy;
 mod channels;
 mod commands;
 mod delivery;

@@ -19,6 +19,6 @@ pub use chat::{
 };
 pub use commands::CommandSpec;
 pub use settings::{
-    AccessSettings, ChannelDescriptor, ChannelSettings, CommonSettings, DmPolicy, GroupPolicy, SettingKey,
-    SettingsReader,
+    AccessSettings, Busy, BusySettings, ChannelDescriptor, ChannelSettings, CommonSettings, DmPolicy, GroupPolicy,
+    SettingKey, SettingsReader,
 };

@@ -70,6 +70,55 @@ impl GroupPolicy {
     }
 }
 
+/// What happens to messages that arrive while the conversation's turn runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// They wait, and the next turn answers them all at once (one model call,
+    /// each message attributed and time-stamped).
+    Collect,
+    /// Each waits for its own turn, in order.
+    Queue,
+    /// The running turn stops at its next safe point and a new one answers
+    /// everything that waits.
+    Interrupt,
+}
+
+impl Busy {
+    /// The spellings the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["collect", "queue", "interrupt"];
+
+    /// Parses a configured spelling.
+    pub fn parse(text: &str) -> Option<Busy> {
+        match text {
+            "collect" => Some(Busy::Collect),
+            "queue" => Some(Busy::Queue),
+            "interrupt" => Some(Busy::Interrupt),
+            _ => None,
+        }
+    }
+}
+
+/// How a busy conversation takes more messages, and how much may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusySettings {
+    /// What happens to messages arriving mid-turn.
+    pub mode: Busy,
+    /// The most messages that wait for one conversation; more are turned away
+    /// with a notice.
+    pub max_waiting: usize,
+    /// The most characters of text that wait for one conversation.
+    pub max_waiting_chars: usize,
+    /// The most messages one guest may send in a minute (0: no limit); more are
+    /// turned away, with a notice the first time.
+    pub guest_messages_per_minute: u32,
+}
+
+impl Default for BusySettings {
+    fn default() -> Self {
+        BusySettings { mode: Busy::Collect, max_waiting: 20, max_waiting_chars: 20_000, guest_messages_per_minute: 6 }
+    }
+}
+
 /// The access block, the same in every channel section. Ids are the platform's
 /// own (`42`, `U012AB3CD`), without the channel prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +159,8 @@ pub struct CommonSettings {
     /// platform's own minimum ([`crate::Capabilities::min_edit_interval`]).
     /// Never below that minimum.
     pub edit_interval: Option<Duration>,
+    /// Messages arriving while a turn runs.
+    pub busy: BusySettings,
 }
 
 /// Whether a key holds one value or a table of values keyed by id.
@@ -158,6 +209,10 @@ pub const COMMON_KEYS: &[SettingKey] = &[
     SettingKey::value("allowed_groups"),
     SettingKey::table("groups"),
     SettingKey::value("edit_interval_ms"),
+    SettingKey::value("busy"),
+    SettingKey::value("max_waiting"),
+    SettingKey::value("max_waiting_chars"),
+    SettingKey::value("guest_messages_per_minute"),
 ];
 
 /// Reads one channel section for its crate. Keys are relative to the section
@@ -229,7 +284,25 @@ pub fn read_common(reader: &mut dyn SettingsReader, ids: IdRule) -> CommonSettin
     CommonSettings {
         access: AccessSettings { dm_policy, allowed_users, admins, group_policy, allowed_groups, groups },
         edit_interval,
+        busy: read_busy(reader),
     }
+}
+
+fn read_busy(reader: &mut dyn SettingsReader) -> BusySettings {
+    let d = BusySettings::default();
+    let mut bounded = |key: &str, range: std::ops::RangeInclusive<u64>, default: u64| match reader.number(key) {
+        Some(n) if !range.contains(&n) => {
+            reader.invalid(key, format!("must be between {} and {}", range.start(), range.end()));
+            default
+        }
+        other => other.unwrap_or(default),
+    };
+    let max_waiting = bounded("max_waiting", 1..=1000, d.max_waiting as u64) as usize;
+    let max_waiting_chars = bounded("max_waiting_chars", 100..=1_000_000, d.max_waiting_chars as u64) as usize;
+    let guest_messages_per_minute =
+        bounded("guest_messages_per_minute", 0..=600, u64::from(d.guest_messages_per_minute)) as u32;
+    let mode = read_choice(reader, "busy", Busy::NAMES, Busy::parse).unwrap_or(d.mode);
+    BusySettings { mode, max_waiting, max_waiting_chars, guest_messages_per_minute }
 }
 
 /// One of `names`, parsed; a problem naming the choices otherwise.
@@ -390,5 +463,25 @@ mod tests {
             ["group_policy", "allowed_users", "groups.-200", "groups.team", "edit_interval_ms"]
         );
         assert!(reader.problems[1].1.contains("\"abc\" is not a number"));
+    }
+
+    #[test]
+    fn busy_settings_are_read_and_checked() {
+        let mut reader =
+            MapReader::new(&[("busy", "interrupt"), ("max_waiting", "5"), ("guest_messages_per_minute", "0")]);
+        let busy = read_common(&mut reader, NUMERIC).busy;
+        assert_eq!(
+            busy,
+            BusySettings {
+                mode: Busy::Interrupt,
+                max_waiting: 5,
+                max_waiting_chars: 20_000,
+                guest_messages_per_minute: 0
+            }
+        );
+        assert!(reader.problems.is_empty());
+        let mut reader = MapReader::new(&[("busy", "later"), ("max_waiting", "0"), ("max_waiting_chars", "10")]);
+        assert_eq!(read_common(&mut reader, NUMERIC).busy, BusySettings::default());
+        assert_eq!(reader.problem_keys(), ["max_waiting", "max_waiting_chars", "busy"]);
     }
 }

@@ -136,6 +136,10 @@ fn respond(reply: Reply, delivery: Delivery) -> BoxFuture<'static, Response> {
                 tokio::time::sleep(delay).await;
                 respond(*then, delivery).await
             }
+            Reply::Gated { gate, then } => {
+                gate.passed().await;
+                respond(*then, delivery).await
+            }
             Reply::Hang => std::future::pending().await,
         }
     }

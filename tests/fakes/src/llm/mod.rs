@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use reply::{FakeToolCall, Fallback, Reply};
+pub use reply::{FakeToolCall, Fallback, Gate, Reply};
 pub use request::RecordedRequest;
 
 const DEFAULT_MODEL: &str = "fake-model";

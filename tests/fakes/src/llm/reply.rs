@@ -50,6 +50,8 @@ pub enum Reply {
     Malformed { raw: String },
     /// Waits before responding at all.
     Delay { delay: Duration, then: Box<Reply> },
+    /// Waits until the gate opens (see [`Gate`]), then responds.
+    Gated { gate: Gate, then: Box<Reply> },
     /// Accepts the request and never responds; the connection stays open
     /// until the server is dropped.
     Hang,
@@ -114,6 +116,31 @@ impl Reply {
     /// This reply, sent only after `delay`.
     pub fn delayed(self, delay: Duration) -> Reply {
         Reply::Delay { delay, then: Box::new(self) }
+    }
+
+    /// This reply, sent only once `gate` opens: a turn held as long as a test needs.
+    pub fn gated(self, gate: &Gate) -> Reply {
+        Reply::Gated { gate: gate.clone(), then: Box::new(self) }
+    }
+}
+
+/// Holds gated replies until opened; clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every reply waiting here, and every later one, through.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub(crate) async fn passed(&self) {
+        let _ = self.0.subscribe().wait_for(|open| *open).await;
     }
 }
 

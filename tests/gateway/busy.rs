@@ -1,0 +1,139 @@
+//! Busy conversations: what arrives while a turn runs is collected, queued or
+//! interrupts, within bounds; /cancel drops what waits; guests are rate limited.
+//! Each turn is held open by a gate on the fake model, so nothing depends on timing.
+
+use switchboard_channel_core::ChatKind;
+use switchboard_fakes::{Gate, Reply};
+
+use crate::harness::{Gw, WAIT};
+
+/// Holds the first turn of DM `user` open, sends `texts` behind it, and waits
+/// until every one of them was judged (a `/status` behind them is answered).
+async fn burst_behind_a_held_turn(gw: &Gw, user: &str, gate: &Gate, texts: &[String]) {
+    gw.llm.push(Reply::text("first answered").gated(gate));
+    gw.fake.dm(user, "first").await;
+    gw.llm.wait_for_requests(1, WAIT).await;
+    for text in texts {
+        gw.fake.dm(user, text).await;
+    }
+    gw.fake.dm(user, "/status").await;
+    gw.wait_text(user, "Queued or running").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arriving_mid_turn_are_answered_together_in_one_model_call() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    let gate = Gate::new();
+    let texts: Vec<String> = (1..=15).map(|n| format!("burst {n}")).collect();
+    burst_behind_a_held_turn(&gw, "7", &gate, &texts).await;
+    let status = gw.wait_text("7", "Queued or running").await;
+    assert!(status.text.contains("Queued or running: 16"), "{}", status.text);
+
+    gw.llm.push(Reply::text("all of them answered"));
+    gate.open();
+    gw.wait_text("7", "all of them answered").await;
+    assert_eq!(gw.count_settled("7", "answered").await, 2, "two replies: the first, then the batch");
+    let requests = gw.llm.requests();
+    assert_eq!(requests.len(), 2, "one model call for the whole burst");
+    let batch = requests[1].last_user_text();
+    for n in 1..=15 {
+        assert!(batch.contains(&format!(">burst {n}</message>")), "burst {n} missing: {batch}");
+    }
+    assert_eq!(batch.matches("tier=\"admin\" at=\"").count(), 15, "each attributed and timed: {batch}");
+    assert_eq!(batch.lines().count(), 15, "{batch}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_does_not_fit_the_waiting_room_is_turned_away_with_a_notice() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__MAX_WAITING", "3");
+    gw.start().await;
+    let gate = Gate::new();
+    let texts: Vec<String> = (1..=5).map(|n| format!("burst {n}")).collect();
+    burst_behind_a_held_turn(&gw, "7", &gate, &texts).await;
+    let notices = gw.fake.texts_in("7").iter().filter(|t| t.contains("did not read this one")).count();
+    assert_eq!(notices, 1, "said once, not once per message: {:?}", gw.fake.texts_in("7"));
+    assert!(gw.fake.texts_in("7").iter().any(|t| t.contains("(3 waiting)")));
+
+    gw.llm.push(Reply::text("three answered"));
+    gate.open();
+    gw.wait_text("7", "three answered").await;
+    let batch = gw.llm.requests()[1].last_user_text();
+    assert!(batch.contains(">burst 3</message>") && !batch.contains("burst 4"), "{batch}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_answers_each_message_in_its_own_turn() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__BUSY", "queue");
+    gw.start().await;
+    let gate = Gate::new();
+    let texts: Vec<String> = (1..=3).map(|n| format!("q{n}")).collect();
+    burst_behind_a_held_turn(&gw, "7", &gate, &texts).await;
+    for n in 1..=3 {
+        gw.llm.push(Reply::text(&format!("reply {n}")));
+    }
+    gate.open();
+    gw.wait_text("7", "reply 3").await;
+    let asked: Vec<String> = gw.llm.requests().iter().map(|r| r.last_user_text()).collect();
+    assert_eq!(asked, ["first", "q1", "q2", "q3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_stops_the_running_turn_and_answers_what_came_after() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__BUSY", "interrupt");
+    gw.start().await;
+    let gate = Gate::new();
+    gw.llm.push(Reply::text("the stale answer").gated(&gate));
+    gw.fake.dm("7", "first").await;
+    gw.llm.wait_for_requests(1, WAIT).await;
+    gw.llm.push(Reply::text("the fresh answer"));
+    gw.fake.dm("7", "no wait, this instead").await;
+    gw.wait_text("7", "the fresh answer").await;
+    gate.open();
+    assert_eq!(gw.count_settled("7", "the stale answer").await, 0, "the interrupted turn says nothing");
+    let requests = gw.llm.requests();
+    assert_eq!(requests.len(), 2);
+    let history = requests[1].all_text();
+    assert!(history.contains("first") && history.contains("no wait, this instead"), "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_drops_what_waits_and_says_how_much() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    let gate = Gate::new();
+    let texts: Vec<String> = (1..=4).map(|n| format!("w{n}")).collect();
+    burst_behind_a_held_turn(&gw, "7", &gate, &texts).await;
+    gw.fake.command(gw.fake.direct("7"), ChatKind::Direct, "7", "cancel", "").await;
+    gw.wait_text("7", "Cancelled. 4 waiting messages were dropped unread.").await;
+    gate.open();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(gw.llm.requests().len(), 1, "nothing that waited reached the model");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_sending_too_fast_is_told_once_and_not_read_for_the_minute() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__GUEST_MESSAGES_PER_MINUTE", "2");
+    gw.start().await;
+    gw.llm.set_fallback(switchboard_fakes::Fallback::Echo);
+    for n in 1..=5 {
+        gw.fake.dm("42", &format!("spam {n}")).await;
+    }
+    gw.wait_text("42", "faster than I can take them").await;
+    gw.fake.dm("7", "the admin is not limited").await;
+    gw.wait_text("7", "echo: the admin is not limited").await;
+    let texts = gw.fake.texts_in("42");
+    assert_eq!(texts.iter().filter(|t| t.contains("faster than I can take them")).count(), 1, "{texts:?}");
+    let read: Vec<String> = gw
+        .llm
+        .requests()
+        .iter()
+        .map(|r| r.all_text())
+        .filter(|t| t.contains("spam 3") || t.contains("spam 5"))
+        .collect();
+    assert!(read.is_empty(), "messages over the limit reached the model");
+}
