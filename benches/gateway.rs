@@ -1,9 +1,11 @@
 //! Gateway benchmark: the real `switchboard serve` (release build) against the fake
 //! Telegram Bot API and an instant fake model, all on 127.0.0.1. Prints throughput,
-//! added latency, and the daemon's memory. Then the daemon in this process with the
-//! in-memory fake channel, to time what an adapter waits for: `deliver` returning
-//! (the acknowledgement) while a thousand chats are in flight. Every loop is
-//! bounded in count and time.
+//! added latency, and the daemon's memory (idle, after 1,000 and after 10,000
+//! conversations). Then the daemon in this process with the in-memory fake channel,
+//! to time what an adapter waits for: `deliver` returning (the acknowledgement)
+//! while a thousand chats are in flight. Last, what one message costs in a long
+//! conversation: recording it and starting a turn, at 100 and at 10,000 transcript
+//! entries. Every loop is bounded in count and time.
 //!
 //! cargo bench --bench gateway
 
@@ -22,12 +24,19 @@ use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
 
 const CHATS: i64 = 1000;
 const LATENCY_SAMPLES: i64 = 200;
+/// Conversations when memory is measured the second time.
+const MANY_CHATS: i64 = 10_000;
 const DEADLINE: Duration = Duration::from_secs(600);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let llm = FakeLlm::start().await;
     llm.set_fallback(Fallback::Echo);
+    // `cargo bench --bench gateway -- history` runs only the history figures.
+    if std::env::args().skip(1).any(|a| a == "history") {
+        print_scaling(&history_scaling(&llm).await);
+        return;
+    }
     let telegram = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = start(&llm, &telegram, dir.path()).await;
@@ -38,7 +47,8 @@ async fn main() {
     // Latency: one message at a time, so no queueing is measured.
     let mut latencies = Vec::new();
     for i in 0..LATENCY_SAMPLES {
-        let chat = 1_000_000 + i;
+        // New chats, which the burst below then talks in again.
+        let chat = 1 + i;
         let sent = Instant::now();
         telegram.send_dm(chat, &format!("latency probe {i}"));
         latencies.push(wait_reply(&telegram, chat, sent, Duration::from_secs(30)).await.duration_since(sent));
@@ -46,26 +56,31 @@ async fn main() {
     latencies.sort();
 
     // Throughput: a burst of messages from CHATS different chats.
-    let burst_start = Instant::now();
-    for chat in 1..=CHATS {
-        telegram.send_dm(chat, &format!("hello from chat {chat}"));
-    }
-    let deadline = burst_start + DEADLINE;
-    loop {
-        let replied = replied_chats(&telegram);
-        if (1..=CHATS).all(|c| replied.contains_key(&c)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not every chat was answered within {DEADLINE:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let burst = burst_start.elapsed();
+    let burst = answer_burst(&telegram, 1..=CHATS).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let loaded_rss = rss_kib(pid);
+    // Memory stays bounded by configuration and load, not by how many
+    // conversations there were: more conversations, a thousand at a time.
+    for start in (CHATS + 1..=MANY_CHATS).step_by(CHATS as usize) {
+        answer_burst(&telegram, start..=(start + CHATS - 1).min(MANY_CHATS)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let many_rss = rss_kib(pid);
     let _ = daemon.start_kill();
     let _ = daemon.wait().await;
+    // `cargo bench --bench gateway -- memory` stops here.
+    if std::env::args().skip(1).any(|a| a == "memory") {
+        println!(
+            "  idle RSS {:.1} MiB; after {CHATS} conversations {:.1} MiB; after {MANY_CHATS} {:.1} MiB",
+            idle_rss as f64 / 1024.0,
+            loaded_rss as f64 / 1024.0,
+            many_rss as f64 / 1024.0
+        );
+        return;
+    }
 
     let acks = acknowledgements(&llm).await;
+    let scaling = history_scaling(&llm).await;
 
     let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     let ack = |q: f64| acks[((acks.len() as f64 - 1.0) * q).round() as usize];
@@ -74,13 +89,127 @@ async fn main() {
     println!("  added latency p50 (update -> reply sent):  {:.1} ms", p(0.50).as_secs_f64() * 1000.0);
     println!("  added latency p99:                         {:.1} ms", p(0.99).as_secs_f64() * 1000.0);
     println!("  idle RSS:                                  {:.1} MiB", idle_rss as f64 / 1024.0);
-    println!(
-        "  RSS after {} conversations:              {:.1} MiB",
-        CHATS + LATENCY_SAMPLES,
-        loaded_rss as f64 / 1024.0
-    );
+    println!("  RSS after {CHATS} conversations:               {:.1} MiB", loaded_rss as f64 / 1024.0);
+    println!("  RSS after {MANY_CHATS} conversations:              {:.1} MiB", many_rss as f64 / 1024.0);
     println!("  acknowledgement p50 ({CHATS} chats in flight):  {:.2} ms", ack(0.50).as_secs_f64() * 1000.0);
     println!("  acknowledgement p99:                         {:.2} ms", ack(0.99).as_secs_f64() * 1000.0);
+    print_scaling(&scaling);
+}
+
+fn print_scaling(scaling: &[(usize, Duration, Duration)]) {
+    for (entries, record, start) in scaling {
+        println!(
+            "  at {entries:>6} transcript entries: record a message {:.2} ms, start a turn {:.2} ms (medians)",
+            record.as_secs_f64() * 1000.0,
+            start.as_secs_f64() * 1000.0
+        );
+    }
+    let ratio =
+        |f: fn(&(usize, Duration, Duration)) -> Duration| f(&scaling[1]).as_secs_f64() / f(&scaling[0]).as_secs_f64();
+    println!(
+        "  10,000 vs 100 entries: record {:.2}x, turn start {:.2}x (goal: under 1.5x)",
+        ratio(|s| s.1),
+        ratio(|s| s.2)
+    );
+}
+
+/// Entries in the conversations whose per-message costs are compared.
+const HISTORY_SIZES: [usize; 2] = [100, 10_000];
+/// Samples per measurement.
+const HISTORY_SAMPLES: usize = 100;
+/// Entries after the last compaction (the kept tail), the same at every size.
+const KEPT_TAIL: usize = 20;
+
+/// The cost of a message in a long conversation, at each of `HISTORY_SIZES`
+/// entries (older ones summarised by a compaction, as a long conversation is):
+/// the median time to record a listened message, and to start a turn (from
+/// handing over the message to the model's request arriving). Returns
+/// `(entries, record, start)`.
+async fn history_scaling(llm: &FakeLlm) -> Vec<(usize, Duration, Duration)> {
+    use switchboard::agent::{AgentBackend, SessionOptions, UserInput};
+    // One conversation of each size, each in its own data directory.
+    let mut setups = Vec::new();
+    for size in HISTORY_SIZES {
+        setups.push(long_conversation(llm, size).await);
+    }
+    // Let the store's background work after that many writes settle first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Sizes take turns sample by sample, so the disk's moods fall on both alike.
+    let mut records = vec![Vec::new(); setups.len()];
+    let mut starts = vec![Vec::new(); setups.len()];
+    for i in 0..HISTORY_SAMPLES {
+        for (n, (_dir, backend, conversation)) in setups.iter().enumerate() {
+            let input = UserInput { text: format!("listened {i}"), id: Some(format!("msg-listened-{n}-{i}")) };
+            let started = Instant::now();
+            backend.record_message(conversation, input).await.expect("record");
+            records[n].push(started.elapsed());
+        }
+        for (n, (_dir, backend, conversation)) in setups.iter().enumerate() {
+            let before = llm.requests().len();
+            let mut session = backend.resume_session(conversation, SessionOptions::default()).await.expect("resume");
+            let started = Instant::now();
+            session.send(format!("question {i}")).expect("send");
+            while session.next().await.is_some() {}
+            let request = llm.requests().into_iter().nth(before).expect("the turn called the model");
+            starts[n].push(request.received_at.duration_since(started));
+        }
+    }
+    let median = |mut samples: Vec<Duration>| {
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    HISTORY_SIZES
+        .iter()
+        .zip(records.into_iter().zip(starts))
+        .map(|(size, (records, starts))| (*size, median(records), median(starts)))
+        .collect()
+}
+
+/// A store with one conversation of `size` entries, all but the kept tail
+/// summarised by a compaction, as a long conversation is.
+async fn long_conversation(llm: &FakeLlm, size: usize) -> (tempfile::TempDir, EmbeddedBackend, String) {
+    use switchboard::agent::{AgentBackend, SessionOptions};
+    use switchboard::store::{text_content, Entry, MessageBody};
+    let dir = tempfile::tempdir().unwrap();
+    let env: HashMap<String, String> = [
+        ("SWITCHBOARD_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("SWITCHBOARD_LLM__BASE_URL", llm.base_url()),
+        ("SWITCHBOARD_LLM__MODEL", "fake-model".into()),
+        ("SWITCHBOARD_AGENT__WORKDIR", dir.path().join("work").display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let settings =
+        config::load_with(&ConfigSource { file: None, file_required: false, env }, &[]).expect("settings").settings;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir).expect("store"));
+    let backend = EmbeddedBackend::new(store.clone(), settings);
+    let agent = backend.default_agent().await.expect("agent");
+    let session = backend.create_session(&agent.id, SessionOptions::default()).await.expect("session");
+    let conversation = session.conversation_id().to_string();
+    let mut parent: Option<String> = None;
+    let mut first_kept = String::new();
+    for i in 0..size {
+        let body = if i % 2 == 0 {
+            MessageBody::User { content: text_content(format!("message {i} with some words in it")) }
+        } else {
+            MessageBody::Assistant {
+                content: text_content(format!("answer {i}, a little longer than the question")),
+                tool_calls: Vec::new(),
+                reasoning: None,
+            }
+        };
+        let entry = Entry::new(parent.clone(), body);
+        if i == size - KEPT_TAIL {
+            first_kept = entry.id().to_string();
+        }
+        parent = Some(entry.id().to_string());
+        store.append_entry(&conversation, &entry).expect("append");
+    }
+    let summary = serde_json::json!({"summary": "Earlier talk, summarised.", "first_kept_id": first_kept});
+    let compaction = Entry::new(parent, MessageBody::Custom { kind: "compaction".into(), payload: summary });
+    store.append_entry(&conversation, &compaction).expect("append");
+    (dir, backend, conversation)
 }
 
 /// The daemon in this process with the fake channel: CHATS messages from CHATS
@@ -141,6 +270,8 @@ async fn start(llm: &FakeLlm, telegram: &FakeTelegram, dir: &std::path::Path) ->
         .env("SWITCHBOARD_TELEGRAM__API_URL", telegram.api_url())
         .env("SWITCHBOARD_TELEGRAM__DM_POLICY", "open")
         .env("SWITCHBOARD_AGENT__WORKDIR", dir.join("work"))
+        // The store's cache: what bounds the daemon's memory (64 MiB by default).
+        .env("SWITCHBOARD_STORE__CACHE_MB", std::env::var("BENCH_STORE_CACHE_MB").unwrap_or_else(|_| "64".into()))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -173,11 +304,30 @@ async fn wait_reply(telegram: &FakeTelegram, chat: i64, after: Instant, timeout:
     }
 }
 
-fn replied_chats(telegram: &FakeTelegram) -> HashMap<i64, Instant> {
+/// One message from each of `chats` at once; how long until every one was answered.
+async fn answer_burst(telegram: &FakeTelegram, chats: std::ops::RangeInclusive<i64>) -> Duration {
+    let started = Instant::now();
+    for chat in chats.clone() {
+        telegram.send_dm(chat, &format!("hello from chat {chat}"));
+    }
+    let deadline = started + DEADLINE;
+    loop {
+        let replied = replied_since(telegram, started);
+        if chats.clone().all(|c| replied.contains(&c)) {
+            return started.elapsed();
+        }
+        assert!(Instant::now() < deadline, "not every chat was answered within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The chats that got a message since `after`.
+fn replied_since(telegram: &FakeTelegram, after: Instant) -> std::collections::HashSet<i64> {
     telegram
         .calls_of("sendmessage")
         .into_iter()
-        .filter_map(|c| c.params.get("chat_id").and_then(Value::as_i64).map(|chat| (chat, c.at)))
+        .filter(|c| c.at >= after)
+        .filter_map(|c| c.params.get("chat_id").and_then(Value::as_i64))
         .collect()
 }
 

@@ -55,6 +55,8 @@ pub enum Request {
     PairingRevoke {
         user: String,
     },
+    /// The store's largest parts (for `check`).
+    StoreSizes,
 }
 
 /// What the command prints, and its exit status.

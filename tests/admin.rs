@@ -21,6 +21,17 @@ async fn check_probes_the_endpoint_and_the_configured_model() {
     h.llm.set_models(vec![format!("{MODEL}:latest")]);
     h.run(&["check"]).await.assert_ok();
 
+    // What the data directory holds, once there is something.
+    h.llm.push(Reply::text("hello"));
+    h.run(&["prompt", "hi"]).await.assert_ok();
+    let out = h.run(&["check"]).await;
+    assert!(out.stdout.contains(" on disk; largest parts of the store:"), "{}", out.stdout);
+    assert!(
+        out.stdout.lines().any(|l| l.trim_start().starts_with("entries ") && l.contains("records")),
+        "{}",
+        out.stdout
+    );
+
     h.llm.set_models(vec!["llama3".into()]);
     let out = h.run(&["check"]).await;
     assert_eq!(out.code, 1);

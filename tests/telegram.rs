@@ -542,6 +542,10 @@ async fn operator_commands_reach_a_running_daemon() {
         .await;
     }
     assert!(tg.messages_in(ADMIN).iter().all(|m| m.reply_markup.is_none()), "the admin's buttons are gone");
+    // `check` asks the running daemon what its store holds.
+    let check = h.run(&["check"]).await;
+    assert!(check.stdout.contains("largest parts of the store:"), "{}", check.stdout);
+    assert!(check.stdout.contains("approvals"), "{}", check.stdout);
     let audit = h.run(&["approvals", "audit"]).await;
     assert!(audit.stdout.contains("allowed_once  Write: op.txt ⏎ «by the operator»  by=console"), "{}", audit.stdout);
     let again = h.run(&["approvals", "allow", &id]).await;

@@ -104,6 +104,10 @@ pub trait AgentBackend: Send + Sync {
     /// Adds a user message to the conversation without a turn (a group the agent only
     /// listens to). A message with an id already there is not added again.
     async fn record_message(&self, conversation_id: &str, input: UserInput) -> Result<(), AgentError>;
+    /// The agent's reply to the message recorded as `input_id` (see
+    /// [`RecordedReply`]); `None` when that message is not recorded or nothing
+    /// answered it yet. Reads only the part of the transcript after the message.
+    async fn reply_after(&self, conversation_id: &str, input_id: &str) -> Result<Option<RecordedReply>, AgentError>;
 
     async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError>;
     async fn list_conversations(&self, agent_id: Option<&str>) -> Result<Vec<ConversationRecord>, AgentError>;
@@ -142,6 +146,21 @@ pub trait AgentBackend: Send + Sync {
     /// After a restart: resolves approvals that expired while the process was down
     /// (denied) and returns them; still-pending ones wait for a decision.
     async fn recover(&self) -> Result<Vec<ApprovalRecord>, AgentError>;
+    /// Forgets what is past its retention (decided approval requests, with their
+    /// index; the audit log keeps every decision); returns how many records went.
+    async fn prune(&self) -> Result<usize, AgentError>;
+}
+
+/// The agent's words that answered a message: from the first assistant entry with
+/// text after it, until the next message the agent answered. Messages recorded
+/// back to back are answered by the same reply, so its `entry_id` identifies the
+/// reply whichever of them asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedReply {
+    /// The transcript id of the reply's first assistant entry.
+    pub entry_id: String,
+    /// Everything it said, parts joined by a blank line.
+    pub text: String,
 }
 
 /// One-shot: a fresh conversation on the agent (the default agent when `None`), one

@@ -17,6 +17,9 @@ pub enum SdkMessage {
     /// A complete assistant message (one per model call that produced text).
     Assistant {
         content: String,
+        /// Its transcript entry's id (`msg.uuid` on the SDK's wire): which reply
+        /// this is, whoever reads it later.
+        uuid: String,
     },
     /// The model's reasoning for one model call, when the endpoint sends it.
     Reasoning {

@@ -10,7 +10,9 @@ mod messages;
 mod session;
 pub mod transcript;
 
-pub use backend::{prompt, AgentBackend, AgentDetails, CreateAgentOptions, MessagePage, PageRequest, SessionOptions};
+pub use backend::{
+    prompt, AgentBackend, AgentDetails, CreateAgentOptions, MessagePage, PageRequest, RecordedReply, SessionOptions,
+};
 pub use error::AgentError;
 pub use messages::{ErrorKind, SdkMessage, StopReason, StreamDelta, TurnResult, Usage};
 pub use session::{Session, TurnRequest, TurnRunner, UserInput};

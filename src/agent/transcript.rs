@@ -1,38 +1,12 @@
-//! Transcript helpers: the active branch of the entry tree, and the JSONL export format
+//! The transcript's JSONL export format
 //! (`{"_v":2,"parent_id":…,"msg":{…}}` one a line).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::Value;
 
 use super::AgentError;
 use crate::store::{Entry, Message, ENTRY_VERSION};
-
-/// The branch that ends at the newest entry, oldest first.
-pub fn active_path(entries: &[(u64, Entry)]) -> Vec<Entry> {
-    let Some((_, last)) = entries.last() else {
-        return Vec::new();
-    };
-    let by_id: HashMap<&str, &Entry> = entries.iter().map(|(_, e)| (e.id(), e)).collect();
-    let mut path = vec![last.clone()];
-    let mut seen = HashSet::from([last.id()]);
-    let mut parent = last.parent_id.as_deref();
-    while let Some(id) = parent {
-        // A parent we do not hold (or a cycle) ends the walk rather than looping.
-        let Some(entry) = by_id.get(id).filter(|_| seen.insert(id)) else {
-            break;
-        };
-        path.push((*entry).clone());
-        parent = entry.parent_id.as_deref();
-    }
-    path.reverse();
-    path
-}
-
-/// The id new entries should hang under: the newest entry.
-pub fn head_id(entries: &[(u64, Entry)]) -> Option<String> {
-    entries.last().map(|(_, e)| e.id().to_string())
-}
 
 pub fn to_jsonl(entries: &[Entry]) -> String {
     let mut out = String::new();
@@ -95,22 +69,6 @@ mod tests {
             out.push((i as u64, Entry::new(parent, MessageBody::User { content: text_content(*t) })));
         }
         out
-    }
-
-    #[test]
-    fn active_path_follows_parents_from_the_newest_entry() {
-        let mut entries = chain(&["a", "b", "c"]);
-        // A fork: "d" hangs under "a", so the active branch is a -> d.
-        let a = entries[0].1.id().to_string();
-        entries.push((9, Entry::new(Some(a), MessageBody::User { content: text_content("d") })));
-        let path: Vec<String> = active_path(&entries)
-            .iter()
-            .map(|e| match &e.msg.body {
-                MessageBody::User { content } => crate::store::text_of(content),
-                _ => unreachable!(),
-            })
-            .collect();
-        assert_eq!(path, ["a", "d"]);
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl App {
     pub async fn open(config_path: Option<&Path>) -> anyhow::Result<App> {
         let loaded = config::load(&ConfigSource::from_process(config_path))?;
         let settings = loaded.settings;
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir)?);
+        let store: Arc<dyn Store> = Arc::new(SledStore::open_sized(&settings.data_dir, settings.store.cache_mb)?);
         let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
         let expired = backend.recover().await?;
         if !expired.is_empty() {

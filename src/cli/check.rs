@@ -4,9 +4,40 @@ use std::path::Path;
 
 use switchboard::agent::embedded::llm::LlmClient;
 use switchboard::channels::REGISTERED;
-use switchboard::config::{self, ConfigSource};
+use switchboard::config::{self, ConfigSource, Settings};
+use switchboard::control::{self, Request};
+use switchboard::gateway::LARGEST_SHOWN;
+use switchboard::store::{human_bytes, render_sizes, SledStore, Store, StoreError};
 
 use super::EXIT_FAILURE;
+
+/// The data directory's size on disk and the store's largest parts (asked of a
+/// running daemon when it holds the store).
+async fn storage(s: &Settings) {
+    if !s.data_dir.exists() {
+        println!("Data directory: not created yet");
+        return;
+    }
+    let bytes: u64 = walkdir::WalkDir::new(&s.data_dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    println!("Data directory: {} on disk; largest parts of the store:", human_bytes(bytes));
+    match SledStore::open_sized(&s.data_dir, s.store.cache_mb) {
+        Ok(store) => match store.sizes() {
+            Ok(sizes) => print!("{}", render_sizes(&sizes, LARGEST_SHOWN)),
+            Err(e) => println!("  cannot be read: {e}"),
+        },
+        Err(StoreError::Locked { .. }) => match control::call(&s.data_dir, &Request::StoreSizes).await {
+            Ok(answer) => print!("{}{}", answer.stdout, answer.stderr),
+            Err(_) => println!("  unknown: another process holds the store and does not answer"),
+        },
+        Err(e) => println!("  cannot be opened: {e}"),
+    }
+}
 
 pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
     let source = ConfigSource::from_process(config_path);
@@ -55,6 +86,7 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
             );
         }
     }
+    storage(s).await;
     let sandbox = switchboard::agent::embedded::tools::sandbox::Sandbox::new(&s.agent.workdir, &s.daemon_paths());
     println!("Tools: {}", sandbox.describe());
     if s.enabled_channels().next().is_none() {

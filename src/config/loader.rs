@@ -11,7 +11,8 @@ use switchboard_channel_core::{ChannelDescriptor, SettingsReader};
 
 use super::{
     env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, GatewaySettings, LlmSettings, Loaded,
-    PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, TierLimits, ToolSettings, SECRET_KEYS,
+    PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, StoreSettings, TierLimits, ToolSettings,
+    SECRET_KEYS,
 };
 use crate::policy::{MemoryWrites, TierLimit};
 
@@ -48,6 +49,8 @@ const KNOWN_KEYS: &[&str] = &[
     "policy.user_memory_in_groups",
     "tools.conversation_search",
     "gateway.routing",
+    "store.cache_mb",
+    "store.approval_retention_days",
 ];
 
 /// Keys of earlier versions that moved, with where they went.
@@ -279,6 +282,10 @@ impl<'a> Reader<'a> {
             },
             policy: self.read_policy(),
             gateway: self.read_gateway(),
+            store: StoreSettings {
+                cache_mb: self.get("store.cache_mb", d.store.cache_mb),
+                approval_retention_days: self.get("store.approval_retention_days", d.store.approval_retention_days),
+            },
             channels: self.read_channels(),
             tools: self.read_tools(),
         };
@@ -482,6 +489,12 @@ impl<'a> Reader<'a> {
         }
         if !(1..=24 * 365).contains(&s.policy.grant_expiry_hours) {
             self.invalid("policy.grant_expiry_hours", "must be between 1 hour and a year (8760)".into());
+        }
+        if !(8..=65_536).contains(&s.store.cache_mb) {
+            self.invalid("store.cache_mb", "must be between 8 and 65536 (MiB)".into());
+        }
+        if !(1..=36_500).contains(&s.store.approval_retention_days) {
+            self.invalid("store.approval_retention_days", "must be between 1 and 36500 days".into());
         }
         if !(5..=7 * 24 * 3600).contains(&s.policy.approval_timeout_secs) {
             self.invalid("policy.approval_timeout_secs", "must be between 5 seconds and 7 days".into());

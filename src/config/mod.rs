@@ -34,6 +34,7 @@ pub struct Settings {
     pub tools: ToolSettings,
     pub policy: PolicySettings,
     pub gateway: GatewaySettings,
+    pub store: StoreSettings,
     /// One entry per registered channel, configured or not, in registration order.
     pub channels: Vec<ChannelSection>,
 }
@@ -96,6 +97,24 @@ pub struct GatewaySettings {
     pub shared_conversation: bool,
     /// Explicit routes: chat id (`telegram:123`) -> conversation name.
     pub routes: BTreeMap<String, String>,
+}
+
+/// How much memory the store may keep, and how long it keeps what is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The store's page cache, in MiB: the bound on the pages it keeps in memory
+    /// (sled still keeps a little per page it has read, so memory grows slowly
+    /// with the data).
+    pub cache_mb: u64,
+    /// Decided approval requests are forgotten after this many days (the audit
+    /// log keeps every decision).
+    pub approval_retention_days: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { cache_mb: 64, approval_retention_days: 30 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +285,7 @@ impl Default for Settings {
             },
             tools: ToolSettings { webfetch_allow_private_network: false, conversation_search_all: false },
             gateway: GatewaySettings { shared_conversation: false, routes: BTreeMap::new() },
+            store: StoreSettings::default(),
             channels: Vec::new(),
             policy: PolicySettings {
                 approval_timeout_secs: 600,

@@ -60,7 +60,7 @@ impl Delivery {
     /// Stores `message` and marks `answers` (journal events) answered, then sends
     /// it in the background. For command answers and notices.
     pub async fn reply(&self, chat: &ChatKey, message: Outbound, answers: &[String]) {
-        if let Some(claim) = self.store(chat, message, None, answers).await {
+        if let Some(claim) = self.store(chat, message, None, answers, None).await {
             let delivery = self.clone();
             tokio::spawn(async move { delivery.send(claim).await });
         }
@@ -68,11 +68,36 @@ impl Delivery {
 
     /// Stores a turn's final reply (replacing the message it streamed into, if
     /// any), marks `answers` answered, then sends it when the chat's pace allows.
-    pub async fn finish_turn(&self, chat: &ChatKey, message: Outbound, streamed: Option<Streamed>, answers: &[String]) {
-        if let Some(claim) = self.store(chat, message, streamed, answers).await {
+    /// `reply_entry` is the transcript entry the reply begins with, when known: a
+    /// reply already stored or shown for another event is not stored again.
+    pub async fn finish_turn(
+        &self,
+        chat: &ChatKey,
+        message: Outbound,
+        streamed: Option<Streamed>,
+        answers: &[String],
+        reply_entry: Option<String>,
+    ) {
+        if let Some(claim) = self.store(chat, message, streamed, answers, reply_entry).await {
             self.pacer.wait(chat).await;
             self.send(claim).await;
         }
+    }
+
+    /// Marks events answered by a reply that the streamed message showed in full,
+    /// noting the reply so that no replay sends it again.
+    pub async fn shown(&self, answers: &[String], reply_entry: Option<String>) {
+        if let Some(entry) = reply_entry {
+            if let Err(e) = self.outbox.replied(entry).await {
+                tracing::error!(error = %e, "cannot note a reply as shown");
+            }
+        }
+        self.nothing_to_send(answers).await;
+    }
+
+    /// Forgets the notes of replies sent longer ago than `age_ms`.
+    pub async fn prune(&self, age_ms: u64) -> crate::store::StoreResult<usize> {
+        self.outbox.prune_replied(age_ms).await
     }
 
     /// Marks events answered when there is nothing (more) to send for them.
@@ -91,14 +116,18 @@ impl Delivery {
         message: Outbound,
         streamed: Option<Streamed>,
         answers: &[String],
+        reply_entry: Option<String>,
     ) -> Option<Claim> {
         let stored = async {
             let seq = self.outbox.next_seq().await?;
             let claim = Claim::take(&self.busy, seq).expect("a fresh sequence number is nobody's");
-            let stored = self.outbox.enqueue(seq, chat.clone(), message, streamed, answers.to_vec()).await?;
+            let stored =
+                self.outbox.enqueue(seq, chat.clone(), message, streamed, answers.to_vec(), reply_entry).await?;
             Ok::<_, crate::store::StoreError>((claim, stored))
         };
-        let claim = match stored.await {
+        let stored = stored.await;
+        tracing::debug!(answers = ?answers, outcome = ?stored.as_ref().map(|(_, s)| s), "reply stored");
+        let claim = match stored {
             Ok((claim, Stored::New)) => Some(claim),
             // A replay of an event whose reply is stored: that one is sent.
             Ok((_, Stored::AlreadyAnswered)) => None,
@@ -269,7 +298,7 @@ mod tests {
         delivery.pacer.hold(&chat, Duration::from_millis(400));
         let turn = {
             let (d, chat) = (delivery.clone(), chat.clone());
-            tokio::spawn(async move { d.finish_turn(&chat, text("the answer"), None, &[]).await })
+            tokio::spawn(async move { d.finish_turn(&chat, text("the answer"), None, &[], None).await })
         };
         while stored(&delivery).await == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -292,7 +321,7 @@ mod tests {
         journal.record(&event).await.unwrap();
         // A crash after the reply was stored, before the event was marked answered:
         let seq = delivery.outbox.next_seq().await.unwrap();
-        let first = delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, vec![event.event_id.clone()]);
+        let first = delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, vec![event.event_id.clone()], None);
         assert_eq!(first.await.unwrap(), Stored::New);
         // The restart recovers the stored reply and marks the event answered...
         assert_eq!(delivery.recover().await.unwrap(), 1);
@@ -314,7 +343,7 @@ mod tests {
             fake.send(&chat, &blocks, &Default::default()).await.unwrap()
         };
         let streamed = Streamed { sent, shown: "all of it".into() };
-        delivery.finish_turn(&chat, text("all of it"), Some(streamed), &[]).await;
+        delivery.finish_turn(&chat, text("all of it"), Some(streamed), &[], None).await;
         assert!(fake.calls_of(Op::Edit).is_empty(), "an identical edit was sent");
         assert_eq!(stored(&delivery).await, 0, "and the item is done");
     }

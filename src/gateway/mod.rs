@@ -26,6 +26,7 @@ mod journal;
 mod lanes;
 mod names;
 mod operator;
+pub use operator::LARGEST_SHOWN;
 mod outbox;
 mod pacing;
 mod pairing;
@@ -62,6 +63,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The running gateway: its parts, wired once.
 pub struct Gateway {
+    backend: Arc<dyn AgentBackend>,
     registry: registry::Registry,
     journal: journal::Journal,
     ingress: ingress::Ingress,
@@ -79,6 +81,7 @@ impl Gateway {
         settings: &Settings,
         channels: Vec<ChannelEntry>,
     ) -> Gateway {
+        let backend_for_upkeep = backend.clone();
         let registry = registry::Registry::new(channels, &settings.policy.approvers);
         let journal = journal::Journal::new(store.clone());
         let pacer = pacing::Pacer::new(registry.clone());
@@ -91,7 +94,8 @@ impl Gateway {
             registry.clone(),
             pacer.clone(),
         );
-        let prompts = prompts::Prompts::new(store, registry.clone(), names.clone(), settings.policy.users_approve_own);
+        let prompts =
+            prompts::Prompts::new(store.clone(), registry.clone(), names.clone(), settings.policy.users_approve_own);
         let turns = turns::Turns::new(
             backend.clone(),
             registry.clone(),
@@ -113,6 +117,7 @@ impl Gateway {
         };
         let operator = Operator {
             backend: backend.clone(),
+            store: store.clone(),
             secrets: settings.secrets(),
             pairing: pairing.clone(),
             decisions: decisions.clone(),
@@ -131,14 +136,25 @@ impl Gateway {
             guests: flood::GuestLimit::default(),
         };
         let ingress = ingress::Ingress::new(journal.clone(), dispatcher);
-        Gateway { registry, journal, ingress, delivery, decisions, operator, tasks: Mutex::default() }
+        Gateway {
+            backend: backend_for_upkeep,
+            registry,
+            journal,
+            ingress,
+            delivery,
+            decisions,
+            operator,
+            tasks: Mutex::default(),
+        }
     }
 
     /// Finishes what the last run left (prompts of requests that expired while it
     /// was down, undelivered replies, unanswered events), then starts every
     /// channel. Fails, naming the channel, if one cannot start.
     pub async fn start(&self, expired: &[ApprovalRecord]) -> anyhow::Result<()> {
-        let pruned = self.journal.prune(JOURNAL_RETENTION_MS).await?;
+        let pruned = self.journal.prune(JOURNAL_RETENTION_MS).await?
+            + self.delivery.prune(JOURNAL_RETENTION_MS).await?
+            + self.backend.prune().await?;
         self.decisions.settle_expired(expired).await;
         let resent = self.delivery.recover().await?;
         let replayed = self.ingress.replay().await?;
@@ -153,11 +169,15 @@ impl Gateway {
         }
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.push(tokio::spawn(self.delivery.clone().retry_loop()));
-        let journal = self.journal.clone();
+        let (journal, delivery, backend) = (self.journal.clone(), self.delivery.clone(), self.backend.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PRUNE_EVERY).await;
                 let _ = journal.prune(JOURNAL_RETENTION_MS).await;
+                let _ = delivery.prune(JOURNAL_RETENTION_MS).await;
+                if let Err(e) = backend.prune().await {
+                    tracing::warn!(error = %e, "cannot forget old approval requests");
+                }
             }
         }));
         Ok(())

@@ -14,10 +14,16 @@ use crate::control::{
     render_approval, render_approvals, render_audit, render_grants, render_pairing, Answer, Handler, Peer, Request,
 };
 use crate::policy::approvals::{DecideError, Decider, OPERATOR};
+use crate::store::{blocking, render_sizes, Store};
+
+/// How many of the store's largest parts `check` lists.
+pub const LARGEST_SHOWN: usize = 6;
 
 #[derive(Clone)]
 pub struct Operator {
     pub(super) backend: Arc<dyn AgentBackend>,
+    /// For `check`'s report of what the store holds.
+    pub(super) store: Arc<dyn Store>,
     /// Masked in what the operator is shown.
     pub(super) secrets: Vec<String>,
     pub(super) pairing: Pairing,
@@ -33,6 +39,12 @@ impl Handler for Operator {
                 self.backend.approvals().await.map(|a| Answer::ok(render_approvals(&a, all)))
             }
             Request::ApprovalsAudit => self.backend.audit_log().await.map(|r| Answer::ok(render_audit(&r))),
+            Request::StoreSizes => {
+                return match blocking(&self.store, |s| s.sizes()).await {
+                    Ok(sizes) => Answer::ok(render_sizes(&sizes, LARGEST_SHOWN)),
+                    Err(e) => Answer::failed(e.to_string()),
+                };
+            }
             Request::GrantsList { chat } => {
                 self.backend.grants(chat.as_deref()).await.map(|g| Answer::ok(render_grants(&g)))
             }

@@ -13,6 +13,10 @@ use super::journal::{decode, encode, Journal};
 use crate::store::{blocking, now_ms, Store, StoreResult};
 
 const SPACE: &str = "outbox";
+/// Replies stored for sending (or shown as streamed), by their transcript entry
+/// id, with when (ms): a reply that answered several messages is sent once, even
+/// when the others are replayed after a crash.
+const REPLIED: &str = "replied";
 
 /// A reply on its way to a chat, as the agent or the gateway wrote it (Markdown).
 /// It is split into parts that fit the channel when delivered.
@@ -76,6 +80,9 @@ pub struct OutboxItem {
     /// The journal events this reply answers (several for collected messages).
     #[serde(default, deserialize_with = "one_or_many")]
     pub answers: Vec<String>,
+    /// The transcript entry the reply begins with, when it is the agent's.
+    #[serde(default)]
+    pub reply_entry: Option<String>,
 }
 
 /// `answers` as stored before batches (one event id or none) and since (a list).
@@ -107,7 +114,8 @@ impl Outbox {
         blocking(&self.store, |s| s.next_id()).await
     }
 
-    /// Stores a reply as item `seq`, unless the event it answers has one already.
+    /// Stores a reply as item `seq`, unless the event it answers has one already,
+    /// or the reply (`reply_entry`) was stored or shown for another event.
     pub async fn enqueue(
         &self,
         seq: u64,
@@ -115,9 +123,15 @@ impl Outbox {
         message: Outbound,
         streamed: Option<Streamed>,
         answers: Vec<String>,
+        reply_entry: Option<String>,
     ) -> StoreResult<Stored> {
         blocking(&self.store, move |s| {
-            if !answers.is_empty() {
+            if let Some(entry) = &reply_entry {
+                if s.kv_get(REPLIED, entry)?.is_some() {
+                    return Ok(Stored::AlreadyAnswered);
+                }
+            }
+            if !answers.is_empty() || reply_entry.is_some() {
                 // Its reply was stored, and maybe sent and forgotten, before.
                 for event in &answers {
                     if Journal::answered_in(s, event)? {
@@ -126,7 +140,11 @@ impl Outbox {
                 }
                 let pending = s.kv_scan(SPACE, "")?;
                 let mut found = pending.iter().filter_map(|(_, v)| decode::<OutboxItem>(v));
-                if found.any(|i| i.answers.iter().any(|a| answers.contains(a))) {
+                // (Stored, then killed before its reply was noted as such.)
+                if found.any(|i| {
+                    i.answers.iter().any(|a| answers.contains(a))
+                        || i.reply_entry == reply_entry && i.reply_entry.is_some()
+                }) {
                     return Ok(Stored::AlreadyAnswered);
                 }
             }
@@ -143,8 +161,12 @@ impl Outbox {
                 delivered_parts: 0,
                 created_at: now_ms(),
                 answers,
+                reply_entry,
             };
             s.kv_put(SPACE, &key(item.seq), &encode(&item))?;
+            if let Some(entry) = &item.reply_entry {
+                s.kv_put(REPLIED, entry, &encode(&item.created_at))?;
+            }
             Ok(Stored::New)
         })
         .await
@@ -163,6 +185,28 @@ impl Outbox {
     pub async fn mark(&self, item: &OutboxItem) -> StoreResult<()> {
         let stored = item.clone();
         blocking(&self.store, move |s| s.kv_put(SPACE, &key(stored.seq), &encode(&stored))).await
+    }
+
+    /// Notes a reply as shown without an item (the streamed message was all of it).
+    pub async fn replied(&self, reply_entry: String) -> StoreResult<()> {
+        blocking(&self.store, move |s| s.kv_put(REPLIED, &reply_entry, &encode(&now_ms()))).await
+    }
+
+    /// Forgets replies noted longer ago than `age_ms` (with the journal: an
+    /// event older than that is not replayed).
+    pub async fn prune_replied(&self, age_ms: u64) -> StoreResult<usize> {
+        let cutoff = now_ms().saturating_sub(age_ms);
+        blocking(&self.store, move |s| {
+            let mut removed = 0;
+            for (entry, at) in s.kv_scan(REPLIED, "")? {
+                if decode::<u64>(&at).is_none_or(|at| at < cutoff) {
+                    s.kv_remove(REPLIED, &entry)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     /// Forgets a delivered (or undeliverable) item.

@@ -12,9 +12,10 @@ use super::prompts::Request;
 use super::stream::Stream;
 use super::turns::{Running, Turns};
 use super::SOMETHING_WENT_WRONG;
-use crate::agent::{ErrorKind, SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput};
+use crate::agent::{
+    ErrorKind, RecordedReply, SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput,
+};
 use crate::policy::Tier;
-use crate::store::{text_of, MessageBody};
 
 /// A typing indicator is never kept up longer than this, in case a turn hangs.
 const TYPING_AT_MOST: Duration = Duration::from_secs(600);
@@ -27,6 +28,8 @@ pub struct TurnJob {
     /// Whether the chat is shared (a group) rather than the sender's DM.
     pub in_group: bool,
     pub conversation_id: String,
+    /// Messages collected before `input`, recorded first, each as its own entry.
+    pub earlier: Vec<UserInput>,
     /// `None` resumes the conversation's unfinished turn (after an approval decided
     /// once the process that asked had restarted).
     pub input: Option<UserInput>,
@@ -49,11 +52,19 @@ pub async fn run(turns: Turns, job: TurnJob) {
         in_group: job.in_group,
         can_use_tool: None,
     };
+    for input in &job.earlier {
+        // Each collected message is its own entry (already there after a replay).
+        if let Err(e) = turns.backend.record_message(&job.conversation_id, input.clone()).await {
+            // The events stay unanswered and are replayed after a restart.
+            tracing::error!(error = %e, "cannot record a collected message");
+            return;
+        }
+    }
     let mut session = match turns.backend.resume_session(&job.conversation_id, options).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the conversation");
-            return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into()).await;
+            return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
         }
     };
     let started = match job.input.clone() {
@@ -62,7 +73,7 @@ pub async fn run(turns: Turns, job: TurnJob) {
     };
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the turn");
-        return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into()).await;
+        return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
     }
     let running = Running { cancel: session.canceller(), senders: job.senders.clone() };
     turns.set_active(&job.conversation_id, Some(running));
@@ -70,10 +81,15 @@ pub async fn run(turns: Turns, job: TurnJob) {
 
     let mut stream = Stream::new(&turns, channel.clone(), &job).await;
     let mut result = None;
+    // The transcript entry of this turn's first words: which reply it sends.
+    let mut first_said: Option<String> = None;
     while let Some(message) = session.next().await {
         match message {
             SdkMessage::StreamEvent { event: StreamDelta::Text(delta) } => stream.push(&delta).await,
-            SdkMessage::Assistant { content } => stream.said(content),
+            SdkMessage::Assistant { content, uuid } => {
+                first_said.get_or_insert(uuid);
+                stream.said(content)
+            }
             SdkMessage::ApprovalRequest { approval_id, summary, complete, .. } => {
                 // Not "typing" while the turn waits for a person.
                 if let Some(t) = typing.take() {
@@ -104,46 +120,47 @@ pub async fn run(turns: Turns, job: TurnJob) {
     }
     turns.set_active(&job.conversation_id, None);
     let mut text = final_text(stream.texts(), result.as_ref());
+    let mut reply_entry = first_said;
     if text.is_empty() && result.as_ref().is_some_and(|r| r.success) {
         // A replay whose reply was generated before the crash but never stored for
-        // sending: send what the transcript holds.
-        text = recorded_reply(&turns, &job).await.unwrap_or_default();
+        // sending: send what the transcript holds, as that reply (messages recorded
+        // back to back share one, and it is sent once).
+        let reply = recorded_reply(&turns, &job).await;
+        text = reply.as_ref().map(|r| r.text.clone()).unwrap_or_default();
+        reply_entry = reply.map(|r| r.entry_id);
         // A message always gets an answer, even when the model said nothing.
         if text.is_empty() && job.input.is_some() {
             text = "_The agent finished without a reply._".into();
         }
     }
+    tracing::debug!(conversation = %job.conversation_id, events = ?job.event_ids, reply = ?reply_entry, chars = text.len(), "turn's reply");
     if stream.shows_exactly(&text) {
         // Already on screen as the one streamed message: nothing left to send.
-        return turns.delivery.nothing_to_send(&job.event_ids).await;
+        return turns.delivery.shown(&job.event_ids, reply_entry).await;
     }
     let streamed = stream.streamed();
-    finish(&turns, &job, streamed, text).await;
+    finish(&turns, &job, streamed, text, reply_entry).await;
 }
 
-/// The assistant's words after the job's input in the transcript, if any.
-async fn recorded_reply(turns: &Turns, job: &TurnJob) -> Option<String> {
+/// The agent's reply to the job's (last) message, as the transcript holds it.
+async fn recorded_reply(turns: &Turns, job: &TurnJob) -> Option<RecordedReply> {
     let input_id = job.input.as_ref()?.id.clone()?;
-    let entries = turns.backend.export_conversation(&job.conversation_id).await.ok()?;
-    let at = entries.iter().position(|e| e.id() == input_id)?;
-    let said: Vec<String> = entries[at + 1..]
-        .iter()
-        .filter_map(|e| match &e.msg.body {
-            MessageBody::Assistant { content, .. } => Some(text_of(content)),
-            _ => None,
-        })
-        .filter(|t| !t.trim().is_empty())
-        .collect();
-    (!said.is_empty()).then(|| said.join("\n\n"))
+    match turns.backend.reply_after(&job.conversation_id, &input_id).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the reply back");
+            None
+        }
+    }
 }
 
-/// Stores the reply in the outbox, marks the event answered, then delivers.
-async fn finish(turns: &Turns, job: &TurnJob, streamed: Option<Streamed>, text: String) {
+/// Stores the reply in the outbox, marks the events answered, then delivers.
+async fn finish(turns: &Turns, job: &TurnJob, streamed: Option<Streamed>, text: String, reply_entry: Option<String>) {
     if text.trim().is_empty() {
         return turns.delivery.nothing_to_send(&job.event_ids).await;
     }
     let message = Outbound { text, reply_to: job.reply_to.clone(), ..Outbound::default() };
-    turns.delivery.finish_turn(&job.chat, message, streamed, &job.event_ids).await;
+    turns.delivery.finish_turn(&job.chat, message, streamed, &job.event_ids, reply_entry).await;
 }
 
 /// Everything the agent said this turn; for failures a short human line instead.

@@ -161,6 +161,7 @@ impl Turns {
             tier: approval.requester_tier.unwrap_or(Tier::Guest),
             in_group: approval.in_group,
             conversation_id: approval.conversation_id.clone(),
+            earlier: Vec::new(),
             input: None,
             event_ids: Vec::new(),
             senders,

@@ -135,26 +135,31 @@ pub fn turn_for(conversation: &str, batch: &[Incoming]) -> TurnJob {
     let least = batch.iter().rev().min_by_key(|i| i.tier).expect("a batch has a message");
     let last = batch.last().expect("a batch has a message");
     let first = &batch[0];
+    // One transcript entry per message, each with its event's id, so a replay
+    // after a crash records exactly what is missing, however the batch is cut then.
+    let mut inputs: Vec<UserInput> = batch
+        .iter()
+        .map(|i| {
+            let text = match batch {
+                [_] => attributed(&i.message, i.tier),
+                _ => tagged(&i.message, i.tier, Some(i.message.timestamp)),
+            };
+            UserInput { text, id: Some(input_id(&i.event_id)) }
+        })
+        .collect();
+    let input = inputs.pop();
     TurnJob {
         chat: last.message.chat.clone(),
         sender: least.message.sender.clone(),
         tier: least.tier,
         in_group: first.message.kind == ChatKind::Group,
         conversation_id: conversation.to_string(),
-        input: Some(UserInput { text: input_text(batch), id: Some(input_id(&first.event_id)) }),
+        earlier: inputs,
+        input,
         event_ids: batch.iter().map(|i| i.event_id.clone()).collect(),
         senders: batch.iter().map(|i| i.message.sender.id.clone()).collect(),
         reply_to: last.reply_to.clone(),
     }
-}
-
-/// One message as the model sees it (see [`attributed`]); several, each in its
-/// tag with the time it was sent.
-fn input_text(batch: &[Incoming]) -> String {
-    if let [one] = batch {
-        return attributed(&one.message, one.tier);
-    }
-    batch.iter().map(|i| tagged(&i.message, i.tier, Some(i.message.timestamp))).collect::<Vec<_>>().join("\n")
 }
 
 /// The transcript id of the message an event carried (the same on every replay).
@@ -276,7 +281,10 @@ mod tests {
         assert_eq!((job.tier, job.sender.id.as_str()), (Tier::Guest, "fake:guest"));
         assert_eq!(job.event_ids, ["fake:1", "fake:2", "fake:3"]);
         assert_eq!(job.reply_to.as_deref(), Some("3"));
-        let text = job.input.unwrap().text;
+        let texts: Vec<String> = job.earlier.iter().chain(job.input.iter()).map(|i| i.text.clone()).collect();
+        let ids: Vec<&str> = job.earlier.iter().chain(job.input.iter()).filter_map(|i| i.id.as_deref()).collect();
+        assert_eq!(ids, ["msg-fake-1", "msg-fake-2", "msg-fake-3"], "one entry per message, each its event's");
+        let text = texts.join("\n");
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(
             text.contains("tier=\"guest\" at=\"2025-11-24T16:00:02Z\">&lt;/message&gt;also rm -rf</message>"),

@@ -305,6 +305,26 @@ impl Approvals {
         Ok(Decided { approval, waiter_woken: waiter.is_some() })
     }
 
+    /// Forgets decided requests older than `age_ms` (by when they were decided)
+    /// and their call index entries; pending ones stay. Returns how many went.
+    pub async fn prune(&self, age_ms: u64) -> StoreResult<usize> {
+        let cutoff = now_ms().saturating_sub(age_ms);
+        blocking(&self.store, move |s| {
+            let mut removed = 0;
+            for a in s.approvals()? {
+                let ended = a.decided_at.unwrap_or(a.created_at);
+                if a.state == ApprovalState::Pending || ended >= cutoff {
+                    continue;
+                }
+                s.kv_remove(CALL_INDEX, &call_index_key(&a.conversation_id, &a.call_key))?;
+                s.remove_approval(&a.id)?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     /// Expires every pending approval whose time ran out (for example while the
     /// process was down) and returns them.
     pub async fn expire_overdue(&self) -> StoreResult<Vec<ApprovalRecord>> {
@@ -463,13 +483,12 @@ pub fn outcome_text(outcome: ApprovalState, decided_by: Option<&str>) -> String 
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_approvers_decide_unless_users_may_decide_their_own_and_guests_never() {
-        let approval = ApprovalRecord {
-            id: "apr-1".into(),
+    fn record(id: &str, state: ApprovalState, decided_at: Option<u64>) -> ApprovalRecord {
+        ApprovalRecord {
+            id: id.into(),
             agent_id: "a".into(),
             conversation_id: "c".into(),
-            call_key: "k".into(),
+            call_key: format!("k-{id}"),
             tool_call_id: "t".into(),
             tool: "Bash".into(),
             input: Value::Null,
@@ -481,11 +500,47 @@ mod tests {
             in_group: true,
             created_at: 0,
             expires_at: 1,
-            state: ApprovalState::Pending,
+            state,
             decided_by: None,
-            decided_at: None,
+            decided_at,
             reason: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn decided_requests_past_their_retention_are_forgotten_with_their_index_pending_ones_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(crate::store::SledStore::open(dir.path()).unwrap());
+        let approvals = Approvals::new(
+            store.clone(),
+            Duration::from_secs(60),
+            Vec::new(),
+            false,
+            Duration::from_secs(60),
+            Vec::new(),
+        );
+        let now = now_ms();
+        let old = now - 40 * 24 * 3600 * 1000;
+        for a in [
+            record("apr-old", ApprovalState::Denied, Some(old)),
+            record("apr-new", ApprovalState::AllowedOnce, Some(now)),
+            record("apr-waiting", ApprovalState::Pending, None),
+        ] {
+            store.put_approval(&a).unwrap();
+            store.kv_put(CALL_INDEX, &call_index_key(&a.conversation_id, &a.call_key), a.id.as_bytes()).unwrap();
+        }
+        assert_eq!(approvals.prune(30 * 24 * 3600 * 1000).await.unwrap(), 1);
+        let left: Vec<String> = store.approvals().unwrap().into_iter().map(|a| a.id).collect();
+        assert_eq!(left.len(), 2);
+        assert!(!left.contains(&"apr-old".to_string()));
+        assert!(approvals.for_call("c", "k-apr-old").await.unwrap().is_none());
+        assert_eq!(store.kv_scan(CALL_INDEX, "").unwrap().len(), 2, "its index entry went too");
+        assert!(approvals.for_call("c", "k-apr-waiting").await.unwrap().is_some());
+    }
+
+    #[test]
+    fn only_approvers_decide_unless_users_may_decide_their_own_and_guests_never() {
+        let approval = record("apr-1", ApprovalState::Pending, None);
         let person = |id: &str, tier| Decider::Person { id: id.into(), tier };
         let approvers = ["fake:5".to_string()];
         for own in [false, true] {

@@ -60,9 +60,19 @@ pub trait Store: Send + Sync + 'static {
     fn append_entry(&self, conversation_id: &str, entry: &Entry) -> StoreResult<u64>;
     /// The transcript in append order, each entry with its sequence number.
     fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>>;
+    /// The transcript newest first, read lazily: what needs only the recent end
+    /// reads only that.
+    fn entries_newest_first<'a>(
+        &'a self,
+        conversation_id: &str,
+    ) -> Box<dyn Iterator<Item = StoreResult<(u64, Entry)>> + 'a>;
+    /// Whether the conversation holds an entry with this id (a keyed lookup).
+    fn has_entry(&self, conversation_id: &str, entry_id: &str) -> StoreResult<bool>;
 
     fn put_approval(&self, approval: &ApprovalRecord) -> StoreResult<()>;
     fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRecord>>;
+    /// Forgets an approval record (a decided one past its retention).
+    fn remove_approval(&self, id: &str) -> StoreResult<()>;
     /// Every approval, oldest first.
     fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>>;
 
@@ -89,6 +99,42 @@ pub trait Store: Send + Sync + 'static {
     fn meta(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_meta(&self, key: &str, value: &str) -> StoreResult<()>;
     fn schema_version(&self) -> StoreResult<u32>;
+    /// How many records each part of the store holds and their bytes, largest
+    /// first (reads everything: for `check`, not for the hot path).
+    fn sizes(&self) -> StoreResult<Vec<TreeSize>>;
+}
+
+/// One part of the store and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TreeSize {
+    pub name: String,
+    pub records: u64,
+    /// Keys and values, uncompressed.
+    pub bytes: u64,
+}
+
+/// `sizes` as lines for people: the largest `top` parts.
+pub fn render_sizes(sizes: &[TreeSize], top: usize) -> String {
+    let mut out = String::new();
+    for size in sizes.iter().take(top) {
+        out.push_str(&format!("  {:<28} {:>10} records {:>12}\n", size.name, size.records, human_bytes(size.bytes)));
+    }
+    out
+}
+
+/// `1.5 MiB`, `12.0 KiB`, `300 B`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// Runs store work off the async runtime's worker threads (writes wait on fsync).

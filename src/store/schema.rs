@@ -3,7 +3,7 @@
 use super::{StoreError, StoreResult};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub const VERSION_KEY: &str = "schema_version";
 
@@ -14,7 +14,8 @@ pub struct Migration {
 }
 
 /// Migrations in order; a change to a stored format adds one here.
-pub const MIGRATIONS: &[Migration] = &[Migration { from: 1, run: forget_broad_grants }];
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { from: 1, run: forget_broad_grants }, Migration { from: 2, run: index_entry_ids }];
 
 /// 1 → 2: "always allow here" grants covered a whole tool for everyone in a chat,
 /// forever. They are forgotten rather than narrowed by guessing: the next request
@@ -22,6 +23,26 @@ pub const MIGRATIONS: &[Migration] = &[Migration { from: 1, run: forget_broad_gr
 fn forget_broad_grants(db: &sled::Db) -> StoreResult<()> {
     let grants = db.open_tree("grants").map_err(backend)?;
     grants.clear().map_err(backend)?;
+    Ok(())
+}
+
+/// 2 → 3: transcript entries get an index by id (conversation, entry id →
+/// sequence number), so finding a message is a lookup, not a read of the whole
+/// transcript.
+fn index_entry_ids(db: &sled::Db) -> StoreResult<()> {
+    let entries = db.open_tree("entries").map_err(backend)?;
+    let ids = db.open_tree("entry_ids").map_err(backend)?;
+    for item in entries.iter() {
+        let (key, value) = item.map_err(backend)?;
+        let Some(split) = key.iter().position(|b| *b == 0) else { continue };
+        let (conversation, seq) = (&key[..split], &key[split + 1..]);
+        let entry: super::Entry = serde_json::from_slice(&value)
+            .map_err(|e| StoreError::Decode { what: "transcript entry", detail: e.to_string() })?;
+        let mut index_key = conversation.to_vec();
+        index_key.push(0);
+        index_key.extend_from_slice(entry.id().as_bytes());
+        ids.insert(index_key, seq).map_err(backend)?;
+    }
     Ok(())
 }
 

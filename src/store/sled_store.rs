@@ -11,7 +11,7 @@ use super::lock::DirLock;
 use super::schema::{self, Migration, MIGRATIONS, SCHEMA_VERSION, VERSION_KEY};
 use super::{
     AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, MemoryBlock, Store, StoreError,
-    StoreResult,
+    StoreResult, TreeSize,
 };
 
 pub struct SledStore {
@@ -20,6 +20,8 @@ pub struct SledStore {
     blocks: sled::Tree,
     conversations: sled::Tree,
     entries: sled::Tree,
+    /// Each entry's sequence number by its id, per conversation.
+    entry_ids: sled::Tree,
     approvals: sled::Tree,
     grants: sled::Tree,
     audit: sled::Tree,
@@ -27,17 +29,30 @@ pub struct SledStore {
     _lock: DirLock,
 }
 
+/// The page cache when none is configured, in MiB.
+pub const DEFAULT_CACHE_MB: u64 = 64;
+
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`, upgrading an older schema.
     pub fn open(dir: &Path) -> StoreResult<SledStore> {
-        Self::open_with(dir, SCHEMA_VERSION, MIGRATIONS)
+        Self::open_sized(dir, DEFAULT_CACHE_MB)
+    }
+
+    /// As [`SledStore::open`], with a page cache of `cache_mb` MiB: the bound on
+    /// the pages kept in memory (sled keeps a little more per page it has read).
+    pub fn open_sized(dir: &Path, cache_mb: u64) -> StoreResult<SledStore> {
+        Self::open_full(dir, SCHEMA_VERSION, MIGRATIONS, cache_mb)
     }
 
     pub fn open_with(dir: &Path, target: u32, migrations: &[Migration]) -> StoreResult<SledStore> {
+        Self::open_full(dir, target, migrations, DEFAULT_CACHE_MB)
+    }
+
+    fn open_full(dir: &Path, target: u32, migrations: &[Migration], cache_mb: u64) -> StoreResult<SledStore> {
         let io = |cause| StoreError::Io { dir: dir.to_path_buf(), cause };
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = DirLock::acquire(dir)?;
-        let db = open_db(&dir.join("db"), dir)?;
+        let db = open_db(&dir.join("db"), dir, cache_mb)?;
         schema::upgrade(&db, dir, target, migrations)?;
         owner_only(dir).map_err(io)?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| corrupt_or_backend(e, dir));
@@ -46,6 +61,7 @@ impl SledStore {
             blocks: tree("blocks")?,
             conversations: tree("conversations")?,
             entries: tree("entries")?,
+            entry_ids: tree("entry_ids")?,
             approvals: tree("approvals")?,
             grants: tree("grants")?,
             audit: tree("audit")?,
@@ -87,8 +103,9 @@ fn owner_only(dir: &Path) -> std::io::Result<()> {
 
 /// sled may panic rather than return an error on some damaged files; either way the
 /// caller gets `Corrupt`.
-fn open_db(path: &Path, dir: &Path) -> StoreResult<sled::Db> {
-    let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| sled::Config::new().path(path).open()));
+fn open_db(path: &Path, dir: &Path, cache_mb: u64) -> StoreResult<sled::Db> {
+    let config = sled::Config::new().path(path).cache_capacity(cache_mb * 1024 * 1024);
+    let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| config.open()));
     match attempt {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(corrupt_or_backend(e, dir)),
@@ -165,8 +182,10 @@ impl Store for SledStore {
             self.blocks.remove(item.map_err(backend)?.0).map_err(backend)?;
         }
         for conversation in self.conversations(Some(id))? {
-            for item in self.entries.scan_prefix(prefix(&conversation.id)) {
-                self.entries.remove(item.map_err(backend)?.0).map_err(backend)?;
+            for tree in [&self.entries, &self.entry_ids] {
+                for item in tree.scan_prefix(prefix(&conversation.id)) {
+                    tree.remove(item.map_err(backend)?.0).map_err(backend)?;
+                }
             }
             self.conversations.remove(conversation.id.as_bytes()).map_err(backend)?;
         }
@@ -198,31 +217,56 @@ impl Store for SledStore {
     }
 
     fn append_entry(&self, conversation_id: &str, entry: &Entry) -> StoreResult<u64> {
+        use sled::transaction::ConflictableTransactionError;
+        use sled::Transactional;
         // sled's ids only grow, across restarts too, so they order the transcript.
         let seq = self.db.generate_id().map_err(backend)?;
         let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.entries.insert(child_key(conversation_id, &seq.to_be_bytes()), bytes).map_err(backend)?;
-        if let Some(mut conversation) = self.conversation(conversation_id)? {
-            conversation.updated_at = entry.msg.timestamp;
-            let bytes = serde_json::to_vec(&conversation).map_err(|e| StoreError::Backend(e.to_string()))?;
-            self.conversations.insert(conversation_id, bytes).map_err(backend)?;
-        }
+        let conversation = match self.conversation(conversation_id)? {
+            Some(mut c) => {
+                c.updated_at = entry.msg.timestamp;
+                Some(serde_json::to_vec(&c).map_err(|e| StoreError::Backend(e.to_string()))?)
+            }
+            None => None,
+        };
+        // The entry, its id's index and the conversation's time together, or none.
+        (&self.entries, &self.entry_ids, &self.conversations)
+            .transaction(|(entries, ids, conversations)| {
+                entries.insert(child_key(conversation_id, &seq.to_be_bytes()), bytes.as_slice())?;
+                ids.insert(child_key(conversation_id, entry.id().as_bytes()), &seq.to_be_bytes())?;
+                if let Some(c) = &conversation {
+                    conversations.insert(conversation_id.as_bytes(), c.as_slice())?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| StoreError::Backend(format!("{e:?}")))?;
         self.flush()?;
         Ok(seq)
     }
 
     fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>> {
+        self.entries_newest_first(conversation_id).collect::<StoreResult<Vec<_>>>().map(|mut all| {
+            all.reverse();
+            all
+        })
+    }
+
+    fn entries_newest_first<'a>(
+        &'a self,
+        conversation_id: &str,
+    ) -> Box<dyn Iterator<Item = StoreResult<(u64, Entry)>> + 'a> {
         let start = prefix(conversation_id).len();
-        self.entries
-            .scan_prefix(prefix(conversation_id))
-            .map(|item| {
-                let (k, v) = item.map_err(backend)?;
-                let seq_bytes: [u8; 8] = k[start..]
-                    .try_into()
-                    .map_err(|_| StoreError::Decode { what: "entry key", detail: "bad length".into() })?;
-                Ok((u64::from_be_bytes(seq_bytes), decode("transcript entry", &v)?))
-            })
-            .collect()
+        Box::new(self.entries.scan_prefix(prefix(conversation_id)).rev().map(move |item| {
+            let (k, v) = item.map_err(backend)?;
+            let seq_bytes: [u8; 8] = k[start..]
+                .try_into()
+                .map_err(|_| StoreError::Decode { what: "entry key", detail: "bad length".into() })?;
+            Ok((u64::from_be_bytes(seq_bytes), decode("transcript entry", &v)?))
+        }))
+    }
+
+    fn has_entry(&self, conversation_id: &str, entry_id: &str) -> StoreResult<bool> {
+        self.entry_ids.contains_key(child_key(conversation_id, entry_id.as_bytes())).map_err(backend)
     }
 
     fn put_approval(&self, approval: &ApprovalRecord) -> StoreResult<()> {
@@ -231,6 +275,11 @@ impl Store for SledStore {
 
     fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRecord>> {
         self.approvals.get(id).map_err(backend)?.map(|v| decode("approval", &v)).transpose()
+    }
+
+    fn remove_approval(&self, id: &str) -> StoreResult<()> {
+        self.approvals.remove(id).map_err(backend)?;
+        self.flush()
     }
 
     fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>> {
@@ -312,6 +361,26 @@ impl Store for SledStore {
     fn schema_version(&self) -> StoreResult<u32> {
         let raw = self.meta.get(VERSION_KEY).map_err(backend)?;
         Ok(raw.as_deref().and_then(schema::parse_version).unwrap_or(0))
+    }
+
+    fn sizes(&self) -> StoreResult<Vec<TreeSize>> {
+        let mut sizes = Vec::new();
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name).map_err(backend)?;
+            let (mut records, mut bytes) = (0u64, 0u64);
+            for item in tree.iter() {
+                let (k, v) = item.map_err(backend)?;
+                records += 1;
+                bytes += (k.len() + v.len()) as u64;
+            }
+            let name = String::from_utf8_lossy(&name).into_owned();
+            // sled's own default tree holds nothing of ours.
+            if records > 0 || name != "__sled__default" {
+                sizes.push(TreeSize { name, records, bytes });
+            }
+        }
+        sizes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+        Ok(sizes)
     }
 }
 
@@ -463,6 +532,19 @@ mod tests {
         let s = SledStore::open(old.path()).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         assert!(s.grants(None).unwrap().is_empty());
+        drop(s);
+
+        // The 2 -> 3 step indexes the entries a schema-2 store wrote without one.
+        let old = tempfile::tempdir().unwrap();
+        let s = SledStore::open_with(old.path(), 2, &[]).unwrap();
+        let entry = Entry::new(None, crate::store::MessageBody::User { content: crate::store::text_content("hi") });
+        s.append_entry("conv-1", &entry).unwrap();
+        s.entry_ids.clear().unwrap();
+        assert!(!s.has_entry("conv-1", entry.id()).unwrap());
+        drop(s);
+        let s = SledStore::open(old.path()).unwrap();
+        assert!(s.has_entry("conv-1", entry.id()).unwrap(), "indexed by the migration");
+        assert!(!s.has_entry("conv-2", entry.id()).unwrap(), "per conversation");
     }
 
     #[test]

@@ -29,7 +29,8 @@ impl Harness {
         let polls_before = ready(telegram);
         let mut cmd = self.command(std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")));
         cmd.arg("serve")
-            .env("RUST_LOG", "info,sled=off")
+            // SWITCHBOARD_TEST_LOG (a RUST_LOG filter) shows more when debugging a test.
+            .env("RUST_LOG", std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| "info,sled=off".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

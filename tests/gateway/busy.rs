@@ -36,7 +36,9 @@ async fn messages_arriving_mid_turn_are_answered_together_in_one_model_call() {
     assert_eq!(gw.count_settled("7", "answered").await, 2, "two replies: the first, then the batch");
     let requests = gw.llm.requests();
     assert_eq!(requests.len(), 2, "one model call for the whole burst");
-    let batch = requests[1].last_user_text();
+    let batch = requests[1].unanswered_user_text();
+    let trailing = requests[1].messages().iter().rev().take_while(|m| m["role"] == "user").count();
+    assert_eq!(trailing, 15, "each message its own entry, so a replay records only what is missing");
     for n in 1..=15 {
         assert!(batch.contains(&format!(">burst {n}</message>")), "burst {n} missing: {batch}");
     }

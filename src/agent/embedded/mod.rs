@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::agent::transcript::head_id;
 use crate::agent::{
-    AgentBackend, AgentDetails, AgentError, CreateAgentOptions, MessagePage, PageRequest, Session, SessionOptions,
-    TurnRequest, TurnRunner, UserInput,
+    AgentBackend, AgentDetails, AgentError, CreateAgentOptions, MessagePage, PageRequest, RecordedReply, Session,
+    SessionOptions, TurnRequest, TurnRunner, UserInput,
 };
 use crate::config::Settings;
 use crate::policy::approvals::{Approvals, Choice, DecideError, Decided, Decider, OPERATOR};
@@ -351,11 +350,14 @@ impl AgentBackend for EmbeddedBackend {
         let _turn = self.inner.conversation_lock(conversation_id).lock_owned().await;
         let id = conversation_id.to_string();
         blocking(self.store(), move |s| {
-            let entries = s.entries(&id)?;
-            if input.id.as_deref().is_some_and(|m| entries.iter().any(|(_, e)| e.id() == m)) {
-                return Ok(());
+            // Keyed lookups only: the cost does not grow with the transcript.
+            if let Some(m) = input.id.as_deref() {
+                if s.has_entry(&id, m)? {
+                    return Ok(());
+                }
             }
-            let mut entry = Entry::new(head_id(&entries), MessageBody::User { content: text_content(input.text) });
+            let head = s.entries_newest_first(&id).next().transpose()?.map(|(_, e)| e.id().to_string());
+            let mut entry = Entry::new(head, MessageBody::User { content: text_content(input.text) });
             if let Some(m) = input.id {
                 entry.msg.id = m;
             }
@@ -364,6 +366,27 @@ impl AgentBackend for EmbeddedBackend {
         })
         .await?;
         Ok(())
+    }
+
+    async fn reply_after(&self, conversation_id: &str, input_id: &str) -> Result<Option<RecordedReply>, AgentError> {
+        let (id, input) = (conversation_id.to_string(), input_id.to_string());
+        Ok(blocking(self.store(), move |s| {
+            if !s.has_entry(&id, &input)? {
+                return Ok(None);
+            }
+            // Newest first, back to the message: what came after it, and no more.
+            let mut after = Vec::new();
+            for item in s.entries_newest_first(&id) {
+                let (_, entry) = item?;
+                if entry.id() == input {
+                    break;
+                }
+                after.push(entry);
+            }
+            after.reverse();
+            Ok(history::reply_in(&after))
+        })
+        .await?)
     }
 
     async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError> {
@@ -469,5 +492,10 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn recover(&self) -> Result<Vec<ApprovalRecord>, AgentError> {
         Ok(self.inner.approvals.expire_overdue().await?)
+    }
+
+    async fn prune(&self) -> Result<usize, AgentError> {
+        let days = self.inner.settings.store.approval_retention_days;
+        Ok(self.inner.approvals.prune(days * 24 * 3600 * 1000).await?)
     }
 }

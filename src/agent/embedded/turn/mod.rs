@@ -14,7 +14,6 @@ use std::time::Instant;
 use super::llm::{ChatRequest, Delta, LlmError, ModelReply};
 use super::tools;
 use super::{compaction, history, prompt, Inner};
-use crate::agent::transcript::active_path;
 use crate::agent::{ErrorKind, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
 use crate::policy::{CanUseTool, ToolContext};
 use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
@@ -101,8 +100,9 @@ impl Turn {
             tools: tools::names(),
         });
         let conversation_id = self.request.conversation_id.clone();
-        let entries = blocking(&self.inner.store, move |s| s.entries(&conversation_id)).await?;
-        self.path = active_path(&entries);
+        self.path =
+            blocking(&self.inner.store, move |s| history::active_tail(s.entries_newest_first(&conversation_id)))
+                .await?;
 
         // Tool calls an earlier turn left unfinished come first; a new message waits
         // behind them (and behind their approvals).
@@ -112,7 +112,7 @@ impl Turn {
         }
         let input = match self.request.input.clone() {
             // Sent before (a replay): continue from where that attempt got to.
-            Some(input) if self.has_entry(input.id.as_deref()) => None,
+            Some(input) if self.recorded(input.id.as_deref()).await? => None,
             other => other,
         };
         match input {
@@ -166,17 +166,18 @@ impl Turn {
         };
         self.usage.add(reply.usage);
         let reasoning = (!reply.reasoning.is_empty()).then(|| reply.reasoning.clone());
-        self.append(MessageBody::Assistant {
-            content: if reply.text.is_empty() { Vec::new() } else { text_content(reply.text.clone()) },
-            tool_calls: reply.tool_calls.clone(),
-            reasoning: reasoning.clone(),
-        })
-        .await?;
+        let uuid = self
+            .append(MessageBody::Assistant {
+                content: if reply.text.is_empty() { Vec::new() } else { text_content(reply.text.clone()) },
+                tool_calls: reply.tool_calls.clone(),
+                reasoning: reasoning.clone(),
+            })
+            .await?;
         if let Some(content) = reasoning {
             self.emit(SdkMessage::Reasoning { content });
         }
         if !reply.text.is_empty() {
-            self.emit(SdkMessage::Assistant { content: reply.text.clone() });
+            self.emit(SdkMessage::Assistant { content: reply.text.clone(), uuid });
             self.last_text = Some(reply.text.clone());
         }
         Ok(Some(reply))
@@ -192,8 +193,11 @@ impl Turn {
             .is_some_and(|e| matches!(e.msg.body, MessageBody::User { .. } | MessageBody::Tool { .. }))
     }
 
-    fn has_entry(&self, id: Option<&str>) -> bool {
-        id.is_some_and(|id| self.path.iter().any(|e| e.id() == id))
+    /// Whether the conversation holds an entry with this id (a keyed lookup).
+    async fn recorded(&self, id: Option<&str>) -> Result<bool, Failure> {
+        let Some(id) = id.map(str::to_string) else { return Ok(false) };
+        let conversation_id = self.request.conversation_id.clone();
+        Ok(blocking(&self.inner.store, move |s| s.has_entry(&conversation_id, &id)).await?)
     }
 
     /// The id new entries hang under.
@@ -263,8 +267,12 @@ impl Turn {
         Ok(())
     }
 
-    async fn append(&mut self, body: MessageBody) -> Result<(), Failure> {
-        self.store_entry(Entry::new(self.head(), body)).await
+    /// Appends at the head; returns the new entry's id.
+    async fn append(&mut self, body: MessageBody) -> Result<String, Failure> {
+        let entry = Entry::new(self.head(), body);
+        let id = entry.id().to_string();
+        self.store_entry(entry).await?;
+        Ok(id)
     }
 
     async fn store_entry(&mut self, entry: Entry) -> Result<(), Failure> {

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::{stream, FutureExt, StreamExt};
 use serde_json::{json, Value};
 
-use super::reply::{Fallback, Reply};
+use super::reply::{split_into, Fallback, Reply};
 use super::request::RecordedRequest;
 use super::wire::{self, Completion, Meta};
 use super::{Shared, Turn, DEFAULT_MODEL};
@@ -37,7 +37,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 async fn chat_completions(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
     let (body, problem) = parse_body(&raw);
-    let request = RecordedRequest { path: uri.path().to_owned(), headers: header_map(&headers), body };
+    let request = RecordedRequest {
+        path: uri.path().to_owned(),
+        headers: header_map(&headers),
+        body,
+        received_at: std::time::Instant::now(),
+    };
     if let Some(message) = problem {
         shared.record(request);
         return json_error(StatusCode::BAD_REQUEST, &message);
@@ -110,8 +115,30 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
                 let echo = format!("echo: {}", request.last_user_text());
                 respond(Reply::text(&echo), delivery).await
             }
+            Fallback::Agent => {
+                let said = request.unanswered_user_text();
+                let after_tool = request.messages().last().is_some_and(|m| m["role"] == "tool");
+                let asked = request.last_user_text();
+                let reply = match asked.strip_prefix("RUN ") {
+                    Some(command) if after_tool => Reply::text(&format!("ran: {command}")),
+                    Some(command) if said == asked => {
+                        Reply::tool_call("Bash", serde_json::json!({ "command": command }))
+                    }
+                    _ if said.contains("long") => Reply::text(&long_echo(&said)),
+                    _ if said.contains("slow") => Reply::Text { chunks: split_into(&format!("echo: {said}"), 10) },
+                    _ => Reply::text(&format!("echo: {said}")),
+                };
+                respond(reply, delivery).await
+            }
         },
     }
+}
+
+/// `echo: <said>`, about 5,000 characters of filler words, then `end: <said>`:
+/// longer than one Telegram message.
+fn long_echo(said: &str) -> String {
+    let filler: Vec<String> = (0..1000).map(|i| format!("w{i}")).collect();
+    format!("echo: {said} {} end: {said}", filler.join(" "))
 }
 
 /// Boxed because `Reply::Delay` nests replies.

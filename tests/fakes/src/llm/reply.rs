@@ -16,6 +16,15 @@ pub enum Fallback {
     Error,
     /// Replies with `echo: <text of the last user message>`.
     Echo,
+    /// A tiny agent that answers every message since its last reply (the user
+    /// messages at the end of the request), decided by the request alone (so it holds under any
+    /// concurrency and across replays): a last user message `RUN <command>` gets a
+    /// `Bash` call of that command; once the request ends with its result, the
+    /// reply is `ran: <command>`; a message containing `long` gets `echo: <text>`,
+    /// about 5,000 characters of filler and `end: <text>`; one containing `slow`
+    /// gets its echo in ten chunks (slow with a chunk delay); anything else is
+    /// echoed as with `Echo`.
+    Agent,
 }
 
 /// One tool call the fake model makes.

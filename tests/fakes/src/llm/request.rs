@@ -12,6 +12,8 @@ pub struct RecordedRequest {
     pub headers: HashMap<String, String>,
     /// The JSON body, or a JSON string holding the raw text if it was not JSON.
     pub body: Value,
+    /// When the request arrived.
+    pub received_at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -33,6 +35,15 @@ impl RecordedRequest {
             .find(|m| m["role"] == "user")
             .map(|m| content_text(&m["content"]))
             .unwrap_or_default()
+    }
+
+    /// The text of every user message after the last non-user one (the messages
+    /// a model would be answering), joined by "\n".
+    pub fn unanswered_user_text(&self) -> String {
+        let messages = self.messages();
+        let trailing: Vec<String> =
+            messages.iter().rev().take_while(|m| m["role"] == "user").map(|m| content_text(&m["content"])).collect();
+        trailing.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
     /// Every message's non-empty text content (incl. tool results), joined by "\n".
@@ -109,7 +120,12 @@ mod tests {
     use serde_json::json;
 
     fn request(body: Value) -> RecordedRequest {
-        RecordedRequest { path: "/v1/chat/completions".into(), headers: HashMap::new(), body }
+        RecordedRequest {
+            path: "/v1/chat/completions".into(),
+            headers: HashMap::new(),
+            body,
+            received_at: std::time::Instant::now(),
+        }
     }
 
     #[test]
