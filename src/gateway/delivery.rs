@@ -334,6 +334,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reply_that_answered_several_messages_is_sent_once_whichever_is_replayed() {
+        let (_dir, delivery, fake, journal) = setup();
+        let chat = fake.direct("1");
+        let mut events = Vec::new();
+        for text in ["one", "two", "three"] {
+            let event = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", text, false);
+            journal.record(&event).await.unwrap();
+            events.push(event.event_id);
+        }
+        // "one" and "two" were recorded back to back and answered by one reply (its
+        // transcript entry "msg-r1"), sent for "one"; then a crash before "two" was
+        // marked answered. Its replay finds the same reply, whether it was sent...
+        let reply = || Some("msg-r1".to_string());
+        delivery.finish_turn(&chat, text("to one and two"), None, &events[..1], reply()).await;
+        delivery.finish_turn(&chat, text("to one and two"), None, &events[1..2], reply()).await;
+        // ...or only ever shown as the streamed message.
+        delivery.shown(&events[2..], Some("msg-r2".into())).await;
+        delivery.finish_turn(&chat, text("to three"), None, &events[2..], Some("msg-r2".into())).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(fake.texts_in("1"), ["to one and two"], "each reply once");
+        assert!(journal.unfinished().await.unwrap().is_empty(), "every message answered");
+        // A stored item not yet noted as sent (killed in between) is found too.
+        let seq = delivery.outbox.next_seq().await.unwrap();
+        let stored = delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()));
+        assert_eq!(stored.await.unwrap(), Stored::New);
+        let seq = delivery.outbox.next_seq().await.unwrap();
+        let again = delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()));
+        assert_eq!(again.await.unwrap(), Stored::AlreadyAnswered);
+        // Notes are forgotten with the journal's answered events.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(delivery.prune(0).await.unwrap(), 3, "msg-r1, msg-r2, msg-r3");
+    }
+
+    #[tokio::test]
     async fn an_edit_that_would_change_nothing_is_skipped() {
         let (_dir, delivery, fake, _journal) = setup();
         let chat = fake.direct("1");
