@@ -27,6 +27,8 @@ const LATENCY_SAMPLES: i64 = 200;
 /// Conversations when memory is measured the second time.
 const MANY_CHATS: i64 = 10_000;
 const DEADLINE: Duration = Duration::from_secs(600);
+/// How long the daemon idles before memory is measured the last time.
+const IDLE_AFTER: Duration = Duration::from_secs(95);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -66,15 +68,19 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let many_rss = rss_kib(pid);
+    // Once idle (the conversations' lanes closed after a minute): what stays.
+    tokio::time::sleep(IDLE_AFTER).await;
+    let idle_many_rss = rss_kib(pid);
     let _ = daemon.start_kill();
     let _ = daemon.wait().await;
     // `cargo bench --bench gateway -- memory` stops here.
     if std::env::args().skip(1).any(|a| a == "memory") {
         println!(
-            "  idle RSS {:.1} MiB; after {CHATS} conversations {:.1} MiB; after {MANY_CHATS} {:.1} MiB",
+            "  idle RSS {:.1} MiB; after {CHATS} conversations {:.1} MiB; after {MANY_CHATS} {:.1} MiB, then idle {:.1} MiB",
             idle_rss as f64 / 1024.0,
             loaded_rss as f64 / 1024.0,
-            many_rss as f64 / 1024.0
+            many_rss as f64 / 1024.0,
+            idle_many_rss as f64 / 1024.0
         );
         return;
     }
@@ -91,6 +97,11 @@ async fn main() {
     println!("  idle RSS:                                  {:.1} MiB", idle_rss as f64 / 1024.0);
     println!("  RSS after {CHATS} conversations:               {:.1} MiB", loaded_rss as f64 / 1024.0);
     println!("  RSS after {MANY_CHATS} conversations:              {:.1} MiB", many_rss as f64 / 1024.0);
+    println!(
+        "  ... then {}s idle:                             {:.1} MiB",
+        IDLE_AFTER.as_secs(),
+        idle_many_rss as f64 / 1024.0
+    );
     println!("  acknowledgement p50 ({CHATS} chats in flight):  {:.2} ms", ack(0.50).as_secs_f64() * 1000.0);
     println!("  acknowledgement p99:                         {:.2} ms", ack(0.99).as_secs_f64() * 1000.0);
     print_scaling(&scaling);

@@ -21,6 +21,9 @@ pub struct JournalRecord {
     /// The message a streamed reply was being written into, so a replay after a
     /// crash finishes that message instead of leaving it half-written.
     pub stream_message: Option<SentRef>,
+    /// What that message shows (plain), so the replay edits it only to change it.
+    #[serde(default)]
+    pub stream_shown: Option<String>,
 }
 
 #[derive(Clone)]
@@ -45,7 +48,14 @@ impl Journal {
             // entry without a record (skipped on replay) and the platform, not yet
             // acknowledged, delivers the event again.
             s.kv_put(ORDER, &format!("{seq:020}"), event.event_id.as_bytes())?;
-            let record = JournalRecord { seq, event, done: false, received_at: now_ms(), stream_message: None };
+            let record = JournalRecord {
+                seq,
+                event,
+                done: false,
+                received_at: now_ms(),
+                stream_message: None,
+                stream_shown: None,
+            };
             s.kv_put(RECORDS, &record.event.event_id, &encode(&record))?;
             Ok(true)
         })
@@ -62,8 +72,13 @@ impl Journal {
         self.update(event_id, |r| r.done = true).await
     }
 
-    pub async fn set_stream_message(&self, event_id: &str, sent: SentRef) -> StoreResult<()> {
-        self.update(event_id, move |r| r.stream_message = Some(sent)).await
+    /// Notes the message a reply streams into and what it shows now.
+    pub async fn set_stream_message(&self, event_id: &str, sent: SentRef, shown: String) -> StoreResult<()> {
+        self.update(event_id, move |r| {
+            r.stream_message = Some(sent);
+            r.stream_shown = Some(shown);
+        })
+        .await
     }
 
     async fn update(
@@ -175,8 +190,12 @@ mod tests {
         let left: Vec<String> = journal.unfinished().await.unwrap().into_iter().map(|r| r.event.event_id).collect();
         assert_eq!(left, ["e3", "e2"], "arrival order, answered ones skipped");
 
-        journal.set_stream_message("e3", SentRef { message_id: "77".into() }).await.unwrap();
-        assert_eq!(journal.get("e3").await.unwrap().unwrap().stream_message.unwrap().message_id, "77");
+        journal.set_stream_message("e3", SentRef { message_id: "77".into() }, "so far".into()).await.unwrap();
+        let record = journal.get("e3").await.unwrap().unwrap();
+        assert_eq!(
+            (record.stream_message.unwrap().message_id, record.stream_shown.as_deref()),
+            ("77".into(), Some("so far"))
+        );
         // Pruning compares millisecond timestamps: let the clock move on first.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         assert_eq!(journal.prune(0).await.unwrap(), 1, "only the answered event is forgotten");

@@ -32,10 +32,15 @@ pub struct Stream<'a> {
 
 impl<'a> Stream<'a> {
     pub async fn new(turns: &'a Turns, channel: Arc<dyn Channel>, job: &TurnJob) -> Stream<'a> {
-        // A replayed event continues the message its first attempt streamed into.
-        let message = match job.event_ids.first() {
-            Some(id) => turns.journal.get(id).await.ok().flatten().and_then(|r| r.stream_message),
+        // A replayed event continues the message its first attempt streamed into,
+        // knowing what it shows (no edit that would change nothing).
+        let record = match job.event_ids.first() {
+            Some(id) => turns.journal.get(id).await.ok().flatten(),
             None => None,
+        };
+        let (message, shown) = match record {
+            Some(r) => (r.stream_message, r.stream_shown.unwrap_or_default()),
+            None => (None, String::new()),
         };
         Stream {
             turns,
@@ -46,7 +51,7 @@ impl<'a> Stream<'a> {
             texts: Vec::new(),
             current: String::new(),
             message,
-            shown: String::new(),
+            shown,
             not_before: Instant::now() + turns.pacer.interval(&job.chat),
         }
     }
@@ -104,23 +109,35 @@ impl<'a> Stream<'a> {
             }
             Some(sent) => self.channel.edit(&self.chat, sent, &first).await.map(|_| None),
         };
-        match outcome {
+        let edited = match outcome {
             Ok(Some(sent)) => {
-                if let Some(event) = &self.event_id {
-                    let _ = self.turns.journal.set_stream_message(event, sent.clone()).await;
-                }
                 self.message = Some(sent);
-                self.shown = shown;
+                true
             }
-            Ok(None) => self.shown = shown,
+            Ok(None) => true,
             // Skipped; the next delta or the final reply catches up.
-            Err(ChannelError::RateLimited(wait)) => self.turns.pacer.hold(&self.chat, wait),
-            Err(ChannelError::Transient(_)) => {}
+            Err(ChannelError::RateLimited(wait)) => {
+                self.turns.pacer.hold(&self.chat, wait);
+                false
+            }
+            Err(ChannelError::Transient(_)) => false,
             Err(ChannelError::Rejected(why)) => {
                 tracing::debug!(reason = %why, "streaming edit refused; the final reply will be sent anew");
                 self.message = None;
+                false
             }
-            Err(ChannelError::Unsupported(_)) => self.message = None,
+            Err(ChannelError::Unsupported(_)) => {
+                self.message = None;
+                false
+            }
+        };
+        if edited {
+            self.shown = shown;
+            // Noted (about once per pace interval), so a replay after a crash
+            // finishes this message and edits it only to change it.
+            if let (Some(event), Some(sent)) = (&self.event_id, &self.message) {
+                let _ = self.turns.journal.set_stream_message(event, sent.clone(), self.shown.clone()).await;
+            }
         }
     }
 }
