@@ -554,10 +554,10 @@ async fn operator_commands_reach_a_running_daemon() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_empty_model_reply_still_answers_the_message() {
+async fn an_empty_model_reply_is_an_error_the_person_is_told_of() {
     let (h, tg) = setup("open").await;
     let _d = h.serve(&tg).await;
     h.llm.push(Reply::chunks(Vec::<String>::new()));
     tg.send_dm(USER, "say nothing");
-    wait_text(&tg, USER, "The agent finished without a reply.").await;
+    wait_text(&tg, USER, "The model did not answer; please try again in a moment.").await;
 }

@@ -25,6 +25,7 @@ const KNOWN_KEYS: &[&str] = &[
     "llm.context_window",
     "llm.request_timeout_secs",
     "llm.max_retries",
+    "llm.stream",
     "agent.name",
     "agent.persona",
     "agent.human",
@@ -266,6 +267,7 @@ impl<'a> Reader<'a> {
                 context_window: self.get("llm.context_window", d.llm.context_window),
                 request_timeout_secs: self.get("llm.request_timeout_secs", d.llm.request_timeout_secs),
                 max_retries: self.get("llm.max_retries", d.llm.max_retries),
+                stream: self.get("llm.stream", d.llm.stream),
             },
             agent: AgentSettings {
                 name: self.get("agent.name", d.agent.name),

@@ -202,6 +202,9 @@ pub struct LlmSettings {
     pub context_window: u64,
     pub request_timeout_secs: u64,
     pub max_retries: u32,
+    /// Stream replies (false: ask for whole replies, for servers that cannot
+    /// stream tool calls).
+    pub stream: bool,
 }
 
 // Hand-written so that a stray `{:?}` can never print the API key.
@@ -214,6 +217,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("context_window", &self.context_window)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("max_retries", &self.max_retries)
+            .field("stream", &self.stream)
             .finish()
     }
 }
@@ -269,6 +273,7 @@ impl Default for Settings {
                 context_window: 128_000,
                 request_timeout_secs: 120,
                 max_retries: 3,
+                stream: true,
             },
             agent: AgentSettings {
                 name: "switchboard".into(),

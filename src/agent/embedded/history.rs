@@ -129,7 +129,8 @@ pub fn to_model_messages(entries: &[Entry]) -> Vec<Value> {
                 if tool_calls.is_empty() && text.is_empty() {
                     continue;
                 }
-                let mut message = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
+                // "" rather than null: some servers (llama-cpp-python) answer null with HTTP 500.
+                let mut message = json!({"role": "assistant", "content": text});
                 if !tool_calls.is_empty() {
                     message["tool_calls"] = tool_calls
                         .iter()
@@ -223,7 +224,7 @@ mod tests {
         let m = to_model_messages(&entries);
         let roles: Vec<&str> = m.iter().map(|v| v["role"].as_str().unwrap()).collect();
         assert_eq!(roles, ["user", "assistant", "tool", "user"]);
-        assert_eq!(m[1]["content"], Value::Null);
+        assert_eq!(m[1]["content"], "", "an empty string, never null");
         assert_eq!(m[2]["tool_call_id"], "c1");
         assert_eq!(m[2]["content"], INTERRUPTED_TOOL_RESULT);
     }

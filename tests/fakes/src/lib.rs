@@ -18,5 +18,5 @@ pub mod telegram;
 mod test_client;
 
 pub use channel::{FakeChannel, RecordingSink};
-pub use llm::{FakeLlm, FakeToolCall, Fallback, Gate, RecordedRequest, Reply};
+pub use llm::{FakeLlm, FakeToolCall, Fallback, Gate, Quirks, RecordedRequest, Reply};
 pub use telegram::{Call, CallbackAnswer, FakeTelegram, SentMessage};

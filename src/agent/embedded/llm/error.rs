@@ -12,6 +12,10 @@ pub enum LlmError {
     Status { status: u16, detail: String, retry_after: Option<Duration> },
     #[error("the model endpoint sent a malformed response: {0}")]
     Malformed(String),
+    /// A stream that ended before any chunk (llama-cpp-python's answer to
+    /// streamed tool calls); asked again without streaming.
+    #[error("the model endpoint sent a malformed response: the stream ended before any reply")]
+    EmptyStream,
     #[error("the model endpoint reported an error: {0}")]
     Reported(String),
     #[error("cancelled")]
@@ -22,7 +26,10 @@ impl LlmError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LlmError::Unreachable { .. } | LlmError::Timeout { .. } => true,
-            LlmError::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            // A server that answers an invalid request with 500 would refuse it again.
+            LlmError::Status { status, detail, .. } => {
+                *status == 429 || *status == 408 || (*status >= 500 && !says_invalid(detail))
+            }
             _ => false,
         }
     }
@@ -49,11 +56,31 @@ fn describe_status(status: u16, detail: &str) -> String {
     }
 }
 
-/// The useful part of an error body: OpenAI's `error.message`, else a short excerpt.
+/// Whether an error's text says the request itself is wrong (a validation error),
+/// so that asking again cannot help.
+fn says_invalid(detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    ["validation error", "invalid request", "invalid_request", "is not valid", "unprocessable"]
+        .iter()
+        .any(|s| lower.contains(s))
+}
+
+/// The useful part of an error body, on one line: OpenAI's `error.message` (or a
+/// string `error`), FastAPI's `detail` (a string, or a list of `{msg}`), a
+/// top-level `message`; else a short excerpt of the body.
 pub fn error_detail(body: &str) -> String {
-    let from_json = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| {
-        let e = v.get("error")?;
-        e.get("message").and_then(|m| m.as_str()).or_else(|| e.as_str()).map(str::to_string)
+    use serde_json::Value;
+    let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        let error = v.get("error").and_then(|e| e.get("message").and_then(Value::as_str).or_else(|| e.as_str()));
+        let detail = v.get("detail").and_then(|d| match d {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(items) => {
+                let msgs: Vec<&str> = items.iter().filter_map(|i| i.get("msg").and_then(Value::as_str)).collect();
+                (!msgs.is_empty()).then(|| msgs.join("; "))
+            }
+            _ => None,
+        });
+        error.map(str::to_string).or(detail).or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
     });
     excerpt(&from_json.unwrap_or_else(|| body.trim().to_string()), 200)
 }
@@ -96,5 +123,12 @@ mod tests {
         assert_eq!(parse_retry_after(Some("1e20")), Some(Duration::from_secs(24 * 3600)));
         assert_eq!(parse_retry_after(Some("-1")), None);
         assert_eq!(excerpt(&"x".repeat(300), 10), format!("{}…", "x".repeat(10)));
+        // FastAPI-style bodies (llama-cpp-python) and a bare `message`.
+        assert_eq!(error_detail(r#"{"detail": "Model not found:\n x"}"#), "Model not found: x");
+        assert_eq!(error_detail(r#"{"detail": [{"msg": "field required"}, {"msg": "bad"}]}"#), "field required; bad");
+        assert_eq!(error_detail(r#"{"message": "busy"}"#), "busy");
+        // A 500 that says the request is invalid is not asked again.
+        let invalid = LlmError::Status { status: 500, detail: "1 validation error for Req".into(), retry_after: None };
+        assert!(!invalid.is_retryable());
     }
 }

@@ -48,6 +48,7 @@ pub struct LlmClient {
     api_key: Option<String>,
     timeout: Duration,
     max_retries: u32,
+    stream: bool,
 }
 
 /// A failed attempt, and whether output had already reached the caller (then a
@@ -77,6 +78,7 @@ impl LlmClient {
             api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
             timeout,
             max_retries: settings.max_retries,
+            stream: settings.stream,
         }
     }
 
@@ -94,11 +96,15 @@ impl LlmClient {
         let mut body = json!({
             "model": request.model,
             "messages": request.messages,
-            "stream": true,
-            "stream_options": { "include_usage": true },
+            "stream": self.stream,
         });
+        if self.stream {
+            body["stream_options"] = json!({ "include_usage": true });
+        }
         if !request.tools.is_empty() {
             body["tools"] = Value::Array(request.tools.clone());
+            // Without it some servers (llama-cpp-python) silently ignore the tools.
+            body["tool_choice"] = Value::String("auto".into());
             body["parallel_tool_calls"] = Value::Bool(true);
         }
         let mut attempt = 0;
@@ -121,6 +127,15 @@ impl LlmClient {
                     }
                 }
                 tracing::info!("the model endpoint refused optional request fields; retrying without them");
+                continue;
+            }
+            // An empty stream: once more, asking for the whole reply.
+            if failed.error == LlmError::EmptyStream && !failed.emitted && body["stream"] == true {
+                body["stream"] = Value::Bool(false);
+                if let Some(fields) = body.as_object_mut() {
+                    fields.remove("stream_options");
+                }
+                tracing::info!("the model endpoint sent an empty stream; asking again without streaming");
                 continue;
             }
             if failed.emitted || !failed.error.is_retryable() || attempt >= self.max_retries {
@@ -207,7 +222,7 @@ impl LlmClient {
             }
         }
         if !builder.started() {
-            return Err(fail(LlmError::Malformed("the stream ended before any reply".into()), emitted));
+            return Err(fail(LlmError::EmptyStream, emitted));
         }
         Ok(())
     }

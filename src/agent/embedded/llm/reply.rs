@@ -63,13 +63,14 @@ impl ReplyBuilder {
         let Some(delta) = choice.get("delta") else {
             return Ok(deltas);
         };
-        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            self.reply.text.push_str(text);
-            deltas.push(Delta::Text(text.to_string()));
-        }
+        // Reasoning first: in one delta holding both (a whole completion), it came first.
         if let Some(text) = reasoning_of(delta).filter(|t| !t.is_empty()) {
             self.reply.reasoning.push_str(text);
             deltas.push(Delta::Reasoning(text.to_string()));
+        }
+        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            self.reply.text.push_str(text);
+            deltas.push(Delta::Text(text.to_string()));
         }
         for (position, call) in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
             let index = call.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
@@ -220,7 +221,7 @@ mod tests {
         let d = b
             .apply_completion(&json!({"choices":[{"message":{"role":"assistant","content":"hi","reasoning":"r"},"finish_reason":"stop"}]}))
             .unwrap();
-        assert_eq!(d, [Delta::Text("hi".into()), Delta::Reasoning("r".into())]);
+        assert_eq!(d, [Delta::Reasoning("r".into()), Delta::Text("hi".into())], "the reasoning came first");
         assert_eq!(b.finish().text, "hi");
 
         let mut b = ReplyBuilder::default();

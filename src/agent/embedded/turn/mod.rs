@@ -165,6 +165,12 @@ impl Turn {
             }
         };
         self.usage.add(reply.usage);
+        if reply.text.trim().is_empty() && reply.tool_calls.is_empty() && self.last_text.is_none() {
+            // Nothing at all (a role chunk, then stop): an error the person is told
+            // of, not a silent success.
+            tracing::warn!("the model sent an empty reply");
+            return Err(Failure { message: "the model sent an empty reply".into(), kind: ErrorKind::Model });
+        }
         let reasoning = (!reply.reasoning.is_empty()).then(|| reply.reasoning.clone());
         let uuid = self
             .append(MessageBody::Assistant {

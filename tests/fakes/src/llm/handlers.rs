@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::{stream, FutureExt, StreamExt};
 use serde_json::{json, Value};
 
-use super::reply::{split_into, Fallback, Reply};
+use super::reply::{split_into, Fallback, Quirks, Reply};
 use super::request::RecordedRequest;
 use super::wire::{self, Completion, Meta};
 use super::{Shared, Turn, DEFAULT_MODEL};
@@ -47,8 +47,27 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, uri: Uri, headers: 
         shared.record(request);
         return json_error(StatusCode::BAD_REQUEST, &message);
     }
+    if let Some(refusal) = quirk_refusal(shared.quirks(), &request) {
+        // Refused before any reply is taken: the script waits for the next request.
+        shared.record(request);
+        return refusal;
+    }
     let turn = shared.record_and_pop(request.clone());
     answer(turn, &request).await
+}
+
+/// What a quirky server answers instead of a reply, if anything.
+fn quirk_refusal(quirks: Quirks, request: &RecordedRequest) -> Option<Response> {
+    let messages = request.messages();
+    if quirks.null_content_is_500 && messages.iter().any(|m| m["role"] == "assistant" && m["content"].is_null()) {
+        let body = json!({"detail": "1 validation error for ChatCompletionRequestAssistantMessage\ncontent\n  Input should be a valid string"});
+        return Some((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response());
+    }
+    let has_tools = request.body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    if quirks.no_streamed_tool_calls && request.is_stream() && has_tools && !request.body["tool_choice"].is_null() {
+        return Some(sse_response(Vec::new(), Duration::ZERO));
+    }
+    None
 }
 
 async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
@@ -98,6 +117,7 @@ struct Delivery {
     chunk_delay: Duration,
     model: String,
     prompt_chars: usize,
+    no_usage: bool,
 }
 
 async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
@@ -106,8 +126,13 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
         chunk_delay: turn.chunk_delay,
         model: request.model().unwrap_or(DEFAULT_MODEL).to_owned(),
         prompt_chars: request.all_text().chars().count(),
+        no_usage: turn.quirks.no_usage,
     };
+    let has_tools = request.body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let tools_ignored = turn.quirks.tools_need_tool_choice && has_tools && request.body["tool_choice"].is_null();
     match turn.reply {
+        // The server never showed the model its tools.
+        Some(Reply::ToolCalls { .. }) if tools_ignored => respond(Reply::text("I have no tools here."), delivery).await,
         Some(reply) => respond(reply, delivery).await,
         None => match turn.fallback {
             Fallback::Error => json_error(StatusCode::INTERNAL_SERVER_ERROR, "fake llm: no scripted reply"),
@@ -176,9 +201,19 @@ fn respond(reply: Reply, delivery: Delivery) -> BoxFuture<'static, Response> {
 fn complete(completion: &Completion, delivery: &Delivery) -> Response {
     let meta = Meta::new(&delivery.model, delivery.prompt_chars);
     if delivery.stream {
-        sse_response(wire::sse_events(&meta, completion), delivery.chunk_delay)
+        let mut events = wire::sse_events(&meta, completion);
+        if delivery.no_usage {
+            events.retain(|e| !e.contains("\"usage\""));
+        }
+        sse_response(events, delivery.chunk_delay)
     } else {
-        Json(wire::completion_object(&meta, completion)).into_response()
+        let mut object = wire::completion_object(&meta, completion);
+        if delivery.no_usage {
+            if let Some(fields) = object.as_object_mut() {
+                fields.remove("usage");
+            }
+        }
+        Json(object).into_response()
     }
 }
 

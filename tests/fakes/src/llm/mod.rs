@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use reply::{FakeToolCall, Fallback, Gate, Reply};
+pub use reply::{FakeToolCall, Fallback, Gate, Quirks, Reply};
 pub use request::RecordedRequest;
 
 const DEFAULT_MODEL: &str = "fake-model";
@@ -60,6 +60,11 @@ impl FakeLlm {
     /// What to answer when the script is empty (default [`Fallback::Error`]).
     pub fn set_fallback(&self, fallback: Fallback) {
         self.shared.lock().fallback = fallback;
+    }
+
+    /// Behaves like a server with these quirks from now on (default none).
+    pub fn set_quirks(&self, quirks: Quirks) {
+        self.shared.lock().quirks = quirks;
     }
 
     /// Delay between SSE chunks of later responses (default zero).
@@ -111,6 +116,7 @@ struct Script {
     models: Vec<String>,
     fallback: Fallback,
     chunk_delay: Duration,
+    quirks: Quirks,
     requests: Vec<RecordedRequest>,
 }
 
@@ -119,6 +125,7 @@ pub(crate) struct Turn {
     pub reply: Option<Reply>,
     pub fallback: Fallback,
     pub chunk_delay: Duration,
+    pub quirks: Quirks,
 }
 
 impl Default for Shared {
@@ -128,6 +135,7 @@ impl Default for Shared {
             models: vec![DEFAULT_MODEL.to_owned()],
             fallback: Fallback::default(),
             chunk_delay: Duration::ZERO,
+            quirks: Quirks::default(),
             requests: Vec::new(),
         };
         Shared { script: Mutex::new(script), seen: watch::Sender::new(0) }
@@ -156,12 +164,20 @@ impl Shared {
         let (turn, count) = {
             let mut script = self.lock();
             script.requests.push(request);
-            let turn =
-                Turn { reply: script.replies.pop_front(), fallback: script.fallback, chunk_delay: script.chunk_delay };
+            let turn = Turn {
+                reply: script.replies.pop_front(),
+                fallback: script.fallback,
+                chunk_delay: script.chunk_delay,
+                quirks: script.quirks,
+            };
             (turn, script.requests.len())
         };
         self.seen.send_replace(count);
         turn
+    }
+
+    pub(crate) fn quirks(&self) -> Quirks {
+        self.lock().quirks
     }
 
     pub(crate) fn models(&self) -> Vec<String> {

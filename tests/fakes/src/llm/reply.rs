@@ -27,6 +27,30 @@ pub enum Fallback {
     Agent,
 }
 
+/// Ways real servers depart from OpenAI's behaviour, each switchable (all off by
+/// default). Seen on llama-cpp-python 0.3.x, which has all of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// HTTP 500 `{"detail": …}` when an assistant message's `content` is null
+    /// (the scripted reply is kept for the next request).
+    pub null_content_is_500: bool,
+    /// Tools are ignored unless the request sets `tool_choice`: a scripted tool
+    /// call is answered with plain text instead.
+    pub tools_need_tool_choice: bool,
+    /// A streamed request with tools and a `tool_choice` gets an empty stream (the
+    /// scripted reply is kept for the next request).
+    pub no_streamed_tool_calls: bool,
+    /// No usage is reported, whatever `stream_options` asks.
+    pub no_usage: bool,
+}
+
+impl Quirks {
+    /// Everything llama-cpp-python's server does differently.
+    pub fn llama_cpp_python() -> Quirks {
+        Quirks { null_content_is_500: true, tools_need_tool_choice: true, no_streamed_tool_calls: true, no_usage: true }
+    }
+}
+
 /// One tool call the fake model makes.
 #[derive(Clone, Debug)]
 pub struct FakeToolCall {
