@@ -99,10 +99,17 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn add(&mut self, other: Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.total_tokens += other.total_tokens;
+    /// Adds one call's usage; a call whose server reported none makes the sum
+    /// unknown (`None`), never a made-up zero.
+    pub fn add(sum: &mut Option<Usage>, call: Option<Usage>) {
+        *sum = match (*sum, call) {
+            (Some(s), Some(c)) => Some(Usage {
+                prompt_tokens: s.prompt_tokens + c.prompt_tokens,
+                completion_tokens: s.completion_tokens + c.completion_tokens,
+                total_tokens: s.total_tokens + c.total_tokens,
+            }),
+            _ => None,
+        };
     }
 }
 
@@ -120,5 +127,7 @@ pub struct TurnResult {
     pub conversation_id: String,
     pub num_steps: u32,
     pub duration_ms: u64,
-    pub usage: Usage,
+    /// Tokens used, summed over the turn's model calls; `None` (JSON `null`) when
+    /// a server did not report them.
+    pub usage: Option<Usage>,
 }

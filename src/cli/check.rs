@@ -101,6 +101,21 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
             let latest = format!("{}:latest", s.llm.model);
             if models.iter().any(|m| *m == s.llm.model || *m == latest) {
                 println!("Model {:?}: listed", s.llm.model);
+                match client.context_size(&s.llm.model).await {
+                    Some(n) if n < s.llm.context_window => println!(
+                        "Model context: {n} tokens, the server says; llm.context_window is {}: set it to {n} \
+                         or less, or prompts will be refused before compaction starts",
+                        s.llm.context_window
+                    ),
+                    Some(n) => println!(
+                        "Model context: {n} tokens, the server says (llm.context_window {})",
+                        s.llm.context_window
+                    ),
+                    None => println!(
+                        "Model context: the server does not say; llm.context_window {} is assumed",
+                        s.llm.context_window
+                    ),
+                }
                 Ok(0)
             } else {
                 let shown: Vec<&str> = models.iter().take(10).map(String::as_str).collect();

@@ -34,6 +34,19 @@ impl LlmError {
         }
     }
 
+    /// Whether the server refused the prompt as longer than its context (the
+    /// wordings of llama.cpp's server, LiteLLM, OpenAI and vLLM).
+    pub fn is_context_exceeded(&self) -> bool {
+        let detail = match self {
+            LlmError::Status { status: 400 | 413 | 422 | 500, detail, .. } => detail,
+            LlmError::Reported(detail) => detail,
+            _ => return false,
+        };
+        let lower = detail.to_ascii_lowercase();
+        lower.contains("context")
+            && ["exceed", "too long", "maximum context", "context length"].iter().any(|w| lower.contains(w))
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             LlmError::Status { retry_after, .. } => *retry_after,
@@ -130,5 +143,14 @@ mod tests {
         // A 500 that says the request is invalid is not asked again.
         let invalid = LlmError::Status { status: 500, detail: "1 validation error for Req".into(), retry_after: None };
         assert!(!invalid.is_retryable());
+        for said in [
+            "the request exceeds the available context size, try increasing it",
+            "litellm.ContextWindowExceededError: context window exceeded",
+            "This model's maximum context length is 8192 tokens",
+        ] {
+            let e = LlmError::Status { status: 400, detail: said.into(), retry_after: None };
+            assert!(e.is_context_exceeded(), "{said}");
+        }
+        assert!(!LlmError::Status { status: 400, detail: "bad json".into(), retry_after: None }.is_context_exceeded());
     }
 }

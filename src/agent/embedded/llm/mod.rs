@@ -253,6 +253,43 @@ impl LlmClient {
             .collect())
     }
 
+    /// The context size (tokens) the server runs `model` with, where it says:
+    /// llama.cpp's `GET /props` (`default_generation_settings.n_ctx`), else the
+    /// model list's `max_model_len` (vLLM), `context_length`, or `meta.n_ctx_train`
+    /// (llama.cpp's trained size). `None` when it does not say or cannot be asked.
+    pub async fn context_size(&self, model: &str) -> Option<u64> {
+        let root = self.base_url.strip_suffix("/v1").unwrap_or(&self.base_url);
+        if let Some(props) = self.get_json(&format!("{root}/props")).await {
+            let n_ctx = props.pointer("/default_generation_settings/n_ctx").and_then(Value::as_u64);
+            if let Some(n) = n_ctx.filter(|n| *n > 0) {
+                return Some(n);
+            }
+        }
+        let list = self.get_json(&format!("{}/models", self.base_url)).await?;
+        let entries = list.get("data").or_else(|| list.get("models")).and_then(Value::as_array)?;
+        let entry = entries.iter().find(|m| {
+            let id = m.get("id").or_else(|| m.get("name")).and_then(Value::as_str).unwrap_or_default();
+            id == model || id.strip_suffix(":latest") == Some(model)
+        })?;
+        ["/max_model_len", "/context_length", "/meta/n_ctx_train"]
+            .iter()
+            .find_map(|p| entry.pointer(p).and_then(Value::as_u64))
+            .filter(|n| *n > 0)
+    }
+
+    /// A GET that answers JSON, or `None`.
+    async fn get_json(&self, url: &str) -> Option<Value> {
+        let mut request = self.http.get(url).timeout(self.timeout.min(Duration::from_secs(15)));
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        serde_json::from_str(&response.text().await.ok()?).ok()
+    }
+
     async fn within<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, Failed> {
         tokio::time::timeout(self.timeout, work)
             .await

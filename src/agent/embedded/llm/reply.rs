@@ -21,7 +21,8 @@ pub struct ModelReply {
     pub reasoning: String,
     pub tool_calls: Vec<ToolCall>,
     pub finish_reason: Option<String>,
-    pub usage: Usage,
+    /// `None` when the server reported no usage.
+    pub usage: Option<Usage>,
 }
 
 #[derive(Default)]
@@ -139,7 +140,7 @@ impl ReplyBuilder {
         let field = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
         let (prompt, completion) = (field("prompt_tokens"), field("completion_tokens"));
         let total = usage.get("total_tokens").and_then(Value::as_u64).unwrap_or(prompt + completion);
-        self.reply.usage = Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total };
+        self.reply.usage = Some(Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total });
     }
 
     fn check_reported_error(&self, value: &Value) -> Result<(), LlmError> {
@@ -195,7 +196,7 @@ mod tests {
         assert_eq!(r.text, "Hello");
         assert_eq!(r.reasoning, "think");
         assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
-        assert_eq!(r.usage, Usage { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 });
+        assert_eq!(r.usage, Some(Usage { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 }));
         assert_eq!(r.tool_calls.len(), 2);
         assert_eq!((r.tool_calls[0].id.as_str(), r.tool_calls[0].arguments.as_str()), ("a", "{\"x\":1}"));
         assert_eq!(r.tool_calls[1].arguments, "{\"label\":\"h\"}");

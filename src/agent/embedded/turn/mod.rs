@@ -46,7 +46,7 @@ struct Turn {
     /// appends (the conversation lock makes this turn its only writer). Its last
     /// entry is the parent of the next one.
     path: Vec<Entry>,
-    usage: Usage,
+    usage: Option<Usage>,
     steps: u32,
     last_text: Option<String>,
 }
@@ -59,8 +59,16 @@ pub(super) async fn run(inner: Arc<Inner>, policy: Arc<dyn CanUseTool>, context:
         guard = lock.lock_owned() => Some(guard),
         _ = request.cancel.cancelled() => None,
     };
-    let mut turn =
-        Turn { inner, policy, context, request, path: Vec::new(), usage: Usage::default(), steps: 0, last_text: None };
+    let mut turn = Turn {
+        inner,
+        policy,
+        context,
+        request,
+        path: Vec::new(),
+        usage: Some(Usage::default()),
+        steps: 0,
+        last_text: None,
+    };
     let outcome = match guard {
         Some(_) => turn.drive().await,
         None => Ok(StopReason::Cancelled),
@@ -147,24 +155,32 @@ impl Turn {
 
     /// One model call, recorded and streamed; `None` when cancelled.
     async fn call_model(&mut self, agent: &AgentRecord, model: &str) -> Result<Option<ModelReply>, Failure> {
-        let chat = self.prepare(agent, model).await?;
-        let events = self.request.events.clone();
-        let mut forward = move |delta: Delta| {
-            let event = match delta {
-                Delta::Text(t) => StreamDelta::Text(t),
-                Delta::Reasoning(t) => StreamDelta::Reasoning(t),
+        let mut force_compaction = false;
+        let reply = loop {
+            let chat = self.prepare(agent, model, force_compaction).await?;
+            let events = self.request.events.clone();
+            let mut forward = move |delta: Delta| {
+                let event = match delta {
+                    Delta::Text(t) => StreamDelta::Text(t),
+                    Delta::Reasoning(t) => StreamDelta::Reasoning(t),
+                };
+                let _ = events.send(SdkMessage::StreamEvent { event });
             };
-            let _ = events.send(SdkMessage::StreamEvent { event });
-        };
-        let reply = match self.inner.llm.complete(&chat, &mut forward, &self.request.cancel).await {
-            Ok(reply) => reply,
-            Err(LlmError::Cancelled) => return Ok(None),
-            Err(e) => {
-                tracing::warn!(error = %e, "model call failed");
-                return Err(Failure { message: e.to_string(), kind: ErrorKind::Model });
+            match self.inner.llm.complete(&chat, &mut forward, &self.request.cancel).await {
+                Ok(reply) => break reply,
+                Err(LlmError::Cancelled) => return Ok(None),
+                // The server's context is smaller than it looked: compact, then once more.
+                Err(e) if e.is_context_exceeded() && !force_compaction => {
+                    tracing::warn!(error = %e, "the prompt was too long for the model; compacting and asking again");
+                    force_compaction = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "model call failed");
+                    return Err(Failure { message: e.to_string(), kind: ErrorKind::Model });
+                }
             }
         };
-        self.usage.add(reply.usage);
+        Usage::add(&mut self.usage, reply.usage);
         if reply.text.trim().is_empty() && reply.tool_calls.is_empty() && self.last_text.is_none() {
             // Nothing at all (a role chunk, then stop): an error the person is told
             // of, not a silent success.
@@ -211,8 +227,9 @@ impl Turn {
         self.path.last().map(|e| e.id().to_string())
     }
 
-    /// The request for the next model call, compacting first when it would be too big.
-    async fn prepare(&mut self, agent: &AgentRecord, model: &str) -> Result<ChatRequest, Failure> {
+    /// The request for the next model call, compacting first when it would be too
+    /// big, or (`force`) because the server said it was.
+    async fn prepare(&mut self, agent: &AgentRecord, model: &str, force: bool) -> Result<ChatRequest, Failure> {
         let settings = &self.inner.settings;
         let trigger = (settings.llm.context_window as f64 * settings.agent.compaction_threshold) as u64;
         let mut compacted = false;
@@ -231,9 +248,11 @@ impl Turn {
             let messages = history::to_model_messages(&window.entries);
             let tools = tools::definitions();
             let estimate = compaction::estimate_tokens(&system, &messages, &tools);
-            if estimate > trigger && !compacted {
+            if (estimate > trigger || force) && !compacted {
                 let fixed = compaction::estimate_tokens(&system, &[], &tools);
-                let keep_budget = trigger.saturating_sub(fixed) / 2;
+                // Forced: the real limit is unknown but below this prompt; keep little.
+                let budget = if force { estimate.min(trigger) / 2 } else { trigger };
+                let keep_budget = budget.saturating_sub(fixed) / 2;
                 if let Some(plan) = compaction::plan(&window.entries, keep_budget) {
                     compacted = true;
                     self.compact(model, window.summary.as_deref(), plan, estimate).await?;
@@ -260,7 +279,7 @@ impl Turn {
         let reply = self.inner.llm.complete(&request, &mut |_| {}, &self.request.cancel).await;
         match reply {
             Ok(reply) if !reply.text.trim().is_empty() => {
-                self.usage.add(reply.usage);
+                Usage::add(&mut self.usage, reply.usage);
                 let entry = compaction::compaction_entry(self.head(), reply.text.trim(), &plan, estimate);
                 self.store_entry(entry).await?;
                 tracing::info!(conversation = %self.request.conversation_id, summarized = plan.summarize.len(), "conversation compacted");

@@ -30,6 +30,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/models", get(models))
+        .route("/props", get(props))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
@@ -77,6 +78,14 @@ async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "fake"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+/// llama.cpp's server properties, when a context size is set.
+async fn props(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    match shared.context_size() {
+        Some(n_ctx) => Json(json!({"default_generation_settings": {"n_ctx": n_ctx}, "total_slots": 1})).into_response(),
+        None => not_found(uri).await,
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {

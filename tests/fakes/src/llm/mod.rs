@@ -62,6 +62,12 @@ impl FakeLlm {
         self.shared.lock().fallback = fallback;
     }
 
+    /// Serves llama.cpp's `GET /props` with this context size (`None`, the
+    /// default: no such route, as on OpenAI).
+    pub fn set_context_size(&self, n_ctx: Option<u64>) {
+        self.shared.lock().context_size = n_ctx;
+    }
+
     /// Behaves like a server with these quirks from now on (default none).
     pub fn set_quirks(&self, quirks: Quirks) {
         self.shared.lock().quirks = quirks;
@@ -117,6 +123,7 @@ struct Script {
     fallback: Fallback,
     chunk_delay: Duration,
     quirks: Quirks,
+    context_size: Option<u64>,
     requests: Vec<RecordedRequest>,
 }
 
@@ -136,6 +143,7 @@ impl Default for Shared {
             fallback: Fallback::default(),
             chunk_delay: Duration::ZERO,
             quirks: Quirks::default(),
+            context_size: None,
             requests: Vec::new(),
         };
         Shared { script: Mutex::new(script), seen: watch::Sender::new(0) }
@@ -174,6 +182,10 @@ impl Shared {
         };
         self.seen.send_replace(count);
         turn
+    }
+
+    pub(crate) fn context_size(&self) -> Option<u64> {
+        self.lock().context_size
     }
 
     pub(crate) fn quirks(&self) -> Quirks {
