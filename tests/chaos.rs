@@ -132,9 +132,10 @@ async fn killed_at_random_moments_nothing_is_lost_and_nothing_answered_twice() {
     }
     let ran = std::fs::read_to_string(h.path("work/approvals.log")).unwrap_or_default();
     for round in (0..rounds).step_by(2) {
-        let times = ran.lines().filter(|l| *l == format!("approved-r{round}")).count();
-        if times > 1 {
-            report.twice.push(format!("the approved command of round {round} ran {times} times"));
+        match ran.lines().filter(|l| *l == format!("approved-r{round}")).count() {
+            1 => {}
+            0 => report.lost.push(format!("the approved command of round {round} never ran")),
+            times => report.twice.push(format!("the approved command of round {round} ran {times} times")),
         }
     }
     let unchanged = unchanged_edits(&tg);

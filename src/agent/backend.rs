@@ -108,6 +108,10 @@ pub trait AgentBackend: Send + Sync {
     /// [`RecordedReply`]); `None` when that message is not recorded or nothing
     /// answered it yet. Reads only the part of the transcript after the message.
     async fn reply_after(&self, conversation_id: &str, input_id: &str) -> Result<Option<RecordedReply>, AgentError>;
+    /// The reply the assistant entry `entry_id` is part of: its words from the
+    /// first assistant entry with text after the last user message before it (a
+    /// turn resumed after a crash continues a reply an earlier attempt began).
+    async fn reply_of(&self, conversation_id: &str, entry_id: &str) -> Result<Option<RecordedReply>, AgentError>;
 
     async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError>;
     async fn list_conversations(&self, agent_id: Option<&str>) -> Result<Vec<ConversationRecord>, AgentError>;

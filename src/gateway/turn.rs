@@ -40,11 +40,12 @@ pub struct TurnJob {
     pub reply_to: Option<String>,
 }
 
-pub async fn run(turns: Turns, job: TurnJob) {
+pub async fn run(turns: Turns, mut job: TurnJob) {
     let Some(channel) = turns.registry.channel(&job.chat.channel) else {
         tracing::error!(channel = %job.chat.channel, "no such channel");
         return;
     };
+    send_recorded_replies(&turns, &mut job).await;
     let options = SessionOptions {
         chat: Some(job.chat.id()),
         sender: Some(job.sender.id.clone()),
@@ -120,7 +121,24 @@ pub async fn run(turns: Turns, job: TurnJob) {
     }
     turns.set_active(&job.conversation_id, None);
     let mut text = final_text(stream.texts(), result.as_ref());
-    let mut reply_entry = first_said;
+    // Which reply this is: the one this turn's words belong to, which an attempt
+    // before a crash may have begun (then its earlier words go out too).
+    let mut reply_entry = None;
+    if let Some(said) = first_said {
+        match turns.backend.reply_of(&job.conversation_id, &said).await {
+            Ok(Some(reply)) => {
+                if reply.entry_id != said && result.as_ref().is_some_and(|r| r.success) {
+                    text = reply.text;
+                }
+                reply_entry = Some(reply.entry_id);
+            }
+            Ok(None) => reply_entry = Some(said),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the reply back");
+                reply_entry = Some(said);
+            }
+        }
+    }
     if text.is_empty() && result.as_ref().is_some_and(|r| r.success) {
         // A replay whose reply was generated before the crash but never stored for
         // sending: send what the transcript holds, as that reply (messages recorded
@@ -140,6 +158,36 @@ pub async fn run(turns: Turns, job: TurnJob) {
     }
     let streamed = stream.streamed();
     finish(&turns, &job, streamed, text, reply_entry).await;
+}
+
+/// Collected messages that a run before a crash already answered (their reply in
+/// the transcript, maybe never sent): that reply goes out first, for them, and
+/// the turn goes on with the rest.
+async fn send_recorded_replies(turns: &Turns, job: &mut TurnJob) {
+    let mut answered = 0;
+    let mut replies: Vec<(usize, RecordedReply)> = Vec::new();
+    for (i, input) in job.earlier.iter().enumerate() {
+        let Some(id) = &input.id else { continue };
+        if let Ok(Some(reply)) = turns.backend.reply_after(&job.conversation_id, id).await {
+            answered = i + 1;
+            match replies.last_mut() {
+                Some((end, last)) if last.entry_id == reply.entry_id => *end = i + 1,
+                _ => replies.push((i + 1, reply)),
+            }
+        }
+    }
+    if answered == 0 {
+        return;
+    }
+    let mut start = 0;
+    for (end, reply) in replies {
+        let message = Outbound { text: reply.text, reply_to: job.reply_to.clone(), ..Outbound::default() };
+        let events = &job.event_ids[start..end];
+        turns.delivery.finish_turn(&job.chat, message, None, events, Some(reply.entry_id)).await;
+        start = end;
+    }
+    job.earlier.drain(..answered);
+    job.event_ids.drain(..answered);
 }
 
 /// The agent's reply to the job's (last) message, as the transcript holds it.

@@ -36,11 +36,23 @@ fn index_entry_ids(db: &sled::Db) -> StoreResult<()> {
         let (key, value) = item.map_err(backend)?;
         let Some(split) = key.iter().position(|b| *b == 0) else { continue };
         let (conversation, seq) = (&key[..split], &key[split + 1..]);
-        let entry: super::Entry = serde_json::from_slice(&value)
-            .map_err(|e| StoreError::Decode { what: "transcript entry", detail: e.to_string() })?;
+        // Only the id is needed; an entry that cannot be read stays unindexed (it
+        // fails where it is read, as before) rather than stopping the upgrade.
+        #[derive(serde::Deserialize)]
+        struct Id {
+            msg: IdOnly,
+        }
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            id: String,
+        }
+        let Ok(entry) = serde_json::from_slice::<Id>(&value) else {
+            tracing::warn!("a transcript entry could not be read while indexing; left unindexed");
+            continue;
+        };
         let mut index_key = conversation.to_vec();
         index_key.push(0);
-        index_key.extend_from_slice(entry.id().as_bytes());
+        index_key.extend_from_slice(entry.msg.id.as_bytes());
         ids.insert(index_key, seq).map_err(backend)?;
     }
     Ok(())

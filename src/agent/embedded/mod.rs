@@ -389,6 +389,29 @@ impl AgentBackend for EmbeddedBackend {
         .await?)
     }
 
+    async fn reply_of(&self, conversation_id: &str, entry_id: &str) -> Result<Option<RecordedReply>, AgentError> {
+        let (id, wanted) = (conversation_id.to_string(), entry_id.to_string());
+        Ok(blocking(self.store(), move |s| {
+            // Newest first, past the entry, back to the user message it answers.
+            let mut segment = Vec::new();
+            let mut passed = false;
+            for item in s.entries_newest_first(&id) {
+                let (_, entry) = item?;
+                if passed && matches!(entry.msg.body, MessageBody::User { .. }) {
+                    break;
+                }
+                passed |= entry.id() == wanted;
+                segment.push(entry);
+            }
+            if !passed {
+                return Ok(None);
+            }
+            segment.reverse();
+            Ok(history::reply_in(&segment))
+        })
+        .await?)
+    }
+
     async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError> {
         let owned = id.to_string();
         blocking(self.store(), move |s| s.conversation(&owned))

@@ -28,7 +28,9 @@ impl LlmError {
             LlmError::Unreachable { .. } | LlmError::Timeout { .. } => true,
             // A server that answers an invalid request with 500 would refuse it again.
             LlmError::Status { status, detail, .. } => {
-                *status == 429 || *status == 408 || (*status >= 500 && !says_invalid(detail))
+                *status == 429
+                    || *status == 408
+                    || (*status >= 500 && !says_invalid(detail) && !self.is_context_exceeded())
             }
             _ => false,
         }
@@ -37,11 +39,8 @@ impl LlmError {
     /// Whether the server refused the prompt as longer than its context (the
     /// wordings of llama.cpp's server, LiteLLM, OpenAI and vLLM).
     pub fn is_context_exceeded(&self) -> bool {
-        let detail = match self {
-            LlmError::Status { status: 400 | 413 | 422 | 500, detail, .. } => detail,
-            LlmError::Reported(detail) => detail,
-            _ => return false,
-        };
+        // Only refusals before any output (a status), so asking again repeats nothing.
+        let LlmError::Status { status: 400 | 413 | 422 | 500, detail, .. } = self else { return false };
         let lower = detail.to_ascii_lowercase();
         lower.contains("context")
             && ["exceed", "too long", "maximum context", "context length"].iter().any(|w| lower.contains(w))

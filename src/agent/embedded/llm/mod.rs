@@ -24,12 +24,14 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Request fields not every OpenAI-compatible server accepts.
-const OPTIONAL_FIELDS: &[&str] = &["stream_options", "parallel_tool_calls"];
+const OPTIONAL_FIELDS: &[&str] = &["stream_options", "parallel_tool_calls", "tool_choice"];
 
 fn rejects_optional_fields(error: &LlmError) -> bool {
     match error {
         LlmError::Status { status: 400 | 422, detail, .. } => {
-            OPTIONAL_FIELDS.iter().any(|f| detail.contains(f)) || detail.contains("include_usage")
+            OPTIONAL_FIELDS.iter().any(|f| detail.contains(f))
+                || detail.contains("include_usage")
+                || detail.to_ascii_lowercase().contains("tool choice")
         }
         _ => false,
     }
