@@ -54,6 +54,24 @@ where
     Ok(path)
 }
 
+/// The entries after the newest one for which `stop` holds, oldest first, read
+/// from `newest_first` (the store's lazy reverse scan) and no further back.
+pub fn back_to<I>(newest_first: I, mut stop: impl FnMut(&Entry) -> bool) -> StoreResult<Vec<Entry>>
+where
+    I: Iterator<Item = StoreResult<(u64, Entry)>>,
+{
+    let mut after = Vec::new();
+    for item in newest_first {
+        let (_, entry) = item?;
+        if stop(&entry) {
+            break;
+        }
+        after.push(entry);
+    }
+    after.reverse();
+    Ok(after)
+}
+
 /// The reply among `after` (the entries after a message, oldest first): the
 /// assistant's words from its first entry with text, up to the next user message
 /// after them (messages right after the first, still unanswered, share its reply).

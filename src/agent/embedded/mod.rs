@@ -374,16 +374,8 @@ impl AgentBackend for EmbeddedBackend {
             if !s.has_entry(&id, &input)? {
                 return Ok(None);
             }
-            // Newest first, back to the message: what came after it, and no more.
-            let mut after = Vec::new();
-            for item in s.entries_newest_first(&id) {
-                let (_, entry) = item?;
-                if entry.id() == input {
-                    break;
-                }
-                after.push(entry);
-            }
-            after.reverse();
+            // What came after the message, and no more.
+            let after = history::back_to(s.entries_newest_first(&id), |e| e.id() == input)?;
             Ok(history::reply_in(&after))
         })
         .await?)
@@ -392,21 +384,16 @@ impl AgentBackend for EmbeddedBackend {
     async fn reply_of(&self, conversation_id: &str, entry_id: &str) -> Result<Option<RecordedReply>, AgentError> {
         let (id, wanted) = (conversation_id.to_string(), entry_id.to_string());
         Ok(blocking(self.store(), move |s| {
-            // Newest first, past the entry, back to the user message it answers.
-            let mut segment = Vec::new();
-            let mut passed = false;
-            for item in s.entries_newest_first(&id) {
-                let (_, entry) = item?;
-                if passed && matches!(entry.msg.body, MessageBody::User { .. }) {
-                    break;
-                }
-                passed |= entry.id() == wanted;
-                segment.push(entry);
-            }
-            if !passed {
+            if !s.has_entry(&id, &wanted)? {
                 return Ok(None);
             }
-            segment.reverse();
+            // Past the entry, back to the user message it answers.
+            let mut passed = false;
+            let segment = history::back_to(s.entries_newest_first(&id), |e| {
+                let answered = passed && matches!(e.msg.body, MessageBody::User { .. });
+                passed |= e.id() == wanted;
+                answered
+            })?;
             Ok(history::reply_in(&segment))
         })
         .await?)
