@@ -5,4 +5,5 @@
 use switchboard_channel_core::ChannelDescriptor;
 
 /// Every channel this build knows, in the order they start.
-pub const REGISTERED: &[ChannelDescriptor] = &[switchboard_channel_telegram::DESCRIPTOR];
+pub const REGISTERED: &[ChannelDescriptor] =
+    &[switchboard_channel_telegram::DESCRIPTOR, switchboard_channel_discord::DESCRIPTOR];

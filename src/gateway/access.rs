@@ -72,6 +72,16 @@ pub struct Attempt<'a> {
     pub sender: &'a Sender,
     /// Mentioned, replied to, or invoked as the bot's command.
     pub addressed: bool,
+    /// The server or workspace the chat belongs to, which the group rules may
+    /// name instead of the chat (a Discord guild).
+    pub space: Option<&'a str>,
+}
+
+impl Attempt<'_> {
+    /// The ids the group rules may name for this chat: the chat first, then its space.
+    fn group_ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.chat.chat.as_str()).chain(self.space)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +120,7 @@ pub async fn judge(pairing: &Pairing, rules: &ChannelAccess, attempt: &Attempt<'
             // Only a group the operator listed lets everyone in it talk; elsewhere a
             // person must be allowed as in a DM, or adding the bot to one's own
             // group would get around pairing.
-            let listed = rules.rules.allowed_groups.contains(&attempt.chat.chat);
+            let listed = attempt.group_ids().any(|id| rules.rules.allowed_groups.iter().any(|g| g == id));
             if verdict == Verdict::Refuse(Refusal::Silent) || listed || known {
                 Ok(verdict)
             } else {
@@ -129,11 +139,13 @@ pub async fn judge(pairing: &Pairing, rules: &ChannelAccess, attempt: &Attempt<'
 }
 
 fn group_verdict(rules: &ChannelAccess, attempt: &Attempt<'_>, tier: Tier) -> Verdict {
-    let (chat, rules) = (&attempt.chat.chat, &rules.rules);
-    if !rules.allowed_groups.is_empty() && !rules.allowed_groups.contains(chat) {
+    let rules = &rules.rules;
+    if !rules.allowed_groups.is_empty() && !attempt.group_ids().any(|id| rules.allowed_groups.iter().any(|g| g == id)) {
         return Verdict::Refuse(Refusal::Silent);
     }
-    match rules.groups.get(chat).copied().unwrap_or(rules.group_policy) {
+    // The chat's own policy wins over its space's.
+    let configured = attempt.group_ids().find_map(|id| rules.groups.get(id).copied());
+    match configured.unwrap_or(rules.group_policy) {
         GroupPolicy::Disabled => Verdict::Refuse(Refusal::Silent),
         GroupPolicy::Listen => Verdict::Listen(tier),
         GroupPolicy::Open => Verdict::Answer(tier),
@@ -197,7 +209,39 @@ mod tests {
         addressed: bool,
     ) -> Verdict {
         let (chat, sender) = (chat(chat_id), sender(who));
-        judge(pairing, rules, &Attempt { chat: &chat, kind, sender: &sender, addressed }).await.unwrap()
+        judge(pairing, rules, &Attempt { chat: &chat, kind, sender: &sender, addressed, space: None }).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_space_named_in_the_rules_covers_its_chats_and_a_chats_own_policy_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairing = Pairing::new(Arc::new(SledStore::open(dir.path()).unwrap()));
+        let mut settings = AccessSettings {
+            dm_policy: DmPolicy::Allowlist,
+            group_policy: GroupPolicy::Mention,
+            allowed_groups: vec!["guild".into()],
+            groups: [("guild".to_string(), GroupPolicy::Open), ("quiet".to_string(), GroupPolicy::Listen)].into(),
+            ..AccessSettings::default()
+        };
+        let in_space = |rules: &ChannelAccess, chat_id: &str, space: Option<&'static str>| {
+            let (chat, sender, rules, pairing) = (chat(chat_id), sender("9"), rules.clone(), pairing.clone());
+            async move {
+                let attempt = Attempt { chat: &chat, kind: ChatKind::Group, sender: &sender, addressed: false, space };
+                judge(&pairing, &rules, &attempt).await.unwrap()
+            }
+        };
+        let rules = ChannelAccess::new("fake", &settings, &[]);
+        assert_eq!(
+            in_space(&rules, "general", Some("guild")).await,
+            Verdict::Answer(Tier::Guest),
+            "the guild's policy"
+        );
+        assert_eq!(in_space(&rules, "quiet", Some("guild")).await, Verdict::Listen(Tier::Guest), "the chat's own wins");
+        assert_eq!(in_space(&rules, "general", Some("other")).await, Verdict::Refuse(Refusal::Silent), "not listed");
+        assert_eq!(in_space(&rules, "general", None).await, Verdict::Refuse(Refusal::Silent));
+        settings.allowed_groups = vec!["general".into()];
+        let rules = ChannelAccess::new("fake", &settings, &[]);
+        assert_eq!(in_space(&rules, "general", Some("guild")).await, Verdict::Answer(Tier::Guest), "a listed chat");
     }
 
     #[tokio::test]
@@ -234,7 +278,7 @@ mod tests {
         let mut bot = sender("5");
         bot.is_bot = true;
         let key = chat("team");
-        let attempt = Attempt { chat: &key, kind: ChatKind::Group, sender: &bot, addressed: true };
+        let attempt = Attempt { chat: &key, kind: ChatKind::Group, sender: &bot, addressed: true, space: None };
         assert_eq!(judge(&pairing, &p, &attempt).await.unwrap(), Verdict::Refuse(Refusal::Silent), "bots never");
     }
 }

@@ -101,15 +101,18 @@ impl Dispatcher {
             kind: message.kind,
             sender: &message.sender,
             addressed: message.mentions_bot || message.reply_to_bot,
+            space: message.space.as_deref(),
         };
         let Some(verdict) = self.judge(&attempt).await else { return };
         let reply_to = (message.kind == ChatKind::Group).then(|| message.message_id.clone());
+        let interaction = message.interaction.clone();
         match verdict {
             Verdict::Refuse(refusal) => {
-                self.refuse(&message.chat, &message.sender, refusal, reply_to, None, event_id).await
+                self.refuse(&message.chat, &message.sender, refusal, reply_to, interaction, event_id).await
             }
-            Verdict::Listen(tier) => self.listen(message, tier, event_id).await,
-            Verdict::Answer(tier) => {
+            // A message sent as the bot's command (`/ask`) is answered in a listen group too.
+            Verdict::Listen(tier) if interaction.is_none() => self.listen(message, tier, event_id).await,
+            Verdict::Listen(tier) | Verdict::Answer(tier) => {
                 // Platforms that deliver commands as text.
                 if let Some((spec, args)) = parse_text(&message.text, COMMANDS) {
                     let call = Invocation {
@@ -122,7 +125,7 @@ impl Dispatcher {
                     };
                     let answer = self.commands.run(&call).await;
                     let visibility = self.visibility(answer.private, &message.chat, &message.sender.id);
-                    let reply = Outbound { text: answer.text, reply_to, interaction: None, visibility };
+                    let reply = Outbound { text: answer.text, reply_to, interaction, visibility };
                     return self.delivery.reply(&message.chat, reply, std::slice::from_ref(&event_id)).await;
                 }
                 self.turn(message, tier, event_id, reply_to).await;
@@ -131,8 +134,13 @@ impl Dispatcher {
     }
 
     async fn command(&self, command: Command, event_id: String) {
-        let attempt =
-            Attempt { chat: &command.chat, kind: command.kind, sender: &command.sender, addressed: command.addressed };
+        let attempt = Attempt {
+            chat: &command.chat,
+            kind: command.kind,
+            sender: &command.sender,
+            addressed: command.addressed,
+            space: command.space.as_deref(),
+        };
         let Some(verdict) = self.judge(&attempt).await else { return };
         let reply_to = command.message_id.clone().filter(|_| command.kind == ChatKind::Group);
         let tier = match verdict {
@@ -210,16 +218,22 @@ impl Dispatcher {
     /// A message to answer: it waits for its conversation's next turn, unless a
     /// guest sends too fast or too much already waits (both said in a notice).
     async fn turn(&self, message: Inbound, tier: Tier, event_id: String, reply_to: Option<String>) {
-        let (chat, sender) = (message.chat.clone(), message.sender.id.clone());
+        let (chat, sender, interaction) =
+            (message.chat.clone(), message.sender.id.clone(), message.interaction.clone());
         let notice = |text: String| {
             let visibility = self.visibility(true, &chat, &sender);
-            Outbound { text, reply_to: reply_to.clone(), interaction: None, visibility }
+            Outbound { text, reply_to: reply_to.clone(), interaction: interaction.clone(), visibility }
         };
         let route = match self.router.route(&chat).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot route a message");
-                let reply = Outbound { text: SOMETHING_WENT_WRONG.into(), reply_to, ..Outbound::default() };
+                let reply = Outbound {
+                    text: SOMETHING_WENT_WRONG.into(),
+                    reply_to,
+                    interaction: interaction.clone(),
+                    ..Outbound::default()
+                };
                 return self.delivery.reply(&chat, reply, std::slice::from_ref(&event_id)).await;
             }
         };

@@ -173,6 +173,8 @@ mod tests {
             reply_to_bot: false,
             message_id: "m".into(),
             timestamp: 0,
+            space: None,
+            interaction: None,
         };
         InboundEvent { event_id: id.into(), kind: InboundKind::Message(message) }
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use switchboard_channel_core::markdown::{parse, to_plain};
 use switchboard_channel_core::split::split;
-use switchboard_channel_core::{Channel, ChannelError, ChatKey, SendOptions, SentRef};
+use switchboard_channel_core::{Channel, ChannelError, ChatKey, Interaction, SendOptions, SentRef};
 
 use super::outbox::Streamed;
 use super::turn::TurnJob;
@@ -19,6 +19,8 @@ pub struct Stream<'a> {
     chat: ChatKey,
     event_id: Option<String>,
     reply_to: Option<String>,
+    /// The interaction the first message answers.
+    interaction: Option<Interaction>,
     /// Finished assistant messages of this turn.
     texts: Vec<String>,
     /// The message being written now.
@@ -48,6 +50,7 @@ impl<'a> Stream<'a> {
             chat: job.chat.clone(),
             event_id: job.event_ids.first().cloned(),
             reply_to: job.reply_to.clone(),
+            interaction: job.interaction.clone(),
             texts: Vec::new(),
             current: String::new(),
             message,
@@ -104,7 +107,11 @@ impl<'a> Stream<'a> {
         }
         let outcome = match &self.message {
             None => {
-                let options = SendOptions { reply_to: self.reply_to.clone(), ..SendOptions::default() };
+                let options = SendOptions {
+                    reply_to: self.reply_to.clone(),
+                    interaction: self.interaction.clone(),
+                    ..SendOptions::default()
+                };
                 self.channel.send(&self.chat, &first, &options).await.map(Some)
             }
             Some(sent) => self.channel.edit(&self.chat, sent, &first).await.map(|_| None),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_channel_core::{Channel, ChatKey, Sender};
+use switchboard_channel_core::{Channel, ChatKey, Interaction, Sender};
 
 use super::outbox::{Outbound, Streamed};
 use super::prompts::Request;
@@ -38,6 +38,8 @@ pub struct TurnJob {
     /// Everyone whose message it answers (any of them may `/cancel` it).
     pub senders: Vec<String>,
     pub reply_to: Option<String>,
+    /// The interaction the reply answers (a Discord `/ask`): its first part goes there.
+    pub interaction: Option<Interaction>,
 }
 
 pub async fn run(turns: Turns, mut job: TurnJob) {
@@ -207,7 +209,8 @@ async fn finish(turns: &Turns, job: &TurnJob, streamed: Option<Streamed>, text: 
     if text.trim().is_empty() {
         return turns.delivery.nothing_to_send(&job.event_ids).await;
     }
-    let message = Outbound { text, reply_to: job.reply_to.clone(), ..Outbound::default() };
+    let message =
+        Outbound { text, reply_to: job.reply_to.clone(), interaction: job.interaction.clone(), ..Outbound::default() };
     turns.delivery.finish_turn(&job.chat, message, streamed, &job.event_ids, reply_entry).await;
 }
 

@@ -166,6 +166,7 @@ impl Turns {
             event_ids: Vec::new(),
             senders,
             reply_to: None,
+            interaction: None,
         });
     }
 }

@@ -159,6 +159,9 @@ pub fn turn_for(conversation: &str, batch: &[Incoming]) -> TurnJob {
         event_ids: batch.iter().map(|i| i.event_id.clone()).collect(),
         senders: batch.iter().map(|i| i.message.sender.id.clone()).collect(),
         reply_to: last.reply_to.clone(),
+        // A slash command's answer goes to its interaction (the newest, when
+        // several were collected).
+        interaction: batch.iter().rev().find_map(|i| i.message.interaction.clone()),
     }
 }
 
@@ -172,10 +175,28 @@ pub fn input_id(event_id: &str) -> String {
 /// inside able to close the tag or start another speaker. A direct chat's one
 /// message is its text.
 pub fn attributed(message: &Inbound, tier: Tier) -> String {
+    let late = sent_late(message, now_ms());
     match message.kind {
-        ChatKind::Group => tagged(message, tier, None),
-        ChatKind::Direct => message.text.clone(),
+        ChatKind::Group => tagged(message, tier, late),
+        ChatKind::Direct => match late {
+            Some(at) => format!("[sent at {}, while I was away] {}", format_time(at), message.text),
+            None => message.text.clone(),
+        },
     }
+}
+
+/// A message that waited this long before it reached its turn (it was sent
+/// while the daemon was down, and fetched or redelivered after it started) is
+/// shown to the model with the time it was sent.
+const LATE_AFTER_MS: u64 = 5 * 60 * 1000;
+
+/// When the message was sent, if that was long enough before `now` to say so.
+fn sent_late(message: &Inbound, now: u64) -> Option<u64> {
+    (message.timestamp > 0 && now.saturating_sub(message.timestamp) > LATE_AFTER_MS).then_some(message.timestamp)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn tagged(message: &Inbound, tier: Tier, at: Option<u64>) -> String {
@@ -207,6 +228,8 @@ mod tests {
                 reply_to_bot: false,
                 message_id: n.to_string(),
                 timestamp: 1_764_000_000_000 + n * 1000,
+                space: None,
+                interaction: None,
             },
             tier,
             event_id: format!("fake:{n}"),
@@ -216,6 +239,20 @@ mod tests {
 
     fn bounds(mode: Busy) -> BusySettings {
         BusySettings { mode, max_waiting: 3, max_waiting_chars: 100, guest_messages_per_minute: 0 }
+    }
+
+    #[test]
+    fn a_message_that_waited_long_is_shown_with_the_time_it_was_sent() {
+        let mut message = incoming("dm", "ann", Tier::User, "hello", 0).message;
+        let now = 1_764_000_000_000;
+        message.timestamp = now - 60_000;
+        assert_eq!(sent_late(&message, now), None, "a minute is not late");
+        message.timestamp = now - 3_600_000;
+        assert_eq!(sent_late(&message, now), Some(now - 3_600_000));
+        message.kind = ChatKind::Direct;
+        assert!(attributed(&message, Tier::User).starts_with("[sent at 2025-"), "{}", attributed(&message, Tier::User));
+        message.kind = ChatKind::Group;
+        assert!(attributed(&message, Tier::User).contains(" at=\"2025-"), "{}", attributed(&message, Tier::User));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_fakes::FakeTelegram;
+use switchboard_fakes::{FakeDiscord, FakeTelegram};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::Harness;
@@ -22,11 +22,33 @@ impl Harness {
         self.set("SWITCHBOARD_TELEGRAM__API_URL", &telegram.api_url());
     }
 
+    /// Settings that point the daemon at `discord`.
+    pub fn with_discord(&mut self, discord: &FakeDiscord) {
+        self.set("SWITCHBOARD_DISCORD__TOKEN", &discord.token());
+        self.set("SWITCHBOARD_DISCORD__API_URL", &discord.api_url());
+    }
+
     /// Starts `switchboard serve` and waits until it long-polls the fake (or, in
     /// webhook mode, has set its webhook).
     pub async fn serve(&self, telegram: &FakeTelegram) -> Daemon {
         let ready = |t: &FakeTelegram| t.calls_of("getupdates").len() + t.calls_of("setwebhook").len();
         let polls_before = ready(telegram);
+        self.serve_until("start polling", || ready(telegram) > polls_before).await
+    }
+
+    /// Starts `switchboard serve` and waits until it identified (or resumed) on
+    /// the fake Discord gateway.
+    pub async fn serve_discord(&self, discord: &FakeDiscord) -> Daemon {
+        let sessions = |d: &FakeDiscord| {
+            let (_, identifies, resumes) = d.sessions();
+            identifies + resumes
+        };
+        let before = sessions(discord);
+        self.serve_until("connect to the Discord gateway", || sessions(discord) > before).await
+    }
+
+    /// Starts `switchboard serve` and waits until `ready` holds.
+    pub async fn serve_until(&self, what: &str, ready: impl Fn() -> bool) -> Daemon {
         let mut cmd = self.command(std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")));
         cmd.arg("serve")
             // SWITCHBOARD_TEST_LOG (a RUST_LOG filter) shows more when debugging a test.
@@ -47,9 +69,9 @@ impl Harness {
         });
         let daemon = Daemon { child, log };
         let started = tokio::time::Instant::now();
-        while ready(telegram) <= polls_before {
+        while !ready() {
             if started.elapsed() > Duration::from_secs(30) {
-                panic!("switchboard serve did not start polling; its log:\n{}", daemon.log());
+                panic!("switchboard serve did not {what}; its log:\n{}", daemon.log());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -71,6 +71,14 @@ pub struct Inbound {
     pub message_id: String,
     /// Milliseconds since the epoch.
     pub timestamp: u64,
+    /// The server or workspace the chat belongs to (a Discord guild), where the
+    /// platform has one: `allowed_groups` and per-group policies may name it.
+    #[serde(default)]
+    pub space: Option<String>,
+    /// The interaction the answer goes to, when the message came as one (a
+    /// Discord `/ask`): the reply's first part answers it.
+    #[serde(default)]
+    pub interaction: Option<Interaction>,
 }
 
 /// A platform's handle for answering an interaction (a slash command or a button
@@ -105,6 +113,9 @@ pub struct Command {
     pub interaction: Option<Interaction>,
     /// Milliseconds since the epoch.
     pub timestamp: u64,
+    /// The server or workspace the chat belongs to (see [`Inbound::space`]).
+    #[serde(default)]
+    pub space: Option<String>,
 }
 
 /// A button press.

@@ -80,6 +80,8 @@ fn map_message(me: &Identity, message: &Message) -> Result<Inbound, &'static str
         reply_to_bot: replies_to_bot(me, message),
         message_id: message.id.0.to_string(),
         timestamp: u64::try_from(message.date.timestamp_millis()).unwrap_or_default(),
+        space: None,
+        interaction: None,
     })
 }
 
@@ -107,6 +109,7 @@ fn as_command(me: &Identity, commands: &[CommandSpec], message: &Message, inboun
         message_id: Some(inbound.message_id.clone()),
         interaction: None,
         timestamp: inbound.timestamp,
+        space: None,
     })
 }
 

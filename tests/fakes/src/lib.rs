@@ -6,10 +6,14 @@
 //! [`FakeTelegram`] is a Telegram Bot API server (enough for teloxide) with
 //! update injection, failure injection and inspection of what the bot sent.
 //!
+//! [`FakeDiscord`] is Discord's HTTP API and Gateway WebSocket, with message,
+//! slash command and click injection, failures and connection drops.
+//!
 //! [`FakeChannel`] is an in-memory `Channel` for gateway tests, and
 //! [`RecordingSink`] an `InboundSink` for adapter tests.
 
 pub mod channel;
+pub mod discord;
 pub mod llm;
 mod server;
 pub mod telegram;
@@ -18,5 +22,6 @@ pub mod telegram;
 mod test_client;
 
 pub use channel::{FakeChannel, RecordingSink};
+pub use discord::FakeDiscord;
 pub use llm::{FakeLlm, FakeToolCall, Fallback, Gate, Quirks, RecordedRequest, Reply};
 pub use telegram::{Call, CallbackAnswer, FakeTelegram, SentMessage};

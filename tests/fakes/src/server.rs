@@ -16,6 +16,13 @@ use tokio::task::{JoinHandle, JoinSet};
 /// Aborts the accept loop (and with it every connection task) on drop.
 pub(crate) struct ServerTask(JoinHandle<()>);
 
+impl ServerTask {
+    /// Runs `task` (an accept loop) until the handle is dropped.
+    pub(crate) fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> ServerTask {
+        ServerTask(tokio::spawn(task))
+    }
+}
+
 impl Drop for ServerTask {
     fn drop(&mut self) {
         self.0.abort();

@@ -230,6 +230,8 @@ impl FakeChannel {
                 reply_to_bot: false,
                 message_id,
                 timestamp: now_ms(),
+                space: None,
+                interaction: None,
             }),
         }
     }
@@ -260,6 +262,7 @@ impl FakeChannel {
             message_id: None,
             interaction: Some(interaction),
             timestamp: now_ms(),
+            space: None,
         };
         self.deliver(InboundEvent { event_id, kind: InboundKind::Command(command) }).await
     }
