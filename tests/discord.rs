@@ -314,6 +314,19 @@ async fn rate_limits_are_waited_out_and_the_reply_sent_once() {
     assert!(sends.len() >= 2);
     let gap = sends[sends.len() - 1].at.duration_since(sends[sends.len() - 2].at);
     assert!(gap >= Duration::from_millis(1400), "retried after {gap:?}");
+    // A global limit holds every request, not only the one that met it.
+    discord.fail_next("POST /channels/*/typing", 429, Some(2.0), true);
+    h.llm.push(Reply::text("after the global limit"));
+    discord.dm(USER, "global");
+    wait_text(&discord, &dm, "after the global limit").await;
+    let typing = discord.calls_to("POST /channels/*/typing").last().unwrap().at;
+    let limited = discord.calls_to("POST /channels/*/typing").iter().map(|c| c.at).find(|at| *at <= typing).unwrap();
+    let sent = discord.calls_to("POST /channels/*/messages").last().unwrap().at;
+    assert!(
+        sent.duration_since(limited) >= Duration::from_millis(1900),
+        "sent {:?} after a global 429",
+        sent.duration_since(limited)
+    );
     discord.fail_next("POST /channels/*/messages", 502, None, false);
     h.llm.push(Reply::text("after a bad gateway"));
     discord.dm(USER, "again");
@@ -362,12 +375,20 @@ async fn a_message_in_flight_when_killed_and_one_sent_while_stopped_are_answered
 
     discord.say_at(GENERAL, USER, "sent while you were away", Duration::from_secs(3600));
     discord.say(GENERAL, OTHER, "also while stopped", true);
+    let bot = switchboard_fakes::discord::BOT_ID;
+    discord.say_at(RANDOM, OTHER, &format!("<@{bot}> asked an hour ago"), Duration::from_secs(3600));
+    discord.dm(USER, "a DM while stopped");
     h.llm.set_fallback(switchboard_fakes::Fallback::Echo);
     h.llm.push(Reply::text("The answer, exactly once."));
     let _d = h.serve_discord(&discord).await;
     wait_text(&discord, &dm, "exactly once").await;
     wait_text(&discord, GENERAL, "also while stopped").await;
+    wait_text(&discord, &dm, "a DM while stopped").await;
+    wait_text(&discord, RANDOM, "asked an hour ago").await;
+    let old = h.llm.requests().into_iter().find(|r| r.last_user_text().contains("asked an hour ago")).unwrap();
+    assert!(old.last_user_text().contains(" at=\""), "the model is told when it was sent: {}", old.last_user_text());
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(contents(&discord, &dm).iter().filter(|t| t.contains("a DM while stopped")).count(), 1);
     assert_eq!(contents(&discord, &dm).iter().filter(|t| t.contains("exactly once")).count(), 1);
     assert_eq!(contents(&discord, GENERAL).iter().filter(|t| t.contains("also while stopped")).count(), 1);
     assert!(
@@ -395,4 +416,93 @@ async fn an_answer_ready_before_the_acknowledgement_waits_for_it() {
         "every answer went to its interaction, none to the channel: {:?}",
         contents(&discord, GENERAL)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_to_a_slash_command_continues_in_follow_ups_and_status_shows_the_gateway() {
+    let (h, discord) = setup("open").await;
+    let _d = h.serve_discord(&discord).await;
+    let paragraphs: Vec<String> =
+        (0..8).map(|i| format!("Section {i}: {}", "words and more words ".repeat(20))).collect();
+    h.llm.push(Reply::text(&paragraphs.join("\n\n")));
+    let ask = discord.slash(RANDOM, USER, "ask", &[("text", "tell me everything")]);
+    discord
+        .wait_until("the answer's last section", WAIT, move |d| {
+            d.bot_messages(RANDOM).iter().any(|m| m.content().contains("Section 7"))
+        })
+        .await;
+    let state = discord.interaction_state(&ask).unwrap();
+    assert!(!state.followups.is_empty(), "later parts are follow-ups");
+    let original = discord.message(&state.original.unwrap()).unwrap();
+    assert!(original.content().starts_with("Section 0"), "{}", original.content());
+    for m in discord.bot_messages(RANDOM) {
+        assert!(m.content().chars().count() <= 2000);
+        assert!(m.json.get("interaction_metadata").is_some() || state.followups.contains(&m.id().to_string()));
+    }
+
+    // Admins see the channels' health.
+    let status = discord.slash(RANDOM, ADMIN, "status", &[]);
+    let text = answer_of(&discord, &status).await;
+    assert!(text.contains("discord: gateway connected, last heard from"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_guild_covers_its_channels_and_others_are_ignored() {
+    let (mut h, discord) = setup("allowlist").await;
+    h.set("SWITCHBOARD_DISCORD__ALLOWED_GROUPS", GUILD);
+    h.set("SWITCHBOARD_DISCORD__GROUP_POLICY", "open");
+    const ELSEWHERE: &str = "200000000000000002";
+    const FOREIGN: &str = "300000000000000009";
+    discord.add_guild(ELSEWHERE, &[FOREIGN]);
+    h.llm.set_fallback(switchboard_fakes::Fallback::Echo);
+    let _d = h.serve_discord(&discord).await;
+    discord.say(FOREIGN, USER, "in a guild nobody listed", true);
+    discord.say(RANDOM, OTHER, "in the listed guild", false);
+    wait_text(&discord, RANDOM, "in the listed guild").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(discord.bot_messages(FOREIGN).is_empty());
+    assert!(h.llm.requests().iter().all(|r| !r.all_text().contains("nobody listed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_who_the_bot_is_and_whether_it_reads_message_content() {
+    let (h, discord) = setup("open").await;
+    let out = h.run(&["check"]).await;
+    assert!(out.stdout.contains("Channel discord: configured"), "{}", out.stdout);
+    assert!(out.stdout.contains("discord: signed in as bot 900000000000000001"), "{}", out.stdout);
+    assert!(out.stdout.contains("Message Content intent is enabled"), "{}", out.stdout);
+    assert!(!out.stdout.contains(&discord.token()) && !out.stderr.contains(&discord.token()), "the token never shows");
+    let mut bad = Harness::new().await;
+    bad.set("SWITCHBOARD_DISCORD__TOKEN", "not-a-token");
+    let out = bad.run(&["check"]).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stdout.contains("discord.token") && out.stdout.contains("does not look like a bot token"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_and_discord_in_one_serve_share_the_agents_memory() {
+    let (mut h, discord) = setup("open").await;
+    let telegram = switchboard_fakes::FakeTelegram::start().await;
+    h.with_telegram(&telegram);
+    h.set("SWITCHBOARD_TELEGRAM__DM_POLICY", "open");
+    let _d = h.serve(&telegram).await;
+    discord.wait_until("the Discord gateway", WAIT, |d| d.sessions().1 >= 1).await;
+    h.llm.push(Reply::tool_call("memory_insert", json!({"label": "human", "new_str": "Likes jazz."})));
+    h.llm.push(Reply::text("Noted."));
+    discord.dm(ADMIN, "remember that I like jazz");
+    wait_text(&discord, &discord.dm_channel(ADMIN), "Noted.").await;
+    h.llm.push(Reply::text("You like jazz."));
+    telegram.send_dm(42, "what do I like?");
+    telegram
+        .wait_until("the Telegram answer", WAIT, |t| {
+            t.messages_in(42).iter().any(|m| m.plain_text.contains("You like jazz."))
+        })
+        .await;
+    let request = h.llm.requests().pop().unwrap();
+    assert!(request.system_prompt().contains("Likes jazz."), "memory from Discord reaches Telegram's conversation");
+    assert!(!request.all_text().contains("remember that I like jazz"), "but not the other chat's conversation");
 }

@@ -11,6 +11,9 @@ use switchboard::store::{human_bytes, render_sizes, SledStore, Store, StoreError
 
 use super::EXIT_FAILURE;
 
+/// How long `check` waits for a channel's platform to answer its probe.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The data directory's size on disk and the store's largest parts (asked of a
 /// running daemon when it holds the store).
 async fn storage(s: &Settings) {
@@ -78,6 +81,13 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
             access.admins.len(),
             access.allowed_users.len()
         );
+        match section.settings.build(&[]) {
+            Ok(channel) => match tokio::time::timeout(PROBE_TIMEOUT, channel.probe()).await {
+                Ok(lines) => lines.iter().for_each(|l| println!("  {}: {l}", section.name)),
+                Err(_) => println!("  {}: no answer from the platform within {PROBE_TIMEOUT:?}", section.name),
+            },
+            Err(e) => println!("  {}: {e}", section.name),
+        }
         let approvers = s.policy.approvers.iter().any(|a| a.starts_with(&format!("{}:", section.name)));
         if access.admins.is_empty() && !approvers {
             println!(

@@ -4,7 +4,9 @@
 //! order; after a crash the journal's unanswered events take the same path.
 
 use async_trait::async_trait;
-use switchboard_channel_core::{DeliverError, InboundEvent, InboundSink};
+use std::time::Duration;
+
+use switchboard_channel_core::{ChatKey, DeliverError, InboundEvent, InboundSink};
 
 use super::dispatch::Dispatcher;
 use super::journal::Journal;
@@ -55,5 +57,13 @@ impl InboundSink for Ingress {
                 Err(DeliverError("the journal is unavailable".into()))
             }
         }
+    }
+
+    async fn recent_chats(&self, channel: &str, within: Duration) -> Vec<ChatKey> {
+        let since = crate::store::now_ms().saturating_sub(within.as_millis() as u64);
+        self.journal.recent_chats(channel, since).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list recently active chats");
+            Vec::new()
+        })
     }
 }

@@ -25,7 +25,8 @@ pub struct Outbound {
     pub text: String,
     /// The platform message the first part replies to (in groups).
     pub reply_to: Option<String>,
-    /// The interaction the first part answers (a slash command).
+    /// The interaction the reply answers (a slash command): the first part is its
+    /// response, later parts continue it.
     #[serde(default)]
     pub interaction: Option<Interaction>,
     /// Who sees it.
@@ -34,12 +35,14 @@ pub struct Outbound {
 }
 
 impl OutboxItem {
-    /// How part `index` is sent: only the first replies or answers; every part
-    /// has a key of its own that stays the same across attempts.
+    /// How part `index` is sent: only the first replies; every part carries the
+    /// interaction it answers (the first as its response, later ones continuing
+    /// it) and a key of its own that stays the same across attempts.
     pub fn options(&self, index: usize) -> SendOptions {
         SendOptions {
             reply_to: self.message.reply_to.clone().filter(|_| index == 0),
-            interaction: self.message.interaction.clone().filter(|_| index == 0),
+            interaction: self.message.interaction.clone(),
+            part: index,
             visibility: self.message.visibility.clone(),
             idempotency_key: Some(format!("sb-{}-{index}", self.seq)),
         }

@@ -38,7 +38,8 @@ pub struct TurnJob {
     /// Everyone whose message it answers (any of them may `/cancel` it).
     pub senders: Vec<String>,
     pub reply_to: Option<String>,
-    /// The interaction the reply answers (a Discord `/ask`): its first part goes there.
+    /// The interaction the reply answers (a Discord `/ask`): its first part is the
+    /// response, later parts continue it.
     pub interaction: Option<Interaction>,
 }
 

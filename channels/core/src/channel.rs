@@ -118,6 +118,14 @@ pub trait InboundSink: Send + Sync {
     /// twice) and returns; everything else happens later. `Ok` means the adapter
     /// may acknowledge the event to the platform.
     async fn deliver(&self, event: InboundEvent) -> Result<(), DeliverError>;
+
+    /// The chats of `channel` that had events within `within`, newest activity
+    /// first, for an adapter catching up on what was sent while the daemon was
+    /// down (the platform may not list them itself). Default: none known.
+    async fn recent_chats(&self, channel: &str, within: Duration) -> Vec<ChatKey> {
+        let _ = (channel, within);
+        Vec::new()
+    }
 }
 
 /// One platform account, as the gateway drives it. See the module documentation
@@ -134,6 +142,13 @@ pub trait Channel: Send + Sync {
     /// anything, any trouble it is backing off from. No secrets.
     fn status(&self) -> String {
         "connected".into()
+    }
+
+    /// Checks the credentials against the platform without starting, for
+    /// `switchboard check`: one line per finding (who the bot is, a permission
+    /// or setting it lacks). Default: nothing to check.
+    async fn probe(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// Connects and starts receiving; events go to `sink` until [`Channel::stop`].

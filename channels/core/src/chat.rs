@@ -202,8 +202,12 @@ pub struct SendOptions {
     /// The platform message this one replies to.
     pub reply_to: Option<String>,
     /// The interaction this message answers (a slash command's response), where
-    /// the platform answers interactions with messages.
+    /// the platform answers interactions with messages. Every part of a long
+    /// answer carries it: the first is the response, later ones continue it.
     pub interaction: Option<Interaction>,
+    /// Which part of its reply this is: 0 for the first.
+    #[serde(default)]
+    pub part: usize,
     /// Who sees it.
     pub visibility: Visibility,
     /// The same for every attempt to send this one part, across restarts: where

@@ -11,14 +11,35 @@ use tokio::sync::watch;
 use crate::receive::Receiver;
 use crate::wire::{snowflake_at, Message};
 
-/// Fetches and hands over what `guild`'s channels received within the window.
-pub async fn guild(receiver: &Receiver, guild: &str, stop: &watch::Receiver<bool>) {
+/// The oldest snowflake a message may have to be caught up on, unless catching
+/// up is off.
+fn cutoff(receiver: &Receiver) -> Option<u64> {
     let window = receiver.catch_up;
     if window.max_age.is_zero() || window.max_messages == 0 {
-        return;
+        return None;
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let cutoff = snowflake_at(now.saturating_sub(window.max_age.as_millis() as u64));
+    Some(snowflake_at(now.saturating_sub(window.max_age.as_millis() as u64)))
+}
+
+/// Direct chats: Discord does not list a bot's DMs, so the gateway's record of
+/// recently active chats says which to look at (after the session is ready).
+pub async fn direct(receiver: &Receiver, stop: &watch::Receiver<bool>) {
+    let Some(cutoff) = cutoff(receiver) else { return };
+    for chat in receiver.sink.recent_chats("discord", receiver.catch_up.max_age).await {
+        if *stop.borrow() {
+            return;
+        }
+        if chat.thread.is_some() || receiver.places.resolve(&receiver.rest, &chat.chat, None).await.guild.is_some() {
+            continue; // Guild channels are caught up when their guild is announced.
+        }
+        channel_since(receiver, &chat.chat, cutoff, stop).await;
+    }
+}
+
+/// Fetches and hands over what `guild`'s channels received within the window.
+pub async fn guild(receiver: &Receiver, guild: &str, stop: &watch::Receiver<bool>) {
+    let Some(cutoff) = cutoff(receiver) else { return };
     let active = receiver
         .places
         .in_guild(guild)

@@ -137,6 +137,22 @@ impl Channel for DiscordChannel {
         }
     }
 
+    /// Who the token belongs to and whether the bot can read message content.
+    async fn probe(&self) -> Vec<String> {
+        match self.sign_in().await {
+            Ok((me, application)) => {
+                let mut lines = vec![format!("signed in as bot {} (application {})", me.user_id, me.application_id)];
+                lines.push(match application.reads_message_content() {
+                    true => "the Message Content intent is enabled".into(),
+                    false => "the Message Content intent is OFF: guild messages that do not mention the bot arrive empty; turn it on in the Developer Portal (Bot page)".into(),
+                });
+                lines
+            }
+            Err(ChannelError::Rejected(why)) => vec![format!("refused: {why}")],
+            Err(e) => vec![format!("could not reach Discord: {e}")],
+        }
+    }
+
     /// Signs in, registers the slash commands, and connects to the gateway.
     async fn start(&self, sink: Arc<dyn InboundSink>) -> Result<(), ChannelError> {
         let mut running = self.running.lock().await;

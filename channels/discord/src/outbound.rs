@@ -36,7 +36,7 @@ impl Outbound<'_> {
     pub async fn send(&self, chat: &ChatKey, part: &[Block], options: &SendOptions) -> Result<SentRef, ChannelError> {
         let content = render::content(part);
         if let Some(interaction) = &options.interaction {
-            match self.answer(interaction, &content, &options.visibility).await {
+            match self.answer(interaction, &content, &options.visibility, options.part).await {
                 Ok(sent) => return Ok(sent),
                 // Expired (15 minutes): the answer goes to the channel instead.
                 Err(e) if e.is_gone() => tracing::info!("discord: an interaction expired; answering in the channel"),
@@ -63,11 +63,14 @@ impl Outbound<'_> {
         chat.thread.is_none() && self.places.resolve(self.rest, &chat.chat, None).await.guild.is_none()
     }
 
+    /// The first part edits the deferred response (or, private, replaces it with
+    /// an ephemeral follow-up); later parts are follow-ups of the same visibility.
     async fn answer(
         &self,
         interaction: &Interaction,
         content: &str,
         visibility: &Visibility,
+        part: usize,
     ) -> Result<SentRef, crate::rest::RestError> {
         let parsed = interactions::parse(&interaction.handle).map_err(|_| crate::rest::RestError::Refused {
             status: 400,
@@ -76,7 +79,13 @@ impl Outbound<'_> {
         })?;
         self.acks.settled(parsed.interaction).await;
         let base = format!("/webhooks/{}/{}", parsed.application, parsed.token);
+        let private = matches!(visibility, Visibility::Private { .. });
         let message = match visibility {
+            _ if part > 0 => {
+                let flags = if private { EPHEMERAL } else { 0 };
+                let body = json!({"content": content, "allowed_mentions": no_pings(), "flags": flags});
+                self.rest.post(&base, &body).await?
+            }
             Visibility::Public => {
                 let body = json!({"content": content, "allowed_mentions": no_pings(), "components": []});
                 self.rest.patch(&format!("{base}/messages/@original"), &body).await?

@@ -55,6 +55,7 @@ impl Receiver {
 
     async fn handle(&self, event: Dispatch, stop: &watch::Receiver<bool>) {
         match event.name.as_str() {
+            "READY" => catch_up::direct(self, stop).await,
             "GUILD_CREATE" => {
                 let Ok(guild) = serde_json::from_value::<Guild>(event.data) else { return };
                 for channel in guild.channels.iter().chain(guild.threads.iter()) {

@@ -2,7 +2,8 @@
 //! into what the gateway can act on. Rate limits are reported, never waited out
 //! here: the outbox (or the caller's own backoff) decides when to try again.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -53,10 +54,13 @@ impl RestError {
     }
 }
 
-/// The bot's HTTP client. Cheap to clone.
+/// The bot's HTTP client. Cheap to clone; clones share the global rate limit.
 #[derive(Clone)]
 pub struct Rest {
     http: reqwest::Client,
+    /// After a global 429, no request is made before this instant: each is
+    /// answered as rate limited for the time that is left.
+    global_wait: Arc<Mutex<Option<Instant>>>,
     /// `{api_url}/api/v10`.
     base: String,
     /// `Bot <token>`.
@@ -73,6 +77,7 @@ impl Rest {
             .map_err(|e| ChannelError::Rejected(format!("discord: cannot build an HTTP client: {e}")))?;
         Ok(Rest {
             http,
+            global_wait: Arc::default(),
             base: format!("{}/api/v10", api_url.trim_end_matches('/')),
             authorization: format!("Bot {token}"),
         })
@@ -106,6 +111,9 @@ impl Rest {
     /// One request. Interaction webhooks (`/webhooks/...` and
     /// `/interactions/...`) are authorised by the token in their path alone.
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, RestError> {
+        if let Some(left) = self.global_wait_left() {
+            return Err(RestError::RateLimited { retry_after: left, global: true });
+        }
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if !path.starts_with("/webhooks/") && !path.starts_with("/interactions/") {
             request = request.header("Authorization", &self.authorization);
@@ -124,7 +132,19 @@ impl Rest {
         if status.is_success() {
             return Ok(json);
         }
-        Err(error_of(status, &json, retry_header, global_header))
+        let error = error_of(status, &json, retry_header, global_header);
+        if let RestError::RateLimited { retry_after, global: true } = &error {
+            tracing::warn!(?retry_after, "discord: the bot is rate limited globally; every request waits");
+            *self.global_wait.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + *retry_after);
+        }
+        Err(error)
+    }
+
+    /// What is left of a global rate limit, if one holds.
+    fn global_wait_left(&self) -> Option<Duration> {
+        let until = (*self.global_wait.lock().unwrap_or_else(PoisonError::into_inner))?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
     }
 }
 

@@ -237,6 +237,15 @@ impl Channel for TelegramChannel {
         }
     }
 
+    /// getMe: who the token belongs to.
+    async fn probe(&self) -> Vec<String> {
+        match self.get_me().await {
+            Ok(me) => vec![format!("signed in as @{} (id {})", me.username, me.id)],
+            Err(ChannelError::Rejected(why)) => vec![format!("refused: {why}")],
+            Err(e) => vec![format!("could not reach Telegram: {e}")],
+        }
+    }
+
     /// getMe, setMyCommands, then deleteWebhook + the poll loop, or the
     /// listener + setWebhook. Fails if already started or the token is rejected.
     async fn start(&self, sink: Arc<dyn InboundSink>) -> Result<(), ChannelError> {

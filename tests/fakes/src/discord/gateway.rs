@@ -62,9 +62,11 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
                     return close(&mut ws, 4002, "Error while decoding payload.").await;
                 };
                 match frame["op"].as_u64() {
-                    // A silent connection acknowledges nothing.
-                    Some(1) if shared.lock().silent != Some(number) => {
-                        if !send(&mut ws, json!({"op": 11, "d": null})).await {
+                    Some(1) => {
+                        // A silent connection acknowledges nothing.
+                        let silent = shared.lock().silent == Some(number);
+                        let acked = silent || send(&mut ws, json!({"op": 11, "d": null})).await;
+                        if !acked {
                             return;
                         }
                     }
@@ -109,6 +111,10 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
         }
         let close_with = shared.lock().close_with.take();
         if let Some(code) = close_with {
+            if matches!(code, 4007 | 4009) {
+                // Invalid sequence, session timed out: the session cannot be resumed.
+                shared.lock().session = None;
+            }
             return close(&mut ws, code, "closed by the test").await;
         }
         if shared.lock().silent != Some(number) && !send_pending(&shared, &mut ws, &mut cursor).await {

@@ -199,7 +199,13 @@ impl FakeDiscord {
     /// `channel`. The interaction must be answered within 3 s.
     pub fn slash(&self, channel: &str, user: &str, name: &str, options: &[(&str, &str)]) -> String {
         let options: Vec<Value> = options.iter().map(|(n, v)| json!({"name": n, "type": 3, "value": v})).collect();
-        self.interaction(channel, user, 2, json!({"id": "1", "name": name, "type": 1, "options": options}), None)
+        let command_id = {
+            let state = self.shared.lock();
+            let mut registered = state.commands.values().filter_map(Value::as_array).flatten();
+            registered.find(|c| c["name"] == name).and_then(|c| c["id"].as_str().map(str::to_string))
+        };
+        let data = json!({"id": command_id.unwrap_or_else(|| "1".into()), "name": name, "type": 1, "options": options});
+        self.interaction(channel, user, 2, data, None)
     }
 
     /// `user` presses the button `custom_id` on message `message` in `channel`.
@@ -217,6 +223,7 @@ impl FakeDiscord {
                 "id": id, "application_id": APP_ID, "type": kind, "data": data, "token": token, "version": 1,
                 "channel_id": channel, "channel": state.channel_json(channel), "locale": "en-US",
                 "app_permissions": "0", "entitlements": [], "authorizing_integration_owners": {}, "context": 0,
+                "attachment_size_limit": 10_485_760,
             });
             match &info.guild {
                 Some(guild) => {

@@ -142,10 +142,7 @@ fn respond_to(
     let m = method.as_str();
     match (m, parts.as_slice()) {
         ("GET", ["users", "@me"]) => Ok((StatusCode::OK, State::bot_json())),
-        ("GET", ["applications", "@me"]) => Ok((
-            StatusCode::OK,
-            json!({"id": APP_ID, "name": "switchboard-test", "flags": 1u64 << 19, "bot_public": false}),
-        )),
+        ("GET", ["applications", "@me"] | ["oauth2", "applications", "@me"]) => Ok((StatusCode::OK, application())),
         ("GET", ["gateway", "bot"]) => Ok((
             StatusCode::OK,
             json!({"url": state.gateway_url.clone(), "shards": 1, "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}),
@@ -167,11 +164,33 @@ fn respond_to(
             Ok((StatusCode::NO_CONTENT, Value::Null))
         }
         ("POST", ["users", "@me", "channels"]) => open_dm(state, body),
-        ("POST", ["interactions", id, token, "callback"]) => callback(state, id, token, body),
+        ("POST", ["interactions", id, token, "callback"]) => {
+            let with_response = query.split('&').any(|kv| kv == "with_response=true" || kv == "with_response=1");
+            callback(state, id, token, body, with_response)
+        }
         ("PATCH", ["webhooks", app, token, "messages", "@original"]) => edit_original(state, app, token, body),
         ("DELETE", ["webhooks", app, token, "messages", "@original"]) => delete_original(state, app, token),
         ("POST", ["webhooks", app, token]) => followup(state, app, token, body),
         _ => Err(ApiError::new(404, 0, "404: Not Found")),
+    }
+}
+
+/// The bot's application, with the limited Message Content intent flag.
+fn application() -> Value {
+    json!({
+        "id": APP_ID, "name": "switchboard-test", "icon": null, "description": "", "flags": 1u64 << 19,
+        "bot_public": false, "bot_require_code_grant": false, "verify_key": "0".repeat(64),
+        "owner": {"id": "100000000000000001", "username": "owner", "global_name": null, "avatar": null, "discriminator": "0"},
+        "bot": State::bot_json(),
+    })
+}
+
+/// An id the client may send as a string or a number.
+fn id_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -244,7 +263,8 @@ fn check_payload(body: &Value, creating: bool) -> Result<(), ApiError> {
         check_components(components)?;
     }
     let has_content = body["content"].as_str().is_some_and(|c| !c.is_empty());
-    let has_components = body["components"].as_array().is_some_and(|c| !c.is_empty());
+    let has_components = body["components"].as_array().is_some_and(|c| !c.is_empty())
+        || body["embeds"].as_array().is_some_and(|e| !e.is_empty());
     if creating && !has_content && !has_components {
         return Err(ApiError::new(400, 50006, "Cannot send an empty message"));
     }
@@ -271,8 +291,18 @@ fn check_components(components: &Value) -> Result<(), ApiError> {
             let style = button["style"].as_u64().unwrap_or(0);
             let custom_id = button["custom_id"].as_str().unwrap_or_default();
             let label = button["label"].as_str().unwrap_or_default();
+            if button["type"] == 2 && style == 5 {
+                // A link button: a url, no custom_id.
+                if button["url"].as_str().is_none_or(|u| !u.starts_with("http")) || button.get("custom_id").is_some() {
+                    return Err(ApiError::invalid("components.url", "a link button has a url and no custom_id"));
+                }
+                continue;
+            }
             if button["type"] != 2 || !(1..=4).contains(&style) {
-                return Err(ApiError::invalid("components", "not a button with a custom_id style"));
+                return Err(ApiError::invalid(
+                    "components",
+                    "not a button with a custom_id style (selects are not faked)",
+                ));
             }
             if custom_id.is_empty() || custom_id.chars().count() > 100 {
                 return Err(ApiError::invalid("components.custom_id", "Must be between 1 and 100 in length."));
@@ -334,7 +364,8 @@ fn create_in_channel(state: &mut State, channel: &str, body: &Value) -> Answer {
         }
     }
     let mut message = bot_message(state, &info, body, 0);
-    if let Some(reference) = body["message_reference"]["message_id"].as_str() {
+    if let Some(reference) = id_of(&body["message_reference"]["message_id"]) {
+        let reference = reference.as_str();
         match state.messages.get(reference).filter(|m| m.channel() == channel && !m.ephemeral) {
             Some(original) => {
                 message["type"] = json!(19);
@@ -400,7 +431,8 @@ fn delete_in_channel(state: &mut State, channel: &str, id: &str) -> Answer {
 }
 
 fn open_dm(state: &mut State, body: &Value) -> Answer {
-    let Some(user) = body["recipient_id"].as_str() else { return Err(ApiError::invalid("recipient_id", "required")) };
+    let Some(user) = id_of(&body["recipient_id"]) else { return Err(ApiError::invalid("recipient_id", "required")) };
+    let user = user.as_str();
     let existing =
         state.channels.values().find(|c| c.kind == DM && c.recipient.as_deref() == Some(user)).map(|c| c.id.clone());
     let id = match existing {
@@ -434,7 +466,7 @@ fn by_token<'s>(
     }
 }
 
-fn callback(state: &mut State, id: &str, token: &str, body: &Value) -> Answer {
+fn callback(state: &mut State, id: &str, token: &str, body: &Value, with_response: bool) -> Answer {
     let Some(interaction) = state.interactions.get(id).cloned() else { return Err(ApiError::unknown_interaction()) };
     if interaction.token != token || interaction.created.elapsed() > RESPONSE_DEADLINE {
         return Err(ApiError::unknown_interaction());
@@ -448,8 +480,7 @@ fn callback(state: &mut State, id: &str, token: &str, body: &Value) -> Answer {
     let Some(channel) = state.channels.get(&interaction.channel).cloned() else {
         return Err(ApiError::unknown_channel());
     };
-    let mut original = None;
-    match kind {
+    let original = match kind {
         4 | 5 => {
             if kind == 4 {
                 check_payload(&data, true)?;
@@ -457,23 +488,41 @@ fn callback(state: &mut State, id: &str, token: &str, body: &Value) -> Answer {
             let ephemeral = data["flags"].as_u64().unwrap_or(0) & EPHEMERAL != 0;
             let flags = if kind == 5 { LOADING } else { 0 } | if ephemeral { EPHEMERAL } else { 0 };
             let mut message = bot_message(state, &channel, &data, flags);
-            message["interaction_metadata"] =
-                json!({"id": id, "type": interaction.kind, "user": {"id": interaction.user}});
+            let user = state.user_json(&interaction.user);
+            message["interaction_metadata"] = json!({"id": id, "type": interaction.kind, "user": user});
             let message = store(state, message, &data, ephemeral);
-            original = message["id"].as_str().map(str::to_string);
+            message["id"].as_str().map(str::to_string)
         }
         6 | 7 if component => {
             if kind == 7 {
                 let message = interaction.message.clone().unwrap_or_default();
                 apply_edit(state, &message, &data)?;
             }
+            // A button's original response is the message it sits on.
+            interaction.message.clone()
         }
         _ => return Err(ApiError::invalid("type", "not a valid response type for this interaction")),
-    }
+    };
     let stored = state.interactions.get_mut(id).expect("checked above");
     stored.response = Some(kind);
-    stored.original = original;
-    Ok((StatusCode::NO_CONTENT, Value::Null))
+    stored.original = original.clone();
+    if !with_response {
+        return Ok((StatusCode::NO_CONTENT, Value::Null));
+    }
+    // `?with_response=true`: the interaction callback response object.
+    let message = original.as_deref().and_then(|m| state.messages.get(m));
+    let flags = message.and_then(|m| m.json["flags"].as_u64()).unwrap_or(0);
+    let mut resource = json!({"type": kind});
+    if let (Some(m), true) = (message, matches!(kind, 4 | 7)) {
+        resource["message"] = m.json.clone();
+    }
+    let answer = json!({
+        "interaction": {"id": id, "type": interaction.kind, "activity_instance_id": null,
+            "response_message_id": original, "response_message_loading": flags & LOADING != 0,
+            "response_message_ephemeral": flags & EPHEMERAL != 0},
+        "resource": resource,
+    });
+    Ok((StatusCode::OK, answer))
 }
 
 fn edit_original(state: &mut State, app: &str, token: &str, body: &Value) -> Answer {

@@ -19,6 +19,8 @@ pub const BOT_NAME: &str = "switchboard-test";
 
 /// Channel types.
 pub const GUILD_TEXT: u64 = 0;
+/// The Message Content intent.
+pub const MESSAGE_CONTENT: u64 = 1 << 15;
 pub const DM: u64 = 1;
 pub const PUBLIC_THREAD: u64 = 11;
 
@@ -178,12 +180,27 @@ impl State {
     pub fn channel_json(&self, id: &str) -> Option<Value> {
         let c = self.channels.get(id)?;
         let last = self.messages.values().rev().find(|m| m.channel() == id && !m.ephemeral).map(|m| m.id().to_string());
-        let mut out = json!({"id": c.id, "type": c.kind, "last_message_id": last, "name": format!("channel-{}", c.id)});
+        let mut out = json!({"id": c.id, "type": c.kind, "last_message_id": last, "flags": 0});
         if let Some(g) = &c.guild {
+            let position = self.guilds.get(g).and_then(|ids| ids.iter().position(|i| i == id)).unwrap_or(0);
             out["guild_id"] = json!(g);
+            out["name"] = json!(format!("channel-{}", c.id));
+            out["position"] = json!(position);
+            out["permission_overwrites"] = json!([]);
+            out["nsfw"] = json!(false);
+            out["topic"] = Value::Null;
+            out["rate_limit_per_user"] = json!(0);
+            out["parent_id"] = json!(c.parent);
         }
-        if let Some(p) = &c.parent {
-            out["parent_id"] = json!(p);
+        if c.kind == PUBLIC_THREAD {
+            out["owner_id"] = json!(BOT_ID);
+            out["message_count"] = json!(0);
+            out["member_count"] = json!(1);
+            out["total_message_sent"] = json!(0);
+            out["thread_metadata"] = json!({
+                "archived": false, "auto_archive_duration": 1440, "locked": false,
+                "archive_timestamp": "2025-01-01T00:00:00.000000+00:00",
+            });
         }
         if let Some(r) = &c.recipient {
             let user = self.users.get(r).cloned().unwrap_or(json!({"id": r}));
@@ -196,17 +213,37 @@ impl State {
         let ids = self.guilds.get(guild).cloned().unwrap_or_default();
         let (threads, channels): (Vec<&String>, Vec<&String>) =
             ids.iter().partition(|id| self.channels.get(*id).is_some_and(|c| c.kind == PUBLIC_THREAD));
+        // Discord includes the @everyone role (its id is the guild's) and the bot's own member.
+        let everyone = json!({"id": guild, "name": "@everyone", "permissions": "1071698660929", "position": 0,
+            "color": 0, "hoist": false, "managed": false, "mentionable": false, "flags": 0});
+        let me = json!({"user": State::bot_json(), "roles": [], "joined_at": "2025-01-01T00:00:00.000000+00:00",
+            "deaf": false, "mute": false, "flags": 0});
         json!({
             "id": guild, "name": format!("guild-{guild}"), "unavailable": false, "member_count": 3,
+            "owner_id": "100000000000000001", "joined_at": "2025-01-01T00:00:00.000000+00:00",
             "channels": channels.iter().filter_map(|id| self.channel_json(id)).collect::<Vec<_>>(),
             "threads": threads.iter().filter_map(|id| self.channel_json(id)).collect::<Vec<_>>(),
-            "roles": [], "emojis": [], "members": [], "large": false,
+            "roles": [everyone], "emojis": [], "stickers": [], "members": [me], "large": false,
+            "features": [], "verification_level": 0, "default_message_notifications": 0,
+            "explicit_content_filter": 0, "mfa_level": 0, "premium_tier": 0, "nsfw_level": 0,
+            "preferred_locale": "en-US", "afk_timeout": 300, "system_channel_flags": 0,
         })
     }
 
     /// Appends to the session's log (if a session exists) and wakes the connection.
-    pub fn dispatch(&mut self, name: &str, data: Value) {
+    pub fn dispatch(&mut self, name: &str, mut data: Value) {
         if let Some(session) = self.session.as_mut() {
+            // Without the Message Content intent a guild message that does not
+            // mention the bot (nor is the bot's own) arrives without its text.
+            let guild_message = matches!(name, "MESSAGE_CREATE" | "MESSAGE_UPDATE") && data.get("guild_id").is_some();
+            let mentions_bot = data["mentions"].as_array().is_some_and(|m| m.iter().any(|u| u["id"] == BOT_ID));
+            if guild_message
+                && session.intents & MESSAGE_CONTENT == 0
+                && !mentions_bot
+                && data["author"]["id"] != BOT_ID
+            {
+                data["content"] = json!("");
+            }
             let seq = session.log.last().map_or(1, |d| d.seq + 1);
             session.log.push(Dispatched { seq, name: name.to_string(), data });
         }
