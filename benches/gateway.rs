@@ -7,7 +7,10 @@
 //! conversation: recording it and starting a turn, at 100 and at 10,000 transcript
 //! entries. Every loop is bounded in count and time.
 //!
-//! cargo bench --bench gateway
+//! The same against the fake Discord follows (`gateway/discord.rs`), and both are
+//! printed.
+//!
+//! cargo bench --bench gateway (`-- discord` runs only the Discord run)
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -21,6 +24,9 @@ use switchboard::config::{self, ConfigSource};
 use switchboard::daemon::{Daemon, Parts};
 use switchboard::store::{SledStore, Store};
 use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
+
+#[path = "gateway/discord.rs"]
+mod discord;
 
 const CHATS: i64 = 1000;
 const LATENCY_SAMPLES: i64 = 200;
@@ -37,6 +43,10 @@ async fn main() {
     // `cargo bench --bench gateway -- history` runs only the history figures.
     if std::env::args().skip(1).any(|a| a == "history") {
         print_scaling(&history_scaling(&llm).await);
+        return;
+    }
+    if std::env::args().skip(1).any(|a| a == "discord") {
+        discord::print(&discord::run(&llm).await);
         return;
     }
     let telegram = FakeTelegram::start().await;
@@ -87,6 +97,7 @@ async fn main() {
 
     let acks = acknowledgements(&llm).await;
     let scaling = history_scaling(&llm).await;
+    let on_discord = discord::run(&llm).await;
 
     let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     let ack = |q: f64| acks[((acks.len() as f64 - 1.0) * q).round() as usize];
@@ -105,6 +116,7 @@ async fn main() {
     println!("  acknowledgement p50 ({CHATS} chats in flight):  {:.2} ms", ack(0.50).as_secs_f64() * 1000.0);
     println!("  acknowledgement p99:                         {:.2} ms", ack(0.99).as_secs_f64() * 1000.0);
     print_scaling(&scaling);
+    discord::print(&on_discord);
 }
 
 fn print_scaling(scaling: &[(usize, Duration, Duration)]) {

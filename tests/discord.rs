@@ -80,19 +80,20 @@ fn button(prompt: &StoredMessage, label: &str) -> String {
         .unwrap_or_else(|| panic!("no {label:?} button in {}", prompt.json))
 }
 
-/// The answer an interaction got: its original response's content, once edited.
+/// The answer an interaction got: its response once edited, or (a private
+/// answer) its first follow-up.
 async fn answer_of(discord: &FakeDiscord, interaction: &str) -> String {
+    let answer = |d: &FakeDiscord, id: &str| {
+        let state = d.interaction_state(id)?;
+        if let Some(followup) = state.followups.first() {
+            return d.message(followup).map(|m| m.content().to_string());
+        }
+        let original = d.message(state.original.as_ref()?)?;
+        (original.versions.len() > 1).then(|| original.content().to_string())
+    };
     let id = interaction.to_string();
-    discord
-        .wait_until("the interaction's response edited", WAIT, move |d| {
-            d.interaction_state(&id)
-                .and_then(|i| i.original)
-                .and_then(|m| d.message(&m))
-                .is_some_and(|m| m.versions.len() > 1)
-        })
-        .await;
-    let original = discord.interaction_state(interaction).unwrap().original.unwrap();
-    discord.message(&original).unwrap().content().to_string()
+    discord.wait_until("the interaction's answer", WAIT, move |d| answer(d, &id).is_some()).await;
+    answer(discord, interaction).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,6 +171,14 @@ async fn slash_commands_are_acknowledged_at_once_and_answered_in_the_response() 
     assert!(text.contains("Model: fake-model"), "{text}");
     let state = discord.interaction_state(&status).unwrap();
     assert_eq!(state.response, Some(5));
+    let conversation = |text: &str| text.lines().find(|l| l.starts_with("Conversation:")).unwrap().to_string();
+    let before = conversation(&text);
+    let refused = discord.slash(GENERAL, USER, "new", &[]);
+    assert!(!answer_of(&discord, &refused).await.contains("Started"), "not for a guest in a server channel");
+    let new = discord.slash(GENERAL, ADMIN, "new", &[]);
+    assert!(answer_of(&discord, &new).await.contains("Started a new conversation"));
+    let again = discord.slash(GENERAL, USER, "status", &[]);
+    assert_ne!(conversation(&answer_of(&discord, &again).await), before, "/new gave the channel a new conversation");
 
     h.llm.set_chunk_delay(Duration::from_millis(200));
     h.llm.push(Reply::chunks((0..12).map(|i| format!("part{i} "))));
