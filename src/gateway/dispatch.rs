@@ -110,7 +110,12 @@ impl Dispatcher {
             Verdict::Refuse(refusal) => {
                 self.refuse(&message.chat, &message.sender, refusal, reply_to, interaction, event_id).await
             }
-            // A message sent as the bot's command (`/ask`) is answered in a listen group too.
+            // A message sent as the bot's command (`/ask`) is answered in a listen
+            // group too, but only for people trusted there (a guest may not start
+            // turns where the operator asked the bot only to listen).
+            Verdict::Listen(tier) if interaction.is_some() && tier < Tier::User => {
+                self.refuse(&message.chat, &message.sender, Refusal::Silent, reply_to, interaction, event_id).await
+            }
             Verdict::Listen(tier) if interaction.is_none() => self.listen(message, tier, event_id).await,
             Verdict::Listen(tier) | Verdict::Answer(tier) => {
                 // Platforms that deliver commands as text.
@@ -245,7 +250,10 @@ impl Dispatcher {
                     let text = "You are sending messages faster than I can take them; I will not read the ones you send in the next minute.";
                     return self.delivery.reply(&chat, notice(text.into()), std::slice::from_ref(&event_id)).await;
                 }
-                Flood::Drop => return self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await,
+                Flood::Drop => {
+                    self.close_quietly(&chat, interaction.as_ref()).await;
+                    return self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await;
+                }
             }
         }
         let incoming = Incoming { message, tier, event_id: event_id.clone(), reply_to: reply_to.clone() };
@@ -258,8 +266,19 @@ impl Dispatcher {
                 self.delivery.reply(&chat, notice(text), std::slice::from_ref(&event_id)).await;
             }
             // Said with the first one turned away.
-            Admitted::Full { first: false, .. } => self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await,
+            Admitted::Full { first: false, .. } => {
+                self.close_quietly(&chat, interaction.as_ref()).await;
+                self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await
+            }
             Admitted::QueueTurn | Admitted::Joined => {}
+        }
+    }
+
+    /// Ends an interaction that gets no answer (a slash command's pending response goes).
+    async fn close_quietly(&self, chat: &ChatKey, interaction: Option<&Interaction>) {
+        let (Some(interaction), Some(channel)) = (interaction, self.registry.channel(&chat.channel)) else { return };
+        if let Err(e) = channel.close_interaction(chat, interaction, None).await {
+            tracing::debug!(error = %e, "could not close an interaction");
         }
     }
 

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use std::time::Duration;
 
-use switchboard_channel_core::{ChatKey, DeliverError, InboundEvent, InboundSink};
+use switchboard_channel_core::{DeliverError, InboundEvent, InboundSink, RecentChat};
 
 use super::dispatch::Dispatcher;
 use super::journal::Journal;
@@ -59,7 +59,7 @@ impl InboundSink for Ingress {
         }
     }
 
-    async fn recent_chats(&self, channel: &str, within: Duration) -> Vec<ChatKey> {
+    async fn recent_chats(&self, channel: &str, within: Duration) -> Vec<RecentChat> {
         let since = crate::store::now_ms().saturating_sub(within.as_millis() as u64);
         self.journal.recent_chats(channel, since).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot list recently active chats");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use switchboard_channel_core::{ChatKey, InboundEvent, SentRef};
+use switchboard_channel_core::{InboundEvent, InboundKind, RecentChat, SentRef};
 
 use crate::store::{blocking, now_ms, Store, StoreResult};
 
@@ -124,22 +124,28 @@ impl Journal {
         .await
     }
 
-    /// The chats of `channel` with an event received since `since_ms`, the most
-    /// recently active first.
-    pub async fn recent_chats(&self, channel: &str, since_ms: u64) -> StoreResult<Vec<ChatKey>> {
+    /// The chats of `channel` with a message or command received since
+    /// `since_ms`, the most recently active first, each with its newest event.
+    pub async fn recent_chats(&self, channel: &str, since_ms: u64) -> StoreResult<Vec<RecentChat>> {
         let channel = channel.to_string();
         blocking(&self.store, move |s| {
-            let mut newest: std::collections::HashMap<String, (u64, ChatKey)> = std::collections::HashMap::new();
+            // The journal's order is arrival order: a later record is newer.
+            let mut newest: std::collections::HashMap<String, (u64, RecentChat)> = std::collections::HashMap::new();
             for (_, id) in s.kv_scan(ORDER, "")? {
                 let id = String::from_utf8_lossy(&id).into_owned();
                 let Some(record) = s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) else { continue };
+                let kind = match &record.event.kind {
+                    InboundKind::Message(m) => m.kind,
+                    InboundKind::Command(c) => c.kind,
+                    InboundKind::Click(_) => continue,
+                };
                 let chat = record.event.kind.chat();
                 if chat.channel == channel && record.received_at >= since_ms {
-                    let entry = newest.entry(chat.id()).or_insert((record.received_at, chat.clone()));
-                    entry.0 = entry.0.max(record.received_at);
+                    let recent = RecentChat { chat: chat.clone(), kind, last_event: record.event.event_id.clone() };
+                    newest.insert(chat.id(), (record.received_at, recent));
                 }
             }
-            let mut chats: Vec<(u64, ChatKey)> = newest.into_values().collect();
+            let mut chats: Vec<(u64, RecentChat)> = newest.into_values().collect();
             chats.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
             Ok(chats.into_iter().map(|(_, chat)| chat).collect())
         })

@@ -44,7 +44,9 @@ impl OutboxItem {
             interaction: self.message.interaction.clone(),
             part: index,
             visibility: self.message.visibility.clone(),
-            idempotency_key: Some(format!("sb-{}-{index}", self.seq)),
+            // The time makes it unique beyond this store (a fresh data directory
+            // numbers from 1 again).
+            idempotency_key: Some(format!("sb-{}-{}-{index}", self.created_at, self.seq)),
         }
     }
 }

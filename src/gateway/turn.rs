@@ -41,6 +41,9 @@ pub struct TurnJob {
     /// The interaction the reply answers (a Discord `/ask`): its first part is the
     /// response, later parts continue it.
     pub interaction: Option<Interaction>,
+    /// Other interactions of the batch, closed when the turn ends (one reply
+    /// answers them all, in `interaction`).
+    pub closes: Vec<Interaction>,
 }
 
 pub async fn run(turns: Turns, mut job: TurnJob) {
@@ -207,12 +210,25 @@ async fn recorded_reply(turns: &Turns, job: &TurnJob) -> Option<RecordedReply> {
 
 /// Stores the reply in the outbox, marks the events answered, then delivers.
 async fn finish(turns: &Turns, job: &TurnJob, streamed: Option<Streamed>, text: String, reply_entry: Option<String>) {
+    // Interactions this reply does not answer are closed (no "thinking" left behind).
+    let unanswered = job.closes.iter().chain(job.interaction.iter().filter(|_| text.trim().is_empty()));
+    for interaction in unanswered {
+        close_quietly(turns, &job.chat, interaction).await;
+    }
     if text.trim().is_empty() {
         return turns.delivery.nothing_to_send(&job.event_ids).await;
     }
     let message =
         Outbound { text, reply_to: job.reply_to.clone(), interaction: job.interaction.clone(), ..Outbound::default() };
     turns.delivery.finish_turn(&job.chat, message, streamed, &job.event_ids, reply_entry).await;
+}
+
+/// Ends an interaction with nothing to say (a platform's pending response goes).
+async fn close_quietly(turns: &Turns, chat: &ChatKey, interaction: &Interaction) {
+    let Some(channel) = turns.registry.channel(&chat.channel) else { return };
+    if let Err(e) = channel.close_interaction(chat, interaction, None).await {
+        tracing::debug!(error = %e, "could not close an interaction");
+    }
 }
 
 /// Everything the agent said this turn; for failures a short human line instead.

@@ -167,6 +167,7 @@ impl Turns {
             senders,
             reply_to: None,
             interaction: None,
+            closes: Vec::new(),
         });
     }
 }

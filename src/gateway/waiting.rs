@@ -148,6 +148,7 @@ pub fn turn_for(conversation: &str, batch: &[Incoming]) -> TurnJob {
         })
         .collect();
     let input = inputs.pop();
+    let mut interactions: Vec<_> = batch.iter().filter_map(|i| i.message.interaction.clone()).collect();
     TurnJob {
         chat: last.message.chat.clone(),
         sender: least.message.sender.clone(),
@@ -160,8 +161,9 @@ pub fn turn_for(conversation: &str, batch: &[Incoming]) -> TurnJob {
         senders: batch.iter().map(|i| i.message.sender.id.clone()).collect(),
         reply_to: last.reply_to.clone(),
         // A slash command's answer goes to its interaction (the newest, when
-        // several were collected).
-        interaction: batch.iter().rev().find_map(|i| i.message.interaction.clone()),
+        // several were collected); the others are closed.
+        interaction: interactions.pop(),
+        closes: interactions,
     }
 }
 
@@ -175,28 +177,24 @@ pub fn input_id(event_id: &str) -> String {
 /// inside able to close the tag or start another speaker. A direct chat's one
 /// message is its text.
 pub fn attributed(message: &Inbound, tier: Tier) -> String {
-    let late = sent_late(message, now_ms());
+    let late = sent_late(message, crate::store::now_ms());
     match message.kind {
         ChatKind::Group => tagged(message, tier, late),
         ChatKind::Direct => match late {
-            Some(at) => format!("[sent at {}, while I was away] {}", format_time(at), message.text),
+            Some(at) => format!("[sent at {}] {}", format_time(at), message.text),
             None => message.text.clone(),
         },
     }
 }
 
-/// A message that waited this long before it reached its turn (it was sent
-/// while the daemon was down, and fetched or redelivered after it started) is
-/// shown to the model with the time it was sent.
+/// A message that waited this long before it reached its turn (sent while the
+/// daemon was down and fetched or redelivered after it started, or queued
+/// behind a long turn) is shown to the model with the time it was sent.
 const LATE_AFTER_MS: u64 = 5 * 60 * 1000;
 
 /// When the message was sent, if that was long enough before `now` to say so.
 fn sent_late(message: &Inbound, now: u64) -> Option<u64> {
     (message.timestamp > 0 && now.saturating_sub(message.timestamp) > LATE_AFTER_MS).then_some(message.timestamp)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn tagged(message: &Inbound, tier: Tier, at: Option<u64>) -> String {

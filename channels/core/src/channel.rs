@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::chat::{ApprovalPrompt, ChatKey, InboundEvent, Interaction, SendOptions, SentRef};
+use crate::chat::{ApprovalPrompt, ChatKey, ChatKind, InboundEvent, Interaction, SendOptions, SentRef};
 use crate::markdown::{Block, Span};
 
 /// How a platform counts the length of a message.
@@ -122,10 +122,22 @@ pub trait InboundSink: Send + Sync {
     /// The chats of `channel` that had events within `within`, newest activity
     /// first, for an adapter catching up on what was sent while the daemon was
     /// down (the platform may not list them itself). Default: none known.
-    async fn recent_chats(&self, channel: &str, within: Duration) -> Vec<ChatKey> {
+    async fn recent_chats(&self, channel: &str, within: Duration) -> Vec<RecentChat> {
         let _ = (channel, within);
         Vec::new()
     }
+}
+
+/// A chat with recent activity, as the gateway's journal knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentChat {
+    /// Where.
+    pub chat: ChatKey,
+    /// Direct or group, as the newest event there said.
+    pub kind: ChatKind,
+    /// The newest journaled event there (its `event_id`): what came after it
+    /// was missed.
+    pub last_event: String,
 }
 
 /// One platform account, as the gateway drives it. See the module documentation

@@ -12,7 +12,9 @@ pub mod markdown;
 pub mod settings;
 pub mod split;
 
-pub use channel::{plain_blocks, Capabilities, Channel, ChannelError, DeliverError, InboundSink, LengthUnit};
+pub use channel::{
+    plain_blocks, Capabilities, Channel, ChannelError, DeliverError, InboundSink, LengthUnit, RecentChat,
+};
 pub use chat::{
     ApprovalPrompt, ChatKey, ChatKind, Click, Command, Inbound, InboundEvent, InboundKind, Interaction, SendOptions,
     Sender, SentRef, Visibility,

@@ -1,82 +1,113 @@
-//! Messages sent while the bot was not connected: when a guild is announced
-//! (at every fresh connection), the recent messages of its channels that had
-//! activity within the configured window are fetched and handed to the gateway
-//! like live ones, oldest first. The gateway's journal recognises the ones it
-//! already has by their ids, so fetching a message twice answers it once.
+//! Messages sent while the bot was not connected. After each fresh session
+//! (READY), for every chat the gateway's journal saw within the configured
+//! window, the messages after the newest one it journaled there are fetched
+//! (at most the configured count, oldest first) and handed to the gateway like
+//! live ones; the journal recognises any it already has. This runs beside the
+//! live events, so interactions are still acknowledged in time.
+//!
+//! Only chats the journal knows are caught up: a guild the bot just joined, or
+//! a fresh data directory, does not get its history answered.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use switchboard_channel_core::{ChatKind, RecentChat};
 use tokio::sync::watch;
 
+use crate::places::target;
 use crate::receive::Receiver;
+use crate::rest::RestError;
 use crate::wire::{snowflake_at, Message};
+use crate::CHANNEL;
 
-/// The oldest snowflake a message may have to be caught up on, unless catching
-/// up is off.
-fn cutoff(receiver: &Receiver) -> Option<u64> {
+/// A history fetch that is rate limited is tried this many times.
+const ATTEMPTS: usize = 3;
+
+/// Catches up every recently active chat, one after another.
+pub async fn run(receiver: Arc<Receiver>, stop: watch::Receiver<bool>) {
     let window = receiver.catch_up;
     if window.max_age.is_zero() || window.max_messages == 0 {
-        return None;
+        return;
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    Some(snowflake_at(now.saturating_sub(window.max_age.as_millis() as u64)))
-}
-
-/// Direct chats: Discord does not list a bot's DMs, so the gateway's record of
-/// recently active chats says which to look at (after the session is ready).
-pub async fn direct(receiver: &Receiver, stop: &watch::Receiver<bool>) {
-    let Some(cutoff) = cutoff(receiver) else { return };
-    for chat in receiver.sink.recent_chats("discord", receiver.catch_up.max_age).await {
-        if *stop.borrow() {
-            return;
-        }
-        if chat.thread.is_some() || receiver.places.resolve(&receiver.rest, &chat.chat, None).await.guild.is_some() {
-            continue; // Guild channels are caught up when their guild is announced.
-        }
-        channel_since(receiver, &chat.chat, cutoff, stop).await;
-    }
-}
-
-/// Fetches and hands over what `guild`'s channels received within the window.
-pub async fn guild(receiver: &Receiver, guild: &str, stop: &watch::Receiver<bool>) {
-    let Some(cutoff) = cutoff(receiver) else { return };
-    let active = receiver
-        .places
-        .in_guild(guild)
-        .into_iter()
-        .filter(|(_, last)| last.as_deref().and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > cutoff));
-    for (channel, _) in active {
-        if *stop.borrow() {
-            return;
-        }
-        channel_since(receiver, &channel, cutoff, stop).await;
-    }
-}
-
-/// The newest messages of one channel after `cutoff` (a snowflake), oldest first.
-async fn channel_since(receiver: &Receiver, channel: &str, cutoff: u64, stop: &watch::Receiver<bool>) {
-    let path = format!("/channels/{channel}/messages?limit={}", receiver.catch_up.max_messages.min(100));
-    let messages: Vec<Message> = match receiver.rest.get(&path).await.map(serde_json::from_value) {
-        Ok(Ok(messages)) => messages,
-        Ok(Err(e)) => return tracing::warn!(error = %e, "discord: unreadable message history skipped"),
-        // No access to read the history (a channel the bot only sees), or trouble.
-        Err(e) => return tracing::debug!(error = ?e, %channel, "discord: could not read a channel's recent messages"),
-    };
-    let mut missed: Vec<Message> =
-        messages.into_iter().filter(|m| m.id.parse::<u64>().is_ok_and(|id| id > cutoff)).collect();
-    missed.sort_by_key(|m| m.id.parse::<u64>().unwrap_or(0));
+    let oldest = snowflake_at(now.saturating_sub(window.max_age.as_millis() as u64));
     let mut handed = 0;
-    for mut message in missed {
-        // History entries may lack the guild; the channel's place has it.
-        if message.guild_id.is_none() {
-            message.guild_id = receiver.places.resolve(&receiver.rest, channel, None).await.guild;
+    for recent in receiver.sink.recent_chats(CHANNEL, window.max_age).await {
+        if *stop.borrow() {
+            return;
         }
+        handed += chat(&receiver, &recent, oldest, &stop).await;
+    }
+    if handed > 0 {
+        tracing::info!(count = handed, "discord: messages from while the bot was away handed to the gateway");
+    }
+}
+
+/// The id of the message (or interaction) an event carried: a snowflake.
+fn snowflake_of(event_id: &str) -> Option<u64> {
+    event_id.rsplit(':').next()?.parse().ok()
+}
+
+/// One chat: what came after its newest journaled event. Returns how many
+/// messages were handed over.
+async fn chat(receiver: &Receiver, recent: &RecentChat, oldest: u64, stop: &watch::Receiver<bool>) -> usize {
+    let channel = target(&recent.chat);
+    // The guild is needed to judge a group chat; a chat whose guild cannot be
+    // told is left alone rather than guessed (it would be judged as a DM).
+    let guild = match recent.kind {
+        ChatKind::Direct => None,
+        ChatKind::Group => match receiver.places.resolve(&receiver.rest, channel, None).await {
+            Ok(place) if place.guild.is_some() => place.guild,
+            _ => {
+                tracing::warn!("discord: a channel's guild is unknown; its missed messages are not fetched");
+                return 0;
+            }
+        },
+    };
+    let after = snowflake_of(&recent.last_event).unwrap_or(0).max(oldest);
+    let Some(mut messages) = history(receiver, channel, after).await else { return 0 };
+    messages.sort_by_key(|m| m.id.parse::<u64>().unwrap_or(0));
+    let mut handed = 0;
+    for mut message in messages.into_iter().filter(|m| m.id.parse::<u64>().is_ok_and(|id| id > after)) {
+        message.guild_id = guild.clone();
         if let Some(event) = receiver.message(&message).await {
             receiver.hand_over(event, stop).await;
             handed += 1;
         }
     }
-    if handed > 0 {
-        tracing::info!(count = handed, "discord: recent messages handed to the gateway after connecting");
+    handed
+}
+
+/// Up to the configured count of messages after `after`, waiting out rate limits.
+async fn history(receiver: &Receiver, channel: &str, after: u64) -> Option<Vec<Message>> {
+    let path = format!("/channels/{channel}/messages?after={after}&limit={}", receiver.catch_up.max_messages.min(100));
+    for _ in 0..ATTEMPTS {
+        match receiver.rest.get(&path).await.map(serde_json::from_value) {
+            Ok(Ok(messages)) => return Some(messages),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "discord: unreadable message history skipped");
+                return None;
+            }
+            Err(RestError::RateLimited { retry_after, .. }) => {
+                tokio::time::sleep(retry_after.min(Duration::from_secs(60))).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.into_channel("read recent messages"), "discord: missed messages not fetched");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_their_snowflake() {
+        assert_eq!(snowflake_of("discord:m:1234"), Some(1234));
+        assert_eq!(snowflake_of("discord:i:99"), Some(99));
+        assert_eq!(snowflake_of("other"), None);
     }
 }

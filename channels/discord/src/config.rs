@@ -10,6 +10,10 @@ pub const DEFAULT_API_URL: &str = "https://discord.com";
 
 /// How far back messages missed while the daemon was down are fetched, by default.
 pub const DEFAULT_CATCH_UP_HOURS: u64 = 12;
+/// The most hours catching up may reach back: less than the day for which the
+/// gateway's journal remembers answered events, which is what keeps a message
+/// fetched again from being answered again.
+pub const MAX_CATCH_UP_HOURS: u64 = 20;
 /// The most missed messages fetched per channel, by default.
 pub const DEFAULT_CATCH_UP_MESSAGES: u64 = 50;
 
@@ -155,8 +159,9 @@ fn decode_base64url(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A token-shaped string for `bot_id` (for tests and fakes): the id's base64url,
-/// then two made-up parts.
+/// A token-shaped string for `bot_id` (for tests): the id's base64url, then two
+/// made-up parts.
+#[cfg(test)]
 pub fn token_for(bot_id: &str, secret: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();

@@ -28,6 +28,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The first wait after a failure; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A connection that lasted this long was a good one.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// One dispatch event: its name and payload.
 #[derive(Debug)]
@@ -74,6 +76,7 @@ impl GatewayLoop {
                 return;
             }
             let mut established = false;
+            let connected_at = Instant::now();
             let ended = match self.url(&session).await {
                 Ok(url) => self.connection(&url, &mut session, &mut established).await,
                 Err(RestError::Refused { status: 401, .. }) => Ended::Fatal("the bot token was rejected".into()),
@@ -87,7 +90,10 @@ impl GatewayLoop {
                     return;
                 }
                 Ended::Retry(why) => {
-                    if established {
+                    // Only a connection that held a while resets the backoff: a
+                    // READY-then-drop loop must not identify once a second
+                    // (Discord limits identifies per day).
+                    if established && connected_at.elapsed() >= STABLE_AFTER {
                         backoff = FIRST_BACKOFF;
                     }
                     tracing::warn!(reason = %why, retry_in = ?backoff, "discord: gateway connection lost");
@@ -105,7 +111,7 @@ impl GatewayLoop {
 
     /// Where to connect: the session's resume address, else Discord's gateway address.
     async fn url(&self, session: &Option<Session>) -> Result<String, RestError> {
-        if let Some(s) = session {
+        if let Some(s) = session.as_ref().filter(|s| !s.url.is_empty()) {
             return Ok(s.url.clone());
         }
         let bot: GatewayBot = serde_json::from_value(self.rest.get("/gateway/bot").await?)
@@ -237,7 +243,11 @@ impl GatewayLoop {
                                 *session = None;
                             }
                             // Discord asks for a wait of 1 to 5 s before identifying again.
-                            tokio::time::sleep(Duration::from_millis(1000 + (fraction() * 4000.0) as u64)).await;
+                            let wait = Duration::from_millis(1000 + (fraction() * 4000.0) as u64);
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => {}
+                                _ = self.stop.changed() => return Ended::Stop,
+                            }
                             return Ended::Retry("the session was invalidated".into());
                         }
                         _ => {}

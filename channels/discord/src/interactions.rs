@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use switchboard_channel_core::{ChannelError, CommandSpec};
 use tokio::sync::watch;
 
 use crate::rest::Rest;
+use crate::wire::{callback, context};
 
 /// `/ask text`: talking to the agent without a mention.
 pub const ASK: &str = "ask";
@@ -18,26 +20,39 @@ pub const ASK: &str = "ask";
 /// Message flag: only the person who triggered the interaction sees it.
 pub const EPHEMERAL: u64 = 1 << 6;
 
-/// An interaction as the gateway carries it: `application:interaction:token`.
-pub fn handle(application: &str, interaction: &str, token: &str) -> String {
-    format!("{application}:{interaction}:{token}")
+/// What an interaction was, which decides how it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A slash command: acknowledged with "thinking…", answered by editing that.
+    Command,
+    /// A button press: acknowledged with a deferred update of its message.
+    Press,
 }
 
-/// The parts of a handle.
-pub struct Parsed<'a> {
-    pub application: &'a str,
-    pub interaction: &'a str,
-    pub token: &'a str,
+/// An interaction as the gateway carries it (opaque to it): what answering it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handle {
+    pub application: String,
+    pub interaction: String,
+    pub token: String,
+    pub kind: Kind,
 }
 
-/// Reads a handle made by [`handle`].
-pub fn parse(handle: &str) -> Result<Parsed<'_>, ChannelError> {
-    let mut parts = handle.splitn(3, ':');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(application), Some(interaction), Some(token)) if !application.is_empty() && !token.is_empty() => {
-            Ok(Parsed { application, interaction, token })
-        }
-        _ => Err(ChannelError::Rejected("discord: not an interaction handle".into())),
+impl Handle {
+    /// The text the gateway stores.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a handle made by [`Handle::encode`].
+    pub fn decode(text: &str) -> Result<Handle, ChannelError> {
+        serde_json::from_str(text).map_err(|_| ChannelError::Rejected("discord: not an interaction handle".into()))
+    }
+
+    /// The interaction's webhook, where its response and follow-ups live.
+    pub fn webhook(&self) -> String {
+        format!("/webhooks/{}/{}", self.application, self.token)
     }
 }
 
@@ -95,9 +110,17 @@ pub fn definitions(commands: &[CommandSpec]) -> Value {
         "type": 1,
         "description": "Ask the agent something",
         "options": [{"type": 3, "name": "text", "description": "What to ask", "required": true, "max_length": 4000}],
+        "contexts": CONTEXTS,
+        "integration_types": [GUILD_INSTALL],
     })];
     for command in commands.iter().filter(|c| c.name != ASK) {
-        let mut definition = json!({"name": command.name, "type": 1, "description": short(command.description)});
+        let mut definition = json!({
+            "name": command.name,
+            "type": 1,
+            "description": short(command.description),
+            "contexts": CONTEXTS,
+            "integration_types": [GUILD_INSTALL],
+        });
         if let Some(argument) = command.argument {
             definition["options"] =
                 json!([{"type": 3, "name": option_name(argument), "description": short(argument), "required": false}]);
@@ -143,16 +166,27 @@ pub async fn register(rest: &Rest, application: &str, guilds: &[String], command
     }
 }
 
-/// Answers a command this bot does not know (one registered by an older
-/// version, say), privately.
-pub async fn unknown(rest: &Rest, id: &str, token: &str) {
-    let body = json!({"type": 4, "data": {
-        "content": "I don't know that command any more.",
+/// Commands are offered in guilds that installed the bot and in DMs with it,
+/// never in group DMs or other people's DMs.
+const CONTEXTS: [u64; 2] = [context::GUILD, context::BOT_DM];
+/// Installed to a guild (not to a user's account).
+const GUILD_INSTALL: u64 = 0;
+
+/// A command this bot does not have (one an older version registered).
+pub const UNKNOWN: &str = "I don't know that command any more.";
+/// A command used where the bot has no place (a group DM).
+pub const NOT_HERE: &str = "I only work in servers that added me and in direct messages with me.";
+
+/// Answers an interaction at once with a private notice (not journaled: it
+/// reaches no conversation).
+pub async fn answer_privately(rest: &Rest, id: &str, token: &str, text: &str) {
+    let body = json!({"type": callback::MESSAGE, "data": {
+        "content": text,
         "flags": EPHEMERAL,
         "allowed_mentions": no_pings(),
     }});
     if let Err(e) = rest.post(&format!("/interactions/{id}/{token}/callback"), &body).await {
-        tracing::debug!(error = ?e, "discord: an unknown command could not be answered");
+        tracing::debug!(error = ?e, "discord: an interaction could not be answered");
     }
 }
 
@@ -161,11 +195,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn handles_round_trip_and_tokens_may_hold_colons() {
-        let h = handle("1", "2", "to:ken");
-        let parsed = parse(&h).unwrap();
-        assert_eq!((parsed.application, parsed.interaction, parsed.token), ("1", "2", "to:ken"));
-        assert!(parse("nope").is_err());
+    fn handles_round_trip() {
+        let h = Handle { application: "1".into(), interaction: "2".into(), token: "to:ken".into(), kind: Kind::Press };
+        assert_eq!(Handle::decode(&h.encode()).unwrap(), h);
+        assert_eq!(h.webhook(), "/webhooks/1/to:ken");
+        assert!(Handle::decode("1:2:3").is_err());
     }
 
     #[tokio::test]
@@ -195,5 +229,6 @@ mod tests {
         assert_eq!(names, ["ask", "status", "model"]);
         assert_eq!(defs[2]["options"][0]["name"], "model_name");
         assert_eq!(defs[0]["options"][0]["required"], true);
+        assert_eq!(defs[1]["contexts"], json!([0, 1]), "never in group DMs");
     }
 }

@@ -34,11 +34,11 @@ use switchboard_channel_core::{
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
 
-pub use config::{check_token, token_for, CatchUp, DiscordConfig, DEFAULT_API_URL};
-pub use gateway::INTENTS;
-pub use interactions::ASK;
-pub use render::{to_markdown, MAX_CONTENT};
+pub use config::DiscordConfig;
 pub use settings::DESCRIPTOR;
+
+/// The channel's registered name: [`ChatKey::channel`] of its chats.
+pub const CHANNEL: &str = "discord";
 
 use gateway::GatewayLoop;
 use interactions::Acks;
@@ -98,8 +98,9 @@ impl DiscordChannel {
         }
     }
 
-    fn outbound(&self) -> (String, &Rest, &Places) {
-        (self.bot_id(), &self.rest, &self.places)
+    /// Everything sending needs, for one call.
+    fn outbound(&self) -> Outbound<'_> {
+        Outbound { rest: &self.rest, places: &self.places, acks: &self.acks, me: self.bot_id() }
     }
 
     /// Who the token belongs to, and its application: refused tokens are `Rejected`.
@@ -117,7 +118,7 @@ impl DiscordChannel {
 #[async_trait]
 impl Channel for DiscordChannel {
     fn name(&self) -> &str {
-        "discord"
+        CHANNEL
     }
 
     fn status(&self) -> String {
@@ -177,7 +178,7 @@ impl Channel for DiscordChannel {
             events,
             stop: stop_rx.clone(),
         };
-        let receiver = Receiver {
+        let receiver = Arc::new(Receiver {
             rest: self.rest.clone(),
             me,
             sink,
@@ -185,7 +186,8 @@ impl Channel for DiscordChannel {
             commands: self.config.commands,
             catch_up: self.config.catch_up,
             acks: self.acks.clone(),
-        };
+            catching_up: Default::default(),
+        });
         let tasks = vec![tokio::spawn(gateway.run()), tokio::spawn(receiver.run(events_rx, stop_rx))];
         *running = Some(Running { stop, tasks });
         Ok(())
@@ -205,28 +207,23 @@ impl Channel for DiscordChannel {
     }
 
     async fn send(&self, chat: &ChatKey, part: &[Block], options: &SendOptions) -> Result<SentRef, ChannelError> {
-        let (me, rest, places) = self.outbound();
-        Outbound { rest, places, acks: &self.acks, me: &me }.send(chat, part, options).await
+        self.outbound().send(chat, part, options).await
     }
 
     async fn edit(&self, chat: &ChatKey, sent: &SentRef, part: &[Block]) -> Result<(), ChannelError> {
-        let (me, rest, places) = self.outbound();
-        Outbound { rest, places, acks: &self.acks, me: &me }.edit(chat, sent, part).await
+        self.outbound().edit(chat, sent, part).await
     }
 
     async fn typing(&self, chat: &ChatKey) -> Result<(), ChannelError> {
-        let (me, rest, places) = self.outbound();
-        Outbound { rest, places, acks: &self.acks, me: &me }.typing(chat).await
+        self.outbound().typing(chat).await
     }
 
     async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {
-        let (me, rest, places) = self.outbound();
-        Outbound { rest, places, acks: &self.acks, me: &me }.show_approval(chat, prompt).await
+        self.outbound().show_approval(chat, prompt).await
     }
 
     async fn resolve_approval(&self, chat: &ChatKey, sent: &SentRef, outcome: &str) -> Result<(), ChannelError> {
-        let (me, rest, places) = self.outbound();
-        Outbound { rest, places, acks: &self.acks, me: &me }.resolve_approval(chat, sent, outcome).await
+        self.outbound().resolve_approval(chat, sent, outcome).await
     }
 
     async fn close_interaction(
@@ -235,12 +232,10 @@ impl Channel for DiscordChannel {
         interaction: &Interaction,
         notice: Option<&str>,
     ) -> Result<(), ChannelError> {
-        let (me, rest, places) = self.outbound();
-        Outbound { rest, places, acks: &self.acks, me: &me }.close_interaction(interaction, notice).await
+        self.outbound().close_interaction(interaction, notice).await
     }
 
     async fn open_direct(&self, user: &str) -> Result<ChatKey, ChannelError> {
-        let (me, rest, places) = self.outbound();
-        Outbound { rest, places, acks: &self.acks, me: &me }.open_direct(user).await
+        self.outbound().open_direct(user).await
     }
 }

@@ -6,10 +6,11 @@ use serde_json::{json, Value};
 use switchboard_channel_core::markdown::Block;
 use switchboard_channel_core::{ApprovalPrompt, ChannelError, ChatKey, Interaction, SendOptions, SentRef, Visibility};
 
-use crate::interactions::{self, no_pings, Acks, EPHEMERAL};
+use crate::interactions::{no_pings, Acks, Handle, Kind, EPHEMERAL};
 use crate::places::{target, Places};
 use crate::render;
-use crate::rest::Rest;
+use crate::rest::{Rest, RestError};
+use crate::wire::component;
 
 /// Button styles.
 const PRIMARY: u64 = 1;
@@ -25,22 +26,29 @@ pub struct Outbound<'a> {
     pub places: &'a Places,
     pub acks: &'a Acks,
     /// The bot's own user id (ChatKey::account).
-    pub me: &'a str,
+    pub me: String,
 }
 
 impl Outbound<'_> {
-    /// One part: the answer to an interaction when there is one (a private
-    /// answer replaces the public "thinking" response with an ephemeral
-    /// follow-up), else a channel message. Private messages without an
-    /// interaction go to the person's direct chat.
+    /// One part. An interaction's first part edits its "thinking" response (a
+    /// private one replaces it with an ephemeral follow-up); a private later
+    /// part is another ephemeral follow-up. Everything else is a channel message
+    /// with the part's nonce (so a resend cannot post it twice); a private one
+    /// without an interaction goes to the person's direct chat.
     pub async fn send(&self, chat: &ChatKey, part: &[Block], options: &SendOptions) -> Result<SentRef, ChannelError> {
         let content = render::content(part);
+        let private = matches!(options.visibility, Visibility::Private { .. });
         if let Some(interaction) = &options.interaction {
-            match self.answer(interaction, &content, &options.visibility, options.part).await {
-                Ok(sent) => return Ok(sent),
-                // Expired (15 minutes): the answer goes to the channel instead.
-                Err(e) if e.is_gone() => tracing::info!("discord: an interaction expired; answering in the channel"),
-                Err(e) => return Err(e.into_channel("answer an interaction")),
+            let handle = Handle::decode(&interaction.handle)?;
+            if options.part == 0 || private {
+                match self.answer(&handle, &content, private, options.part).await {
+                    Ok(sent) => return Ok(sent),
+                    // Expired (15 minutes) or gone: the answer goes to the channel instead.
+                    Err(e) if e.is_gone() => {
+                        tracing::info!("discord: an interaction expired; answering in the channel")
+                    }
+                    Err(e) => return Err(e.into_channel("answer an interaction")),
+                }
             }
         }
         let destination = match &options.visibility {
@@ -59,46 +67,35 @@ impl Outbound<'_> {
     }
 
     /// Whether a chat is someone's direct chat with the bot (no guild).
+    /// When that cannot be told, it is taken for a guild channel (a private
+    /// notice then goes to the person's DM rather than being shown to a room).
     async fn is_direct(&self, chat: &ChatKey) -> bool {
-        chat.thread.is_none() && self.places.resolve(self.rest, &chat.chat, None).await.guild.is_none()
+        chat.thread.is_none()
+            && self
+                .places
+                .resolve(self.rest, &chat.chat, None)
+                .await
+                .is_ok_and(|p| p.guild.is_none() && p.parent.is_none())
     }
 
-    /// The first part edits the deferred response (or, private, replaces it with
-    /// an ephemeral follow-up); later parts are follow-ups of the same visibility.
-    async fn answer(
-        &self,
-        interaction: &Interaction,
-        content: &str,
-        visibility: &Visibility,
-        part: usize,
-    ) -> Result<SentRef, crate::rest::RestError> {
-        let parsed = interactions::parse(&interaction.handle).map_err(|_| crate::rest::RestError::Refused {
-            status: 400,
-            code: 0,
-            message: "not an interaction handle".into(),
-        })?;
-        self.acks.settled(parsed.interaction).await;
-        let base = format!("/webhooks/{}/{}", parsed.application, parsed.token);
-        let private = matches!(visibility, Visibility::Private { .. });
-        let message = match visibility {
-            _ if part > 0 => {
-                let flags = if private { EPHEMERAL } else { 0 };
-                let body = json!({"content": content, "allowed_mentions": no_pings(), "flags": flags});
-                self.rest.post(&base, &body).await?
-            }
-            Visibility::Public => {
-                let body = json!({"content": content, "allowed_mentions": no_pings(), "components": []});
-                self.rest.patch(&format!("{base}/messages/@original"), &body).await?
-            }
-            Visibility::Private { .. } => {
-                // The deferred response is public; only a follow-up can be private.
-                match self.rest.delete(&format!("{base}/messages/@original")).await {
+    /// Through the interaction's webhook: the first public part edits the
+    /// response; a private part is an ephemeral follow-up (the first one
+    /// deleting the public "thinking" response, which cannot be made private).
+    async fn answer(&self, handle: &Handle, content: &str, private: bool, part: usize) -> Result<SentRef, RestError> {
+        self.acks.settled(&handle.interaction).await;
+        let webhook = handle.webhook();
+        let message = if !private {
+            let body = json!({"content": content, "allowed_mentions": no_pings(), "components": []});
+            self.rest.patch(&format!("{webhook}/messages/@original"), &body).await?
+        } else {
+            if part == 0 {
+                match self.rest.delete(&format!("{webhook}/messages/@original")).await {
                     Err(e) if !e.is_gone() => return Err(e),
                     _ => {}
                 }
-                let body = json!({"content": content, "allowed_mentions": no_pings(), "flags": EPHEMERAL});
-                self.rest.post(&base, &body).await?
             }
+            let body = json!({"content": content, "allowed_mentions": no_pings(), "flags": EPHEMERAL});
+            self.rest.post(&webhook, &body).await?
         };
         Ok(SentRef { message_id: message["id"].as_str().unwrap_or_default().to_string() })
     }
@@ -128,7 +125,7 @@ impl Outbound<'_> {
     /// Shows "… is typing" for ten seconds.
     pub async fn typing(&self, chat: &ChatKey) -> Result<(), ChannelError> {
         self.rest
-            .post(&format!("/channels/{}/typing", target(chat)), &Value::Null)
+            .post_empty(&format!("/channels/{}/typing", target(chat)))
             .await
             .map(|_| ())
             .map_err(|e| e.into_channel("show typing"))
@@ -153,13 +150,13 @@ impl Outbound<'_> {
                     _ => PRIMARY,
                 };
                 let label: String = label.chars().take(80).collect();
-                json!({"type": 2, "style": style, "label": label, "custom_id": data})
+                json!({"type": component::BUTTON, "style": style, "label": label, "custom_id": data})
             })
             .collect();
         let text = switchboard_channel_core::plain_blocks(&prompt.text);
         let mut body = json!({"content": render::content(&text), "allowed_mentions": no_pings()});
         if !buttons.is_empty() {
-            body["components"] = json!([{"type": 1, "components": buttons}]);
+            body["components"] = json!([{"type": component::ACTION_ROW, "components": buttons}]);
         }
         self.create(chat, &body).await
     }
@@ -175,15 +172,24 @@ impl Outbound<'_> {
             .map_err(|e| e.into_channel("resolve an approval prompt"))
     }
 
-    /// A button press was acknowledged on arrival; a notice about it goes to the
-    /// person who pressed, privately.
+    /// Ends an interaction: a notice goes privately to the person who triggered
+    /// it; without one, a command's "thinking" response is removed (a press was
+    /// acknowledged on arrival and needs nothing more).
     pub async fn close_interaction(&self, interaction: &Interaction, notice: Option<&str>) -> Result<(), ChannelError> {
-        let Some(text) = notice else { return Ok(()) };
-        let parsed = interactions::parse(&interaction.handle)?;
-        self.acks.settled(parsed.interaction).await;
+        let handle = Handle::decode(&interaction.handle)?;
+        self.acks.settled(&handle.interaction).await;
+        let Some(text) = notice else {
+            if handle.kind == Kind::Command {
+                match self.rest.delete(&format!("{}/messages/@original", handle.webhook())).await {
+                    Err(e) if !e.is_gone() => return Err(e.into_channel("close an interaction")),
+                    _ => {}
+                }
+            }
+            return Ok(());
+        };
         let text = switchboard_channel_core::plain_blocks(text);
         let body = json!({"content": render::content(&text), "flags": EPHEMERAL, "allowed_mentions": no_pings()});
-        match self.rest.post(&format!("/webhooks/{}/{}", parsed.application, parsed.token), &body).await {
+        match self.rest.post(&handle.webhook(), &body).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_gone() => {
                 tracing::info!("discord: a notice for an expired button press dropped");
@@ -208,7 +214,7 @@ impl Outbound<'_> {
             return Err(ChannelError::Transient("discord: a direct chat came back without an id".into()));
         };
         self.places.learn_direct(chat);
-        Ok(ChatKey { channel: "discord".into(), account: self.me.into(), chat: chat.into(), thread: None })
+        Ok(ChatKey { channel: crate::CHANNEL.into(), account: self.me.clone(), chat: chat.into(), thread: None })
     }
 }
 

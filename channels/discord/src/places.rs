@@ -4,14 +4,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use switchboard_channel_core::ChatKey;
 
-use crate::rest::Rest;
+use crate::rest::{Rest, RestError};
 use crate::wire::Channel;
 
 /// More channels than this are forgotten all at once and learnt again as needed.
 const MAX_KNOWN: usize = 50_000;
+/// A channel lookup is tried this many times before its place is guessed.
+const RESOLVE_ATTEMPTS: usize = 3;
 
 /// What the adapter knows of one channel id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +23,6 @@ pub struct Place {
     pub guild: Option<String>,
     /// For a thread or forum post: the channel it belongs to.
     pub parent: Option<String>,
-    /// The newest message id Discord reported for it.
-    pub last_message: Option<String>,
     /// Whether messages can be sent and read there.
     pub holds_messages: bool,
 }
@@ -29,14 +30,13 @@ pub struct Place {
 impl Place {
     /// A direct chat: no guild, no parent.
     pub fn direct() -> Place {
-        Place { guild: None, parent: None, last_message: None, holds_messages: true }
+        Place { guild: None, parent: None, holds_messages: true }
     }
 
     fn of(channel: &Channel) -> Place {
         Place {
             guild: channel.guild_id.clone(),
             parent: channel.parent_id.clone().filter(|_| channel.is_thread()),
-            last_message: channel.last_message_id.clone(),
             holds_messages: channel.holds_messages(),
         }
     }
@@ -79,41 +79,36 @@ impl Places {
         self.map().remove(id);
     }
 
-    /// Notes the newest message seen in a channel.
-    pub fn saw_message(&self, channel: &str, message: &str) {
-        if let Some(place) = self.map().get_mut(channel) {
-            place.last_message = Some(message.to_string());
-        }
-    }
-
-    /// The known channels of `guild` that hold messages, with their newest message.
-    pub fn in_guild(&self, guild: &str) -> Vec<(String, Option<String>)> {
-        let map = self.map();
-        let mut found: Vec<(String, Option<String>)> = map
-            .iter()
-            .filter(|(_, p)| p.holds_messages && p.guild.as_deref() == Some(guild))
-            .map(|(id, p)| (id.clone(), p.last_message.clone()))
-            .collect();
-        found.sort();
-        found
-    }
-
-    /// Where `channel` is: known, else fetched (and learnt). A channel that cannot
-    /// be fetched is taken for a plain channel of `guild`.
-    pub async fn resolve(&self, rest: &Rest, channel: &str, guild: Option<&str>) -> Place {
+    /// Where `channel` is: known, else fetched (and learnt).
+    pub async fn resolve(&self, rest: &Rest, channel: &str, guild: Option<&str>) -> Result<Place, RestError> {
         if let Some(place) = self.map().get(channel) {
-            return place.clone();
+            return Ok(place.clone());
         }
-        match rest.get(&format!("/channels/{channel}")).await.map(serde_json::from_value::<Channel>) {
-            Ok(Ok(fetched)) => {
-                self.learn(&fetched, guild);
-                self.map().get(channel).cloned().unwrap_or_else(|| Place::of(&fetched))
+        let fetched = rest.get(&format!("/channels/{channel}")).await?;
+        let fetched: Channel =
+            serde_json::from_value(fetched).map_err(|e| RestError::Transient(format!("unreadable channel: {e}")))?;
+        self.learn(&fetched, guild);
+        Ok(self.map().get(channel).cloned().unwrap_or_else(|| Place::of(&fetched)))
+    }
+
+    /// Where a channel of `guild` is, asked again while Discord is busy or
+    /// unreachable; after that it is taken for a plain channel of the guild (a
+    /// thread then counts as a chat of its own, which is logged).
+    pub async fn resolve_in_guild(&self, rest: &Rest, channel: &str, guild: &str) -> Place {
+        let mut wait = Duration::from_millis(200);
+        for _ in 0..RESOLVE_ATTEMPTS {
+            match self.resolve(rest, channel, Some(guild)).await {
+                Ok(place) => return place,
+                Err(RestError::RateLimited { retry_after, .. }) => {
+                    tokio::time::sleep(retry_after.min(Duration::from_secs(5))).await
+                }
+                Err(RestError::Transient(_)) => tokio::time::sleep(wait).await,
+                Err(RestError::Refused { .. }) => break,
             }
-            _ => {
-                tracing::debug!(%channel, "discord: could not look a channel up; taken for a plain channel");
-                Place { guild: guild.map(str::to_string), parent: None, last_message: None, holds_messages: true }
-            }
+            wait *= 2;
         }
+        tracing::warn!("discord: a channel could not be looked up; taken for a plain channel of its guild");
+        Place { guild: Some(guild.to_string()), parent: None, holds_messages: true }
     }
 }
 
@@ -124,7 +119,7 @@ pub fn chat_key(account: &str, channel: &str, place: &Place) -> ChatKey {
         Some(parent) => (parent.clone(), Some(channel.to_string())),
         None => (channel.to_string(), None),
     };
-    ChatKey { channel: "discord".into(), account: account.into(), chat, thread }
+    ChatKey { channel: crate::CHANNEL.into(), account: account.into(), chat, thread }
 }
 
 /// The Discord channel a chat's messages go to: the thread, else the channel.
@@ -150,6 +145,5 @@ mod tests {
         assert_eq!((key.chat.as_str(), key.thread.as_deref(), target(&key)), ("20", Some("30"), "30"));
         let key = chat_key("9", "20", &places.map().get("20").cloned().unwrap());
         assert_eq!((key.id(), target(&key)), ("discord:20".to_string(), "20"));
-        assert_eq!(places.in_guild("1").len(), 2);
     }
 }

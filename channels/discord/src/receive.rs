@@ -4,6 +4,7 @@
 //! Discord only after the gateway journaled it; a message is handed over again
 //! until the gateway takes it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +18,11 @@ use tokio::sync::{mpsc, watch};
 use crate::catch_up;
 use crate::config::CatchUp;
 use crate::gateway::Dispatch;
-use crate::interactions::{self, Acks, ASK};
+use crate::interactions::{self, Acks, Kind, ASK};
 use crate::places::{chat_key, Place, Places};
 use crate::rest::Rest;
-use crate::wire::{self, interaction_type, Guild, Interaction, Message, ThreadList};
+use crate::rest::RestError;
+use crate::wire::{self, callback, context, interaction_type, message_type, Guild, Interaction, Message, ThreadList};
 
 /// Who the bot is.
 #[derive(Debug, Clone)]
@@ -38,11 +40,13 @@ pub struct Receiver {
     pub commands: &'static [CommandSpec],
     pub catch_up: CatchUp,
     pub acks: Acks,
+    /// A catch-up is running (one at a time).
+    pub catching_up: AtomicBool,
 }
 
 impl Receiver {
     /// Handles events until the gateway loop ends or `stop` is set.
-    pub async fn run(self, mut events: mpsc::UnboundedReceiver<Dispatch>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<Dispatch>, mut stop: watch::Receiver<bool>) {
         loop {
             let event = tokio::select! {
                 event = events.recv() => event,
@@ -53,15 +57,21 @@ impl Receiver {
         }
     }
 
-    async fn handle(&self, event: Dispatch, stop: &watch::Receiver<bool>) {
+    async fn handle(self: &Arc<Self>, event: Dispatch, stop: &watch::Receiver<bool>) {
         match event.name.as_str() {
-            "READY" => catch_up::direct(self, stop).await,
+            // A fresh session: what was missed is fetched beside the live events.
+            "READY" if !self.catching_up.swap(true, Ordering::SeqCst) => {
+                let (receiver, stop) = (self.clone(), stop.clone());
+                tokio::spawn(async move {
+                    catch_up::run(receiver.clone(), stop).await;
+                    receiver.catching_up.store(false, Ordering::SeqCst);
+                });
+            }
             "GUILD_CREATE" => {
                 let Ok(guild) = serde_json::from_value::<Guild>(event.data) else { return };
                 for channel in guild.channels.iter().chain(guild.threads.iter()) {
                     self.places.learn(channel, Some(&guild.id));
                 }
-                catch_up::guild(self, &guild.id, stop).await;
             }
             "CHANNEL_CREATE" | "CHANNEL_UPDATE" | "THREAD_CREATE" | "THREAD_UPDATE" => {
                 if let Ok(channel) = serde_json::from_value::<wire::Channel>(event.data) {
@@ -118,10 +128,10 @@ impl Receiver {
     /// A person's message as an inbound event; `None` for the bot's own, other
     /// bots', webhooks' and system messages.
     pub(crate) async fn message(&self, message: &Message) -> Option<InboundEvent> {
-        self.places.saw_message(&message.channel_id, &message.id);
-        // 0: a plain message, 19: a reply. Joins, pins, boosts and the rest are the system's.
+        // Joins, pins, boosts and the rest are the system's.
         let from_person = !message.author.bot && !message.author.system && message.webhook_id.is_none();
-        if !from_person || !matches!(message.kind, 0 | 19) || message.author.id == self.me.user_id {
+        let written = matches!(message.kind, message_type::DEFAULT | message_type::REPLY);
+        if !from_person || !written || message.author.id == self.me.user_id {
             return None;
         }
         let place = self.place(&message.channel_id, message.guild_id.as_deref()).await;
@@ -143,17 +153,21 @@ impl Receiver {
             space: message.guild_id.clone().or(place.guild),
             interaction: None,
         };
-        Some(InboundEvent { event_id: format!("discord:m:{}", message.id), kind: InboundKind::Message(inbound) })
+        Some(InboundEvent {
+            event_id: format!("{}:m:{}", crate::CHANNEL, message.id),
+            kind: InboundKind::Message(inbound),
+        })
     }
 
-    /// Where a channel is: without a guild, someone's direct chat with the bot.
+    /// Where a channel is. The guild comes with every guild event, so an event
+    /// without one is from someone's direct chat with the bot.
     async fn place(&self, channel: &str, guild: Option<&str>) -> Place {
         match guild {
             None => {
                 self.places.learn_direct(channel);
                 Place::direct()
             }
-            Some(guild) => self.places.resolve(&self.rest, channel, Some(guild)).await,
+            Some(guild) => self.places.resolve_in_guild(&self.rest, channel, guild).await,
         }
     }
 
@@ -170,15 +184,27 @@ impl Receiver {
         }
         // Deferred: a command's answer edits the "thinking" response; a press's
         // outcome edits the prompt message.
-        let kind = if is_click { 6 } else { 5 };
+        let kind = if is_click { callback::DEFERRED_UPDATE } else { callback::DEFERRED_MESSAGE };
         let path = format!("/interactions/{}/{}/callback", interaction.id, interaction.token);
-        if let Err(e) = self.rest.post(&path, &json!({"type": kind})).await {
-            tracing::warn!(error = ?e.into_channel("acknowledge an interaction"), "discord: an interaction was not acknowledged");
+        let mut result = self.rest.post(&path, &json!({"type": kind})).await;
+        if matches!(result, Err(RestError::Transient(_))) {
+            // Once more, within Discord's 3 s.
+            result = self.rest.post(&path, &json!({"type": kind})).await;
+        }
+        if let Err(e) = result {
+            tracing::warn!(error = %e.into_channel("acknowledge an interaction"), "discord: an interaction was not acknowledged");
         }
     }
 
     async fn interaction_event(&self, interaction: &Interaction) -> Option<InboundEvent> {
         let user = interaction.invoker()?;
+        if interaction.context == Some(context::PRIVATE_CHANNEL) {
+            // A group DM or someone else's DM (a user-installed command): no
+            // place of the bot's, and no rules to judge it by.
+            interactions::answer_privately(&self.rest, &interaction.id, &interaction.token, interactions::NOT_HERE)
+                .await;
+            return None;
+        }
         let channel = interaction.channel_id.as_deref()?;
         let place = self.place(channel, interaction.guild_id.as_deref()).await;
         let chat = chat_key(&self.me.user_id, channel, &place);
@@ -186,9 +212,18 @@ impl Receiver {
         let nick = interaction.member.as_ref().and_then(|m| m.nick.as_deref());
         let sender = sender(user, nick);
         let application = interaction.application_id.clone().unwrap_or_else(|| self.me.application_id.clone());
-        let handle = Handle { handle: interactions::handle(&application, &interaction.id, &interaction.token) };
+        let kind_of = if interaction.kind == interaction_type::MESSAGE_COMPONENT { Kind::Press } else { Kind::Command };
+        let handle = Handle {
+            handle: interactions::Handle {
+                application,
+                interaction: interaction.id.clone(),
+                token: interaction.token.clone(),
+                kind: kind_of,
+            }
+            .encode(),
+        };
         let timestamp = wire::snowflake_ms(&interaction.id).unwrap_or_default();
-        let event_id = format!("discord:i:{}", interaction.id);
+        let event_id = format!("{}:i:{}", crate::CHANNEL, interaction.id);
         let data = interaction.data.clone().unwrap_or_default();
         let kind = match interaction.kind {
             interaction_type::APPLICATION_COMMAND => {
@@ -205,7 +240,7 @@ impl Receiver {
                         message_id: interaction.id.clone(),
                         timestamp,
                         space: interaction.guild_id.clone(),
-                        interaction: Some(handle),
+                        interaction: Some(handle.clone()),
                     })
                 } else if self.commands.iter().any(|c| c.name == name) {
                     InboundKind::Command(Command {
@@ -216,13 +251,19 @@ impl Receiver {
                         args,
                         addressed: true,
                         message_id: None,
-                        interaction: Some(handle),
+                        interaction: Some(handle.clone()),
                         timestamp,
                         space: interaction.guild_id.clone(),
                     })
                 } else {
                     tracing::info!(command = %name, "discord: a command this bot does not have; answered as unknown");
-                    interactions::unknown(&self.rest, &interaction.id, &interaction.token).await;
+                    interactions::answer_privately(
+                        &self.rest,
+                        &interaction.id,
+                        &interaction.token,
+                        interactions::UNKNOWN,
+                    )
+                    .await;
                     return None;
                 }
             }
@@ -241,7 +282,7 @@ impl Receiver {
 
 fn sender(user: &wire::User, nick: Option<&str>) -> Sender {
     let name = nick.filter(|n| !n.trim().is_empty()).map(str::to_string).unwrap_or_else(|| user.shown_name());
-    Sender { id: format!("discord:{}", user.id), name, is_bot: user.bot }
+    Sender { id: format!("{}:{}", crate::CHANNEL, user.id), name, is_bot: user.bot }
 }
 
 /// A command's options as one line of text: the values, in order.

@@ -29,6 +29,10 @@ pub mod code {
     pub const UNKNOWN_MESSAGE: u64 = 10008;
     /// The interaction was already answered, or its token expired.
     pub const UNKNOWN_INTERACTION: u64 = 10062;
+    /// An interaction's webhook that does not exist (any more).
+    pub const UNKNOWN_WEBHOOK: u64 = 10015;
+    /// An interaction's token past its 15 minutes.
+    pub const INVALID_WEBHOOK_TOKEN: u64 = 50027;
 }
 
 impl RestError {
@@ -36,7 +40,16 @@ impl RestError {
     /// expired interaction).
     pub fn is_gone(&self) -> bool {
         matches!(self, RestError::Refused { status: 404, .. })
-            || matches!(self, RestError::Refused { code: code::UNKNOWN_MESSAGE | code::UNKNOWN_INTERACTION, .. })
+            || matches!(
+                self,
+                RestError::Refused {
+                    code: code::UNKNOWN_MESSAGE
+                        | code::UNKNOWN_INTERACTION
+                        | code::UNKNOWN_WEBHOOK
+                        | code::INVALID_WEBHOOK_TOKEN,
+                    ..
+                }
+            )
     }
 
     /// As the gateway reads failures. `what` names the call ("send a message").
@@ -44,7 +57,8 @@ impl RestError {
         match self {
             RestError::RateLimited { retry_after, .. } => ChannelError::RateLimited(retry_after),
             RestError::Transient(why) => ChannelError::Transient(format!("discord: {what}: {why}")),
-            RestError::Refused { status: 401, .. } => {
+            // The bot's own token (an interaction's expired one carries a code).
+            RestError::Refused { status: 401, code: 0, .. } => {
                 ChannelError::Rejected("discord: the bot token was rejected (401 Unauthorized)".into())
             }
             RestError::Refused { status, code, message } => {
@@ -93,6 +107,11 @@ impl Rest {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// POST with no body (typing).
+    pub async fn post_empty(&self, path: &str) -> Result<Value, RestError> {
+        self.call(Method::POST, path, None).await
+    }
+
     /// PATCH `path` with `body`.
     pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, RestError> {
         self.call(Method::PATCH, path, Some(body)).await
@@ -111,11 +130,14 @@ impl Rest {
     /// One request. Interaction webhooks (`/webhooks/...` and
     /// `/interactions/...`) are authorised by the token in their path alone.
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, RestError> {
-        if let Some(left) = self.global_wait_left() {
+        // Interaction endpoints are authorised by their token alone and are not
+        // under the bot's global limit.
+        let by_token = path.starts_with("/webhooks/") || path.starts_with("/interactions/");
+        if let (Some(left), false) = (self.global_wait_left(), by_token) {
             return Err(RestError::RateLimited { retry_after: left, global: true });
         }
         let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if !path.starts_with("/webhooks/") && !path.starts_with("/interactions/") {
+        if !by_token {
             request = request.header("Authorization", &self.authorization);
         }
         if let Some(body) = body {
@@ -133,7 +155,7 @@ impl Rest {
             return Ok(json);
         }
         let error = error_of(status, &json, retry_header, global_header);
-        if let RestError::RateLimited { retry_after, global: true } = &error {
+        if let (RestError::RateLimited { retry_after, global: true }, false) = (&error, by_token) {
             tracing::warn!(?retry_after, "discord: the bot is rate limited globally; every request waits");
             *self.global_wait.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + *retry_after);
         }
@@ -190,6 +212,12 @@ mod tests {
         let e = error_of(StatusCode::NOT_FOUND, &json!({"message": "Unknown Message", "code": 10008}), None, false);
         assert!(e.is_gone());
         assert!(matches!(e.into_channel("edit"), ChannelError::Rejected(m) if m.contains("Unknown Message")));
+        let expired = json!({"message": "Invalid Webhook Token", "code": 50027});
+        let e = error_of(StatusCode::UNAUTHORIZED, &expired, None, false);
+        assert!(e.is_gone(), "an expired interaction is gone");
+        assert!(matches!(e.into_channel("answer"), ChannelError::Rejected(m) if !m.contains("bot token")));
+        let e = error_of(StatusCode::UNAUTHORIZED, &json!({"message": "401: Unauthorized", "code": 0}), None, false);
+        assert!(matches!(e.into_channel("send"), ChannelError::Rejected(m) if m.contains("bot token was rejected")));
         let e = error_of(StatusCode::BAD_GATEWAY, &Value::Null, None, false);
         assert!(matches!(e.into_channel("send"), ChannelError::Transient(_)));
     }

@@ -11,6 +11,7 @@ use switchboard_channel_core::{
 
 use crate::config::{
     is_snowflake, validate, CatchUp, DiscordConfig, DEFAULT_API_URL, DEFAULT_CATCH_UP_HOURS, DEFAULT_CATCH_UP_MESSAGES,
+    MAX_CATCH_UP_HOURS,
 };
 use crate::DiscordChannel;
 
@@ -51,7 +52,7 @@ fn read(reader: &mut dyn SettingsReader) -> Arc<dyn ChannelSettings> {
         }
         other => other.unwrap_or(default),
     };
-    let hours = bounded("catch_up_hours", 24 * 7, DEFAULT_CATCH_UP_HOURS);
+    let hours = bounded("catch_up_hours", MAX_CATCH_UP_HOURS, DEFAULT_CATCH_UP_HOURS);
     let messages = bounded("catch_up_messages", 100, DEFAULT_CATCH_UP_MESSAGES);
     let config = DiscordConfig {
         token: token.clone().unwrap_or_default(),

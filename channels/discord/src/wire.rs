@@ -140,6 +140,9 @@ pub struct Interaction {
     pub user: Option<User>,
     #[serde(default)]
     pub message: Option<InteractionMessage>,
+    /// Where it happened (see [`context`]); absent from older payloads.
+    #[serde(default)]
+    pub context: Option<u64>,
 }
 
 impl Interaction {
@@ -155,6 +158,38 @@ pub mod interaction_type {
     pub const MESSAGE_COMPONENT: u64 = 3;
 }
 
+/// Where an interaction happened (`context`).
+pub mod context {
+    /// A guild the app is installed in.
+    pub const GUILD: u64 = 0;
+    /// The bot's own DM with the person.
+    pub const BOT_DM: u64 = 1;
+    /// A group DM or a DM between other people (user-installed commands).
+    pub const PRIVATE_CHANNEL: u64 = 2;
+}
+
+/// Interaction callback (response) types.
+pub mod callback {
+    /// A message answers at once.
+    pub const MESSAGE: u64 = 4;
+    /// "Thinking…" now; the answer edits the response later.
+    pub const DEFERRED_MESSAGE: u64 = 5;
+    /// A press acknowledged; the message it was on is edited later (or not).
+    pub const DEFERRED_UPDATE: u64 = 6;
+}
+
+/// Message types a person writes; every other type is the system's.
+pub mod message_type {
+    pub const DEFAULT: u64 = 0;
+    pub const REPLY: u64 = 19;
+}
+
+/// Component types.
+pub mod component {
+    pub const ACTION_ROW: u64 = 1;
+    pub const BUTTON: u64 = 2;
+}
+
 /// A channel (in GUILD_CREATE, THREAD_CREATE, CHANNEL_CREATE, or fetched).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Channel {
@@ -165,8 +200,6 @@ pub struct Channel {
     pub guild_id: Option<String>,
     #[serde(default)]
     pub parent_id: Option<String>,
-    #[serde(default)]
-    pub last_message_id: Option<String>,
 }
 
 impl Channel {

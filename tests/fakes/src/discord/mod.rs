@@ -224,6 +224,8 @@ impl FakeDiscord {
                 "channel_id": channel, "channel": state.channel_json(channel), "locale": "en-US",
                 "app_permissions": "0", "entitlements": [], "authorizing_integration_owners": {}, "context": 0,
                 "attachment_size_limit": 10_485_760,
+                // Guild, or the bot's DM (a DM channel of the bot's).
+                "context": if info.guild.is_some() { 0 } else { 1 },
             });
             match &info.guild {
                 Some(guild) => {
@@ -252,6 +254,15 @@ impl FakeDiscord {
             state.dispatch("INTERACTION_CREATE", payload);
             id
         })
+    }
+
+    /// Ages an interaction past its token's 15 minutes: answers through it fail
+    /// as Discord's do then (401, Invalid Webhook Token).
+    pub fn expire_interaction(&self, id: &str) {
+        let mut state = self.shared.lock();
+        if let Some(i) = state.interactions.get_mut(id) {
+            i.created = Instant::now().checked_sub(Duration::from_secs(16 * 60)).unwrap_or(i.created);
+        }
     }
 
     // ---- failures and the connection ----

@@ -22,6 +22,8 @@ const TOKEN_LIFE: Duration = Duration::from_secs(15 * 60);
 const MAX_CONTENT: usize = 2000;
 const EPHEMERAL: u64 = 1 << 6;
 const LOADING: u64 = 1 << 7;
+/// How long an enforced nonce deduplicates sends.
+const NONCE_MEMORY: Duration = Duration::from_secs(5 * 60);
 
 /// An error answer: status, Discord's JSON error code and message.
 pub struct ApiError {
@@ -240,14 +242,17 @@ fn history(state: &State, channel: &str, query: &str) -> Answer {
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 100"));
     }
-    let found: Vec<Value> = state
-        .messages
-        .values()
-        .rev()
-        .filter(|m| m.channel() == channel && !m.ephemeral)
-        .take(limit)
-        .map(|m| m.json.clone())
-        .collect();
+    let number = |id: &str| id.parse::<u64>().unwrap_or(0);
+    let mut listed: Vec<&StoredMessage> =
+        state.messages.values().filter(|m| m.channel() == channel && !m.ephemeral).collect();
+    listed.sort_by_key(|m| number(m.id()));
+    let after = query.split('&').find_map(|kv| kv.strip_prefix("after=")).map(number);
+    // With `after`: the oldest `limit` messages after it; else the newest. Newest first either way.
+    let mut found: Vec<Value> = match after {
+        Some(after) => listed.iter().filter(|m| number(m.id()) > after).take(limit).map(|m| m.json.clone()).collect(),
+        None => listed.iter().rev().take(limit).rev().map(|m| m.json.clone()).collect(),
+    };
+    found.reverse();
     Ok((StatusCode::OK, Value::Array(found)))
 }
 
@@ -357,8 +362,9 @@ fn create_in_channel(state: &mut State, channel: &str, body: &Value) -> Answer {
         .filter(|n| !n.is_null())
         .map(|n| n.as_str().map(str::to_string).unwrap_or_else(|| n.to_string()));
     if let (Some(nonce), true) = (&nonce, body["enforce_nonce"] == true) {
-        if let Some(existing) = state.nonces.get(&(channel.to_string(), nonce.clone())) {
-            if let Some(m) = state.messages.get(existing) {
+        // Discord remembers an enforced nonce for a few minutes, not for ever.
+        if let Some((existing, at)) = state.nonces.get(&(channel.to_string(), nonce.clone())) {
+            if let (Some(m), true) = (state.messages.get(existing), at.elapsed() < NONCE_MEMORY) {
                 return Ok((StatusCode::OK, m.json.clone()));
             }
         }
@@ -378,7 +384,8 @@ fn create_in_channel(state: &mut State, channel: &str, body: &Value) -> Answer {
     }
     let message = store(state, message, body, false);
     if let (Some(nonce), true) = (nonce, body["enforce_nonce"] == true) {
-        state.nonces.insert((channel.to_string(), nonce), message["id"].as_str().unwrap_or_default().to_string());
+        let id = message["id"].as_str().unwrap_or_default().to_string();
+        state.nonces.insert((channel.to_string(), nonce), (id, Instant::now()));
     }
     Ok((StatusCode::OK, message))
 }

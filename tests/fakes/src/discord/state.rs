@@ -128,7 +128,7 @@ pub struct State {
     pub messages: BTreeMap<String, StoredMessage>,
     pub interactions: HashMap<String, InteractionInfo>,
     /// `(channel, nonce)` of creates with `enforce_nonce` -> the message made.
-    pub nonces: HashMap<(String, String), String>,
+    pub nonces: HashMap<(String, String), (String, Instant)>,
     pub commands: BTreeMap<String, Value>,
     pub typing: Vec<(String, Instant)>,
     pub calls: Vec<Call>,
