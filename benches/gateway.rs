@@ -7,10 +7,10 @@
 //! conversation: recording it and starting a turn, at 100 and at 10,000 transcript
 //! entries. Every loop is bounded in count and time.
 //!
-//! The same against the fake Discord follows (`gateway/discord.rs`), and both are
-//! printed.
+//! The same against the fake Discord (`gateway/discord.rs`) and the fake Slack
+//! (`gateway/slack.rs`) follows, and all are printed.
 //!
-//! cargo bench --bench gateway (`-- discord` runs only the Discord run)
+//! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run)
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -27,6 +27,8 @@ use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
 
 #[path = "gateway/discord.rs"]
 mod discord;
+#[path = "gateway/slack.rs"]
+mod slack;
 
 const CHATS: i64 = 1000;
 const LATENCY_SAMPLES: i64 = 200;
@@ -46,7 +48,11 @@ async fn main() {
         return;
     }
     if std::env::args().skip(1).any(|a| a == "discord") {
-        discord::print(&discord::run(&llm).await);
+        discord::print(discord::TITLE, &discord::run(&llm).await);
+        return;
+    }
+    if std::env::args().skip(1).any(|a| a == "slack") {
+        discord::print(slack::TITLE, &slack::run(&llm).await);
         return;
     }
     let telegram = FakeTelegram::start().await;
@@ -98,6 +104,7 @@ async fn main() {
     let acks = acknowledgements(&llm).await;
     let scaling = history_scaling(&llm).await;
     let on_discord = discord::run(&llm).await;
+    let on_slack = slack::run(&llm).await;
 
     let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     let ack = |q: f64| acks[((acks.len() as f64 - 1.0) * q).round() as usize];
@@ -116,7 +123,8 @@ async fn main() {
     println!("  acknowledgement p50 ({CHATS} chats in flight):  {:.2} ms", ack(0.50).as_secs_f64() * 1000.0);
     println!("  acknowledgement p99:                         {:.2} ms", ack(0.99).as_secs_f64() * 1000.0);
     print_scaling(&scaling);
-    discord::print(&on_discord);
+    discord::print(discord::TITLE, &on_discord);
+    discord::print(slack::TITLE, &on_slack);
 }
 
 fn print_scaling(scaling: &[(usize, Duration, Duration)]) {

@@ -5,5 +5,8 @@
 use switchboard_channel_core::ChannelDescriptor;
 
 /// Every channel this build knows, in the order they start.
-pub const REGISTERED: &[ChannelDescriptor] =
-    &[switchboard_channel_telegram::DESCRIPTOR, switchboard_channel_discord::DESCRIPTOR];
+pub const REGISTERED: &[ChannelDescriptor] = &[
+    switchboard_channel_telegram::DESCRIPTOR,
+    switchboard_channel_discord::DESCRIPTOR,
+    switchboard_channel_slack::DESCRIPTOR,
+];

@@ -11,7 +11,10 @@ use switchboard_fakes::{FakeDiscord, FakeLlm};
 
 use super::{rss_kib, CHATS, DEADLINE, LATENCY_SAMPLES};
 
-/// What the Discord run measured.
+/// The heading of this run's figures.
+pub const TITLE: &str = "Discord run (fake Discord API and Gateway";
+
+/// What a channel's run measured.
 pub struct Figures {
     pub per_second: f64,
     pub p50: Duration,
@@ -65,8 +68,9 @@ pub async fn run(llm: &FakeLlm) -> Figures {
     Figures { per_second: CHATS as f64 / burst.as_secs_f64(), p50: p(0.5), p99: p(0.99), idle_rss_kib, loaded_rss_kib }
 }
 
-pub fn print(f: &Figures) {
-    println!("switchboard gateway benchmark, Discord run (fake Discord API and Gateway + instant fake model)");
+/// Prints one channel's run under `title`.
+pub fn print(title: &str, f: &Figures) {
+    println!("switchboard gateway benchmark, {title} + instant fake model)");
     println!("  messages per second ({CHATS} DMs, burst):    {:.0}", f.per_second);
     println!("  added latency p50 (event -> reply sent):   {:.1} ms", f.p50.as_secs_f64() * 1000.0);
     println!("  added latency p99:                         {:.1} ms", f.p99.as_secs_f64() * 1000.0);

@@ -669,7 +669,7 @@ mod tests {
         let loaded = load(&src).unwrap();
         assert_eq!(core(&loaded.settings), core(&Settings::default()));
         let names: Vec<&str> = loaded.settings.channels.iter().map(|c| c.name).collect();
-        assert_eq!(names, ["telegram", "discord"], "every registered channel has a section");
+        assert_eq!(names, ["telegram", "discord", "slack"], "every registered channel has a section");
         assert_eq!(loaded.settings.enabled_channels().count(), 0, "none is on without its token");
         assert_eq!(loaded.settings.llm.context_window, 128_000);
         assert_eq!(loaded.settings.agent.max_steps, 25);

@@ -105,7 +105,22 @@ fn owner_only(dir: &Path) -> std::io::Result<()> {
 /// caller gets `Corrupt`.
 fn open_db(path: &Path, dir: &Path, cache_mb: u64) -> StoreResult<sled::Db> {
     let config = sled::Config::new().path(path).cache_capacity(cache_mb * 1024 * 1024);
-    let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| config.open()));
+    // A store just closed in this process may still be letting go of its file
+    // lock (sled's flusher thread ends a moment after the last handle): wait for
+    // it a little rather than fail. Our own directory lock already keeps other
+    // processes out.
+    let mut attempt = std::panic::catch_unwind(AssertUnwindSafe(|| config.open()));
+    for _ in 0..LOCK_RETRIES {
+        match &attempt {
+            Ok(Err(sled::Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                attempt = std::panic::catch_unwind(AssertUnwindSafe(|| config.open()));
+            }
+            _ => break,
+        }
+    }
     match attempt {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(corrupt_or_backend(e, dir)),
@@ -119,6 +134,9 @@ fn open_db(path: &Path, dir: &Path, cache_mb: u64) -> StoreResult<sled::Db> {
         }
     }
 }
+
+/// How many times (50 ms apart) opening waits for a just-closed store's file lock.
+const LOCK_RETRIES: usize = 40;
 
 fn corrupt_or_backend(e: sled::Error, dir: &Path) -> StoreError {
     match e {

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_fakes::{FakeDiscord, FakeTelegram};
+use switchboard_fakes::{FakeDiscord, FakeSlack, FakeTelegram};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::Harness;
@@ -45,6 +45,19 @@ impl Harness {
         };
         let before = sessions(discord);
         self.serve_until("connect to the Discord gateway", || sessions(discord) > before).await
+    }
+
+    /// Settings that point the daemon at `slack` (Socket Mode).
+    pub fn with_slack(&mut self, slack: &FakeSlack) {
+        self.set("SWITCHBOARD_SLACK__BOT_TOKEN", switchboard_fakes::slack::BOT_TOKEN);
+        self.set("SWITCHBOARD_SLACK__APP_TOKEN", switchboard_fakes::slack::APP_TOKEN);
+        self.set("SWITCHBOARD_SLACK__API_URL", &slack.api_url());
+    }
+
+    /// Starts `switchboard serve` and waits until it opened a Socket Mode connection.
+    pub async fn serve_slack(&self, slack: &FakeSlack) -> Daemon {
+        let before = slack.connections();
+        self.serve_until("open a Slack Socket Mode connection", || slack.connections() > before).await
     }
 
     /// Starts `switchboard serve` and waits until `ready` holds.

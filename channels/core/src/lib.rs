@@ -8,6 +8,7 @@
 pub mod channel;
 pub mod chat;
 pub mod commands;
+pub mod health;
 pub mod markdown;
 pub mod settings;
 pub mod split;
@@ -20,6 +21,7 @@ pub use chat::{
     Sender, SentRef, Visibility,
 };
 pub use commands::CommandSpec;
+pub use health::HealthCell;
 pub use settings::{
     AccessSettings, Busy, BusySettings, ChannelDescriptor, ChannelSettings, CommonSettings, DmPolicy, GroupPolicy,
     SettingKey, SettingsReader,

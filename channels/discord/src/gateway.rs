@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::rest::{Rest, RestError};
-use crate::status::{HealthCell, State};
 use crate::wire::{op, Frame, GatewayBot, Ready};
+use switchboard_channel_core::health::{HealthCell, State};
 
 /// Guilds (channel and thread announcements), guild messages, direct messages,
 /// and message content.

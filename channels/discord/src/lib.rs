@@ -19,7 +19,6 @@ mod receive;
 mod render;
 mod rest;
 mod settings;
-mod status;
 mod wire;
 
 use std::sync::{Arc, PoisonError, RwLock};
@@ -46,7 +45,7 @@ use outbound::Outbound;
 use places::Places;
 use receive::{Me, Receiver};
 use rest::Rest;
-use status::{HealthCell, State};
+use switchboard_channel_core::health::{HealthCell, State};
 
 /// A part is split to this many characters of visible text, leaving room for
 /// the Markdown and escapes that rendering adds below Discord's 2,000.
@@ -85,7 +84,7 @@ impl DiscordChannel {
             me: RwLock::new(None),
             places: Places::default(),
             acks: Acks::default(),
-            health: HealthCell::new(),
+            health: HealthCell::new("gateway"),
             running: Mutex::new(None),
         })
     }

@@ -9,13 +9,19 @@
 //! [`FakeDiscord`] is Discord's HTTP API and Gateway WebSocket, with message,
 //! slash command and click injection, failures and connection drops.
 //!
+//! [`FakeSlack`] is Slack's Web API and Socket Mode (or, for an app in HTTP
+//! mode, signed POSTs), with mention, DM, slash command and click injection.
+//!
 //! [`FakeChannel`] is an in-memory `Channel` for gateway tests, and
 //! [`RecordingSink`] an `InboundSink` for adapter tests.
 
 pub mod channel;
 pub mod discord;
+mod http_post;
 pub mod llm;
 mod server;
+mod shared;
+pub mod slack;
 pub mod telegram;
 
 #[cfg(test)]
@@ -24,4 +30,5 @@ mod test_client;
 pub use channel::{FakeChannel, RecordingSink};
 pub use discord::FakeDiscord;
 pub use llm::{FakeLlm, FakeToolCall, Fallback, Gate, Quirks, RecordedRequest, Reply};
+pub use slack::FakeSlack;
 pub use telegram::{Call, CallbackAnswer, FakeTelegram, SentMessage};

@@ -29,6 +29,27 @@ impl Drop for ServerTask {
     }
 }
 
+/// Accepts connections until the task is aborted, each served by `serve` on a
+/// task the loop owns (so aborting it drops them all).
+pub(crate) async fn accept_each<F, Fut>(listener: TcpListener, serve: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve(stream));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next() => {}
+        }
+    }
+}
+
 /// Binds 127.0.0.1:0 and serves `app` on the current tokio runtime.
 pub(crate) async fn start(name: &str, app: Router) -> (SocketAddr, Arc<ServerTask>) {
     let listener =
@@ -37,21 +58,10 @@ pub(crate) async fn start(name: &str, app: Router) -> (SocketAddr, Arc<ServerTas
     (addr, Arc::new(ServerTask(tokio::spawn(serve(listener, app)))))
 }
 
-/// Accept loop. Connections live in a `JoinSet` owned by this task, so aborting the
-/// task drops them all, including hung requests and pending long polls.
+/// Accept loop: aborting it drops every connection, hung requests and pending
+/// long polls included.
 async fn serve(listener: TcpListener, app: Router) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, app.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next() => {}
-        }
-    }
+    accept_each(listener, move |stream| serve_connection(stream, app.clone())).await
 }
 
 async fn serve_connection(stream: TcpStream, app: Router) {

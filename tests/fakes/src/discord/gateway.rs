@@ -18,17 +18,7 @@ use super::state::{Session, Shared, State, APP_ID};
 
 /// Accepts connections until the listener's task is aborted.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
-                    connections.spawn(connection(stream, shared.clone()));
-                }
-            }
-            Some(_) = connections.join_next() => {}
-        }
-    }
+    crate::server::accept_each(listener, move |stream| connection(stream, shared.clone())).await
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;

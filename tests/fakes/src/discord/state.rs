@@ -3,11 +3,9 @@
 //! and what the bot called.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
 /// Discord's epoch in milliseconds since the Unix epoch.
 pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
@@ -256,25 +254,8 @@ impl State {
     }
 }
 
-/// State behind a lock, plus a wake-up for gateway connections.
-#[derive(Default)]
-pub struct Shared {
-    state: Mutex<State>,
-    pub wake: Notify,
-}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Changes the state and wakes the gateway connection.
-    pub fn change<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let out = f(&mut self.lock());
-        self.wake.notify_waiters();
-        out
-    }
-}
+/// The fake's state behind its lock.
+pub type Shared = crate::shared::Shared<State>;
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -1,0 +1,169 @@
+//! Socket Mode: `apps.connections.open`, then a WebSocket whose envelopes are
+//! handed to the receiver one at a time, in order, and acknowledged only after
+//! the receiver says the event is journaled. A `disconnect` envelope or a
+//! dropped socket means a new connection (Slack redelivers what was not
+//! acknowledged); a socket that stays silent is replaced; failures back off up
+//! to a minute, never spinning.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::api::Api;
+use crate::receive::Receiver;
+use crate::wire::Envelope;
+use switchboard_channel_core::health::{HealthCell, State};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The client pings this often; Slack pings too.
+const PING_EVERY: Duration = Duration::from_secs(10);
+/// Nothing at all received for this long: the socket is dead.
+const SILENT_FOR: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+enum Ended {
+    Stop,
+    Fatal(String),
+    /// Reconnect; `now` skips the backoff (Slack asked for a new connection).
+    Retry {
+        why: String,
+        now: bool,
+    },
+}
+
+/// The loop's parts.
+pub struct SocketLoop {
+    /// Authenticated with the app-level token.
+    pub app_api: Api,
+    pub receiver: Arc<Receiver>,
+    pub health: HealthCell,
+    pub stop: watch::Receiver<bool>,
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl SocketLoop {
+    /// Connects and reconnects until stopped or refused for good.
+    pub async fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            if *self.stop.borrow() {
+                return;
+            }
+            let mut established = false;
+            let ended = match self.app_api.call("apps.connections.open", &json!({})).await {
+                Ok(answer) => match answer["url"].as_str() {
+                    Some(url) => self.connection(url, &mut established).await,
+                    None => Ended::Retry { why: "apps.connections.open gave no URL".into(), now: false },
+                },
+                Err(e) if e.is_auth() => Ended::Fatal("the app-level token was refused".into()),
+                Err(e) => Ended::Retry { why: format!("apps.connections.open: {e:?}"), now: false },
+            };
+            match ended {
+                Ended::Stop => return,
+                Ended::Fatal(why) => {
+                    tracing::error!(reason = %why, "slack: socket mode refused; not reconnecting");
+                    self.health.set(State::Failed(why));
+                    return;
+                }
+                Ended::Retry { why, now } => {
+                    if established {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    self.health.set(State::Reconnecting(why.clone()));
+                    if now {
+                        tracing::info!(reason = %why, "slack: opening a new socket mode connection");
+                        continue;
+                    }
+                    tracing::warn!(reason = %why, retry_in = ?backoff, "slack: socket mode connection lost");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.changed() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connection(&mut self, url: &str, established: &mut bool) -> Ended {
+        self.health.set(State::Connecting);
+        let mut ws = match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => return Ended::Retry { why: format!("cannot connect: {e}"), now: false },
+            Err(_) => return Ended::Retry { why: "cannot connect: timed out".into(), now: false },
+        };
+        let ended = self.read(&mut ws, established).await;
+        let _ = ws.close(None).await;
+        ended
+    }
+
+    async fn read(&mut self, ws: &mut Socket, established: &mut bool) -> Ended {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.stop.changed() => return Ended::Stop,
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > SILENT_FOR {
+                        return Ended::Retry { why: "nothing received for 30 s".into(), now: false };
+                    }
+                    if let Err(e) = ws.send(WsMessage::Ping(Vec::new().into())).await {
+                        return Ended::Retry { why: format!("cannot ping: {e}"), now: false };
+                    }
+                }
+                frame = ws.next() => {
+                    let text = match frame {
+                        Some(Ok(WsMessage::Text(text))) => text,
+                        Some(Ok(WsMessage::Close(_))) | None => return Ended::Retry { why: "the socket was closed".into(), now: false },
+                        Some(Ok(_)) => {
+                            last_heard = Instant::now();
+                            continue;
+                        }
+                        Some(Err(e)) => return Ended::Retry { why: format!("connection error: {e}"), now: false },
+                    };
+                    last_heard = Instant::now();
+                    self.health.touch();
+                    let envelope: Envelope = match serde_json::from_str(text.as_str()) {
+                        Ok(envelope) => envelope,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "slack: an unreadable socket mode frame was skipped");
+                            continue;
+                        }
+                    };
+                    match envelope.kind.as_str() {
+                        "hello" => {
+                            *established = true;
+                            self.health.set(State::Connected);
+                            tracing::info!("slack: socket mode connected");
+                        }
+                        "disconnect" => {
+                            return match envelope.reason.as_deref() {
+                                Some("link_disabled") => Ended::Fatal("Socket Mode is turned off for this app".into()),
+                                reason => Ended::Retry { why: format!("Slack asked to reconnect ({})", reason.unwrap_or("no reason")), now: true },
+                            };
+                        }
+                        _ => {
+                            let Some(id) = envelope.envelope_id.clone() else { continue };
+                            if envelope.retry_attempt > 0 {
+                                tracing::debug!(attempt = envelope.retry_attempt, "slack: a redelivered envelope");
+                            }
+                            // Unacknowledged (not journaled): Slack delivers it again.
+                            if self.receiver.envelope(&envelope).await {
+                                if let Err(e) = ws.send(WsMessage::text(json!({"envelope_id": id}).to_string())).await {
+                                    return Ended::Retry { why: format!("cannot acknowledge: {e}"), now: false };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

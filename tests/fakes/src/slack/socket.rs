@@ -1,0 +1,114 @@
+//! The fake's Socket Mode server: `hello`, then every pending envelope in
+//! order; one not acknowledged within 3 s is sent again with `retry_attempt`
+//! raised (as Slack does); a test can ask for a reconnect (`disconnect`) or
+//! drop the socket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::state::{Shared, ACK_DEADLINE, APP_ID};
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    crate::server::accept_each(listener, move |stream| connection(stream, shared.clone())).await
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn send(ws: &mut Ws, value: Value) -> bool {
+    ws.send(Message::text(value.to_string())).await.is_ok()
+}
+
+async fn connection(stream: TcpStream, shared: Arc<Shared>) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+    let number = {
+        let mut state = shared.lock();
+        state.connections += 1;
+        state.connections
+    };
+    let hello = json!({"type": "hello", "num_connections": 1, "connection_info": {"app_id": APP_ID},
+        "debug_info": {"host": "fake-slack", "approximate_connection_time": 18060}});
+    if !send(&mut ws, hello).await {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(ack) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                    if let Some(id) = ack["envelope_id"].as_str() {
+                        let mut state = shared.lock();
+                        if let Some(e) = state.envelopes.iter_mut().find(|e| e.id == id && e.acked_after.is_none()) {
+                            e.acked_after = e.sent_at.map(|at| at.elapsed());
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = tick.tick() => {}
+            _ = shared.wake.notified() => {}
+        }
+        let (disconnect, drop_now) = {
+            let mut state = shared.lock();
+            if state.connections != number {
+                // A newer connection takes over the envelopes.
+                (None, false)
+            } else {
+                (state.disconnect.take(), std::mem::take(&mut state.drop_connection))
+            }
+        };
+        if drop_now {
+            return;
+        }
+        if let Some(reason) = disconnect {
+            let _ =
+                send(&mut ws, json!({"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-slack"}}))
+                    .await;
+            // Slack closes the old socket a little later; envelopes wait for the new one.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = ws.close(None).await;
+            return;
+        }
+        if shared.lock().connections != number {
+            continue;
+        }
+        for frame in due(&shared) {
+            if !send(&mut ws, frame).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Events are redelivered at most this many times; slash commands and presses
+/// never (the person sees a timeout instead).
+const EVENT_RETRIES: u64 = 3;
+
+/// Envelopes to send now: never sent, or an event unacknowledged past the deadline.
+fn due(shared: &Shared) -> Vec<Value> {
+    let mut state = shared.lock();
+    let mut out = Vec::new();
+    for e in state.envelopes.iter_mut().filter(|e| e.acked_after.is_none()) {
+        let retriable = e.kind == "events_api" && e.attempts <= EVENT_RETRIES;
+        let redeliver =
+            retriable && e.sent_at.is_some_and(|at| at.elapsed() >= ACK_DEADLINE * (1 << e.attempts.min(3)) as u32 / 2);
+        if e.sent_at.is_some() && !redeliver {
+            continue;
+        }
+        let retry = e.attempts;
+        e.attempts += 1;
+        e.sent_at = Some(Instant::now());
+        out.push(json!({
+            "envelope_id": e.id, "type": e.kind, "payload": e.payload,
+            "accepts_response_payload": e.kind != "events_api",
+            "retry_attempt": retry, "retry_reason": if retry > 0 { "timeout" } else { "" },
+        }));
+    }
+    out
+}
