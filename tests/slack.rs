@@ -40,11 +40,17 @@ async fn wait_text(slack: &FakeSlack, channel: &str, needle: &str) -> SlackMessa
     slack.bot_messages(channel).into_iter().find(|m| m.text.contains(needle)).unwrap()
 }
 
-/// Every envelope the app received was acknowledged once, within Slack's 3 s.
-fn all_acked_in_time(slack: &FakeSlack) {
+/// Every envelope the app received was acknowledged, each within Slack's 3 s
+/// (the last ones, such as the echo of the bot's own reply, may still be on
+/// their way: they are waited for).
+async fn all_acked_in_time(slack: &FakeSlack) {
+    slack
+        .wait_until("every envelope acknowledged", WAIT, |s| s.envelopes().iter().all(|e| e.acked_after.is_some()))
+        .await;
     for e in slack.envelopes() {
-        let acked = e.acked_after.unwrap_or_else(|| panic!("envelope {} ({}) never acknowledged", e.id, e.kind));
-        assert!(acked < ACK_DEADLINE, "envelope {} acknowledged after {acked:?}", e.id);
+        let acked = e.acked_after.expect("acknowledged");
+        assert!(acked < ACK_DEADLINE, "envelope {} ({}) acknowledged after {acked:?}", e.id, e.kind);
+        assert_eq!(e.attempts, 1, "envelope {} ({}) was delivered more than once", e.id, e.kind);
     }
 }
 
@@ -74,7 +80,7 @@ async fn a_mention_is_answered_in_its_thread_which_then_continues_without_one() 
     let follow = wait_text(&slack, GENERAL, "Still here.").await;
     assert_eq!(follow.thread_ts.as_deref(), Some(asked.as_str()));
     assert!(h.llm.requests()[1].all_text().contains("are you there?"), "the thread is one conversation");
-    all_acked_in_time(&slack);
+    all_acked_in_time(&slack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +94,7 @@ async fn a_dm_is_answered_and_a_stranger_never_reaches_the_model() {
     h.llm.push(Reply::text("Hi admin."));
     slack.dm(ADMIN, None, "hi");
     wait_text(&slack, &slack.dm_channel(ADMIN), "Hi admin.").await;
-    all_acked_in_time(&slack);
+    all_acked_in_time(&slack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +119,7 @@ async fn the_slash_command_answers_in_the_channel_and_refusals_privately() {
             s.bot_messages(GENERAL).iter().any(|m| m.text.contains("don't know"))
         })
         .await;
-    all_acked_in_time(&slack);
+    all_acked_in_time(&slack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +163,21 @@ async fn approvals_are_buttons_allowed_denied_and_refused_for_others() {
         })
         .await;
 
+    h.llm.push(Reply::tool_call("Write", json!({"path": "no.txt", "content": "x"})));
+    h.llm.push(Reply::text("Fine, I did not."));
+    slack.dm(ADMIN, None, "write another");
+    let first = prompt.ts.clone();
+    let is_prompt = |m: &SlackMessage| m.blocks.as_array().is_some_and(|b| b.len() == 2);
+    slack
+        .wait_until("a second prompt", WAIT, |s| s.bot_messages(&dm).iter().any(|m| is_prompt(m) && m.ts != first))
+        .await;
+    let second = slack.bot_messages(&dm).into_iter().rev().find(is_prompt).unwrap();
+    let elements = second.blocks[1]["elements"].as_array().unwrap().clone();
+    let deny = elements.iter().find(|b| b["text"]["text"] == "Deny").unwrap()["value"].as_str().unwrap().to_string();
+    slack.click(&dm, ADMIN, &second.ts, &deny);
+    wait_text(&slack, &dm, "Fine, I did not.").await;
+    assert!(!h.workdir().join("no.txt").exists());
+
     h.llm.push(Reply::tool_call("AskUserQuestion", json!({"questions": [{"question": "Tea?", "options": []}]})));
     h.llm.push(Reply::text("Tea or coffee?"));
     slack.dm(ADMIN, None, "drink?");
@@ -166,7 +187,7 @@ async fn approvals_are_buttons_allowed_denied_and_refused_for_others() {
         0,
         "no prompt for AskUserQuestion"
     );
-    all_acked_in_time(&slack);
+    all_acked_in_time(&slack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,12 +325,18 @@ async fn http_mode_answers_signed_requests_and_refuses_forged_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_the_bot_and_whether_socket_mode_opens() {
-    let (h, _slack) = setup("open").await;
+    let (h, slack) = setup("open").await;
     let out = h.run(&["check"]).await;
     assert!(out.stdout.contains("Channel slack: configured"), "{}", out.stdout);
     assert!(out.stdout.contains("slack: signed in as bot user U0SWITCHBD"), "{}", out.stdout);
     assert!(out.stdout.contains("opens Socket Mode connections"), "{}", out.stdout);
+    assert!(out.stdout.contains("has every scope"), "{}", out.stdout);
     assert!(!out.stdout.contains("fakebottokensecret") && !out.stdout.contains("fakeapptokensecret"));
+    let mut scopes = switchboard_fakes::slack::SCOPES.to_vec();
+    scopes.retain(|s| *s != "assistant:write" && *s != "im:write");
+    slack.set_scopes(&scopes);
+    let out = h.run(&["check"]).await;
+    assert!(out.stdout.contains("lacks the scopes im:write, assistant:write"), "{}", out.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

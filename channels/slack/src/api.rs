@@ -2,7 +2,9 @@
 //! a bearer token), with Slack's `{"ok": false, "error": …}` answers and HTTP
 //! 429s sorted into what the gateway can act on. Nothing is retried here.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use switchboard_channel_core::ChannelError;
@@ -59,6 +61,9 @@ pub struct Api {
     /// `https://slack.com/api/`, always ending in `/`.
     base: String,
     authorization: String,
+    /// Slack limits each method on its own: after a 429, calls of that method
+    /// wait (answered as rate limited, without a request) until this instant.
+    limited: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Api {
@@ -69,20 +74,45 @@ impl Api {
             .build()
             .map_err(|e| ChannelError::Rejected(format!("slack: cannot build an HTTP client: {e}")))?;
         let base = format!("{}/", api_url.trim_end_matches('/'));
-        Ok(Api { http, base, authorization: format!("Bearer {token}") })
+        Ok(Api { http, base, authorization: format!("Bearer {token}"), limited: Arc::default() })
     }
 
     /// Calls `method` with `body` (JSON); the answer when Slack says `ok`.
     pub async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
+        self.call_with_scopes(method, body).await.map(|(answer, _)| answer)
+    }
+
+    /// As [`Api::call`], with the token's scopes (`x-oauth-scopes`), when Slack says.
+    pub async fn call_with_scopes(&self, method: &str, body: &Value) -> Result<(Value, Option<String>), ApiError> {
+        if let Some(left) = self.wait_left(method) {
+            return Err(ApiError::RateLimited(left));
+        }
         let request =
             self.http.post(format!("{}{method}", self.base)).header("Authorization", &self.authorization).json(body);
-        post(request).await
+        let result = post(request).await;
+        if let Err(ApiError::RateLimited(wait)) = &result {
+            self.limited
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(method.to_string(), Instant::now() + *wait);
+        }
+        result
+    }
+
+    /// What is left of a rate limit on `method`.
+    fn wait_left(&self, method: &str) -> Option<Duration> {
+        let until = *self.limited.lock().unwrap_or_else(PoisonError::into_inner).get(method)?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
     }
 
     /// POSTs `body` to a `response_url` Slack gave (a slash command's or a press's).
     pub async fn respond(&self, response_url: &str, body: &Value) -> Result<(), ApiError> {
-        // Slack's are https; a fake's share the API's origin.
-        if !response_url.starts_with("https://") && !response_url.starts_with(origin(&self.base)) {
+        // Only Slack's own (a fake's share the API's origin): a response URL comes in
+        // a payload, and must not make the daemon post anywhere else.
+        let slacks =
+            response_url.starts_with("https://hooks.slack.com/") || response_url.starts_with("https://slack.com/");
+        if !slacks && !response_url.starts_with(&format!("{}/", origin(&self.base))) {
             return Err(ApiError::Refused("not a Slack response URL".into()));
         }
         post(self.http.post(response_url).json(body)).await.map(|_| ())
@@ -98,9 +128,11 @@ fn origin(url: &str) -> &str {
     }
 }
 
-async fn post(request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+/// The answer, and the token's scopes when Slack lists them.
+async fn post(request: reqwest::RequestBuilder) -> Result<(Value, Option<String>), ApiError> {
     let response = request.send().await.map_err(|e| ApiError::Transient(e.without_url().to_string()))?;
     let status = response.status();
+    let scopes = response.headers().get("x-oauth-scopes").and_then(|v| v.to_str().ok()).map(str::to_string);
     if status.as_u16() == 429 {
         let secs = response
             .headers()
@@ -117,13 +149,13 @@ async fn post(request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if json.is_null() {
         return if status.is_success() {
-            Ok(Value::Null)
+            Ok((Value::Null, scopes))
         } else {
             Err(ApiError::Refused(format!("http_{}", status.as_u16())))
         };
     }
     if json["ok"] == true {
-        return Ok(json);
+        return Ok((json, scopes));
     }
     let code: String = json["error"].as_str().unwrap_or("unknown_error").chars().take(80).collect();
     Err(if code == "ratelimited" { ApiError::RateLimited(Duration::from_secs(1)) } else { ApiError::Refused(code) })

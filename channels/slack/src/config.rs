@@ -9,6 +9,20 @@ use switchboard_channel_core::{ChannelError, CommandSpec};
 pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
 /// The slash command the app manifest declares.
 pub const DEFAULT_SLASH_COMMAND: &str = "/switchboard";
+/// The bot token's scopes the adapter uses (the manifest asks for these).
+pub const SCOPES: &[&str] = &[
+    "app_mentions:read",
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+    "chat:write",
+    "im:write",
+    "users:read",
+    "commands",
+    "assistant:write",
+];
+
 /// Where HTTP mode listens by default.
 pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:3000";
 
@@ -180,17 +194,7 @@ mod manifest {
     fn the_manifest_asks_for_every_scope_and_event_the_adapter_needs() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/slack-app-manifest.yaml");
         let manifest = std::fs::read_to_string(path).expect("config/slack-app-manifest.yaml");
-        let scopes = [
-            "app_mentions:read",
-            "channels:history",
-            "groups:history",
-            "im:history",
-            "chat:write",
-            "im:write",
-            "users:read",
-            "commands",
-            "assistant:write",
-        ];
+        let scopes = super::SCOPES;
         let events = ["app_mention", "message.channels", "message.im", "assistant_thread_started"];
         for needed in scopes.iter().chain(events.iter()) {
             assert!(manifest.contains(&format!("- {needed}\n")), "{needed} is missing from the manifest");

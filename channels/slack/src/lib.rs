@@ -98,10 +98,13 @@ impl SlackChannel {
         Outbound { api: &self.api, threads: &self.threads }
     }
 
-    /// `auth.test`: who the bot token belongs to.
-    async fn sign_in(&self) -> Result<Identity, ChannelError> {
-        let me = self.api.call("auth.test", &json!({})).await.map_err(|e| e.into_channel("auth.test"))?;
-        serde_json::from_value(me).map_err(|e| ChannelError::Transient(format!("slack: unreadable auth.test: {e}")))
+    /// `auth.test`: who the bot token belongs to, and its scopes when Slack says.
+    async fn sign_in(&self) -> Result<(Identity, Option<String>), ChannelError> {
+        let (me, scopes) =
+            self.api.call_with_scopes("auth.test", &json!({})).await.map_err(|e| e.into_channel("auth.test"))?;
+        let me = serde_json::from_value(me)
+            .map_err(|e| ChannelError::Transient(format!("slack: unreadable auth.test: {e}")))?;
+        Ok((me, scopes))
     }
 }
 
@@ -131,7 +134,22 @@ impl Channel for SlackChannel {
     /// `auth.test`, and (socket mode) that the app-level token opens connections.
     async fn probe(&self) -> Vec<String> {
         let mut lines = match self.sign_in().await {
-            Ok(me) => vec![format!("signed in as bot user {} (team {})", me.user_id, me.team_id.unwrap_or_default())],
+            Ok((me, scopes)) => {
+                let mut lines =
+                    vec![format!("signed in as bot user {} (team {})", me.user_id, me.team_id.unwrap_or_default())];
+                if let Some(granted) = scopes {
+                    let granted: Vec<&str> = granted.split(',').map(str::trim).collect();
+                    let missing: Vec<&str> = config::SCOPES.iter().copied().filter(|s| !granted.contains(s)).collect();
+                    lines.push(match missing.as_slice() {
+                        [] => "the bot token has every scope switchboard uses".into(),
+                        missing => format!(
+                            "the bot token lacks the scopes {}: add them (config/slack-app-manifest.yaml has them all) and reinstall the app",
+                            missing.join(", ")
+                        ),
+                    });
+                }
+                lines
+            }
             Err(ChannelError::Rejected(why)) => return vec![format!("refused: {why}")],
             Err(e) => return vec![format!("could not reach Slack: {e}")],
         };
@@ -154,7 +172,7 @@ impl Channel for SlackChannel {
         if running.is_some() {
             return Err(ChannelError::Rejected("slack: already started".into()));
         }
-        let me = self.sign_in().await?;
+        let (me, _) = self.sign_in().await?;
         tracing::info!(bot_user = %me.user_id, "slack: signed in");
         *self.me.write().unwrap_or_else(PoisonError::into_inner) = Some(me.clone());
         let receiver = Arc::new(Receiver {

@@ -90,8 +90,15 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, uri: Uri, headers: He
         }
     };
     shared.wake.notify_waiters();
+    let scopes = (path == "/api/auth.test").then(|| shared.lock().scopes.clone());
     match answer {
-        Ok(value) => axum::Json(value).into_response(),
+        Ok(value) => {
+            let mut response = axum::Json(value).into_response();
+            if let Some(scopes) = scopes.and_then(|s| s.parse().ok()) {
+                response.headers_mut().insert("x-oauth-scopes", scopes);
+            }
+            response
+        }
         Err((status, value, retry_after)) => {
             let mut response = (status, axum::Json(value)).into_response();
             if let Some(secs) = retry_after {

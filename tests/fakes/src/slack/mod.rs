@@ -22,6 +22,21 @@ pub use state::{Call, Envelope, SlackMessage, ACK_DEADLINE, APP_TOKEN, BOT_TOKEN
 
 use state::{Failure, Shared};
 
+/// The scopes of the app manifest, which the fake's bot token has unless a test
+/// says otherwise.
+pub const SCOPES: &[&str] = &[
+    "app_mentions:read",
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+    "chat:write",
+    "im:write",
+    "users:read",
+    "commands",
+    "assistant:write",
+];
+
 /// Handle to a running fake. Clones share it; it stops with the last one.
 #[derive(Clone)]
 pub struct FakeSlack {
@@ -43,6 +58,7 @@ impl FakeSlack {
             let mut state = shared.lock();
             state.socket_url = format!("ws://{socket_addr}/link/");
             state.base_url = format!("http://{api}");
+            state.scopes = SCOPES.join(",");
         }
         FakeSlack { shared, api, _server: server, _socket: Arc::new(socket) }
     }
@@ -53,6 +69,11 @@ impl FakeSlack {
     }
 
     // ---- people; each returns the new message's ts ----
+
+    /// The scopes the bot token has (what `auth.test` lists).
+    pub fn set_scopes(&self, scopes: &[&str]) {
+        self.shared.lock().scopes = scopes.join(",");
+    }
 
     /// A channel the app is a member of (it may post there).
     pub fn add_channel(&self, channel: &str) {

@@ -113,6 +113,8 @@ pub struct State {
     /// Drop the current connection without a word.
     pub drop_connection: bool,
     pub socket_url: String,
+    /// What `auth.test` lists in `x-oauth-scopes`.
+    pub scopes: String,
     pub base_url: String,
 }
 
