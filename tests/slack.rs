@@ -279,7 +279,6 @@ async fn a_message_in_flight_when_killed_is_answered_once_after_restart() {
     wait_text(&slack, &dm, "exactly once").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(texts(&slack, &dm).iter().filter(|t| t.contains("exactly once")).count(), 1);
-    let _ = BOT_USER;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,4 +371,57 @@ async fn telegram_discord_and_slack_in_one_serve_share_the_agents_memory() {
         })
         .await;
     assert!(h.llm.requests().pop().unwrap().system_prompt().contains("Likes jazz."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_post_is_sent_once_after_retry_after() {
+    let (h, slack) = setup("open").await;
+    let _d = h.serve_slack(&slack).await;
+    let dm = slack.dm_channel(USER);
+    slack.fail_next("chat.postMessage", 429, Some(1));
+    h.llm.push(Reply::text("after the limit"));
+    slack.dm(USER, None, "hi");
+    wait_text(&slack, &dm, "after the limit").await;
+    let posts = slack.calls_of("chat.postMessage");
+    let gap = posts[posts.len() - 1].at.duration_since(posts[posts.len() - 2].at);
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(texts(&slack, &dm).iter().filter(|t| t.contains("after the limit")).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_command_in_other_peoples_dm_is_not_the_bots_dm() {
+    let (h, slack) = setup("open").await;
+    h.llm.set_fallback(switchboard_fakes::Fallback::Echo);
+    let _d = h.serve_slack(&slack).await;
+    // In the bot's own DM a guest may start over; in a DM between two people
+    // (shared, so a group) a guest may not, and its answers are not private to one.
+    let own = slack.dm_channel(USER);
+    slack.dm(USER, None, "hello");
+    slack.wait_until("the hello answered", WAIT, |s| !s.bot_messages(&own).is_empty()).await;
+    slack.slash(&own, USER, "/switchboard", "new");
+    wait_text(&slack, &own, "Started a new conversation").await;
+    const PAIR: &str = "D0000PAIRDM";
+    slack.slash(PAIR, USER, "/switchboard", "new");
+    slack.wait_until("an answer in the shared DM", WAIT, |s| !s.bot_messages(PAIR).is_empty()).await;
+    assert!(texts(&slack, PAIR).iter().all(|t| !t.contains("Started a new conversation")), "{:?}", texts(&slack, PAIR));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_mention_does_not_make_a_thread_the_bots() {
+    let (mut h, slack) = setup("allowlist").await;
+    h.set("SWITCHBOARD_SLACK__ALLOWED_USERS", USER);
+    let _d = h.serve_slack(&slack).await;
+    // A stranger mentions the bot: refused, silently; the bot never posts there.
+    let thread = slack.mention(GENERAL, OTHER, "do what I say");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    slack.say(GENERAL, USER, Some(&thread), "and an allowed person chats on, without a mention");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(h.llm.requests().is_empty(), "no turn in a thread the bot never took part in");
+    h.llm.push(Reply::text("Now I am in."));
+    slack.say(GENERAL, USER, Some(&thread), &format!("<@{BOT_USER}> over to you"));
+    wait_text(&slack, GENERAL, "Now I am in.").await;
+    h.llm.push(Reply::text("Still here."));
+    slack.say(GENERAL, USER, Some(&thread), "and now without one");
+    wait_text(&slack, GENERAL, "Still here.").await;
 }

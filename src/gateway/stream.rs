@@ -27,6 +27,9 @@ pub struct Stream<'a> {
     current: String,
     message: Option<SentRef>,
     shown: String,
+    /// Whether previews are still shown (off once the platform cannot edit the
+    /// message they go into).
+    previews: bool,
     /// Streaming starts one interval into the turn: a quick reply arrives whole, as
     /// one message, instead of a fragment and an edit.
     not_before: Instant,
@@ -56,6 +59,7 @@ impl<'a> Stream<'a> {
             message,
             shown,
             not_before: Instant::now() + turns.pacer.interval(&job.chat),
+            previews: true,
         }
     }
 
@@ -91,7 +95,7 @@ impl<'a> Stream<'a> {
         let caps = self.channel.capabilities();
         // Cheap checks first: rendering the whole reply on every delta of a long
         // answer would be quadratic, and most deltas fall between edits.
-        if !caps.can_edit || Instant::now() < self.not_before || !self.turns.pacer.due(&self.chat) {
+        if !caps.can_edit || !self.previews || Instant::now() < self.not_before || !self.turns.pacer.due(&self.chat) {
             return;
         }
         let mut all = self.texts.clone();
@@ -133,8 +137,12 @@ impl<'a> Stream<'a> {
                 self.message = None;
                 false
             }
+            // A message that cannot be edited (an answer through a slash
+            // command's response URL): no more previews, or each would be a new
+            // message; the final reply follows once.
             Err(ChannelError::Unsupported(_)) => {
                 self.message = None;
+                self.previews = false;
                 false
             }
         };

@@ -76,9 +76,28 @@ struct Builder {
     /// Ordered-list counters (None for bullets), innermost last.
     lists: Vec<Option<u64>>,
     in_table_cell: bool,
-    /// Links being read: the address of one that is shown as text, `None` for a
-    /// real link.
-    links: Vec<Option<String>>,
+    /// Links being read: the address of one that is shown as text (`None` for a
+    /// real link), and where its spans start.
+    links: Vec<(Option<String>, usize)>,
+}
+
+/// The host a piece of text names when it reads as a web or mail address
+/// (`https://a.example/x`, `www.a.example`, `a.example`, `me@a.example`), in
+/// lower case without `www.`; `None` for other text.
+fn address_host(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    if lower.is_empty() || lower.contains(char::is_whitespace) {
+        return None;
+    }
+    let rest = ["https://", "http://", "mailto:"].iter().find_map(|s| lower.strip_prefix(s)).unwrap_or(&lower);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.strip_prefix("www.").unwrap_or(host).trim_end_matches('.');
+    let labels: Vec<&str> = host.split('.').collect();
+    let looks_like_host = labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':'))
+        && labels.last().is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
+    looks_like_host.then(|| host.to_string())
 }
 
 /// Schemes a link may have: anything else (`javascript:`, `tg://`, `file:`) could
@@ -158,9 +177,11 @@ impl Builder {
             Tag::Strikethrough => self.styles.push(Style::Strike),
             Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } if safe_link(&dest_url) => {
                 self.styles.push(Style::Link(dest_url.to_string()));
-                self.links.push(None);
+                self.links.push((None, self.spans.len()));
             }
-            Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } => self.links.push(Some(dest_url.to_string())),
+            Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } => {
+                self.links.push((Some(dest_url.to_string()), self.spans.len()))
+            }
             Tag::TableCell => {
                 if self.in_table_cell {
                     self.text(" | ");
@@ -194,14 +215,33 @@ impl Builder {
                 self.styles.pop();
             }
             TagEnd::Link | TagEnd::Image => match self.links.pop() {
-                Some(None) => {
-                    self.styles.pop();
+                Some((None, start)) => {
+                    let url = match self.styles.pop() {
+                        Some(Style::Link(url)) => url,
+                        _ => return,
+                    };
+                    self.unmask_if_deceptive(start, &url);
                 }
-                Some(Some(url)) => self.text(&format!(" ({url})")),
+                Some((Some(url), _)) => self.text(&format!(" ({url})")),
                 None => {}
             },
             _ => {}
         }
+    }
+
+    /// A link whose text is itself an address of another site
+    /// (`[https://bank.com](https://evil.example)`) would show one place and open
+    /// another: its text stays, unlinked, followed by where it really goes.
+    fn unmask_if_deceptive(&mut self, start: usize, url: &str) {
+        let shown: String = self.spans.get(start..).unwrap_or_default().iter().map(|s| s.text.as_str()).collect();
+        let Some(shown_host) = address_host(shown.trim()) else { return };
+        if address_host(url).is_some_and(|host| host == shown_host) {
+            return;
+        }
+        for span in self.spans.iter_mut().skip(start) {
+            span.styles.retain(|s| !matches!(s, Style::Link(_)));
+        }
+        self.text(&format!(" ({url})"));
     }
 
     fn text(&mut self, text: &str) {
@@ -265,6 +305,30 @@ pub fn to_plain(blocks: &[Block]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_whose_text_names_another_site_shows_where_it_goes() {
+        let spans = |md: &str| match parse(md).remove(0) {
+            Block::Text(spans) => spans,
+            other => panic!("{other:?}"),
+        };
+        let deceptive = spans("[https://bank.example](https://evil.example/login)");
+        assert!(deceptive.iter().all(|s| s.styles.is_empty()), "not a link any more: {deceptive:?}");
+        assert_eq!(
+            to_plain(&parse("[https://bank.example](https://evil.example/login)")),
+            "https://bank.example (https://evil.example/login)"
+        );
+        for honest in [
+            "[bank.example](https://www.bank.example/login)",
+            "[the docs](https://evil.example)",
+            "<https://a.example>",
+        ] {
+            assert!(
+                spans(honest).iter().any(|s| matches!(s.styles.last(), Some(Style::Link(_)))),
+                "{honest} stays a link"
+            );
+        }
+    }
 
     #[test]
     fn links_of_other_schemes_are_text_showing_their_address() {

@@ -163,6 +163,19 @@ pub struct CommonSettings {
     pub busy: BusySettings,
 }
 
+/// Whether `url` is plain `http://` to this machine (127.0.0.0/8, `localhost`,
+/// `[::1]`): the only place a platform's API may be reached without TLS (a
+/// fake in tests, a local proxy), since the bot's token travels with every call.
+pub fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether a key holds one value or a table of values keyed by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -432,6 +445,22 @@ impl SettingsReader for MapReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_http_to_this_machine_is_loopback() {
+        for ok in ["http://127.0.0.1:9/api/", "http://localhost:80", "http://[::1]:5/x", "http://127.5.0.1"] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for bad in [
+            "https://127.0.0.1/",
+            "http://10.0.0.1/",
+            "http://slack.com/api/",
+            "http://127.0.0.1.evil.com/",
+            "http://localhost.evil/",
+        ] {
+            assert!(!is_loopback_http(bad), "{bad}");
+        }
+    }
 
     const NUMERIC: IdRule = IdRule { valid: |id| id.parse::<i64>().is_ok(), described: "a number" };
 

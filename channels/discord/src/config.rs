@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use switchboard_channel_core::settings::is_loopback_http;
 use switchboard_channel_core::{ChannelError, CommandSpec};
 
 /// The public API's base address.
@@ -86,8 +87,13 @@ pub fn validate(config: &DiscordConfig) -> Result<(), Vec<Problem>> {
         problems.push(Problem { field: "token", message: why });
     }
     let url = config.api_url.trim();
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < "http://x".len() {
-        problems.push(Problem { field: "api_url", message: format!("{url:?} is not an http(s) address") });
+    if !(url.starts_with("https://") && url.len() > "https://".len() || is_loopback_http(url)) {
+        problems.push(Problem {
+            field: "api_url",
+            message: format!(
+                "{url:?} is not an https address (plain http only to this machine: the token travels with every call)"
+            ),
+        });
     }
     if let Some(bad) = config.command_guilds.iter().find(|g| !is_snowflake(g)) {
         problems.push(Problem { field: "command_guilds", message: format!("{bad:?} is not a Discord id (a number)") });

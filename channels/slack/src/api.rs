@@ -2,7 +2,7 @@
 //! a bearer token), with Slack's `{"ok": false, "error": …}` answers and HTTP
 //! 429s sorted into what the gateway can act on. Nothing is retried here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,15 @@ pub struct Api {
     /// Slack limits each method on its own: after a 429, calls of that method
     /// wait (answered as rate limited, without a request) until this instant.
     limited: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Recent calls of the methods with a known per-minute budget.
+    recent: Arc<Mutex<HashMap<&'static str, VecDeque<Instant>>>>,
 }
+
+/// Methods whose workspace-wide limit is known, and the calls a minute kept
+/// under it: `chat.update` (Tier 3, about 50 a minute) carries every streamed
+/// reply of every chat.
+const BUDGETS: &[(&str, usize)] = &[("chat.update", 45)];
+const BUDGET_WINDOW: Duration = Duration::from_secs(60);
 
 impl Api {
     /// A client for `api_url` that authenticates with `token`.
@@ -74,7 +82,13 @@ impl Api {
             .build()
             .map_err(|e| ChannelError::Rejected(format!("slack: cannot build an HTTP client: {e}")))?;
         let base = format!("{}/", api_url.trim_end_matches('/'));
-        Ok(Api { http, base, authorization: format!("Bearer {token}"), limited: Arc::default() })
+        Ok(Api {
+            http,
+            base,
+            authorization: format!("Bearer {token}"),
+            limited: Arc::default(),
+            recent: Arc::default(),
+        })
     }
 
     /// Calls `method` with `body` (JSON); the answer when Slack says `ok`.
@@ -84,7 +98,7 @@ impl Api {
 
     /// As [`Api::call`], with the token's scopes (`x-oauth-scopes`), when Slack says.
     pub async fn call_with_scopes(&self, method: &str, body: &Value) -> Result<(Value, Option<String>), ApiError> {
-        if let Some(left) = self.wait_left(method) {
+        if let Some(left) = self.wait_left(method).or_else(|| self.over_budget(method)) {
             return Err(ApiError::RateLimited(left));
         }
         let request =
@@ -97,6 +111,23 @@ impl Api {
                 .insert(method.to_string(), Instant::now() + *wait);
         }
         result
+    }
+
+    /// How long until `method` is within its per-minute budget again, counting
+    /// this call when it is.
+    fn over_budget(&self, method: &str) -> Option<Duration> {
+        let (name, budget) = BUDGETS.iter().find(|(name, _)| *name == method)?;
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let calls = recent.entry(name).or_default();
+        let now = Instant::now();
+        while calls.front().is_some_and(|at| now.duration_since(*at) >= BUDGET_WINDOW) {
+            calls.pop_front();
+        }
+        if calls.len() >= *budget {
+            return calls.front().map(|oldest| BUDGET_WINDOW.saturating_sub(now.duration_since(*oldest)));
+        }
+        calls.push_back(now);
+        None
     }
 
     /// What is left of a rate limit on `method`.
@@ -164,6 +195,17 @@ async fn post(request: reqwest::RequestBuilder) -> Result<(Value, Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_update_keeps_under_its_budget_for_every_chat_together() {
+        let api = Api::new("http://127.0.0.1:9/api/", "xoxb-test").unwrap();
+        for _ in 0..45 {
+            assert_eq!(api.over_budget("chat.update"), None);
+        }
+        let wait = api.over_budget("chat.update").expect("the 46th in a minute waits");
+        assert!(wait > Duration::from_secs(55) && wait <= BUDGET_WINDOW, "{wait:?}");
+        assert_eq!(api.over_budget("chat.postMessage"), None, "other methods have their own limits");
+    }
 
     #[test]
     fn origins_stop_at_the_path() {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use switchboard_channel_core::settings::is_loopback_http;
 use switchboard_channel_core::{ChannelError, CommandSpec};
 
 /// The public Web API's base address.
@@ -18,6 +19,7 @@ pub const SCOPES: &[&str] = &[
     "mpim:history",
     "chat:write",
     "im:write",
+    "im:read",
     "users:read",
     "commands",
     "assistant:write",
@@ -124,8 +126,13 @@ pub fn validate(config: &SlackConfig) -> Result<(), Vec<Problem>> {
         Mode::Http => {}
     }
     let url = config.api_url.trim();
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        problems.push(Problem { field: "api_url", message: format!("{url:?} is not an http(s) address") });
+    if !(url.starts_with("https://") || is_loopback_http(url)) {
+        problems.push(Problem {
+            field: "api_url",
+            message: format!(
+                "{url:?} is not an https address (plain http only to this machine: the tokens travel with every call)"
+            ),
+        });
     }
     let slash = &config.slash_command;
     if !slash.starts_with('/')

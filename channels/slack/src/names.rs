@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::api::Api;
 
 /// A name lookup may not hold an envelope's acknowledgement for longer.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 const MAX_KNOWN: usize = 50_000;
 
 /// Cheap to clone; clones share the cache.

@@ -37,7 +37,7 @@ fn parse(interaction: &Interaction) -> Result<Handle, ChannelError> {
 
 /// `slack:U123` or `U123` as Slack's id.
 fn user_id(user: &str) -> &str {
-    user.strip_prefix("slack:").unwrap_or(user)
+    user.strip_prefix(crate::CHANNEL).and_then(|u| u.strip_prefix(':')).unwrap_or(user)
 }
 
 impl Outbound<'_> {
@@ -95,7 +95,8 @@ impl Outbound<'_> {
         Ok(SentRef { message_id: sent["message_ts"].as_str().unwrap_or_default().to_string() })
     }
 
-    /// `chat.update` with the new text (and no blocks: buttons go).
+    /// `chat.update` with the new text (a message with blocks keeps them unless
+    /// given others: streamed replies have none).
     pub async fn edit(&self, chat: &ChatKey, sent: &SentRef, part: &[Block]) -> Result<(), ChannelError> {
         if sent.message_id.is_empty() {
             return Err(ChannelError::Unsupported("editing an answer sent through a response URL"));
@@ -183,7 +184,7 @@ impl Outbound<'_> {
         let chat = opened["channel"]["id"]
             .as_str()
             .ok_or_else(|| ChannelError::Transient("slack: conversations.open gave no channel".into()))?;
-        Ok(ChatKey { channel: "slack".into(), account: account.into(), chat: chat.into(), thread: None })
+        Ok(ChatKey { channel: crate::CHANNEL.into(), account: account.into(), chat: chat.into(), thread: None })
     }
 }
 

@@ -16,6 +16,7 @@ use crate::threads::Threads;
 use crate::wire::{
     self, AssistantThreadStarted, Envelope, EventCallback, Identity, Interactive, MessageEvent, SlashCommand,
 };
+use crate::CHANNEL;
 
 /// `/switchboard ask …`: talking to the agent without a mention.
 pub const ASK: &str = "ask";
@@ -32,9 +33,9 @@ pub struct Receiver {
     pub names: Names,
 }
 
-/// What answering a press or a slash command needs later.
-pub fn handle(user: &str, channel: &str, thread: Option<&str>, response_url: Option<&str>) -> Interaction {
-    Interaction { handle: json!({"u": user, "c": channel, "t": thread, "r": response_url}).to_string() }
+/// What answering a press or a slash command needs later: who, and where to respond.
+pub fn handle(user: &str, response_url: Option<&str>) -> Interaction {
+    Interaction { handle: json!({"u": user, "r": response_url}).to_string() }
 }
 
 impl Receiver {
@@ -107,13 +108,14 @@ impl Receiver {
             (None, false) if mentions_bot => Some(message.ts.clone()),
             (None, _) => None,
         };
+        // A thread the bot posted in continues without a mention.
         let mut reply_to_bot = false;
-        if let (Some(thread), false) = (&thread, direct) {
-            if mentions_bot {
-                self.threads.joined(&message.channel, thread);
-            } else if message.thread_ts.is_some() {
-                reply_to_bot = self.threads.is_member(&self.api, &self.me.user_id, &message.channel, thread).await;
-            }
+        if let (Some(thread), false, false) = (&message.thread_ts, direct, mentions_bot) {
+            reply_to_bot = self.threads.is_member(&self.api, &self.me.user_id, &message.channel, thread).await;
+        }
+        if direct {
+            // Slack sends the bot only its own DMs' messages.
+            self.threads.learn_dm(&message.channel, &user);
         }
         if let (true, Some(thread)) = (direct, &message.thread_ts) {
             if self.threads.take_untitled(&message.channel, thread) {
@@ -123,13 +125,17 @@ impl Receiver {
         let text = unescape(&message.text.replace(&mention, "")).trim().to_string();
         let inbound = Inbound {
             chat: ChatKey {
-                channel: "slack".into(),
+                channel: CHANNEL.into(),
                 account: self.me.user_id.clone(),
                 chat: message.channel.clone(),
                 thread,
             },
             kind: if direct { ChatKind::Direct } else { ChatKind::Group },
-            sender: Sender { id: format!("slack:{user}"), name: self.names.of(&self.api, &user).await, is_bot: false },
+            sender: Sender {
+                id: format!("{CHANNEL}:{user}"),
+                name: self.names.of(&self.api, &user).await,
+                is_bot: false,
+            },
             text,
             mentions_bot,
             reply_to_bot,
@@ -140,11 +146,12 @@ impl Receiver {
         };
         // The same id for the `message` and the `app_mention` of one mention.
         Some(InboundEvent {
-            event_id: format!("slack:{}:{}", message.channel, message.ts),
+            event_id: format!("{CHANNEL}:{}:{}", message.channel, message.ts),
             kind: InboundKind::Message(inbound),
         })
     }
 
+    /// A button press (`block_actions`).
     pub async fn interactive(&self, payload: &Interactive) -> bool {
         let (Some(action), Some(channel), Some(message)) =
             (payload.actions.first(), &payload.channel, &payload.message)
@@ -154,47 +161,57 @@ impl Receiver {
         if payload.kind != "block_actions" {
             return true;
         }
-        let thread = message.thread_ts.clone();
+        // A prompt people replied to reports itself as its own thread's root.
+        let thread = message.thread_ts.clone().filter(|t| *t != message.ts);
         let user = &payload.user.id;
         let click = Click {
             chat: ChatKey {
-                channel: "slack".into(),
+                channel: CHANNEL.into(),
                 account: self.me.user_id.clone(),
                 chat: channel.id.clone(),
                 thread: thread.clone(),
             },
-            sender: Sender { id: format!("slack:{user}"), name: self.names.of(&self.api, user).await, is_bot: false },
+            sender: Sender {
+                id: format!("{CHANNEL}:{user}"),
+                name: self.names.of(&self.api, user).await,
+                is_bot: false,
+            },
             data: action.value.clone().unwrap_or_default(),
             message_id: message.ts.clone(),
-            interaction: handle(user, &channel.id, thread.as_deref(), payload.response_url.as_deref()),
+            interaction: handle(user, payload.response_url.as_deref()),
         };
         let id = payload
             .trigger_id
             .clone()
             .or_else(|| action.action_ts.clone())
             .unwrap_or_else(|| format!("{}:{}", message.ts, action.action_id));
-        self.deliver(InboundEvent { event_id: format!("slack:a:{id}"), kind: InboundKind::Click(click) }).await
+        let event = InboundEvent { event_id: format!("{CHANNEL}:a:{id}"), kind: InboundKind::Click(click) };
+        self.deliver_or_say_so(event, payload.response_url.as_deref().unwrap_or_default()).await
     }
 
+    /// The slash command: `/switchboard <command> [args]`, or `ask <text>`.
     pub async fn slash(&self, payload: &SlashCommand) -> bool {
         let (sub, args) = match payload.text.trim().split_once(char::is_whitespace) {
             Some((sub, args)) => (sub.to_ascii_lowercase(), args.trim().to_string()),
             None => (payload.text.trim().to_ascii_lowercase(), String::new()),
         };
         let sub = if sub.is_empty() { "help".to_string() } else { sub };
-        let direct = wire::is_direct(&payload.channel_id);
+        // A slash command works in any DM, the bot's or two other people's: only
+        // the bot's own is a direct chat (the other is shared, so a group).
+        let direct = wire::is_direct(&payload.channel_id)
+            && self.threads.is_bot_dm(&self.api, &payload.channel_id, &payload.user_id).await;
         let chat = ChatKey {
-            channel: "slack".into(),
+            channel: CHANNEL.into(),
             account: self.me.user_id.clone(),
             chat: payload.channel_id.clone(),
             thread: None,
         };
         let sender = Sender {
-            id: format!("slack:{}", payload.user_id),
+            id: format!("{CHANNEL}:{}", payload.user_id),
             name: self.names.of(&self.api, &payload.user_id).await,
             is_bot: false,
         };
-        let interaction = handle(&payload.user_id, &payload.channel_id, None, Some(&payload.response_url));
+        let interaction = handle(&payload.user_id, Some(&payload.response_url));
         let kind = if direct { ChatKind::Direct } else { ChatKind::Group };
         let timestamp = now_ms();
         let event = if sub == ASK {
@@ -225,7 +242,7 @@ impl Receiver {
             })
         } else {
             let text = format!("I don't know `{sub}`. Try `{} help`.", self.slash_command);
-            let _ = self.api.respond(&payload.response_url, &json!({"response_type": "ephemeral", "text": text})).await;
+            self.notify(&payload.response_url, text);
             return true;
         };
         let id = if payload.trigger_id.is_empty() {
@@ -233,7 +250,28 @@ impl Receiver {
         } else {
             payload.trigger_id.clone()
         };
-        self.deliver(InboundEvent { event_id: format!("slack:c:{id}"), kind: event }).await
+        let event = InboundEvent { event_id: format!("{CHANNEL}:c:{id}"), kind: event };
+        self.deliver_or_say_so(event, &payload.response_url).await
+    }
+
+    /// A slash command or a press: Slack never sends one again, so it is always
+    /// acknowledged; when the gateway could not take it, the person is told.
+    async fn deliver_or_say_so(&self, event: InboundEvent, response_url: &str) -> bool {
+        if !self.deliver(event).await {
+            self.notify(response_url, "I could not take that just now; please try again in a moment.".into());
+        }
+        true
+    }
+
+    /// A private notice through a response URL, after the acknowledgement.
+    fn notify(&self, response_url: &str, text: String) {
+        let (api, url) = (self.api.clone(), response_url.to_string());
+        tokio::spawn(async move {
+            let body = json!({"response_type": "ephemeral", "text": crate::render::escape(&text)});
+            if let Err(e) = api.respond(&url, &body).await {
+                tracing::debug!(error = ?e, "slack: a notice could not be sent");
+            }
+        });
     }
 
     /// The assistant pane opened: suggested prompts, and a title from the first message.

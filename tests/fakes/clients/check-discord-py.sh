@@ -11,4 +11,5 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check "discord.py==2.7.1"
 cargo build --quiet -p switchboard-fakes --example fake_discord
-timeout 300 "$venv/bin/python" tests/fakes/clients/discord_py.py --strict
+target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+timeout 300 "$venv/bin/python" tests/fakes/clients/discord_py.py --strict --fake "$target/debug/examples/fake_discord"

@@ -11,4 +11,5 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check "slack_sdk==3.48.0" "slack_bolt==1.30.0" "aiohttp==3.14.5"
 cargo build --quiet -p switchboard-fakes --example fake_slack
-timeout 600 "$venv/bin/python" tests/fakes/clients/slack_sdk_check.py --strict
+target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+FAKE_SLACK="$target/debug/examples/fake_slack" timeout 600 "$venv/bin/python" tests/fakes/clients/slack_sdk_check.py --strict

@@ -31,7 +31,8 @@ import traceback
 import tempfile
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
-FAKE_BIN = os.path.join(REPO, "target/debug/examples/fake_slack")
+# The fake's binary: $FAKE_SLACK, else under the default target directory.
+FAKE_BIN = os.environ.get("FAKE_SLACK") or os.path.join(REPO, "target/debug/examples/fake_slack")
 OUT_DIR = os.environ.get("CHECK_OUT") or os.path.join(tempfile.gettempdir(), "slack-sdk-check")
 os.makedirs(OUT_DIR, exist_ok=True)
 LOOPBACK = {"127.0.0.1", "localhost", "::1", b"127.0.0.1", b"localhost", b"::1"}

@@ -193,6 +193,17 @@ fn call(state: &mut State, method: &str, token: Option<&str>, body: &Value) -> A
             }
             Ok(json!({"ok": true, "messages": messages, "has_more": false}))
         }
+        "conversations.info" => {
+            let channel = text("channel");
+            // The app sees its own DMs; other people's are not found.
+            match state.dms.iter().find(|(_, c)| **c == channel) {
+                Some((user, _)) => Ok(json!({"ok": true, "channel": {"id": channel, "is_im": true, "user": user}})),
+                None if state.channels.contains(&channel) => {
+                    Ok(json!({"ok": true, "channel": {"id": channel, "is_im": false, "is_channel": true}}))
+                }
+                None => Err(refuse("channel_not_found")),
+            }
+        }
         "conversations.open" => {
             let users = text("users");
             match users.split(',').filter(|u| !u.is_empty()).count() {

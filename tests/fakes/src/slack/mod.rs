@@ -32,6 +32,7 @@ pub const SCOPES: &[&str] = &[
     "mpim:history",
     "chat:write",
     "im:write",
+    "im:read",
     "users:read",
     "commands",
     "assistant:write",
