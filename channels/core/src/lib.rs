@@ -1,7 +1,8 @@
 //! Channel-neutral pieces shared by the gateway and the platform adapters: the
 //! [`Channel`] contract, chat keys and inbound events, the command table's shape,
-//! channel settings and their registration, and Markdown parsing and splitting to
-//! each platform's limits. Nothing here is specific to one platform.
+//! channel settings and their registration, a connection's health line, and
+//! Markdown parsing and splitting to each platform's limits. Nothing here is
+//! specific to one platform.
 
 #![warn(missing_docs)]
 

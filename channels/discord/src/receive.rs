@@ -20,8 +20,7 @@ use crate::config::CatchUp;
 use crate::gateway::Dispatch;
 use crate::interactions::{self, Acks, Kind, ASK};
 use crate::places::{chat_key, Place, Places};
-use crate::rest::Rest;
-use crate::rest::RestError;
+use crate::rest::{Rest, RestError};
 use crate::wire::{self, callback, context, interaction_type, message_type, Guild, Interaction, Message, ThreadList};
 
 /// Who the bot is.
