@@ -49,6 +49,40 @@ pub struct Request<'a> {
     pub complete: bool,
 }
 
+/// A [`Request`] that a background retry can keep.
+struct OwnedRequest {
+    approval_id: String,
+    summary: String,
+    chat: ChatKey,
+    requester: String,
+    requester_tier: Tier,
+    complete: bool,
+}
+
+impl OwnedRequest {
+    fn of(r: &Request<'_>) -> OwnedRequest {
+        OwnedRequest {
+            approval_id: r.approval_id.to_string(),
+            summary: r.summary.to_string(),
+            chat: r.chat.clone(),
+            requester: r.requester.to_string(),
+            requester_tier: r.requester_tier,
+            complete: r.complete,
+        }
+    }
+
+    fn borrowed(&self) -> Request<'_> {
+        Request {
+            approval_id: &self.approval_id,
+            summary: &self.summary,
+            chat: &self.chat,
+            requester: &self.requester,
+            requester_tier: self.requester_tier,
+            complete: self.complete,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Prompts {
     store: Arc<dyn Store>,
@@ -62,12 +96,43 @@ impl Prompts {
         Prompts { store, registry, names, users_approve_own }
     }
 
-    /// Shows the request unless it was shown before.
+    /// Shows the request unless it was shown before. When no copy could be
+    /// shown (the platform failed a whole round), it is tried again in the
+    /// background every few seconds while the request is pending: a request
+    /// nobody can see would hold its conversation until it expired.
     pub async fn show(&self, request: &Request<'_>) {
-        if self.find(request.approval_id).await.is_some() {
+        if self.show_once(request).await {
             return;
         }
-        let Some(served) = self.registry.get(&request.chat.channel) else { return };
+        let (prompts, owned) = (self.clone(), OwnedRequest::of(request));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(retry::RETRY_EVERY).await;
+                if !prompts.pending(&owned.approval_id).await {
+                    return;
+                }
+                if prompts.show_once(&owned.borrowed()).await {
+                    tracing::info!("an approval prompt was shown after earlier attempts failed");
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Whether the request still waits for a decision.
+    async fn pending(&self, approval_id: &str) -> bool {
+        let id = approval_id.to_string();
+        let record = blocking(&self.store, move |s| s.approval(&id)).await.ok().flatten();
+        record.is_some_and(|a| a.state == ApprovalState::Pending)
+    }
+
+    /// One attempt at showing every copy; whether the request is shown (now or before).
+    async fn show_once(&self, request: &Request<'_>) -> bool {
+        if self.find(request.approval_id).await.is_some() {
+            return true;
+        }
+        // A channel not served now: nothing can show it (nor will retrying).
+        let Some(served) = self.registry.get(&request.chat.channel) else { return true };
         let channel = served.channel.clone();
         let may_decide = match request.requester_tier {
             Tier::Admin => true,
@@ -104,12 +169,13 @@ impl Prompts {
             }
         }
         if record.copies.is_empty() {
-            return;
+            return false;
         }
         let key = request.approval_id.to_string();
         if let Err(e) = blocking(&self.store, move |s| s.kv_put(PROMPTS, &key, &encode(&record))).await {
             tracing::error!(error = %e, "cannot remember an approval prompt");
         }
+        true
     }
 
     async fn send(&self, channel: &dyn Channel, chat: &ChatKey, prompt: &ApprovalPrompt) -> Option<Copy> {

@@ -109,3 +109,23 @@ async fn users_decide_their_own_requests_only_where_configured() {
     gw.wait_text("8", "Done.").await;
     assert!(gw.workdir().join("own.txt").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_the_platform_refused_for_a_whole_round_is_shown_later() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    // More failures than one delivery round tries: the prompt is tried again in the
+    // background instead of leaving an approval nobody can see.
+    for _ in 0..6 {
+        gw.fake.fail_next(Op::ShowApproval, switchboard_channel_core::ChannelError::Transient("down".into()));
+    }
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "late.txt", "content": "shown late"})));
+    gw.llm.push(Reply::text("Written late."));
+    gw.fake.dm("7", "write it").await;
+    let prompt = gw.wait_prompt("7").await;
+    let attempts = gw.fake.calls_of(Op::ShowApproval).len();
+    assert!(attempts >= 7, "{attempts} attempts");
+    gw.fake.press(&prompt, "7", "Allow once").await;
+    gw.wait_text("7", "Written late.").await;
+    assert_eq!(gw.fake.messages_in("7").iter().filter(|m| !m.buttons.is_empty()).count(), 0, "one prompt, resolved");
+}
