@@ -116,6 +116,16 @@ impl GatewayLoop {
         }
         let bot: GatewayBot = serde_json::from_value(self.rest.get("/gateway/bot").await?)
             .map_err(|e| RestError::Transient(format!("unreadable gateway address: {e}")))?;
+        let wait = bot.identify_wait();
+        if !wait.is_zero() {
+            tracing::warn!(?wait, "discord: no session starts left today; waiting for the limit to reset");
+            self.health.set(State::Reconnecting("no session starts left; waiting for Discord's reset".into()));
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
         Ok(bot.url)
     }
 

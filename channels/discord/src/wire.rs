@@ -246,6 +246,27 @@ pub struct Ready {
 #[derive(Debug, Clone, Deserialize)]
 pub struct GatewayBot {
     pub url: String,
+    #[serde(default)]
+    pub session_start_limit: Option<SessionStartLimit>,
+}
+
+/// How many fresh sessions (IDENTIFYs) the bot has left, and when that resets.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SessionStartLimit {
+    pub remaining: u64,
+    /// Milliseconds until `remaining` is full again.
+    pub reset_after: u64,
+}
+
+impl GatewayBot {
+    /// How long to wait before identifying: none while sessions remain, else
+    /// until the limit resets (Discord resets a bot's token that goes over it).
+    pub fn identify_wait(&self) -> std::time::Duration {
+        match &self.session_start_limit {
+            Some(limit) if limit.remaining == 0 => std::time::Duration::from_millis(limit.reset_after),
+            _ => std::time::Duration::ZERO,
+        }
+    }
 }
 
 /// GET /applications/@me.
@@ -267,6 +288,19 @@ impl Application {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_sessions_left_means_waiting_for_the_reset() {
+        let left = |remaining: u64| -> GatewayBot {
+            serde_json::from_value(serde_json::json!({"url": "wss://g", "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": remaining, "reset_after": 5000, "max_concurrency": 1}}))
+            .unwrap()
+        };
+        assert_eq!(left(3).identify_wait(), std::time::Duration::ZERO);
+        assert_eq!(left(0).identify_wait(), std::time::Duration::from_secs(5));
+        let unknown: GatewayBot = serde_json::from_value(serde_json::json!({"url": "wss://g"})).unwrap();
+        assert_eq!(unknown.identify_wait(), std::time::Duration::ZERO);
+    }
 
     #[test]
     fn snowflakes_carry_their_time() {
