@@ -13,7 +13,6 @@
 //! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run)
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -27,6 +26,8 @@ use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
 
 #[path = "gateway/discord.rs"]
 mod discord;
+#[path = "gateway/dm_run.rs"]
+mod dm_run;
 #[path = "gateway/slack.rs"]
 mod slack;
 
@@ -48,11 +49,11 @@ async fn main() {
         return;
     }
     if std::env::args().skip(1).any(|a| a == "discord") {
-        discord::print(discord::TITLE, &discord::run(&llm).await);
+        dm_run::print(discord::TITLE, &discord::run(&llm).await);
         return;
     }
     if std::env::args().skip(1).any(|a| a == "slack") {
-        discord::print(slack::TITLE, &slack::run(&llm).await);
+        dm_run::print(slack::TITLE, &slack::run(&llm).await);
         return;
     }
     let telegram = FakeTelegram::start().await;
@@ -123,8 +124,8 @@ async fn main() {
     println!("  acknowledgement p50 ({CHATS} chats in flight):  {:.2} ms", ack(0.50).as_secs_f64() * 1000.0);
     println!("  acknowledgement p99:                         {:.2} ms", ack(0.99).as_secs_f64() * 1000.0);
     print_scaling(&scaling);
-    discord::print(discord::TITLE, &on_discord);
-    discord::print(slack::TITLE, &on_slack);
+    dm_run::print(discord::TITLE, &on_discord);
+    dm_run::print(slack::TITLE, &on_slack);
 }
 
 fn print_scaling(scaling: &[(usize, Duration, Duration)]) {
@@ -287,35 +288,12 @@ async fn acknowledgements(llm: &FakeLlm) -> Vec<Duration> {
 
 async fn start(llm: &FakeLlm, telegram: &FakeTelegram, dir: &std::path::Path) -> tokio::process::Child {
     let polls = telegram.calls_of("getupdates").len();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_")) {
-        cmd.env_remove(key);
-    }
-    let child = cmd
-        .arg("serve")
-        .current_dir(dir)
-        .env("SWITCHBOARD_DATA_DIR", dir.join("data"))
-        .env("SWITCHBOARD_LLM__BASE_URL", llm.base_url())
-        .env("SWITCHBOARD_LLM__MODEL", "fake-model")
-        .env("SWITCHBOARD_TELEGRAM__TOKEN", telegram.token())
-        .env("SWITCHBOARD_TELEGRAM__API_URL", telegram.api_url())
-        .env("SWITCHBOARD_TELEGRAM__DM_POLICY", "open")
-        .env("SWITCHBOARD_AGENT__WORKDIR", dir.join("work"))
-        // The store's cache: what bounds the daemon's memory (64 MiB by default).
-        .env("SWITCHBOARD_STORE__CACHE_MB", std::env::var("BENCH_STORE_CACHE_MB").unwrap_or_else(|_| "64".into()))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot start switchboard serve");
-    let started = Instant::now();
-    while telegram.calls_of("getupdates").len() <= polls {
-        assert!(started.elapsed() < Duration::from_secs(30), "serve did not start polling");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child
+    let settings = [
+        ("SWITCHBOARD_TELEGRAM__TOKEN", telegram.token()),
+        ("SWITCHBOARD_TELEGRAM__API_URL", telegram.api_url()),
+        ("SWITCHBOARD_TELEGRAM__DM_POLICY", "open".to_string()),
+    ];
+    dm_run::spawn_serve(llm, dir, &settings, || telegram.calls_of("getupdates").len() > polls).await
 }
 
 /// When the first reply reached `chat` (as recorded by the fake).
