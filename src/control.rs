@@ -1,6 +1,8 @@
-//! The operator's line into a running daemon. `serve` holds the data directory, so
-//! `switchboard approvals …` and `switchboard pairing …` reach it through a Unix
-//! socket in that directory (owner-only): one JSON request, one JSON answer.
+//! The operator's line into a running daemon. `serve` (or a background SDK
+//! engine) holds the data directory, so `switchboard approvals …` and
+//! `switchboard pairing …` reach it through a Unix socket in that directory
+//! (owner-only): one JSON request, one JSON answer. An `engine` request is
+//! answered the same way, then the connection carries an SDK session's lines.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,10 +14,12 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::policy::approvals::Choice;
 use crate::policy::summary::{describe_whole, one_line};
 use crate::store::{format_time as time, ApprovalRecord, ApprovalState, AuditRecord, Grant};
+use crate::wire::Engine;
 
 const SOCKET: &str = "control.sock";
-/// Requests and answers are small; anything larger is not ours.
-const MAX_LINE: usize = 64 * 1024;
+/// Requests and answers are small (an SDK session's flags the largest); anything
+/// larger is not ours.
+const MAX_LINE: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -57,6 +61,12 @@ pub enum Request {
     },
     /// The store's largest parts (for `check`).
     StoreSizes,
+    /// An SDK session (`wire`): the flags it was started with and its working
+    /// directory. After a successful answer the connection carries its lines.
+    Engine {
+        args: Vec<String>,
+        cwd: PathBuf,
+    },
 }
 
 /// What the command prints, and its exit status.
@@ -122,7 +132,12 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 
 /// Listens until the returned task is aborted. A stale socket file from a previous
 /// run is replaced (the data directory lock proves no other daemon uses it).
-pub fn serve(data_dir: &Path, handler: Arc<dyn Handler>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// `engine` runs the SDK sessions that connect; without it they are refused.
+pub fn serve(
+    data_dir: &Path,
+    handler: Arc<dyn Handler>,
+    engine: Option<Engine>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use std::os::unix::fs::PermissionsExt;
     let path = socket_path(data_dir);
     let _ = std::fs::remove_file(&path);
@@ -131,9 +146,9 @@ pub fn serve(data_dir: &Path, handler: Arc<dyn Handler>) -> std::io::Result<toki
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let handler = handler.clone();
+            let (handler, engine) = (handler.clone(), engine.clone());
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, &*handler).await {
+                if let Err(e) = answer(stream, &*handler, engine).await {
                     tracing::warn!(error = %e, "control request failed");
                 }
             });
@@ -141,22 +156,42 @@ pub fn serve(data_dir: &Path, handler: Arc<dyn Handler>) -> std::io::Result<toki
     }))
 }
 
-async fn answer(stream: UnixStream, handler: &dyn Handler) -> std::io::Result<()> {
+async fn answer(stream: UnixStream, handler: &dyn Handler, engine: Option<Engine>) -> std::io::Result<()> {
     let credentials = stream.peer_cred()?;
     let peer = Peer { uid: credentials.uid(), pid: credentials.pid() };
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read).take(MAX_LINE as u64).read_line(&mut line).await?;
+    let mut reader = BufReader::new(read);
+    (&mut reader).take(MAX_LINE as u64).read_line(&mut line).await?;
     let answer = match serde_json::from_str::<Request>(&line) {
         Ok(_) if peer.is_confined() => {
             tracing::warn!(peer = %peer.describe(), "a control request from a confined command was refused");
             Answer::failed("requests from the agent's commands are refused".into())
         }
+        Ok(Request::Engine { args, cwd }) => match engine {
+            Some(engine) => match (engine.busy(), engine.start(&args, &cwd).await) {
+                (busy, Ok(started)) => {
+                    let notes: String = started.notes.iter().map(|n| format!("switchboard: {n}\n")).collect();
+                    let accepted = Answer { stdout: String::new(), stderr: notes, code: 0 };
+                    write_answer(&mut write, &accepted).await?;
+                    // The reader keeps what the client sent after its request.
+                    engine.run(started, reader, write).await;
+                    drop(busy);
+                    return Ok(());
+                }
+                (_, Err(message)) => Answer { stdout: String::new(), stderr: format!("{message}\n"), code: 1 },
+            },
+            None => Answer::failed("this switchboard process does not run SDK sessions".into()),
+        },
         Ok(request) => handler.handle(request, &peer).await,
         // Nothing is done for a request that is not understood exactly.
         Err(e) => Answer::failed(format!("the daemon did not understand the request ({e})")),
     };
-    let mut out = serde_json::to_string(&answer).unwrap_or_default();
+    write_answer(&mut write, &answer).await
+}
+
+async fn write_answer(write: &mut (impl AsyncWriteExt + Unpin), answer: &Answer) -> std::io::Result<()> {
+    let mut out = serde_json::to_string(answer).unwrap_or_default();
     out.push('\n');
     write.write_all(out.as_bytes()).await
 }
@@ -283,7 +318,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(socket_path(dir.path()), "stale").unwrap();
-        let task = serve(dir.path(), Arc::new(Echo)).unwrap();
+        let task = serve(dir.path(), Arc::new(Echo), None).unwrap();
         let mode = std::fs::metadata(socket_path(dir.path())).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let answer = call(dir.path(), &Request::PairingList { channel: Some("fake".into()) }).await.unwrap();
@@ -294,7 +329,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_approval_choice_is_an_error_never_a_deny() {
         let dir = tempfile::tempdir().unwrap();
-        let task = serve(dir.path(), Arc::new(Echo)).unwrap();
+        let task = serve(dir.path(), Arc::new(Echo), None).unwrap();
         let stream = UnixStream::connect(socket_path(dir.path())).await.unwrap();
         let (read, mut write) = stream.into_split();
         let line = r#"{"command":"approvals_decide","id":"apr-1","choice":"alwyas","reason":null}"#;

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::control;
 use crate::gateway::{ChannelEntry, Gateway, COMMANDS};
 use crate::store::{ApprovalRecord, Store};
+use crate::wire::Engine;
 
 /// A running daemon.
 pub struct Daemon {
@@ -44,10 +45,11 @@ impl Daemon {
             let hints: Vec<String> = registry.iter().map(|c| format!("{}: {}", c.name, c.enable_hint)).collect();
             anyhow::bail!("no channel is configured; to turn one on, {}", hints.join("; or "));
         }
+        let engine = Engine::new(parts.backend.clone(), parts.store.clone(), parts.settings.clone());
         let gateway = Gateway::new(parts.backend, parts.store, &parts.settings, entries);
         gateway.start(&parts.expired).await?;
-        // The operator's commands reach the running daemon through this socket.
-        let control = control::serve(&parts.settings.data_dir, gateway.operator())
+        // The operator's commands and SDK sessions reach the running daemon through this socket.
+        let control = control::serve(&parts.settings.data_dir, gateway.operator(), Some(engine))
             .context("cannot open the control socket in the data directory")?;
         Ok(Daemon { gateway, control, data_dir: parts.settings.data_dir })
     }

@@ -8,3 +8,4 @@ pub mod daemon;
 pub mod gateway;
 pub mod policy;
 pub mod store;
+pub mod wire;

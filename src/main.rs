@@ -9,6 +9,26 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    // The Letta Code SDK starts switchboard with its own flags and no subcommand.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if switchboard::wire::args::is_engine_invocation(&args) {
+        tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")))
+            .with_writer(std::io::stderr)
+            .init();
+        let code = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => {
+                let code = runtime.block_on(cli::engine::run(args));
+                runtime.shutdown_background();
+                code
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                cli::EXIT_FAILURE
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = cli::Cli::parse();
     // Logs go to stderr so command output stays clean; failures already end in one
     // human line, so only errors are logged unless RUST_LOG asks for more. sled reports

@@ -22,6 +22,9 @@ pub struct CreateAgentOptions {
     pub human: Option<String>,
     /// Extra blocks beside persona and human.
     pub memory: Vec<MemoryBlock>,
+    /// Which of the default blocks (`persona`, `human`) to create; `None` = both.
+    /// A block given in `memory` is created whatever this says.
+    pub default_blocks: Option<Vec<String>>,
     /// A preset name or custom text; defaults to `[agent] system_prompt`.
     pub system_prompt: Option<String>,
     pub system_prompt_append: Option<String>,
@@ -39,13 +42,23 @@ pub struct SessionOptions {
     pub tier: Tier,
     /// Whether the chat is shared (a group) rather than the sender's DM.
     pub in_group: bool,
+    /// Where the tools work instead of `[agent] workdir` (an SDK session works in
+    /// its process's directory); confined the same way.
+    pub workdir: Option<std::path::PathBuf>,
 }
 
 impl Default for SessionOptions {
     /// The operator's own session (the CLI, a program using the SDK): no chat, no
     /// sender, the admin tier.
     fn default() -> Self {
-        SessionOptions { can_use_tool: None, chat: None, sender: None, tier: Tier::Admin, in_group: false }
+        SessionOptions {
+            can_use_tool: None,
+            chat: None,
+            sender: None,
+            tier: Tier::Admin,
+            in_group: false,
+            workdir: None,
+        }
     }
 }
 

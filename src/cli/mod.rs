@@ -6,6 +6,8 @@ mod approvals;
 mod chat;
 mod check;
 mod conversations;
+pub mod engine;
+mod engine_host;
 mod grants;
 mod pairing;
 mod prompt;
@@ -92,6 +94,9 @@ pub enum Command {
         #[command(subcommand)]
         command: pairing::PairingCommand,
     },
+    /// The background engine SDK sessions share (started by them, not by hand)
+    #[command(hide = true)]
+    EngineHost,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,7 +109,7 @@ pub enum OutputFormat {
 /// The daemon logs its activity; one-shot commands only their errors.
 pub fn default_log_filter(cli: &Cli) -> &'static str {
     match cli.command {
-        Command::Serve => "info,sled=off",
+        Command::Serve | Command::EngineHost => "info,sled=off",
         _ => "error,sled=off",
     }
 }
@@ -132,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Check => check::run(config).await,
         Command::Serve => serve::run(app::App::open(config).await?).await,
+        Command::EngineHost => engine_host::run(app::App::open(config).await?).await,
         Command::Pairing { command } => match app::App::open(config).await {
             Ok(app) => pairing::run(&app, command).await,
             Err(e) => remote::or_fail(config, e, pairing::request(&command)).await,

@@ -10,9 +10,9 @@ use switchboard_channel_core::settings::KeyKind;
 use switchboard_channel_core::{ChannelDescriptor, SettingsReader};
 
 use super::{
-    env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, GatewaySettings, LlmSettings, Loaded,
-    PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, StoreSettings, TierLimits, ToolSettings,
-    SECRET_KEYS,
+    env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, EngineSettings, GatewaySettings,
+    LlmSettings, Loaded, PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, StoreSettings, TierLimits,
+    ToolSettings, SECRET_KEYS,
 };
 use crate::policy::{MemoryWrites, TierLimit};
 
@@ -52,6 +52,7 @@ const KNOWN_KEYS: &[&str] = &[
     "gateway.routing",
     "store.cache_mb",
     "store.approval_retention_days",
+    "engine.idle_secs",
 ];
 
 /// Keys of earlier versions that moved, with where they went.
@@ -116,7 +117,7 @@ struct RawOverride {
 }
 
 /// Variables with the prefix that are not settings.
-const NON_SETTING_VARS: &[&str] = &["SWITCHBOARD_CONFIG"];
+const NON_SETTING_VARS: &[&str] = &["SWITCHBOARD_CONFIG", "SWITCHBOARD_BIN"];
 
 /// Load and validate the configuration described by `source`, with the channels
 /// this build registers.
@@ -288,6 +289,7 @@ impl<'a> Reader<'a> {
                 cache_mb: self.get("store.cache_mb", d.store.cache_mb),
                 approval_retention_days: self.get("store.approval_retention_days", d.store.approval_retention_days),
             },
+            engine: EngineSettings { idle_secs: self.get("engine.idle_secs", d.engine.idle_secs) },
             channels: self.read_channels(),
             tools: self.read_tools(),
         };
@@ -494,6 +496,9 @@ impl<'a> Reader<'a> {
         }
         if !(8..=65_536).contains(&s.store.cache_mb) {
             self.invalid("store.cache_mb", "must be between 8 and 65536 (MiB)".into());
+        }
+        if !(1..=86_400).contains(&s.engine.idle_secs) {
+            self.invalid("engine.idle_secs", "must be between 1 and 86400 seconds".into());
         }
         if !(1..=36_500).contains(&s.store.approval_retention_days) {
             self.invalid("store.approval_retention_days", "must be between 1 and 36500 days".into());

@@ -35,6 +35,7 @@ pub struct Settings {
     pub policy: PolicySettings,
     pub gateway: GatewaySettings,
     pub store: StoreSettings,
+    pub engine: EngineSettings,
     /// One entry per registered channel, configured or not, in registration order.
     pub channels: Vec<ChannelSection>,
 }
@@ -109,6 +110,19 @@ pub struct StoreSettings {
     /// Decided approval requests are forgotten after this many days (the audit
     /// log keeps every decision).
     pub approval_retention_days: u64,
+}
+
+/// The background engine that serves SDK sessions when no daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// It exits after this many seconds without a session.
+    pub idle_secs: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { idle_secs: 30 }
+    }
 }
 
 impl Default for StoreSettings {
@@ -229,10 +243,14 @@ pub enum PermissionMode {
     AcceptEdits,
     Memory,
     Unrestricted,
+    /// Read-only tools only; everything else is refused without asking.
+    Plan,
+    /// Every call is asked, read-only ones too.
+    Strict,
 }
 
 impl PermissionMode {
-    pub const NAMES: &'static [&'static str] = &["standard", "acceptEdits", "memory", "unrestricted"];
+    pub const NAMES: &'static [&'static str] = &["standard", "acceptEdits", "memory", "unrestricted", "plan", "strict"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -240,6 +258,8 @@ impl PermissionMode {
             "acceptEdits" => Some(Self::AcceptEdits),
             "memory" => Some(Self::Memory),
             "unrestricted" => Some(Self::Unrestricted),
+            "plan" => Some(Self::Plan),
+            "strict" => Some(Self::Strict),
             _ => None,
         }
     }
@@ -291,6 +311,7 @@ impl Default for Settings {
             tools: ToolSettings { webfetch_allow_private_network: false, conversation_search_all: false },
             gateway: GatewaySettings { shared_conversation: false, routes: BTreeMap::new() },
             store: StoreSettings::default(),
+            engine: EngineSettings::default(),
             channels: Vec::new(),
             policy: PolicySettings {
                 approval_timeout_secs: 600,

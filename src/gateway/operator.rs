@@ -106,6 +106,8 @@ impl Handler for Operator {
                     Err(e) => Answer::failed(e.to_string()),
                 };
             }
+            // Answered by the control socket itself, with the daemon's engine.
+            Request::Engine { .. } => return Answer::failed("an SDK session needs its own connection".into()),
         };
         result.unwrap_or_else(|e| Answer::failed(e.to_string()))
     }

@@ -58,6 +58,7 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
         tier: job.tier,
         in_group: job.in_group,
         can_use_tool: None,
+        workdir: None,
     };
     for input in &job.earlier {
         // Each collected message is its own entry (already there after a replay).

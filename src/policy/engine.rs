@@ -286,6 +286,11 @@ fn decide_by_mode(mode: PermissionMode, class: ToolClass, tool: &str) -> Permiss
     use ToolClass as C;
     let allow = PermissionDecision::Allow { updated_input: None };
     match (mode, class) {
+        (M::Strict, _) => PermissionDecision::Ask,
+        (M::Plan, C::ReadOnly | C::History) => allow,
+        (M::Plan, _) => PermissionDecision::Deny {
+            message: format!("Only read-only tools may run in plan mode; {tool} did not run."),
+        },
         (M::Unrestricted, _) | (_, C::ReadOnly | C::History | C::Memory) | (M::AcceptEdits, C::Edit) => allow,
         (M::Memory, _) => PermissionDecision::Deny {
             message: format!("Only read-only and memory tools may run here; {tool} is not permitted and did not run."),

@@ -114,6 +114,7 @@ impl EmbeddedBackend {
     }
 
     fn session(&self, agent_id: String, conversation_id: String, options: SessionOptions) -> Session {
+        let place = options.workdir.map(|workdir| Arc::new(Workplace { workdir, sandbox: std::sync::OnceLock::new() }));
         let context = ToolContext {
             agent_id: agent_id.clone(),
             conversation_id: conversation_id.clone(),
@@ -126,6 +127,7 @@ impl EmbeddedBackend {
             inner: self.inner.clone(),
             policy: options.can_use_tool.unwrap_or_else(|| self.inner.policy.clone()),
             context,
+            place,
         };
         Session::new(agent_id, conversation_id, Arc::new(runner))
     }
@@ -148,11 +150,35 @@ struct SessionRunner {
     inner: Arc<Inner>,
     policy: Arc<dyn CanUseTool>,
     context: ToolContext,
+    /// Where this session's tools work, when not in `[agent] workdir`.
+    place: Option<Arc<Workplace>>,
+}
+
+/// A session's own working directory, with its confinement (made on first use
+/// from the backend's, whose probe already proved the kernel can do it).
+pub(crate) struct Workplace {
+    workdir: std::path::PathBuf,
+    sandbox: std::sync::OnceLock<Sandbox>,
+}
+
+impl Inner {
+    /// The directory the session's tools work in and how its commands are confined.
+    pub(crate) fn workplace(&self, place: Option<&Workplace>) -> (std::path::PathBuf, Sandbox) {
+        match place {
+            Some(place) => {
+                let sandbox = place.sandbox.get_or_init(|| self.sandbox().with_workdir(&place.workdir));
+                (place.workdir.clone(), sandbox.clone())
+            }
+            None => (self.settings.agent.workdir.clone(), self.sandbox().clone()),
+        }
+    }
 }
 
 impl TurnRunner for SessionRunner {
     fn start_turn(&self, request: TurnRequest) {
-        tokio::spawn(turn::run(self.inner.clone(), self.policy.clone(), self.context.clone(), request));
+        let turn =
+            turn::run(self.inner.clone(), self.policy.clone(), self.context.clone(), self.place.clone(), request);
+        tokio::spawn(turn);
     }
 }
 
@@ -184,6 +210,9 @@ impl AgentBackend for EmbeddedBackend {
                 "What I know about the person I talk with.",
             ),
         ];
+        if let Some(wanted) = &options.default_blocks {
+            blocks.retain(|b| wanted.contains(&b.label));
+        }
         for extra in options.memory {
             blocks.retain(|b| b.label != extra.label);
             blocks.push(extra);

@@ -105,6 +105,7 @@ pub struct Sandbox {
 }
 
 /// Everything the child needs, prepared before `fork`.
+#[derive(Clone)]
 struct Plan {
     /// `Some((uid_map, gid_map))` when a user namespace is needed (not root).
     user_maps: Option<(Vec<u8>, Vec<u8>)>,
@@ -131,6 +132,23 @@ impl Sandbox {
         match sandbox.probe() {
             Ok(()) => sandbox,
             Err(e) => Sandbox { plan: None, unconfined: Some(e) },
+        }
+    }
+
+    /// The same confinement for commands working in `workdir` instead (the kernel
+    /// was probed already); unconfined stays unconfined.
+    pub fn with_workdir(&self, workdir: &Path) -> Sandbox {
+        let Some(plan) = &self.plan else { return self.clone() };
+        let writable = std::path::absolute(workdir)
+            .map_err(|e| format!("the workdir cannot be resolved ({e})"))
+            .and_then(|w| CString::new(w.as_os_str().as_bytes()).map_err(|_| "the workdir has a NUL byte".to_string()));
+        match writable {
+            Ok(workdir) => {
+                let mut plan = Plan::clone(plan);
+                plan.writable[0] = workdir;
+                Sandbox { plan: Some(Arc::new(plan)), unconfined: None }
+            }
+            Err(why) => Sandbox { plan: None, unconfined: Some(why) },
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::llm::{ChatRequest, Delta, LlmError, ModelReply};
 use super::tools;
-use super::{compaction, history, prompt, Inner};
+use super::{compaction, history, prompt, Inner, Workplace};
 use crate::agent::{ErrorKind, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
 use crate::policy::{CanUseTool, ToolContext};
 use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
@@ -41,6 +41,7 @@ struct Turn {
     inner: Arc<Inner>,
     policy: Arc<dyn CanUseTool>,
     context: ToolContext,
+    place: Option<Arc<Workplace>>,
     request: TurnRequest,
     /// The conversation's active branch, loaded once and kept current as the turn
     /// appends (the conversation lock makes this turn its only writer). Its last
@@ -51,7 +52,13 @@ struct Turn {
     last_text: Option<String>,
 }
 
-pub(super) async fn run(inner: Arc<Inner>, policy: Arc<dyn CanUseTool>, context: ToolContext, request: TurnRequest) {
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    policy: Arc<dyn CanUseTool>,
+    context: ToolContext,
+    place: Option<Arc<Workplace>>,
+    request: TurnRequest,
+) {
     let started = Instant::now();
     // One turn at a time per conversation; a second session waits its turn.
     let lock = inner.conversation_lock(&request.conversation_id);
@@ -63,6 +70,7 @@ pub(super) async fn run(inner: Arc<Inner>, policy: Arc<dyn CanUseTool>, context:
         inner,
         policy,
         context,
+        place,
         request,
         path: Vec::new(),
         usage: Some(Usage::default()),

@@ -175,6 +175,7 @@ impl Turn {
         self.append(MessageBody::Custom { kind: STARTED_KIND.into(), payload: json!({ "tool_call_id": call.id }) })
             .await?;
         let settings = &self.inner.settings;
+        let (workdir, sandbox) = self.inner.workplace(self.place.as_deref());
         let env = ToolEnv {
             store: self.inner.store.clone(),
             agent_id: agent.id.clone(),
@@ -184,8 +185,8 @@ impl Turn {
             tier: self.context.tier,
             chat: self.context.chat.clone(),
             memory_lock: self.inner.memory_lock.clone(),
-            workdir: settings.agent.workdir.clone(),
-            sandbox: self.inner.sandbox().clone(),
+            workdir,
+            sandbox,
             web: WebOptions { allow_private_network: settings.tools.webfetch_allow_private_network },
         };
         let outcome = tools::run(&env, &call.name, input).await;
