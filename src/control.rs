@@ -11,15 +11,16 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::admin::AdminRequest;
 use crate::policy::approvals::Choice;
 use crate::policy::summary::{describe_whole, one_line};
 use crate::store::{format_time as time, ApprovalRecord, ApprovalState, AuditRecord, Grant};
 use crate::wire::Engine;
 
 const SOCKET: &str = "control.sock";
-/// Requests and answers are small (an SDK session's flags the largest); anything
-/// larger is not ours.
-const MAX_LINE: usize = 1024 * 1024;
+/// A request or answer is one line; the largest are a conversation's export or
+/// import. Anything larger is not ours.
+const MAX_LINE: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -61,6 +62,10 @@ pub enum Request {
     },
     /// The store's largest parts (for `check`).
     StoreSizes,
+    /// `switchboard agent …` and `switchboard conversation …`.
+    Admin {
+        request: AdminRequest,
+    },
     /// An SDK session (`wire`): the flags it was started with and its working
     /// directory. After a successful answer the connection carries its lines.
     Engine {

@@ -1,5 +1,6 @@
 //! switchboard: one persistent agent, reachable from many chat channels.
 
+pub mod admin;
 pub mod agent;
 pub mod channels;
 pub mod config;

@@ -64,12 +64,7 @@ impl App {
 /// Adds where to look when an id is wrong.
 pub fn not_found_hint(e: AgentError) -> anyhow::Error {
     match &e {
-        AgentError::NotFound { kind: "agent", .. } => {
-            anyhow::anyhow!("{e}; see `switchboard agent list`")
-        }
-        AgentError::NotFound { kind: "conversation", .. } => {
-            anyhow::anyhow!("{e}; see `switchboard conversation list`")
-        }
+        AgentError::NotFound { .. } => anyhow::anyhow!(switchboard::admin::hinted(e)),
         _ => e.into(),
     }
 }

@@ -29,6 +29,7 @@ pub async fn run(app: App) -> anyhow::Result<i32> {
         store: app.store.clone(),
         secrets: app.settings.secrets(),
         idle_secs: idle.as_secs(),
+        default_model: app.settings.llm.model.clone(),
     });
     let listener = control::serve(&data_dir, handler, Some(engine.clone()))?;
     tracing::info!(pid = std::process::id(), "the SDK engine is serving");
@@ -63,6 +64,8 @@ struct HostHandler {
     secrets: Vec<String>,
     /// `[engine] idle_secs`, for the refusal's wording.
     idle_secs: u64,
+    /// `[llm] model`, shown for agents that follow it.
+    default_model: String,
 }
 
 #[async_trait]
@@ -102,6 +105,7 @@ impl Handler for HostHandler {
                 std::process::id(),
                 self.idle_secs
             )),
+            Request::Admin { request } => switchboard::admin::answer(&*self.backend, &self.default_model, request).await,
             Request::Engine { .. } => Answer::failed("an SDK session needs its own connection".into()),
         }
     }

@@ -125,8 +125,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let app = app::App::open(config).await?;
             chat::run(&app, agent.as_deref(), conversation.as_deref(), new, yes).await
         }
-        Command::Agent { command } => agents::run(&app::App::open(config).await?, command).await,
-        Command::Conversation { command } => conversations::run(&app::App::open(config).await?, command).await,
+        Command::Agent { command } => admin(config, agents::request(command)?, None).await,
+        Command::Conversation { command } => {
+            let (request, output) = conversations::request(command)?;
+            admin(config, request, output.as_deref()).await
+        }
         Command::Approvals { command } => match app::App::open(config).await {
             Ok(app) => approvals::run(&app, command).await,
             Err(e) => remote::or_fail(config, e, approvals::request(&command)).await,
@@ -143,4 +146,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Err(e) => remote::or_fail(config, e, pairing::request(&command)).await,
         },
     }
+}
+
+/// An agent or conversation command: answered here when this process can open the
+/// store, else by the switchboard that holds it.
+async fn admin(
+    config: Option<&std::path::Path>,
+    request: switchboard::admin::AdminRequest,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<i32> {
+    let answer = match app::App::open(config).await {
+        Ok(app) => switchboard::admin::answer(&*app.backend, &app.settings.llm.model, request).await,
+        Err(e) => remote::ask(config, e, switchboard::control::Request::Admin { request }).await?,
+    };
+    remote::show(answer, output)
 }

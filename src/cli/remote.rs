@@ -4,25 +4,38 @@
 use std::io::Write;
 use std::path::Path;
 
+use anyhow::Context;
 use switchboard::config::{self, ConfigSource};
-use switchboard::control::{self, Request};
+use switchboard::control::{self, Answer, Request};
 use switchboard::store::StoreError;
 
 /// Sends `request` to the daemon if `error` says one holds the data directory;
 /// otherwise (or if no daemon answers) fails with `error` as it was.
 pub async fn or_fail(config_path: Option<&Path>, error: anyhow::Error, request: Request) -> anyhow::Result<i32> {
+    show(ask(config_path, error, request).await?, None)
+}
+
+/// The answer of the process holding the data directory, when `error` says one
+/// does; otherwise (or if it does not answer) `error` as it was.
+pub async fn ask(config_path: Option<&Path>, error: anyhow::Error, request: Request) -> anyhow::Result<Answer> {
     if !matches!(error.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. })) {
         return Err(error);
     }
     let settings = config::load(&ConfigSource::from_process(config_path))?.settings;
-    match control::call(&settings.data_dir, &request).await {
-        Ok(answer) => {
-            print!("{}", answer.stdout);
-            eprint!("{}", answer.stderr);
-            std::io::stdout().flush()?;
-            Ok(answer.code)
+    // Held by something that does not answer (an open `chat`, say): the error stands.
+    control::call(&settings.data_dir, &request).await.map_err(|_| error)
+}
+
+/// Prints an answer (its standard output into `output` instead, when given and
+/// it succeeded); returns its exit status.
+pub fn show(answer: Answer, output: Option<&Path>) -> anyhow::Result<i32> {
+    match output.filter(|_| answer.code == 0) {
+        Some(path) => {
+            std::fs::write(path, &answer.stdout).with_context(|| format!("cannot write {}", path.display()))?
         }
-        // Held by something that is not a daemon (an open `chat`, say).
-        Err(_) => Err(error),
+        None => print!("{}", answer.stdout),
     }
+    eprint!("{}", answer.stderr);
+    std::io::stdout().flush()?;
+    Ok(answer.code)
 }

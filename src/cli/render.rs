@@ -30,8 +30,6 @@ pub fn clip(text: &str, max_chars: usize) -> String {
     }
 }
 
-pub use switchboard::store::format_time as time;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +40,5 @@ mod tests {
         assert_eq!(line, "memory_insert(label=\"human\", new_str=\"a b\")");
         let long = tool_call_line("x", &serde_json::json!({"v": "y".repeat(500)}));
         assert!(long.chars().count() <= 121);
-        assert_eq!(time(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -121,6 +121,7 @@ impl Gateway {
             secrets: settings.secrets(),
             pairing: pairing.clone(),
             decisions: decisions.clone(),
+            default_model: settings.llm.model.clone(),
         };
         let dispatcher = dispatch::Dispatcher {
             backend,

@@ -28,6 +28,8 @@ pub struct Operator {
     pub(super) secrets: Vec<String>,
     pub(super) pairing: Pairing,
     pub(super) decisions: Decisions,
+    /// `[llm] model`, shown for agents that follow it.
+    pub(super) default_model: String,
 }
 
 #[async_trait]
@@ -105,6 +107,9 @@ impl Handler for Operator {
                     Err(DecideError::NotPending) => Answer::failed(format!("{id} is not a pending approval request")),
                     Err(e) => Answer::failed(e.to_string()),
                 };
+            }
+            Request::Admin { request } => {
+                return crate::admin::answer(&*self.backend, &self.default_model, request).await;
             }
             // Answered by the control socket itself, with the daemon's engine.
             Request::Engine { .. } => return Answer::failed("an SDK session needs its own connection".into()),
