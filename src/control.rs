@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::admin::AdminRequest;
+use crate::console::{self, ConsoleTarget};
 use crate::policy::approvals::Choice;
 use crate::policy::summary::{describe_whole, one_line};
 use crate::store::{format_time as time, ApprovalRecord, ApprovalState, AuditRecord, Grant};
@@ -66,11 +67,19 @@ pub enum Request {
     Admin {
         request: AdminRequest,
     },
+    /// A terminal session (`chat`, `prompt`): after a successful answer the
+    /// connection carries its commands and events (see [`crate::console`]).
+    Console {
+        target: ConsoleTarget,
+    },
     /// An SDK session (`wire`): the flags it was started with and its working
     /// directory. After a successful answer the connection carries its lines.
     Engine {
         args: Vec<String>,
         cwd: PathBuf,
+        /// The configuration file the session's process read, kept out of its workspace too.
+        #[serde(default)]
+        config_file: Option<PathBuf>,
     },
 }
 
@@ -152,7 +161,10 @@ pub fn serve(
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let (handler, engine) = (handler.clone(), engine.clone());
+            // From accept to close, so an idle engine never exits under a connection.
+            let busy = engine.as_ref().map(Engine::busy);
             tokio::spawn(async move {
+                let _busy = busy;
                 if let Err(e) = answer(stream, &*handler, engine).await {
                     tracing::warn!(error = %e, "control request failed");
                 }
@@ -173,20 +185,31 @@ async fn answer(stream: UnixStream, handler: &dyn Handler, engine: Option<Engine
             tracing::warn!(peer = %peer.describe(), "a control request from a confined command was refused");
             Answer::failed("requests from the agent's commands are refused".into())
         }
-        Ok(Request::Engine { args, cwd }) => match engine {
-            Some(engine) => match (engine.busy(), engine.start(&args, &cwd).await) {
-                (busy, Ok(started)) => {
+        Ok(Request::Engine { args, cwd, config_file }) => match engine {
+            Some(engine) => match engine.start(&args, &cwd, config_file.as_slice()).await {
+                Ok(started) => {
                     let notes: String = started.notes.iter().map(|n| format!("switchboard: {n}\n")).collect();
                     let accepted = Answer { stdout: String::new(), stderr: notes, code: 0 };
                     write_answer(&mut write, &accepted).await?;
                     // The reader keeps what the client sent after its request.
                     engine.run(started, reader, write).await;
-                    drop(busy);
                     return Ok(());
                 }
-                (_, Err(message)) => Answer { stdout: String::new(), stderr: format!("{message}\n"), code: 1 },
+                Err(message) => Answer { stdout: String::new(), stderr: format!("{message}\n"), code: 1 },
             },
             None => Answer::failed("this switchboard process does not run SDK sessions".into()),
+        },
+        Ok(Request::Console { target }) => match engine {
+            Some(engine) => match console::open(&*engine.backend, &target).await {
+                Ok(session) => {
+                    write_answer(&mut write, &Answer::ok(String::new())).await?;
+                    let via = format!("command line over the control socket: {}", peer.describe());
+                    console::serve(engine.backend.clone(), session, via, reader, write).await;
+                    return Ok(());
+                }
+                Err(e) => Answer::failed(crate::admin::hinted(e)),
+            },
+            None => Answer::failed("this switchboard process does not run terminal sessions".into()),
         },
         Ok(request) => handler.handle(request, &peer).await,
         // Nothing is done for a request that is not understood exactly.

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod agent;
 pub mod channels;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod gateway;

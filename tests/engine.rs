@@ -242,7 +242,7 @@ async fn sdk_sessions_run_in_a_running_serve() {
     let mut h = Harness::new().await;
     h.with_telegram(&tg);
     h.set("SWITCHBOARD_TELEGRAM__DM_POLICY", "open");
-    h.llm.set_fallback(switchboard_fakes::Fallback::Echo);
+    h.llm.set_fallback(switchboard_fakes::Fallback::Agent);
     let daemon = h.serve(&tg).await;
     let serving = holder(&h);
 
@@ -267,6 +267,32 @@ async fn sdk_sessions_run_in_a_running_serve() {
     let missing = h.run(&["agent", "show", "agent-missing"]).await;
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("see `switchboard agent list`"), "{}", missing.stderr);
+
+    // So do `prompt` and `chat`, approvals included (decided here, run there).
+    let prompted = h.run(&["prompt", "hello from prompt"]).await;
+    prompted.assert_ok();
+    assert_eq!(prompted.stdout, "echo: hello from prompt\n");
+    std::fs::create_dir_all(h.workdir()).unwrap();
+    let ran = h.run(&["prompt", "--yes", "RUN echo approved > approved.txt"]).await;
+    ran.assert_ok();
+    assert_eq!(ran.stdout, "ran: echo approved > approved.txt\n");
+    assert_eq!(std::fs::read_to_string(h.workdir().join("approved.txt")).unwrap(), "approved\n");
+    let refused = h.run(&["prompt", "RUN touch refused.txt"]).await;
+    refused.assert_ok();
+    assert!(!h.workdir().join("refused.txt").exists(), "an unattended prompt denies");
+    let json = h.prompt_json(&["--conversation", conversation], "json from prompt").await;
+    let lines = json.json_lines();
+    assert_eq!(lines[0]["type"], "init");
+    assert_eq!(lines.last().unwrap()["result"], "echo: json from prompt");
+    let chatted = h.run_with_stdin(&["chat", "--conversation", conversation], Some("first line\nsecond line\n")).await;
+    chatted.assert_ok();
+    assert!(
+        chatted.stdout.contains("echo: first line") && chatted.stdout.contains("echo: second line"),
+        "{}",
+        chatted.stdout
+    );
+    let audit = h.run(&["approvals", "audit"]).await;
+    assert!(audit.stdout.contains("control socket"), "the decision names where it came from: {}", audit.stdout);
     assert_eq!(holder(&h), serving, "serve kept the data directory");
     assert!(!h.data_dir().join("engine.log").exists(), "no background engine was needed");
 
@@ -308,4 +334,55 @@ async fn start_up_failures_are_one_clear_line_before_init() {
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
         assert!(out.stdout.is_empty(), "nothing on stdout for {flags:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_hangs_on_an_open_question_a_running_tool_or_a_bad_line() {
+    let h = Harness::new().await;
+    h.llm.set_fallback(switchboard_fakes::Fallback::Agent);
+    let asked = |l: &Value| l["type"] == "control_request" && l["request"]["subtype"] == "can_use_tool";
+
+    // An interrupt while the SDK is asked about a tool: one result, interrupted.
+    let mut sdk = Sdk::start(&h, &["--new"]).await;
+    sdk.init().await;
+    sdk.user("RUN touch asked.txt").await;
+    let question = sdk.until(asked).await.pop().unwrap();
+    assert_eq!(question["request"]["tool_name"], "Bash");
+    assert_eq!(question["request"]["input"]["command"], "touch asked.txt");
+    sdk.control("interrupt-1", json!({"subtype": "interrupt"})).await;
+    let rest = sdk.until(|l| l["type"] == "result").await;
+    assert_eq!(rest.last().unwrap()["subtype"], "interrupted", "{rest:#?}");
+    assert!(!h.workdir().join("asked.txt").exists());
+
+    // A user line that cannot be a turn still gets its one result.
+    sdk.send(json!({"type": "user", "message": {"role": "user", "content": "   "}})).await;
+    let refused = sdk.until(|l| l["type"] == "result").await;
+    assert_eq!(refused.last().unwrap()["subtype"], "error");
+    assert!(refused.iter().any(|l| l["type"] == "error"), "{refused:#?}");
+
+    // The input ends while a question is open: the tool is refused, the turn ends,
+    // the process exits.
+    sdk.user("RUN touch unanswered.txt").await;
+    sdk.until(asked).await;
+    sdk.stdin = None;
+    let end = sdk.until(|l| l["type"] == "result").await;
+    let denied = end.iter().find(|l| l["message_type"] == "tool_return_message").unwrap();
+    assert_eq!(denied["status"], "error");
+    while sdk.next().await.is_some() {}
+    let status = tokio::time::timeout(LINE_TIMEOUT, sdk.child.wait()).await.expect("the process exits").unwrap();
+    assert!(status.success());
+    assert!(!h.workdir().join("unanswered.txt").exists());
+
+    // An interrupt stops a running command.
+    let mut sdk = Sdk::start(&h, &["--new", "--yolo"]).await;
+    sdk.init().await;
+    sdk.user("RUN sleep 60").await;
+    sdk.until(|l| l["message_type"] == "tool_call_message").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    sdk.control("interrupt-2", json!({"subtype": "interrupt"})).await;
+    let rest = sdk.until(|l| l["type"] == "result").await;
+    assert_eq!(rest.last().unwrap()["subtype"], "interrupted", "{rest:#?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the command was not stopped: {:?}", started.elapsed());
+    sdk.close().await;
 }

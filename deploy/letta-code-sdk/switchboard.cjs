@@ -19,5 +19,8 @@ child.on("error", (error) => {
   process.exit(127);
 });
 child.on("exit", (code, signal) => {
-  process.exit(code === null ? 128 + (require("node:os").constants.signals[signal] || 1) : code);
+  if (code !== null) process.exit(code);
+  // Ended by a signal (the SDK's SIGTERM): end the same way, as the SDK expects of its CLI.
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
 });

@@ -3,15 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use switchboard::agent::embedded::EmbeddedBackend;
-use switchboard::agent::{AgentBackend, AgentError, SessionOptions};
+use switchboard::agent::{AgentBackend, AgentError};
 use switchboard::config::{self, ConfigSource, Settings};
-use switchboard::policy::Tier;
 use switchboard::store::{ApprovalRecord, SledStore, Store};
-
-/// The chat and sender id of the terminal.
-pub const CONSOLE: &str = "console";
 
 pub struct App {
     pub settings: Settings,
@@ -37,27 +32,6 @@ impl App {
             );
         }
         Ok(App { settings, store, backend, expired })
-    }
-
-    /// The console's identity in chats and approvals.
-    pub fn console_session() -> SessionOptions {
-        SessionOptions {
-            chat: Some(CONSOLE.into()),
-            sender: Some(CONSOLE.into()),
-            tier: Tier::Admin,
-            ..SessionOptions::default()
-        }
-    }
-
-    /// `--agent ID`, or the default agent (created from `[agent]` on first use).
-    pub async fn agent_id(&self, requested: Option<&str>) -> anyhow::Result<String> {
-        match requested {
-            Some(id) => {
-                self.backend.agent(id).await.map_err(not_found_hint)?;
-                Ok(id.to_string())
-            }
-            None => Ok(self.backend.default_agent().await.context("cannot set up the default agent")?.id),
-        }
     }
 }
 

@@ -7,6 +7,7 @@ use switchboard::control::{render_approval, render_approvals, render_audit, Requ
 use switchboard::policy::approvals::{Choice, DecideError};
 
 use super::app::App;
+use super::terminal::Terminal;
 use super::turn_view::{self, console_decider, Answerer, Display};
 use super::EXIT_FAILURE;
 
@@ -96,7 +97,8 @@ async fn decide_and_finish(app: &App, id: &str, choice: Choice, reason: Option<S
     session.resume()?;
     // Other requests of the same turn are not this command's to decide: deny them.
     let mut answerer = Answerer::Auto(Choice::Deny, "decided from the command line one request at a time");
-    let Some(result) = turn_view::run(app, &mut session, Display::Quiet, &mut answerer).await? else {
+    let mut session = Terminal::Local { backend: app.backend.clone(), session };
+    let Some(result) = turn_view::run(&mut session, Display::Quiet, &mut answerer).await? else {
         anyhow::bail!("the turn ended without a result");
     };
     if let Some(error) = &result.error {

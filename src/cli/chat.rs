@@ -1,54 +1,48 @@
 //! `switchboard chat`: an interactive conversation in the terminal. Reply text streams
 //! as it arrives, each tool call shows as one line, and approvals are asked inline.
 //! With piped input, each line is one turn, approvals are denied unless `--yes`, and
-//! the command exits at the end of input.
+//! the command exits at the end of input. Beside a running `serve`, the session runs
+//! there.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
-use switchboard::agent::{AgentBackend, Session, StopReason};
-use switchboard::store::ApprovalState;
+use switchboard::agent::StopReason;
+use switchboard::console::ConsoleTarget;
 
-use super::app::{not_found_hint, App};
+use super::terminal::Terminal;
 use super::turn_view::{self, Answerer, Display};
 use super::EXIT_FAILURE;
 
 pub async fn run(
-    app: &App,
+    config: Option<&Path>,
     agent: Option<&str>,
     conversation: Option<&str>,
     new: bool,
     yes: bool,
 ) -> anyhow::Result<i32> {
-    let options = App::console_session();
-    let mut session = match conversation {
-        Some(id) => app.backend.resume_session(id, options).await.map_err(not_found_hint)?,
-        None => {
-            let agent_id = app.agent_id(agent).await?;
-            if new {
-                app.backend.create_session(&agent_id, options).await?
-            } else {
-                app.backend.resume_session(&agent_id, options).await?
-            }
-        }
+    let agent = agent.map(str::to_string);
+    let target = match conversation {
+        Some(id) => ConsoleTarget::Conversation { id: id.to_string(), agent: None },
+        None if new => ConsoleTarget::New { agent },
+        None => ConsoleTarget::Default { agent },
     };
+    let (mut session, opened) = Terminal::open(config, target).await?;
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        let details = app.backend.agent(session.agent_id()).await?;
         eprintln!(
             "Talking with {} ({}) in {}. Ctrl-C stops a reply; Ctrl-D or /quit leaves.",
-            details.agent.name,
-            session.agent_id(),
-            session.conversation_id()
+            opened.agent_name, opened.agent_id, opened.conversation_id
         );
     }
     let mut lines = turn_view::stdin_lines();
     let mut failed_turns = 0;
 
     // A turn cut off before a restart, waiting for an approval, is finished first.
-    if has_pending_approval(app, session.conversation_id()).await? {
+    if opened.pending_approval {
         eprintln!("A tool call from before the last restart is waiting for approval.");
         session.resume()?;
-        if !turn(app, &mut session, interactive, yes, &mut lines).await? {
+        if !turn(&mut session, interactive, yes, &mut lines).await? {
             failed_turns += 1;
         }
     }
@@ -68,8 +62,8 @@ pub async fn run(
         if line == "/quit" || line == "/exit" {
             break;
         }
-        session.send(line)?;
-        if !turn(app, &mut session, interactive, yes, &mut lines).await? {
+        session.send(line.to_string())?;
+        if !turn(&mut session, interactive, yes, &mut lines).await? {
             failed_turns += 1;
         }
     }
@@ -81,14 +75,13 @@ pub async fn run(
 
 /// Shows the turn just started; returns whether it succeeded.
 async fn turn(
-    app: &App,
-    session: &mut Session,
+    session: &mut Terminal,
     interactive: bool,
     yes: bool,
     lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>,
 ) -> anyhow::Result<bool> {
     let mut answerer = if interactive { Answerer::Terminal(lines) } else { Answerer::unattended(yes) };
-    let Some(result) = turn_view::run(app, session, Display::Live, &mut answerer).await? else { return Ok(false) };
+    let Some(result) = turn_view::run(session, Display::Live, &mut answerer).await? else { return Ok(false) };
     if let Some(error) = &result.error {
         eprintln!("error: {error}");
     } else if result.stop_reason == StopReason::Cancelled {
@@ -97,9 +90,4 @@ async fn turn(
         eprintln!("(stopped after the step limit, agent.max_steps)");
     }
     Ok(result.success)
-}
-
-async fn has_pending_approval(app: &App, conversation_id: &str) -> anyhow::Result<bool> {
-    let approvals = app.backend.approvals().await?;
-    Ok(approvals.iter().any(|a| a.conversation_id == conversation_id && a.state == ApprovalState::Pending))
 }

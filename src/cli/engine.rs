@@ -39,8 +39,14 @@ async fn session(raw_args: Vec<String>) -> Result<i32, String> {
     // Bad flags fail here, before anything is started.
     let args = switchboard::wire::args::parse(&raw_args)?;
     let settings = load(args.config.as_deref())?;
+    if settings.data_dir.is_relative() {
+        return Err(format!(
+            "the data directory {} is relative, so every working directory would get its own store; set SWITCHBOARD_DATA_DIR (or data_dir in the configuration) to an absolute directory outside your projects",
+            settings.data_dir.display()
+        ));
+    }
     let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory ({e})"))?;
-    let request = Request::Engine { args: raw_args, cwd };
+    let request = Request::Engine { args: raw_args, cwd, config_file: settings.config_file.clone() };
     let (stream, answer) = connect(&settings, args.config.as_deref(), &request).await?;
     eprint!("{}", answer.stderr);
     if answer.code != 0 {

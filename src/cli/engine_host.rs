@@ -34,22 +34,22 @@ pub async fn run(app: App) -> anyhow::Result<i32> {
     let listener = control::serve(&data_dir, handler, Some(engine.clone()))?;
     tracing::info!(pid = std::process::id(), "the SDK engine is serving");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut idle_since = Instant::now();
+    let started = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = term.recv() => break,
         }
-        if engine.active_sessions() > 0 {
-            idle_since = Instant::now();
-        } else if idle_since.elapsed() >= idle {
+        if engine.idle_for(started).is_some_and(|quiet| quiet >= idle) {
             break;
         }
     }
-    // No new sessions; the ones that got in just before finish first.
+    // No new connections; the ones that got in just before finish first.
     listener.abort();
     let _ = std::fs::remove_file(control::socket_path(&data_dir));
-    while engine.active_sessions() > 0 {
+    // A turn's writes are stored as it goes: after a while, stop anyway.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engine.idle_for(started).is_none() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tracing::info!("the SDK engine stopped");
@@ -106,7 +106,9 @@ impl Handler for HostHandler {
                 self.idle_secs
             )),
             Request::Admin { request } => switchboard::admin::answer(&*self.backend, &self.default_model, request).await,
-            Request::Engine { .. } => Answer::failed("an SDK session needs its own connection".into()),
+            Request::Engine { .. } | Request::Console { .. } => {
+                Answer::failed("a session needs its own connection".into())
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ mod prompt;
 mod remote;
 mod render;
 mod serve;
+mod terminal;
 mod turn_view;
 
 use std::path::PathBuf;
@@ -118,12 +119,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Prompt { agent, conversation, output_format, yes, text } => {
-            let app = app::App::open(config).await?;
-            prompt::run(&app, agent.as_deref(), conversation.as_deref(), output_format, yes, &text).await
+            prompt::run(config, agent.as_deref(), conversation.as_deref(), output_format, yes, &text).await
         }
         Command::Chat { agent, conversation, new, yes } => {
-            let app = app::App::open(config).await?;
-            chat::run(&app, agent.as_deref(), conversation.as_deref(), new, yes).await
+            chat::run(config, agent.as_deref(), conversation.as_deref(), new, yes).await
         }
         Command::Agent { command } => admin(config, agents::request(command)?, None).await,
         Command::Conversation { command } => {

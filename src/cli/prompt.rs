@@ -3,15 +3,18 @@
 
 use std::io::{IsTerminal, Read};
 
-use anyhow::Context;
-use switchboard::agent::{AgentBackend, Session, StopReason};
+use std::path::Path;
 
-use super::app::{not_found_hint, App};
+use anyhow::Context;
+use switchboard::agent::StopReason;
+use switchboard::console::ConsoleTarget;
+
+use super::terminal::Terminal;
 use super::turn_view::{self, Answerer, Display};
 use super::{OutputFormat, EXIT_CANCELLED, EXIT_FAILURE};
 
 pub async fn run(
-    app: &App,
+    config: Option<&Path>,
     agent: Option<&str>,
     conversation: Option<&str>,
     format: OutputFormat,
@@ -29,7 +32,12 @@ pub async fn run(
     if text.trim().is_empty() {
         anyhow::bail!("the message is empty");
     }
-    let mut session = open_session(app, agent, conversation).await?;
+    let agent = agent.map(str::to_string);
+    let target = match conversation {
+        Some(id) => ConsoleTarget::Conversation { id: id.to_string(), agent },
+        None => ConsoleTarget::New { agent },
+    };
+    let (mut session, _) = Terminal::open(config, target).await?;
     session.send(text)?;
 
     let mut lines = turn_view::stdin_lines();
@@ -39,7 +47,7 @@ pub async fn run(
         Answerer::unattended(yes)
     };
     let display = if format == OutputFormat::StreamJson { Display::Json } else { Display::Quiet };
-    let Some(result) = turn_view::run(app, &mut session, display, &mut answerer).await? else {
+    let Some(result) = turn_view::run(&mut session, display, &mut answerer).await? else {
         anyhow::bail!("the turn ended without a result");
     };
     if format == OutputFormat::Text && result.success {
@@ -55,22 +63,4 @@ pub async fn run(
         (false, StopReason::Cancelled) => EXIT_CANCELLED,
         (false, _) => EXIT_FAILURE,
     })
-}
-
-/// `--conversation` continues that conversation (and must belong to `--agent` when both
-/// are given); otherwise a fresh conversation on the agent.
-async fn open_session(app: &App, agent: Option<&str>, conversation: Option<&str>) -> anyhow::Result<Session> {
-    match conversation {
-        Some(id) => {
-            let record = app.backend.conversation(id).await.map_err(not_found_hint)?;
-            if let Some(agent) = agent.filter(|a| *a != record.agent_id) {
-                anyhow::bail!("conversation {id} belongs to {}, not {agent}", record.agent_id);
-            }
-            Ok(app.backend.resume_session(id, App::console_session()).await?)
-        }
-        None => {
-            let agent_id = app.agent_id(agent).await?;
-            Ok(app.backend.create_session(&agent_id, App::console_session()).await?)
-        }
-    }
 }

@@ -18,7 +18,7 @@ pub async fn or_fail(config_path: Option<&Path>, error: anyhow::Error, request: 
 /// The answer of the process holding the data directory, when `error` says one
 /// does; otherwise (or if it does not answer) `error` as it was.
 pub async fn ask(config_path: Option<&Path>, error: anyhow::Error, request: Request) -> anyhow::Result<Answer> {
-    if !matches!(error.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. })) {
+    if !is_locked(&error) {
         return Err(error);
     }
     let settings = config::load(&ConfigSource::from_process(config_path))?.settings;
@@ -38,4 +38,9 @@ pub fn show(answer: Answer, output: Option<&Path>) -> anyhow::Result<i32> {
     eprint!("{}", answer.stderr);
     std::io::stdout().flush()?;
     Ok(answer.code)
+}
+
+/// Whether `error` says another process holds the data directory.
+pub fn is_locked(error: &anyhow::Error) -> bool {
+    matches!(error.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. }))
 }

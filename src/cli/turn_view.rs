@@ -5,12 +5,12 @@
 
 use std::io::Write;
 
-use switchboard::agent::{AgentBackend, SdkMessage, Session, StreamDelta, TurnResult};
-use switchboard::policy::approvals::{outcome_text, request_text, Choice, DecideError, Decider};
+use switchboard::agent::{SdkMessage, StreamDelta, TurnResult};
+use switchboard::policy::approvals::{outcome_text, request_text, Choice, Decider};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
-use super::app::App;
 use super::render::{clip, tool_call_line};
+use super::terminal::Terminal;
 use switchboard::store::ApprovalState;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,7 @@ pub fn console_decider() -> Decider {
 
 /// Streams the session's current turn to its end and returns its result.
 pub async fn run(
-    app: &App,
-    session: &mut Session,
+    session: &mut Terminal,
     display: Display,
     answerer: &mut Answerer<'_>,
 ) -> anyhow::Result<Option<TurnResult>> {
@@ -94,10 +93,7 @@ pub async fn run(
                     Answerer::Terminal(lines) => (ask(lines, summary, &cancel).await?, None),
                     Answerer::Auto(choice, why) => (*choice, Some(why.to_string())),
                 };
-                match app.backend.decide_approval(approval_id, &console_decider(), choice, reason).await {
-                    Ok(_) | Err(DecideError::NotPending) => {}
-                    Err(e) => eprintln!("error: {e}"),
-                }
+                session.decide(approval_id, choice, reason).await;
             }
             SdkMessage::ApprovalResolved { outcome, decided_by, reason, .. } if display == Display::Live => {
                 let why = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();

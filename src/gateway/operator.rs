@@ -112,7 +112,9 @@ impl Handler for Operator {
                 return crate::admin::answer(&*self.backend, &self.default_model, request).await;
             }
             // Answered by the control socket itself, with the daemon's engine.
-            Request::Engine { .. } => return Answer::failed("an SDK session needs its own connection".into()),
+            Request::Engine { .. } | Request::Console { .. } => {
+                return Answer::failed("a session needs its own connection".into())
+            }
         };
         result.unwrap_or_else(|e| Answer::failed(e.to_string()))
     }

@@ -10,9 +10,10 @@ mod permissions;
 mod session;
 mod start;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -27,8 +28,14 @@ pub struct Engine {
     pub backend: Arc<dyn AgentBackend>,
     pub store: Arc<dyn Store>,
     pub settings: Arc<Settings>,
-    /// Sessions running now.
-    active: Arc<AtomicUsize>,
+    /// Connections open now, and when the last one closed.
+    active: Arc<Activity>,
+}
+
+#[derive(Default)]
+struct Activity {
+    open: AtomicUsize,
+    last_closed: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Engine {
@@ -37,14 +44,15 @@ impl Engine {
     }
 
     /// Parses the SDK's flags and sets the session up in `cwd` (its tools' working
-    /// directory); what it creates is stored before this returns. `Err` is the
-    /// one line the SDK shows the application.
-    pub async fn start(&self, raw_args: &[String], cwd: &Path) -> Result<Started, String> {
+    /// directory, which may hold neither switchboard's files nor `client_files`);
+    /// what it creates is stored before this returns. `Err` is the one line the
+    /// SDK shows the application.
+    pub async fn start(&self, raw_args: &[String], cwd: &Path, client_files: &[PathBuf]) -> Result<Started, String> {
         let args = args::parse(raw_args)?;
         if !cwd.is_absolute() || !cwd.is_dir() {
             return Err(format!("the working directory {} is not a directory", cwd.display()));
         }
-        start::start(self, &args, cwd).await
+        start::start(self, &args, cwd, client_files).await
     }
 
     /// Runs a started session over `input` and `output` until the input ends and
@@ -57,24 +65,28 @@ impl Engine {
         session::run(self, started, input, output).await;
     }
 
-    /// Counts a session as running (from its request to its end) until the
-    /// guard is dropped.
+    /// Counts a connection as open until the guard is dropped.
     pub fn busy(&self) -> Busy {
-        self.active.fetch_add(1, Ordering::SeqCst);
+        self.active.open.fetch_add(1, Ordering::SeqCst);
         Busy(self.active.clone())
     }
 
-    /// How many sessions are running.
-    pub fn active_sessions(&self) -> usize {
-        self.active.load(Ordering::SeqCst)
+    /// How long nothing has been connected; `None` while something is.
+    pub fn idle_for(&self, started: Instant) -> Option<std::time::Duration> {
+        if self.active.open.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let last = self.active.last_closed.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(started);
+        Some(last.elapsed())
     }
 }
 
-/// Counts a session as running until dropped.
-pub struct Busy(Arc<AtomicUsize>);
+/// Counts a connection as open until dropped.
+pub struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        *self.0.last_closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }

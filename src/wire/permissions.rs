@@ -15,28 +15,53 @@ use crate::policy::{CanUseTool, PermissionDecision, ToolContext};
 /// Answers the SDK owes the engine, by request id.
 #[derive(Clone, Default)]
 pub struct Waiting {
-    slots: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
+    slots: Arc<Mutex<Slots>>,
+}
+
+#[derive(Default)]
+struct Slots {
+    open: HashMap<String, oneshot::Sender<Value>>,
+    /// No question may be asked now (the turn was interrupted, or the SDK can no
+    /// longer answer): a new one is refused at once.
+    closed: bool,
 }
 
 impl Waiting {
-    fn open(&self, id: &str) -> oneshot::Receiver<Value> {
+    /// `None` when questions are closed.
+    fn open(&self, id: &str) -> Option<oneshot::Receiver<Value>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.closed {
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), tx);
-        rx
+        slots.open.insert(id.to_string(), tx);
+        Some(rx)
+    }
+
+    /// Questions may be asked again (a new turn starts and the SDK is there).
+    pub fn reopen(&self) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).closed = false;
     }
 
     /// Hands a `control_response` to the request waiting for it; `false` when
     /// nothing waits under that id (a stale or forged answer is dropped).
     pub fn answer(&self, id: &str, response: Value) -> bool {
-        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).open.remove(id);
         slot.is_some_and(|tx| tx.send(response).is_ok())
     }
 
-    /// Ends every wait unanswered (an interrupt): each waiting tool is refused.
+    /// Ends every wait unanswered and refuses new questions until [`Waiting::reopen`]
+    /// (an interrupt, or the end of the SDK's input): each tool is refused.
     pub fn abandon_all(&self) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.closed = true;
+        slots.open.clear();
     }
 }
+
+/// What the model hears when nobody can decide any more.
+const UNANSWERED: &str =
+    "The turn was interrupted (or the application left) before this tool call was decided; it did not run.";
 
 /// The session's `can_use_tool`.
 pub struct AskTheSdk {
@@ -53,7 +78,9 @@ impl CanUseTool for AskTheSdk {
             decided => return decided,
         }
         let request_id = format!("perm-{}", uuid::Uuid::new_v4());
-        let answer = self.waiting.open(&request_id);
+        let Some(answer) = self.waiting.open(&request_id) else {
+            return PermissionDecision::Deny { message: UNANSWERED.into() };
+        };
         let request = json!({
             "type": "control_request",
             "request_id": request_id,
@@ -70,9 +97,7 @@ impl CanUseTool for AskTheSdk {
         }
         match answer.await {
             Ok(response) => decision(&response),
-            Err(_) => PermissionDecision::Deny {
-                message: "The turn was interrupted before this tool call was decided; it did not run.".into(),
-            },
+            Err(_) => PermissionDecision::Deny { message: UNANSWERED.into() },
         }
     }
 }
@@ -131,10 +156,12 @@ mod tests {
     async fn a_stale_answer_is_dropped_and_an_abandoned_wait_is_a_refusal() {
         let waiting = Waiting::default();
         assert!(!waiting.answer("perm-unknown", json!({})));
-        let rx = waiting.open("perm-1");
+        let rx = waiting.open("perm-1").unwrap();
         waiting.abandon_all();
         assert!(rx.await.is_err());
-        let rx = waiting.open("perm-2");
+        assert!(waiting.open("perm-late").is_none(), "closed until reopened");
+        waiting.reopen();
+        let rx = waiting.open("perm-2").unwrap();
         assert!(waiting.answer("perm-2", json!({"ok": true})));
         assert_eq!(rx.await.unwrap(), json!({"ok": true}));
         assert!(!waiting.answer("perm-2", json!({})), "an answer is taken once");

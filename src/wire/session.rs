@@ -32,7 +32,7 @@ where
     let writer = tokio::spawn(write_lines(out_rx, output, session_id.clone(), gone.clone()));
     let _ = out.send(init);
     let mut lines = read_lines(input);
-    let mut queue: VecDeque<UserInput> = VecDeque::new();
+    let mut queue: VecDeque<Queued> = VecDeque::new();
     let mut turn: Option<TurnState> = None;
     let mut input_open = true;
     let context = Context {
@@ -47,15 +47,34 @@ where
     };
     loop {
         if turn.is_none() {
-            if let Some(next) = queue.pop_front() {
-                match session.send_input(next) {
-                    Ok(()) => {
-                        context.recorded.send_replace(false);
-                        turn = Some(TurnState::new());
+            match queue.pop_front() {
+                Some(Queued::Turn(input)) => {
+                    // Questions can be answered while the SDK is still there.
+                    if input_open {
+                        waiting.reopen();
                     }
-                    Err(e) => tracing::error!(error = %e, "an SDK turn could not start"),
+                    let state = TurnState::new();
+                    match session.send_input(input) {
+                        Ok(()) => {
+                            context.recorded.send_replace(false);
+                            turn = Some(state);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "an SDK turn could not start");
+                            for line in state.refused(&context, "the turn could not start") {
+                                let _ = out.send(line);
+                            }
+                        }
+                    }
+                    continue;
                 }
-                continue;
+                Some(Queued::Rejected(problem)) => {
+                    for line in TurnState::new().refused(&context, &problem) {
+                        let _ = out.send(line);
+                    }
+                    continue;
+                }
+                None => {}
             }
             if !input_open {
                 break;
@@ -82,16 +101,18 @@ where
                 }
             }
             line = lines.recv(), if input_open => match line {
-                None => input_open = false,
-                Some(Err(problem)) => {
-                    let _ = out.send(json!({"type": "error", "message": problem, "stop_reason": "error"}));
+                None => {
+                    // Nobody can answer a question any more: a waiting tool is
+                    // refused and the queued turns finish without asking.
+                    input_open = false;
+                    waiting.abandon_all();
                 }
+                Some(Err(problem)) => stray(&out, turn.is_some(), &problem),
                 Some(Ok(line)) => match line["type"].as_str() {
                     Some("user") => match user_input(&line) {
-                        Ok(input) => queue.push_back(input),
-                        Err(problem) => {
-                            let _ = out.send(json!({"type": "error", "message": problem, "stop_reason": "error"}));
-                        }
+                        Ok(input) => queue.push_back(Queued::Turn(input)),
+                        // Still one result for the line, in its place.
+                        Err(problem) => queue.push_back(Queued::Rejected(problem)),
                     },
                     Some("control_request") => {
                         let id = line["request_id"].clone();
@@ -116,7 +137,7 @@ where
                     }
                     other => {
                         let kind = other.map_or_else(|| line["type"].to_string(), str::to_string);
-                        let _ = out.send(json!({"type": "error", "message": format!("Unknown message type: {kind}"), "stop_reason": "error"}));
+                        stray(&out, turn.is_some(), &format!("Unknown message type: {kind}"));
                     }
                 },
             },
@@ -132,6 +153,23 @@ where
     drop(session);
     let _ = out.send(Value::Null);
     let _ = writer.await;
+}
+
+/// A user line waiting for its turn.
+enum Queued {
+    Turn(UserInput),
+    /// A line that cannot be a turn; it still gets its `result`.
+    Rejected(String),
+}
+
+/// Reports a line that is not a user line or a control message, between turns
+/// only: during a turn the SDK would take it for the turn's own error.
+fn stray(out: &mpsc::UnboundedSender<Value>, turn_running: bool, problem: &str) {
+    if turn_running {
+        tracing::debug!(problem, "a stray SDK line during a turn was dropped");
+    } else {
+        let _ = out.send(json!({"type": "error", "message": problem, "stop_reason": "error"}));
+    }
 }
 
 /// What control requests need, shared with the tasks that answer them.
@@ -277,7 +315,15 @@ struct TurnState {
     stream_id: String,
     last_tool_text: Option<String>,
     finished: bool,
+    /// Partial deltas not sent yet: whether they are reasoning, and their text.
+    gathered: Option<(bool, String)>,
+    gathered_since: Instant,
 }
+
+/// About how many characters one partial `stream_event` carries…
+const CHUNK_CHARS: usize = 40;
+/// …unless its first delta waited this long (a slow model still streams).
+const CHUNK_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl TurnState {
     fn new() -> TurnState {
@@ -287,6 +333,8 @@ impl TurnState {
             stream_id: new_id(),
             last_tool_text: None,
             finished: false,
+            gathered: None,
+            gathered_since: Instant::now(),
         }
     }
 
@@ -298,20 +346,52 @@ impl TurnState {
         line
     }
 
-    /// The wire lines for one message of the turn.
+    /// The wire lines for one message of the turn. Partial deltas are gathered
+    /// into chunks of about [`CHUNK_CHARS`]: the SDK keeps only the last 100 lines
+    /// an application has not read yet.
     fn lines(&mut self, context: &Context, message: SdkMessage, conversation_id: &str) -> Vec<Value> {
         let partial = context.partial;
-        match message {
-            SdkMessage::StreamEvent { event } if partial => {
-                let event = match event {
-                    StreamDelta::Text(text) => json!({"message_type": "assistant_message", "content": text}),
-                    StreamDelta::Reasoning(text) => json!({"message_type": "reasoning_message", "reasoning": text}),
+        if let SdkMessage::StreamEvent { event } = &message {
+            if partial {
+                let (reasoning, text) = match event {
+                    StreamDelta::Text(text) => (false, text),
+                    StreamDelta::Reasoning(text) => (true, text),
                 };
-                let mut event = event;
-                event["id"] = json!(self.stream_id);
-                event["run_id"] = json!(self.run_id);
-                vec![json!({"type": "stream_event", "event": event, "uuid": self.stream_id})]
+                let mut lines = Vec::new();
+                if self.gathered.as_ref().is_some_and(|(r, _)| *r != reasoning) {
+                    lines.extend(self.flush());
+                }
+                if self.gathered.is_none() {
+                    self.gathered_since = Instant::now();
+                }
+                self.gathered.get_or_insert_with(|| (reasoning, String::new())).1.push_str(text);
+                let full = self.gathered.as_ref().is_some_and(|(_, t)| t.chars().count() >= CHUNK_CHARS);
+                if full || self.gathered_since.elapsed() >= CHUNK_WAIT {
+                    lines.extend(self.flush());
+                }
+                return lines;
             }
+        }
+        let mut lines: Vec<Value> = self.flush().into_iter().collect();
+        lines.extend(self.whole(context, message, conversation_id));
+        lines
+    }
+
+    /// The gathered deltas as one `stream_event`.
+    fn flush(&mut self) -> Option<Value> {
+        let (reasoning, text) = self.gathered.take()?;
+        let mut event = match reasoning {
+            false => json!({"message_type": "assistant_message", "content": text}),
+            true => json!({"message_type": "reasoning_message", "reasoning": text}),
+        };
+        event["id"] = json!(self.stream_id);
+        event["run_id"] = json!(self.run_id);
+        Some(json!({"type": "stream_event", "event": event, "uuid": self.stream_id}))
+    }
+
+    fn whole(&mut self, context: &Context, message: SdkMessage, conversation_id: &str) -> Vec<Value> {
+        let partial = context.partial;
+        match message {
             SdkMessage::Assistant { content, uuid } => {
                 self.stream_id = new_id();
                 if partial || content.is_empty() {
@@ -386,6 +466,13 @@ impl TurnState {
             "uuid": format!("result-{}", uuid::Uuid::new_v4()),
         }));
         lines
+    }
+
+    /// The `error` and `result` of a line that could not be a turn.
+    fn refused(&self, context: &Context, problem: &str) -> Vec<Value> {
+        let mut result = self.lost_result(context);
+        result["stop_reason"] = json!("error");
+        vec![json!({"type": "error", "message": problem, "stop_reason": "error", "run_id": self.run_id}), result]
     }
 
     /// The turn's runner vanished without a result (it cannot, but the SDK must get one).

@@ -38,8 +38,13 @@ pub struct Started {
 
 /// Resolves the target, creating what it asks for; `Err` is the one line the SDK
 /// shows when start-up fails (an unknown conversation, a workspace holding the store).
-pub async fn start(engine: &Engine, args: &EngineArgs, cwd: &Path) -> Result<Started, String> {
-    check_workspace(engine, cwd)?;
+pub async fn start(
+    engine: &Engine,
+    args: &EngineArgs,
+    cwd: &Path,
+    client_files: &[PathBuf],
+) -> Result<Started, String> {
+    check_workspace(engine, cwd, client_files)?;
     let backend = &engine.backend;
     let mut notes: Vec<String> = args.ignored.iter().map(|f| format!("{f} has no effect in switchboard")).collect();
     let (out, out_rx) = mpsc::unbounded_channel();
@@ -234,13 +239,18 @@ fn creation(args: &EngineArgs, notes: &mut Vec<String>) -> Result<CreateAgentOpt
     Ok(options)
 }
 
-/// Refuses a workspace that would put the daemon's own files in the tools' reach.
-fn check_workspace(engine: &Engine, cwd: &Path) -> Result<(), String> {
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let data_dir = absolute(&engine.settings.data_dir);
-    for hidden in engine.settings.daemon_paths() {
-        let hidden: PathBuf = absolute(&hidden);
-        if hidden.starts_with(cwd) || (hidden == data_dir && cwd.starts_with(&data_dir)) {
+/// Refuses a workspace that would put switchboard's own files in the tools' reach:
+/// the data directory, the engine's configuration file and the one the session's
+/// process read (`client_files`). Paths are compared with symlinks resolved.
+fn check_workspace(engine: &Engine, cwd: &Path, client_files: &[PathBuf]) -> Result<(), String> {
+    let real = |p: &Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+    };
+    let cwd = real(cwd);
+    let data_dir = real(&engine.settings.data_dir);
+    for hidden in engine.settings.daemon_paths().iter().chain(client_files) {
+        let hidden: PathBuf = real(hidden);
+        if hidden.starts_with(&cwd) || (hidden == data_dir && cwd.starts_with(&data_dir)) {
             return Err(format!(
                 "the working directory {} contains switchboard's own files ({}); start the session in another directory, or set SWITCHBOARD_DATA_DIR to a directory outside it",
                 cwd.display(),

@@ -189,7 +189,15 @@ impl Turn {
             sandbox,
             web: WebOptions { allow_private_network: settings.tools.webfetch_allow_private_network },
         };
-        let outcome = tools::run(&env, &call.name, input).await;
+        // A command or a fetch stops when the turn is cancelled (the command with
+        // everything it started); tools that change state finish what they began.
+        let stoppable = matches!(call.name.as_str(), "Bash" | "WebFetch");
+        let outcome = tokio::select! {
+            outcome = tools::run(&env, &call.name, input) => outcome,
+            _ = self.request.cancel.cancelled(), if stoppable => ToolOutcome::error(
+                "The turn was cancelled while this tool ran; it was stopped before it finished.",
+            ),
+        };
         tracing::info!(tool = %call.name, is_error = outcome.is_error, "tool call finished");
         Ok(outcome)
     }

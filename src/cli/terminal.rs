@@ -1,0 +1,208 @@
+//! Where `chat` and `prompt` talk: in this process when it can open the store, else
+//! in the switchboard that holds it (`serve`, the background SDK engine), through
+//! the control socket. Either way the session is the console's and behaves alike.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use switchboard::agent::embedded::EmbeddedBackend;
+use switchboard::agent::{AgentBackend, SdkMessage, Session};
+use switchboard::config::{self, ConfigSource};
+use switchboard::console::{self, ConsoleCommand, ConsoleEvent, ConsoleTarget};
+use switchboard::control::{self, Answer, Request};
+use switchboard::policy::approvals::{Choice, DecideError};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::app::{not_found_hint, App};
+use super::remote;
+use super::turn_view::console_decider;
+
+/// Where the session is, as the terminal shows it.
+pub struct Opened {
+    pub agent_id: String,
+    pub agent_name: String,
+    pub conversation_id: String,
+    /// A turn from before a restart waits for an approval.
+    pub pending_approval: bool,
+}
+
+pub enum Terminal {
+    Local { backend: Arc<EmbeddedBackend>, session: Session },
+    Remote(Remote),
+}
+
+impl Terminal {
+    /// Opens the session `target` names, here or in the process holding the store.
+    pub async fn open(config_path: Option<&Path>, target: ConsoleTarget) -> anyhow::Result<(Terminal, Opened)> {
+        let app = match App::open(config_path).await {
+            Ok(app) => app,
+            Err(e) if remote::is_locked(&e) => match Remote::open(config_path, &target).await {
+                Ok(Some(opened)) => return Ok(opened),
+                // Nothing answers (another `chat` holds the store): the error stands.
+                Ok(None) => return Err(e),
+                Err(refused) => return Err(refused),
+            },
+            Err(e) => return Err(e),
+        };
+        let session = console::open(&*app.backend, &target).await.map_err(not_found_hint)?;
+        let details = app.backend.agent(session.agent_id()).await?;
+        let opened = Opened {
+            agent_id: details.agent.id,
+            agent_name: details.agent.name,
+            conversation_id: session.conversation_id().to_string(),
+            pending_approval: console::pending_approval(&*app.backend, session.conversation_id()).await?,
+        };
+        Ok((Terminal::Local { backend: app.backend.clone(), session }, opened))
+    }
+
+    pub fn send(&mut self, text: String) -> anyhow::Result<()> {
+        match self {
+            Terminal::Local { session, .. } => Ok(session.send(text)?),
+            Terminal::Remote(remote) => remote.command(ConsoleCommand::Send { text }),
+        }
+    }
+
+    /// Continues the conversation's unfinished turn.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        match self {
+            Terminal::Local { session, .. } => Ok(session.resume()?),
+            Terminal::Remote(remote) => remote.command(ConsoleCommand::Resume),
+        }
+    }
+
+    /// The next message of the current turn; `None` once it has ended.
+    pub async fn next(&mut self) -> Option<SdkMessage> {
+        match self {
+            Terminal::Local { session, .. } => session.next().await,
+            Terminal::Remote(remote) => remote.next().await,
+        }
+    }
+
+    /// Cancels the current turn when cancelled.
+    pub fn canceller(&self) -> CancellationToken {
+        match self {
+            Terminal::Local { session, .. } => session.canceller(),
+            Terminal::Remote(remote) => remote.cancel.clone(),
+        }
+    }
+
+    /// The operator's decision on an approval request of this turn.
+    pub async fn decide(&mut self, approval_id: &str, choice: Choice, reason: Option<String>) {
+        match self {
+            Terminal::Local { backend, .. } => {
+                match backend.decide_approval(approval_id, &console_decider(), choice, reason).await {
+                    Ok(_) | Err(DecideError::NotPending) => {}
+                    Err(e) => eprintln!("error: {e}"),
+                }
+            }
+            Terminal::Remote(remote) => {
+                let decide = ConsoleCommand::Decide { approval_id: approval_id.to_string(), choice, reason };
+                if let Err(e) = remote.command(decide) {
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// A session run by the process that holds the store.
+pub struct Remote {
+    events: Lines<BufReader<OwnedReadHalf>>,
+    commands: mpsc::UnboundedSender<ConsoleCommand>,
+    /// The current turn's; a new one for each turn after a cancel.
+    cancel: CancellationToken,
+    /// A turn was started and its result not read yet.
+    in_turn: bool,
+}
+
+impl Remote {
+    /// `None` when no switchboard answers on the control socket.
+    async fn open(config_path: Option<&Path>, target: &ConsoleTarget) -> anyhow::Result<Option<(Terminal, Opened)>> {
+        let settings = config::load(&ConfigSource::from_process(config_path))?.settings;
+        let Ok(stream) = tokio::net::UnixStream::connect(control::socket_path(&settings.data_dir)).await else {
+            return Ok(None);
+        };
+        let (read, mut write) = stream.into_split();
+        let mut request = serde_json::to_string(&Request::Console { target: target.clone() })?;
+        request.push('\n');
+        write.write_all(request.as_bytes()).await?;
+        let mut events = BufReader::new(read).lines();
+        let Some(line) = events.next_line().await? else { return Ok(None) };
+        let answer: Answer = serde_json::from_str(&line)?;
+        if answer.code != 0 {
+            anyhow::bail!("{}", answer.stderr.trim().trim_start_matches("error: "));
+        }
+        let opened = match events.next_line().await?.map(|l| serde_json::from_str::<ConsoleEvent>(&l)) {
+            Some(Ok(ConsoleEvent::Opened { agent_id, agent_name, conversation_id, pending_approval })) => {
+                Opened { agent_id, agent_name, conversation_id, pending_approval }
+            }
+            Some(Ok(ConsoleEvent::Failed { error, .. })) => anyhow::bail!("{error}"),
+            _ => anyhow::bail!("the running switchboard did not open the session"),
+        };
+        let (commands, mut queue) = mpsc::unbounded_channel::<ConsoleCommand>();
+        tokio::spawn(async move {
+            while let Some(command) = queue.recv().await {
+                let mut line = serde_json::to_string(&command).unwrap_or_default();
+                line.push('\n');
+                if write.write_all(line.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let cancel = Remote::fresh_cancel(&commands);
+        let remote = Remote { events, commands, cancel, in_turn: false };
+        Ok(Some((Terminal::Remote(remote), opened)))
+    }
+
+    /// A new token for the next turn, whose cancelling (Ctrl-C) becomes a cancel command.
+    fn fresh_cancel(commands: &mpsc::UnboundedSender<ConsoleCommand>) -> CancellationToken {
+        let (cancel, commands) = (CancellationToken::new(), commands.clone());
+        let watched = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = watched.cancelled() => { let _ = commands.send(ConsoleCommand::Cancel); }
+                _ = commands.closed() => {}
+            }
+        });
+        cancel
+    }
+
+    fn command(&mut self, command: ConsoleCommand) -> anyhow::Result<()> {
+        if matches!(command, ConsoleCommand::Send { .. } | ConsoleCommand::Resume) {
+            if self.cancel.is_cancelled() {
+                self.cancel = Remote::fresh_cancel(&self.commands);
+            }
+            self.in_turn = true;
+        }
+        self.commands.send(command).map_err(|_| anyhow::anyhow!("the running switchboard closed the session"))
+    }
+
+    /// Like [`Session::next`]: the turn's messages, then `None` once its result was read.
+    async fn next(&mut self) -> Option<SdkMessage> {
+        while self.in_turn {
+            let Ok(Some(line)) = self.events.next_line().await else { break };
+            match serde_json::from_str::<ConsoleEvent>(&line) {
+                Ok(ConsoleEvent::Message { message }) => {
+                    self.in_turn = !matches!(message, SdkMessage::Result(_));
+                    return Some(message);
+                }
+                Ok(ConsoleEvent::Failed { error, ends_turn }) => {
+                    eprintln!("error: {error}");
+                    if ends_turn {
+                        break;
+                    }
+                }
+                Ok(ConsoleEvent::Opened { .. }) => {}
+                Err(e) => {
+                    eprintln!("error: the running switchboard sent something unexpected ({e})");
+                    break;
+                }
+            }
+        }
+        self.in_turn = false;
+        None
+    }
+}
