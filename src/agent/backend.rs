@@ -45,6 +45,20 @@ pub struct SessionOptions {
     /// Where the tools work instead of `[agent] workdir` (an SDK session works in
     /// its process's directory); confined the same way.
     pub workdir: Option<std::path::PathBuf>,
+    /// Tools the session's program runs itself, offered beside the built-in ones.
+    pub external_tools: Option<Arc<dyn ExternalTools>>,
+}
+
+/// Tools a session's program runs itself (the SDK's `tools`). Their calls pass
+/// `can_use_tool` like any other (judged as commands), then run through [`ExternalTools::call`].
+#[async_trait]
+pub trait ExternalTools: Send + Sync {
+    /// Their definitions in the chat-completions `tools` shape, read at every model call.
+    fn definitions(&self) -> Vec<serde_json::Value>;
+    /// Whether `name` is one of them.
+    fn has(&self, name: &str) -> bool;
+    /// Runs one call; the text the model sees and whether it is an error.
+    async fn call(&self, name: &str, tool_call_id: &str, input: serde_json::Value) -> (String, bool);
 }
 
 impl Default for SessionOptions {
@@ -58,6 +72,7 @@ impl Default for SessionOptions {
             tier: Tier::Admin,
             in_group: false,
             workdir: None,
+            external_tools: None,
         }
     }
 }

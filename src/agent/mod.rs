@@ -11,7 +11,8 @@ mod session;
 pub mod transcript;
 
 pub use backend::{
-    prompt, AgentBackend, AgentDetails, CreateAgentOptions, MessagePage, PageRequest, RecordedReply, SessionOptions,
+    prompt, AgentBackend, AgentDetails, CreateAgentOptions, ExternalTools, MessagePage, PageRequest, RecordedReply,
+    SessionOptions,
 };
 pub use error::AgentError;
 pub use messages::{ErrorKind, SdkMessage, StopReason, StreamDelta, TurnResult, Usage};

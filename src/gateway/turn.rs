@@ -59,6 +59,7 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
         in_group: job.in_group,
         can_use_tool: None,
         workdir: None,
+        external_tools: None,
     };
     for input in &job.earlier {
         // Each collected message is its own entry (already there after a replay).

@@ -5,6 +5,7 @@
 //! starts carries the session's lines to it over the control socket.
 
 pub mod args;
+mod external;
 mod letta;
 mod permissions;
 mod session;

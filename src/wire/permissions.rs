@@ -28,7 +28,7 @@ struct Slots {
 
 impl Waiting {
     /// `None` when questions are closed.
-    fn open(&self, id: &str) -> Option<oneshot::Receiver<Value>> {
+    pub(super) fn open(&self, id: &str) -> Option<oneshot::Receiver<Value>> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if slots.closed {
             return None;
@@ -60,7 +60,7 @@ impl Waiting {
 }
 
 /// What the model hears when nobody can decide any more.
-const UNANSWERED: &str =
+pub(super) const UNANSWERED: &str =
     "The turn was interrupted (or the application left) before this tool call was decided; it did not run.";
 
 /// The session's `can_use_tool`.

@@ -26,7 +26,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let Started { mut session, init, out, out_rx, waiting, model, tools, partial, .. } = started;
+    let Started { mut session, init, out, out_rx, waiting, model, tools, partial, external, .. } = started;
     let session_id = session.session_id().to_string();
     let gone = tokio_util::sync::CancellationToken::new();
     let writer = tokio::spawn(write_lines(out_rx, output, session_id.clone(), gone.clone()));
@@ -118,6 +118,11 @@ where
                         let id = line["request_id"].clone();
                         let request = &line["request"];
                         match request["subtype"].as_str().unwrap_or("") {
+                            // Inline, so the next turn already offers them.
+                            "register_external_tools" => {
+                                let registered = external.register(&request["tools"]);
+                                let _ = out.send(success(&id, Some(json!({"registered": registered}))));
+                            }
                             "interrupt" => {
                                 if turn.is_some() {
                                     session.canceller().cancel();
@@ -235,13 +240,6 @@ impl Context {
                             json!({"recovered": true, "pending_approval": false, "approvals_processed": cancelled.len()})
                         })
                         .map_err(|e| e.to_string())
-                }
-                "register_external_tools" => {
-                    let count = request["tools"].as_array().map_or(0, Vec::len);
-                    if count > 0 {
-                        tracing::warn!(count, "external tools are not offered to the model yet");
-                    }
-                    Ok(json!({"registered": 0}))
                 }
                 other => Err(format!("Unknown control request subtype: {other}")),
             };

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::args::{BlockSpec, EngineArgs, SystemChoice, Target};
+use super::external::Registered;
 use super::permissions::{AskTheSdk, Waiting};
 use super::Engine;
 use crate::agent::embedded::tools;
@@ -34,6 +35,8 @@ pub struct Started {
     pub tools: Vec<String>,
     /// `--include-partial-messages`.
     pub partial: bool,
+    /// The tools the program registers.
+    pub external: Arc<Registered>,
 }
 
 /// Resolves the target, creating what it asks for; `Err` is the one line the SDK
@@ -49,7 +52,8 @@ pub async fn start(
     let mut notes: Vec<String> = args.ignored.iter().map(|f| format!("{f} has no effect in switchboard")).collect();
     let (out, out_rx) = mpsc::unbounded_channel();
     let waiting = Waiting::default();
-    let options = session_options(engine, args, cwd, out.clone(), waiting.clone());
+    let external = Arc::new(Registered::new(out.clone(), waiting.clone()));
+    let options = session_options(engine, args, cwd, out.clone(), waiting.clone(), external.clone());
     let creating = matches!(args.target, Target::NewAgent);
     if !creating && (args.memory_blocks.is_some() || args.init_blocks.is_some() || !args.block_values.is_empty()) {
         notes.push("memory flags only apply when an agent is created; they were ignored".into());
@@ -95,7 +99,7 @@ pub async fn start(
     let model = agent.model.clone().unwrap_or_else(|| engine.settings.llm.model.clone());
     let tools = offered_tools(args);
     let init = init_line(engine, args, cwd, &session, &agent, &model, &tools);
-    Ok(Started { session, init, out, out_rx, waiting, notes, model, tools, partial: args.partial })
+    Ok(Started { session, init, out, out_rx, waiting, notes, model, tools, partial: args.partial, external })
 }
 
 /// The tools `system/init` lists: all but `AskUserQuestion` and those disallowed by name.
@@ -162,6 +166,7 @@ fn session_options(
     cwd: &Path,
     out: mpsc::UnboundedSender<Value>,
     waiting: Waiting,
+    external: Arc<Registered>,
 ) -> SessionOptions {
     let mut settings = Settings::clone(&engine.settings);
     settings.agent.workdir = cwd.to_path_buf();
@@ -179,6 +184,7 @@ fn session_options(
         tier: Tier::Admin,
         in_group: false,
         workdir: Some(cwd.to_path_buf()),
+        external_tools: Some(external),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Gw {
 struct Running {
     runtime: tokio::runtime::Runtime,
     daemon: Option<Daemon>,
+    /// The daemon's store, for tests that wait on what it has written.
+    store: Arc<dyn Store>,
 }
 
 impl Gw {
@@ -92,10 +94,11 @@ impl Gw {
             let store = open_store(&settings.data_dir).await;
             let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
             let expired = backend.recover().await.expect("recover");
-            Daemon::start(Parts { settings, store, backend, expired }, REGISTRY).await
+            let parts = Parts { settings, store: store.clone(), backend, expired };
+            Daemon::start(parts, REGISTRY).await.map(|daemon| (daemon, store))
         });
-        let daemon = started.await.expect("start task").unwrap_or_else(|e| panic!("daemon start: {e:#}"));
-        self.running = Some(Running { runtime, daemon: Some(daemon) });
+        let (daemon, store) = started.await.expect("start task").unwrap_or_else(|e| panic!("daemon start: {e:#}"));
+        self.running = Some(Running { runtime, daemon: Some(daemon), store });
     }
 
     /// SIGKILL as far as a process can do it to itself: every task of the daemon is
@@ -106,6 +109,21 @@ impl Gw {
         self.fake.detach();
         drop(running.daemon.take());
         running.runtime.shutdown_background();
+    }
+
+    /// Waits until the daemon has `count` records in the store's `space` (what it
+    /// writes after a send, so a crash test can choose which side of it to crash on).
+    pub async fn wait_records(&self, space: &str, count: usize) {
+        let store = self.running.as_ref().expect("running").store.clone();
+        let started = Instant::now();
+        loop {
+            let found = store.kv_scan(space, "").map(|r| r.len()).unwrap_or(0);
+            if found >= count {
+                return;
+            }
+            assert!(started.elapsed() < WAIT, "{space} never held {count} records (it holds {found})");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// A clean stop.

@@ -285,6 +285,63 @@ describe("tools and permissions", () => {
   });
 });
 
+describe("external tools", () => {
+  test("a tool the program registers is offered to the model and run by the program", async () => {
+    const calls = [];
+    const react = {
+      label: "React",
+      name: "react",
+      description: "Adds a reaction to the message",
+      parameters: { type: "object", properties: { emoji: { type: "string" } }, required: ["emoji"] },
+      execute: async (toolCallId, args) => {
+        calls.push([toolCallId, args]);
+        return { content: [{ type: "text", text: `reacted ${args.emoji}` }] };
+      },
+    };
+    const session = createSession(undefined, { tools: [react], permissionMode: "bypassPermissions" });
+    await session.send('CALL react {"emoji":"thumbs-up"}');
+    const { messages, result } = await drain(session);
+    session.close();
+    assert.equal(calls.length, 1);
+    assert.deepEqual(calls[0][1], { emoji: "thumbs-up" });
+    const call = messages.find((m) => m.type === "tool_call");
+    assert.equal(call.toolName, "react");
+    assert.equal(call.toolCallId, calls[0][0]);
+    const done = messages.find((m) => m.type === "tool_result");
+    assert.equal(done.content, "reacted thumbs-up");
+    assert.equal(done.isError, false);
+    assert.equal(result.result, "called react: reacted thumbs-up");
+  });
+
+  test("in default mode the program's canUseTool is asked first", async () => {
+    let ran = 0;
+    const tool = {
+      label: "Ping",
+      name: "ping",
+      description: "Pings",
+      parameters: { type: "object", properties: {} },
+      execute: async () => {
+        ran += 1;
+        return { content: [{ type: "text", text: "pong" }] };
+      },
+    };
+    const asked = [];
+    const session = createSession(undefined, {
+      tools: [tool],
+      canUseTool: async (name) => {
+        asked.push(name);
+        return { behavior: "deny", message: "no pings" };
+      },
+    });
+    await session.send("CALL ping {}");
+    const { messages } = await drain(session);
+    session.close();
+    assert.deepEqual(asked, ["ping"]);
+    assert.equal(ran, 0);
+    assert.match(messages.find((m) => m.type === "tool_result").content, /no pings/);
+  });
+});
+
 describe("many processes", () => {
   test("several sessions at once share one engine and each gets its own answers", async () => {
     const sessions = Array.from({ length: 4 }, () => createSession());

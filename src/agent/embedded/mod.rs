@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::agent::{
-    AgentBackend, AgentDetails, AgentError, CreateAgentOptions, MessagePage, PageRequest, RecordedReply, Session,
-    SessionOptions, TurnRequest, TurnRunner, UserInput,
+    AgentBackend, AgentDetails, AgentError, CreateAgentOptions, ExternalTools, MessagePage, PageRequest, RecordedReply,
+    Session, SessionOptions, TurnRequest, TurnRunner, UserInput,
 };
 use crate::config::Settings;
 use crate::policy::approvals::{Approvals, Choice, DecideError, Decided, Decider, OPERATOR};
@@ -115,6 +115,7 @@ impl EmbeddedBackend {
 
     fn session(&self, agent_id: String, conversation_id: String, options: SessionOptions) -> Session {
         let place = options.workdir.map(|workdir| Arc::new(Workplace { workdir, sandbox: std::sync::OnceLock::new() }));
+        let external = options.external_tools;
         let context = ToolContext {
             agent_id: agent_id.clone(),
             conversation_id: conversation_id.clone(),
@@ -128,6 +129,7 @@ impl EmbeddedBackend {
             policy: options.can_use_tool.unwrap_or_else(|| self.inner.policy.clone()),
             context,
             place,
+            external,
         };
         Session::new(agent_id, conversation_id, Arc::new(runner))
     }
@@ -152,6 +154,7 @@ struct SessionRunner {
     context: ToolContext,
     /// Where this session's tools work, when not in `[agent] workdir`.
     place: Option<Arc<Workplace>>,
+    external: Option<Arc<dyn ExternalTools>>,
 }
 
 /// A session's own working directory, with its confinement (made on first use
@@ -176,8 +179,8 @@ impl Inner {
 
 impl TurnRunner for SessionRunner {
     fn start_turn(&self, request: TurnRequest) {
-        let turn =
-            turn::run(self.inner.clone(), self.policy.clone(), self.context.clone(), self.place.clone(), request);
+        let extras = turn::Extras { place: self.place.clone(), external: self.external.clone() };
+        let turn = turn::run(self.inner.clone(), self.policy.clone(), self.context.clone(), extras, request);
         tokio::spawn(turn);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::llm::{ChatRequest, Delta, LlmError, ModelReply};
 use super::tools;
 use super::{compaction, history, prompt, Inner, Workplace};
-use crate::agent::{ErrorKind, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
+use crate::agent::{ErrorKind, ExternalTools, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
 use crate::policy::{CanUseTool, ToolContext};
 use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
 
@@ -37,11 +37,19 @@ impl From<StoreError> for Failure {
     }
 }
 
+/// What a session adds to its turns.
+pub(super) struct Extras {
+    /// Where its tools work, when not in `[agent] workdir`.
+    pub place: Option<Arc<Workplace>>,
+    /// Tools its program runs.
+    pub external: Option<Arc<dyn ExternalTools>>,
+}
+
 struct Turn {
     inner: Arc<Inner>,
     policy: Arc<dyn CanUseTool>,
     context: ToolContext,
-    place: Option<Arc<Workplace>>,
+    extras: Extras,
     request: TurnRequest,
     /// The conversation's active branch, loaded once and kept current as the turn
     /// appends (the conversation lock makes this turn its only writer). Its last
@@ -56,7 +64,7 @@ pub(super) async fn run(
     inner: Arc<Inner>,
     policy: Arc<dyn CanUseTool>,
     context: ToolContext,
-    place: Option<Arc<Workplace>>,
+    extras: Extras,
     request: TurnRequest,
 ) {
     let started = Instant::now();
@@ -70,7 +78,7 @@ pub(super) async fn run(
         inner,
         policy,
         context,
-        place,
+        extras,
         request,
         path: Vec::new(),
         usage: Some(Usage::default()),
@@ -254,7 +262,10 @@ impl Turn {
                 &self.inner.admins,
             );
             let messages = history::to_model_messages(&window.entries);
-            let tools = tools::definitions();
+            let mut tools = tools::definitions();
+            if let Some(external) = &self.extras.external {
+                tools.extend(external.definitions());
+            }
             let estimate = compaction::estimate_tokens(&system, &messages, &tools);
             if (estimate > trigger || force) && !compacted {
                 let fixed = compaction::estimate_tokens(&system, &[], &tools);

@@ -175,7 +175,16 @@ impl Turn {
         self.append(MessageBody::Custom { kind: STARTED_KIND.into(), payload: json!({ "tool_call_id": call.id }) })
             .await?;
         let settings = &self.inner.settings;
-        let (workdir, sandbox) = self.inner.workplace(self.place.as_deref());
+        if let Some(external) = self.extras.external.clone().filter(|e| e.has(&call.name)) {
+            let (content, is_error) = tokio::select! {
+                done = external.call(&call.name, &call.id, input) => done,
+                _ = self.request.cancel.cancelled() => {
+                    ("The turn was cancelled while the program ran this tool.".to_string(), true)
+                }
+            };
+            return Ok(ToolOutcome { content, is_error });
+        }
+        let (workdir, sandbox) = self.inner.workplace(self.extras.place.as_deref());
         let env = ToolEnv {
             store: self.inner.store.clone(),
             agent_id: agent.id.clone(),

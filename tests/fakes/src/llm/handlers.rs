@@ -153,6 +153,9 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
                 let said = request.unanswered_user_text();
                 let after_tool = request.messages().last().is_some_and(|m| m["role"] == "tool");
                 let asked = request.last_user_text();
+                if let Some(call) = asked.strip_prefix("CALL ") {
+                    return respond(call_reply(request, call, after_tool, said == asked), delivery).await;
+                }
                 let reply = match asked.strip_prefix("RUN ") {
                     Some(command) if after_tool => Reply::text(&format!("ran: {command}")),
                     Some(command) if said == asked => {
@@ -165,6 +168,26 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
                 respond(reply, delivery).await
             }
         },
+    }
+}
+
+/// `CALL <tool> <json arguments>`: a call of that tool when the request offers
+/// it; once its result is back, `called <tool>: <result>`.
+fn call_reply(request: &RecordedRequest, call: &str, after_tool: bool, fresh: bool) -> Reply {
+    let (tool, arguments) = call.split_once(' ').unwrap_or((call, "{}"));
+    if after_tool {
+        let result = request.tool_results().last().map(|(_, text)| text.clone()).unwrap_or_default();
+        return Reply::text(&format!("called {tool}: {result}"));
+    }
+    if !fresh {
+        return Reply::text(&format!("echo: {}", request.unanswered_user_text()));
+    }
+    if !request.tool_names().iter().any(|t| t == tool) {
+        return Reply::text(&format!("I have no tool named {tool}."));
+    }
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(args) => Reply::tool_call(tool, args),
+        Err(_) => Reply::text("Those arguments are not JSON."),
     }
 }
 

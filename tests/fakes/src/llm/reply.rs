@@ -22,8 +22,9 @@ pub enum Fallback {
     /// `Bash` call of that command; once the request ends with its result, the
     /// reply is `ran: <command>`; a message containing `long` gets `echo: <text>`,
     /// about 5,000 characters of filler and `end: <text>`; one containing `slow`
-    /// gets its echo in ten chunks (slow with a chunk delay); anything else is
-    /// echoed as with `Echo`.
+    /// gets its echo in ten chunks (slow with a chunk delay); `CALL <tool> <json>`
+    /// calls that tool when the request offers it and then says
+    /// `called <tool>: <result>`; anything else is echoed as with `Echo`.
     Agent,
 }
 
