@@ -386,3 +386,40 @@ async fn nothing_hangs_on_an_open_question_a_running_tool_or_a_bad_line() {
     assert!(started.elapsed() < Duration::from_secs(10), "the command was not stopped: {:?}", started.elapsed());
     sdk.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_sessions_and_commands_run_beside_an_open_chat() {
+    let h = Harness::new().await;
+    h.llm.set_fallback(switchboard_fakes::Fallback::Echo);
+    // A chat that opened the store itself, and stays open.
+    let mut cmd = h.command(std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")));
+    cmd.arg("chat").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut chat = cmd.spawn().unwrap();
+    let mut chat_in = chat.stdin.take().unwrap();
+    let mut chat_out = BufReader::new(chat.stdout.take().unwrap()).lines();
+    chat_in.write_all(b"from the chat\n").await.unwrap();
+    let line = tokio::time::timeout(LINE_TIMEOUT, chat_out.next_line()).await.unwrap().unwrap().unwrap();
+    assert_eq!(line, "echo: from the chat");
+    let chat_pid = chat.id().unwrap() as i32;
+    assert_eq!(holder(&h), chat_pid, "the chat holds the store");
+
+    // An SDK session, a prompt and an agent command, all served by the chat.
+    let mut sdk = Sdk::start(&h, &["--new"]).await;
+    sdk.init().await;
+    let turn = sdk.turn("from the SDK beside a chat").await;
+    assert_eq!(turn.last().unwrap()["result"], "echo: from the SDK beside a chat");
+    sdk.close().await;
+    let prompted = h.run(&["prompt", "from a prompt beside a chat"]).await;
+    prompted.assert_ok();
+    assert_eq!(prompted.stdout, "echo: from a prompt beside a chat\n");
+    h.run(&["agent", "list"]).await.assert_ok();
+    assert_eq!(holder(&h), chat_pid);
+
+    // The chat goes on, then ends when its input does.
+    chat_in.write_all(b"still here\n").await.unwrap();
+    let line = tokio::time::timeout(LINE_TIMEOUT, chat_out.next_line()).await.unwrap().unwrap().unwrap();
+    assert_eq!(line, "echo: still here");
+    drop(chat_in);
+    let status = tokio::time::timeout(LINE_TIMEOUT, chat.wait()).await.expect("the chat ends").unwrap();
+    assert!(status.success());
+}

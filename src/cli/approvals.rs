@@ -97,7 +97,7 @@ async fn decide_and_finish(app: &App, id: &str, choice: Choice, reason: Option<S
     session.resume()?;
     // Other requests of the same turn are not this command's to decide: deny them.
     let mut answerer = Answerer::Auto(Choice::Deny, "decided from the command line one request at a time");
-    let mut session = Terminal::Local { backend: app.backend.clone(), session };
+    let mut session = Terminal::Local { backend: app.backend.clone(), session, served: None };
     let Some(result) = turn_view::run(&mut session, Display::Quiet, &mut answerer).await? else {
         anyhow::bail!("the turn ended without a result");
     };

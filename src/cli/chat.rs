@@ -70,6 +70,7 @@ pub async fn run(
     if interactive {
         eprintln!();
     }
+    session.close().await;
     Ok(if failed_turns > 0 && !interactive { EXIT_FAILURE } else { 0 })
 }
 

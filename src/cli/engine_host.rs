@@ -1,7 +1,8 @@
 //! `switchboard engine-host` (not listed in the help): the background engine an
 //! SDK process starts when no switchboard holds the data directory. It serves SDK
 //! sessions and the operator's read-only commands on the control socket, and exits
-//! once it has had no session for `[engine] idle_secs`, or on SIGTERM.
+//! once it has had no session for `[engine] idle_secs`, or on SIGTERM. Any other
+//! command that opens the store serves the same way while it runs ([`Served`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,40 +21,68 @@ use super::app::App;
 const LARGEST_SHOWN: usize = 6;
 
 pub async fn run(app: App) -> anyhow::Result<i32> {
-    let data_dir = app.settings.data_dir.clone();
     let idle = Duration::from_secs(app.settings.engine.idle_secs);
-    let backend: Arc<dyn AgentBackend> = app.backend.clone();
-    let engine = Engine::new(backend.clone(), app.store.clone(), app.settings.clone());
-    let handler = Arc::new(HostHandler {
-        backend,
-        store: app.store.clone(),
-        secrets: app.settings.secrets(),
-        idle_secs: idle.as_secs(),
-        default_model: app.settings.llm.model.clone(),
-    });
-    let listener = control::serve(&data_dir, handler, Some(engine.clone()))?;
+    let served = Served::start(&app)?;
     tracing::info!(pid = std::process::id(), "the SDK engine is serving");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let started = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = term.recv() => break,
         }
-        if engine.idle_for(started).is_some_and(|quiet| quiet >= idle) {
+        if served.idle_for().is_some_and(|quiet| quiet >= idle) {
             break;
         }
     }
-    // No new connections; the ones that got in just before finish first.
-    listener.abort();
-    let _ = std::fs::remove_file(control::socket_path(&data_dir));
     // A turn's writes are stored as it goes: after a while, stop anyway.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while engine.idle_for(started).is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    served.finish(Some(Duration::from_secs(30))).await;
     tracing::info!("the SDK engine stopped");
     Ok(0)
+}
+
+/// This process serving the others on the control socket while it holds the data
+/// directory: SDK sessions, `chat` and `prompt` sessions, and the operator's commands.
+pub struct Served {
+    engine: Engine,
+    listener: tokio::task::JoinHandle<()>,
+    data_dir: std::path::PathBuf,
+    started: Instant,
+}
+
+impl Served {
+    pub fn start(app: &App) -> std::io::Result<Served> {
+        let backend: Arc<dyn AgentBackend> = app.backend.clone();
+        let engine = Engine::new(backend.clone(), app.store.clone(), app.settings.clone());
+        let handler = Arc::new(HostHandler {
+            backend,
+            store: app.store.clone(),
+            secrets: app.settings.secrets(),
+            default_model: app.settings.llm.model.clone(),
+        });
+        let listener = control::serve(&app.settings.data_dir, handler, Some(engine.clone()))?;
+        Ok(Served { engine, listener, data_dir: app.settings.data_dir.clone(), started: Instant::now() })
+    }
+
+    /// How long nothing has been connected; `None` while something is.
+    pub fn idle_for(&self) -> Option<Duration> {
+        self.engine.idle_for(self.started)
+    }
+
+    /// Takes no more connections, then waits for those it has (at most `limit`),
+    /// saying so when it must wait.
+    pub async fn finish(self, limit: Option<Duration>) {
+        self.listener.abort();
+        let _ = std::fs::remove_file(control::socket_path(&self.data_dir));
+        if self.idle_for().is_none() && limit.is_none() {
+            eprintln!(
+                "waiting for the sessions this process serves (other switchboard commands, SDK sessions) to end…"
+            );
+        }
+        let deadline = limit.map(|l| Instant::now() + l);
+        while self.idle_for().is_none() && deadline.is_none_or(|d| Instant::now() < d) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// The operator's commands while the background engine holds the data directory:
@@ -62,8 +91,6 @@ struct HostHandler {
     backend: Arc<dyn AgentBackend>,
     store: Arc<dyn Store>,
     secrets: Vec<String>,
-    /// `[engine] idle_secs`, for the refusal's wording.
-    idle_secs: u64,
     /// `[llm] model`, shown for agents that follow it.
     default_model: String,
 }
@@ -101,9 +128,8 @@ impl Handler for HostHandler {
             | Request::PairingApprove { .. }
             | Request::PairingReject { .. }
             | Request::PairingRevoke { .. } => Answer::failed(format!(
-                "the background SDK engine (pid {}) holds the data directory and does not run channels; try again once its sessions end (it exits {}s after the last one)",
+                "the switchboard process holding the data directory (pid {}, not `serve`) does not run channels; try again once it has ended",
                 std::process::id(),
-                self.idle_secs
             )),
             Request::Admin { request } => switchboard::admin::answer(&*self.backend, &self.default_model, request).await,
             Request::Engine { .. } | Request::Console { .. } => {

@@ -155,7 +155,12 @@ async fn admin(
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<i32> {
     let answer = match app::App::open(config).await {
-        Ok(app) => switchboard::admin::answer(&*app.backend, &app.settings.llm.model, request).await,
+        Ok(app) => {
+            let served = engine_host::Served::start(&app)?;
+            let answer = switchboard::admin::answer(&*app.backend, &app.settings.llm.model, request).await;
+            served.finish(None).await;
+            answer
+        }
         Err(e) => remote::ask(config, e, switchboard::control::Request::Admin { request }).await?,
     };
     remote::show(answer, output)

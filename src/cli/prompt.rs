@@ -58,6 +58,8 @@ pub async fn run(
     } else if result.stop_reason == StopReason::Cancelled {
         eprintln!("cancelled");
     }
+    std::io::Write::flush(&mut std::io::stdout())?;
+    session.close().await;
     Ok(match (result.success, result.stop_reason) {
         (true, _) => 0,
         (false, StopReason::Cancelled) => EXIT_CANCELLED,

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::app::{not_found_hint, App};
+use super::engine_host::Served;
 use super::remote;
 use super::turn_view::console_decider;
 
@@ -30,7 +31,13 @@ pub struct Opened {
 }
 
 pub enum Terminal {
-    Local { backend: Arc<EmbeddedBackend>, session: Session },
+    /// In this process, which serves the others meanwhile (`None` when it is not
+    /// the process holding the store, as for `approvals allow`).
+    Local {
+        backend: Arc<EmbeddedBackend>,
+        session: Session,
+        served: Option<Served>,
+    },
     Remote(Remote),
 }
 
@@ -47,6 +54,8 @@ impl Terminal {
             },
             Err(e) => return Err(e),
         };
+        // Meanwhile, SDK sessions and other commands run here.
+        let served = Served::start(&app)?;
         let session = console::open(&*app.backend, &target).await.map_err(not_found_hint)?;
         let details = app.backend.agent(session.agent_id()).await?;
         let opened = Opened {
@@ -55,7 +64,15 @@ impl Terminal {
             conversation_id: session.conversation_id().to_string(),
             pending_approval: console::pending_approval(&*app.backend, session.conversation_id()).await?,
         };
-        Ok((Terminal::Local { backend: app.backend.clone(), session }, opened))
+        Ok((Terminal::Local { backend: app.backend.clone(), session, served: Some(served) }, opened))
+    }
+
+    /// Ends the session; a process that served others waits for them first.
+    pub async fn close(self) {
+        if let Terminal::Local { served: Some(served), session, .. } = self {
+            drop(session);
+            served.finish(None).await;
+        }
     }
 
     pub fn send(&mut self, text: String) -> anyhow::Result<()> {

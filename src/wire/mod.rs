@@ -5,11 +5,13 @@
 //! starts carries the session's lines to it over the control socket.
 
 pub mod args;
+mod control;
 mod external;
 mod letta;
 mod permissions;
 mod session;
 mod start;
+mod turn;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -15,4 +15,6 @@ cd "$here"
 # No install scripts: the SDK's own CLI dependency is never run (LETTA_CLI_PATH
 # points at switchboard's shim).
 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+# The documentation's example, unchanged, compiled as its readers would.
+npx tsc -p docs-example
 node --test --test-concurrency=1 sdk.test.mjs

@@ -3,6 +3,7 @@
 // several processes at once. Run by run.sh (which builds switchboard and the fake model).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
 import { writeFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -104,6 +105,73 @@ describe("spawn shapes", () => {
     session.close();
     const page = await listMessagesDirect(agentId, { limit: 10 });
     assert.ok(page.messages.some((m) => m.content === "direct listing"), JSON.stringify(page));
+  });
+});
+
+describe("what the model sees", () => {
+  test("turn 2 remembers turn 1, also in a new process", async () => {
+    const agentId = await createAgent();
+    const first = resumeSession(agentId);
+    await first.send("my favourite colour is teal");
+    await drain(first);
+    const { result } = await (async () => {
+      await first.send("RECALL");
+      return drain(first);
+    })();
+    first.close();
+    assert.equal(result.result, "you said: my favourite colour is teal");
+
+    const later = resumeSession(agentId);
+    await later.send("RECALL");
+    const again = await drain(later);
+    later.close();
+    assert.equal(again.result.result, "you said: my favourite colour is teal | RECALL");
+  });
+
+  test("memory blocks given at creation reach the model", async () => {
+    const agentId = await createAgent({
+      persona: "I am the persona under test.",
+      memory: ["persona", { label: "project", value: "Project Kestrel", description: "The project" }],
+    });
+    const session = resumeSession(agentId);
+    await session.send("MEMORY");
+    const { result } = await drain(session);
+    session.close();
+    assert.match(result.result, /I am the persona under test\./);
+    assert.match(result.result, /Project Kestrel/);
+    assert.doesNotMatch(result.result, /<human>/, "only the blocks asked for were created");
+  });
+
+  test("a session killed mid-turn loses nothing: the next process resumes the conversation", async () => {
+    const agentId = await createAgent();
+    const child = spawn(process.execPath, [join(import.meta.dirname, "killed-session.mjs"), agentId], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    await new Promise((ok) => child.stdout.once("data", ok));
+    child.kill("SIGKILL");
+    await new Promise((ok) => child.once("exit", ok));
+
+    const session = resumeSession(agentId);
+    await session.send("after the kill");
+    const { result } = await drain(session);
+    const page = await session.listMessages({ order: "asc" });
+    session.close();
+    assert.equal(result.success, true);
+    const said = page.messages.filter((m) => m.message_type === "user_message").map((m) => m.content);
+    assert.deepEqual(said, ["slow words from a process that gets killed", "after the kill"]);
+  });
+
+  test("disallowedTools: AskUserQuestion is neither offered in init nor run", async () => {
+    const session = createSession(undefined, { disallowedTools: ["AskUserQuestion"], permissionMode: "bypassPermissions" });
+    const init = await session.initialize();
+    assert.ok(!init.tools.includes("AskUserQuestion"));
+    await session.send('CALL AskUserQuestion {"questions":[]}');
+    const { messages, result } = await drain(session);
+    session.close();
+    const done = messages.find((m) => m.type === "tool_result");
+    assert.ok(done, JSON.stringify(messages));
+    assert.equal(done.isError, true);
+    assert.equal(result.success, true);
   });
 });
 
@@ -339,6 +407,21 @@ describe("external tools", () => {
     assert.deepEqual(asked, ["ping"]);
     assert.equal(ran, 0);
     assert.match(messages.find((m) => m.type === "tool_result").content, /no pings/);
+  });
+});
+
+describe("the documentation's example", () => {
+  test("the persistent-agent example of the SDK documentation runs unchanged", async () => {
+    const script = join(import.meta.dirname, "docs-example", "build", "persistent-agent.js");
+    const run = spawnSync(process.execPath, [script], { cwd: env.work, encoding: "utf8", timeout: 60_000 });
+    assert.equal(run.status, 0, run.stderr);
+    const lines = run.stdout.trim().split("\n");
+    assert.match(lines[0], /^Agent ID: agent-/);
+    assert.deepEqual(lines.slice(1), [
+      "echo: What's the best way to load a CSV?",
+      "echo: Show me an example with pandas",
+      "echo: What were we discussing?",
+    ]);
   });
 });
 

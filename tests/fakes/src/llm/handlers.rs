@@ -156,6 +156,19 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
                 if let Some(call) = asked.strip_prefix("CALL ") {
                     return respond(call_reply(request, call, after_tool, said == asked), delivery).await;
                 }
+                if asked == "RECALL" {
+                    let mut earlier: Vec<String> = request
+                        .messages()
+                        .iter()
+                        .filter(|m| m["role"] == "user")
+                        .map(|m| super::request::content_text(&m["content"]))
+                        .collect();
+                    earlier.pop();
+                    return respond(Reply::text(&format!("you said: {}", earlier.join(" | "))), delivery).await;
+                }
+                if asked == "MEMORY" {
+                    return respond(Reply::text(&format!("memory: {}", request.system_prompt())), delivery).await;
+                }
                 let reply = match asked.strip_prefix("RUN ") {
                     Some(command) if after_tool => Reply::text(&format!("ran: {command}")),
                     Some(command) if said == asked => {

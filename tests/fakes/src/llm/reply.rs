@@ -24,7 +24,9 @@ pub enum Fallback {
     /// about 5,000 characters of filler and `end: <text>`; one containing `slow`
     /// gets its echo in ten chunks (slow with a chunk delay); `CALL <tool> <json>`
     /// calls that tool when the request offers it and then says
-    /// `called <tool>: <result>`; anything else is echoed as with `Echo`.
+    /// `called <tool>: <result>`; `RECALL` lists every earlier user message of
+    /// the request (`you said: a | b`); `MEMORY` answers with the system prompt;
+    /// anything else is echoed as with `Echo`.
     Agent,
 }
 
