@@ -423,3 +423,29 @@ async fn sdk_sessions_and_commands_run_beside_an_open_chat() {
     let status = tokio::time::timeout(LINE_TIMEOUT, chat.wait()).await.expect("the chat ends").unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_failures_are_an_error_then_a_result_and_session_settings_persist() {
+    let mut h = Harness::new().await;
+    h.set("SWITCHBOARD_LLM__MAX_RETRIES", "0");
+    let mut sdk = Sdk::start(&h, &["--new-agent", "--system-custom", "Answer in haiku."]).await;
+    let agent = sdk.init().await["agent_id"].as_str().unwrap().to_string();
+    // The fake model fails (no scripted reply): the SDK reads the error, then the result.
+    let turn = sdk.turn("this fails").await;
+    let error = turn.iter().find(|l| l["type"] == "error").expect("an error line");
+    assert_eq!(error["stop_reason"], "llm_api_error");
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    let result = turn.last().unwrap();
+    assert_eq!((result["subtype"].as_str(), result["stop_reason"].as_str()), (Some("error"), Some("llm_api_error")));
+    assert!(result["result"].is_null());
+    sdk.close().await;
+
+    // A model and a preset given at session time are kept on the agent.
+    let mut sdk = Sdk::start(&h, &["--agent", &agent, "--new", "-m", "other-model", "--system", "letta-claude"]).await;
+    assert_eq!(sdk.init().await["model"], "other-model");
+    sdk.close().await;
+    let shown = h.run(&["agent", "show", &agent]).await;
+    shown.assert_ok();
+    assert!(shown.stdout.contains("model:                other-model"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("\"preset\":\"default\""), "{}", shown.stdout);
+}

@@ -8,7 +8,7 @@ use super::{AgentError, SdkMessage, Session, TurnResult, UserInput};
 use crate::policy::approvals::{Choice, DecideError, Decided, Decider};
 use crate::policy::{CanUseTool, Tier};
 use crate::store::{
-    AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, MemoryBlock, MemoryEdit,
+    AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, MemoryBlock, MemoryEdit, SystemPrompt,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -116,6 +116,9 @@ pub trait AgentBackend: Send + Sync {
 
     /// Sets the agent's model (`None` follows `[llm] model`).
     async fn set_model(&self, agent_id: &str, model: Option<String>) -> Result<AgentRecord, AgentError>;
+
+    /// Replaces the agent's system prompt (kept on the agent).
+    async fn set_system_prompt(&self, agent_id: &str, prompt: SystemPrompt) -> Result<AgentRecord, AgentError>;
 
     async fn memory_block(&self, agent_id: &str, label: &str) -> Result<MemoryBlock, AgentError>;
     /// Sets a block's value (creating the block if needed) as the operator: read-only

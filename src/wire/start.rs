@@ -16,7 +16,7 @@ use crate::agent::embedded::tools;
 use crate::agent::{AgentError, CreateAgentOptions, Session, SessionOptions};
 use crate::config::Settings;
 use crate::policy::{Policy, Tier, ASK_USER_QUESTION};
-use crate::store::{AgentRecord, MemoryBlock, DEFAULT_BLOCK_LIMIT};
+use crate::store::{AgentRecord, MemoryBlock, SystemPrompt, DEFAULT_BLOCK_LIMIT};
 
 /// The chat and sender name SDK sessions are recorded under.
 pub const SDK_CHAT: &str = "sdk";
@@ -58,8 +58,8 @@ pub async fn start(
     if !creating && (args.memory_blocks.is_some() || args.init_blocks.is_some() || !args.block_values.is_empty()) {
         notes.push("memory flags only apply when an agent is created; they were ignored".into());
     }
-    if !creating && (args.system.is_some() || args.system_append.is_some()) {
-        notes.push("the system prompt is chosen when an agent is created; it was left as it is".into());
+    if !creating && matches!(args.system, Some(SystemChoice::Custom(_))) {
+        notes.push("a custom system prompt is chosen when an agent is created; it was left as it is".into());
     }
     let failed = |e: AgentError| match e {
         AgentError::NotFound { kind, id } => format!("{} {id} not found", capitalized(kind)),
@@ -95,6 +95,14 @@ pub async fn start(
     let mut agent = backend.agent(session.agent_id()).await.map_err(failed)?.agent;
     if let Some(model) = args.model.as_ref().filter(|m| agent.model.as_ref() != Some(m)) {
         agent = backend.set_model(&agent.id, Some(model.clone())).await.map_err(failed)?;
+    }
+    // A preset given at session time is kept on the agent, as the SDK documents
+    // (every SDK preset is switchboard's one full preset).
+    if let (false, Some(SystemChoice::Preset(_))) = (creating, &args.system) {
+        let preset = SystemPrompt::from_setting("default", args.system_append.as_deref().unwrap_or(""));
+        if agent.system_prompt != preset {
+            agent = backend.set_system_prompt(&agent.id, preset).await.map_err(failed)?;
+        }
     }
     let model = agent.model.clone().unwrap_or_else(|| engine.settings.llm.model.clone());
     let tools = offered_tools(args);

@@ -299,6 +299,14 @@ impl AgentBackend for EmbeddedBackend {
         Ok(agent)
     }
 
+    async fn set_system_prompt(&self, agent_id: &str, prompt: SystemPrompt) -> Result<AgentRecord, AgentError> {
+        let mut agent = self.require_agent(agent_id).await?;
+        agent.system_prompt = prompt;
+        let stored = agent.clone();
+        blocking(self.store(), move |s| s.put_agent(&stored)).await?;
+        Ok(agent)
+    }
+
     async fn memory_block(&self, agent_id: &str, label: &str) -> Result<MemoryBlock, AgentError> {
         let details = self.agent(agent_id).await?;
         details
