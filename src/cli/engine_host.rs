@@ -63,6 +63,16 @@ impl Served {
         Ok(Served { engine, listener, data_dir: app.settings.data_dir.clone(), started: Instant::now() })
     }
 
+    /// Like [`Served::start`] for a command that can do its own work without
+    /// serving: a socket that cannot be opened is a warning, not a failure.
+    pub fn try_start(app: &App) -> Option<Served> {
+        Served::start(app)
+            .map_err(|e| {
+                eprintln!("warning: other switchboard commands cannot reach this one ({e}); they wait until it ends")
+            })
+            .ok()
+    }
+
     /// How long nothing has been connected; `None` while something is.
     pub fn idle_for(&self) -> Option<Duration> {
         self.engine.idle_for(self.started)

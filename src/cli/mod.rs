@@ -156,9 +156,11 @@ async fn admin(
 ) -> anyhow::Result<i32> {
     let answer = match app::App::open(config).await {
         Ok(app) => {
-            let served = engine_host::Served::start(&app)?;
+            let served = engine_host::Served::try_start(&app);
             let answer = switchboard::admin::answer(&*app.backend, &app.settings.llm.model, request).await;
-            served.finish(None).await;
+            if let Some(served) = served {
+                served.finish(None).await;
+            }
             answer
         }
         Err(e) => remote::ask(config, e, switchboard::control::Request::Admin { request }).await?,

@@ -55,7 +55,7 @@ impl Terminal {
             Err(e) => return Err(e),
         };
         // Meanwhile, SDK sessions and other commands run here.
-        let served = Served::start(&app)?;
+        let served = Served::try_start(&app);
         let session = console::open(&*app.backend, &target).await.map_err(not_found_hint)?;
         let details = app.backend.agent(session.agent_id()).await?;
         let opened = Opened {
@@ -64,7 +64,7 @@ impl Terminal {
             conversation_id: session.conversation_id().to_string(),
             pending_approval: console::pending_approval(&*app.backend, session.conversation_id()).await?,
         };
-        Ok((Terminal::Local { backend: app.backend.clone(), session, served: Some(served) }, opened))
+        Ok((Terminal::Local { backend: app.backend.clone(), session, served }, opened))
     }
 
     /// Ends the session; a process that served others waits for them first.
