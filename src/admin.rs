@@ -56,6 +56,17 @@ pub enum AdminRequest {
     },
 }
 
+/// Answers a request that came over the control socket: like [`answer`], but an
+/// agent is not deleted under running turns (this process may be running some).
+pub async fn answer_remote(backend: &dyn AgentBackend, default_model: &str, request: AdminRequest) -> Answer {
+    if let AdminRequest::AgentDelete { .. } = request {
+        return Answer::failed(
+            "an agent is deleted only when no other switchboard runs on the data directory (its turns could still be writing); stop them first".into(),
+        );
+    }
+    answer(backend, default_model, request).await
+}
+
 /// Answers `request`; `default_model` is `[llm] model`, shown for agents that follow it.
 pub async fn answer(backend: &dyn AgentBackend, default_model: &str, request: AdminRequest) -> Answer {
     match run(backend, default_model, request).await {

@@ -5,6 +5,7 @@
 //! command had opened the store itself: chat `console`, the admin tier, the
 //! configured policy, approvals decided by the operator at the terminal.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -137,16 +138,21 @@ where
     }
     let mut lines = BufReader::new(input).lines();
     let mut running = false;
+    // Only the requests this session showed may be decided through it.
+    let mut shown: HashSet<String> = HashSet::new();
     loop {
         let event = tokio::select! {
             message = session.next(), if running => match message {
                 Some(message) => {
                     running = !matches!(message, SdkMessage::Result(_));
+                    if let SdkMessage::ApprovalRequest { approval_id, .. } = &message {
+                        shown.insert(approval_id.clone());
+                    }
                     Some(ConsoleEvent::Message { message })
                 }
                 None => {
                     running = false;
-                    None
+                    Some(ConsoleEvent::Failed { error: "the turn ended without a result".into(), ends_turn: true })
                 }
             },
             line = lines.next_line() => {
@@ -157,6 +163,12 @@ where
                     Ok(ConsoleCommand::Cancel) => {
                         session.canceller().cancel();
                         None
+                    }
+                    Ok(ConsoleCommand::Decide { approval_id, .. }) if !shown.contains(&approval_id) => {
+                        Some(ConsoleEvent::Failed {
+                            error: format!("{approval_id} was not asked in this session"),
+                            ends_turn: false,
+                        })
                     }
                     Ok(ConsoleCommand::Decide { approval_id, choice, reason }) => {
                         let decider = Decider::Operator { via: via.clone() };

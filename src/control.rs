@@ -155,7 +155,12 @@ pub fn serve(
     use std::os::unix::fs::PermissionsExt;
     let path = socket_path(data_dir);
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
+    // Owner-only from its first moment, whatever the umask.
+    // SAFETY: umask has no memory-safety preconditions; it is restored at once.
+    let before = unsafe { libc::umask(0o077) };
+    let bound = UnixListener::bind(&path);
+    unsafe { libc::umask(before) };
+    let listener = bound?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(tokio::spawn(async move {
         loop {
@@ -173,18 +178,29 @@ pub fn serve(
     }))
 }
 
+/// How long a connection may take to send its request.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn answer(stream: UnixStream, handler: &dyn Handler, engine: Option<Engine>) -> std::io::Result<()> {
     let credentials = stream.peer_cred()?;
     let peer = Peer { uid: credentials.uid(), pid: credentials.pid() };
     let (read, mut write) = stream.into_split();
+    // Refused before anything is read: a confined command (the agent's), or
+    // another user (the socket is owner-only; this is the second lock).
+    // SAFETY: getuid cannot fail.
+    let ours = unsafe { libc::getuid() };
+    if peer.is_confined() || (peer.uid != ours && peer.uid != 0) {
+        tracing::warn!(peer = %peer.describe(), "a control connection from a confined command or another user was refused");
+        return write_answer(&mut write, &Answer::failed("requests from the agent's commands are refused".into()))
+            .await;
+    }
     let mut line = String::new();
     let mut reader = BufReader::new(read);
-    (&mut reader).take(MAX_LINE as u64).read_line(&mut line).await?;
+    let mut limited = (&mut reader).take(MAX_LINE as u64);
+    if tokio::time::timeout(REQUEST_TIMEOUT, limited.read_line(&mut line)).await.is_err() {
+        return Ok(());
+    }
     let answer = match serde_json::from_str::<Request>(&line) {
-        Ok(_) if peer.is_confined() => {
-            tracing::warn!(peer = %peer.describe(), "a control request from a confined command was refused");
-            Answer::failed("requests from the agent's commands are refused".into())
-        }
         Ok(Request::Engine { args, cwd, config_file }) => match engine {
             Some(engine) => match engine.start(&args, &cwd, config_file.as_slice()).await {
                 Ok(started) => {
@@ -234,7 +250,8 @@ pub async fn call(data_dir: &Path, request: &Request) -> std::io::Result<Answer>
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_LINE as u64);
     let reading = reader.read_line(&mut line);
-    tokio::time::timeout(std::time::Duration::from_secs(30), reading)
+    // Deciding an approval finishes its turn; an import can be large.
+    tokio::time::timeout(std::time::Duration::from_secs(300), reading)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the daemon did not answer"))??;
     serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))

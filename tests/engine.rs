@@ -293,6 +293,25 @@ async fn sdk_sessions_run_in_a_running_serve() {
     );
     let audit = h.run(&["approvals", "audit"]).await;
     assert!(audit.stdout.contains("control socket"), "the decision names where it came from: {}", audit.stdout);
+
+    // A console session decides only what it was asked; an agent is not deleted under serve.
+    let socket = h.data_dir().join("control.sock");
+    let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut events = BufReader::new(read).lines();
+    let open = json!({"command": "console", "target": {"kind": "default", "agent": agent}});
+    write.write_all(format!("{open}\n").as_bytes()).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&events.next_line().await.unwrap().unwrap()).unwrap()["code"], 0);
+    assert_eq!(serde_json::from_str::<Value>(&events.next_line().await.unwrap().unwrap()).unwrap()["event"], "opened");
+    let decide = json!({"op": "decide", "approval_id": "apr-of-someone-else", "choice": "allow_once", "reason": null});
+    write.write_all(format!("{decide}\n").as_bytes()).await.unwrap();
+    let refused: Value = serde_json::from_str(&events.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(refused["event"], "failed");
+    assert!(refused["error"].as_str().unwrap().contains("was not asked in this session"), "{refused}");
+    drop(write);
+    let deleted = h.run(&["agent", "delete", agent]).await;
+    assert_eq!(deleted.code, 1);
+    assert!(deleted.stderr.contains("stop them first"), "{}", deleted.stderr);
     assert_eq!(holder(&h), serving, "serve kept the data directory");
     assert!(!h.data_dir().join("engine.log").exists(), "no background engine was needed");
 

@@ -52,8 +52,7 @@ async fn session(raw_args: Vec<String>) -> Result<i32, String> {
     if answer.code != 0 {
         return Ok(answer.code);
     }
-    splice(stream).await;
-    Ok(0)
+    Ok(if splice(stream).await { 0 } else { EXIT_FAILURE })
 }
 
 fn load(config_path: Option<&Path>) -> Result<Settings, String> {
@@ -154,8 +153,9 @@ fn start_engine(data_dir: &Path, config_path: Option<&Path>) -> Result<(), Strin
 }
 
 /// Carries stdin to the engine and the engine's lines to stdout until the engine
-/// closes the session. When stdin ends, the engine is told (its queued turns finish).
-async fn splice(stream: BufReader<UnixStream>) {
+/// closes the session. When stdin ends, the engine is told (its queued turns
+/// finish). Returns whether the session ended that way, not cut off by the engine.
+async fn splice(stream: BufReader<UnixStream>) -> bool {
     let buffered = stream.buffer().to_vec();
     let (read, mut write) = stream.into_inner().into_split();
     let upstream = tokio::spawn(async move {
@@ -169,5 +169,12 @@ async fn splice(stream: BufReader<UnixStream>) {
         let _ = tokio::io::copy(&mut read, &mut stdout).await;
     }
     let _ = stdout.flush().await;
-    upstream.abort();
+    // After a normal end the input has ended already (or is just being closed).
+    let stop = upstream.abort_handle();
+    let input_ended = tokio::time::timeout(Duration::from_millis(200), upstream).await.is_ok();
+    stop.abort();
+    if !input_ended {
+        eprintln!("error: the switchboard holding the data directory ended this session");
+    }
+    input_ended
 }

@@ -89,8 +89,14 @@ impl Served {
             );
         }
         let deadline = limit.map(|l| Instant::now() + l);
+        let interrupted = tokio::signal::ctrl_c();
+        tokio::pin!(interrupted);
         while self.idle_for().is_none() && deadline.is_none_or(|d| Instant::now() < d) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                // Ctrl-C: leave now; those sessions end (what they stored stays).
+                _ = &mut interrupted => break,
+            }
         }
     }
 }
@@ -141,7 +147,9 @@ impl Handler for HostHandler {
                 "the switchboard process holding the data directory (pid {}, not `serve`) does not run channels; try again once it has ended",
                 std::process::id(),
             )),
-            Request::Admin { request } => switchboard::admin::answer(&*self.backend, &self.default_model, request).await,
+            Request::Admin { request } => {
+                switchboard::admin::answer_remote(&*self.backend, &self.default_model, request).await
+            }
             Request::Engine { .. } | Request::Console { .. } => {
                 Answer::failed("a session needs its own connection".into())
             }

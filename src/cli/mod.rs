@@ -148,21 +148,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// An agent or conversation command: answered here when this process can open the
-/// store, else by the switchboard that holds it.
+/// store (without serving others: it is quick), else by the switchboard that holds it.
 async fn admin(
     config: Option<&std::path::Path>,
     request: switchboard::admin::AdminRequest,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<i32> {
     let answer = match app::App::open(config).await {
-        Ok(app) => {
-            let served = engine_host::Served::try_start(&app);
-            let answer = switchboard::admin::answer(&*app.backend, &app.settings.llm.model, request).await;
-            if let Some(served) = served {
-                served.finish(None).await;
-            }
-            answer
-        }
+        // Quick: others (an SDK process) wait until the store is free again.
+        Ok(app) => switchboard::admin::answer(&*app.backend, &app.settings.llm.model, request).await,
         Err(e) => remote::ask(config, e, switchboard::control::Request::Admin { request }).await?,
     };
     remote::show(answer, output)

@@ -22,8 +22,14 @@ pub async fn ask(config_path: Option<&Path>, error: anyhow::Error, request: Requ
         return Err(error);
     }
     let settings = config::load(&ConfigSource::from_process(config_path))?.settings;
-    // Held by something that does not answer (an open `chat`, say): the error stands.
-    control::call(&settings.data_dir, &request).await.map_err(|_| error)
+    match control::call(&settings.data_dir, &request).await {
+        Ok(answer) => Ok(answer),
+        // Held by something that does not answer on the socket: the error stands.
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            Err(error)
+        }
+        Err(e) => Err(anyhow::anyhow!("the switchboard holding the data directory did not answer ({e})")),
+    }
 }
 
 /// Prints an answer (its standard output into `output` instead, when given and

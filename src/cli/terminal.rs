@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::{AgentBackend, SdkMessage, Session};
@@ -116,8 +117,7 @@ impl Terminal {
                 }
             }
             Terminal::Remote(remote) => {
-                let decide = ConsoleCommand::Decide { approval_id: approval_id.to_string(), choice, reason };
-                if let Err(e) = remote.command(decide) {
+                if let Err(e) = remote.decide(approval_id, choice, reason) {
                     eprintln!("error: {e}");
                 }
             }
@@ -129,11 +129,17 @@ impl Terminal {
 pub struct Remote {
     events: Lines<BufReader<OwnedReadHalf>>,
     commands: mpsc::UnboundedSender<ConsoleCommand>,
-    /// The current turn's; a new one for each turn after a cancel.
+    /// The current turn's; cancelling it (Ctrl-C) sends one cancel command.
     cancel: CancellationToken,
+    cancel_sent: bool,
     /// A turn was started and its result not read yet.
     in_turn: bool,
+    /// The holder ended the session (it stopped, or was killed).
+    closed: bool,
 }
+
+/// How long the holder may take to open a session.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Remote {
     /// `None` when no switchboard answers on the control socket.
@@ -147,12 +153,20 @@ impl Remote {
         request.push('\n');
         write.write_all(request.as_bytes()).await?;
         let mut events = BufReader::new(read).lines();
-        let Some(line) = events.next_line().await? else { return Ok(None) };
+        let read_line = async |events: &mut Lines<BufReader<OwnedReadHalf>>| {
+            tokio::time::timeout(OPEN_TIMEOUT, events.next_line()).await.map_err(|_| {
+                anyhow::anyhow!(
+                    "the switchboard holding the data directory did not open the session within {}s (is it suspended?)",
+                    OPEN_TIMEOUT.as_secs()
+                )
+            })
+        };
+        let Some(line) = read_line(&mut events).await?? else { return Ok(None) };
         let answer: Answer = serde_json::from_str(&line)?;
         if answer.code != 0 {
             anyhow::bail!("{}", answer.stderr.trim().trim_start_matches("error: "));
         }
-        let opened = match events.next_line().await?.map(|l| serde_json::from_str::<ConsoleEvent>(&l)) {
+        let opened = match read_line(&mut events).await??.map(|l| serde_json::from_str::<ConsoleEvent>(&l)) {
             Some(Ok(ConsoleEvent::Opened { agent_id, agent_name, conversation_id, pending_approval })) => {
                 Opened { agent_id, agent_name, conversation_id, pending_approval }
             }
@@ -169,38 +183,66 @@ impl Remote {
                 }
             }
         });
-        let cancel = Remote::fresh_cancel(&commands);
-        let remote = Remote { events, commands, cancel, in_turn: false };
+        let remote = Remote {
+            events,
+            commands,
+            cancel: CancellationToken::new(),
+            cancel_sent: false,
+            in_turn: false,
+            closed: false,
+        };
         Ok(Some((Terminal::Remote(remote), opened)))
     }
 
-    /// A new token for the next turn, whose cancelling (Ctrl-C) becomes a cancel command.
-    fn fresh_cancel(commands: &mpsc::UnboundedSender<ConsoleCommand>) -> CancellationToken {
-        let (cancel, commands) = (CancellationToken::new(), commands.clone());
-        let watched = cancel.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = watched.cancelled() => { let _ = commands.send(ConsoleCommand::Cancel); }
-                _ = commands.closed() => {}
-            }
-        });
-        cancel
-    }
-
     fn command(&mut self, command: ConsoleCommand) -> anyhow::Result<()> {
+        if self.closed {
+            anyhow::bail!("the switchboard holding the data directory ended this session");
+        }
         if matches!(command, ConsoleCommand::Send { .. } | ConsoleCommand::Resume) {
             if self.cancel.is_cancelled() {
-                self.cancel = Remote::fresh_cancel(&self.commands);
+                self.cancel = CancellationToken::new();
             }
+            self.cancel_sent = false;
             self.in_turn = true;
         }
-        self.commands.send(command).map_err(|_| anyhow::anyhow!("the running switchboard closed the session"))
+        self.commands
+            .send(command)
+            .map_err(|_| anyhow::anyhow!("the switchboard holding the data directory ended this session"))
+    }
+
+    /// Sends the turn's cancel once, when its token was cancelled.
+    fn send_cancel(&mut self) {
+        if self.cancel.is_cancelled() && !self.cancel_sent {
+            self.cancel_sent = true;
+            let _ = self.commands.send(ConsoleCommand::Cancel);
+        }
+    }
+
+    /// A decision, unless the turn was cancelled (then the cancel goes first and
+    /// settles the request).
+    fn decide(&mut self, approval_id: &str, choice: Choice, reason: Option<String>) -> anyhow::Result<()> {
+        if self.cancel.is_cancelled() {
+            self.send_cancel();
+            return Ok(());
+        }
+        self.command(ConsoleCommand::Decide { approval_id: approval_id.to_string(), choice, reason })
     }
 
     /// Like [`Session::next`]: the turn's messages, then `None` once its result was read.
     async fn next(&mut self) -> Option<SdkMessage> {
         while self.in_turn {
-            let Ok(Some(line)) = self.events.next_line().await else { break };
+            let line = tokio::select! {
+                line = self.events.next_line() => line,
+                _ = self.cancel.cancelled(), if !self.cancel_sent => {
+                    self.send_cancel();
+                    continue;
+                }
+            };
+            let Ok(Some(line)) = line else {
+                eprintln!("error: the switchboard holding the data directory ended this session");
+                self.closed = true;
+                break;
+            };
             match serde_json::from_str::<ConsoleEvent>(&line) {
                 Ok(ConsoleEvent::Message { message }) => {
                     self.in_turn = !matches!(message, SdkMessage::Result(_));

@@ -109,7 +109,7 @@ impl Handler for Operator {
                 };
             }
             Request::Admin { request } => {
-                return crate::admin::answer(&*self.backend, &self.default_model, request).await;
+                return crate::admin::answer_remote(&*self.backend, &self.default_model, request).await;
             }
             // Answered by the control socket itself, with the daemon's engine.
             Request::Engine { .. } | Request::Console { .. } => {
