@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::agent::{AgentBackend, AgentError, SdkMessage, Session, SessionOptions};
 use crate::policy::approvals::{Choice, Decider};
@@ -107,7 +107,11 @@ pub async fn open(backend: &dyn AgentBackend, target: &ConsoleTarget) -> Result<
 pub async fn agent_id(backend: &dyn AgentBackend, agent: Option<&str>) -> Result<String, AgentError> {
     match agent {
         Some(id) => Ok(backend.agent(id).await?.agent.id),
-        None => Ok(backend.default_agent().await?.id),
+        None => backend
+            .default_agent()
+            .await
+            .map(|a| a.id)
+            .map_err(|e| AgentError::Invalid(format!("cannot set up the default agent ({e})"))),
     }
 }
 
@@ -136,7 +140,7 @@ where
     if write(&mut output, &opened).await.is_err() {
         return;
     }
-    let mut lines = BufReader::new(input).lines();
+    let mut lines = BufReader::new(input);
     let mut running = false;
     // Only the requests this session showed may be decided through it.
     let mut shown: HashSet<String> = HashSet::new();
@@ -155,7 +159,7 @@ where
                     Some(ConsoleEvent::Failed { error: "the turn ended without a result".into(), ends_turn: true })
                 }
             },
-            line = lines.next_line() => {
+            line = capped_line(&mut lines) => {
                 let Ok(Some(line)) = line else { break };
                 match serde_json::from_str::<ConsoleCommand>(&line) {
                     Ok(ConsoleCommand::Send { text }) => start(session.send(text), &mut running),
@@ -189,6 +193,19 @@ where
     }
     // The command is gone: its turn stops at the next safe point.
     session.canceller().cancel();
+}
+
+/// A command line is small; one longer than this ends the session.
+const MAX_COMMAND: u64 = 1024 * 1024;
+
+/// The next line, or `None` at the end of the input or after an oversized line.
+async fn capped_line<R: AsyncRead + Unpin>(input: &mut BufReader<R>) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let read = input.take(MAX_COMMAND).read_until(b'\n', &mut buf).await?;
+    if read == 0 || (buf.last() != Some(&b'\n') && read as u64 == MAX_COMMAND) {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
 fn start(started: Result<(), AgentError>, running: &mut bool) -> Option<ConsoleEvent> {
