@@ -1,14 +1,66 @@
-//! The operator's agent and conversation commands as typed requests, answered the
-//! same way whether the command opened the store itself or the switchboard that
-//! holds it (`serve`, the background SDK engine) answers over the control socket.
+//! The operator's requests that need only the store (agents, conversations,
+//! approvals read, grants, the store's size), answered the same way whether the
+//! command opened the store itself or the switchboard that holds it (`serve`, a
+//! `chat`, the background SDK engine) answers over the control socket.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::agent::transcript::{parse_jsonl, to_jsonl};
 use crate::agent::{AgentBackend, AgentError, CreateAgentOptions};
-use crate::control::Answer;
+use crate::control::{render_approval, render_approvals, render_audit, render_grants, Answer, Request};
 use crate::policy::summary::one_line;
-use crate::store::format_time as time;
+use crate::store::{blocking, format_time as time, render_sizes, Store};
+
+/// How many of the store's largest parts `check` lists.
+pub const LARGEST_SHOWN: usize = 6;
+
+/// What any holder of the data directory needs to answer the store-only requests.
+#[derive(Clone)]
+pub struct StoreRequests {
+    pub backend: Arc<dyn AgentBackend>,
+    pub store: Arc<dyn Store>,
+    /// Masked in what the operator is shown.
+    pub secrets: Vec<String>,
+    /// `[llm] model`, shown for agents that follow it.
+    pub default_model: String,
+}
+
+impl StoreRequests {
+    /// Answers `request` when it needs only the store; gives it back otherwise
+    /// (decisions, pairing and sessions are the holder's own).
+    pub async fn answer(&self, request: Request) -> Result<Answer, Request> {
+        let failed = |e: AgentError| Answer::failed(e.to_string());
+        Ok(match request {
+            Request::ApprovalsList { all } => {
+                self.backend.approvals().await.map(|a| Answer::ok(render_approvals(&a, all))).unwrap_or_else(failed)
+            }
+            Request::ApprovalsAudit => {
+                self.backend.audit_log().await.map(|r| Answer::ok(render_audit(&r))).unwrap_or_else(failed)
+            }
+            Request::ApprovalsShow { id } => match self.backend.approval(&id).await {
+                Ok(Some(a)) => Answer::ok(render_approval(&a, &self.secrets)),
+                Ok(None) => Answer::failed(format!("there is no approval request {id}")),
+                Err(e) => failed(e),
+            },
+            Request::GrantsList { chat } => {
+                self.backend.grants(chat.as_deref()).await.map(|g| Answer::ok(render_grants(&g))).unwrap_or_else(failed)
+            }
+            Request::GrantsRevoke { id } => match self.backend.revoke_grant(&id).await {
+                Ok(true) => Answer::ok(format!("revoked {id}\n")),
+                Ok(false) => Answer::failed(format!("there is no grant {id}")),
+                Err(e) => failed(e),
+            },
+            Request::StoreSizes => match blocking(&self.store, |s| s.sizes()).await {
+                Ok(sizes) => Answer::ok(render_sizes(&sizes, LARGEST_SHOWN)),
+                Err(e) => Answer::failed(e.to_string()),
+            },
+            Request::Admin { request } => answer_remote(&*self.backend, &self.default_model, request).await,
+            other => return Err(other),
+        })
+    }
+}
 
 /// One `switchboard agent …` or `switchboard conversation …` command. Whatever it
 /// reads from a file or standard input travels inside it.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::admin::AdminRequest;
@@ -240,21 +241,39 @@ async fn write_answer(write: &mut (impl AsyncWriteExt + Unpin), answer: &Answer)
     write.write_all(out.as_bytes()).await
 }
 
-/// Sends `request` to the daemon running on `data_dir`.
+/// Sends `request` to the switchboard holding `data_dir` and returns its answer.
 pub async fn call(data_dir: &Path, request: &Request) -> std::io::Result<Answer> {
+    // Deciding an approval finishes its turn; an import can be large.
+    open(data_dir, request, std::time::Duration::from_secs(300)).await.map(|(_, answer)| answer)
+}
+
+/// A connection to the holder after its answer: what a session carries next.
+pub struct Connection {
+    /// Holds whatever the holder sent after its answer.
+    pub reader: BufReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+}
+
+/// Connects to the switchboard holding `data_dir`, sends `request` and reads its
+/// answer within `timeout`; the connection stays open for a session.
+pub async fn open(
+    data_dir: &Path,
+    request: &Request,
+    timeout: std::time::Duration,
+) -> std::io::Result<(Connection, Answer)> {
     let stream = UnixStream::connect(socket_path(data_dir)).await?;
-    let (read, mut write) = stream.into_split();
+    let (read, mut writer) = stream.into_split();
     let mut text = serde_json::to_string(request).unwrap_or_default();
     text.push('\n');
-    write.write_all(text.as_bytes()).await?;
+    writer.write_all(text.as_bytes()).await?;
     let mut line = String::new();
-    let mut reader = BufReader::new(read).take(MAX_LINE as u64);
-    let reading = reader.read_line(&mut line);
-    // Deciding an approval finishes its turn; an import can be large.
-    tokio::time::timeout(std::time::Duration::from_secs(300), reading)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the daemon did not answer"))??;
-    serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    let mut reader = BufReader::new(read);
+    let mut limited = (&mut reader).take(MAX_LINE as u64);
+    tokio::time::timeout(timeout, limited.read_line(&mut line)).await.map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "the switchboard holding the data directory did not answer")
+    })??;
+    let answer = serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok((Connection { reader, writer }, answer))
 }
 
 /// `approvals list`: one line per request.

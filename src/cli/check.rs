@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
+use switchboard::admin::LARGEST_SHOWN;
 use switchboard::agent::embedded::llm::LlmClient;
 use switchboard::channels::REGISTERED;
 use switchboard::config::{self, ConfigSource, Settings};
 use switchboard::control::{self, Request};
-use switchboard::gateway::LARGEST_SHOWN;
 use switchboard::store::{human_bytes, render_sizes, SledStore, Store, StoreError};
 
 use super::EXIT_FAILURE;

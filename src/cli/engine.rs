@@ -13,9 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use switchboard::config::{self, ConfigSource, Settings};
-use switchboard::control::{self, Answer, Request};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
+use switchboard::control::{self, Answer, Connection, Request};
+use tokio::io::AsyncWriteExt;
 
 use super::EXIT_FAILURE;
 
@@ -66,12 +65,14 @@ async fn connect(
     settings: &Settings,
     config_path: Option<&Path>,
     request: &Request,
-) -> Result<(BufReader<UnixStream>, Answer), String> {
+) -> Result<(Connection, Answer), String> {
     let data_dir = std::path::absolute(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
     let deadline = Instant::now() + CONNECT_DEADLINE;
     let mut started: Option<Instant> = None;
     loop {
-        if let Ok(reply) = ask(&data_dir, request).await {
+        // Setting a session up creates what it asks for; that is quick, but give a
+        // busy store time.
+        if let Ok(reply) = control::open(&data_dir, request, Duration::from_secs(60)).await {
             return Ok(reply);
         }
         if started.is_none_or(|at| at.elapsed() >= RESPAWN_EVERY) {
@@ -95,22 +96,6 @@ async fn connect(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn ask(data_dir: &Path, request: &Request) -> std::io::Result<(BufReader<UnixStream>, Answer)> {
-    let mut stream = BufReader::new(UnixStream::connect(control::socket_path(data_dir)).await?);
-    let mut text = serde_json::to_string(request).unwrap_or_default();
-    text.push('\n');
-    stream.get_mut().write_all(text.as_bytes()).await?;
-    let mut line = String::new();
-    let reading = stream.read_line(&mut line);
-    // Setting a session up creates what it asks for; that is quick, but give a busy
-    // store time.
-    tokio::time::timeout(Duration::from_secs(60), reading)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
-    let answer = serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    Ok((stream, answer))
 }
 
 /// Where the background engine writes its log.
@@ -155,9 +140,10 @@ fn start_engine(data_dir: &Path, config_path: Option<&Path>) -> Result<(), Strin
 /// Carries stdin to the engine and the engine's lines to stdout until the engine
 /// closes the session. When stdin ends, the engine is told (its queued turns
 /// finish). Returns whether the session ended that way, not cut off by the engine.
-async fn splice(stream: BufReader<UnixStream>) -> bool {
-    let buffered = stream.buffer().to_vec();
-    let (read, mut write) = stream.into_inner().into_split();
+async fn splice(connection: Connection) -> bool {
+    let Connection { reader, writer: mut write } = connection;
+    let buffered = reader.buffer().to_vec();
+    let read = reader.into_inner();
     let upstream = tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
         let _ = tokio::io::copy(&mut stdin, &mut write).await;

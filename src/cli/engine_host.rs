@@ -8,17 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use switchboard::admin::StoreRequests;
 use switchboard::agent::AgentBackend;
-use switchboard::control::{
-    self, render_approval, render_approvals, render_audit, render_grants, Answer, Handler, Peer, Request,
-};
-use switchboard::store::{blocking, render_sizes, Store};
+use switchboard::control::{self, Answer, Handler, Peer, Request};
 use switchboard::wire::Engine;
 
 use super::app::App;
-
-/// How many of the store's largest parts `check` lists.
-const LARGEST_SHOWN: usize = 6;
 
 pub async fn run(app: App) -> anyhow::Result<i32> {
     let idle = Duration::from_secs(app.settings.engine.idle_secs);
@@ -53,12 +48,12 @@ impl Served {
     pub fn start(app: &App) -> std::io::Result<Served> {
         let backend: Arc<dyn AgentBackend> = app.backend.clone();
         let engine = Engine::new(backend.clone(), app.store.clone(), app.settings.clone());
-        let handler = Arc::new(HostHandler {
+        let handler = Arc::new(HostHandler(StoreRequests {
             backend,
             store: app.store.clone(),
             secrets: app.settings.secrets(),
             default_model: app.settings.llm.model.clone(),
-        });
+        }));
         let listener = control::serve(&app.settings.data_dir, handler, Some(engine.clone()))?;
         Ok(Served { engine, listener, data_dir: app.settings.data_dir.clone(), started: Instant::now() })
     }
@@ -101,58 +96,22 @@ impl Served {
     }
 }
 
-/// The operator's commands while the background engine holds the data directory:
-/// what only reads, and revoking a grant. Decisions and pairing need the daemon.
-struct HostHandler {
-    backend: Arc<dyn AgentBackend>,
-    store: Arc<dyn Store>,
-    secrets: Vec<String>,
-    /// `[llm] model`, shown for agents that follow it.
-    default_model: String,
-}
+/// The operator's commands while a process other than `serve` holds the data
+/// directory: the store-only ones. Decisions and pairing need the daemon.
+struct HostHandler(StoreRequests);
 
 #[async_trait]
 impl Handler for HostHandler {
     async fn handle(&self, request: Request, _peer: &Peer) -> Answer {
-        let failed = |e: switchboard::agent::AgentError| Answer::failed(e.to_string());
-        match request {
-            Request::ApprovalsList { all } => {
-                self.backend.approvals().await.map(|a| Answer::ok(render_approvals(&a, all))).unwrap_or_else(failed)
+        match self.0.answer(request).await {
+            Ok(answer) => answer,
+            Err(Request::Engine { .. } | Request::Console { .. }) => {
+                Answer::failed("a session needs its own connection".into())
             }
-            Request::ApprovalsAudit => {
-                self.backend.audit_log().await.map(|r| Answer::ok(render_audit(&r))).unwrap_or_else(failed)
-            }
-            Request::ApprovalsShow { id } => match self.backend.approval(&id).await {
-                Ok(Some(a)) => Answer::ok(render_approval(&a, &self.secrets)),
-                Ok(None) => Answer::failed(format!("there is no approval request {id}")),
-                Err(e) => failed(e),
-            },
-            Request::GrantsList { chat } => {
-                self.backend.grants(chat.as_deref()).await.map(|g| Answer::ok(render_grants(&g))).unwrap_or_else(failed)
-            }
-            Request::GrantsRevoke { id } => match self.backend.revoke_grant(&id).await {
-                Ok(true) => Answer::ok(format!("revoked {id}\n")),
-                Ok(false) => Answer::failed(format!("there is no grant {id}")),
-                Err(e) => failed(e),
-            },
-            Request::StoreSizes => match blocking(&self.store, |s| s.sizes()).await {
-                Ok(sizes) => Answer::ok(render_sizes(&sizes, LARGEST_SHOWN)),
-                Err(e) => Answer::failed(e.to_string()),
-            },
-            Request::ApprovalsDecide { .. }
-            | Request::PairingList { .. }
-            | Request::PairingApprove { .. }
-            | Request::PairingReject { .. }
-            | Request::PairingRevoke { .. } => Answer::failed(format!(
+            Err(_) => Answer::failed(format!(
                 "the switchboard process holding the data directory (pid {}, not `serve`) does not run channels; try again once it has ended",
                 std::process::id(),
             )),
-            Request::Admin { request } => {
-                switchboard::admin::answer_remote(&*self.backend, &self.default_model, request).await
-            }
-            Request::Engine { .. } | Request::Console { .. } => {
-                Answer::failed("a session needs its own connection".into())
-            }
         }
     }
 }

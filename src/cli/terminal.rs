@@ -2,6 +2,7 @@
 //! in the switchboard that holds it (`serve`, the background SDK engine), through
 //! the control socket. Either way the session is the console's and behaves alike.
 
+use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::{AgentBackend, SdkMessage, Session};
 use switchboard::config::{self, ConfigSource};
 use switchboard::console::{self, ConsoleCommand, ConsoleEvent, ConsoleTarget};
-use switchboard::control::{self, Answer, Request};
+use switchboard::control::{self, Connection, Request};
 use switchboard::policy::approvals::{Choice, DecideError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::OwnedReadHalf;
@@ -145,28 +146,26 @@ impl Remote {
     /// `None` when no switchboard answers on the control socket.
     async fn open(config_path: Option<&Path>, target: &ConsoleTarget) -> anyhow::Result<Option<(Terminal, Opened)>> {
         let settings = config::load(&ConfigSource::from_process(config_path))?.settings;
-        let Ok(stream) = tokio::net::UnixStream::connect(control::socket_path(&settings.data_dir)).await else {
-            return Ok(None);
+        let request = Request::Console { target: target.clone() };
+        let (connection, answer) = match control::open(&settings.data_dir, &request, OPEN_TIMEOUT).await {
+            Ok(opened) => opened,
+            // Nothing answers there (or the holder was just ending).
+            Err(e)
+                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused | ErrorKind::InvalidData) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => anyhow::bail!("{e} (is it suspended?)"),
         };
-        let (read, mut write) = stream.into_split();
-        let mut request = serde_json::to_string(&Request::Console { target: target.clone() })?;
-        request.push('\n');
-        write.write_all(request.as_bytes()).await?;
-        let mut events = BufReader::new(read).lines();
-        let read_line = async |events: &mut Lines<BufReader<OwnedReadHalf>>| {
-            tokio::time::timeout(OPEN_TIMEOUT, events.next_line()).await.map_err(|_| {
-                anyhow::anyhow!(
-                    "the switchboard holding the data directory did not open the session within {}s (is it suspended?)",
-                    OPEN_TIMEOUT.as_secs()
-                )
-            })
-        };
-        let Some(line) = read_line(&mut events).await?? else { return Ok(None) };
-        let answer: Answer = serde_json::from_str(&line)?;
         if answer.code != 0 {
             anyhow::bail!("{}", answer.stderr.trim().trim_start_matches("error: "));
         }
-        let opened = match read_line(&mut events).await??.map(|l| serde_json::from_str::<ConsoleEvent>(&l)) {
+        let Connection { reader, writer: mut write } = connection;
+        let mut events = reader.lines();
+        let first = tokio::time::timeout(OPEN_TIMEOUT, events.next_line())
+            .await
+            .map_err(|_| anyhow::anyhow!("the switchboard holding the data directory did not open the session"))??;
+        let opened = match first.map(|l| serde_json::from_str::<ConsoleEvent>(&l)) {
             Some(Ok(ConsoleEvent::Opened { agent_id, agent_name, conversation_id, pending_approval })) => {
                 Opened { agent_id, agent_name, conversation_id, pending_approval }
             }

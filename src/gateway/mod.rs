@@ -26,7 +26,6 @@ mod journal;
 mod lanes;
 mod names;
 mod operator;
-pub use operator::LARGEST_SHOWN;
 mod outbox;
 mod pacing;
 mod pairing;
@@ -116,12 +115,14 @@ impl Gateway {
             default_model: settings.llm.model.clone(),
         };
         let operator = Operator {
-            backend: backend.clone(),
-            store: store.clone(),
-            secrets: settings.secrets(),
+            store_requests: crate::admin::StoreRequests {
+                backend: backend.clone(),
+                store: store.clone(),
+                secrets: settings.secrets(),
+                default_model: settings.llm.model.clone(),
+            },
             pairing: pairing.clone(),
             decisions: decisions.clone(),
-            default_model: settings.llm.model.clone(),
         };
         let dispatcher = dispatch::Dispatcher {
             backend,

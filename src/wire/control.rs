@@ -7,7 +7,6 @@ use tokio::sync::{mpsc, watch};
 
 use super::letta::{self, Query};
 use super::Engine;
-use crate::store::ApprovalState;
 
 /// What control requests need, shared with the tasks that answer them.
 pub(super) struct Context {
@@ -94,8 +93,8 @@ async fn list(engine: &Engine, conversation_id: &str, request: &Value) -> Result
 
 async fn bootstrap(engine: &Engine, conversation_id: &str, request: &Value) -> Result<(letta::Page, bool), String> {
     let page = list(engine, conversation_id, request).await?;
-    let approvals = engine.backend.approvals().await.map_err(|e| e.to_string())?;
-    let pending = approvals.iter().any(|a| a.conversation_id == conversation_id && a.state == ApprovalState::Pending);
+    let pending =
+        crate::console::pending_approval(&*engine.backend, conversation_id).await.map_err(|e| e.to_string())?;
     Ok((page, pending))
 }
 
