@@ -64,6 +64,8 @@ pub enum Request {
     },
     /// The store's largest parts (for `check`).
     StoreSizes,
+    /// What `/status` shows in chat, for the operator (`switchboard status`).
+    Status,
     /// `switchboard agent …` and `switchboard conversation …`.
     Admin {
         request: AdminRequest,

@@ -6,21 +6,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use async_trait::async_trait;
 use switchboard_channel_core::ChannelDescriptor;
 use tokio::task::JoinHandle;
 
 use crate::agent::AgentBackend;
 use crate::config::Settings;
-use crate::control;
-use crate::gateway::{ChannelEntry, Gateway, COMMANDS};
+use crate::control::{self, Answer, Handler, Peer, Request};
+use crate::gateway::{ChannelEntry, Gateway, Operator, COMMANDS};
+use crate::server::Server;
 use crate::store::{ApprovalRecord, Store};
 use crate::wire::Engine;
 
 /// A running daemon.
 pub struct Daemon {
-    gateway: Gateway,
+    gateway: Arc<Gateway>,
     control: JoinHandle<()>,
+    /// The operator's HTTP endpoints, when `[server] listen` is set.
+    server: Option<Server>,
     data_dir: PathBuf,
+    /// How long a stop waits for running turns and undelivered replies.
+    stop_grace: std::time::Duration,
 }
 
 /// What the daemon runs on.
@@ -46,12 +52,18 @@ impl Daemon {
             anyhow::bail!("no channel is configured; to turn one on, {}", hints.join("; or "));
         }
         let engine = Engine::new(parts.backend.clone(), parts.store.clone(), parts.settings.clone());
-        let gateway = Gateway::new(parts.backend, parts.store, &parts.settings, entries);
+        let gateway = Arc::new(Gateway::new(parts.backend, parts.store, &parts.settings, entries));
         gateway.start(&parts.expired).await?;
+        let server = match parts.settings.server.listen {
+            Some(listen) => Some(Server::start(listen, gateway.clone()).await?),
+            None => None,
+        };
         // The operator's commands and SDK sessions reach the running daemon through this socket.
-        let control = control::serve(&parts.settings.data_dir, gateway.operator(), Some(engine))
+        let handler = Arc::new(DaemonHandler { operator: gateway.operator(), gateway: gateway.clone() });
+        let control = control::serve(&parts.settings.data_dir, handler, Some(engine))
             .context("cannot open the control socket in the data directory")?;
-        Ok(Daemon { gateway, control, data_dir: parts.settings.data_dir })
+        let stop_grace = std::time::Duration::from_secs(parts.settings.gateway.stop_grace_secs);
+        Ok(Daemon { gateway, control, server, data_dir: parts.settings.data_dir, stop_grace })
     }
 
     /// Each channel's name and health line.
@@ -59,10 +71,41 @@ impl Daemon {
         self.gateway.statuses()
     }
 
-    /// Stops the channels and closes the control socket.
-    pub async fn stop(self) {
+    /// Whether the store answers and every channel receives.
+    pub async fn readiness(&self) -> crate::gateway::Readiness {
+        self.gateway.readiness().await
+    }
+
+    /// Where the operator's HTTP endpoints listen, if they do.
+    pub fn server_address(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().map(Server::address)
+    }
+
+    /// Closes the endpoints and the control socket, then stops the gateway
+    /// gracefully within `[gateway] stop_grace_secs` (see [`Gateway::stop`]).
+    pub async fn stop(&self) {
+        if let Some(server) = &self.server {
+            server.stop();
+        }
         self.control.abort();
         let _ = std::fs::remove_file(control::socket_path(&self.data_dir));
-        self.gateway.stop().await;
+        self.gateway.stop(self.stop_grace).await;
+    }
+}
+
+/// The control socket's handler while `serve` runs: the status from the whole
+/// gateway, everything else from its operator.
+struct DaemonHandler {
+    operator: Arc<Operator>,
+    gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl Handler for DaemonHandler {
+    async fn handle(&self, request: Request, peer: &Peer) -> Answer {
+        match request {
+            Request::Status => Answer::ok(self.gateway.status_report().await),
+            other => self.operator.handle(other, peer).await,
+        }
     }
 }

@@ -3,8 +3,6 @@
 
 mod cli;
 
-use std::io::IsTerminal;
-
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -33,13 +31,9 @@ fn main() {
     // Logs go to stderr so command output stays clean; failures already end in one
     // human line, so only errors are logged unless RUST_LOG asks for more. sled reports
     // a damaged directory itself; our error already says so.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli::default_log_filter(&cli))),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    cli::logging::init(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli::default_log_filter(&cli))),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -22,10 +22,11 @@ impl App {
     pub async fn open(config_path: Option<&Path>) -> anyhow::Result<App> {
         let loaded = config::load(&ConfigSource::from_process(config_path))?;
         let settings = loaded.settings;
+        super::logging::set_format(settings.log.format);
         let store: Arc<dyn Store> = Arc::new(SledStore::open_sized(&settings.data_dir, settings.store.cache_mb)?);
         let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
         let expired = backend.recover().await?;
-        if !expired.is_empty() {
+        if !expired.is_empty() && settings.log.format == config::LogFormat::Text {
             eprintln!(
                 "{} approval request(s) expired while switchboard was not running; they were denied.",
                 expired.len()

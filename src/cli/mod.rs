@@ -9,6 +9,7 @@ mod conversations;
 pub mod engine;
 mod engine_host;
 mod grants;
+pub mod logging;
 mod pairing;
 mod prompt;
 mod remote;
@@ -90,6 +91,8 @@ pub enum Command {
     Check,
     /// Run the daemon: answer chats on every configured channel
     Serve,
+    /// The running daemon's health: each channel, its queues, pending approvals, the outbox
+    Status,
     /// Pairing requests from people the bot does not know yet
     Pairing {
         #[command(subcommand)]
@@ -138,6 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Err(e) => remote::or_fail(config, e, grants::request(&command)).await,
         },
         Command::Check => check::run(config).await,
+        Command::Status => remote::status(config).await,
         Command::Serve => serve::run(app::App::open(config).await?).await,
         Command::EngineHost => engine_host::run(app::App::open(config).await?).await,
         Command::Pairing { command } => match app::App::open(config).await {

@@ -32,6 +32,22 @@ pub async fn ask(config_path: Option<&Path>, error: anyhow::Error, request: Requ
     }
 }
 
+/// Exit status of `switchboard status` when no daemon runs (as `systemctl status`).
+const EXIT_NOT_RUNNING: i32 = 3;
+
+/// `switchboard status`: asks the running daemon; says plainly when none runs.
+pub async fn status(config_path: Option<&Path>) -> anyhow::Result<i32> {
+    let settings = config::load(&ConfigSource::from_process(config_path))?.settings;
+    match control::call(&settings.data_dir, &Request::Status).await {
+        Ok(answer) => show(answer, None),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            println!("switchboard is not running (nothing serves {})", settings.data_dir.display());
+            Ok(EXIT_NOT_RUNNING)
+        }
+        Err(e) => Err(anyhow::anyhow!("the switchboard holding the data directory did not answer ({e})")),
+    }
+}
+
 /// Prints an answer (its standard output into `output` instead, when given and
 /// it succeeded); returns its exit status.
 pub fn show(answer: Answer, output: Option<&Path>) -> anyhow::Result<i32> {

@@ -1,8 +1,12 @@
 //! `switchboard serve`: the daemon. Starts every configured channel behind the
-//! gateway and runs until Ctrl-C or SIGTERM.
+//! gateway and runs until Ctrl-C or SIGTERM, telling systemd how it goes.
+
+use std::sync::Arc;
 
 use switchboard::channels::REGISTERED;
+use switchboard::config::LogFormat;
 use switchboard::daemon::{Daemon, Parts};
+use switchboard::notify::Notifier;
 
 use super::app::App;
 
@@ -12,22 +16,59 @@ pub async fn run(app: App) -> anyhow::Result<i32> {
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
+    // A JSON log is one object a line: the human lines are left out of it.
+    let human = app.settings.log.format == LogFormat::Text;
+    let say = |line: &str| {
+        if human {
+            eprintln!("{line}");
+        }
+    };
     let sandbox = app.backend.sandbox();
     match sandbox.unconfined() {
         Some(_) => tracing::warn!("{}", sandbox.describe()),
         None => tracing::info!("{}", sandbox.describe()),
     }
-    eprintln!("{}", sandbox.describe());
+    say(&sandbox.describe());
     let parts = Parts { settings: app.settings, store: app.store, backend: app.backend, expired: app.expired };
-    let daemon = Daemon::start(parts, REGISTERED).await?;
+    let daemon = Arc::new(Daemon::start(parts, REGISTERED).await?);
     let statuses: Vec<String> =
         daemon.statuses().into_iter().map(|(name, status)| format!("{name} ({status})")).collect();
     tracing::info!(channels = %statuses.join(", "), "serving");
-    eprintln!("switchboard is serving on {}. Ctrl-C stops it.", statuses.join(", "));
+    say(&format!("switchboard is serving on {}. Ctrl-C stops it.", statuses.join(", ")));
+    let notifier = Arc::new(Notifier::from_env());
+    notifier.ready();
+    let watchdog =
+        notifier.watchdog_every().map(|every| tokio::spawn(watchdog(daemon.clone(), notifier.clone(), every)));
     shutdown_signal().await;
-    eprintln!("stopping…");
+    notifier.stopping();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    say("stopping…");
     daemon.stop().await;
     Ok(0)
+}
+
+/// Pets systemd's watchdog only while the store answers and every channel
+/// receives: a deaf daemon is left to be restarted.
+async fn watchdog(daemon: Arc<Daemon>, notifier: Arc<Notifier>, every: std::time::Duration) {
+    let mut was_ready = true;
+    loop {
+        let readiness = daemon.readiness().await;
+        if readiness.ready() {
+            notifier.watchdog();
+            if !was_ready {
+                tracing::info!("receiving again; the watchdog is kept");
+                notifier.status("serving");
+            }
+        } else if was_ready {
+            let why = readiness.lines().join("; ");
+            tracing::warn!(checks = %why, "not making progress; systemd's watchdog is no longer kept");
+            notifier.status(&format!("not making progress: {why}"));
+        }
+        was_ready = readiness.ready();
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn shutdown_signal() {

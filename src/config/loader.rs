@@ -11,8 +11,8 @@ use switchboard_channel_core::{ChannelDescriptor, SettingsReader};
 
 use super::{
     env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, EngineSettings, GatewaySettings,
-    LlmSettings, Loaded, PermissionMode, PolicyOverride, PolicySettings, Problem, Settings, StoreSettings, TierLimits,
-    ToolSettings, SECRET_KEYS,
+    LlmSettings, Loaded, LogFormat, LogSettings, PermissionMode, PolicyOverride, PolicySettings, Problem,
+    ServerSettings, Settings, StoreSettings, TierLimits, ToolSettings, SECRET_KEYS,
 };
 use crate::policy::{MemoryWrites, TierLimit};
 
@@ -50,9 +50,12 @@ const KNOWN_KEYS: &[&str] = &[
     "policy.user_memory_in_groups",
     "tools.conversation_search",
     "gateway.routing",
+    "gateway.stop_grace_secs",
     "store.cache_mb",
     "store.approval_retention_days",
     "engine.idle_secs",
+    "server.listen",
+    "log.format",
 ];
 
 /// Keys of earlier versions that moved, with where they went.
@@ -290,6 +293,8 @@ impl<'a> Reader<'a> {
                 approval_retention_days: self.get("store.approval_retention_days", d.store.approval_retention_days),
             },
             engine: EngineSettings { idle_secs: self.get("engine.idle_secs", d.engine.idle_secs) },
+            server: self.read_server(),
+            log: self.read_log(),
             channels: self.read_channels(),
             tools: self.read_tools(),
         };
@@ -320,7 +325,11 @@ impl<'a> Reader<'a> {
                 false
             }
         };
-        GatewaySettings { shared_conversation, routes: self.get("gateway.routes", d.routes) }
+        let stop_grace_secs = self.get("gateway.stop_grace_secs", d.stop_grace_secs);
+        if stop_grace_secs > 600 {
+            self.invalid("gateway.stop_grace_secs", "must be between 0 and 600 seconds".into());
+        }
+        GatewaySettings { shared_conversation, routes: self.get("gateway.routes", d.routes), stop_grace_secs }
     }
 
     fn read_policy(&mut self) -> PolicySettings {
@@ -411,6 +420,28 @@ impl<'a> Reader<'a> {
             out.insert(id, parsed);
         }
         out
+    }
+
+    fn read_server(&mut self) -> ServerSettings {
+        let listen = self.get_opt::<String>("server.listen").filter(|l| !l.trim().is_empty());
+        let listen = listen.and_then(|text| match text.trim().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.invalid("server.listen", format!("{text:?} is not an address and port like 127.0.0.1:9464"));
+                None
+            }
+        });
+        ServerSettings { listen }
+    }
+
+    fn read_log(&mut self) -> LogSettings {
+        let format = self.get_opt::<String>("log.format").and_then(|text| {
+            LogFormat::parse(text.trim()).or_else(|| {
+                self.invalid("log.format", format!("{text:?} is not one of: text, json"));
+                None
+            })
+        });
+        LogSettings { format: format.unwrap_or_default() }
     }
 
     /// One typed value; a missing key gives the default, a bad one a problem.

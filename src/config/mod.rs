@@ -36,6 +36,8 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub store: StoreSettings,
     pub engine: EngineSettings,
+    pub server: ServerSettings,
+    pub log: LogSettings,
     /// One entry per registered channel, configured or not, in registration order.
     pub channels: Vec<ChannelSection>,
 }
@@ -98,6 +100,8 @@ pub struct GatewaySettings {
     pub shared_conversation: bool,
     /// Explicit routes: chat id (`telegram:123`) -> conversation name.
     pub routes: BTreeMap<String, String>,
+    /// On SIGTERM, how long running turns and undelivered replies get to finish.
+    pub stop_grace_secs: u64,
 }
 
 /// How much memory the store may keep, and how long it keeps what is finished.
@@ -110,6 +114,38 @@ pub struct StoreSettings {
     /// Decided approval requests are forgotten after this many days (the audit
     /// log keeps every decision).
     pub approval_retention_days: u64,
+}
+
+/// The operator's HTTP endpoints (`/healthz`, `/readyz`, `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerSettings {
+    /// Where they listen; `None` (the default): no listener.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// How the daemon's log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// One human line per event, or one JSON object per line with the same fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`.
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// The background engine that serves SDK sessions when no daemon runs.
@@ -309,9 +345,11 @@ impl Default for Settings {
                 compaction_threshold: 0.8,
             },
             tools: ToolSettings { webfetch_allow_private_network: false, conversation_search_all: false },
-            gateway: GatewaySettings { shared_conversation: false, routes: BTreeMap::new() },
+            gateway: GatewaySettings { shared_conversation: false, routes: BTreeMap::new(), stop_grace_secs: 10 },
             store: StoreSettings::default(),
             engine: EngineSettings::default(),
+            server: ServerSettings::default(),
+            log: LogSettings::default(),
             channels: Vec::new(),
             policy: PolicySettings {
                 approval_timeout_secs: 600,

@@ -211,8 +211,11 @@ impl Commands {
             pending,
         );
         if admin {
-            let channels: Vec<String> =
-                self.registry.all().map(|s| format!("{}: {}", s.channel.name(), s.channel.status())).collect();
+            let channels: Vec<String> = self
+                .registry
+                .all()
+                .map(|s| format!("{}: {}", s.channel.name(), super::observe::status_line(&*s.channel)))
+                .collect();
             text.push_str(&format!("\nChannels: {}", channels.join("; ")));
         }
         Answer::public(text)

@@ -21,6 +21,7 @@ use super::outbox::{Outbound, Outbox, OutboxItem, Stored, Streamed};
 use super::pacing::Pacer;
 use super::registry::Registry;
 use super::retry;
+use crate::metrics::DeliveryOutcome;
 use crate::store::now_ms;
 
 #[derive(Clone)]
@@ -181,16 +182,24 @@ impl Delivery {
             let sent = match streamed {
                 // The streamed message shows this part already: no edit that changes nothing.
                 Some(_) if already_shown => Ok(()),
-                Some(streamed) => match retry::round(|| channel.edit(&item.chat, &streamed, part)).await {
+                Some(streamed) => match retry::round(&item.chat.channel, || channel.edit(&item.chat, &streamed, part))
+                    .await
+                {
                     Ok(()) => Ok(()),
                     // The streamed message is gone or cannot be edited: send anew.
                     Err(ChannelError::Rejected(_) | ChannelError::Unsupported(_)) => {
-                        retry::round(|| channel.send(&item.chat, part, &options)).await.map(|_| ())
+                        retry::round(&item.chat.channel, || channel.send(&item.chat, part, &options)).await.map(|_| ())
                     }
                     Err(e) => Err(e),
                 },
-                None => retry::round(|| channel.send(&item.chat, part, &options)).await.map(|_| ()),
+                None => retry::round(&item.chat.channel, || channel.send(&item.chat, part, &options)).await.map(|_| ()),
             };
+            let counted = match &sent {
+                Ok(()) => DeliveryOutcome::Delivered,
+                Err(ChannelError::Rejected(_) | ChannelError::Unsupported(_)) => DeliveryOutcome::Refused,
+                Err(_) => DeliveryOutcome::Retried,
+            };
+            crate::metrics::global().delivery(&item.chat.channel, counted);
             match sent {
                 Ok(()) => {
                     item.delivered_parts += 1;
@@ -211,6 +220,12 @@ impl Delivery {
             }
         }
         self.outbox.remove(item.seq).await
+    }
+
+    /// How many replies are not wholly delivered, and when the oldest was stored (ms).
+    pub async fn pending_summary(&self) -> crate::store::StoreResult<(usize, Option<u64>)> {
+        let items = self.outbox.pending().await?;
+        Ok((items.len(), items.iter().map(|i| i.created_at).min()))
     }
 
     /// After a restart: marks the events that undelivered replies answer as
@@ -241,13 +256,14 @@ impl Delivery {
 
     /// One round of the retry loop: every stored item nobody owns gets a new
     /// round of its own.
-    async fn retry_once(&self) {
+    pub async fn retry_once(&self) {
         let Ok(items) = self.outbox.pending().await else { return };
         let cutoff = now_ms().saturating_sub(retry::GIVE_UP_AFTER.as_millis() as u64);
         for item in items {
             if item.created_at != 0 && item.created_at < cutoff {
                 if let Some(_claim) = Claim::take(&self.busy, item.seq) {
                     tracing::warn!(chat = %item.chat.id(), "a reply undelivered for a day was dropped");
+                    crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Expired);
                     let _ = self.outbox.remove(item.seq).await;
                 }
                 continue;

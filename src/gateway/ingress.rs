@@ -6,11 +6,12 @@
 use async_trait::async_trait;
 use std::time::Duration;
 
-use switchboard_channel_core::{DeliverError, InboundEvent, InboundSink, RecentChat};
+use switchboard_channel_core::{DeliverError, InboundEvent, InboundKind, InboundSink, RecentChat};
 
 use super::dispatch::Dispatcher;
 use super::journal::Journal;
 use super::lanes::{self, Lanes};
+use crate::metrics::{InboundKindLabel, InboundOutcome};
 use crate::store::StoreResult;
 
 #[derive(Clone)]
@@ -46,13 +47,26 @@ impl Ingress {
 #[async_trait]
 impl InboundSink for Ingress {
     async fn deliver(&self, event: InboundEvent) -> Result<(), DeliverError> {
+        let channel = event.kind.chat().channel.clone();
+        let kind = match &event.kind {
+            InboundKind::Message(_) => InboundKindLabel::Message,
+            InboundKind::Command(_) => InboundKindLabel::Command,
+            InboundKind::Click(_) => InboundKindLabel::Click,
+        };
+        let count = |outcome| crate::metrics::global().inbound(&channel, kind, outcome);
         match self.journal.record(&event).await {
             Ok(true) => {
+                count(InboundOutcome::Accepted);
                 self.enqueue(event);
                 Ok(())
             }
-            Ok(false) => Ok(()), // Seen before: acknowledged, not handled twice.
+            Ok(false) => {
+                // Seen before: acknowledged, not handled twice.
+                count(InboundOutcome::Duplicate);
+                Ok(())
+            }
             Err(e) => {
+                count(InboundOutcome::Failed);
                 tracing::error!(error = %e, "cannot journal an inbound event");
                 Err(DeliverError("the journal is unavailable".into()))
             }

@@ -2,7 +2,8 @@
 //! platform id, before the adapter acknowledges it to the platform. Events not yet
 //! answered are replayed in arrival order after a restart.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use switchboard_channel_core::{InboundEvent, InboundKind, RecentChat, SentRef};
@@ -29,17 +30,31 @@ pub struct JournalRecord {
 #[derive(Clone)]
 pub struct Journal {
     store: Arc<dyn Store>,
+    /// Unanswered events (id → received at, ms), as this run saw them recorded,
+    /// replayed and answered: what metrics count without a scan of the store.
+    pending: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Journal {
     pub fn new(store: Arc<dyn Store>) -> Journal {
-        Journal { store }
+        Journal { store, pending: Arc::default() }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many events wait for an answer, and when the oldest arrived (ms).
+    pub fn pending_summary(&self) -> (usize, Option<u64>) {
+        let pending = self.pending();
+        (pending.len(), pending.values().min().copied())
     }
 
     /// Stores the event; `false` when it was stored before (a redelivery).
     pub async fn record(&self, event: &InboundEvent) -> StoreResult<bool> {
-        let event = event.clone();
-        blocking(&self.store, move |s| {
+        let (event, id) = (event.clone(), event.event_id.clone());
+        let received_at = now_ms();
+        let recorded = blocking(&self.store, move |s| {
             if s.kv_get(RECORDS, &event.event_id)?.is_some() {
                 return Ok(false);
             }
@@ -48,18 +63,16 @@ impl Journal {
             // entry without a record (skipped on replay) and the platform, not yet
             // acknowledged, delivers the event again.
             s.kv_put(ORDER, &format!("{seq:020}"), event.event_id.as_bytes())?;
-            let record = JournalRecord {
-                seq,
-                event,
-                done: false,
-                received_at: now_ms(),
-                stream_message: None,
-                stream_shown: None,
-            };
+            let record =
+                JournalRecord { seq, event, done: false, received_at, stream_message: None, stream_shown: None };
             s.kv_put(RECORDS, &record.event.event_id, &encode(&record))?;
             Ok(true)
         })
-        .await
+        .await?;
+        if recorded {
+            self.pending().insert(id, received_at);
+        }
+        Ok(recorded)
     }
 
     pub async fn get(&self, event_id: &str) -> StoreResult<Option<JournalRecord>> {
@@ -69,7 +82,9 @@ impl Journal {
 
     /// Marks the event answered (its reply, if any, is stored by now).
     pub async fn done(&self, event_id: &str) -> StoreResult<()> {
-        self.update(event_id, |r| r.done = true).await
+        self.update(event_id, |r| r.done = true).await?;
+        self.pending().remove(event_id);
+        Ok(())
     }
 
     /// Notes the message a reply streams into and what it shows now.
@@ -122,6 +137,12 @@ impl Journal {
             Ok(out)
         })
         .await
+        .inspect(|records: &Vec<JournalRecord>| {
+            let mut pending = self.pending();
+            for record in records {
+                pending.insert(record.event.event_id.clone(), record.received_at);
+            }
+        })
     }
 
     /// The chats of `channel` with a message or command received since

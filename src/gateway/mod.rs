@@ -25,6 +25,7 @@ mod ingress;
 mod journal;
 mod lanes;
 mod names;
+mod observe;
 mod operator;
 mod outbox;
 mod pacing;
@@ -45,6 +46,7 @@ use switchboard_channel_core::InboundSink;
 use tokio::task::JoinHandle;
 
 pub use commands::COMMANDS;
+pub use observe::Readiness;
 pub use operator::Operator;
 pub use pairing::{Pairing, PairingRequest};
 pub use registry::ChannelEntry;
@@ -59,12 +61,16 @@ const SOMETHING_WENT_WRONG: &str = "Something went wrong on my side; please try 
 /// Answered events are forgotten after a day; platforms redeliver within minutes.
 const JOURNAL_RETENTION_MS: u64 = 24 * 3600 * 1000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often a stopping gateway looks whether its turns and replies are done.
+const SETTLE_STEP: Duration = Duration::from_millis(50);
 
 /// The running gateway: its parts, wired once.
 pub struct Gateway {
     backend: Arc<dyn AgentBackend>,
+    store: Arc<dyn Store>,
     registry: registry::Registry,
     journal: journal::Journal,
+    turns: turns::Turns,
     ingress: ingress::Ingress,
     delivery: delivery::Delivery,
     decisions: decisions::Decisions,
@@ -130,7 +136,7 @@ impl Gateway {
             pairing,
             router,
             commands,
-            turns,
+            turns: turns.clone(),
             decisions: decisions.clone(),
             delivery: delivery.clone(),
             journal: journal.clone(),
@@ -140,8 +146,10 @@ impl Gateway {
         let ingress = ingress::Ingress::new(journal.clone(), dispatcher);
         Gateway {
             backend: backend_for_upkeep,
+            store,
             registry,
             journal,
+            turns,
             ingress,
             delivery,
             decisions,
@@ -185,23 +193,35 @@ impl Gateway {
         Ok(())
     }
 
-    /// Stops the background work and every channel.
-    pub async fn stop(&self) {
-        for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-            task.abort();
-        }
+    /// Stops gracefully within `grace`: intake first (every channel stops
+    /// receiving; sending still works), then no new turn starts, the running
+    /// ones may finish (those waiting for a person are checkpointed as they are),
+    /// and undelivered replies get a last round. What is left stays journaled
+    /// and stored for the next start. Then the background work stops.
+    pub async fn stop(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         for served in self.registry.all() {
             served.channel.stop().await;
+        }
+        self.turns.drain();
+        let time_left = || tokio::time::Instant::now() < deadline;
+        while self.turns.working() > 0 && time_left() {
+            tokio::time::sleep(SETTLE_STEP).await;
+        }
+        self.delivery.retry_once().await;
+        while time_left() && self.delivery.pending_summary().await.is_ok_and(|(n, _)| n > 0) {
+            tokio::time::sleep(SETTLE_STEP).await;
+        }
+        let (running, _, _) = self.turns.load();
+        let (undelivered, _) = self.delivery.pending_summary().await.unwrap_or((0, None));
+        tracing::info!(running, undelivered, "stopped; what was left is resumed at the next start");
+        for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
         }
     }
 
     /// The control socket's handler.
     pub fn operator(&self) -> Arc<Operator> {
         Arc::new(self.operator.clone())
-    }
-
-    /// Each served channel's name and health line, in start order.
-    pub fn statuses(&self) -> Vec<(String, String)> {
-        self.registry.all().map(|s| (s.channel.name().to_string(), s.channel.status())).collect()
     }
 }

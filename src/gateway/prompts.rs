@@ -183,7 +183,7 @@ impl Prompts {
         if !channel.capabilities().buttons {
             prompt.buttons.clear();
         }
-        match retry::round(|| channel.show_approval(chat, &prompt)).await {
+        match retry::round(channel.name(), || channel.show_approval(chat, &prompt)).await {
             Ok(sent) => Some(Copy { chat: chat.clone(), sent }),
             Err(e) => {
                 tracing::error!(error = %e, "could not show an approval prompt");
@@ -221,7 +221,7 @@ impl Prompts {
         let by = decided_by.map(|d| self.names.display(d));
         let text = outcome_text(outcome, by.as_deref());
         let Some(channel) = self.registry.channel(&chat.channel) else { return };
-        if let Err(e) = retry::round(|| channel.resolve_approval(chat, sent, &text)).await {
+        if let Err(e) = retry::round(&chat.channel, || channel.resolve_approval(chat, sent, &text)).await {
             tracing::warn!(error = %e, "could not update an approval prompt");
         }
     }

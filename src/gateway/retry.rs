@@ -26,8 +26,9 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(5);
 /// A reply older than this is dropped (logged) instead of retried.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// Runs `call` within one round's budget; the last result if none succeeded.
-pub async fn round<T, F, Fut>(mut call: F) -> Result<T, ChannelError>
+/// Runs `call` to `channel` within one round's budget; the last result if none
+/// succeeded. Each rate limit is counted in the metrics.
+pub async fn round<T, F, Fut>(channel: &str, mut call: F) -> Result<T, ChannelError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ChannelError>>,
@@ -37,7 +38,10 @@ where
     loop {
         let result = call().await;
         let wait = match &result {
-            Err(ChannelError::RateLimited(wait)) => (*wait).min(MAX_RATE_LIMIT_WAIT),
+            Err(ChannelError::RateLimited(wait)) => {
+                crate::metrics::global().rate_limited(channel);
+                (*wait).min(MAX_RATE_LIMIT_WAIT)
+            }
             Err(ChannelError::Transient(_)) => {
                 let wait = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -63,7 +67,7 @@ mod tests {
     async fn transient_failures_back_off_and_stop_at_the_budget() {
         let calls = AtomicU32::new(0);
         let started = tokio::time::Instant::now();
-        let result: Result<(), _> = round(|| {
+        let result: Result<(), _> = round("fake", || {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(ChannelError::Transient("down".into())) }
         })
@@ -78,7 +82,7 @@ mod tests {
     async fn a_rate_limit_is_waited_out_and_a_rejection_ends_the_round() {
         let calls = AtomicU32::new(0);
         let started = tokio::time::Instant::now();
-        let result = round(|| {
+        let result = round("fake", || {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             async move {
                 match n {
@@ -92,7 +96,7 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(3));
 
         let calls = AtomicU32::new(0);
-        let result: Result<(), _> = round(|| {
+        let result: Result<(), _> = round("fake", || {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(ChannelError::Rejected("forbidden".into())) }
         })

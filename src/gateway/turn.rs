@@ -15,6 +15,7 @@ use super::SOMETHING_WENT_WRONG;
 use crate::agent::{
     ErrorKind, RecordedReply, SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput,
 };
+use crate::metrics::TurnOutcome;
 use crate::policy::Tier;
 
 /// A typing indicator is never kept up longer than this, in case a turn hangs.
@@ -47,6 +48,12 @@ pub struct TurnJob {
 }
 
 pub async fn run(turns: Turns, mut job: TurnJob) {
+    let began = Instant::now();
+    let ended = |outcome| crate::metrics::global().turn(outcome, began.elapsed());
+    if turns.draining() {
+        // Stopping: its events stay unanswered in the journal, for the next start.
+        return;
+    }
     let Some(channel) = turns.registry.channel(&job.chat.channel) else {
         tracing::error!(channel = %job.chat.channel, "no such channel");
         return;
@@ -66,13 +73,14 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
         if let Err(e) = turns.backend.record_message(&job.conversation_id, input.clone()).await {
             // The events stay unanswered and are replayed after a restart.
             tracing::error!(error = %e, "cannot record a collected message");
-            return;
+            return ended(TurnOutcome::Failed);
         }
     }
     let mut session = match turns.backend.resume_session(&job.conversation_id, options).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the conversation");
+            ended(TurnOutcome::Failed);
             return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
         }
     };
@@ -82,9 +90,10 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
     };
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the turn");
+        ended(TurnOutcome::Failed);
         return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
     }
-    let running = Running { cancel: session.canceller(), senders: job.senders.clone() };
+    let running = Running { cancel: session.canceller(), senders: job.senders.clone(), asking: false };
     turns.set_active(&job.conversation_id, Some(running));
     let mut typing = spawn_typing(channel.clone(), job.chat.clone());
 
@@ -113,8 +122,10 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
                     complete,
                 };
                 turns.prompts.show(&request).await;
+                turns.set_asking(&job.conversation_id, true);
             }
             SdkMessage::ApprovalResolved { approval_id, outcome, decided_by, .. } => {
+                turns.set_asking(&job.conversation_id, false);
                 turns.prompts.resolve(&approval_id, outcome, decided_by.as_deref()).await;
                 if typing.is_none() {
                     typing = spawn_typing(channel.clone(), job.chat.clone());
@@ -128,6 +139,12 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
         t.abort();
     }
     turns.set_active(&job.conversation_id, None);
+    ended(match result.as_ref().map(|r| r.stop_reason) {
+        Some(StopReason::EndTurn) => TurnOutcome::Completed,
+        Some(StopReason::Cancelled) => TurnOutcome::Cancelled,
+        Some(StopReason::MaxSteps) => TurnOutcome::MaxSteps,
+        Some(StopReason::Error) | None => TurnOutcome::Failed,
+    });
     let mut text = final_text(stream.texts(), result.as_ref());
     // Which reply this is: the one this turn's words belong to, which an attempt
     // before a crash may have begun (then its earlier words go out too).

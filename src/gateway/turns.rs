@@ -5,6 +5,7 @@
 //! resumed here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use switchboard_channel_core::{Busy, BusySettings, ChatKey, Sender};
@@ -22,10 +23,12 @@ use crate::agent::AgentBackend;
 use crate::policy::Tier;
 use crate::store::ApprovalRecord;
 
-/// A running turn: how to stop it, and whose messages it answers.
+/// A running turn: how to stop it, whose messages it answers, and whether it
+/// waits for a person (an approval) rather than working.
 pub struct Running {
     pub cancel: CancellationToken,
     pub senders: Vec<String>,
+    pub asking: bool,
 }
 
 /// What `/cancel` did.
@@ -49,6 +52,8 @@ pub struct Turns {
     waiting: Waiting,
     /// The running turn's canceller and whose message it answers, by conversation.
     active: Arc<Mutex<HashMap<String, Running>>>,
+    /// Set when the daemon stops: no turn starts any more.
+    draining: Arc<AtomicBool>,
 }
 
 impl Turns {
@@ -70,6 +75,7 @@ impl Turns {
             lanes: Lanes::new(lanes::CONVERSATION_IDLE),
             waiting: Waiting::default(),
             active: Arc::default(),
+            draining: Arc::default(),
         }
     }
 
@@ -121,6 +127,35 @@ impl Turns {
     /// Messages waiting for the conversation, plus one for a running turn.
     pub fn waiting(&self, conversation: &str) -> usize {
         self.waiting.count(conversation) + usize::from(self.active().contains_key(conversation))
+    }
+
+    /// Turns running now, messages waiting in all, and the most for one conversation.
+    pub fn load(&self) -> (usize, usize, usize) {
+        let (waiting, most) = self.waiting.totals();
+        (self.active().len(), waiting, most)
+    }
+
+    /// From now on no turn starts: the messages they would answer stay in the
+    /// journal, unanswered, for the next start. Turns already running go on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Turns::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Turns running now that are not waiting for a person.
+    pub fn working(&self) -> usize {
+        self.active().values().filter(|r| !r.asking).count()
+    }
+
+    /// The conversation's running turn waits for a person (or no longer does).
+    pub(super) fn set_asking(&self, conversation: &str, asking: bool) {
+        if let Some(running) = self.active().get_mut(conversation) {
+            running.asking = asking;
+        }
     }
 
     fn active(&self) -> MutexGuard<'_, HashMap<String, Running>> {

@@ -117,6 +117,16 @@ impl Waiting {
         discarded
     }
 
+    /// How many messages wait in all, and the most for any one conversation.
+    pub fn totals(&self) -> (usize, usize) {
+        let mut by_conversation: HashMap<&str, usize> = HashMap::new();
+        let rooms = self.rooms();
+        for ((conversation, _), room) in rooms.iter() {
+            *by_conversation.entry(conversation).or_default() += room.messages.len();
+        }
+        (by_conversation.values().sum(), by_conversation.values().copied().max().unwrap_or(0))
+    }
+
     /// How many messages wait for the conversation, in every chat.
     pub fn count(&self, conversation: &str) -> usize {
         self.rooms().iter().filter(|((conv, _), _)| conv == conversation).map(|(_, r)| r.messages.len()).sum()

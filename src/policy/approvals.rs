@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine::grant_subject;
 use super::summary::{describe, describe_whole};
 use super::{Tier, ToolContext};
+use crate::metrics::ApprovalEnd;
 use crate::store::{
     blocking, now_ms, ApprovalRecord, ApprovalState, AuditRecord, Grant, Store, StoreError, StoreResult,
 };
@@ -397,6 +398,14 @@ impl Approvals {
         blocking(&self.store, move |s| s.put_approval(&stored)).await?;
         self.audit(&record, state.as_str(), by, reason).await?;
         tracing::info!(approval = %id, outcome = state.as_str(), "approval ended");
+        let end = match state {
+            ApprovalState::AllowedOnce | ApprovalState::AllowedAlways => ApprovalEnd::Allowed,
+            ApprovalState::Denied => ApprovalEnd::Denied,
+            ApprovalState::Expired => ApprovalEnd::Expired,
+            ApprovalState::Cancelled | ApprovalState::Pending => ApprovalEnd::Cancelled,
+        };
+        let waited = Duration::from_millis(now_ms().saturating_sub(record.created_at));
+        crate::metrics::global().approval_ended(end, waited);
         Ok(record)
     }
 

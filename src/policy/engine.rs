@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::rules::{self, Purpose, Rule};
 use super::{CanUseTool, MemoryWrites, PermissionDecision, Tier, TierLimit, ToolClass, ToolContext, ASK_USER_QUESTION};
 use crate::config::{PermissionMode, PolicyOverride, Settings, TierLimits};
+use crate::metrics::ToolDecision;
 use crate::store::{blocking, now_ms, Grant, Store};
 
 pub struct Policy {
@@ -178,6 +179,7 @@ pub fn grant_covers(grant: &Grant, tool: &str, input: &Value, tier: Tier, now: u
 impl CanUseTool for Policy {
     async fn can_use_tool(&self, tool: &str, input: &Value, context: &ToolContext) -> PermissionDecision {
         if tool == ASK_USER_QUESTION {
+            crate::metrics::global().tool_decision(tool, ToolDecision::Deny);
             return PermissionDecision::Deny { message: self.ask_user_question_message.clone() };
         }
         let rules = self.effective(context.chat.as_deref());
@@ -195,7 +197,14 @@ impl CanUseTool for Policy {
             ToolClass::Memory => self.memory_rule(context, tool, decided),
             _ => decided,
         };
-        cap(rules.limits.of(context.tier), class, tool, decided)
+        let decided = cap(rules.limits.of(context.tier), class, tool, decided);
+        let label = match decided {
+            PermissionDecision::Allow { .. } => ToolDecision::Allow,
+            PermissionDecision::Deny { .. } => ToolDecision::Deny,
+            PermissionDecision::Ask => ToolDecision::Ask,
+        };
+        crate::metrics::global().tool_decision(tool, label);
+        decided
     }
 }
 

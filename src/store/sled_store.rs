@@ -77,7 +77,10 @@ impl SledStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
-        self.db.flush().map(|_| ()).map_err(backend)
+        let began = std::time::Instant::now();
+        let flushed = self.db.flush().map(|_| ()).map_err(backend);
+        crate::metrics::global().flushed(began.elapsed());
+        flushed
     }
 
     fn put<T: Serialize>(&self, tree: &sled::Tree, key: &[u8], value: &T) -> StoreResult<()> {

@@ -130,7 +130,7 @@ impl Gw {
     pub async fn stop(&mut self) {
         let mut running = self.running.take().expect("not running");
         if let Some(daemon) = running.daemon.take() {
-            let stopping = running.runtime.spawn(daemon.stop());
+            let stopping = running.runtime.spawn(async move { daemon.stop().await });
             let _ = stopping.await;
         }
         running.runtime.shutdown_background();

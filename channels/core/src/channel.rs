@@ -42,6 +42,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::chat::{ApprovalPrompt, ChatKey, ChatKind, InboundEvent, Interaction, SendOptions, SentRef};
+use crate::ingress::Ingress;
 use crate::markdown::{Block, Span};
 
 /// How a platform counts the length of a message.
@@ -155,6 +156,11 @@ pub trait Channel: Send + Sync {
     fn status(&self) -> String {
         "connected".into()
     }
+
+    /// Whether the channel receives now (see [`Ingress`]): what readiness, the
+    /// watchdog and `/status` judge a deaf channel by. Every adapter reports
+    /// real progress here; there is no default that would always say yes.
+    fn ingress(&self) -> Ingress;
 
     /// Checks the credentials against the platform without starting, for
     /// `switchboard check`: one line per finding (who the bot is, a permission

@@ -25,6 +25,9 @@ pub const INTENTS: u64 = (1 << 0) | (1 << 9) | (1 << 12) | (1 << 15);
 
 /// Connecting or the first frame taking longer than this fails the attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the gateway may stay silent before HELLO says its heartbeat interval
+/// (twice Discord's usual 41.25 s).
+pub(crate) const DEFAULT_SILENCE: Duration = Duration::from_secs(90);
 /// The first wait after a failure; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -141,6 +144,8 @@ impl GatewayLoop {
             Ok(Some(interval)) => interval,
             _ => return Ended::Retry("no HELLO from the gateway".into()),
         };
+        // Heartbeats and their acknowledgements come every interval: two without a frame is deaf.
+        self.health.set_within(interval * 2);
         self.health.touch();
         let greeting = match session {
             Some(s) => json!({"op": op::RESUME, "d": {"token": self.token, "session_id": s.id, "seq": s.seq}}),

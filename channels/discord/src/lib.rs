@@ -27,8 +27,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchboard_channel_core::markdown::Block;
 use switchboard_channel_core::{
-    ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, InboundSink, Interaction, LengthUnit, SendOptions,
-    SentRef,
+    ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, InboundSink, Ingress, Interaction, LengthUnit,
+    SendOptions, SentRef,
 };
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
@@ -84,7 +84,7 @@ impl DiscordChannel {
             me: RwLock::new(None),
             places: Places::default(),
             acks: Acks::default(),
-            health: HealthCell::new("gateway"),
+            health: HealthCell::new("gateway", gateway::DEFAULT_SILENCE),
             running: Mutex::new(None),
         })
     }
@@ -122,6 +122,10 @@ impl Channel for DiscordChannel {
 
     fn status(&self) -> String {
         self.health.line()
+    }
+
+    fn ingress(&self) -> Ingress {
+        self.health.ingress()
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use serde_json::json;
 use switchboard_channel_core::markdown::Block;
 use switchboard_channel_core::{
-    ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, InboundSink, Interaction, LengthUnit, SendOptions,
-    SentRef,
+    ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, InboundSink, Ingress, Interaction, LengthUnit,
+    SendOptions, SentRef,
 };
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
@@ -85,7 +85,7 @@ impl SlackChannel {
             config,
             me: RwLock::new(None),
             threads: Threads::default(),
-            health: HealthCell::new("socket mode"),
+            health: HealthCell::new("socket mode", socket::SILENT_FOR),
             running: Mutex::new(None),
         })
     }
@@ -116,6 +116,10 @@ impl Channel for SlackChannel {
 
     fn status(&self) -> String {
         self.health.line()
+    }
+
+    fn ingress(&self) -> Ingress {
+        self.health.ingress()
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -22,7 +22,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The client pings this often; Slack pings too.
 const PING_EVERY: Duration = Duration::from_secs(10);
 /// Nothing at all received for this long: the socket is dead.
-const SILENT_FOR: Duration = Duration::from_secs(30);
+pub(crate) const SILENT_FOR: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -123,7 +123,9 @@ impl SocketLoop {
                         Some(Ok(WsMessage::Text(text))) => text,
                         Some(Ok(WsMessage::Close(_))) | None => return Ended::Retry { why: "the socket was closed".into(), now: false },
                         Some(Ok(_)) => {
+                            // A pong answers our ping: the socket still carries frames.
                             last_heard = Instant::now();
+                            self.health.touch();
                             continue;
                         }
                         Some(Err(e)) => return Ended::Retry { why: format!("connection error: {e}"), now: false },

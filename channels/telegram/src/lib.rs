@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchboard_channel_core::markdown::Block;
 use switchboard_channel_core::{
-    plain_blocks, ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, InboundSink, Interaction, LengthUnit,
-    SendOptions, SentRef,
+    plain_blocks, ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, InboundSink, Ingress, Interaction,
+    LengthUnit, SendOptions, SentRef,
 };
 use teloxide::payloads::{DeleteWebhookSetters, SetWebhookSetters};
 use teloxide::requests::{Request, Requester};
@@ -75,12 +75,13 @@ impl TelegramChannel {
     pub fn new(config: TelegramConfig) -> Result<TelegramChannel, ChannelError> {
         let settings = config::validate(&config).map_err(|problems| config::rejected(&problems))?;
         let bot = Bot::new(config.token.clone()).set_api_url(settings.api_url.clone());
+        let health = HealthCell::new(Duration::from_secs(settings.poll_timeout_secs.into()));
         Ok(TelegramChannel {
             api: Api { bot, redactor: Redactor::new(&config.token) },
             settings,
             commands: config.commands,
             identity: RwLock::new(None),
-            health: HealthCell::new(),
+            health,
             callbacks: OpenCallbacks::default(),
             running: Mutex::new(None),
         })
@@ -153,6 +154,8 @@ impl TelegramChannel {
             .retry("deleteWebhook", Policy::START, || self.api.bot.delete_webhook().drop_pending_updates(false).send())
             .await
             .map_err(|err| self.api.redactor.channel_error("deleteWebhook", &err))?;
+        // Telegram answered: the first long poll has its full bound to answer too.
+        self.health.polled();
         let (stop, stop_rx) = watch::channel(false);
         let poll = PollLoop {
             api: self.api.clone(),
@@ -222,6 +225,10 @@ impl Channel for TelegramChannel {
 
     fn status(&self) -> String {
         TelegramChannel::status(self)
+    }
+
+    fn ingress(&self) -> Ingress {
+        self.health.ingress()
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -20,6 +20,10 @@ use crate::status::{Health, HealthCell};
 pub(crate) const ALLOWED_UPDATES: [AllowedUpdate; 4] =
     [AllowedUpdate::Message, AllowedUpdate::EditedMessage, AllowedUpdate::CallbackQuery, AllowedUpdate::MyChatMember];
 
+/// A poll not answered this long after its own timeout is abandoned: the
+/// connection went silent (a proxy or NAT dropped it) and would never answer.
+const POLL_GRACE: Duration = Duration::from_secs(5);
+
 /// Retry delays for a failing `sink.deliver`.
 const DELIVER_FIRST_DELAY: Duration = Duration::from_millis(200);
 const DELIVER_MAX_DELAY: Duration = Duration::from_secs(5);
@@ -60,20 +64,27 @@ impl PollLoop {
             if let Some(offset) = offset {
                 request = request.offset(offset);
             }
+            let limit = Duration::from_secs(timeout.into()) + POLL_GRACE;
             let result = tokio::select! {
-                result = request.send() => result,
+                result = tokio::time::timeout(limit, request.send()) => result,
                 _ = stopped(&mut self.stop) => break,
             };
             let updates = match result {
-                Ok(updates) => updates,
-                Err(err) => {
+                Ok(Ok(updates)) => updates,
+                Ok(Err(err)) => {
                     let wait = trouble.record(&err, &self.api, &self.health);
                     if !pause(&mut self.stop, wait).await {
                         break;
                     }
                     continue;
                 }
+                Err(_) => {
+                    // Polled again at once (a short poll, as after any failure).
+                    trouble.silent(&self.health);
+                    continue;
+                }
             };
+            self.health.polled();
             if trouble.active() {
                 tracing::info!("telegram: polling works again");
                 trouble = Trouble::default();
@@ -152,6 +163,16 @@ struct Trouble {
 impl Trouble {
     fn active(&self) -> bool {
         self.streak.is_some()
+    }
+
+    /// Notes a poll that never answered: a transient failure, retried at once.
+    fn silent(&mut self, health: &HealthCell) {
+        if self.streak != Some(Streak::Transient) {
+            tracing::warn!("telegram: getUpdates did not answer; polling again");
+            self.delay = Duration::from_secs(1);
+        }
+        self.streak = Some(Streak::Transient);
+        health.set(Health::Retrying("Telegram stopped answering".to_owned()));
     }
 
     /// Notes a failed poll, updates the health, warns once per streak and

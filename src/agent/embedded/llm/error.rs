@@ -23,6 +23,21 @@ pub enum LlmError {
 }
 
 impl LlmError {
+    /// The error's class, as metrics count it.
+    pub fn class(&self) -> crate::metrics::ModelError {
+        use crate::metrics::ModelError as Class;
+        match self {
+            LlmError::Unreachable { .. } => Class::Unreachable,
+            LlmError::Timeout { .. } => Class::Timeout,
+            LlmError::Status { status: 429, .. } => Class::RateLimited,
+            LlmError::Status { status, .. } if *status >= 500 => Class::ServerStatus,
+            LlmError::Status { .. } => Class::ClientStatus,
+            LlmError::Malformed(_) | LlmError::EmptyStream => Class::Malformed,
+            LlmError::Reported(_) => Class::Reported,
+            LlmError::Cancelled => Class::None,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
             LlmError::Unreachable { .. } | LlmError::Timeout { .. } => true,

@@ -15,6 +15,7 @@ pub use error::{excerpt, LlmError};
 pub use reply::{Delta, ModelReply};
 
 use crate::config::LlmSettings;
+use crate::metrics::{ModelError, ModelOutcome};
 use error::{error_detail, parse_retry_after};
 use reply::ReplyBuilder;
 use sse::SseDecoder;
@@ -90,6 +91,30 @@ impl LlmClient {
 
     /// One model call. Partial output goes to `on_delta` as it streams in.
     pub async fn complete(
+        &self,
+        request: &ChatRequest,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+        cancel: &CancellationToken,
+    ) -> Result<ModelReply, LlmError> {
+        let began = std::time::Instant::now();
+        let result = self.call(request, on_delta, cancel).await;
+        let metrics = crate::metrics::global();
+        let (outcome, class) = match &result {
+            Ok(reply) => {
+                if let Some(usage) = &reply.usage {
+                    metrics.model_tokens(usage.prompt_tokens, usage.completion_tokens);
+                }
+                (ModelOutcome::Ok, ModelError::None)
+            }
+            Err(LlmError::Cancelled) => (ModelOutcome::Cancelled, ModelError::None),
+            Err(e) => (ModelOutcome::Error, e.class()),
+        };
+        metrics.model_request(outcome, class, began.elapsed());
+        result
+    }
+
+    /// [`LlmClient::complete`] with its retries, unmeasured.
+    async fn call(
         &self,
         request: &ChatRequest,
         on_delta: &mut (dyn FnMut(Delta) + Send),

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use switchboard_channel_core::markdown::{to_plain, Block};
 use switchboard_channel_core::{
     ApprovalPrompt, Capabilities, Channel, ChannelError, ChatKey, ChatKind, Click, Command, DeliverError, Inbound,
-    InboundEvent, InboundKind, InboundSink, Interaction, LengthUnit, SendOptions, Sender, SentRef,
+    InboundEvent, InboundKind, InboundSink, Ingress, Interaction, LengthUnit, SendOptions, Sender, SentRef,
 };
 
 pub use settings::DESCRIPTOR;
@@ -451,6 +451,16 @@ impl Channel for FakeChannel {
     fn status(&self) -> String {
         let started = self.inner.sink.lock().unwrap_or_else(|p| p.into_inner()).is_some();
         if started { "fake: connected" } else { "fake: not started" }.into()
+    }
+
+    /// Events are handed to it, as a webhook's are: receiving while started.
+    fn ingress(&self) -> Ingress {
+        let started = self.inner.sink.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        if started {
+            Ingress::Listening
+        } else {
+            Ingress::Down
+        }
     }
 
     async fn start(&self, sink: Arc<dyn InboundSink>) -> Result<(), ChannelError> {

@@ -126,6 +126,13 @@ impl FakeTelegram {
         self.shared.lock().add_failure(method, error);
     }
 
+    /// While `silent`, getUpdates calls (those waiting now too) are held and
+    /// never answered, as over a connection that died without a reset. Calls
+    /// made after it is turned off answer normally.
+    pub fn set_polls_silent(&self, silent: bool) {
+        self.shared.set_polls_silent(silent);
+    }
+
     // ---- inspection ----
 
     /// Every message the bot sent, in order, with its current state.

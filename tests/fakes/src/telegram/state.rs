@@ -92,6 +92,8 @@ pub(crate) struct State {
     pub calls: Vec<Call>,
     pub webhook: Option<Webhook>,
     failures: Vec<Failure>,
+    /// getUpdates calls are held and never answered (a connection that went silent).
+    pub polls_silent: bool,
 }
 
 impl State {
@@ -205,5 +207,12 @@ impl Shared {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.updates.subscribe()
+    }
+
+    /// Makes getUpdates silent (held, never answered), or answer again; wakes
+    /// the polls waiting now so they go silent too.
+    pub fn set_polls_silent(&self, silent: bool) {
+        self.lock().polls_silent = silent;
+        self.updates.send_modify(|n| *n += 1);
     }
 }

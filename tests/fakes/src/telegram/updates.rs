@@ -35,6 +35,10 @@ pub async fn get_updates(shared: &Shared, params: &Params) -> ApiResult {
     }
     loop {
         wake.borrow_and_update();
+        if shared.lock().polls_silent {
+            // A dead connection: nothing comes back, not even at the deadline.
+            return std::future::pending().await;
+        }
         let updates = deliverable(&shared.lock(), limit);
         if !updates.is_empty() {
             return Ok(Value::Array(updates));

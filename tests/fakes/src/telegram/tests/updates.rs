@@ -148,3 +148,24 @@ async fn replies_to_the_bot_carry_the_bot_message() {
     assert_eq!(replied["from"]["id"], 999);
     assert_eq!(replied["from"]["is_bot"], true);
 }
+
+#[tokio::test]
+async fn silent_polls_are_never_answered_until_turned_off() {
+    let tg = FakeTelegram::start().await;
+    let poller = tg.clone();
+    let waiting = tokio::spawn(async move { ok(&poller, "GetUpdates", json!({"timeout": 1})).await });
+    tg.wait_until("the long poll to arrive", Duration::from_secs(5), |tg| !tg.calls_of("getUpdates").is_empty()).await;
+    tg.set_polls_silent(true);
+    let id = tg.send_dm(42, "unheard");
+    let poller = tg.clone();
+    let fresh = tokio::spawn(async move { ok(&poller, "GetUpdates", json!({"timeout": 0})).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!waiting.is_finished(), "a poll waiting when the connection went silent never answers");
+    assert!(!fresh.is_finished(), "nor does a new one, not even past its timeout");
+    waiting.abort();
+    fresh.abort();
+
+    tg.set_polls_silent(false);
+    let updates = ok(&tg, "GetUpdates", json!({"timeout": 0})).await;
+    assert_eq!(updates[0]["update_id"], id, "the update waited for the next answered poll");
+}
