@@ -144,6 +144,7 @@ async fn metrics_move_with_a_conversation_and_hold_nothing_from_it() {
     moved(r#"switchboard_tool_decisions_total{tool="memory_insert",decision="#);
     moved(r#"switchboard_outbox_deliveries_total{channel="telegram",outcome="delivered"}"#);
     moved("switchboard_store_flush_duration_seconds_count");
+    moved("switchboard_store_write_duration_seconds_count");
     assert_eq!(sample(&after, r#"switchboard_channel_ready{channel="telegram"}"#), Some(1.0));
     assert!(sample(&after, "switchboard_resident_memory_bytes").unwrap() > 1e6);
     assert!(

@@ -43,6 +43,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     rate_limits: Family<ChannelLabels, Counter>,
     flush_seconds: Histogram,
+    write_seconds: Histogram,
     flushes: AtomicU64,
     /// Every family above, and the scrape-time gauges of `snapshot`.
     registry: Registry,
@@ -75,6 +76,8 @@ impl Metrics {
             rate_limits: Family::default(),
             // 10 µs to about 1.8 s.
             flush_seconds: Histogram::new(exponential_buckets(0.00001, 3.0, 12)),
+            // 10 µs to about 1.8 s.
+            write_seconds: Histogram::new(exponential_buckets(0.00001, 3.0, 12)),
             flushes: AtomicU64::new(0),
             gauges: snapshot::Gauges::default(),
             registry: Registry::default(),
@@ -117,6 +120,11 @@ impl Metrics {
             "store_flush_duration_seconds",
             "Durable flushes of the store (every write ends with one); the count is the flush count",
             metrics.flush_seconds.clone(),
+        );
+        registry.register(
+            "store_write_duration_seconds",
+            "Store writes (journal, transcript, outbox, approvals), each until its flush made it durable",
+            metrics.write_seconds.clone(),
         );
         metrics.gauges.register(&mut registry);
         Metrics { registry, ..metrics }
@@ -172,6 +180,11 @@ impl Metrics {
     pub fn flushed(&self, took: Duration) {
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.flush_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A store write was made durable, `took` from its start to its flush's end.
+    pub fn store_write(&self, took: Duration) {
+        self.write_seconds.observe(took.as_secs_f64());
     }
 
     /// How many durable flushes the store made so far (for benchmarks).

@@ -83,10 +83,18 @@ impl SledStore {
         flushed
     }
 
+    /// Runs `write`, then flushes: one durable write, timed for the metrics.
+    fn durable<T>(&self, write: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+        let began = std::time::Instant::now();
+        let written = write()?;
+        self.flush()?;
+        crate::metrics::global().store_write(began.elapsed());
+        Ok(written)
+    }
+
     fn put<T: Serialize>(&self, tree: &sled::Tree, key: &[u8], value: &T) -> StoreResult<()> {
         let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
-        tree.insert(key, bytes).map_err(backend)?;
-        self.flush()
+        self.durable(|| tree.insert(key, bytes).map(|_| ()).map_err(backend))
     }
 }
 
@@ -251,17 +259,18 @@ impl Store for SledStore {
             None => None,
         };
         // The entry, its id's index and the conversation's time together, or none.
-        (&self.entries, &self.entry_ids, &self.conversations)
-            .transaction(|(entries, ids, conversations)| {
-                entries.insert(child_key(conversation_id, &seq.to_be_bytes()), bytes.as_slice())?;
-                ids.insert(child_key(conversation_id, entry.id().as_bytes()), &seq.to_be_bytes())?;
-                if let Some(c) = &conversation {
-                    conversations.insert(conversation_id.as_bytes(), c.as_slice())?;
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| StoreError::Backend(format!("{e:?}")))?;
-        self.flush()?;
+        self.durable(|| {
+            (&self.entries, &self.entry_ids, &self.conversations)
+                .transaction(|(entries, ids, conversations)| {
+                    entries.insert(child_key(conversation_id, &seq.to_be_bytes()), bytes.as_slice())?;
+                    ids.insert(child_key(conversation_id, entry.id().as_bytes()), &seq.to_be_bytes())?;
+                    if let Some(c) = &conversation {
+                        conversations.insert(conversation_id.as_bytes(), c.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| StoreError::Backend(format!("{e:?}")))
+        })?;
         Ok(seq)
     }
 
@@ -299,8 +308,7 @@ impl Store for SledStore {
     }
 
     fn remove_approval(&self, id: &str) -> StoreResult<()> {
-        self.approvals.remove(id).map_err(backend)?;
-        self.flush()
+        self.durable(|| self.approvals.remove(id).map(|_| ()).map_err(backend))
     }
 
     fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>> {
@@ -343,8 +351,8 @@ impl Store for SledStore {
     }
 
     fn kv_put(&self, space: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.space(space)?.insert(key, value).map_err(backend)?;
-        self.flush()
+        let tree = self.space(space)?;
+        self.durable(|| tree.insert(key, value).map(|_| ()).map_err(backend))
     }
 
     fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -352,8 +360,8 @@ impl Store for SledStore {
     }
 
     fn kv_remove(&self, space: &str, key: &str) -> StoreResult<()> {
-        self.space(space)?.remove(key).map_err(backend)?;
-        self.flush()
+        let tree = self.space(space)?;
+        self.durable(|| tree.remove(key).map(|_| ()).map_err(backend))
     }
 
     fn kv_scan(&self, space: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
@@ -375,8 +383,7 @@ impl Store for SledStore {
     }
 
     fn put_meta(&self, key: &str, value: &str) -> StoreResult<()> {
-        self.meta.insert(key, value.as_bytes()).map_err(backend)?;
-        self.flush()
+        self.durable(|| self.meta.insert(key, value.as_bytes()).map(|_| ()).map_err(backend))
     }
 
     fn schema_version(&self) -> StoreResult<u32> {
