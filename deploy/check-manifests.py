@@ -72,6 +72,8 @@ def systemd():
     expect(service.get("Type") == "notify", "systemd: Type=notify")
     expect(service.get("NotifyAccess") == "main", "systemd: NotifyAccess=main")
     expect(int(service.get("WatchdogSec", "0")) >= 20, "systemd: a watchdog")
+    expect(service.get("WatchdogSignal") == "SIGTERM", "systemd: the watchdog stops it gracefully")
+    expect(int(service.get("TimeoutStartSec", "90")) >= 120, "systemd: room for slow platforms at start")
     expect(service.get("UMask") == "0077", "systemd: UMask=0077")
     expect(int(service.get("TimeoutStopSec", "90")) > STOP_GRACE, "systemd: stop timeout above the daemon's grace")
     expect("RestrictNamespaces" not in service, "systemd: namespaces stay allowed for the agent's sandbox")

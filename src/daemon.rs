@@ -53,11 +53,13 @@ impl Daemon {
         }
         let engine = Engine::new(parts.backend.clone(), parts.store.clone(), parts.settings.clone());
         let gateway = Arc::new(Gateway::new(parts.backend, parts.store, &parts.settings, entries));
-        gateway.start(&parts.expired).await?;
+        // Listening first: /healthz answers while channels start (which may take a
+        // while against a slow platform), and /readyz says they have not yet.
         let server = match parts.settings.server.listen {
             Some(listen) => Some(Server::start(listen, gateway.clone()).await?),
             None => None,
         };
+        gateway.start(&parts.expired).await?;
         // The operator's commands and SDK sessions reach the running daemon through this socket.
         let handler = Arc::new(DaemonHandler { operator: gateway.operator(), gateway: gateway.clone() });
         let control = control::serve(&parts.settings.data_dir, handler, Some(engine))
@@ -104,7 +106,11 @@ struct DaemonHandler {
 impl Handler for DaemonHandler {
     async fn handle(&self, request: Request, peer: &Peer) -> Answer {
         match request {
-            Request::Status => Answer::ok(self.gateway.status_report().await),
+            Request::Status => {
+                let (report, ready) = self.gateway.status_report().await;
+                // Non-zero when not ready, for scripts.
+                Answer { stdout: report, stderr: String::new(), code: if ready { 0 } else { 1 } }
+            }
             other => self.operator.handle(other, peer).await,
         }
     }

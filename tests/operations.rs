@@ -96,6 +96,7 @@ async fn a_deaf_telegram_fails_readiness_keeps_liveness_says_so_and_recovers() {
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200, "liveness never depends on a channel");
     let status = h.run(&["status"]).await;
     assert!(status.stdout.contains("NOT READY") && status.stdout.contains("not receiving"), "{}", status.stdout);
+    assert_eq!(status.code, 1, "not ready is a failure for scripts");
     // In chat, on the channel that still hears, /status says the same.
     slack.slash(GENERAL, SLACK_ADMIN, "/switchboard", "status");
     slack
@@ -204,7 +205,7 @@ async fn a_json_log_is_one_object_a_line_without_message_text_or_secrets() {
     h.llm.push(Reply::text("Got it, ibis-reply-6610."));
     telegram.send_dm(ADMIN, "note that I own heron-fact-2231 and say ibis");
     wait_reply(&telegram, ADMIN, "ibis-reply-6610").await;
-    // A pending approval and a command too: their log lines hold no text either.
+    // A command too: its log lines hold no text either.
     telegram.send_dm(ADMIN, "/status");
     wait_reply(&telegram, ADMIN, "Model:").await;
     let log = d.log();

@@ -80,5 +80,7 @@ else
     echo "not root: the smoke test inside the root filesystem is skipped" >&2
 fi
 
-python3 deploy/image/oci.py "$root" "$out" --version "$("$binary" --version | awk '{print $2}')"
+# The image's platform is the machine's (its packages and binary are this architecture).
+python3 deploy/image/oci.py "$root" "$out" --version "$("$binary" --version | awk '{print $2}')" \
+    --arch "$(dpkg --print-architecture)"
 python3 deploy/image/check.py "$out"

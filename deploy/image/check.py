@@ -47,7 +47,9 @@ def main():
     expect(manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json", "manifest media type")
     config = json.loads(read_blob(manifest["config"]))
     settings = config["config"]
-    expect(config["os"] == "linux" and config["architecture"] == "amd64", "platform linux/amd64")
+    platform = index["manifests"][0].get("platform", {})
+    expect(config["os"] == "linux", "os linux")
+    expect(config["architecture"] == platform.get("architecture"), "the config's and the index's platform agree")
     expect(settings["User"] == "65532:65532", f"non-root numeric user, not {settings.get('User')!r}")
     expect(settings["Entrypoint"] == ["/usr/local/bin/switchboard"], "entrypoint")
     expect(settings["Cmd"] == ["serve"], "command")

@@ -4,7 +4,7 @@ a tar), with no container engine. Deterministic: every file is owned by root (th
 data directory by the image's user), every time stamp is SOURCE_DATE_EPOCH (0 when
 unset), entries are sorted, and the gzip header carries no time or name.
 
-    oci.py ROOTFS OUT.tar --version 0.1.0
+    oci.py ROOTFS OUT.tar --version 0.1.0 [--arch amd64]
 
 Load it with `skopeo copy oci-archive:OUT.tar docker-daemon:switchboard:0.1.0`,
 `podman load -i OUT.tar`, or push it with `skopeo copy oci-archive:OUT.tar docker://…`.
@@ -90,13 +90,15 @@ def main():
     parser.add_argument("rootfs")
     parser.add_argument("out")
     parser.add_argument("--version", required=True)
+    parser.add_argument("--arch", default="amd64", help="Debian's architecture name (amd64, arm64, …)")
     args = parser.parse_args()
+    arch = {"armhf": "arm", "i386": "386"}.get(args.arch, args.arch)
 
     layer = layer_tar(args.rootfs)
     compressed = gzip.compress(layer, compresslevel=9, mtime=0)
     created = "1970-01-01T00:00:00Z" if epoch() == 0 else None
     config = {
-        "architecture": "amd64",
+        "architecture": arch,
         "os": "linux",
         "config": {
             **CONFIG,
@@ -127,7 +129,7 @@ def main():
                 "application/vnd.oci.image.manifest.v1+json",
                 manifest_bytes,
                 annotations={"org.opencontainers.image.ref.name": args.version},
-                platform={"architecture": "amd64", "os": "linux"},
+                platform={"architecture": arch, "os": "linux"},
             )
         ],
     }

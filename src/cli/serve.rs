@@ -50,23 +50,30 @@ pub async fn run(app: App) -> anyhow::Result<i32> {
 }
 
 /// Pets systemd's watchdog only while the store answers and every channel
-/// receives: a deaf daemon is left to be restarted.
+/// receives: a deaf daemon is left to be restarted (the unit stops it with
+/// SIGTERM, so what runs finishes and nothing is lost).
 async fn watchdog(daemon: Arc<Daemon>, notifier: Arc<Notifier>, every: std::time::Duration) {
-    let mut was_ready = true;
+    // Said only on a change after the first check (channels may still be connecting).
+    let mut was_ready: Option<bool> = None;
     loop {
         let readiness = daemon.readiness().await;
-        if readiness.ready() {
+        let ready = readiness.ready();
+        if ready {
             notifier.watchdog();
-            if !was_ready {
+        }
+        match (was_ready, ready) {
+            (Some(false), true) => {
                 tracing::info!("receiving again; the watchdog is kept");
                 notifier.status("serving");
             }
-        } else if was_ready {
-            let why = readiness.lines().join("; ");
-            tracing::warn!(checks = %why, "not making progress; systemd's watchdog is no longer kept");
-            notifier.status(&format!("not making progress: {why}"));
+            (Some(true), false) => {
+                let why = readiness.lines().join("; ");
+                tracing::warn!(checks = %why, "not making progress; systemd's watchdog is no longer kept");
+                notifier.status(&format!("not making progress: {why}"));
+            }
+            _ => {}
         }
-        was_ready = readiness.ready();
+        was_ready = Some(ready);
         tokio::time::sleep(every).await;
     }
 }

@@ -14,15 +14,18 @@ use std::sync::{Arc, Mutex};
 
 use switchboard_channel_core::markdown::{parse, to_plain};
 use switchboard_channel_core::split::split;
-use switchboard_channel_core::{ChannelError, ChatKey};
+use switchboard_channel_core::{Channel, ChannelError, ChatKey};
 
 use super::journal::Journal;
-use super::outbox::{Outbound, Outbox, OutboxItem, Stored, Streamed};
+use super::outbox::{Outbound, Outbox, OutboxItem, PromptPart, Stored, Streamed};
 use super::pacing::Pacer;
+use super::prompt_records::{Copy, PromptRecords};
 use super::registry::Registry;
 use super::retry;
 use crate::metrics::DeliveryOutcome;
+use crate::policy::approvals::outcome_text;
 use crate::store::now_ms;
+use crate::store::ApprovalState;
 
 #[derive(Clone)]
 pub struct Delivery {
@@ -30,6 +33,8 @@ pub struct Delivery {
     journal: Journal,
     registry: Registry,
     pacer: Pacer,
+    /// Where approval prompts the outbox showed are recorded.
+    records: PromptRecords,
     /// Items someone owns right now.
     busy: Arc<Mutex<HashSet<u64>>>,
 }
@@ -54,8 +59,20 @@ impl Drop for Claim {
 }
 
 impl Delivery {
-    pub fn new(outbox: Outbox, journal: Journal, registry: Registry, pacer: Pacer) -> Delivery {
-        Delivery { outbox, journal, registry, pacer, busy: Arc::default() }
+    pub fn new(outbox: Outbox, journal: Journal, registry: Registry, pacer: Pacer, records: PromptRecords) -> Delivery {
+        Delivery { outbox, journal, registry, pacer, records, busy: Arc::default() }
+    }
+
+    /// Stores an approval prompt for `chat`, unless it was stored for that chat
+    /// before (a replayed turn asks again), then shows it in the background.
+    /// Retried and resent after a restart like any reply; recorded once shown.
+    pub async fn show_prompt(&self, chat: &ChatKey, part: PromptPart) {
+        let once = format!("prompt:{}:{}", part.approval_id, chat.id());
+        let message = Outbound { text: part.prompt.text.clone(), prompt: Some(part), ..Outbound::default() };
+        if let Some(claim) = self.store(chat, message, None, &[], Some(once)).await {
+            let delivery = self.clone();
+            tokio::spawn(async move { delivery.send(claim).await });
+        }
     }
 
     /// Stores `message` and marks `answers` (journal events) answered, then sends
@@ -171,6 +188,9 @@ impl Delivery {
             // Its channel is not configured in this run: kept for a run that has it.
             return Ok(());
         };
+        if let Some(part) = item.message.prompt.clone() {
+            return self.send_prompt(&*channel, &item, part).await;
+        }
         let caps = channel.capabilities();
         let parts = split(&parse(&item.message.text), caps.max_message_len, caps.length_unit);
         while item.delivered_parts < parts.len() {
@@ -222,10 +242,65 @@ impl Delivery {
         self.outbox.remove(item.seq).await
     }
 
+    /// How many items someone is sending right now.
+    pub fn sending(&self) -> usize {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// How many replies are not wholly delivered, and when the oldest was stored (ms).
     pub async fn pending_summary(&self) -> crate::store::StoreResult<(usize, Option<u64>)> {
         let items = self.outbox.pending().await?;
         Ok((items.len(), items.iter().map(|i| i.created_at).min()))
+    }
+
+    /// Shows a stored approval prompt, unless its request ended meanwhile, and
+    /// records where it was shown (so the buttons are replaced when it ends).
+    async fn send_prompt(
+        &self,
+        channel: &dyn Channel,
+        item: &OutboxItem,
+        part: PromptPart,
+    ) -> crate::store::StoreResult<()> {
+        let id = part.approval_id.as_str();
+        let pending = |state: Option<(ApprovalState, Option<String>)>| {
+            state.is_some_and(|(state, _)| state == ApprovalState::Pending)
+        };
+        if !pending(self.records.state(id).await) {
+            // Decided, expired or cancelled before anyone saw it: nothing to ask.
+            return self.outbox.remove(item.seq).await;
+        }
+        let mut prompt = part.prompt;
+        if !channel.capabilities().buttons {
+            prompt.buttons.clear();
+        }
+        match retry::round(&item.chat.channel, || channel.show_approval(&item.chat, &prompt)).await {
+            Ok(sent) => {
+                crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Delivered);
+                let copy = Copy { chat: item.chat.clone(), sent: sent.clone(), asked_in: Some(part.asked_in) };
+                self.records.add(id, item.seq, copy).await?;
+                self.outbox.remove(item.seq).await?;
+                // Ended while it was being shown: whoever ended it may have missed this copy.
+                if let Some((state, by)) = self.records.state(id).await.filter(|(s, _)| *s != ApprovalState::Pending) {
+                    let text = outcome_text(state, by.as_deref());
+                    let _ =
+                        retry::round(&item.chat.channel, || channel.resolve_approval(&item.chat, &sent, &text)).await;
+                }
+                Ok(())
+            }
+            Err(e @ (ChannelError::Rejected(_) | ChannelError::Unsupported(_))) => {
+                crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Refused);
+                tracing::warn!(chat = %item.chat.id(), error = %e, "an approval prompt was refused by the platform");
+                self.outbox.remove(item.seq).await
+            }
+            Err(e) => {
+                crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Retried);
+                if let ChannelError::RateLimited(wait) = e {
+                    self.pacer.hold(&item.chat, wait);
+                }
+                tracing::warn!(chat = %item.chat.id(), error = %e, "an approval prompt was not shown yet; kept for a retry");
+                Ok(())
+            }
+        }
     }
 
     /// After a restart: marks the events that undelivered replies answer as
@@ -268,8 +343,12 @@ impl Delivery {
                 }
                 continue;
             }
-            let delivery = self.clone();
-            tokio::spawn(async move { delivery.deliver(item.seq).await });
+            // Claimed here, before the task runs: whoever counts what is being
+            // sent (a stop) sees it at once.
+            if let Some(claim) = Claim::take(&self.busy, item.seq) {
+                let delivery = self.clone();
+                tokio::spawn(async move { delivery.send(claim).await });
+            }
         }
     }
 }
@@ -292,7 +371,9 @@ mod tests {
         let entry = ChannelEntry { channel: Arc::new(fake.clone()), common: Default::default() };
         let registry = Registry::new(vec![entry], &[]);
         let journal = Journal::new(store.clone());
-        let delivery = Delivery::new(Outbox::new(store), journal.clone(), registry.clone(), Pacer::new(registry));
+        let records = PromptRecords::new(store.clone());
+        let delivery =
+            Delivery::new(Outbox::new(store), journal.clone(), registry.clone(), Pacer::new(registry), records);
         (dir, delivery, fake, journal)
     }
 

@@ -130,7 +130,7 @@ impl Dispatcher {
                     };
                     let answer = self.commands.run(&call).await;
                     let visibility = self.visibility(answer.private, &message.chat, &message.sender.id);
-                    let reply = Outbound { text: answer.text, reply_to, interaction, visibility };
+                    let reply = Outbound { text: answer.text, reply_to, interaction, visibility, prompt: None };
                     return self.delivery.reply(&message.chat, reply, std::slice::from_ref(&event_id)).await;
                 }
                 self.turn(message, tier, event_id, reply_to).await;
@@ -172,7 +172,8 @@ impl Dispatcher {
         };
         let answer = self.commands.run(&call).await;
         let visibility = self.visibility(answer.private, &command.chat, &command.sender.id);
-        let reply = Outbound { text: answer.text, reply_to, interaction: command.interaction, visibility };
+        let reply =
+            Outbound { text: answer.text, reply_to, interaction: command.interaction, visibility, prompt: None };
         self.delivery.reply(&command.chat, reply, std::slice::from_ref(&event_id)).await;
     }
 
@@ -193,7 +194,7 @@ impl Dispatcher {
         match text {
             Some(text) => {
                 let visibility = self.visibility(true, chat, &sender.id);
-                let reply = Outbound { text, reply_to, interaction, visibility };
+                let reply = Outbound { text, reply_to, interaction, visibility, prompt: None };
                 self.delivery.reply(chat, reply, std::slice::from_ref(&event_id)).await;
             }
             None => self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await,
@@ -227,7 +228,7 @@ impl Dispatcher {
             (message.chat.clone(), message.sender.id.clone(), message.interaction.clone());
         let notice = |text: String| {
             let visibility = self.visibility(true, &chat, &sender);
-            Outbound { text, reply_to: reply_to.clone(), interaction: interaction.clone(), visibility }
+            Outbound { text, reply_to: reply_to.clone(), interaction: interaction.clone(), visibility, prompt: None }
         };
         let route = match self.router.route(&chat).await {
             Ok(r) => r,

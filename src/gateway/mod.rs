@@ -30,6 +30,7 @@ mod operator;
 mod outbox;
 mod pacing;
 mod pairing;
+mod prompt_records;
 mod prompts;
 mod registry;
 mod retry;
@@ -71,6 +72,8 @@ pub struct Gateway {
     registry: registry::Registry,
     journal: journal::Journal,
     turns: turns::Turns,
+    /// Set while a readiness check of the store runs.
+    store_check: Arc<std::sync::atomic::AtomicBool>,
     ingress: ingress::Ingress,
     delivery: delivery::Delivery,
     decisions: decisions::Decisions,
@@ -93,14 +96,21 @@ impl Gateway {
         let names = names::Names::default();
         let pairing = pairing::Pairing::new(store.clone());
         let router = Arc::new(router::Router::new(store.clone(), backend.clone(), settings.gateway.clone()));
+        let records = prompt_records::PromptRecords::new(store.clone());
         let delivery = delivery::Delivery::new(
             outbox::Outbox::new(store.clone()),
             journal.clone(),
             registry.clone(),
             pacer.clone(),
+            records.clone(),
         );
-        let prompts =
-            prompts::Prompts::new(store.clone(), registry.clone(), names.clone(), settings.policy.users_approve_own);
+        let prompts = prompts::Prompts::new(
+            records,
+            registry.clone(),
+            names.clone(),
+            delivery.clone(),
+            settings.policy.users_approve_own,
+        );
         let turns = turns::Turns::new(
             backend.clone(),
             registry.clone(),
@@ -150,6 +160,7 @@ impl Gateway {
             registry,
             journal,
             turns,
+            store_check: Arc::default(),
             ingress,
             delivery,
             decisions,
@@ -194,10 +205,12 @@ impl Gateway {
     }
 
     /// Stops gracefully within `grace`: intake first (every channel stops
-    /// receiving; sending still works), then no new turn starts, the running
-    /// ones may finish (those waiting for a person are checkpointed as they are),
-    /// and undelivered replies get a last round. What is left stays journaled
-    /// and stored for the next start. Then the background work stops.
+    /// receiving; sending still works), then no new turn starts, the turns under
+    /// way may finish and send their replies (those waiting for a person are
+    /// checkpointed as they are), and undelivered replies get one last round
+    /// (an item the platform keeps refusing is not waited for). What is left
+    /// stays journaled and stored for the next start. Then the background work
+    /// stops.
     pub async fn stop(&self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         for served in self.registry.all() {
@@ -209,7 +222,7 @@ impl Gateway {
             tokio::time::sleep(SETTLE_STEP).await;
         }
         self.delivery.retry_once().await;
-        while time_left() && self.delivery.pending_summary().await.is_ok_and(|(n, _)| n > 0) {
+        while self.delivery.sending() > 0 && time_left() {
             tokio::time::sleep(SETTLE_STEP).await;
         }
         let (running, _, _) = self.turns.load();

@@ -2,6 +2,7 @@
 //! and every channel receives), the metrics snapshot of its queues, and each
 //! channel's status line with a deaf channel said plainly.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchboard_channel_core::{Channel, Ingress};
@@ -28,11 +29,6 @@ impl Readiness {
         self.store_problem.is_none() && self.channels.iter().all(|(_, ingress)| ingress.live())
     }
 
-    /// Every channel receiving, ignoring the store (what the watchdog asks).
-    pub fn receiving(&self) -> bool {
-        self.channels.iter().all(|(_, ingress)| ingress.live())
-    }
-
     /// One line per check: `store: ok`, `telegram: not receiving: …`.
     pub fn lines(&self) -> Vec<String> {
         let mut lines = vec![format!("store: {}", self.store_problem.as_deref().unwrap_or("ok"))];
@@ -53,13 +49,24 @@ impl Gateway {
         self.registry.all().map(|s| (s.channel.name().to_string(), s.channel.ingress())).collect()
     }
 
-    /// Checks the store with a read and gathers every channel's ingress.
+    /// Checks the store with a read and gathers every channel's ingress. One
+    /// store check at a time: a store that hangs does not collect a blocked
+    /// thread per probe.
     pub async fn readiness(&self) -> Readiness {
-        let read = blocking(&self.store, |s| s.schema_version());
-        let store_problem = match tokio::time::timeout(STORE_CHECK_TIMEOUT, read).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(format!("cannot read: {e}")),
-            Err(_) => Some(format!("no answer within {} s", STORE_CHECK_TIMEOUT.as_secs())),
+        let store_problem = if self.store_check.swap(true, Ordering::SeqCst) {
+            Some("no answer yet to an earlier check".to_string())
+        } else {
+            let flag = self.store_check.clone();
+            let read = blocking(&self.store, move |s| {
+                let read = s.schema_version();
+                flag.store(false, Ordering::SeqCst);
+                read
+            });
+            match tokio::time::timeout(STORE_CHECK_TIMEOUT, read).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("cannot read: {e}")),
+                Err(_) => Some(format!("no answer within {} s", STORE_CHECK_TIMEOUT.as_secs())),
+            }
         };
         Readiness { channels: self.ingress(), store_problem }
     }
@@ -89,8 +96,9 @@ impl Gateway {
     }
 
     /// What `switchboard status` prints: version, each channel's health and
-    /// last ingress, the store, and every queue, in lines of plain text.
-    pub async fn status_report(&self) -> String {
+    /// last ingress, the store, and every queue, in lines of plain text; and
+    /// whether it is ready.
+    pub async fn status_report(&self) -> (String, bool) {
         let readiness = self.readiness().await;
         let snapshot = self.snapshot().await;
         let secs = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), |d| format!("{} s", d.as_secs()));
@@ -101,8 +109,11 @@ impl Gateway {
         );
         for (name, line) in self.statuses() {
             let ingress = snapshot.channels.iter().find(|c| c.name == name).map(|c| c.ingress);
-            let last = ingress.and_then(|i| i.age());
-            out.push_str(&format!("{name}: {line} (last ingress: {} ago)\n", secs(last)));
+            let last = match ingress {
+                Some(Ingress::Listening) => "listening".to_string(),
+                other => format!("last ingress {} ago", secs(other.and_then(|i| i.age()))),
+            };
+            out.push_str(&format!("{name}: {line} ({last})\n"));
         }
         out.push_str(&format!("store: {}\n", readiness.store_problem.as_deref().unwrap_or("ok")));
         out.push_str(&format!(
@@ -120,7 +131,7 @@ impl Gateway {
             snapshot.outbox_pending,
             secs(snapshot.outbox_oldest)
         ));
-        out
+        (out, readiness.ready())
     }
 
     /// Each served channel's name and health line, in start order; a channel

@@ -1,4 +1,5 @@
-//! The outbox's storage: a reply is stored before it is sent, and each part is
+//! The outbox's storage: a reply (or an approval prompt) is stored before it is
+//! sent, and each part is
 //! marked delivered as it goes, so after a restart what was not delivered is sent
 //! and what was is not sent again. A reply answering a journal event is stored at
 //! most once per event (a replay finds it). Who sends, and when, is `delivery`'s
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use switchboard_channel_core::{ChatKey, Interaction, SendOptions, SentRef, Visibility};
+use switchboard_channel_core::{ApprovalPrompt, ChatKey, Interaction, SendOptions, SentRef, Visibility};
 
 use super::journal::{decode, encode, Journal};
 use crate::store::{blocking, now_ms, Store, StoreResult};
@@ -32,6 +33,19 @@ pub struct Outbound {
     /// Who sees it.
     #[serde(default)]
     pub visibility: Visibility,
+    /// An approval prompt shown instead of `text` (which holds its question).
+    #[serde(default)]
+    pub prompt: Option<PromptPart>,
+}
+
+/// An approval request's prompt on its way to a chat, with its buttons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptPart {
+    pub approval_id: String,
+    pub prompt: ApprovalPrompt,
+    /// The chat the request was asked in (this one, or where an approver is
+    /// asked on its behalf).
+    pub asked_in: ChatKey,
 }
 
 impl OutboxItem {

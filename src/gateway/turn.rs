@@ -50,10 +50,8 @@ pub struct TurnJob {
 pub async fn run(turns: Turns, mut job: TurnJob) {
     let began = Instant::now();
     let ended = |outcome| crate::metrics::global().turn(outcome, began.elapsed());
-    if turns.draining() {
-        // Stopping: its events stay unanswered in the journal, for the next start.
-        return;
-    }
+    // Stopping: its events stay unanswered in the journal, for the next start.
+    let Some(_under_way) = turns.start(job.event_ids.is_empty()) else { return };
     let Some(channel) = turns.registry.channel(&job.chat.channel) else {
         tracing::error!(channel = %job.chat.channel, "no such channel");
         return;

@@ -5,7 +5,6 @@
 //! resumed here.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use switchboard_channel_core::{Busy, BusySettings, ChatKey, Sender};
@@ -52,8 +51,27 @@ pub struct Turns {
     waiting: Waiting,
     /// The running turn's canceller and whose message it answers, by conversation.
     active: Arc<Mutex<HashMap<String, Running>>>,
-    /// Set when the daemon stops: no turn starts any more.
-    draining: Arc<AtomicBool>,
+    /// Whether the daemon is stopping, and how many turns are under way.
+    flight: Arc<Mutex<Flight>>,
+}
+
+/// Turns under way (from their start until their reply is stored and sent),
+/// and whether new ones may start: one lock, so none slips past a stop.
+#[derive(Default)]
+struct Flight {
+    draining: bool,
+    under_way: usize,
+}
+
+/// A turn under way; counted until dropped.
+pub struct UnderWay {
+    flight: Arc<Mutex<Flight>>,
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.flight.lock().unwrap_or_else(|p| p.into_inner()).under_way -= 1;
+    }
 }
 
 impl Turns {
@@ -75,7 +93,7 @@ impl Turns {
             lanes: Lanes::new(lanes::CONVERSATION_IDLE),
             waiting: Waiting::default(),
             active: Arc::default(),
-            draining: Arc::default(),
+            flight: Arc::default(),
         }
     }
 
@@ -135,20 +153,32 @@ impl Turns {
         (self.active().len(), waiting, most)
     }
 
-    /// From now on no turn starts: the messages they would answer stay in the
-    /// journal, unanswered, for the next start. Turns already running go on.
+    fn flight(&self) -> MutexGuard<'_, Flight> {
+        self.flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on no turn answering messages starts: those messages stay in
+    /// the journal, unanswered, for the next start. Turns under way go on.
     pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.flight().draining = true;
     }
 
-    /// Whether [`Turns::drain`] was called.
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+    /// A turn starts, counted until the guard drops; `None` when stopping and
+    /// the turn answers messages (`resumes`: it continues a decided approval,
+    /// which nothing would resume later, so it runs).
+    pub fn start(&self, resumes: bool) -> Option<UnderWay> {
+        let mut flight = self.flight();
+        if flight.draining && !resumes {
+            return None;
+        }
+        flight.under_way += 1;
+        Some(UnderWay { flight: self.flight.clone() })
     }
 
-    /// Turns running now that are not waiting for a person.
+    /// Turns under way that are not waiting for a person.
     pub fn working(&self) -> usize {
-        self.active().values().filter(|r| !r.asking).count()
+        let asking = self.active().values().filter(|r| r.asking).count();
+        self.flight().under_way.saturating_sub(asking)
     }
 
     /// The conversation's running turn waits for a person (or no longer does).

@@ -124,3 +124,59 @@ async fn events_of_a_channel_no_longer_configured_are_dropped_once_not_replayed_
     assert_eq!(gw.llm.requests().len(), 1, "the dropped event was not replayed");
     assert!(gw.fake.messages_in("7").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_the_platform_refused_waits_in_the_outbox_across_a_crash_and_is_shown_once() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    // One whole delivery round fails: the prompt stays stored, like any reply.
+    for _ in 0..5 {
+        gw.fake.fail_next(Op::ShowApproval, switchboard_channel_core::ChannelError::Transient("down".into()));
+    }
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "kept.txt", "content": "kept"})));
+    gw.fake.dm("7", "write it down").await;
+    gw.wait_records("outbox", 1).await;
+    let started = std::time::Instant::now();
+    while gw.fake.calls_of(Op::ShowApproval).len() < 5 {
+        assert!(started.elapsed() < WAIT, "the round never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.crash();
+    assert!(gw.fake.messages_in("7").iter().all(|m| m.buttons.is_empty()), "nothing was shown before the crash");
+
+    gw.llm.push(Reply::text("Kept and written."));
+    gw.start().await;
+    let prompt = gw.wait_prompt("7").await;
+    gw.fake.press(&prompt, "7", "Allow once").await;
+    gw.wait_text("7", "Kept and written.").await;
+    let shown = gw.fake.messages_in("7").iter().filter(|m| m.edits.iter().any(|e| e.contains("kept.txt"))).count();
+    let prompts = gw.fake.calls_of(Op::ShowApproval).len();
+    assert_eq!(
+        prompts, 6,
+        "five refused before the crash, one shown after it (the replayed turn asked no second time)"
+    );
+    assert_eq!(shown, 1, "one prompt in the chat, resolved: {:?}", gw.fake.messages_in("7"));
+    assert_eq!(std::fs::read_to_string(gw.workdir().join("kept.txt")).unwrap(), "kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_still_in_the_outbox_when_its_request_ends_is_never_shown() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    for _ in 0..5 {
+        gw.fake.fail_next(Op::ShowApproval, switchboard_channel_core::ChannelError::Transient("down".into()));
+    }
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "never.txt", "content": "no"})));
+    gw.fake.dm("7", "write it").await;
+    gw.wait_records("outbox", 1).await;
+    // The request ends (its turn is cancelled) while the prompt waits for a retry.
+    gw.fake.dm("7", "/cancel").await;
+    gw.wait_text("7", "Cancelled").await;
+    // The next retry round finds it ended and drops it.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(gw.fake.messages_in("7").iter().all(|m| m.buttons.is_empty()), "{:?}", gw.fake.messages_in("7"));
+    assert!(!gw.workdir().join("never.txt").exists());
+    gw.wait_records("outbox", 0).await;
+    let left = gw.fake.calls_of(Op::ShowApproval).len();
+    assert!(left <= 5, "no attempt after the request ended succeeded or was made: {left}");
+}

@@ -217,7 +217,7 @@ pub struct SendOptions {
 }
 
 /// An approval request as a channel shows it: a question and its buttons.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalPrompt {
     /// The question, plain text.
     pub text: String,

@@ -48,6 +48,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ChannelError> {
 
 /// Serves until `stop` is set.
 pub fn serve(listener: TcpListener, endpoint: Endpoint, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let health = endpoint.health.clone();
     let app = Router::new().fallback(handle).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)).with_state(endpoint);
     tokio::spawn(async move {
         let shutdown = async move {
@@ -55,6 +56,8 @@ pub fn serve(listener: TcpListener, endpoint: Endpoint, mut stop: watch::Receive
         };
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "slack: the HTTP endpoint failed");
+            // Not listening any more: not receiving either.
+            health.set(switchboard_channel_core::health::State::Failed("the HTTP endpoint stopped".into()));
         }
     })
 }

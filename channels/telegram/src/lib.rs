@@ -182,7 +182,7 @@ impl TelegramChannel {
             secret: settings.secret.clone(),
             path: settings.path.clone(),
         };
-        let task = webhook::serve(listener, hook, stop_rx);
+        let task = webhook::serve(listener, hook, stop_rx, self.health.clone());
         let result = self
             .api
             .retry("setWebhook", Policy::START, || {

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::polling::stopped;
 use crate::receive::Receiver;
+use crate::status::{Health, HealthCell};
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
@@ -31,13 +32,20 @@ pub(crate) async fn bind(listen: SocketAddr) -> Result<TcpListener, ChannelError
         .map_err(|e| ChannelError::Rejected(format!("telegram: cannot listen for the webhook on {listen}: {e}")))
 }
 
-/// Serves until `stop` turns true.
-pub(crate) fn serve(listener: TcpListener, hook: Hook, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Serves until `stop` turns true; a listener that ends before is said in `health`.
+pub(crate) fn serve(
+    listener: TcpListener,
+    hook: Hook,
+    mut stop: watch::Receiver<bool>,
+    health: HealthCell,
+) -> JoinHandle<()> {
     let app = Router::new().fallback(handle).with_state(Arc::new(hook));
     tokio::spawn(async move {
         let shutdown = async move { stopped(&mut stop).await };
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "telegram: webhook listener failed");
+            // Not listening any more: not receiving either.
+            health.set(Health::Retrying("the webhook listener stopped".to_owned()));
         }
         tracing::debug!("telegram: webhook listener stopped");
     })
