@@ -48,6 +48,17 @@ async fn main() {
         print_scaling(&history_scaling(&llm).await);
         return;
     }
+    // `-- flushes`: only the in-process run, with its acknowledgements and flush count.
+    if std::env::args().skip(1).any(|a| a == "flushes") {
+        let Acks { took, flushes_per_message } = acknowledgements(&llm).await;
+        let ack = |q: f64| took[((took.len() as f64 - 1.0) * q).round() as usize];
+        println!(
+            "  acknowledgement p50 {:.2} ms, p99 {:.2} ms; store flushes per message: {flushes_per_message:.1}",
+            ack(0.50).as_secs_f64() * 1000.0,
+            ack(0.99).as_secs_f64() * 1000.0
+        );
+        return;
+    }
     if std::env::args().skip(1).any(|a| a == "discord") {
         dm_run::print(discord::TITLE, &discord::run(&llm).await);
         return;
@@ -102,7 +113,7 @@ async fn main() {
         return;
     }
 
-    let acks = acknowledgements(&llm).await;
+    let Acks { took: acks, flushes_per_message } = acknowledgements(&llm).await;
     let scaling = history_scaling(&llm).await;
     let on_discord = discord::run(&llm).await;
     let on_slack = slack::run(&llm).await;
@@ -123,6 +134,7 @@ async fn main() {
     );
     println!("  acknowledgement p50 ({CHATS} chats in flight):  {:.2} ms", ack(0.50).as_secs_f64() * 1000.0);
     println!("  acknowledgement p99:                         {:.2} ms", ack(0.99).as_secs_f64() * 1000.0);
+    println!("  store flushes per message (in process):      {flushes_per_message:.1}");
     print_scaling(&scaling);
     dm_run::print(discord::TITLE, &on_discord);
     dm_run::print(slack::TITLE, &on_slack);
@@ -248,7 +260,7 @@ async fn long_conversation(llm: &FakeLlm, size: usize) -> (tempfile::TempDir, Em
 /// chats handed over one after another, as a poll loop would, without waiting for
 /// answers, so every turn's writes load the store while later events are
 /// journaled. Returns how long each `deliver` took, sorted.
-async fn acknowledgements(llm: &FakeLlm) -> Vec<Duration> {
+async fn acknowledgements(llm: &FakeLlm) -> Acks {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeChannel::new("fake");
     let registry = [switchboard_fakes::channel::DESCRIPTOR];
@@ -270,6 +282,7 @@ async fn acknowledgements(llm: &FakeLlm) -> Vec<Duration> {
     let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
     let daemon =
         Daemon::start(Parts { settings, store, backend, expired: Vec::new() }, &registry).await.expect("start");
+    let flushes_before = switchboard::metrics::global().flush_count();
     let mut took = Vec::new();
     for chat in 1..=CHATS {
         let delivered = fake.dm(&format!("{}", 2_000_000 + chat), &format!("ack probe {chat}")).await;
@@ -281,9 +294,20 @@ async fn acknowledgements(llm: &FakeLlm) -> Vec<Duration> {
         assert!(Instant::now() < deadline, "not every chat was answered within {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Every durable flush of the store while these messages were journaled,
+    // answered, stored for sending and marked sent.
+    let flushes = switchboard::metrics::global().flush_count() - flushes_before;
     daemon.stop().await;
     took.sort();
-    took
+    Acks { took, flushes_per_message: flushes as f64 / CHATS as f64 }
+}
+
+/// What the in-process run measured.
+struct Acks {
+    /// Each `deliver`, sorted.
+    took: Vec<Duration>,
+    /// Store flushes per message, from arrival to reply sent.
+    flushes_per_message: f64,
 }
 
 async fn start(llm: &FakeLlm, telegram: &FakeTelegram, dir: &std::path::Path) -> tokio::process::Child {

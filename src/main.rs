@@ -45,7 +45,12 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             let text = format!("{e:#}");
-            eprintln!("error: {}", text.trim_end());
+            if cli::logging::is_json() {
+                // A JSON log stays one object a line to its end.
+                tracing::error!(error = %text.trim_end(), "exiting after an error");
+            } else {
+                eprintln!("error: {}", text.trim_end());
+            }
             cli::EXIT_FAILURE
         }
     };

@@ -3,6 +3,7 @@
 //! configuration is read. Message text and secrets are never logged at info.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use switchboard::config::LogFormat;
@@ -13,6 +14,8 @@ use tracing_subscriber::{fmt, reload, EnvFilter, Layer, Registry};
 type Sink = Box<dyn Layer<Registry> + Send + Sync>;
 
 static SINK: OnceLock<reload::Handle<Sink, Registry>> = OnceLock::new();
+/// Whether the log is JSON now (so a last error goes into it as an object too).
+static JSON: AtomicBool = AtomicBool::new(false);
 
 fn sink(format: LogFormat) -> Sink {
     match format {
@@ -34,8 +37,14 @@ pub fn set_format(format: LogFormat) {
         return;
     }
     if let Some(handle) = SINK.get() {
-        if let Err(e) = handle.reload(sink(format)) {
-            eprintln!("warning: cannot switch the log format: {e}");
+        match handle.reload(sink(format)) {
+            Ok(()) => JSON.store(format == LogFormat::Json, Ordering::SeqCst),
+            Err(e) => eprintln!("warning: cannot switch the log format: {e}"),
         }
     }
+}
+
+/// Whether log lines are JSON objects now.
+pub fn is_json() -> bool {
+    JSON.load(Ordering::SeqCst)
 }
