@@ -72,8 +72,8 @@ pub struct Gateway {
     registry: registry::Registry,
     journal: journal::Journal,
     turns: turns::Turns,
-    /// Set while a readiness check of the store runs.
-    store_check: Arc<std::sync::atomic::AtomicBool>,
+    /// Readiness checks of the store waiting for an answer.
+    store_checks: Arc<std::sync::atomic::AtomicUsize>,
     ingress: ingress::Ingress,
     delivery: delivery::Delivery,
     decisions: decisions::Decisions,
@@ -160,7 +160,7 @@ impl Gateway {
             registry,
             journal,
             turns,
-            store_check: Arc::default(),
+            store_checks: Arc::default(),
             ingress,
             delivery,
             decisions,

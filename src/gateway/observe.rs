@@ -13,6 +13,8 @@ use crate::store::{blocking, now_ms, ApprovalState};
 
 /// How long the store may take to answer a readiness check.
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Store checks that may be waiting for an answer at once.
+const MAX_STORE_CHECKS: usize = 4;
 
 /// Whether the gateway can serve, and why not.
 #[derive(Debug, Clone)]
@@ -49,17 +51,18 @@ impl Gateway {
         self.registry.all().map(|s| (s.channel.name().to_string(), s.channel.ingress())).collect()
     }
 
-    /// Checks the store with a read and gathers every channel's ingress. One
-    /// store check at a time: a store that hangs does not collect a blocked
-    /// thread per probe.
+    /// Checks the store with a read and gathers every channel's ingress. At
+    /// most a few store checks at a time: a store that hangs does not collect a
+    /// blocked thread per probe (a healthy one answers in microseconds).
     pub async fn readiness(&self) -> Readiness {
-        let store_problem = if self.store_check.swap(true, Ordering::SeqCst) {
-            Some("no answer yet to an earlier check".to_string())
+        let store_problem = if self.store_checks.fetch_add(1, Ordering::SeqCst) >= MAX_STORE_CHECKS {
+            self.store_checks.fetch_sub(1, Ordering::SeqCst);
+            Some("no answer yet to earlier checks".to_string())
         } else {
-            let flag = self.store_check.clone();
+            let checks = self.store_checks.clone();
             let read = blocking(&self.store, move |s| {
                 let read = s.schema_version();
-                flag.store(false, Ordering::SeqCst);
+                checks.fetch_sub(1, Ordering::SeqCst);
                 read
             });
             match tokio::time::timeout(STORE_CHECK_TIMEOUT, read).await {
