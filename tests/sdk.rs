@@ -8,6 +8,7 @@ use serde_json::json;
 use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::{
     prompt, AgentBackend, AgentError, CreateAgentOptions, PageRequest, SdkMessage, SessionOptions, StopReason,
+    UserInput,
 };
 use switchboard::config::{LlmSettings, Settings};
 use switchboard::store::{text_content, Entry, MessageBody, SledStore, Store, ToolCall};
@@ -197,4 +198,32 @@ async fn a_tool_call_that_had_started_is_reported_interrupted_and_not_run_again(
     assert_eq!(results.len(), 1);
     assert!(results[0].1.contains("interrupted"), "{results:?}");
     assert_eq!(s.backend.memory_block(&agent.id, "human").await.unwrap().value, "", "the tool did not run again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collected_messages_wait_behind_a_cut_off_tool_call_which_then_runs_once() {
+    let s = setup().await;
+    let agent = s.backend.default_agent().await.unwrap();
+    cut_off_turn(&s.store, &agent.default_conversation, false);
+    s.llm.push(Reply::text("Saved, and read both."));
+    let mut session = s.backend.resume_session(&agent.id, SessionOptions::default()).await.unwrap();
+    let earlier = vec![UserInput { text: "first of the batch".into(), id: Some("m-first".into()) }];
+    session.send_batch(earlier, UserInput { text: "second of the batch".into(), id: Some("m-second".into()) }).unwrap();
+    collect(&mut session).await;
+    let messages = s.llm.requests()[0].messages();
+    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "user", "user"], "the call settled before the batch");
+    assert!(messages[3]["content"].as_str().unwrap().contains("was updated"), "it ran: {}", messages[3]);
+    assert_eq!(messages[4]["content"], "first of the batch");
+    assert_eq!(messages[5]["content"], "second of the batch");
+    assert_eq!(s.backend.memory_block(&agent.id, "human").await.unwrap().value, "Likes sailing.");
+
+    // Sent again (a replay), nothing is recorded twice.
+    s.llm.push(Reply::text("Again."));
+    let earlier = vec![UserInput { text: "first of the batch".into(), id: Some("m-first".into()) }];
+    session.send_batch(earlier, UserInput { text: "second of the batch".into(), id: Some("m-second".into()) }).unwrap();
+    collect(&mut session).await;
+    let entries = s.store.entries(&agent.default_conversation).unwrap();
+    let users = entries.iter().filter(|(_, e)| matches!(e.msg.body, MessageBody::User { .. })).count();
+    assert_eq!(users, 3, "save this, and the batch once");
 }

@@ -24,6 +24,10 @@ pub struct TurnRequest {
     /// The user's message; `None` resumes the conversation's unfinished turn (after a
     /// restart, once its pending approval is decided).
     pub input: Option<UserInput>,
+    /// Messages that arrived before `input` and are answered with it (collected
+    /// while an earlier turn ran): recorded in order before `input`, after the
+    /// tool calls an earlier turn left unfinished are settled.
+    pub earlier: Vec<UserInput>,
     pub events: mpsc::UnboundedSender<SdkMessage>,
     pub cancel: CancellationToken,
 }
@@ -76,6 +80,13 @@ impl Session {
         self.start(Some(input))
     }
 
+    /// Like [`Session::send_input`], answering `earlier` messages too: they are
+    /// recorded, in order, before `input`, once tool calls an earlier turn left
+    /// unfinished are settled (so those calls are not cut off by them).
+    pub fn send_batch(&mut self, earlier: Vec<UserInput>, input: UserInput) -> Result<(), AgentError> {
+        self.start_with(Some(input), earlier)
+    }
+
     /// Continues the conversation's unfinished turn, if it has one: tool calls left
     /// waiting or cut off, then the model. Read it with [`Session::stream`].
     pub fn resume(&mut self) -> Result<(), AgentError> {
@@ -83,6 +94,10 @@ impl Session {
     }
 
     fn start(&mut self, input: Option<UserInput>) -> Result<(), AgentError> {
+        self.start_with(input, Vec::new())
+    }
+
+    fn start_with(&mut self, input: Option<UserInput>, earlier: Vec<UserInput>) -> Result<(), AgentError> {
         if self.current.is_some() {
             return Err(AgentError::Busy);
         }
@@ -96,6 +111,7 @@ impl Session {
             conversation_id: self.conversation_id.clone(),
             session_id: self.session_id.clone(),
             input,
+            earlier,
             events,
             cancel: self.cancel.clone(),
         });

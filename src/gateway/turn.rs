@@ -66,14 +66,6 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
         workdir: None,
         external_tools: None,
     };
-    for input in &job.earlier {
-        // Each collected message is its own entry (already there after a replay).
-        if let Err(e) = turns.backend.record_message(&job.conversation_id, input.clone()).await {
-            // The events stay unanswered and are replayed after a restart.
-            tracing::error!(error = %e, "cannot record a collected message");
-            return ended(TurnOutcome::Failed);
-        }
-    }
     let mut session = match turns.backend.resume_session(&job.conversation_id, options).await {
         Ok(s) => s,
         Err(e) => {
@@ -82,8 +74,10 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
             return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
         }
     };
+    // Collected messages are recorded by the turn, after the tool calls an
+    // earlier turn left unfinished are settled.
     let started = match job.input.clone() {
-        Some(input) => session.send_input(input),
+        Some(input) => session.send_batch(job.earlier.clone(), input),
         None => session.resume(),
     };
     if let Err(e) = started {

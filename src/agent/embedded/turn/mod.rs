@@ -134,6 +134,18 @@ impl Turn {
         if self.request.cancel.is_cancelled() {
             return Ok(StopReason::Cancelled);
         }
+        // Messages collected with the input, each its own entry (already there
+        // after a replay), behind the settled calls.
+        for earlier in self.request.earlier.clone() {
+            if self.recorded(earlier.id.as_deref()).await? {
+                continue;
+            }
+            let mut entry = Entry::new(self.head(), MessageBody::User { content: text_content(earlier.text) });
+            if let Some(id) = earlier.id {
+                entry.msg.id = id;
+            }
+            self.store_entry(entry).await?;
+        }
         let input = match self.request.input.clone() {
             // Sent before (a replay): continue from where that attempt got to.
             Some(input) if self.recorded(input.id.as_deref()).await? => None,
