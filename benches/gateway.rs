@@ -96,7 +96,7 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let many_rss = rss_kib(pid);
-    // Once idle (the conversations' lanes closed after a minute): what stays.
+    // Once idle: what stays.
     tokio::time::sleep(IDLE_AFTER).await;
     let idle_many_rss = rss_kib(pid);
     let _ = daemon.start_kill();

@@ -14,10 +14,13 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-/// How long an idle conversation's worker waits for more before it goes away.
-pub const CONVERSATION_IDLE: Duration = Duration::from_secs(60);
+/// How long an idle conversation's worker waits for more before it goes away:
+/// not at all. A worker costs a task and a queue; kept after their work, they
+/// added up to memory that followed how many conversations there had been
+/// (and that the allocator then kept), not what is queued now.
+pub const CONVERSATION_IDLE: Duration = Duration::ZERO;
 /// A chat's events are judged in milliseconds: its worker need not linger.
-pub const CHAT_IDLE: Duration = Duration::from_secs(2);
+pub const CHAT_IDLE: Duration = Duration::ZERO;
 
 type Job = BoxFuture<'static, ()>;
 
