@@ -17,6 +17,7 @@ use switchboard_channel_core::split::split;
 use switchboard_channel_core::{Channel, ChannelError, ChatKey};
 
 use super::journal::Journal;
+use super::names::Names;
 use super::outbox::{Outbound, Outbox, OutboxItem, PromptPart, Stored, Streamed};
 use super::pacing::Pacer;
 use super::prompt_records::{Copy, PromptRecords};
@@ -35,6 +36,8 @@ pub struct Delivery {
     pacer: Pacer,
     /// Where approval prompts the outbox showed are recorded.
     records: PromptRecords,
+    /// Who decided, by name, for a prompt resolved as soon as it is shown.
+    names: Names,
     /// Items someone owns right now.
     busy: Arc<Mutex<HashSet<u64>>>,
 }
@@ -59,8 +62,15 @@ impl Drop for Claim {
 }
 
 impl Delivery {
-    pub fn new(outbox: Outbox, journal: Journal, registry: Registry, pacer: Pacer, records: PromptRecords) -> Delivery {
-        Delivery { outbox, journal, registry, pacer, records, busy: Arc::default() }
+    pub fn new(
+        outbox: Outbox,
+        journal: Journal,
+        registry: Registry,
+        pacer: Pacer,
+        records: PromptRecords,
+        names: Names,
+    ) -> Delivery {
+        Delivery { outbox, journal, registry, pacer, records, names, busy: Arc::default() }
     }
 
     /// Stores an approval prompt for `chat`, unless it was stored for that chat
@@ -262,11 +272,12 @@ impl Delivery {
         part: PromptPart,
     ) -> crate::store::StoreResult<()> {
         let id = part.approval_id.as_str();
-        let pending = |state: Option<(ApprovalState, Option<String>)>| {
-            state.is_some_and(|(state, _)| state == ApprovalState::Pending)
-        };
-        if !pending(self.records.state(id).await) {
+        // A store error keeps the item for the next round: it is no end of the request.
+        let pending = self.records.state(id).await?.is_some_and(|(state, _)| state == ApprovalState::Pending);
+        if !pending || self.records.shown_by(id, item.seq).await? {
             // Decided, expired or cancelled before anyone saw it: nothing to ask.
+            // Or shown and recorded, then the process died before the item was
+            // removed: shown once is enough.
             return self.outbox.remove(item.seq).await;
         }
         let mut prompt = part.prompt;
@@ -279,11 +290,16 @@ impl Delivery {
                 let copy = Copy { chat: item.chat.clone(), sent: sent.clone(), asked_in: Some(part.asked_in) };
                 self.records.add(id, item.seq, copy).await?;
                 self.outbox.remove(item.seq).await?;
-                // Ended while it was being shown: whoever ended it may have missed this copy.
-                if let Some((state, by)) = self.records.state(id).await.filter(|(s, _)| *s != ApprovalState::Pending) {
-                    let text = outcome_text(state, by.as_deref());
-                    let _ =
-                        retry::round(&item.chat.channel, || channel.resolve_approval(&item.chat, &sent, &text)).await;
+                // Ended while it was being shown: whoever ended it may have missed this
+                // copy. (On a store error it is resolved when its buttons are pressed.)
+                if let Ok(Some((state, by))) = self.records.state(id).await {
+                    if state != ApprovalState::Pending {
+                        let by = by.map(|b| self.names.display(&b));
+                        let text = outcome_text(state, by.as_deref());
+                        let resolve = || channel.resolve_approval(&item.chat, &sent, &text);
+                        let _ = retry::round(&item.chat.channel, resolve).await;
+                        self.records.forget_copy(id, item.seq).await;
+                    }
                 }
                 Ok(())
             }
@@ -372,8 +388,14 @@ mod tests {
         let registry = Registry::new(vec![entry], &[]);
         let journal = Journal::new(store.clone());
         let records = PromptRecords::new(store.clone());
-        let delivery =
-            Delivery::new(Outbox::new(store), journal.clone(), registry.clone(), Pacer::new(registry), records);
+        let delivery = Delivery::new(
+            Outbox::new(store),
+            journal.clone(),
+            registry.clone(),
+            Pacer::new(registry),
+            records,
+            Names::default(),
+        );
         (dir, delivery, fake, journal)
     }
 

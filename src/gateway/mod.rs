@@ -103,6 +103,7 @@ impl Gateway {
             registry.clone(),
             pacer.clone(),
             records.clone(),
+            names.clone(),
         );
         let prompts = prompts::Prompts::new(
             records,

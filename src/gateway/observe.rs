@@ -41,6 +41,15 @@ impl Readiness {
     }
 }
 
+/// One of the store checks that may wait at once; given back when dropped.
+struct CheckSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CheckSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn age_of(at_ms: Option<u64>) -> Option<Duration> {
     at_ms.map(|at| Duration::from_millis(now_ms().saturating_sub(at)))
 }
@@ -59,11 +68,11 @@ impl Gateway {
             self.store_checks.fetch_sub(1, Ordering::SeqCst);
             Some("no answer yet to earlier checks".to_string())
         } else {
-            let checks = self.store_checks.clone();
+            // Given back however the read ends (or if it never runs).
+            let slot = CheckSlot(self.store_checks.clone());
             let read = blocking(&self.store, move |s| {
-                let read = s.schema_version();
-                checks.fetch_sub(1, Ordering::SeqCst);
-                read
+                let _slot = slot;
+                s.schema_version()
             });
             match tokio::time::timeout(STORE_CHECK_TIMEOUT, read).await {
                 Ok(Ok(_)) => None,

@@ -53,8 +53,10 @@ impl PromptRecords {
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
-            for (_, bytes) in s.kv_scan(PROMPTS, &format!("{id}/"))? {
-                copies.extend(decode::<Copy>(&bytes));
+            for (key, bytes) in s.kv_scan(PROMPTS, &format!("{id}/"))? {
+                if key != asked_key(&id) {
+                    copies.extend(decode::<Copy>(&bytes));
+                }
             }
             Ok(copies)
         });
@@ -64,9 +66,16 @@ impl PromptRecords {
         })
     }
 
+    /// Whether outbox item `seq` showed a copy already (it was recorded, then the
+    /// process died before the item was removed).
+    pub async fn shown_by(&self, approval_id: &str, seq: u64) -> StoreResult<bool> {
+        let key = copy_key(approval_id, seq);
+        blocking(&self.store, move |s| Ok(s.kv_get(PROMPTS, &key)?.is_some())).await
+    }
+
     /// Records a copy shown by outbox item `seq` (its key keeps copies in order).
     pub async fn add(&self, approval_id: &str, seq: u64, copy: Copy) -> StoreResult<()> {
-        let key = format!("{approval_id}/{seq:020}");
+        let key = copy_key(approval_id, seq);
         blocking(&self.store, move |s| s.kv_put(PROMPTS, &key, &encode(&copy))).await
     }
 
@@ -85,12 +94,49 @@ impl PromptRecords {
         }
     }
 
-    /// How the request stands: its state and who decided it (`None` if unknown).
-    pub async fn state(&self, approval_id: &str) -> Option<(ApprovalState, Option<String>)> {
+    /// How the request stands: its state and who decided it (`None`: no such
+    /// request). A store error is an error: the caller must not take it for an end.
+    pub async fn state(&self, approval_id: &str) -> StoreResult<Option<(ApprovalState, Option<String>)>> {
         let id = approval_id.to_string();
-        let record = blocking(&self.store, move |s| s.approval(&id)).await.ok().flatten()?;
-        Some((record.state, record.decided_by))
+        let record = blocking(&self.store, move |s| s.approval(&id)).await?;
+        Ok(record.map(|r| (r.state, r.decided_by)))
     }
+
+    /// Notes the chat the request was asked in, before any copy is shown (a
+    /// decision then finds where its turn continues even if none ever was).
+    pub async fn set_asked_in(&self, approval_id: &str, chat: &ChatKey) -> StoreResult<()> {
+        let (key, chat) = (asked_key(approval_id), chat.clone());
+        blocking(&self.store, move |s| s.kv_put(PROMPTS, &key, &encode(&chat))).await
+    }
+
+    /// The chat the request was asked in, as noted when its prompts were queued
+    /// (or, for records from before, as its shown copies say).
+    pub async fn asked_in(&self, approval_id: &str) -> Option<ChatKey> {
+        let key = asked_key(approval_id);
+        let noted = blocking(&self.store, move |s| s.kv_get(PROMPTS, &key)).await.ok().flatten();
+        if let Some(chat) = noted.and_then(|b| decode::<ChatKey>(&b)) {
+            return Some(chat);
+        }
+        let copies = self.copies(approval_id).await;
+        copies.iter().find_map(|c| c.asked_in.clone()).or_else(|| copies.first().map(|c| c.chat.clone()))
+    }
+
+    /// Forgets one copy (shown after its request had ended and been resolved).
+    pub async fn forget_copy(&self, approval_id: &str, seq: u64) {
+        let key = copy_key(approval_id, seq);
+        if let Err(e) = blocking(&self.store, move |s| s.kv_remove(PROMPTS, &key)).await {
+            tracing::warn!(error = %e, "cannot forget a prompt's copy");
+        }
+    }
+}
+
+fn copy_key(approval_id: &str, seq: u64) -> String {
+    format!("{approval_id}/{seq:020}")
+}
+
+/// Sorts after every copy's key (digits), so copies stay in order.
+fn asked_key(approval_id: &str) -> String {
+    format!("{approval_id}/asked")
 }
 
 #[cfg(test)]
@@ -111,7 +157,16 @@ mod tests {
         let ids: Vec<String> = records.copies("apr-1").await.into_iter().map(|c| c.sent.message_id).collect();
         assert_eq!(ids, ["9", "10"], "the old record first, then the copies in order");
         assert!(records.copies("apr-10").await.is_empty(), "another request's prefix does not match");
+        assert_eq!(
+            records.asked_in("apr-1").await.map(|c| c.chat),
+            Some("1".into()),
+            "the first copy's, for old records"
+        );
+        records.set_asked_in("apr-1", &chat).await.unwrap();
+        assert_eq!(records.asked_in("apr-1").await, Some(chat.clone()), "noted before anything was shown");
+        assert_eq!(records.copies("apr-1").await.len(), 2, "the note is no copy");
         records.forget("apr-1").await;
         assert!(records.copies("apr-1").await.is_empty());
+        assert_eq!(records.asked_in("apr-1").await, None);
     }
 }

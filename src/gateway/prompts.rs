@@ -97,6 +97,9 @@ impl Prompts {
                 copies.extend(approvers.into_iter().map(|direct| (direct, prompt.clone())));
             }
         }
+        if let Err(e) = self.records.set_asked_in(request.approval_id, request.chat).await {
+            tracing::warn!(error = %e, "cannot note where an approval was asked");
+        }
         for (chat, prompt) in copies {
             let part =
                 PromptPart { approval_id: request.approval_id.to_string(), prompt, asked_in: request.chat.clone() };
@@ -114,10 +117,9 @@ impl Prompts {
         self.records.copies(approval_id).await.iter().any(|c| c.chat == *chat && c.sent == *sent)
     }
 
-    /// The chat the request was asked in, as its shown copies say.
+    /// The chat the request was asked in (noted when its prompts were queued).
     pub async fn chat_of(&self, approval_id: &str) -> Option<ChatKey> {
-        let copies = self.records.copies(approval_id).await;
-        copies.iter().find_map(|c| c.asked_in.clone()).or_else(|| copies.first().map(|c| c.chat.clone()))
+        self.records.asked_in(approval_id).await
     }
 
     /// Replaces the buttons of one prompt message with how the request ended.

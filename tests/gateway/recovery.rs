@@ -34,8 +34,8 @@ async fn an_approval_pending_at_a_crash_is_decided_with_approve_after_the_restar
     gw.fake.dm("7", "count once").await;
     let prompt = gw.wait_prompt("7").await;
     // Crash after the prompt is remembered (the case of one shown but not yet
-    // remembered is the test below).
-    gw.wait_records("approval-prompts", 1).await;
+    // remembered is the test below): where it was asked, and the shown copy.
+    gw.wait_records("approval-prompts", 2).await;
     gw.crash();
 
     gw.start().await;
@@ -61,7 +61,7 @@ async fn a_request_that_expired_while_the_daemon_was_down_loses_its_buttons_at_s
     gw.llm.push(Reply::tool_call("Bash", json!({"command": "touch late.txt"})));
     gw.fake.dm("7", "do it").await;
     let prompt = gw.wait_prompt("7").await;
-    gw.wait_records("approval-prompts", 1).await;
+    gw.wait_records("approval-prompts", 2).await;
     gw.crash();
     tokio::time::sleep(Duration::from_millis(5200)).await;
 
