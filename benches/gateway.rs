@@ -103,6 +103,8 @@ async fn main() {
     let _ = daemon.wait().await;
     // `cargo bench --bench gateway -- memory` stops here.
     if std::env::args().skip(1).any(|a| a == "memory") {
+        let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
+        println!("  {:.0} messages per second (burst), latency p50 {p50:.1} ms", CHATS as f64 / burst.as_secs_f64());
         println!(
             "  idle RSS {:.1} MiB; after {CHATS} conversations {:.1} MiB; after {MANY_CHATS} {:.1} MiB, then idle {:.1} MiB",
             idle_rss as f64 / 1024.0,
