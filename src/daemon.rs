@@ -78,11 +78,6 @@ impl Daemon {
         self.gateway.readiness().await
     }
 
-    /// Where the operator's HTTP endpoints listen, if they do.
-    pub fn server_address(&self) -> Option<std::net::SocketAddr> {
-        self.server.as_ref().map(Server::address)
-    }
-
     /// Closes the endpoints and the control socket, then stops the gateway
     /// gracefully within `[gateway] stop_grace_secs` (see [`Gateway::stop`]).
     pub async fn stop(&self) {

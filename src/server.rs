@@ -21,7 +21,6 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// The listener, served until dropped or stopped.
 pub struct Server {
-    address: SocketAddr,
     task: JoinHandle<()>,
 }
 
@@ -43,12 +42,7 @@ impl Server {
             }
         });
         tracing::info!(%address, "operator endpoints: /healthz /readyz /metrics");
-        Ok(Server { address, task })
-    }
-
-    /// Where it listens (the port chosen when `listen` said 0).
-    pub fn address(&self) -> SocketAddr {
-        self.address
+        Ok(Server { task })
     }
 
     /// Stops listening.
