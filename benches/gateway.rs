@@ -10,7 +10,9 @@
 //! The same against the fake Discord (`gateway/discord.rs`) and the fake Slack
 //! (`gateway/slack.rs`) follows, and all are printed.
 //!
-//! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run)
+//! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run;
+//! `-- throughput` only the Telegram latency and burst; `-- memory` those and memory;
+//! `-- postgres` the in-process run and the burst with the store on PostgreSQL)
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ use serde_json::Value;
 use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::config::{self, ConfigSource};
 use switchboard::daemon::{Daemon, Parts};
+use switchboard::store::postgres::{PgOptions, PgStore};
 use switchboard::store::{SledStore, Store};
 use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
 
@@ -50,13 +53,22 @@ async fn main() {
     }
     // `-- flushes`: only the in-process run, with its acknowledgements and flush count.
     if std::env::args().skip(1).any(|a| a == "flushes") {
-        let Acks { took, flushes_per_message } = acknowledgements(&llm).await;
+        let Acks { took, flushes_per_message, writes_per_message, per_second } = acknowledgements(&llm, None).await;
         let ack = |q: f64| took[((took.len() as f64 - 1.0) * q).round() as usize];
         println!(
-            "  acknowledgement p50 {:.2} ms, p99 {:.2} ms; store flushes per message: {flushes_per_message:.1}",
+            "  {per_second:.0} messages per second in process; acknowledgement p50 {:.2} ms, p99 {:.2} ms",
             ack(0.50).as_secs_f64() * 1000.0,
             ack(0.99).as_secs_f64() * 1000.0
         );
+        println!(
+            "  store writes per message {writes_per_message:.1}, flushes per message {flushes_per_message:.1} ({:.1} writes a flush)",
+            writes_per_message / flushes_per_message
+        );
+        return;
+    }
+    // `-- postgres`: the in-process run and the Telegram burst on PostgreSQL.
+    if std::env::args().skip(1).any(|a| a == "postgres") {
+        print_postgres(&llm).await;
         return;
     }
     if std::env::args().skip(1).any(|a| a == "discord") {
@@ -69,31 +81,26 @@ async fn main() {
     }
     let telegram = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = start(&llm, &telegram, dir.path()).await;
+    let mut daemon = start(&llm, &telegram, dir.path(), &[]).await;
     let pid = daemon.id().expect("running");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(pid);
 
-    // Latency: one message at a time, so no queueing is measured.
-    let mut latencies = Vec::new();
-    for i in 0..LATENCY_SAMPLES {
-        // New chats, which the burst below then talks in again.
-        let chat = 1 + i;
-        let sent = Instant::now();
-        telegram.send_dm(chat, &format!("latency probe {i}"));
-        latencies.push(wait_reply(&telegram, chat, sent, Duration::from_secs(30)).await.duration_since(sent));
-    }
-    latencies.sort();
+    let latencies = latency_samples(&telegram).await;
 
     // Throughput: a burst of messages from CHATS different chats.
     let burst = answer_burst(&telegram, 1..=CHATS).await;
+    let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
+    // `cargo bench --bench gateway -- throughput` stops here.
+    if std::env::args().skip(1).any(|a| a == "throughput") {
+        let _ = daemon.start_kill();
+        let _ = daemon.wait().await;
+        println!("  {:.0} messages per second (burst), latency p50 {p50:.1} ms", CHATS as f64 / burst.as_secs_f64());
+        return;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let loaded_rss = rss_kib(pid);
-    // Memory stays bounded by configuration and load, not by how many
-    // conversations there were: more conversations, a thousand at a time.
-    for start in (CHATS + 1..=MANY_CHATS).step_by(CHATS as usize) {
-        answer_burst(&telegram, start..=(start + CHATS - 1).min(MANY_CHATS)).await;
-    }
+    more_conversations(&telegram).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let many_rss = rss_kib(pid);
     // Once idle: what stays.
@@ -103,7 +110,6 @@ async fn main() {
     let _ = daemon.wait().await;
     // `cargo bench --bench gateway -- memory` stops here.
     if std::env::args().skip(1).any(|a| a == "memory") {
-        let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
         println!("  {:.0} messages per second (burst), latency p50 {p50:.1} ms", CHATS as f64 / burst.as_secs_f64());
         println!(
             "  idle RSS {:.1} MiB; after {CHATS} conversations {:.1} MiB; after {MANY_CHATS} {:.1} MiB, then idle {:.1} MiB",
@@ -115,7 +121,8 @@ async fn main() {
         return;
     }
 
-    let Acks { took: acks, flushes_per_message } = acknowledgements(&llm).await;
+    let Acks { took: acks, flushes_per_message, writes_per_message, per_second: in_process } =
+        acknowledgements(&llm, None).await;
     let scaling = history_scaling(&llm).await;
     let on_discord = discord::run(&llm).await;
     let on_slack = slack::run(&llm).await;
@@ -136,7 +143,12 @@ async fn main() {
     );
     println!("  acknowledgement p50 ({CHATS} chats in flight):  {:.2} ms", ack(0.50).as_secs_f64() * 1000.0);
     println!("  acknowledgement p99:                         {:.2} ms", ack(0.99).as_secs_f64() * 1000.0);
-    println!("  store flushes per message (in process):      {flushes_per_message:.1}");
+    println!("  messages per second (in process, fake channel): {in_process:.0}");
+    println!("  store writes per message (in process):       {writes_per_message:.1}");
+    println!(
+        "  store flushes per message (in process):      {flushes_per_message:.1} ({:.1} writes a flush)",
+        writes_per_message / flushes_per_message
+    );
     print_scaling(&scaling);
     dm_run::print(discord::TITLE, &on_discord);
     dm_run::print(slack::TITLE, &on_slack);
@@ -262,7 +274,7 @@ async fn long_conversation(llm: &FakeLlm, size: usize) -> (tempfile::TempDir, Em
 /// chats handed over one after another, as a poll loop would, without waiting for
 /// answers, so every turn's writes load the store while later events are
 /// journaled. Returns how long each `deliver` took, sorted.
-async fn acknowledgements(llm: &FakeLlm) -> Acks {
+async fn acknowledgements(llm: &FakeLlm, postgres: Option<String>) -> Acks {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeChannel::new("fake");
     let registry = [switchboard_fakes::channel::DESCRIPTOR];
@@ -280,12 +292,21 @@ async fn acknowledgements(llm: &FakeLlm) -> Acks {
     let settings = config::load_with(&ConfigSource { file: None, file_required: false, env }, &registry)
         .expect("settings")
         .settings;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir).expect("store"));
+    let store: Arc<dyn Store> = match postgres {
+        Some(url) => {
+            // The control socket still lives in the data directory.
+            std::fs::create_dir_all(&settings.data_dir).unwrap();
+            Arc::new(PgStore::open(&PgOptions { url, pool_size: 8 }).expect("the database"))
+        }
+        None => Arc::new(SledStore::open(&settings.data_dir).expect("store")),
+    };
     let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
     let daemon =
         Daemon::start(Parts { settings, store, backend, expired: Vec::new() }, &registry).await.expect("start");
     let flushes_before = switchboard::metrics::global().flush_count();
+    let writes_before = switchboard::metrics::global().write_count();
     let mut took = Vec::new();
+    let started = Instant::now();
     for chat in 1..=CHATS {
         let delivered = fake.dm(&format!("{}", 2_000_000 + chat), &format!("ack probe {chat}")).await;
         delivered.result.expect("journaled");
@@ -299,9 +320,16 @@ async fn acknowledgements(llm: &FakeLlm) -> Acks {
     // Every durable flush of the store while these messages were journaled,
     // answered, stored for sending and marked sent.
     let flushes = switchboard::metrics::global().flush_count() - flushes_before;
+    let writes = switchboard::metrics::global().write_count() - writes_before;
+    let per_second = CHATS as f64 / started.elapsed().as_secs_f64();
     daemon.stop().await;
     took.sort();
-    Acks { took, flushes_per_message: flushes as f64 / CHATS as f64 }
+    Acks {
+        took,
+        flushes_per_message: flushes as f64 / CHATS as f64,
+        writes_per_message: writes as f64 / CHATS as f64,
+        per_second,
+    }
 }
 
 /// What the in-process run measured.
@@ -310,16 +338,89 @@ struct Acks {
     took: Vec<Duration>,
     /// Store flushes per message, from arrival to reply sent.
     flushes_per_message: f64,
+    /// Durable store writes per message (each waited for a flush; group commit
+    /// lets several share one).
+    writes_per_message: f64,
+    /// Messages answered per second, from the first handed over to the last reply sent.
+    per_second: f64,
 }
 
-async fn start(llm: &FakeLlm, telegram: &FakeTelegram, dir: &std::path::Path) -> tokio::process::Child {
+async fn start(
+    llm: &FakeLlm,
+    telegram: &FakeTelegram,
+    dir: &std::path::Path,
+    extra: &[(&str, String)],
+) -> tokio::process::Child {
     let polls = telegram.calls_of("getupdates").len();
-    let settings = [
+    let mut settings = vec![
         ("SWITCHBOARD_TELEGRAM__TOKEN", telegram.token()),
         ("SWITCHBOARD_TELEGRAM__API_URL", telegram.api_url()),
         ("SWITCHBOARD_TELEGRAM__DM_POLICY", "open".to_string()),
     ];
+    settings.extend_from_slice(extra);
     dm_run::spawn_serve(llm, dir, &settings, || telegram.calls_of("getupdates").len() > polls).await
+}
+
+/// The same runs on PostgreSQL (a local server that syncs every commit to disk):
+/// the in-process acknowledgements and rate, then the Telegram latency and burst.
+async fn print_postgres(llm: &FakeLlm) {
+    let Acks { took, per_second, .. } =
+        acknowledgements(llm, Some(switchboard_fakes::postgres::durable_database())).await;
+    let ack = |q: f64| took[((took.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    println!("on PostgreSQL (local server, fsync on):");
+    println!(
+        "  {per_second:.0} messages per second in process; acknowledgement p50 {:.2} ms, p99 {:.2} ms",
+        ack(0.50),
+        ack(0.99)
+    );
+    let telegram = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = [
+        ("SWITCHBOARD_STORE__KIND", "postgres".to_string()),
+        ("SWITCHBOARD_STORE__POSTGRES__URL", switchboard_fakes::postgres::durable_database()),
+    ];
+    let mut daemon = start(llm, &telegram, dir.path(), &store).await;
+    let latencies = latency_samples(&telegram).await;
+    let burst = answer_burst(&telegram, 1..=CHATS).await;
+    let pid = daemon.id().expect("running");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = rss_kib(pid);
+    // The data is in the database, not the daemon.
+    more_conversations(&telegram).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let many_rss = rss_kib(pid);
+    let _ = daemon.start_kill();
+    let _ = daemon.wait().await;
+    let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    println!("  messages per second ({CHATS} chats, burst, Telegram): {:.0}", CHATS as f64 / burst.as_secs_f64());
+    println!("  added latency p50 {:.1} ms, p99 {:.1} ms", p(0.50), p(0.99));
+    println!(
+        "  daemon RSS after {CHATS} conversations: {:.1} MiB; after {MANY_CHATS}: {:.1} MiB",
+        rss as f64 / 1024.0,
+        many_rss as f64 / 1024.0
+    );
+}
+
+/// Latency: one message at a time from new chats (which the burst then talks in
+/// again), so no queueing is measured; sorted.
+async fn latency_samples(telegram: &FakeTelegram) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    for i in 0..LATENCY_SAMPLES {
+        let chat = 1 + i;
+        let sent = Instant::now();
+        telegram.send_dm(chat, &format!("latency probe {i}"));
+        latencies.push(wait_reply(telegram, chat, sent, Duration::from_secs(30)).await.duration_since(sent));
+    }
+    latencies.sort();
+    latencies
+}
+
+/// Conversations up to MANY_CHATS, a thousand at a time: memory should follow the
+/// configuration and the load, not how many conversations there were.
+async fn more_conversations(telegram: &FakeTelegram) {
+    for start in (CHATS + 1..=MANY_CHATS).step_by(CHATS as usize) {
+        answer_burst(telegram, start..=(start + CHATS - 1).min(MANY_CHATS)).await;
+    }
 }
 
 /// When the first reply reached `chat` (as recorded by the fake).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::{AgentBackend, AgentError};
 use switchboard::config::{self, ConfigSource, Settings};
-use switchboard::store::{ApprovalRecord, SledStore, Store};
+use switchboard::store::{ApprovalRecord, Store};
 
 pub struct App {
     pub settings: Settings,
@@ -23,7 +23,7 @@ impl App {
         let loaded = config::load(&ConfigSource::from_process(config_path))?;
         let settings = loaded.settings;
         super::logging::set_format(settings.log.format);
-        let store: Arc<dyn Store> = Arc::new(SledStore::open_sized(&settings.data_dir, settings.store.cache_mb)?);
+        let store: Arc<dyn Store> = switchboard::store::open(&settings)?;
         let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
         let expired = backend.recover().await?;
         if !expired.is_empty() && settings.log.format == config::LogFormat::Text {

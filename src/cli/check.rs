@@ -5,8 +5,10 @@ use std::path::Path;
 use switchboard::admin::LARGEST_SHOWN;
 use switchboard::agent::embedded::llm::LlmClient;
 use switchboard::channels::REGISTERED;
+use switchboard::config::StoreKind;
 use switchboard::config::{self, ConfigSource, Settings};
 use switchboard::control::{self, Request};
+use switchboard::store::postgres::{describe, PgOptions, PgStore};
 use switchboard::store::{human_bytes, render_sizes, SledStore, Store, StoreError};
 
 use super::EXIT_FAILURE;
@@ -15,11 +17,15 @@ use super::EXIT_FAILURE;
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The data directory's size on disk and the store's largest parts (asked of a
-/// running daemon when it holds the store).
-async fn storage(s: &Settings) {
+/// running daemon when it holds the store); for PostgreSQL, whether the database
+/// answers. `false` when the store cannot be used.
+async fn storage(s: &Settings) -> bool {
+    if s.store.kind == StoreKind::Postgres {
+        return database(s).await;
+    }
     if !s.data_dir.exists() {
         println!("Data directory: not created yet");
-        return;
+        return true;
     }
     let bytes: u64 = walkdir::WalkDir::new(&s.data_dir)
         .into_iter()
@@ -39,6 +45,38 @@ async fn storage(s: &Settings) {
             Err(_) => println!("  unknown: another process holds the store and does not answer"),
         },
         Err(e) => println!("  cannot be opened: {e}"),
+    }
+    true
+}
+
+/// Whether the PostgreSQL store answers, and its largest parts.
+async fn database(s: &Settings) -> bool {
+    let options = PgOptions { url: s.store.postgres.url.clone(), pool_size: 1 };
+    let opened = tokio::task::spawn_blocking(move || {
+        let store = PgStore::open(&options)?;
+        let sizes = store.sizes()?;
+        Ok::<_, StoreError>((store.database().to_string(), store.schema_version()?, sizes))
+    })
+    .await;
+    let database = describe(&s.store.postgres.url);
+    match opened {
+        Ok(Ok((_, version, sizes))) => {
+            println!("Store: PostgreSQL, {database}: reachable, schema {version}; largest parts:");
+            print!("{}", render_sizes(&sizes, LARGEST_SHOWN));
+            true
+        }
+        Ok(Err(StoreError::DatabaseInUse { .. })) => {
+            println!("Store: PostgreSQL, {database}: reachable, in use by a running switchboard");
+            true
+        }
+        Ok(Err(e)) => {
+            println!("Store: PostgreSQL: NOT usable: {e}");
+            false
+        }
+        Err(e) => {
+            println!("Store: PostgreSQL: NOT usable: {e}");
+            false
+        }
     }
 }
 
@@ -96,7 +134,7 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
             );
         }
     }
-    storage(s).await;
+    let store_usable = storage(s).await;
     let sandbox = switchboard::agent::embedded::tools::sandbox::Sandbox::new(&s.agent.workdir, &s.daemon_paths());
     println!("Tools: {}", sandbox.describe());
     if s.enabled_channels().next().is_none() {
@@ -126,7 +164,7 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<i32> {
                         s.llm.context_window
                     ),
                 }
-                Ok(0)
+                Ok(if store_usable { 0 } else { EXIT_FAILURE })
             } else {
                 let shown: Vec<&str> = models.iter().take(10).map(String::as_str).collect();
                 println!("Model {:?}: NOT listed by the endpoint (it lists: {})", s.llm.model, shown.join(", "));

@@ -11,8 +11,8 @@ use switchboard_channel_core::{ChannelDescriptor, SettingsReader};
 
 use super::{
     env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, EngineSettings, GatewaySettings,
-    LlmSettings, Loaded, LogFormat, LogSettings, PermissionMode, PolicyOverride, PolicySettings, Problem,
-    ServerSettings, Settings, StoreSettings, TierLimits, ToolSettings, SECRET_KEYS,
+    LlmSettings, Loaded, LogFormat, LogSettings, PermissionMode, PolicyOverride, PolicySettings, PostgresSettings,
+    Problem, ServerSettings, Settings, StoreKind, StoreSettings, TierLimits, ToolSettings, SECRET_KEYS,
 };
 use crate::policy::{MemoryWrites, TierLimit};
 
@@ -51,6 +51,9 @@ const KNOWN_KEYS: &[&str] = &[
     "tools.conversation_search",
     "gateway.routing",
     "gateway.stop_grace_secs",
+    "store.kind",
+    "store.postgres.url",
+    "store.postgres.pool_size",
     "store.cache_mb",
     "store.approval_retention_days",
     "engine.idle_secs",
@@ -288,10 +291,7 @@ impl<'a> Reader<'a> {
             },
             policy: self.read_policy(),
             gateway: self.read_gateway(),
-            store: StoreSettings {
-                cache_mb: self.get("store.cache_mb", d.store.cache_mb),
-                approval_retention_days: self.get("store.approval_retention_days", d.store.approval_retention_days),
-            },
+            store: self.read_store(&d.store),
             engine: EngineSettings { idle_secs: self.get("engine.idle_secs", d.engine.idle_secs) },
             server: self.read_server(),
             log: self.read_log(),
@@ -434,6 +434,24 @@ impl<'a> Reader<'a> {
         ServerSettings { listen }
     }
 
+    fn read_store(&mut self, d: &StoreSettings) -> StoreSettings {
+        let kind = self.get_opt::<String>("store.kind").and_then(|text| {
+            StoreKind::parse(text.trim()).or_else(|| {
+                self.invalid("store.kind", format!("{text:?} is not one of: sled, postgres"));
+                None
+            })
+        });
+        StoreSettings {
+            kind: kind.unwrap_or(d.kind),
+            postgres: PostgresSettings {
+                url: self.get("store.postgres.url", d.postgres.url.clone()),
+                pool_size: self.get("store.postgres.pool_size", d.postgres.pool_size),
+            },
+            cache_mb: self.get("store.cache_mb", d.cache_mb),
+            approval_retention_days: self.get("store.approval_retention_days", d.approval_retention_days),
+        }
+    }
+
     fn read_log(&mut self) -> LogSettings {
         let format = self.get_opt::<String>("log.format").and_then(|text| {
             LogFormat::parse(text.trim()).or_else(|| {
@@ -530,6 +548,12 @@ impl<'a> Reader<'a> {
         }
         if !(1..=86_400).contains(&s.engine.idle_secs) {
             self.invalid("engine.idle_secs", "must be between 1 and 86400 seconds".into());
+        }
+        if s.store.kind == StoreKind::Postgres && s.store.postgres.url.trim().is_empty() {
+            self.invalid("store.postgres.url", "is required when store.kind is \"postgres\"".into());
+        }
+        if !(1..=256).contains(&s.store.postgres.pool_size) {
+            self.invalid("store.postgres.pool_size", "must be between 1 and 256".into());
         }
         if !(1..=36_500).contains(&s.store.approval_retention_days) {
             self.invalid("store.approval_retention_days", "must be between 1 and 36500 days".into());

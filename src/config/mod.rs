@@ -20,7 +20,7 @@ pub use source::ConfigSource;
 
 /// Keys outside the channel sections whose values are secrets: they may only come
 /// from the environment and are never printed. Channel crates name their own.
-pub const SECRET_KEYS: &[&str] = &["llm.api_key"];
+pub const SECRET_KEYS: &[&str] = &["llm.api_key", "store.postgres.url"];
 
 /// Everything switchboard reads from its configuration.
 #[derive(Debug, Clone)]
@@ -104,9 +104,14 @@ pub struct GatewaySettings {
     pub stop_grace_secs: u64,
 }
 
-/// How much memory the store may keep, and how long it keeps what is finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the store is, how much memory it may keep, and how long it keeps what
+/// is finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {
+    /// Which backend holds the data.
+    pub kind: StoreKind,
+    /// The PostgreSQL database, when `kind` is `Postgres`.
+    pub postgres: PostgresSettings,
     /// The store's page cache, in MiB: the bound on the pages it keeps in memory
     /// (sled still keeps a little per page it has read, so memory grows slowly
     /// with the data).
@@ -163,7 +168,48 @@ impl Default for EngineSettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { cache_mb: 64, approval_retention_days: 30 }
+        StoreSettings {
+            kind: StoreKind::Sled,
+            postgres: PostgresSettings { url: String::new(), pool_size: 8 },
+            cache_mb: 64,
+            approval_retention_days: 30,
+        }
+    }
+}
+
+/// The store's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// sled, in `data_dir`: one machine, nothing else to run.
+    #[default]
+    Sled,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+impl StoreKind {
+    /// `sled` or `postgres`.
+    pub fn parse(text: &str) -> Option<StoreKind> {
+        match text {
+            "sled" => Some(StoreKind::Sled),
+            "postgres" => Some(StoreKind::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// How to reach the PostgreSQL database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// `postgres://user:password@host:port/database`: a secret (it may hold the password).
+    pub url: String,
+    /// Connections kept open at most.
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings").field("url", &"(hidden)").field("pool_size", &self.pool_size).finish()
     }
 }
 

@@ -137,7 +137,7 @@ impl Delivery {
         }
     }
 
-    /// Claims a new item, stores it, and marks its event answered.
+    /// Claims a new item, and stores it with its events marked answered.
     async fn store(
         &self,
         chat: &ChatKey,
@@ -155,18 +155,23 @@ impl Delivery {
         };
         let stored = stored.await;
         tracing::debug!(answers = ?answers, outcome = ?stored.as_ref().map(|(_, s)| s), "reply stored");
-        let claim = match stored {
-            Ok((claim, Stored::New)) => Some(claim),
+        match stored {
+            Ok((claim, Stored::New)) => {
+                // Marked answered with the item.
+                self.journal.answered(answers);
+                Some(claim)
+            }
             // A replay of an event whose reply is stored: that one is sent.
-            Ok((_, Stored::AlreadyAnswered)) => None,
+            Ok((_, Stored::AlreadyAnswered)) => {
+                self.nothing_to_send(answers).await;
+                None
+            }
             Err(e) => {
                 // The event stays unanswered and is replayed after a restart.
                 tracing::error!(error = %e, "cannot store a reply");
-                return None;
+                None
             }
-        };
-        self.nothing_to_send(answers).await;
-        claim
+        }
     }
 
     /// Sends what is left of item `seq`, unless someone else owns it (the retry
@@ -233,7 +238,10 @@ impl Delivery {
             match sent {
                 Ok(()) => {
                     item.delivered_parts += 1;
-                    self.outbox.mark(&item).await?;
+                    // The last part needs no mark: the item is removed next.
+                    if item.delivered_parts < parts.len() {
+                        self.outbox.mark(&item).await?;
+                    }
                 }
                 Err(e @ (ChannelError::Rejected(_) | ChannelError::Unsupported(_))) => {
                     // The platform will never take it (blocked bot, deleted chat).
@@ -378,11 +386,15 @@ mod tests {
 
     use super::*;
     use crate::gateway::registry::ChannelEntry;
-    use crate::store::{SledStore, Store};
+    use crate::store::TestBackend;
 
-    fn setup() -> (tempfile::TempDir, Delivery, FakeChannel, Journal) {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    /// The same set-up on each store backend.
+    fn setups() -> Vec<(TestBackend, Delivery, FakeChannel, Journal)> {
+        crate::store::test_backends().into_iter().map(setup).collect()
+    }
+
+    fn setup(backend: TestBackend) -> (TestBackend, Delivery, FakeChannel, Journal) {
+        let store = backend.store.clone();
         let fake = FakeChannel::new("fake");
         let entry = ChannelEntry { channel: Arc::new(fake.clone()), common: Default::default() };
         let registry = Registry::new(vec![entry], &[]);
@@ -396,7 +408,7 @@ mod tests {
             records,
             Names::default(),
         );
-        (dir, delivery, fake, journal)
+        (backend, delivery, fake, journal)
     }
 
     fn text(t: &str) -> Outbound {
@@ -412,92 +424,101 @@ mod tests {
     /// the turn, and the reply is sent once, by its owner, after the wait.
     #[tokio::test]
     async fn the_retry_loop_never_touches_a_reply_its_turn_still_owns() {
-        let (_dir, delivery, fake, _journal) = setup();
-        let chat = fake.direct("1");
-        delivery.pacer.hold(&chat, Duration::from_millis(400));
-        let turn = {
-            let (d, chat) = (delivery.clone(), chat.clone());
-            tokio::spawn(async move { d.finish_turn(&chat, text("the answer"), None, &[], None).await })
-        };
-        while stored(&delivery).await == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        for (backend, delivery, fake, _journal) in setups() {
+            eprintln!("on {}", backend.name);
+            let chat = fake.direct("1");
+            delivery.pacer.hold(&chat, Duration::from_millis(400));
+            let turn = {
+                let (d, chat) = (delivery.clone(), chat.clone());
+                tokio::spawn(async move { d.finish_turn(&chat, text("the answer"), None, &[], None).await })
+            };
+            while stored(&delivery).await == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            delivery.retry_once().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(fake.calls_of(Op::Send).is_empty(), "the retry loop sent a reply its turn owned");
+            turn.await.unwrap();
+            assert_eq!(fake.texts_in("1"), ["the answer"]);
+            delivery.retry_once().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(fake.calls_of(Op::Send).len(), 1, "sent once");
         }
-        delivery.retry_once().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(fake.calls_of(Op::Send).is_empty(), "the retry loop sent a reply its turn owned");
-        turn.await.unwrap();
-        assert_eq!(fake.texts_in("1"), ["the answer"]);
-        delivery.retry_once().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(fake.calls_of(Op::Send).len(), 1, "sent once");
     }
 
     #[tokio::test]
     async fn a_replayed_event_finds_its_stored_reply_and_stores_no_second_one() {
-        let (_dir, delivery, fake, journal) = setup();
-        let chat = fake.direct("1");
-        let event = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", "hi", false);
-        journal.record(&event).await.unwrap();
-        // A crash after the reply was stored, before the event was marked answered:
-        let seq = delivery.outbox.next_seq().await.unwrap();
-        let first = delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, vec![event.event_id.clone()], None);
-        assert_eq!(first.await.unwrap(), Stored::New);
-        // The restart recovers the stored reply and marks the event answered...
-        assert_eq!(delivery.recover().await.unwrap(), 1);
-        assert!(journal.unfinished().await.unwrap().is_empty(), "no replay of an answered event");
-        // ...and a replay that happened anyway stores nothing more.
-        delivery.reply(&chat, text("once"), std::slice::from_ref(&event.event_id)).await;
-        fake.wait_until("the reply", Duration::from_secs(5), |f| !f.messages_in("1").is_empty()).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(fake.texts_in("1"), ["once"]);
+        for (backend, delivery, fake, journal) in setups() {
+            eprintln!("on {}", backend.name);
+            let chat = fake.direct("1");
+            let event = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", "hi", false);
+            journal.record(&event).await.unwrap();
+            // A crash after the reply was stored, before the event was marked answered:
+            let seq = delivery.outbox.next_seq().await.unwrap();
+            let first =
+                delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, vec![event.event_id.clone()], None);
+            assert_eq!(first.await.unwrap(), Stored::New);
+            // The restart recovers the stored reply and marks the event answered...
+            assert_eq!(delivery.recover().await.unwrap(), 1);
+            assert!(journal.unfinished().await.unwrap().is_empty(), "no replay of an answered event");
+            // ...and a replay that happened anyway stores nothing more.
+            delivery.reply(&chat, text("once"), std::slice::from_ref(&event.event_id)).await;
+            fake.wait_until("the reply", Duration::from_secs(5), |f| !f.messages_in("1").is_empty()).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(fake.texts_in("1"), ["once"]);
+        }
     }
 
     #[tokio::test]
     async fn a_reply_that_answered_several_messages_is_sent_once_whichever_is_replayed() {
-        let (_dir, delivery, fake, journal) = setup();
-        let chat = fake.direct("1");
-        let mut events = Vec::new();
-        for text in ["one", "two", "three"] {
-            let event = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", text, false);
-            journal.record(&event).await.unwrap();
-            events.push(event.event_id);
+        for (backend, delivery, fake, journal) in setups() {
+            eprintln!("on {}", backend.name);
+            let chat = fake.direct("1");
+            let mut events = Vec::new();
+            for text in ["one", "two", "three"] {
+                let event = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", text, false);
+                journal.record(&event).await.unwrap();
+                events.push(event.event_id);
+            }
+            // "one" and "two" were recorded back to back and answered by one reply (its
+            // transcript entry "msg-r1"), sent for "one"; then a crash before "two" was
+            // marked answered. Its replay finds the same reply, whether it was sent...
+            let reply = || Some("msg-r1".to_string());
+            delivery.finish_turn(&chat, text("to one and two"), None, &events[..1], reply()).await;
+            delivery.finish_turn(&chat, text("to one and two"), None, &events[1..2], reply()).await;
+            // ...or only ever shown as the streamed message.
+            delivery.shown(&events[2..], Some("msg-r2".into())).await;
+            delivery.finish_turn(&chat, text("to three"), None, &events[2..], Some("msg-r2".into())).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(fake.texts_in("1"), ["to one and two"], "each reply once");
+            assert!(journal.unfinished().await.unwrap().is_empty(), "every message answered");
+            // A stored item not yet noted as sent (killed in between) is found too.
+            let seq = delivery.outbox.next_seq().await.unwrap();
+            let stored = delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()));
+            assert_eq!(stored.await.unwrap(), Stored::New);
+            let seq = delivery.outbox.next_seq().await.unwrap();
+            let again = delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()));
+            assert_eq!(again.await.unwrap(), Stored::AlreadyAnswered);
+            // Notes are forgotten with the journal's answered events.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(delivery.prune(0).await.unwrap(), 3, "msg-r1, msg-r2, msg-r3");
         }
-        // "one" and "two" were recorded back to back and answered by one reply (its
-        // transcript entry "msg-r1"), sent for "one"; then a crash before "two" was
-        // marked answered. Its replay finds the same reply, whether it was sent...
-        let reply = || Some("msg-r1".to_string());
-        delivery.finish_turn(&chat, text("to one and two"), None, &events[..1], reply()).await;
-        delivery.finish_turn(&chat, text("to one and two"), None, &events[1..2], reply()).await;
-        // ...or only ever shown as the streamed message.
-        delivery.shown(&events[2..], Some("msg-r2".into())).await;
-        delivery.finish_turn(&chat, text("to three"), None, &events[2..], Some("msg-r2".into())).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(fake.texts_in("1"), ["to one and two"], "each reply once");
-        assert!(journal.unfinished().await.unwrap().is_empty(), "every message answered");
-        // A stored item not yet noted as sent (killed in between) is found too.
-        let seq = delivery.outbox.next_seq().await.unwrap();
-        let stored = delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()));
-        assert_eq!(stored.await.unwrap(), Stored::New);
-        let seq = delivery.outbox.next_seq().await.unwrap();
-        let again = delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()));
-        assert_eq!(again.await.unwrap(), Stored::AlreadyAnswered);
-        // Notes are forgotten with the journal's answered events.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(delivery.prune(0).await.unwrap(), 3, "msg-r1, msg-r2, msg-r3");
     }
 
     #[tokio::test]
     async fn an_edit_that_would_change_nothing_is_skipped() {
-        let (_dir, delivery, fake, _journal) = setup();
-        let chat = fake.direct("1");
-        let sent = {
-            use switchboard_channel_core::Channel;
-            let blocks = switchboard_channel_core::markdown::parse("all of it");
-            fake.send(&chat, &blocks, &Default::default()).await.unwrap()
-        };
-        let streamed = Streamed { sent, shown: "all of it".into() };
-        delivery.finish_turn(&chat, text("all of it"), Some(streamed), &[], None).await;
-        assert!(fake.calls_of(Op::Edit).is_empty(), "an identical edit was sent");
-        assert_eq!(stored(&delivery).await, 0, "and the item is done");
+        for (backend, delivery, fake, _journal) in setups() {
+            eprintln!("on {}", backend.name);
+            let chat = fake.direct("1");
+            let sent = {
+                use switchboard_channel_core::Channel;
+                let blocks = switchboard_channel_core::markdown::parse("all of it");
+                fake.send(&chat, &blocks, &Default::default()).await.unwrap()
+            };
+            let streamed = Streamed { sent, shown: "all of it".into() };
+            delivery.finish_turn(&chat, text("all of it"), Some(streamed), &[], None).await;
+            assert!(fake.calls_of(Op::Edit).is_empty(), "an identical edit was sent");
+            assert_eq!(stored(&delivery).await, 0, "and the item is done");
+        }
     }
 }

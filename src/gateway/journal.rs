@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 use switchboard_channel_core::{InboundEvent, InboundKind, RecentChat, SentRef};
 
-use crate::store::{blocking, now_ms, Store, StoreResult};
+use crate::store::{blocking, now_ms, KvBatch, Store, StoreResult};
 
 const RECORDS: &str = "journal";
 const ORDER: &str = "journal-order";
@@ -55,18 +55,15 @@ impl Journal {
         let (event, id) = (event.clone(), event.event_id.clone());
         let received_at = now_ms();
         let recorded = blocking(&self.store, move |s| {
-            if s.kv_get(RECORDS, &event.event_id)?.is_some() {
-                return Ok(false);
-            }
             let seq = s.next_id()?;
-            // The order entry first: a crash between the two writes leaves an order
-            // entry without a record (skipped on replay) and the platform, not yet
-            // acknowledged, delivers the event again.
-            s.kv_put(ORDER, &format!("{seq:020}"), event.event_id.as_bytes())?;
+            let id = event.event_id.clone();
             let record =
                 JournalRecord { seq, event, done: false, received_at, stream_message: None, stream_shown: None };
-            s.kv_put(RECORDS, &record.event.event_id, &encode(&record))?;
-            Ok(true)
+            // The record and its place in the order together, only if this event
+            // was not stored before (a redelivery; then it is on disk by now).
+            let mut batch = KvBatch::new();
+            batch.put(ORDER, &format!("{seq:020}"), id.as_bytes()).put(RECORDS, &id, encode(&record));
+            s.kv_write_if_absent(RECORDS, &id, &batch)
         })
         .await?;
         if recorded {
@@ -110,6 +107,27 @@ impl Journal {
             Ok(())
         })
         .await
+    }
+
+    /// Adds to `batch` the marking of `event_id` as answered (read in the caller's
+    /// store task); nothing when the event is not stored or already marked. Call
+    /// [`Journal::answered`] once the batch is written.
+    pub fn mark_done_in(store: &dyn Store, event_id: &str, batch: &mut KvBatch) -> StoreResult<()> {
+        if let Some(mut record) = store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<JournalRecord>(&b)) {
+            if !record.done {
+                record.done = true;
+                batch.put(RECORDS, event_id, encode(&record));
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes events as answered by a batch of [`Journal::mark_done_in`] now written.
+    pub fn answered(&self, event_ids: &[String]) {
+        let mut pending = self.pending();
+        for id in event_ids {
+            pending.remove(id);
+        }
     }
 
     /// Whether the event is marked answered (inside a store transaction of the
@@ -207,7 +225,6 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SledStore;
     use switchboard_channel_core::{ChatKey, ChatKind, Inbound, InboundKind, Sender};
 
     fn event(id: &str) -> InboundEvent {
@@ -230,26 +247,27 @@ mod tests {
 
     #[tokio::test]
     async fn events_are_deduplicated_and_unanswered_ones_replayed_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let journal = Journal::new(store.clone());
-        for id in ["e3", "e1", "e2"] {
-            assert!(journal.record(&event(id)).await.unwrap());
-        }
-        assert!(!journal.record(&event("e1")).await.unwrap(), "a redelivery is recognised");
-        journal.done("e1").await.unwrap();
-        let left: Vec<String> = journal.unfinished().await.unwrap().into_iter().map(|r| r.event.event_id).collect();
-        assert_eq!(left, ["e3", "e2"], "arrival order, answered ones skipped");
+        for backend in crate::store::test_backends() {
+            eprintln!("on {}", backend.name);
+            let journal = Journal::new(backend.store.clone());
+            for id in ["e3", "e1", "e2"] {
+                assert!(journal.record(&event(id)).await.unwrap());
+            }
+            assert!(!journal.record(&event("e1")).await.unwrap(), "a redelivery is recognised");
+            journal.done("e1").await.unwrap();
+            let left: Vec<String> = journal.unfinished().await.unwrap().into_iter().map(|r| r.event.event_id).collect();
+            assert_eq!(left, ["e3", "e2"], "arrival order, answered ones skipped");
 
-        journal.set_stream_message("e3", SentRef { message_id: "77".into() }, "so far".into()).await.unwrap();
-        let record = journal.get("e3").await.unwrap().unwrap();
-        assert_eq!(
-            (record.stream_message.unwrap().message_id, record.stream_shown.as_deref()),
-            ("77".into(), Some("so far"))
-        );
-        // Pruning compares millisecond timestamps: let the clock move on first.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        assert_eq!(journal.prune(0).await.unwrap(), 1, "only the answered event is forgotten");
-        assert_eq!(journal.unfinished().await.unwrap().len(), 2);
+            journal.set_stream_message("e3", SentRef { message_id: "77".into() }, "so far".into()).await.unwrap();
+            let record = journal.get("e3").await.unwrap().unwrap();
+            assert_eq!(
+                (record.stream_message.unwrap().message_id, record.stream_shown.as_deref()),
+                ("77".into(), Some("so far"))
+            );
+            // Pruning compares millisecond timestamps: let the clock move on first.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            assert_eq!(journal.prune(0).await.unwrap(), 1, "only the answered event is forgotten");
+            assert_eq!(journal.unfinished().await.unwrap().len(), 2);
+        }
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_channel_core::{ApprovalPrompt, ChatKey, Interaction, SendOptions, SentRef, Visibility};
 
 use super::journal::{decode, encode, Journal};
-use crate::store::{blocking, now_ms, Store, StoreResult};
+use crate::store::{blocking, now_ms, KvBatch, Store, StoreResult};
 
 const SPACE: &str = "outbox";
 /// Replies stored for sending (or shown as streamed), by their transcript entry
@@ -134,7 +134,9 @@ impl Outbox {
     }
 
     /// Stores a reply as item `seq`, unless the event it answers has one already,
-    /// or the reply (`reply_entry`) was stored or shown for another event.
+    /// or the reply (`reply_entry`) was stored or shown for another event. The
+    /// events it answers are marked answered in the same write (tell the
+    /// journal's in-memory count with [`Journal::answered`]).
     pub async fn enqueue(
         &self,
         seq: u64,
@@ -182,10 +184,17 @@ impl Outbox {
                 answers,
                 reply_entry,
             };
-            s.kv_put(SPACE, &key(item.seq), &encode(&item))?;
+            // The item, the note of its reply and its events marked answered: all
+            // or none, so a crash never leaves a stored reply whose event replays.
+            let mut batch = KvBatch::new();
+            batch.put(SPACE, &key(item.seq), encode(&item));
             if let Some(entry) = &item.reply_entry {
-                s.kv_put(REPLIED, entry, &encode(&item.created_at))?;
+                batch.put(REPLIED, entry, encode(&item.created_at));
             }
+            for event in &item.answers {
+                Journal::mark_done_in(s, event, &mut batch)?;
+            }
+            s.kv_write(&batch)?;
             Ok(Stored::New)
         })
         .await

@@ -45,6 +45,10 @@ pub struct Metrics {
     flush_seconds: Histogram,
     write_seconds: Histogram,
     flushes: AtomicU64,
+    /// Writers each flush served (group commit).
+    commit_group: Histogram,
+    /// Durable writes (each a store operation that waited for a flush).
+    writes: AtomicU64,
     /// Every family above, and the scrape-time gauges of `snapshot`.
     registry: Registry,
     gauges: snapshot::Gauges,
@@ -79,6 +83,9 @@ impl Metrics {
             // 10 µs to about 1.8 s.
             write_seconds: Histogram::new(exponential_buckets(0.00001, 3.0, 12)),
             flushes: AtomicU64::new(0),
+            // 1 to 1,024 writers.
+            commit_group: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            writes: AtomicU64::new(0),
             gauges: snapshot::Gauges::default(),
             registry: Registry::default(),
         };
@@ -118,8 +125,13 @@ impl Metrics {
         );
         registry.register(
             "store_flush_duration_seconds",
-            "Durable flushes of the store (every write ends with one); the count is the flush count",
+            "Durable flushes of the store (writes waiting together share one); the count is the flush count",
             metrics.flush_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_group_writes",
+            "How many store writes each flush made durable (group commit)",
+            metrics.commit_group.clone(),
         );
         registry.register(
             "store_write_duration_seconds",
@@ -184,12 +196,23 @@ impl Metrics {
 
     /// A store write was made durable, `took` from its start to its flush's end.
     pub fn store_write(&self, took: Duration) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         self.write_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A flush made `writes` store writes durable at once.
+    pub fn commit_group(&self, writes: usize) {
+        self.commit_group.observe(writes as f64);
     }
 
     /// How many durable flushes the store made so far (for benchmarks).
     pub fn flush_count(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// How many durable writes the store made so far (for benchmarks).
+    pub fn write_count(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 }
 

@@ -518,33 +518,35 @@ mod tests {
 
     #[tokio::test]
     async fn decided_requests_past_their_retention_are_forgotten_with_their_index_pending_ones_never() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(crate::store::SledStore::open(dir.path()).unwrap());
-        let approvals = Approvals::new(
-            store.clone(),
-            Duration::from_secs(60),
-            Vec::new(),
-            false,
-            Duration::from_secs(60),
-            Vec::new(),
-        );
-        let now = now_ms();
-        let old = now - 40 * 24 * 3600 * 1000;
-        for a in [
-            record("apr-old", ApprovalState::Denied, Some(old)),
-            record("apr-new", ApprovalState::AllowedOnce, Some(now)),
-            record("apr-waiting", ApprovalState::Pending, None),
-        ] {
-            store.put_approval(&a).unwrap();
-            store.kv_put(CALL_INDEX, &call_index_key(&a.conversation_id, &a.call_key), a.id.as_bytes()).unwrap();
+        for backend in crate::store::test_backends() {
+            eprintln!("on {}", backend.name);
+            let store = backend.store.clone();
+            let approvals = Approvals::new(
+                store.clone(),
+                Duration::from_secs(60),
+                Vec::new(),
+                false,
+                Duration::from_secs(60),
+                Vec::new(),
+            );
+            let now = now_ms();
+            let old = now - 40 * 24 * 3600 * 1000;
+            for a in [
+                record("apr-old", ApprovalState::Denied, Some(old)),
+                record("apr-new", ApprovalState::AllowedOnce, Some(now)),
+                record("apr-waiting", ApprovalState::Pending, None),
+            ] {
+                store.put_approval(&a).unwrap();
+                store.kv_put(CALL_INDEX, &call_index_key(&a.conversation_id, &a.call_key), a.id.as_bytes()).unwrap();
+            }
+            assert_eq!(approvals.prune(30 * 24 * 3600 * 1000).await.unwrap(), 1);
+            let left: Vec<String> = store.approvals().unwrap().into_iter().map(|a| a.id).collect();
+            assert_eq!(left.len(), 2);
+            assert!(!left.contains(&"apr-old".to_string()));
+            assert!(approvals.for_call("c", "k-apr-old").await.unwrap().is_none());
+            assert_eq!(store.kv_scan(CALL_INDEX, "").unwrap().len(), 2, "its index entry went too");
+            assert!(approvals.for_call("c", "k-apr-waiting").await.unwrap().is_some());
         }
-        assert_eq!(approvals.prune(30 * 24 * 3600 * 1000).await.unwrap(), 1);
-        let left: Vec<String> = store.approvals().unwrap().into_iter().map(|a| a.id).collect();
-        assert_eq!(left.len(), 2);
-        assert!(!left.contains(&"apr-old".to_string()));
-        assert!(approvals.for_call("c", "k-apr-old").await.unwrap().is_none());
-        assert_eq!(store.kv_scan(CALL_INDEX, "").unwrap().len(), 2, "its index entry went too");
-        assert!(approvals.for_call("c", "k-apr-waiting").await.unwrap().is_some());
     }
 
     #[test]

@@ -1,21 +1,26 @@
 //! Persistent state behind one trait: agents, memory blocks, conversations, transcript
-//! entries and a little metadata. Every write is durable before the call returns.
+//! entries and a little metadata. Every write is durable before the call returns;
+//! writes made at about the same moment share one flush (group commit).
 
+mod batch;
+pub mod commit;
 mod lock;
 mod memory_history;
 pub mod model;
 mod policy_records;
+pub mod postgres;
 mod schema;
 mod sled_store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use batch::{KvBatch, KvOp};
 pub use memory_history::{edits as memory_edits, record_edit as record_memory_edit, MemoryEdit};
 pub use model::*;
 pub use policy_records::*;
 pub use schema::{Migration, SCHEMA_VERSION};
-pub use sled_store::SledStore;
+pub use sled_store::{FlushHook, SledStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,6 +38,14 @@ pub enum StoreError {
     Io { dir: PathBuf, cause: std::io::Error },
     #[error("storage error: {0}")]
     Backend(String),
+    #[error(
+        "cannot reach the PostgreSQL database {database}: {cause}; check store.postgres.url and that the server runs"
+    )]
+    Unreachable { database: String, cause: String },
+    #[error("the PostgreSQL database {database} is in use by another switchboard process; stop it or give this one its own database (replicas sharing a database are not supported yet)")]
+    DatabaseInUse { database: String },
+    #[error("the PostgreSQL database {database} was set up by a newer switchboard (schema {found}; this build understands up to {supported})")]
+    NewerDatabase { database: String, found: i32, supported: i32 },
     #[error("a stored {what} could not be read: {detail}")]
     Decode { what: &'static str, detail: String },
 }
@@ -93,6 +106,12 @@ pub trait Store: Send + Sync + 'static {
     fn kv_remove(&self, space: &str, key: &str) -> StoreResult<()>;
     /// Entries whose key starts with `prefix`, in key order.
     fn kv_scan(&self, space: &str, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Applies every write of `batch` together, all or none, made durable by one
+    /// flush (shared with whoever else commits at that moment).
+    fn kv_write(&self, batch: &KvBatch) -> StoreResult<()>;
+    /// As [`Store::kv_write`], only when `space` holds nothing under `key`, checked
+    /// in the same atomic step; whether it was applied.
+    fn kv_write_if_absent(&self, space: &str, key: &str, batch: &KvBatch) -> StoreResult<bool>;
     /// A number larger than any returned before, across restarts.
     fn next_id(&self) -> StoreResult<u64>;
 
@@ -135,6 +154,49 @@ pub fn human_bytes(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Opens the store the settings name: sled in `data_dir`, or the PostgreSQL
+/// database (its schema brought up to date).
+pub fn open(settings: &crate::config::Settings) -> StoreResult<Arc<dyn Store>> {
+    use crate::config::StoreKind;
+    Ok(match settings.store.kind {
+        StoreKind::Sled => Arc::new(SledStore::open_sized(&settings.data_dir, settings.store.cache_mb)?),
+        StoreKind::Postgres => {
+            // The data directory still holds the control socket and the agent's
+            // workdir by default: the owner's only, as sled's is.
+            let dir = &settings.data_dir;
+            let io = |cause| StoreError::Io { dir: dir.clone(), cause };
+            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io)?;
+            Arc::new(postgres::PgStore::open(&postgres::PgOptions {
+                url: settings.store.postgres.url.clone(),
+                pool_size: settings.store.postgres.pool_size,
+            })?)
+        }
+    })
+}
+
+/// For tests: a fresh store of one kind, and what keeps it alive.
+#[cfg(test)]
+pub struct TestBackend {
+    pub name: &'static str,
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// For tests that must hold on both backends: a fresh sled store in a temporary
+/// directory, and a fresh database of the test run's PostgreSQL server.
+#[cfg(test)]
+pub fn test_backends() -> Vec<TestBackend> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sled = Arc::new(SledStore::open(dir.path()).expect("a sled store"));
+    let url = switchboard_fakes::postgres::database();
+    let pg = postgres::PgStore::open(&postgres::PgOptions { url, pool_size: 4 }).expect("a PostgreSQL store");
+    vec![
+        TestBackend { name: "sled", store: sled, _dir: Some(dir) },
+        TestBackend { name: "postgres", store: Arc::new(pg), _dir: None },
+    ]
 }
 
 /// Runs store work off the async runtime's worker threads (writes wait on fsync).

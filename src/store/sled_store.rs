@@ -1,18 +1,25 @@
 //! The sled implementation of [`Store`]. Records are JSON values in named trees;
-//! every write is followed by a flush so an acknowledged write survives a crash.
+//! every write waits for a flush (shared by the writes of the same moment, see
+//! [`super::commit`]) so an acknowledged write survives a crash.
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::commit::Committer;
 use super::lock::DirLock;
 use super::schema::{self, Migration, MIGRATIONS, SCHEMA_VERSION, VERSION_KEY};
 use super::{
-    AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, MemoryBlock, Store, StoreError,
-    StoreResult, TreeSize,
+    AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, KvBatch, KvOp, MemoryBlock, Store,
+    StoreError, StoreResult, TreeSize,
 };
+
+/// Runs before each flush; an error fails the flush (and so every write it was
+/// to make durable). For tests of what waits for durability.
+pub type FlushHook = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 pub struct SledStore {
     db: sled::Db,
@@ -26,6 +33,8 @@ pub struct SledStore {
     grants: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
+    committer: Committer,
+    flush_hook: Mutex<Option<FlushHook>>,
     _lock: DirLock,
 }
 
@@ -66,6 +75,8 @@ impl SledStore {
             grants: tree("grants")?,
             audit: tree("audit")?,
             meta: tree("meta")?,
+            committer: Committer::new(),
+            flush_hook: Mutex::new(None),
             db,
             _lock: lock,
         })
@@ -76,20 +87,84 @@ impl SledStore {
         self.db.open_tree(format!("kv:{name}")).map_err(backend)
     }
 
-    fn flush(&self) -> StoreResult<()> {
-        let began = std::time::Instant::now();
-        let flushed = self.db.flush().map(|_| ()).map_err(backend);
-        crate::metrics::global().flushed(began.elapsed());
-        flushed
+    /// Sets (or clears) a hook that runs before every flush (for tests).
+    pub fn before_flush(&self, hook: Option<FlushHook>) {
+        *self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) = hook;
     }
 
-    /// Runs `write`, then flushes: one durable write, timed for the metrics.
+    /// Returns once a flush that began after this call made every earlier write
+    /// durable; writers waiting at the same moment share it.
+    fn commit(&self) -> StoreResult<()> {
+        let flush = || {
+            if let Some(hook) = &*self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) {
+                hook()?;
+            }
+            let began = std::time::Instant::now();
+            let flushed = self.db.flush().map(|_| ()).map_err(|e| e.to_string());
+            crate::metrics::global().flushed(began.elapsed());
+            flushed
+        };
+        let served = |served: super::commit::Served| crate::metrics::global().commit_group(served.writers);
+        self.committer.commit(flush, served).map_err(StoreError::Backend)
+    }
+
+    /// Runs `write`, then waits for its flush: one durable write, timed for the metrics.
     fn durable<T>(&self, write: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
         let began = std::time::Instant::now();
         let written = write()?;
-        self.flush()?;
+        self.commit()?;
         crate::metrics::global().store_write(began.elapsed());
         Ok(written)
+    }
+
+    /// Applies `batch` atomically, unless `guard` (space, key) holds something;
+    /// whether it applied. Not yet durable.
+    fn apply(&self, batch: &KvBatch, guard: Option<(&str, &str)>) -> StoreResult<bool> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        use sled::Transactional;
+        let mut names = batch.spaces();
+        if let Some((space, _)) = guard {
+            if !names.contains(&space) {
+                names.insert(0, space);
+            }
+        }
+        let trees = names.iter().map(|name| self.space(name)).collect::<StoreResult<Vec<_>>>()?;
+        let index = |space: &str| names.iter().position(|n| *n == space).expect("every space is opened");
+        if guard.is_none() && trees.len() == 1 {
+            // One tree: its own atomic batch, cheaper than a transaction.
+            let mut writes = sled::Batch::default();
+            for op in batch.ops() {
+                match op {
+                    KvOp::Put { key, value, .. } => writes.insert(key.as_bytes(), value.as_slice()),
+                    KvOp::Remove { key, .. } => writes.remove(key.as_bytes()),
+                }
+            }
+            trees[0].apply_batch(writes).map_err(backend)?;
+            return Ok(true);
+        }
+        let applied = trees[..].transaction(|views| {
+            if let Some((space, key)) = guard {
+                if views[index(space)].get(key)?.is_some() {
+                    return Ok(false);
+                }
+            }
+            for op in batch.ops() {
+                match op {
+                    KvOp::Put { space, key, value } => {
+                        views[index(space)].insert(key.as_bytes(), value.as_slice())?;
+                    }
+                    KvOp::Remove { space, key } => {
+                        views[index(space)].remove(key.as_bytes())?;
+                    }
+                }
+            }
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        match applied {
+            Ok(applied) => Ok(applied),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+            Err(TransactionError::Abort(())) => Err(StoreError::Backend("a store transaction was aborted".into())),
+        }
     }
 
     fn put<T: Serialize>(&self, tree: &sled::Tree, key: &[u8], value: &T) -> StoreResult<()> {
@@ -218,7 +293,7 @@ impl Store for SledStore {
             }
             self.conversations.remove(conversation.id.as_bytes()).map_err(backend)?;
         }
-        self.flush()?;
+        self.commit()?;
         Ok(true)
     }
 
@@ -334,7 +409,7 @@ impl Store for SledStore {
             let (key, value) = item.map_err(backend)?;
             if decode::<Grant>("grant", &value)?.id == id {
                 self.grants.remove(key).map_err(backend)?;
-                self.flush()?;
+                self.commit()?;
                 return Ok(true);
             }
         }
@@ -372,6 +447,19 @@ impl Store for SledStore {
                 Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
             })
             .collect()
+    }
+
+    fn kv_write(&self, batch: &KvBatch) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.durable(|| self.apply(batch, None).map(|_| ()))
+    }
+
+    fn kv_write_if_absent(&self, space: &str, key: &str, batch: &KvBatch) -> StoreResult<bool> {
+        // Waits for a flush either way: what was found may be another writer's,
+        // not yet durable, and the caller may acknowledge it as stored.
+        self.durable(|| self.apply(batch, Some((space, key))))
     }
 
     fn next_id(&self) -> StoreResult<u64> {
@@ -499,6 +587,46 @@ mod tests {
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(s.kv_get("outbox", "a").unwrap().as_deref(), Some(&b"other"[..]));
         assert_eq!(s.kv_get("journal", "zzz").unwrap(), None);
+    }
+
+    #[test]
+    fn a_batch_spans_key_spaces_and_applies_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.kv_put("outbox", "old", b"x").unwrap();
+            let mut batch = KvBatch::new();
+            batch.put("journal", "e1", b"1".to_vec()).put("outbox", "new", b"2".to_vec()).remove("outbox", "old");
+            s.kv_write(&batch).unwrap();
+            // Only when absent: present, so nothing of the batch is written.
+            let mut again = KvBatch::new();
+            again.put("journal", "e1", b"changed".to_vec()).put("order", "9", b"e1".to_vec());
+            assert!(!s.kv_write_if_absent("journal", "e1", &again).unwrap());
+            let mut fresh = KvBatch::new();
+            fresh.put("journal", "e2", b"2".to_vec()).put("order", "10", b"e2".to_vec());
+            assert!(s.kv_write_if_absent("journal", "e2", &fresh).unwrap());
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.kv_get("journal", "e1").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(s.kv_get("outbox", "new").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(s.kv_get("outbox", "old").unwrap(), None);
+        let order: Vec<String> = s.kv_scan("order", "").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(order, ["10"]);
+        assert_eq!(s.kv_get("journal", "e2").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn a_write_fails_when_its_flush_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        s.before_flush(Some(Box::new(|| Err("injected".into()))));
+        let err = s.kv_put("journal", "a", b"1").expect_err("an unflushed write is no success");
+        assert!(err.to_string().contains("injected"), "{err}");
+        let mut batch = KvBatch::new();
+        batch.put("journal", "b", b"2".to_vec());
+        assert!(s.kv_write(&batch).is_err());
+        s.before_flush(None);
+        s.kv_put("journal", "c", b"3").unwrap();
     }
 
     #[test]

@@ -11,7 +11,7 @@ use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::AgentBackend;
 use switchboard::config::{self, ConfigSource};
 use switchboard::daemon::{Daemon, Parts};
-use switchboard::store::{SledStore, Store, StoreError};
+use switchboard::store::{FlushHook, SledStore, Store, StoreError};
 use switchboard_channel_core::ChannelDescriptor;
 use switchboard_fakes::channel::{FakeMessage, DESCRIPTOR as FAKE};
 use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram};
@@ -32,6 +32,8 @@ struct Running {
     daemon: Option<Daemon>,
     /// The daemon's store, for tests that wait on what it has written.
     store: Arc<dyn Store>,
+    /// The same store, for tests that slow or fail its flushes.
+    sled: Arc<SledStore>,
 }
 
 impl Gw {
@@ -91,14 +93,16 @@ impl Gw {
         let settings = config::load_with(&self.source(), REGISTRY).unwrap_or_else(|e| panic!("{e}")).settings;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let started = runtime.spawn(async move {
-            let store = open_store(&settings.data_dir).await;
+            let sled = open_store(&settings.data_dir).await;
+            let store: Arc<dyn Store> = sled.clone();
             let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
             let expired = backend.recover().await.expect("recover");
             let parts = Parts { settings, store: store.clone(), backend, expired };
-            Daemon::start(parts, REGISTRY).await.map(|daemon| (daemon, store))
+            Daemon::start(parts, REGISTRY).await.map(|daemon| (daemon, store, sled))
         });
-        let (daemon, store) = started.await.expect("start task").unwrap_or_else(|e| panic!("daemon start: {e:#}"));
-        self.running = Some(Running { runtime, daemon: Some(daemon), store });
+        let (daemon, store, sled) =
+            started.await.expect("start task").unwrap_or_else(|e| panic!("daemon start: {e:#}"));
+        self.running = Some(Running { runtime, daemon: Some(daemon), store, sled });
     }
 
     /// SIGKILL as far as a process can do it to itself: every task of the daemon is
@@ -124,6 +128,12 @@ impl Gw {
             assert!(started.elapsed() < WAIT, "{space} never held {count} records (it holds {found})");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Runs `hook` before every flush of the running daemon's store (`None`: no
+    /// hook): a slow or failing disk.
+    pub fn before_flush(&self, hook: Option<FlushHook>) {
+        self.running.as_ref().expect("running").sled.before_flush(hook);
     }
 
     /// A clean stop.
@@ -178,7 +188,7 @@ impl Drop for Gw {
 }
 
 /// Opens the store, waiting for a crashed run's last blocking store calls to let go.
-async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
+async fn open_store(dir: &std::path::Path) -> Arc<SledStore> {
     let started = Instant::now();
     loop {
         match SledStore::open(dir) {

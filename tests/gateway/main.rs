@@ -10,4 +10,5 @@ mod busy;
 mod channels;
 mod commands;
 mod delivery;
+mod durability;
 mod recovery;

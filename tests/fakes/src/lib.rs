@@ -14,11 +14,14 @@
 //!
 //! [`FakeChannel`] is an in-memory `Channel` for gateway tests, and
 //! [`RecordingSink`] an `InboundSink` for adapter tests.
+//!
+//! [`postgres::database`] is not a fake: a real PostgreSQL database per test.
 
 pub mod channel;
 pub mod discord;
 mod http_post;
 pub mod llm;
+pub mod postgres;
 mod server;
 mod shared;
 pub mod slack;

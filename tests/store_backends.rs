@@ -1,0 +1,350 @@
+//! Both stores keep the same promises: every test here runs against sled and against
+//! a real PostgreSQL database (started for the test run), through the `Store` trait.
+//! Then what only PostgreSQL has: one process per database, migrations applied once
+//! by processes starting together, and a clear error when it cannot be reached.
+
+use std::sync::{Arc, Barrier};
+
+use switchboard::store::postgres::{PgOptions, PgStore};
+use switchboard::store::{
+    text_content, AgentRecord, ConversationRecord, Entry, KvBatch, MemoryBlock, MessageBody, SledStore, Store,
+    StoreError,
+};
+
+/// A store of each kind, fresh, and how to open it again.
+struct Backend {
+    name: &'static str,
+    reopen: Box<dyn Fn() -> Arc<dyn Store>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let url = switchboard_fakes::postgres::database();
+    vec![
+        Backend {
+            name: "sled",
+            reopen: Box::new(move || Arc::new(SledStore::open(&path).unwrap()) as Arc<dyn Store>),
+            _dir: Some(dir),
+        },
+        Backend {
+            name: "postgres",
+            reopen: Box::new(move || {
+                Arc::new(PgStore::open(&PgOptions { url: url.clone(), pool_size: 4 }).unwrap()) as Arc<dyn Store>
+            }),
+            _dir: None,
+        },
+    ]
+}
+
+fn agent(id: &str, at: u64) -> AgentRecord {
+    AgentRecord {
+        id: id.into(),
+        name: "a".into(),
+        model: None,
+        system_prompt: switchboard::store::SystemPrompt::from_setting("default", ""),
+        default_conversation: format!("conv-of-{id}"),
+        created_at: at,
+    }
+}
+
+fn conversation(id: &str, agent_id: &str) -> ConversationRecord {
+    ConversationRecord { id: id.into(), agent_id: agent_id.into(), created_at: 1, updated_at: 1 }
+}
+
+fn user(text: &str, parent: Option<&Entry>) -> Entry {
+    Entry::new(parent.map(|p| p.id().to_string()), MessageBody::User { content: text_content(text) })
+}
+
+#[test]
+fn records_round_trip_and_survive_a_reopen() {
+    for backend in backends() {
+        let name = backend.name;
+        let entries;
+        {
+            let s = (backend.reopen)();
+            s.put_agent(&agent("agent-1", 2)).unwrap();
+            s.put_agent(&agent("agent-0", 1)).unwrap();
+            s.put_block("agent-1", &MemoryBlock::new("human", "likes tea", "about the human")).unwrap();
+            s.put_block("agent-1", &MemoryBlock::new("persona", "terse", "")).unwrap();
+            s.put_conversation(&conversation("conv-1", "agent-1")).unwrap();
+            let first = user("hello", None);
+            let second = user("again", Some(&first));
+            let a = s.append_entry("conv-1", &first).unwrap();
+            let b = s.append_entry("conv-1", &second).unwrap();
+            assert!(b > a, "{name}: sequence numbers grow");
+            entries = [first.id().to_string(), second.id().to_string()];
+            s.put_meta("default_agent", "agent-1").unwrap();
+        }
+        let s = (backend.reopen)();
+        let ids: Vec<String> = s.agents().unwrap().into_iter().map(|a| a.id).collect();
+        assert_eq!(ids, ["agent-0", "agent-1"], "{name}: oldest first");
+        assert_eq!(s.agent("agent-1").unwrap().unwrap(), agent("agent-1", 2), "{name}");
+        assert_eq!(s.agent("nobody").unwrap(), None, "{name}");
+        let labels: Vec<String> = s.blocks("agent-1").unwrap().into_iter().map(|b| b.label).collect();
+        assert_eq!(labels, ["human", "persona"], "{name}");
+        assert!(s.blocks("agent-0").unwrap().is_empty(), "{name}");
+        let stored: Vec<String> = s.entries("conv-1").unwrap().into_iter().map(|(_, e)| e.id().to_string()).collect();
+        assert_eq!(stored, entries, "{name}: append order");
+        assert!(s.has_entry("conv-1", &entries[1]).unwrap(), "{name}");
+        assert!(!s.has_entry("conv-2", &entries[1]).unwrap(), "{name}: per conversation");
+        assert!(s.conversation("conv-1").unwrap().unwrap().updated_at > 1, "{name}: the time follows the entries");
+        assert_eq!(s.conversations(Some("agent-1")).unwrap().len(), 1, "{name}");
+        assert!(s.conversations(Some("agent-0")).unwrap().is_empty(), "{name}");
+        assert_eq!(s.meta("default_agent").unwrap().as_deref(), Some("agent-1"), "{name}");
+        assert_eq!(s.meta("absent").unwrap(), None, "{name}");
+    }
+}
+
+#[test]
+fn a_long_transcript_reads_newest_first_across_pages() {
+    for backend in backends() {
+        let s = (backend.reopen)();
+        let mut parent: Option<Entry> = None;
+        for i in 0..150 {
+            let entry = user(&format!("message {i}"), parent.as_ref());
+            s.append_entry("conv-long", &entry).unwrap();
+            parent = Some(entry);
+        }
+        s.append_entry("conv-other", &user("elsewhere", None)).unwrap();
+        let newest: Vec<u64> = s.entries_newest_first("conv-long").map(|r| r.unwrap().0).collect();
+        assert_eq!(newest.len(), 150, "{}", backend.name);
+        assert!(newest.windows(2).all(|w| w[0] > w[1]), "{}: strictly newest first", backend.name);
+        let oldest: Vec<u64> = s.entries("conv-long").unwrap().into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(newest.iter().rev().copied().collect::<Vec<_>>(), oldest, "{}", backend.name);
+        // Only the recent end is needed: taking three reads no more.
+        assert_eq!(s.entries_newest_first("conv-long").take(3).count(), 3, "{}", backend.name);
+    }
+}
+
+#[test]
+fn deleting_an_agent_removes_what_belongs_to_it_only() {
+    for backend in backends() {
+        let name = backend.name;
+        let s = (backend.reopen)();
+        for id in ["agent-1", "agent-2"] {
+            s.put_agent(&agent(id, 1)).unwrap();
+            s.put_block(id, &MemoryBlock::new("persona", "p", "")).unwrap();
+            s.put_conversation(&conversation(&format!("conv-{id}"), id)).unwrap();
+            s.append_entry(&format!("conv-{id}"), &user("x", None)).unwrap();
+        }
+        assert!(s.delete_agent("agent-1").unwrap(), "{name}");
+        assert!(!s.delete_agent("agent-1").unwrap(), "{name}: gone already");
+        assert!(s.agent("agent-1").unwrap().is_none(), "{name}");
+        assert!(s.blocks("agent-1").unwrap().is_empty(), "{name}");
+        assert!(s.entries("conv-agent-1").unwrap().is_empty(), "{name}");
+        assert_eq!(s.conversations(None).unwrap().len(), 1, "{name}");
+        assert_eq!(s.entries("conv-agent-2").unwrap().len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn key_spaces_are_independent_ordered_and_scanned_by_prefix() {
+    for backend in backends() {
+        let name = backend.name;
+        let s = (backend.reopen)();
+        for key in ["b", "a/2", "a/1", "a0", "a", "c"] {
+            s.kv_put("journal", key, key.as_bytes()).unwrap();
+        }
+        s.kv_put("outbox", "a/1", b"other space").unwrap();
+        s.kv_remove("journal", "c").unwrap();
+        s.kv_remove("journal", "never there").unwrap();
+        let keys = |prefix: &str| -> Vec<String> {
+            s.kv_scan("journal", prefix).unwrap().into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(keys(""), ["a", "a/1", "a/2", "a0", "b"], "{name}: byte order");
+        assert_eq!(keys("a/"), ["a/1", "a/2"], "{name}");
+        assert_eq!(keys("a"), ["a", "a/1", "a/2", "a0"], "{name}");
+        assert!(keys("z").is_empty(), "{name}");
+        assert_eq!(s.kv_get("outbox", "a/1").unwrap().as_deref(), Some(&b"other space"[..]), "{name}");
+        assert_eq!(s.kv_get("journal", "zzz").unwrap(), None, "{name}");
+        let (first, second) = (s.next_id().unwrap(), s.next_id().unwrap());
+        assert!(first < second, "{name}: ids grow");
+    }
+}
+
+#[test]
+fn a_batch_applies_whole_and_only_when_its_key_is_absent() {
+    for backend in backends() {
+        let name = backend.name;
+        let s = (backend.reopen)();
+        s.kv_put("outbox", "old", b"x").unwrap();
+        let mut batch = KvBatch::new();
+        batch.put("journal", "e1", b"1".to_vec()).put("outbox", "new", b"2".to_vec()).remove("outbox", "old");
+        s.kv_write(&batch).unwrap();
+        assert_eq!(s.kv_get("outbox", "old").unwrap(), None, "{name}");
+        assert_eq!(s.kv_get("outbox", "new").unwrap().as_deref(), Some(&b"2"[..]), "{name}");
+        let mut again = KvBatch::new();
+        again.put("journal", "e1", b"changed".to_vec()).put("order", "9", b"e1".to_vec());
+        assert!(!s.kv_write_if_absent("journal", "e1", &again).unwrap(), "{name}: present");
+        assert_eq!(s.kv_get("journal", "e1").unwrap().as_deref(), Some(&b"1"[..]), "{name}: untouched");
+        assert!(s.kv_scan("order", "").unwrap().is_empty(), "{name}: none of the batch");
+        // A batch that does not write its guard key leaves it absent.
+        let mut other = KvBatch::new();
+        other.put("order", "10", b"e2".to_vec());
+        assert!(s.kv_write_if_absent("journal", "e2", &other).unwrap(), "{name}");
+        assert_eq!(s.kv_get("journal", "e2").unwrap(), None, "{name}");
+        assert_eq!(s.kv_scan("order", "").unwrap().len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn of_writers_racing_to_store_the_same_event_exactly_one_wins() {
+    for backend in backends() {
+        let s = (backend.reopen)();
+        for round in 0..5 {
+            let key = format!("event-{round}");
+            let barrier = Arc::new(Barrier::new(8));
+            let racers: Vec<_> = (0..8)
+                .map(|n| {
+                    let (s, barrier, key) = (s.clone(), barrier.clone(), key.clone());
+                    std::thread::spawn(move || {
+                        let mut batch = KvBatch::new();
+                        batch.put("journal", &key, format!("writer {n}").into_bytes());
+                        batch.put("journal-order", &format!("{round}-{n}"), key.clone().into_bytes());
+                        barrier.wait();
+                        s.kv_write_if_absent("journal", &key, &batch).unwrap()
+                    })
+                })
+                .collect();
+            let won = racers.into_iter().map(|r| r.join().unwrap()).filter(|won| *won).count();
+            assert_eq!(won, 1, "{}: round {round}", backend.name);
+        }
+        assert_eq!(s.kv_scan("journal-order", "").unwrap().len(), 5, "{}: one order entry each", backend.name);
+    }
+}
+
+#[test]
+fn approvals_grants_and_the_audit_log_keep_their_order() {
+    use switchboard::policy::Tier;
+    use switchboard::store::{ApprovalRecord, ApprovalState, AuditRecord, Grant};
+    for backend in backends() {
+        let name = backend.name;
+        let s = (backend.reopen)();
+        let approval = |id: &str, at: u64| ApprovalRecord {
+            id: id.into(),
+            agent_id: "agent-1".into(),
+            conversation_id: "conv-1".into(),
+            call_key: format!("{id}/0"),
+            tool_call_id: "call-1".into(),
+            tool: "Bash".into(),
+            input: serde_json::json!({"command": "ls"}),
+            summary: "ls".into(),
+            complete: true,
+            chat: Some("t:1".into()),
+            requester: Some("t:7".into()),
+            requester_tier: Some(Tier::User),
+            in_group: false,
+            created_at: at,
+            expires_at: at + 1000,
+            state: ApprovalState::Pending,
+            decided_by: None,
+            decided_at: None,
+            reason: None,
+        };
+        s.put_approval(&approval("b", 2)).unwrap();
+        s.put_approval(&approval("a", 1)).unwrap();
+        let ids: Vec<String> = s.approvals().unwrap().into_iter().map(|a| a.id).collect();
+        assert_eq!(ids, ["a", "b"], "{name}: oldest first");
+        s.remove_approval("a").unwrap();
+        assert!(s.approval("a").unwrap().is_none(), "{name}");
+        assert!(s.approval("b").unwrap().is_some(), "{name}");
+
+        let grant = |chat: &str, id: &str| Grant {
+            id: id.into(),
+            chat: chat.into(),
+            tool: "Bash".into(),
+            subject: "ls".into(),
+            tier: Tier::User,
+            granted_by: "t:7".into(),
+            granted_at: 1,
+            expires_at: 2,
+        };
+        s.put_grant(&grant("t:1", "g2")).unwrap();
+        s.put_grant(&grant("t:1", "g1")).unwrap();
+        s.put_grant(&grant("t:2", "g3")).unwrap();
+        let ids = |chat| s.grants(chat).unwrap().into_iter().map(|g| g.id).collect::<Vec<_>>();
+        assert_eq!(ids(Some("t:1")), ["g1", "g2"], "{name}");
+        assert_eq!(ids(None), ["g1", "g2", "g3"], "{name}");
+        assert!(s.remove_grant("g1").unwrap(), "{name}");
+        assert!(!s.remove_grant("g1").unwrap(), "{name}");
+        assert_eq!(ids(Some("t:1")), ["g2"], "{name}");
+
+        for n in 0..3 {
+            let record = AuditRecord {
+                at: n,
+                approval_id: format!("r{n}"),
+                agent_id: "agent-1".into(),
+                conversation_id: "conv-1".into(),
+                chat: None,
+                tool: "Bash".into(),
+                summary: "ls".into(),
+                outcome: "denied".into(),
+                actor: None,
+                via: None,
+                reason: None,
+            };
+            s.append_audit(&record).unwrap();
+        }
+        let audit: Vec<String> = s.audit().unwrap().into_iter().map(|r| r.approval_id).collect();
+        assert_eq!(audit, ["r0", "r1", "r2"], "{name}");
+    }
+}
+
+#[test]
+fn sizes_name_every_part_that_holds_something() {
+    for backend in backends() {
+        let s = (backend.reopen)();
+        s.kv_put("journal", "e", &[0u8; 100]).unwrap();
+        s.put_agent(&agent("agent-1", 1)).unwrap();
+        let sizes = s.sizes().unwrap();
+        let journal = sizes.iter().find(|t| t.name == "kv:journal").expect("the journal's space is listed");
+        assert_eq!((journal.records, journal.bytes), (1, 101), "{}", backend.name);
+        assert!(sizes.iter().any(|t| t.name == "agents" && t.records == 1), "{}", backend.name);
+        assert!(sizes.windows(2).all(|w| w[0].bytes >= w[1].bytes), "{}: largest first", backend.name);
+    }
+}
+
+#[test]
+fn one_process_uses_a_database_and_migrations_apply_once_when_started_together() {
+    let url = switchboard_fakes::postgres::database();
+    let barrier = Arc::new(Barrier::new(4));
+    let openers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                PgStore::open(&PgOptions { url, pool_size: 2 })
+            })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    let mut refused = 0;
+    for opener in openers {
+        match opener.join().unwrap() {
+            Ok(store) => opened.push(store),
+            Err(StoreError::DatabaseInUse { database }) => {
+                assert!(database.contains("t_"), "names the database: {database}");
+                refused += 1;
+            }
+            Err(e) => panic!("neither opened nor refused as in use: {e}"),
+        }
+    }
+    assert_eq!((opened.len(), refused), (1, 3));
+    assert_eq!(opened[0].schema_version().unwrap(), 1, "each migration applied once");
+    // Once the holder closes, the next process may use it.
+    drop(opened);
+    let again = PgStore::open(&PgOptions { url, pool_size: 2 }).expect("free again");
+    again.put_meta("k", "v").unwrap();
+}
+
+#[test]
+fn an_unreachable_database_is_a_plain_error_without_the_password() {
+    let url = switchboard_fakes::postgres::unreachable_url().replace("switchboard@", "switchboard:s3cret-pw@");
+    let err = PgStore::open(&PgOptions { url, pool_size: 1 }).err().expect("nothing listens there");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{text}");
+    assert!(text.contains("cannot reach the PostgreSQL database nothing on 127.0.0.1:"), "{text}");
+    assert!(!text.contains("s3cret-pw"), "the password leaked: {text}");
+}
