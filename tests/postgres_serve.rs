@@ -26,16 +26,23 @@ async fn wait_reply(telegram: &FakeTelegram, chat: i64, needle: &str) {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_on_postgres_answers_each_message_once_across_a_kill9() {
+/// A harness for Telegram (open DMs, echoing model) with a fresh database set as
+/// `store.postgres.url` (the store kind is left to the test).
+async fn setup() -> (Harness, FakeTelegram) {
     let mut h = Harness::new().await;
     h.llm.set_fallback(Fallback::Echo);
     let telegram = FakeTelegram::start().await;
     h.with_telegram(&telegram);
     h.set("SWITCHBOARD_TELEGRAM__DM_POLICY", "open");
     h.set("SWITCHBOARD_TELEGRAM__POLL_TIMEOUT_SECS", "1");
-    h.set("SWITCHBOARD_STORE__KIND", "postgres");
     h.set("SWITCHBOARD_STORE__POSTGRES__URL", &switchboard_fakes::postgres::database());
+    (h, telegram)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres_answers_each_message_once_across_a_kill9() {
+    let (mut h, telegram) = setup().await;
+    h.set("SWITCHBOARD_STORE__KIND", "postgres");
 
     let daemon = h.serve(&telegram).await;
     telegram.send_dm(1, "first message");
@@ -99,4 +106,50 @@ async fn check_on_a_reachable_database_shows_its_schema_and_parts() {
     let out = h.run(&["check"]).await;
     assert!(out.stdout.contains("Store: PostgreSQL, t_"), "{}", out.stdout);
     assert!(out.stdout.contains(": reachable, schema 1"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sled_deployment_moves_to_postgres_and_back_without_loss() {
+    let (mut h, telegram) = setup().await;
+
+    // On sled (the default): a conversation.
+    let daemon = h.serve(&telegram).await;
+    telegram.send_dm(1, "my favourite drink is tea");
+    wait_reply(&telegram, 1, "echo: my favourite drink is tea").await;
+    assert_eq!(daemon.stop().await, 0);
+
+    let out = h.run(&["store", "migrate", "--from", "sled", "--to", "postgres"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Copied and compared: 1 agent(s)"), "{}", out.stdout);
+    assert!(out.stdout.contains("SWITCHBOARD_STORE__KIND=postgres"), "{}", out.stdout);
+    // Into a store that holds something already: refused, nothing merged.
+    let again = h.run(&["store", "migrate", "--from", "sled", "--to", "postgres"]).await;
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("the target store is not empty"), "{}", again.stderr);
+
+    // On PostgreSQL: the same chat continues the same conversation.
+    h.set("SWITCHBOARD_STORE__KIND", "postgres");
+    let daemon = h.serve(&telegram).await;
+    telegram.send_dm(1, "what do I drink?");
+    wait_reply(&telegram, 1, "echo: what do I drink?").await;
+    assert_eq!(daemon.stop().await, 0);
+    let asked = h.llm.requests().into_iter().rev().find(|r| r.all_text().contains("what do I drink?")).unwrap();
+    assert!(asked.all_text().contains("my favourite drink is tea"), "the history came along");
+
+    // And back, into a new data directory.
+    h.set("SWITCHBOARD_STORE__KIND", "sled");
+    h.set("SWITCHBOARD_DATA_DIR", &h.path("data-again").display().to_string());
+    let out = h.run(&["store", "migrate", "--from", "postgres", "--to", "sled"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let daemon = h.serve(&telegram).await;
+    telegram.send_dm(1, "and before that?");
+    wait_reply(&telegram, 1, "echo: and before that?").await;
+    assert_eq!(daemon.stop().await, 0);
+    let asked = h.llm.requests().into_iter().rev().find(|r| r.all_text().contains("and before that?")).unwrap();
+    let text = asked.all_text();
+    assert!(text.contains("my favourite drink is tea") && text.contains("what do I drink?"), "{text}");
+    // Every message answered exactly once across the moves.
+    for needle in ["echo: my favourite drink is tea", "echo: what do I drink?", "echo: and before that?"] {
+        assert_eq!(count(&telegram, 1, needle), 1, "{needle}");
+    }
 }

@@ -348,3 +348,40 @@ fn an_unreachable_database_is_a_plain_error_without_the_password() {
     assert!(text.contains("cannot reach the PostgreSQL database nothing on 127.0.0.1:"), "{text}");
     assert!(!text.contains("s3cret-pw"), "the password leaked: {text}");
 }
+
+#[test]
+fn a_copy_holds_everything_in_order_and_gives_no_id_twice() {
+    use switchboard::store::copy::copy_all;
+    let [sled, postgres]: [Backend; 2] = backends().try_into().ok().unwrap();
+    let from = (sled.reopen)();
+    from.put_agent(&agent("agent-1", 1)).unwrap();
+    from.put_block("agent-1", &MemoryBlock::new("human", "likes tea", "")).unwrap();
+    from.put_conversation(&conversation("conv-1", "agent-1")).unwrap();
+    let mut parent: Option<Entry> = None;
+    for i in 0..5 {
+        let entry = user(&format!("m{i}"), parent.as_ref());
+        from.append_entry("conv-1", &entry).unwrap();
+        parent = Some(entry);
+    }
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = from.next_id().unwrap();
+        from.kv_put("outbox", &format!("{id:020}"), format!("item {i}").as_bytes()).unwrap();
+        ids.push(id);
+    }
+    from.put_meta("default_agent", "agent-1").unwrap();
+    let to = (postgres.reopen)();
+    let copied = copy_all(&*from, &*to).unwrap();
+    assert_eq!((copied.agents, copied.blocks, copied.entries, copied.records, copied.meta), (1, 1, 5, 3, 1));
+    assert!(to.next_id().unwrap() > *ids.iter().max().unwrap(), "a new id never meets a copied one");
+    assert_eq!(to.meta("default_agent").unwrap().as_deref(), Some("agent-1"));
+    // A second copy into the same store is refused rather than merged.
+    let err = copy_all(&*from, &*to).expect_err("not empty");
+    assert!(err.to_string().contains("not empty"), "{err}");
+    // And back, into a fresh sled store: the same again.
+    let dir = tempfile::tempdir().unwrap();
+    let back = SledStore::open(dir.path()).unwrap();
+    copy_all(&*to, &back).unwrap();
+    assert!(back.next_id().unwrap() > *ids.iter().max().unwrap());
+    assert_eq!(back.entries("conv-1").unwrap().len(), 5);
+}

@@ -15,6 +15,7 @@ mod prompt;
 mod remote;
 mod render;
 mod serve;
+mod store;
 mod terminal;
 mod turn_view;
 
@@ -98,6 +99,11 @@ pub enum Command {
         #[command(subcommand)]
         command: pairing::PairingCommand,
     },
+    /// Move the data between stores (sled in data_dir, PostgreSQL), switchboard stopped
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
     /// The background engine SDK sessions share (started by them, not by hand)
     #[command(hide = true)]
     EngineHost,
@@ -144,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status => remote::status(config).await,
         Command::Serve => serve::run(app::App::open(config).await?).await,
         Command::EngineHost => engine_host::run(app::App::open(config).await?).await,
+        Command::Store { command } => store::run(config, command).await,
         Command::Pairing { command } => match app::App::open(config).await {
             Ok(app) => pairing::run(&app, command).await,
             Err(e) => remote::or_fail(config, e, pairing::request(&command)).await,

@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod commit;
+pub mod copy;
 mod lock;
 mod memory_history;
 pub mod model;
@@ -112,11 +113,18 @@ pub trait Store: Send + Sync + 'static {
     /// As [`Store::kv_write`], only when `space` holds nothing under `key`, checked
     /// in the same atomic step; whether it was applied.
     fn kv_write_if_absent(&self, space: &str, key: &str, batch: &KvBatch) -> StoreResult<bool>;
+    /// The generic key spaces that hold something.
+    fn kv_spaces(&self) -> StoreResult<Vec<String>>;
     /// A number larger than any returned before, across restarts.
     fn next_id(&self) -> StoreResult<u64>;
+    /// Makes every later [`Store::next_id`] larger than `id` (after records that
+    /// carry ids were copied in from another store).
+    fn reserve_ids(&self, id: u64) -> StoreResult<()>;
 
     fn meta(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+    /// Every metadata key and value, in key order.
+    fn metas(&self) -> StoreResult<Vec<(String, String)>>;
     fn schema_version(&self) -> StoreResult<u32>;
     /// How many records each part of the store holds and their bytes, largest
     /// first (reads everything: for `check`, not for the hot path).

@@ -462,8 +462,29 @@ impl Store for SledStore {
         self.durable(|| self.apply(batch, Some((space, key))))
     }
 
+    fn kv_spaces(&self) -> StoreResult<Vec<String>> {
+        let mut spaces = Vec::new();
+        for name in self.db.tree_names() {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if let Some(space) = name.strip_prefix("kv:") {
+                if !self.db.open_tree(&name).map_err(backend)?.is_empty() {
+                    spaces.push(space.to_string());
+                }
+            }
+        }
+        spaces.sort();
+        Ok(spaces)
+    }
+
     fn next_id(&self) -> StoreResult<u64> {
         self.db.generate_id().map_err(backend)
+    }
+
+    fn reserve_ids(&self, id: u64) -> StoreResult<()> {
+        // sled's ids only grow by one: take them until past `id` (a copy's ids
+        // started near zero too, so this is about as many as it holds).
+        while self.db.generate_id().map_err(backend)? <= id {}
+        self.commit()
     }
 
     fn meta(&self, key: &str) -> StoreResult<Option<String>> {
@@ -472,6 +493,16 @@ impl Store for SledStore {
 
     fn put_meta(&self, key: &str, value: &str) -> StoreResult<()> {
         self.durable(|| self.meta.insert(key, value.as_bytes()).map(|_| ()).map_err(backend))
+    }
+
+    fn metas(&self) -> StoreResult<Vec<(String, String)>> {
+        self.meta
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), String::from_utf8_lossy(&v).into_owned()))
+            })
+            .collect()
     }
 
     fn schema_version(&self) -> StoreResult<u32> {

@@ -388,6 +388,15 @@ impl Store for PgStore {
         self.apply(batch, Some((space.to_string(), key.to_string())))
     }
 
+    fn kv_spaces(&self) -> StoreResult<Vec<String>> {
+        let rows = self.query("SELECT DISTINCT space FROM kv ORDER BY space", params![])?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    fn reserve_ids(&self, id: u64) -> StoreResult<()> {
+        self.query("SELECT setval('ids', greatest($1, (SELECT last_value FROM ids)))", params![signed(id)]).map(|_| ())
+    }
+
     fn next_id(&self) -> StoreResult<u64> {
         let rows = self.query("SELECT nextval('ids')", params![])?;
         Ok(rows[0].get::<_, i64>(0) as u64)
@@ -404,6 +413,11 @@ impl Store for PgStore {
             params![key.to_string(), value.to_string()],
         )
         .map(|_| ())
+    }
+
+    fn metas(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = self.query("SELECT key, value FROM meta ORDER BY key", params![])?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     fn schema_version(&self) -> StoreResult<u32> {
