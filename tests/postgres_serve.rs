@@ -99,13 +99,22 @@ async fn check_says_plainly_when_the_database_cannot_be_reached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_on_a_reachable_database_shows_its_schema_and_parts() {
-    let mut h = Harness::new().await;
+async fn check_reads_the_database_without_taking_or_changing_it() {
+    let (mut h, telegram) = setup().await;
     h.set("SWITCHBOARD_STORE__KIND", "postgres");
-    h.set("SWITCHBOARD_STORE__POSTGRES__URL", &switchboard_fakes::postgres::database());
     let out = h.run(&["check"]).await;
     assert!(out.stdout.contains("Store: PostgreSQL, t_"), "{}", out.stdout);
-    assert!(out.stdout.contains(": reachable, schema 1"), "{}", out.stdout);
+    assert!(out.stdout.contains(": reachable, not set up yet (serve creates it), not in use"), "{}", out.stdout);
+    // `check` changed nothing: serve sets it up, and check sees it held.
+    let daemon = h.serve(&telegram).await;
+    telegram.send_dm(1, "hello");
+    wait_reply(&telegram, 1, "echo: hello").await;
+    let out = h.run(&["check"]).await;
+    assert!(out.stdout.contains(": reachable, schema 1, in use by a running switchboard"), "{}", out.stdout);
+    assert!(out.stdout.contains("kv:"), "its parts are listed: {}", out.stdout);
+    assert_eq!(daemon.stop().await, 0);
+    let out = h.run(&["check"]).await;
+    assert!(out.stdout.contains(": reachable, schema 1, not in use"), "{}", out.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

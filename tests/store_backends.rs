@@ -385,3 +385,70 @@ fn a_copy_holds_everything_in_order_and_gives_no_id_twice() {
     assert!(back.next_id().unwrap() > *ids.iter().max().unwrap());
     assert_eq!(back.entries("conv-1").unwrap().len(), 5);
 }
+
+/// Ends the server session holding switchboard's lock on `url`'s database (as a
+/// server restart or a dropped connection would); whether one did.
+fn end_the_owners_session(url: &str) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND database =
+                     (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) > 0
+    })
+}
+
+/// Whether anyone holds switchboard's lock on `url`'s database.
+fn held(url: &str) -> bool {
+    let options = PgOptions { url: url.to_string(), pool_size: 1 };
+    PgStore::probe(&options).unwrap().in_use
+}
+
+#[test]
+fn a_lost_lock_is_taken_again_or_every_call_fails_if_another_process_took_it() {
+    let url = switchboard_fakes::postgres::database();
+    let first = PgStore::open(&PgOptions { url: url.clone(), pool_size: 2 }).unwrap();
+    first.put_meta("k", "1").unwrap();
+    assert!(end_the_owners_session(&url));
+    // The next calls notice, and take the database again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !held(&url) {
+        assert!(std::time::Instant::now() < deadline, "never taken again");
+        first.put_meta("k", "2").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Lost again, and this time another process takes it first: the first one
+    // stops writing instead of writing beside it.
+    assert!(end_the_owners_session(&url));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let second = loop {
+        match PgStore::open(&PgOptions { url: url.clone(), pool_size: 2 }) {
+            Ok(store) => break store,
+            Err(StoreError::DatabaseInUse { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "the lock was never released");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    second.put_meta("k", "second").unwrap();
+    // Its next call after it noticed the loss (at once, unless the server closed
+    // the session a moment after letting go of its lock) is refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        match first.put_meta("first", "still here?") {
+            Err(e) => break e,
+            Ok(()) => assert!(std::time::Instant::now() < deadline, "the first never noticed"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(matches!(refused, StoreError::DatabaseInUse { .. }), "{refused}");
+    assert_eq!(second.meta("k").unwrap().as_deref(), Some("second"));
+}

@@ -49,24 +49,24 @@ async fn storage(s: &Settings) -> bool {
     true
 }
 
-/// Whether the PostgreSQL store answers, and its largest parts.
+/// Whether the PostgreSQL store answers, and its largest parts (read only: the
+/// database is neither taken nor changed).
 async fn database(s: &Settings) -> bool {
     let options = PgOptions { url: s.store.postgres.url.clone(), pool_size: 1 };
-    let opened = tokio::task::spawn_blocking(move || {
-        let store = PgStore::open(&options)?;
-        let sizes = store.sizes()?;
-        Ok::<_, StoreError>((store.database().to_string(), store.schema_version()?, sizes))
-    })
-    .await;
+    let probed = tokio::task::spawn_blocking(move || PgStore::probe(&options)).await;
     let database = describe(&s.store.postgres.url);
-    match opened {
-        Ok(Ok((_, version, sizes))) => {
-            println!("Store: PostgreSQL, {database}: reachable, schema {version}; largest parts:");
-            print!("{}", render_sizes(&sizes, LARGEST_SHOWN));
-            true
-        }
-        Ok(Err(StoreError::DatabaseInUse { .. })) => {
-            println!("Store: PostgreSQL, {database}: reachable, in use by a running switchboard");
+    match probed {
+        Ok(Ok(probe)) => {
+            let schema = match probe.version {
+                0 => "not set up yet (serve creates it)".to_string(),
+                n => format!("schema {n}"),
+            };
+            let user = if probe.in_use { "in use by a running switchboard" } else { "not in use" };
+            println!("Store: PostgreSQL, {database}: reachable, {schema}, {user}");
+            if !probe.sizes.is_empty() {
+                println!("  largest parts:");
+                print!("{}", render_sizes(&probe.sizes, LARGEST_SHOWN));
+            }
             true
         }
         Ok(Err(e)) => {

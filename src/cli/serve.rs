@@ -29,6 +29,7 @@ pub async fn run(app: App) -> anyhow::Result<i32> {
         None => tracing::info!("{}", sandbox.describe()),
     }
     say(&sandbox.describe());
+    let store = app.store.clone();
     let parts = Parts { settings: app.settings, store: app.store, backend: app.backend, expired: app.expired };
     let daemon = Arc::new(Daemon::start(parts, REGISTERED).await?);
     let statuses: Vec<String> =
@@ -46,6 +47,10 @@ pub async fn run(app: App) -> anyhow::Result<i32> {
     }
     say("stopping…");
     daemon.stop().await;
+    // The next process (a restart, another replica) may take the store at once.
+    if let Err(e) = switchboard::store::blocking(&store, |s| s.close()).await {
+        tracing::warn!(error = %e, "cannot let go of the store cleanly");
+    }
     Ok(0)
 }
 

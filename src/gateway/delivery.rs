@@ -257,7 +257,13 @@ impl Delivery {
                 }
             }
         }
-        self.outbox.remove(item.seq).await
+        if let Err(e) = self.outbox.remove(item.seq).await {
+            // Not removed: at least record every part as delivered, so that the
+            // next round does not send the last one again.
+            self.outbox.mark(&item).await?;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// How many items someone is sending right now.

@@ -50,7 +50,11 @@ impl Journal {
         (pending.len(), pending.values().min().copied())
     }
 
-    /// Stores the event; `false` when it was stored before (a redelivery).
+    /// Stores the event; whether this run must handle it. `false` for a
+    /// redelivery of one stored before and being (or already) handled; `true` for
+    /// one stored now, and for one whose write this run saw fail but which landed
+    /// after all (a flush that failed late, a commit whose answer was lost): its
+    /// redelivery is the only chance to handle it before a restart.
     pub async fn record(&self, event: &InboundEvent) -> StoreResult<bool> {
         let (event, id) = (event.clone(), event.event_id.clone());
         let received_at = now_ms();
@@ -68,8 +72,19 @@ impl Journal {
         .await?;
         if recorded {
             self.pending().insert(id, received_at);
+            return Ok(true);
         }
-        Ok(recorded)
+        // Replayed events are in `pending` from the start (replay runs before any
+        // channel delivers), so an unanswered one missing there was never handed over.
+        let stored = self.get(&id).await?;
+        let mut pending = self.pending();
+        match stored {
+            Some(record) if !record.done && !pending.contains_key(&id) => {
+                pending.insert(id, record.received_at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     pub async fn get(&self, event_id: &str) -> StoreResult<Option<JournalRecord>> {
@@ -243,6 +258,22 @@ mod tests {
             interaction: None,
         };
         InboundEvent { event_id: id.into(), kind: InboundKind::Message(message) }
+    }
+
+    /// A journal write whose flush failed may still have landed: the platform's
+    /// redelivery (the adapter reported the failure) is then handled, once.
+    #[tokio::test]
+    async fn a_redelivery_after_a_write_that_failed_but_landed_is_handled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = Arc::new(crate::store::SledStore::open(dir.path()).unwrap());
+        let journal = Journal::new(sled.clone());
+        sled.before_flush(Some(Box::new(|| Err("injected".into()))));
+        assert!(journal.record(&event("e1")).await.is_err(), "the platform is told to deliver it again");
+        sled.before_flush(None);
+        assert!(journal.record(&event("e1")).await.unwrap(), "stored, but never handed over: handle it");
+        assert!(!journal.record(&event("e1")).await.unwrap(), "now being handled: a plain duplicate");
+        journal.done("e1").await.unwrap();
+        assert!(!journal.record(&event("e1")).await.unwrap(), "answered");
     }
 
     #[tokio::test]

@@ -77,15 +77,31 @@ impl Committer {
                 let writers = std::mem::replace(&mut state.waiting, 0);
                 state.next = Arc::default();
                 drop(state);
+                // Even if the flush panics, the group hears of it and the next
+                // group may lead: no writer waits forever.
+                let leading = Leading { committer: self, group: &group };
                 let outcome = flush();
                 let _ = group.set(outcome.clone());
+                drop(leading);
                 on_flush(Served { writers });
-                self.state().flushing = false;
-                self.ended.notify_all();
                 return outcome;
             }
             state = self.ended.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+/// The leader's duty to end its flush, done when dropped (a panic included).
+struct Leading<'a> {
+    committer: &'a Committer,
+    group: &'a Outcome,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let _ = self.group.set(Err("the store's flush failed unexpectedly".into()));
+        self.committer.state().flushing = false;
+        self.committer.ended.notify_all();
     }
 }
 
@@ -160,6 +176,32 @@ mod tests {
         // 160 writes, with a slow disk, shared far fewer flushes.
         let flushes = disk.flushes.load(Ordering::SeqCst);
         assert!(flushes < 80, "{flushes} flushes for 160 writes");
+    }
+
+    #[test]
+    fn a_flush_that_panics_fails_its_group_and_the_next_writer_still_commits() {
+        let committer = Arc::new(Committer::new());
+        let leader = {
+            let committer = Arc::clone(&committer);
+            std::thread::spawn(move || {
+                committer.commit(
+                    || {
+                        std::thread::sleep(Duration::from_millis(100));
+                        panic!("the disk driver fell over")
+                    },
+                    |_| {},
+                )
+            })
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        // Joins the next group while the panicking flush runs.
+        let follower = {
+            let committer = Arc::clone(&committer);
+            std::thread::spawn(move || committer.commit(|| Ok(()), |_| {}))
+        };
+        assert!(leader.join().is_err(), "the leader's panic is its own");
+        assert_eq!(follower.join().unwrap(), Ok(()), "the next group was led, not left waiting");
+        assert_eq!(committer.commit(|| Ok(()), |_| {}), Ok(()));
     }
 
     #[test]

@@ -44,8 +44,19 @@ const OWN_META: &[&str] = &[super::schema::VERSION_KEY];
 
 /// Copies every record of `from` into `to`, then reads both back and compares
 /// them part by part. `to` must be empty: nothing is merged or overwritten.
+/// Memory blocks and transcripts are copied with their agent and conversation;
+/// any left behind by a deleted one are not. Both stores must be closed to
+/// everyone else (each backend's open makes sure of that).
 pub fn copy_all(from: &dyn Store, to: &dyn Store) -> StoreResult<Copied> {
-    if !to.agents()?.is_empty() || !to.conversations(None)?.is_empty() || !to.kv_spaces()?.is_empty() {
+    let own_meta_only = to.metas()?.iter().all(|(key, _)| OWN_META.contains(&key.as_str()));
+    let empty = to.agents()?.is_empty()
+        && to.conversations(None)?.is_empty()
+        && to.kv_spaces()?.is_empty()
+        && to.approvals()?.is_empty()
+        && to.grants(None)?.is_empty()
+        && to.audit()?.is_empty()
+        && own_meta_only;
+    if !empty {
         return Err(StoreError::Backend(
             "the target store is not empty; migrate only into a new database or data directory".into(),
         ));

@@ -129,6 +129,9 @@ pub trait Store: Send + Sync + 'static {
     /// How many records each part of the store holds and their bytes, largest
     /// first (reads everything: for `check`, not for the hot path).
     fn sizes(&self) -> StoreResult<Vec<TreeSize>>;
+    /// Lets go of the store at the end of the process, so that the next one may
+    /// take it at once (every write is durable already). Calls after it fail.
+    fn close(&self) -> StoreResult<()>;
 }
 
 /// One part of the store and what it holds.

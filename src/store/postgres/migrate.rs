@@ -41,6 +41,13 @@ pub const VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Applies what is missing; refuses a database set up by a newer build.
 pub async fn apply(client: &mut Client) -> StoreResult<()> {
+    // Keys are compared by bytes (COLLATE "C"), as sled's are, only in UTF-8.
+    let encoding: String = client.query_one("SHOW server_encoding", &[]).await.map_err(pg)?.get(0);
+    if encoding != "UTF8" {
+        return Err(StoreError::Backend(format!(
+            "the database's encoding is {encoding}; switchboard needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
+        )));
+    }
     let tx = client.transaction().await.map_err(pg)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
     tx.batch_execute(
@@ -63,8 +70,13 @@ pub async fn apply(client: &mut Client) -> StoreResult<()> {
     tx.commit().await.map_err(pg)
 }
 
-/// The version a database is at.
+/// The version a database is at (0 before it was set up).
 pub async fn version(client: &Client) -> StoreResult<i32> {
+    let exists: bool =
+        client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).await.map_err(pg)?.get(0);
+    if !exists {
+        return Ok(0);
+    }
     let row = client.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[]).await.map_err(pg)?;
     Ok(row.get(0))
 }

@@ -12,6 +12,9 @@ mod migrate;
 mod records;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -20,6 +23,12 @@ use super::{StoreError, StoreResult};
 
 /// A connection string without its password: what messages may show.
 pub fn describe(url: &str) -> String {
+    // `user:pa@ss@host` is read with the host `ss@host`: showing it would show
+    // part of the password.
+    let authority = url.split_once("://").map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
+    if authority.is_some_and(|a| a.matches('@').count() > 1) {
+        return "a database whose URL has an unescaped @ (write it as %40)".into();
+    }
     match url.parse::<tokio_postgres::Config>() {
         Ok(config) => {
             let host = config
@@ -39,12 +48,32 @@ pub fn describe(url: &str) -> String {
 }
 
 /// How to reach the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgOptions {
     /// `postgres://user:password@host:port/database` (or the key=value form).
     pub url: String,
     /// Connections kept open at most.
     pub pool_size: usize,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions").field("url", &describe(&self.url)).field("pool_size", &self.pool_size).finish()
+    }
+}
+
+/// How long connecting, waiting for a pooled connection, and one statement may
+/// take before the store call fails (rather than hang on a dead server).
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What `check` learns without taking the database or changing it.
+pub struct Probe {
+    /// The schema version (0: not set up yet).
+    pub version: i32,
+    /// Whether a switchboard holds it now.
+    pub in_use: bool,
+    /// Its largest parts (empty when not set up).
+    pub sizes: Vec<crate::store::TreeSize>,
 }
 
 /// The store in a PostgreSQL database. One switchboard process uses a database at
@@ -55,7 +84,18 @@ pub struct PgStore {
     /// Where, for messages (no password).
     database: String,
     /// The connection holding the one-process lock.
-    owner: Option<tokio_postgres::Client>,
+    owner: Mutex<Owner>,
+    config: tokio_postgres::Config,
+}
+
+/// The connection that holds the database for this process.
+struct Owner {
+    client: Option<tokio_postgres::Client>,
+    /// Set when it closed (the server restarted, the network dropped it): the
+    /// lock is gone with it and must be taken again.
+    lost: Arc<AtomicBool>,
+    /// Let go of on purpose ([`crate::store::Store::close`]): not taken again.
+    closed: bool,
 }
 
 /// The advisory lock key a running switchboard holds on its database.
@@ -67,55 +107,53 @@ impl PgStore {
     /// process.
     pub fn open(options: &PgOptions) -> StoreResult<PgStore> {
         let database = describe(&options.url);
-        let config: tokio_postgres::Config = options
-            .url
-            .parse()
-            .map_err(|e| StoreError::Unreachable { database: database.clone(), cause: format!("{e}") })?;
-        let runtime = Background(Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("switchboard-postgres")
-                .enable_all()
-                .build()
-                .map_err(|e| StoreError::Backend(format!("cannot start the database runtime: {e}")))?,
-        ));
+        let config = config(options, &database)?;
+        let runtime = runtime()?;
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(TIMEOUT))
+            .create_timeout(Some(TIMEOUT))
+            .recycle_timeout(Some(TIMEOUT))
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot set up the database pool: {e}")))?;
-        let unreachable = {
-            let database = database.clone();
-            move |e: tokio_postgres::Error| StoreError::Unreachable { database: database.clone(), cause: cause(&e) }
-        };
-        // The schema first: processes starting together wait for each other on
-        // the migration lock, and each migration is applied once.
-        block_on(&runtime, {
-            let pool = pool.clone();
-            let database = database.clone();
-            async move {
-                let mut client =
-                    pool.get().await.map_err(|e| StoreError::Unreachable { database, cause: pool_cause(e) })?;
-                migrate::apply(&mut client).await
-            }
-        })?;
-        let owner = block_on(&runtime, {
-            let (config, database) = (config.clone(), database.clone());
-            async move {
-                let (client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK]).await.map_err(pg)?;
-                if !row.get::<_, bool>(0) {
-                    return Err(StoreError::DatabaseInUse { database });
-                }
-                Ok(client)
-            }
-        })?;
-        Ok(PgStore { runtime, pool, database, owner: Some(owner) })
+        // The database first, then its schema: a process that may not use it
+        // changes nothing (processes setting up one database together still wait
+        // for each other on the migration lock).
+        let owner = block_on(&runtime, take(config.clone(), database.clone()))?;
+        let store = PgStore { runtime, pool, database, owner: Mutex::new(owner), config };
+        store.run(|mut client| async move { migrate::apply(&mut client).await })?;
+        Ok(store)
+    }
+
+    /// The schema version, whether a switchboard holds the database, and its
+    /// largest parts, without taking it or changing anything (for `check`).
+    pub fn probe(options: &PgOptions) -> StoreResult<Probe> {
+        let database = describe(&options.url);
+        let config = config(options, &database)?;
+        let runtime = runtime()?;
+        block_on(&runtime, async move {
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| unreachable(&database, &e))?;
+            tokio::spawn(connection);
+            let version = migrate::version(&client).await?;
+            // Held by a session of another process, as pg_locks shows it (an
+            // advisory lock belongs to one database; a bigint key is its high and
+            // low 32 bits).
+            let in_use: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                     AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1)",
+                    &[&(OWNER_LOCK >> 32), &(OWNER_LOCK & 0xFFFF_FFFF)],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            let sizes = if version > 0 { records::sizes(&client).await? } else { Vec::new() };
+            Ok(Probe { version, in_use, sizes })
+        })
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
@@ -129,6 +167,7 @@ impl PgStore {
         F: FnOnce(Object) -> Fut + Send + 'static,
         Fut: Future<Output = StoreResult<T>> + Send + 'static,
     {
+        self.retake_if_lost()?;
         let pool = self.pool.clone();
         let database = self.database.clone();
         block_on(self.runtime(), async move {
@@ -141,19 +180,90 @@ impl PgStore {
     pub fn database(&self) -> &str {
         &self.database
     }
+
+    /// Takes the database again if the connection that held it closed; fails
+    /// (and so does every store call) while another process holds it.
+    fn retake_if_lost(&self) -> StoreResult<()> {
+        let mut owner = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
+        if owner.closed {
+            return Err(StoreError::Backend("the store was closed".into()));
+        }
+        if !owner.lost.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        *owner = block_on(&self.runtime, take(self.config.clone(), self.database.clone()))?;
+        tracing::warn!("the connection holding the database closed; it was taken again");
+        Ok(())
+    }
+}
+
+/// The store's own runtime: one worker thread where its connections live (the
+/// callers wait from their own threads, so it must run by itself).
+fn runtime() -> StoreResult<Background> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("switchboard-postgres")
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Backend(format!("cannot start the database runtime: {e}")))?;
+    Ok(Background(Some(runtime)))
+}
+
+/// The connection settings, with bounds on connecting and on each statement.
+fn config(options: &PgOptions, database: &str) -> StoreResult<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config = options
+        .url
+        .parse()
+        .map_err(|e| StoreError::Unreachable { database: database.to_string(), cause: format!("{e}") })?;
+    let statement_timeout = format!("-c statement_timeout={}", TIMEOUT.as_millis());
+    let options = match config.get_options() {
+        Some(given) => format!("{given} {statement_timeout}"),
+        None => statement_timeout,
+    };
+    config.options(options).connect_timeout(TIMEOUT).keepalives_idle(Duration::from_secs(60));
+    Ok(config)
+}
+
+/// Connects and takes the one-process lock on that connection, watched for its
+/// end (which ends the lock).
+async fn take(config: tokio_postgres::Config, database: String) -> StoreResult<Owner> {
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| unreachable(&database, &e))?;
+    let lost = Arc::new(AtomicBool::new(false));
+    let watch = lost.clone();
+    tokio::spawn(async move {
+        let _ = connection.await;
+        watch.store(true, Ordering::SeqCst);
+    });
+    let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK]).await.map_err(pg)?;
+    if !row.get::<_, bool>(0) {
+        return Err(StoreError::DatabaseInUse { database });
+    }
+    Ok(Owner { client: Some(client), lost, closed: false })
+}
+
+fn unreachable(database: &str, e: &tokio_postgres::Error) -> StoreError {
+    StoreError::Unreachable { database: database.to_string(), cause: cause(e) }
+}
+
+impl PgStore {
+    /// Lets go of the database at once, not when the server notices the closed
+    /// connection: the next process (a restart) may take it right away. Later
+    /// calls fail rather than take it again.
+    fn release(&self) -> StoreResult<()> {
+        let mut owner = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(client) = owner.client.take() else { return Ok(()) };
+        owner.closed = true;
+        block_on(&self.runtime, async move {
+            let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&OWNER_LOCK]);
+            let _ = tokio::time::timeout(Duration::from_secs(2), unlock).await;
+            Ok(())
+        })
+    }
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        // Let go of the database at once, not when the server notices the closed
-        // connection: the next process (a restart) may take it right away.
-        if let Some(owner) = self.owner.take() {
-            let _ = block_on(&self.runtime, async move {
-                let unlock = owner.execute("SELECT pg_advisory_unlock($1)", &[&OWNER_LOCK]);
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), unlock).await;
-                Ok(())
-            });
-        }
+        let _ = self.release();
     }
 }
 

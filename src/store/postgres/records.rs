@@ -46,6 +46,35 @@ async fn maybe_row(client: &impl GenericClient, sql: &str, params: Params<'_>) -
     client.query_opt(&statement, params).await.map_err(pg)
 }
 
+/// How many records each part holds and their bytes, largest first.
+pub(super) async fn sizes(client: &tokio_postgres::Client) -> StoreResult<Vec<TreeSize>> {
+    let rows = client
+        .query(
+            "SELECT 'agents', count(*), coalesce(sum(octet_length(id) + octet_length(body)), 0) FROM agents
+             UNION ALL SELECT 'blocks', count(*), coalesce(sum(octet_length(label) + octet_length(body)), 0) FROM blocks
+             UNION ALL SELECT 'conversations', count(*), coalesce(sum(octet_length(id) + octet_length(body)), 0) FROM conversations
+             UNION ALL SELECT 'entries', count(*), coalesce(sum(octet_length(entry_id) + octet_length(body)), 0) FROM entries
+             UNION ALL SELECT 'approvals', count(*), coalesce(sum(octet_length(id) + octet_length(body)), 0) FROM approvals
+             UNION ALL SELECT 'grants', count(*), coalesce(sum(octet_length(id) + octet_length(body)), 0) FROM grants
+             UNION ALL SELECT 'audit', count(*), coalesce(sum(8 + octet_length(body)), 0) FROM audit
+             UNION ALL SELECT 'kv:' || space, count(*), coalesce(sum(octet_length(key) + octet_length(value)), 0)
+                 FROM kv GROUP BY space",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let mut sizes: Vec<TreeSize> = rows
+        .iter()
+        .map(|row| TreeSize {
+            name: row.get(0),
+            records: row.get::<_, i64>(1) as u64,
+            bytes: row.get::<_, i64>(2) as u64,
+        })
+        .collect();
+    sizes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    Ok(sizes)
+}
+
 /// Milliseconds and ids are stored as `bigint`.
 fn signed(n: u64) -> i64 {
     n as i64
@@ -424,29 +453,12 @@ impl Store for PgStore {
         self.run(|client| async move { migrate::version(&client).await }).map(|v| v as u32)
     }
 
+    fn close(&self) -> StoreResult<()> {
+        self.release()
+    }
+
     fn sizes(&self) -> StoreResult<Vec<TreeSize>> {
-        let rows = self.query(
-            "SELECT 'agents', count(*), coalesce(sum(octet_length(id) + octet_length(body)), 0) FROM agents
-             UNION ALL SELECT 'blocks', count(*), coalesce(sum(octet_length(label) + octet_length(body)), 0) FROM blocks
-             UNION ALL SELECT 'conversations', count(*), coalesce(sum(octet_length(id) + octet_length(body)), 0) FROM conversations
-             UNION ALL SELECT 'entries', count(*), coalesce(sum(octet_length(entry_id) + octet_length(body)), 0) FROM entries
-             UNION ALL SELECT 'approvals', count(*), coalesce(sum(octet_length(id) + octet_length(body)), 0) FROM approvals
-             UNION ALL SELECT 'grants', count(*), coalesce(sum(octet_length(id) + octet_length(body)), 0) FROM grants
-             UNION ALL SELECT 'audit', count(*), coalesce(sum(8 + octet_length(body)), 0) FROM audit
-             UNION ALL SELECT 'kv:' || space, count(*), coalesce(sum(octet_length(key) + octet_length(value)), 0)
-                 FROM kv GROUP BY space",
-            params![],
-        )?;
-        let mut sizes: Vec<TreeSize> = rows
-            .iter()
-            .map(|row| TreeSize {
-                name: row.get(0),
-                records: row.get::<_, i64>(1) as u64,
-                bytes: row.get::<_, i64>(2) as u64,
-            })
-            .collect();
-        sizes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
-        Ok(sizes)
+        self.run(|client| async move { sizes(&client).await })
     }
 }
 

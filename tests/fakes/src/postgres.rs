@@ -1,8 +1,9 @@
 //! A real PostgreSQL server for tests (not a fake): the machine's own binaries,
 //! one cluster per test process started on first use (about a second), one fresh
-//! database per caller. It listens on 127.0.0.1 with a private socket directory
-//! and trusts local connections, which is safe only because of both. The server
-//! dies with the test process (a parent-death signal), so nothing is left running.
+//! database per caller. It listens only on a Unix socket in a private directory
+//! (no TCP port: nothing to race for between test processes, nothing reachable
+//! from elsewhere) and trusts connections there. The server dies with the test
+//! process (a parent-death signal), so nothing is left running.
 //!
 //! As root (as in CI), PostgreSQL refuses to run; it is run as the `postgres`
 //! system user instead, in a directory that user owns.
@@ -27,7 +28,8 @@ static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static DURABLE: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
-/// A connection URL (`postgres://…@127.0.0.1:PORT/t_N`) for a new, empty database.
+/// Connection settings (`host=<socket dir> port=… user=… dbname=t_N`) for a new,
+/// empty database.
 /// The cluster does not sync to disk (`fsync=off`): for tests, not for timing.
 /// Panics with the reason when no PostgreSQL can be started here.
 pub fn database() -> String {
@@ -73,7 +75,8 @@ impl Cluster {
             .args(["-D", &data.display().to_string()])
             .args(["-U", "switchboard", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
             .output_ok()?;
-        let port = free_port();
+        // Only names the socket file (`.s.PGSQL.5432`) in the private directory.
+        let port = 5432;
         let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir.join("server.log"), Some(uid), Some(gid)).map_err(|e| e.to_string())?;
@@ -81,7 +84,7 @@ impl Cluster {
         let mut server = as_server_user(owner, &bin.join("postgres"));
         server
             .args(["-D", &data.display().to_string(), "-p", &port.to_string(), "-k", &dir.display().to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"])
+            .args(["-c", "listen_addresses=", "-c", "max_connections=300"])
             .args(["-c", if durable { "fsync=on" } else { "fsync=off" }])
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -140,7 +143,7 @@ impl Cluster {
     }
 
     fn url(&self, database: &str) -> String {
-        format!("postgres://switchboard@127.0.0.1:{}/{database}", self.port)
+        format!("host={} port={} user=switchboard dbname={database}", self.dir.display(), self.port)
     }
 }
 
