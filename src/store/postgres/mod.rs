@@ -102,9 +102,9 @@ struct Owner {
 const OWNER_LOCK: i64 = 0x5377_6974_6368_0001;
 
 impl PgStore {
-    /// Connects, applies the embedded migrations (under an advisory lock, so
-    /// processes starting together are safe) and takes the database for this
-    /// process.
+    /// Connects, takes the database for this process (or fails with
+    /// [`StoreError::DatabaseInUse`]), and brings its schema up to date with the
+    /// embedded migrations (under an advisory lock, each applied once).
     pub fn open(options: &PgOptions) -> StoreResult<PgStore> {
         let database = describe(&options.url);
         let config = config(options, &database)?;
@@ -181,6 +181,20 @@ impl PgStore {
         &self.database
     }
 
+    /// Lets go of the database at once, not when the server notices the closed
+    /// connection: the next process (a restart) may take it right away. Later
+    /// calls fail rather than take it again.
+    fn release(&self) -> StoreResult<()> {
+        let mut owner = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(client) = owner.client.take() else { return Ok(()) };
+        owner.closed = true;
+        block_on(&self.runtime, async move {
+            let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&OWNER_LOCK]);
+            let _ = tokio::time::timeout(Duration::from_secs(2), unlock).await;
+            Ok(())
+        })
+    }
+
     /// Takes the database again if the connection that held it closed; fails
     /// (and so does every store call) while another process holds it.
     fn retake_if_lost(&self) -> StoreResult<()> {
@@ -243,22 +257,6 @@ async fn take(config: tokio_postgres::Config, database: String) -> StoreResult<O
 
 fn unreachable(database: &str, e: &tokio_postgres::Error) -> StoreError {
     StoreError::Unreachable { database: database.to_string(), cause: cause(e) }
-}
-
-impl PgStore {
-    /// Lets go of the database at once, not when the server notices the closed
-    /// connection: the next process (a restart) may take it right away. Later
-    /// calls fail rather than take it again.
-    fn release(&self) -> StoreResult<()> {
-        let mut owner = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(client) = owner.client.take() else { return Ok(()) };
-        owner.closed = true;
-        block_on(&self.runtime, async move {
-            let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&OWNER_LOCK]);
-            let _ = tokio::time::timeout(Duration::from_secs(2), unlock).await;
-            Ok(())
-        })
-    }
 }
 
 impl Drop for PgStore {

@@ -130,6 +130,8 @@ impl PgStore {
         rows.first().map(|row| decode(what, row.get::<_, &[u8]>(0))).transpose()
     }
 
+    /// Applies `batch` in one transaction, only when `guard` (space, key) holds
+    /// nothing; whether it applied.
     fn apply(&self, batch: &KvBatch, guard: Option<(String, String)>) -> StoreResult<bool> {
         let ops = batch.ops().to_vec();
         self.run(move |mut client| async move {
