@@ -110,11 +110,11 @@ async fn check_reads_the_database_without_taking_or_changing_it() {
     telegram.send_dm(1, "hello");
     wait_reply(&telegram, 1, "echo: hello").await;
     let out = h.run(&["check"]).await;
-    assert!(out.stdout.contains(": reachable, schema 1, in use by a running switchboard"), "{}", out.stdout);
+    assert!(out.stdout.contains(": reachable, schema 2, in use by a running switchboard"), "{}", out.stdout);
     assert!(out.stdout.contains("kv:"), "its parts are listed: {}", out.stdout);
     assert_eq!(daemon.stop().await, 0);
     let out = h.run(&["check"]).await;
-    assert!(out.stdout.contains(": reachable, schema 1, not in use"), "{}", out.stdout);
+    assert!(out.stdout.contains(": reachable, schema 2, not in use"), "{}", out.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

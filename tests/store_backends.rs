@@ -332,11 +332,26 @@ fn one_process_uses_a_database_and_migrations_apply_once_when_started_together()
         }
     }
     assert_eq!((opened.len(), refused), (1, 3));
-    assert_eq!(opened[0].schema_version().unwrap(), 1, "each migration applied once");
+    assert_eq!(opened[0].schema_version().unwrap(), 2, "each migration applied once");
+    // A database set up by the first version (without leases) is brought up to date.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "DROP TABLE leases; DROP FUNCTION switchboard_now_ms(); DELETE FROM schema_migrations WHERE version = 2",
+            )
+            .await
+            .unwrap();
+    });
     // Once the holder closes, the next process may use it.
     drop(opened);
     let again = PgStore::open(&PgOptions { url, pool_size: 2 }).expect("free again");
     again.put_meta("k", "v").unwrap();
+    assert_eq!(again.schema_version().unwrap(), 2, "upgraded from 1");
+    let claim = again.lease_claim("turn:c", "r", std::time::Duration::from_secs(5)).unwrap();
+    assert!(matches!(claim, switchboard::store::Claim::Held(_)), "leases work after the upgrade");
 }
 
 #[test]
@@ -451,4 +466,89 @@ fn a_lost_lock_is_taken_again_or_every_call_fails_if_another_process_took_it() {
     };
     assert!(matches!(refused, StoreError::DatabaseInUse { .. }), "{refused}");
     assert_eq!(second.meta("k").unwrap().as_deref(), Some("second"));
+}
+
+#[test]
+fn a_lease_has_one_holder_and_a_holder_that_lost_it_cannot_commit() {
+    use std::time::Duration;
+    use switchboard::store::Claim;
+    const SHORT: Duration = Duration::from_millis(500);
+    const LONG: Duration = Duration::from_secs(60);
+    for backend in backends() {
+        let name = backend.name;
+        let s = (backend.reopen)();
+        let Claim::Held(a) = s.lease_claim("poller:telegram", "replica-a", SHORT).unwrap() else {
+            panic!("{name}: a free lease is granted")
+        };
+        match s.lease_claim("poller:telegram", "replica-b", LONG).unwrap() {
+            Claim::Taken { holder, .. } => assert_eq!(holder, "replica-a", "{name}"),
+            Claim::Held(_) => panic!("{name}: two holders at once"),
+        }
+        // Claiming what one holds renews it, with the same fence.
+        let Claim::Held(again) = s.lease_claim("poller:telegram", "replica-a", SHORT).unwrap() else {
+            panic!("{name}: its own lease")
+        };
+        assert_eq!(again.fence, a.fence, "{name}");
+        let a = s.lease_renew(&again, SHORT).unwrap().expect("still held");
+        let mut write = KvBatch::new();
+        write.put("outbox", "1", b"from a".to_vec());
+        assert!(s.kv_write_fenced(&a, &write).unwrap(), "{name}: the holder commits");
+
+        // It lapses: its holder may no longer commit, even before anyone else
+        // claims it.
+        std::thread::sleep(SHORT + Duration::from_millis(100));
+        assert!(!s.kv_write_fenced(&a, &write).unwrap(), "{name}: a lapsed lease guards nothing");
+        // Its holder claims it again: a new fence, and its old lease is no good.
+        let Claim::Held(a2) = s.lease_claim("poller:telegram", "replica-a", SHORT).unwrap() else {
+            panic!("{name}: a lapsed lease is granted to its old holder too")
+        };
+        assert!(a2.fence > a.fence, "{name}: a new holding, a new fence");
+        assert!(!s.kv_write_fenced(&a, &write).unwrap(), "{name}: the old fence commits nothing");
+        assert_eq!(s.lease_renew(&a, LONG).unwrap(), None, "{name}: nor renews");
+        let a = a2;
+        // It lapses again; another takes it, with a larger fence.
+        std::thread::sleep(SHORT + Duration::from_millis(100));
+        let Claim::Held(b) = s.lease_claim("poller:telegram", "replica-b", LONG).unwrap() else {
+            panic!("{name}: a lapsed lease is granted")
+        };
+        assert!(b.fence > a.fence, "{name}: fences grow");
+        assert_eq!(s.lease_renew(&a, LONG).unwrap(), None, "{name}: the old holder learns it lost it");
+        let mut late = KvBatch::new();
+        late.put("outbox", "1", b"from a, too late".to_vec());
+        assert!(!s.kv_write_fenced(&a, &late).unwrap(), "{name}: the old holder cannot commit");
+        assert_eq!(s.kv_get("outbox", "1").unwrap().as_deref(), Some(&b"from a"[..]), "{name}");
+        assert!(s.kv_write_fenced(&b, &late).unwrap(), "{name}: the new holder can");
+
+        // Released: claimable at once, and still with a larger fence.
+        s.lease_release(&b).unwrap();
+        let Claim::Held(c) = s.lease_claim("poller:telegram", "replica-c", LONG).unwrap() else {
+            panic!("{name}: a released lease is granted at once")
+        };
+        assert!(c.fence > b.fence, "{name}");
+        // Another name is another lease.
+        assert!(matches!(s.lease_claim("turn:conv-1", "replica-a", LONG).unwrap(), Claim::Held(_)), "{name}");
+    }
+}
+
+#[test]
+fn of_processes_racing_for_a_free_lease_exactly_one_gets_it() {
+    use switchboard::store::Claim;
+    for backend in backends() {
+        let s = (backend.reopen)();
+        for round in 0..5 {
+            let barrier = Arc::new(Barrier::new(6));
+            let racers: Vec<_> = (0..6)
+                .map(|n| {
+                    let (s, barrier) = (s.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let ttl = std::time::Duration::from_secs(60);
+                        s.lease_claim(&format!("turn:{round}"), &format!("replica-{n}"), ttl).unwrap()
+                    })
+                })
+                .collect();
+            let held = racers.into_iter().map(|r| r.join().unwrap()).filter(|c| matches!(c, Claim::Held(_))).count();
+            assert_eq!(held, 1, "{}: round {round}", backend.name);
+        }
+    }
 }

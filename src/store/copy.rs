@@ -45,7 +45,8 @@ const OWN_META: &[&str] = &[super::schema::VERSION_KEY];
 /// Copies every record of `from` into `to`, then reads both back and compares
 /// them part by part. `to` must be empty: nothing is merged or overwritten.
 /// Memory blocks and transcripts are copied with their agent and conversation;
-/// any left behind by a deleted one are not. Both stores must be closed to
+/// any left behind by a deleted one are not. Leases are not copied: no process
+/// holds one while the stores are closed, and nothing kept refers to a fence. Both stores must be closed to
 /// everyone else (each backend's open makes sure of that).
 pub fn copy_all(from: &dyn Store, to: &dyn Store) -> StoreResult<Copied> {
     let own_meta_only = to.metas()?.iter().all(|(key, _)| OWN_META.contains(&key.as_str()));

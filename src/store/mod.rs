@@ -5,6 +5,7 @@
 mod batch;
 pub mod commit;
 pub mod copy;
+mod lease;
 mod lock;
 mod memory_history;
 pub mod model;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use batch::{KvBatch, KvOp};
+pub use lease::{Claim, Lease};
 pub use memory_history::{edits as memory_edits, record_edit as record_memory_edit, MemoryEdit};
 pub use model::*;
 pub use policy_records::*;
@@ -113,6 +115,20 @@ pub trait Store: Send + Sync + 'static {
     /// As [`Store::kv_write`], only when `space` holds nothing under `key`, checked
     /// in the same atomic step; whether it was applied.
     fn kv_write_if_absent(&self, space: &str, key: &str, batch: &KvBatch) -> StoreResult<bool>;
+    /// Claims the lease `name` for `holder` for `ttl`: granted when nobody holds
+    /// it or its holder let it lapse (with a larger fence), or renewed when
+    /// `holder` holds it already (same fence).
+    fn lease_claim(&self, name: &str, holder: &str, ttl: std::time::Duration) -> StoreResult<Claim>;
+    /// Extends a held lease by `ttl` from now; `None` when it lapsed or has
+    /// another holder or fence now (it is lost: stop what it guards).
+    fn lease_renew(&self, lease: &Lease, ttl: std::time::Duration) -> StoreResult<Option<Lease>>;
+    /// Lets a held lease lapse at once, so another may claim it without waiting
+    /// (its fence is kept, so the next holder's is larger).
+    fn lease_release(&self, lease: &Lease) -> StoreResult<()>;
+    /// As [`Store::kv_write`], only while `lease` is still held with its fence,
+    /// checked in the same atomic step; whether it was applied. A holder that
+    /// lost its lease can therefore never commit.
+    fn kv_write_fenced(&self, lease: &Lease, batch: &KvBatch) -> StoreResult<bool>;
     /// The generic key spaces that hold something.
     fn kv_spaces(&self) -> StoreResult<Vec<String>>;
     /// A number larger than any returned before, across restarts.

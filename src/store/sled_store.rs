@@ -13,8 +13,8 @@ use super::commit::Committer;
 use super::lock::DirLock;
 use super::schema::{self, Migration, MIGRATIONS, SCHEMA_VERSION, VERSION_KEY};
 use super::{
-    AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, KvBatch, KvOp, MemoryBlock, Store,
-    StoreError, StoreResult, TreeSize,
+    lease, now_ms, AgentRecord, ApprovalRecord, AuditRecord, Claim, ConversationRecord, Entry, Grant, KvBatch, KvOp,
+    Lease, MemoryBlock, Store, StoreError, StoreResult, TreeSize,
 };
 
 /// Runs before each flush; an error fails the flush (and so every write it was
@@ -33,6 +33,8 @@ pub struct SledStore {
     grants: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
+    /// Lease name → `Lease` (JSON).
+    leases: sled::Tree,
     committer: Committer,
     flush_hook: Mutex<Option<FlushHook>>,
     _lock: DirLock,
@@ -75,6 +77,7 @@ impl SledStore {
             grants: tree("grants")?,
             audit: tree("audit")?,
             meta: tree("meta")?,
+            leases: tree("leases")?,
             committer: Committer::new(),
             flush_hook: Mutex::new(None),
             db,
@@ -117,20 +120,24 @@ impl SledStore {
         Ok(written)
     }
 
-    /// Applies `batch` atomically, unless `guard` (space, key) holds something;
-    /// whether it applied. Not yet durable.
-    fn apply(&self, batch: &KvBatch, guard: Option<(&str, &str)>) -> StoreResult<bool> {
+    /// Applies `batch` atomically when `condition` holds, checked in the same
+    /// step; whether it applied. Not yet durable.
+    fn apply(&self, batch: &KvBatch, condition: Condition<'_>) -> StoreResult<bool> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         use sled::Transactional;
         let mut names = batch.spaces();
-        if let Some((space, _)) = guard {
+        if let Condition::Absent(space, _) = condition {
             if !names.contains(&space) {
                 names.insert(0, space);
             }
         }
-        let trees = names.iter().map(|name| self.space(name)).collect::<StoreResult<Vec<_>>>()?;
+        let mut trees = names.iter().map(|name| self.space(name)).collect::<StoreResult<Vec<_>>>()?;
         let index = |space: &str| names.iter().position(|n| *n == space).expect("every space is opened");
-        if guard.is_none() && trees.len() == 1 {
+        // The leases, when the condition is one, come last.
+        if let Condition::Leased(_) = condition {
+            trees.push(self.leases.clone());
+        }
+        if matches!(condition, Condition::Always) && trees.len() == 1 {
             // One tree: its own atomic batch, cheaper than a transaction.
             let mut writes = sled::Batch::default();
             for op in batch.ops() {
@@ -143,9 +150,20 @@ impl SledStore {
             return Ok(true);
         }
         let applied = trees[..].transaction(|views| {
-            if let Some((space, key)) = guard {
-                if views[index(space)].get(key)?.is_some() {
-                    return Ok(false);
+            match condition {
+                Condition::Always => {}
+                Condition::Absent(space, key) => {
+                    if views[index(space)].get(key)?.is_some() {
+                        return Ok(false);
+                    }
+                }
+                Condition::Leased(lease) => {
+                    // (An unreadable lease is no lease held: nothing is written.)
+                    let current = views[views.len() - 1].get(lease.name.as_bytes())?;
+                    let current = current.and_then(|bytes| serde_json::from_slice::<Lease>(&bytes).ok());
+                    if !current.is_some_and(|c| still_held(&c, lease, now_ms())) {
+                        return Ok(false);
+                    }
                 }
             }
             for op in batch.ops() {
@@ -167,10 +185,60 @@ impl SledStore {
         }
     }
 
+    /// Runs `change` on the stored lease `name` (`None`: never held) in one
+    /// atomic step; what it returns. A lease it wrote is durable by then (an
+    /// answer that wrote nothing waits for no flush).
+    fn with_lease<T>(&self, name: &str, change: impl Fn(Option<Lease>, u64) -> (Option<Lease>, T)) -> StoreResult<T> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let began = std::time::Instant::now();
+        let changed = self.leases.transaction(|tree| {
+            let current = match tree.get(name.as_bytes())? {
+                // Unreadable is an error, never "never held": that would restart its fence.
+                Some(bytes) => Some(
+                    serde_json::from_slice::<Lease>(&bytes)
+                        .map_err(|e| ConflictableTransactionError::Abort(format!("a stored lease: {e}")))?,
+                ),
+                None => None,
+            };
+            let (write, answer) = change(current, now_ms());
+            let wrote = write.is_some();
+            if let Some(lease) = write {
+                let bytes = serde_json::to_vec(&lease).unwrap_or_default();
+                tree.insert(name.as_bytes(), bytes)?;
+            }
+            Ok((answer, wrote))
+        });
+        let (answer, wrote) = match changed {
+            Ok(changed) => changed,
+            Err(TransactionError::Storage(e)) => return Err(backend(e)),
+            Err(TransactionError::Abort(detail)) => return Err(StoreError::Decode { what: "lease", detail }),
+        };
+        if wrote {
+            self.commit()?;
+            crate::metrics::global().store_write(began.elapsed());
+        }
+        Ok(answer)
+    }
+
     fn put<T: Serialize>(&self, tree: &sled::Tree, key: &[u8], value: &T) -> StoreResult<()> {
         let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.durable(|| tree.insert(key, bytes).map(|_| ()).map_err(backend))
     }
+}
+
+/// What must hold for a batch to apply.
+#[derive(Clone, Copy)]
+enum Condition<'a> {
+    Always,
+    /// The key (space, key) holds nothing.
+    Absent(&'a str, &'a str),
+    /// The lease is still held by its holder with its fence.
+    Leased(&'a Lease),
+}
+
+/// Whether `stored` is `mine`, unlapsed at `now`.
+fn still_held(stored: &Lease, mine: &Lease, now: u64) -> bool {
+    stored.holder == mine.holder && stored.fence == mine.fence && stored.expires_at_ms >= now
 }
 
 /// The data directory and everything in it readable by its owner only (0700 for
@@ -453,13 +521,55 @@ impl Store for SledStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.durable(|| self.apply(batch, None).map(|_| ()))
+        self.durable(|| self.apply(batch, Condition::Always).map(|_| ()))
     }
 
     fn kv_write_if_absent(&self, space: &str, key: &str, batch: &KvBatch) -> StoreResult<bool> {
         // Waits for a flush either way: what was found may be another writer's,
         // not yet durable, and the caller may acknowledge it as stored.
-        self.durable(|| self.apply(batch, Some((space, key))))
+        self.durable(|| self.apply(batch, Condition::Absent(space, key)))
+    }
+
+    fn kv_write_fenced(&self, lease: &Lease, batch: &KvBatch) -> StoreResult<bool> {
+        self.durable(|| self.apply(batch, Condition::Leased(lease)))
+    }
+
+    fn lease_claim(&self, name: &str, holder: &str, ttl: std::time::Duration) -> StoreResult<Claim> {
+        let ttl = lease::ttl_ms(ttl);
+        self.with_lease(name, |current, now| match current {
+            Some(c) if c.holder != holder && c.expires_at_ms >= now => {
+                (None, Claim::Taken { holder: c.holder, until_ms: c.expires_at_ms })
+            }
+            current => {
+                // Ours still: renewed with its fence. Lapsed or never held: a new fence.
+                let fence = match &current {
+                    Some(c) if c.holder == holder && c.expires_at_ms >= now => c.fence,
+                    Some(c) => c.fence + 1,
+                    None => 1,
+                };
+                let expires_at_ms = now.saturating_add(ttl);
+                let lease = Lease { name: name.into(), holder: holder.into(), fence, expires_at_ms };
+                (Some(lease.clone()), Claim::Held(lease))
+            }
+        })
+    }
+
+    fn lease_renew(&self, lease: &Lease, ttl: std::time::Duration) -> StoreResult<Option<Lease>> {
+        let ttl = lease::ttl_ms(ttl);
+        self.with_lease(&lease.name, |current, now| match current {
+            Some(c) if still_held(&c, lease, now) => {
+                let renewed = Lease { expires_at_ms: now.saturating_add(ttl), ..c };
+                (Some(renewed.clone()), Some(renewed))
+            }
+            _ => (None, None),
+        })
+    }
+
+    fn lease_release(&self, lease: &Lease) -> StoreResult<()> {
+        self.with_lease(&lease.name, |current, now| match current {
+            Some(c) if still_held(&c, lease, now) => (Some(Lease { expires_at_ms: 0, ..c }), ()),
+            _ => (None, ()),
+        })
     }
 
     fn kv_spaces(&self) -> StoreResult<Vec<String>> {

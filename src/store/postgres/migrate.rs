@@ -11,7 +11,8 @@ const MIGRATION_LOCK: i64 = 0x5377_6974_6368_0002;
 
 /// Each migration's SQL, in order; version `n` is `MIGRATIONS[n - 1]`. Keys are
 /// `COLLATE "C"` so that they sort by bytes, as the sled store's keys do.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);
 CREATE TABLE agents (id text COLLATE "C" PRIMARY KEY, created_at bigint NOT NULL, body bytea NOT NULL);
 CREATE TABLE blocks (
@@ -34,7 +35,14 @@ CREATE TABLE kv (
     space text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL, value bytea NOT NULL,
     PRIMARY KEY (space, key));
 CREATE SEQUENCE ids;
-"#];
+"#,
+    r#"
+CREATE TABLE leases (
+    name text COLLATE "C" PRIMARY KEY, holder text NOT NULL, fence bigint NOT NULL, expires_at_ms bigint NOT NULL);
+CREATE FUNCTION switchboard_now_ms() RETURNS bigint LANGUAGE sql VOLATILE
+    AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+"#,
+];
 
 /// The schema version this build sets up.
 pub const VERSION: i32 = MIGRATIONS.len() as i32;

@@ -229,7 +229,10 @@ fn config(options: &PgOptions, database: &str) -> StoreResult<tokio_postgres::Co
         .url
         .parse()
         .map_err(|e| StoreError::Unreachable { database: database.to_string(), cause: format!("{e}") })?;
-    let statement_timeout = format!("-c statement_timeout={}", TIMEOUT.as_millis());
+    // Leases and guarded writes rely on READ COMMITTED's re-check of a row
+    // changed meanwhile, whatever the server's default.
+    let statement_timeout =
+        format!("-c statement_timeout={} -c default_transaction_isolation=read\\ committed", TIMEOUT.as_millis());
     let options = match config.get_options() {
         Some(given) => format!("{given} {statement_timeout}"),
         None => statement_timeout,

@@ -8,8 +8,8 @@ use tokio_postgres::Row;
 
 use super::{entries, migrate, pg, PgStore};
 use crate::store::{
-    AgentRecord, ApprovalRecord, AuditRecord, ConversationRecord, Entry, Grant, KvBatch, KvOp, MemoryBlock, Store,
-    StoreError, StoreResult, TreeSize,
+    lease, AgentRecord, ApprovalRecord, AuditRecord, Claim, ConversationRecord, Entry, Grant, KvBatch, KvOp, Lease,
+    MemoryBlock, Store, StoreError, StoreResult, TreeSize,
 };
 
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
@@ -75,6 +75,16 @@ pub(super) async fn sizes(client: &tokio_postgres::Client) -> StoreResult<Vec<Tr
     Ok(sizes)
 }
 
+/// A lease from a row of (holder, fence, expires_at_ms).
+fn lease_from(name: &str, row: &Row) -> Lease {
+    Lease {
+        name: name.to_string(),
+        holder: row.get(0),
+        fence: row.get::<_, i64>(1) as u64,
+        expires_at_ms: row.get::<_, i64>(2).max(0) as u64,
+    }
+}
+
 /// Milliseconds and ids are stored as `bigint`.
 fn signed(n: u64) -> i64 {
     n as i64
@@ -131,11 +141,26 @@ impl PgStore {
     }
 
     /// Applies `batch` in one transaction, only when `guard` (space, key) holds
-    /// nothing; whether it applied.
-    fn apply(&self, batch: &KvBatch, guard: Option<(String, String)>) -> StoreResult<bool> {
+    /// nothing, and only while `lease` is held (if given); whether it applied.
+    fn apply(&self, batch: &KvBatch, guard: Option<(String, String)>, lease: Option<Lease>) -> StoreResult<bool> {
         let ops = batch.ops().to_vec();
         self.run(move |mut client| async move {
             let tx = client.transaction().await.map_err(pg)?;
+            if let Some(lease) = lease {
+                // The shared row lock holds off a new holder's claim until this
+                // commit: two holders' writes never interleave.
+                let held = rows(
+                    &tx,
+                    "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND fence = $3
+                     AND expires_at_ms >= switchboard_now_ms() FOR SHARE",
+                    &[&lease.name, &lease.holder, &signed(lease.fence)],
+                )
+                .await?;
+                if held.is_empty() {
+                    tx.rollback().await.map_err(pg)?;
+                    return Ok(false);
+                }
+            }
             if let Some((space, key)) = guard {
                 // The row lock (or, for an absent key, the insert's conflict) keeps
                 // two writers from both finding it absent.
@@ -412,11 +437,61 @@ impl Store for PgStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.apply(batch, None).map(|_| ())
+        self.apply(batch, None, None).map(|_| ())
     }
 
     fn kv_write_if_absent(&self, space: &str, key: &str, batch: &KvBatch) -> StoreResult<bool> {
-        self.apply(batch, Some((space.to_string(), key.to_string())))
+        self.apply(batch, Some((space.to_string(), key.to_string())), None)
+    }
+
+    fn kv_write_fenced(&self, lease: &Lease, batch: &KvBatch) -> StoreResult<bool> {
+        self.apply(batch, None, Some(lease.clone()))
+    }
+
+    fn lease_claim(&self, name: &str, holder: &str, ttl: std::time::Duration) -> StoreResult<Claim> {
+        // The server's clock, so that processes on other machines agree.
+        let rows = self.query(
+            "INSERT INTO leases AS l (name, holder, fence, expires_at_ms)
+             VALUES ($1, $2, 1, switchboard_now_ms() + $3)
+             ON CONFLICT (name) DO UPDATE SET
+                 holder = excluded.holder,
+                 fence = CASE WHEN l.holder = excluded.holder AND l.expires_at_ms >= switchboard_now_ms()
+                     THEN l.fence ELSE l.fence + 1 END,
+                 expires_at_ms = excluded.expires_at_ms
+             WHERE l.holder = excluded.holder OR l.expires_at_ms < switchboard_now_ms()
+             RETURNING holder, fence, expires_at_ms",
+            params![name.to_string(), holder.to_string(), signed(lease::ttl_ms(ttl))],
+        )?;
+        if let Some(row) = rows.first() {
+            return Ok(Claim::Held(lease_from(name, row)));
+        }
+        let rows =
+            self.query("SELECT holder, fence, expires_at_ms FROM leases WHERE name = $1", params![name.to_string()])?;
+        let held = rows.first().map(|row| lease_from(name, row));
+        // (Let go of between the two statements: "taken" until now is still true.)
+        Ok(Claim::Taken {
+            holder: held.as_ref().map(|l| l.holder.clone()).unwrap_or_default(),
+            until_ms: held.map(|l| l.expires_at_ms).unwrap_or_default(),
+        })
+    }
+
+    fn lease_renew(&self, lease: &Lease, ttl: std::time::Duration) -> StoreResult<Option<Lease>> {
+        let rows = self.query(
+            "UPDATE leases SET expires_at_ms = switchboard_now_ms() + $4
+             WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at_ms >= switchboard_now_ms()
+             RETURNING holder, fence, expires_at_ms",
+            params![lease.name.clone(), lease.holder.clone(), signed(lease.fence), signed(lease::ttl_ms(ttl))],
+        )?;
+        Ok(rows.first().map(|row| lease_from(&lease.name, row)))
+    }
+
+    fn lease_release(&self, lease: &Lease) -> StoreResult<()> {
+        self.execute(
+            "UPDATE leases SET expires_at_ms = 0
+             WHERE name = $1 AND holder = $2 AND fence = $3 AND expires_at_ms >= switchboard_now_ms()",
+            params![lease.name.clone(), lease.holder.clone(), signed(lease.fence)],
+        )
+        .map(|_| ())
     }
 
     fn kv_spaces(&self) -> StoreResult<Vec<String>> {
