@@ -126,7 +126,10 @@ impl Journal {
 
     /// Adds to `batch` the marking of `event_id` as answered (read in the caller's
     /// store task); nothing when the event is not stored or already marked. Call
-    /// [`Journal::answered`] once the batch is written.
+    /// [`Journal::answered`] once the batch is written. The record is read before
+    /// the batch is applied, so a concurrent change to it would be overwritten:
+    /// safe because an event's record changes only within its own turn, which has
+    /// finished streaming by the time its reply is stored.
     pub fn mark_done_in(store: &dyn Store, event_id: &str, batch: &mut KvBatch) -> StoreResult<()> {
         if let Some(mut record) = store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<JournalRecord>(&b)) {
             if !record.done {
