@@ -8,7 +8,7 @@ use switchboard::channels::REGISTERED;
 use switchboard::config::StoreKind;
 use switchboard::config::{self, ConfigSource, Settings};
 use switchboard::control::{self, Request};
-use switchboard::store::postgres::{describe, PgOptions, PgStore};
+use switchboard::store::postgres::{describe, PgStore};
 use switchboard::store::{human_bytes, render_sizes, SledStore, Store, StoreError};
 
 use super::EXIT_FAILURE;
@@ -52,7 +52,7 @@ async fn storage(s: &Settings) -> bool {
 /// Whether the PostgreSQL store answers, and its largest parts (read only: the
 /// database is neither taken nor changed).
 async fn database(s: &Settings) -> bool {
-    let options = PgOptions { url: s.store.postgres.url.clone(), pool_size: 1 };
+    let options = s.store.postgres.clone();
     let probed = tokio::task::spawn_blocking(move || PgStore::probe(&options)).await;
     let database = describe(&s.store.postgres.url);
     match probed {

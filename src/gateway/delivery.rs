@@ -459,7 +459,8 @@ mod tests {
             let chat = fake.direct("1");
             let event = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", "hi", false);
             journal.record(&event).await.unwrap();
-            // A crash after the reply was stored, before the event was marked answered:
+            // A crash after the reply was stored (its event marked answered with it),
+            // before it was sent:
             let seq = delivery.outbox.next_seq().await.unwrap();
             let first =
                 delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, vec![event.event_id.clone()], None);

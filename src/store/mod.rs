@@ -196,10 +196,7 @@ pub fn open(settings: &crate::config::Settings) -> StoreResult<Arc<dyn Store>> {
             let io = |cause| StoreError::Io { dir: dir.clone(), cause };
             std::fs::create_dir_all(dir).map_err(io)?;
             std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io)?;
-            Arc::new(postgres::PgStore::open(&postgres::PgOptions {
-                url: settings.store.postgres.url.clone(),
-                pool_size: settings.store.postgres.pool_size,
-            })?)
+            Arc::new(postgres::PgStore::open(&settings.store.postgres)?)
         }
     })
 }

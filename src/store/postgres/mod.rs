@@ -47,20 +47,9 @@ pub fn describe(url: &str) -> String {
     }
 }
 
-/// How to reach the database.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PgOptions {
-    /// `postgres://user:password@host:port/database` (or the key=value form).
-    pub url: String,
-    /// Connections kept open at most.
-    pub pool_size: usize,
-}
-
-impl std::fmt::Debug for PgOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgOptions").field("url", &describe(&self.url)).field("pool_size", &self.pool_size).finish()
-    }
-}
+/// How to reach the database: the `[store.postgres]` settings (their `Debug`
+/// hides the URL).
+pub use crate::config::PostgresSettings as PgOptions;
 
 /// How long connecting, waiting for a pooled connection, and one statement may
 /// take before the store call fails (rather than hang on a dead server).

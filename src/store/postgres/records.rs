@@ -34,18 +34,6 @@ pub(super) async fn rows(client: &impl GenericClient, sql: &str, params: Params<
     client.query(&statement, params).await.map_err(pg)
 }
 
-/// One query that returns exactly one row.
-async fn row(client: &impl GenericClient, sql: &str, params: Params<'_>) -> StoreResult<Row> {
-    let statement = client.prepare_cached(sql).await.map_err(pg)?;
-    client.query_one(&statement, params).await.map_err(pg)
-}
-
-/// One query that returns a row or none.
-async fn maybe_row(client: &impl GenericClient, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
-    let statement = client.prepare_cached(sql).await.map_err(pg)?;
-    client.query_opt(&statement, params).await.map_err(pg)
-}
-
 /// How many records each part holds and their bytes, largest first.
 pub(super) async fn sizes(client: &tokio_postgres::Client) -> StoreResult<Vec<TreeSize>> {
     let rows = client
@@ -300,7 +288,7 @@ impl Store for PgStore {
         self.run(move |mut client| async move {
             // The entry and the conversation's time together, or none.
             let tx = client.transaction().await.map_err(pg)?;
-            let seq: i64 = row(&tx, "SELECT nextval('ids')", &[]).await?.get(0);
+            let seq: i64 = rows(&tx, "SELECT nextval('ids')", &[]).await?[0].get(0);
             exec(
                 &tx,
                 "INSERT INTO entries (conversation_id, seq, entry_id, body) VALUES ($1, $2, $3, $4)",
@@ -308,8 +296,8 @@ impl Store for PgStore {
             )
             .await?;
             let found =
-                maybe_row(&tx, "SELECT body FROM conversations WHERE id = $1 FOR UPDATE", &[&conversation_id]).await?;
-            if let Some(row) = found {
+                rows(&tx, "SELECT body FROM conversations WHERE id = $1 FOR UPDATE", &[&conversation_id]).await?;
+            if let Some(row) = found.first() {
                 let mut conversation: ConversationRecord = decode("conversation", row.get::<_, &[u8]>(0))?;
                 conversation.updated_at = updated_at;
                 exec(
