@@ -12,7 +12,8 @@
 //!
 //! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run;
 //! `-- throughput` only the Telegram latency and burst; `-- memory` those and memory;
-//! `-- postgres` the in-process run and the burst with the store on PostgreSQL)
+//! `-- postgres` the in-process run and the burst with the store on PostgreSQL,
+//! then with two replicas; `-- replicas` only the replicas)
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -64,6 +65,11 @@ async fn main() {
             "  store writes per message {writes_per_message:.1}, flushes per message {flushes_per_message:.1} ({:.1} writes a flush)",
             writes_per_message / flushes_per_message
         );
+        return;
+    }
+    // `-- replicas`: two replicas on PostgreSQL, one polling.
+    if std::env::args().skip(1).any(|a| a == "replicas") {
+        print_replicas(&llm).await;
         return;
     }
     // `-- postgres`: the in-process run and the Telegram burst on PostgreSQL.
@@ -296,7 +302,9 @@ async fn acknowledgements(llm: &FakeLlm, postgres: Option<String>) -> Acks {
         Some(url) => {
             // The control socket still lives in the data directory.
             std::fs::create_dir_all(&settings.data_dir).unwrap();
-            Arc::new(PgStore::open(&PgOptions { url, pool_size: 8 }).expect("the database"))
+            Arc::new(
+                PgStore::open(&PgOptions { url, pool_size: 8, replicas: Default::default() }).expect("the database"),
+            )
         }
         None => Arc::new(SledStore::open(&settings.data_dir).expect("store")),
     };
@@ -399,6 +407,37 @@ async fn print_postgres(llm: &FakeLlm) {
         rss as f64 / 1024.0,
         many_rss as f64 / 1024.0
     );
+    print_replicas(llm).await;
+}
+
+/// Two replicas on one fresh database (one polls Telegram, the other stands by):
+/// what the chat leases cost a message.
+async fn print_replicas(llm: &FakeLlm) {
+    let telegram = FakeTelegram::start().await;
+    let (dir, standby_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = [
+        ("SWITCHBOARD_STORE__KIND", "postgres".to_string()),
+        ("SWITCHBOARD_STORE__POSTGRES__URL", switchboard_fakes::postgres::durable_database()),
+        ("SWITCHBOARD_STORE__POSTGRES__REPLICAS", "true".to_string()),
+    ];
+    let mut polling = start(llm, &telegram, dir.path(), &store).await;
+    let mut settings = vec![
+        ("SWITCHBOARD_TELEGRAM__TOKEN", telegram.token()),
+        ("SWITCHBOARD_TELEGRAM__API_URL", telegram.api_url()),
+        ("SWITCHBOARD_TELEGRAM__DM_POLICY", "open".to_string()),
+    ];
+    settings.extend_from_slice(&store);
+    let mut standby = dm_run::spawn_serve(llm, standby_dir.path(), &settings, || true).await;
+    let latencies = latency_samples(&telegram).await;
+    let burst = answer_burst(&telegram, 1..=CHATS).await;
+    for daemon in [&mut polling, &mut standby] {
+        let _ = daemon.start_kill();
+        let _ = daemon.wait().await;
+    }
+    let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    println!("on PostgreSQL with two replicas (one polling Telegram, one standing by):");
+    println!("  messages per second ({CHATS} chats, burst, Telegram): {:.0}", CHATS as f64 / burst.as_secs_f64());
+    println!("  added latency p50 {:.1} ms, p99 {:.1} ms", p(0.50), p(0.99));
 }
 
 /// Latency: one message at a time from new chats (which the burst then talks in

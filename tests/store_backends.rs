@@ -4,6 +4,7 @@
 //! by processes starting together, and a clear error when it cannot be reached.
 
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use switchboard::store::postgres::{PgOptions, PgStore};
 use switchboard::store::{
@@ -31,7 +32,9 @@ fn backends() -> Vec<Backend> {
         Backend {
             name: "postgres",
             reopen: Box::new(move || {
-                Arc::new(PgStore::open(&PgOptions { url: url.clone(), pool_size: 4 }).unwrap()) as Arc<dyn Store>
+                Arc::new(
+                    PgStore::open(&PgOptions { url: url.clone(), pool_size: 4, replicas: Default::default() }).unwrap(),
+                ) as Arc<dyn Store>
             }),
             _dir: None,
         },
@@ -315,7 +318,7 @@ fn one_process_uses_a_database_and_migrations_apply_once_when_started_together()
             let (url, barrier) = (url.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                PgStore::open(&PgOptions { url, pool_size: 2 })
+                PgStore::open(&PgOptions { url, pool_size: 2, replicas: Default::default() })
             })
         })
         .collect();
@@ -347,7 +350,7 @@ fn one_process_uses_a_database_and_migrations_apply_once_when_started_together()
     });
     // Once the holder closes, the next process may use it.
     drop(opened);
-    let again = PgStore::open(&PgOptions { url, pool_size: 2 }).expect("free again");
+    let again = PgStore::open(&PgOptions { url, pool_size: 2, replicas: Default::default() }).expect("free again");
     again.put_meta("k", "v").unwrap();
     assert_eq!(again.schema_version().unwrap(), 2, "upgraded from 1");
     let claim = again.lease_claim("turn:c", "r", std::time::Duration::from_secs(5)).unwrap();
@@ -357,7 +360,9 @@ fn one_process_uses_a_database_and_migrations_apply_once_when_started_together()
 #[test]
 fn an_unreachable_database_is_a_plain_error_without_the_password() {
     let url = switchboard_fakes::postgres::unreachable_url().replace("switchboard@", "switchboard:s3cret-pw@");
-    let err = PgStore::open(&PgOptions { url, pool_size: 1 }).err().expect("nothing listens there");
+    let err = PgStore::open(&PgOptions { url, pool_size: 1, replicas: Default::default() })
+        .err()
+        .expect("nothing listens there");
     let text = err.to_string();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{text}");
     assert!(text.contains("cannot reach the PostgreSQL database nothing on 127.0.0.1:"), "{text}");
@@ -423,14 +428,14 @@ fn end_the_owners_session(url: &str) -> bool {
 
 /// Whether anyone holds switchboard's lock on `url`'s database.
 fn held(url: &str) -> bool {
-    let options = PgOptions { url: url.to_string(), pool_size: 1 };
+    let options = PgOptions { url: url.to_string(), pool_size: 1, replicas: Default::default() };
     PgStore::probe(&options).unwrap().in_use
 }
 
 #[test]
 fn a_lost_lock_is_taken_again_or_every_call_fails_if_another_process_took_it() {
     let url = switchboard_fakes::postgres::database();
-    let first = PgStore::open(&PgOptions { url: url.clone(), pool_size: 2 }).unwrap();
+    let first = PgStore::open(&PgOptions { url: url.clone(), pool_size: 2, replicas: Default::default() }).unwrap();
     first.put_meta("k", "1").unwrap();
     assert!(end_the_owners_session(&url));
     // The next calls notice, and take the database again.
@@ -445,7 +450,7 @@ fn a_lost_lock_is_taken_again_or_every_call_fails_if_another_process_took_it() {
     assert!(end_the_owners_session(&url));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let second = loop {
-        match PgStore::open(&PgOptions { url: url.clone(), pool_size: 2 }) {
+        match PgStore::open(&PgOptions { url: url.clone(), pool_size: 2, replicas: Default::default() }) {
             Ok(store) => break store,
             Err(StoreError::DatabaseInUse { .. }) => {}
             Err(e) => panic!("{e}"),
@@ -551,4 +556,36 @@ fn of_processes_racing_for_a_free_lease_exactly_one_gets_it() {
             assert_eq!(held, 1, "{}: round {round}", backend.name);
         }
     }
+}
+
+/// Replicas share a database (a shared lock each), a process that is not a
+/// replica is refused beside them (and the other way round), and an announcement
+/// by one is heard by every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_database_and_hear_each_others_announcements() {
+    let url = switchboard_fakes::postgres::database();
+    let replicas = switchboard::config::ReplicaSettings { enabled: true, ..Default::default() };
+    let open = |replicas| PgStore::open(&PgOptions { url: url.clone(), pool_size: 2, replicas });
+    let one = open(replicas).expect("the first replica");
+    let two = open(replicas).expect("a second replica beside it");
+    let alone = open(Default::default()).err().expect("a process that is not a replica is refused");
+    assert!(matches!(alone, StoreError::DatabaseInUse { .. }), "{alone}");
+
+    let (mut heard_by_one, mut heard_by_two) = (one.announcements().unwrap(), two.announcements().unwrap());
+    // Each listener counts once when it starts listening.
+    for heard in [&mut heard_by_one, &mut heard_by_two] {
+        tokio::time::timeout(Duration::from_secs(10), heard.wait_for(|n| *n >= 1)).await.unwrap().unwrap();
+    }
+    let before = *heard_by_two.borrow();
+    tokio::task::spawn_blocking(move || one.announce()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), heard_by_two.wait_for(|n| *n > before))
+        .await
+        .expect("the other replica heard it")
+        .unwrap();
+
+    drop(two);
+    let alone = open(Default::default()).expect("free once the replicas are gone");
+    let refused = open(replicas).err().expect("a replica is refused beside a process that is not one");
+    assert!(matches!(refused, StoreError::DatabaseHeldAlone { .. }), "{refused}");
+    drop(alone);
 }

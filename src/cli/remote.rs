@@ -65,5 +65,8 @@ pub fn show(answer: Answer, output: Option<&Path>) -> anyhow::Result<i32> {
 /// Whether `error` says another process holds the data directory (or the
 /// PostgreSQL database).
 pub fn is_locked(error: &anyhow::Error) -> bool {
-    matches!(error.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. } | StoreError::DatabaseInUse { .. }))
+    matches!(
+        error.downcast_ref::<StoreError>(),
+        Some(StoreError::Locked { .. } | StoreError::DatabaseInUse { .. } | StoreError::DatabaseHeldAlone { .. })
+    )
 }

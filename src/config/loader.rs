@@ -12,9 +12,11 @@ use switchboard_channel_core::{ChannelDescriptor, SettingsReader};
 use super::{
     env_var_for, AgentSettings, ChannelSection, ConfigError, ConfigSource, EngineSettings, GatewaySettings,
     LlmSettings, Loaded, LogFormat, LogSettings, PermissionMode, PolicyOverride, PolicySettings, PostgresSettings,
-    Problem, ServerSettings, Settings, StoreKind, StoreSettings, TierLimits, ToolSettings, SECRET_KEYS,
+    Problem, ReplicaSettings, ServerSettings, Settings, StoreKind, StoreSettings, TierLimits, ToolSettings,
+    SECRET_KEYS,
 };
 use crate::policy::{MemoryWrites, TierLimit};
+use std::time::Duration;
 
 /// Every key the configuration understands.
 const KNOWN_KEYS: &[&str] = &[
@@ -54,6 +56,10 @@ const KNOWN_KEYS: &[&str] = &[
     "store.kind",
     "store.postgres.url",
     "store.postgres.pool_size",
+    "store.postgres.replicas",
+    "store.postgres.lease_ttl_ms",
+    "store.postgres.lease_renew_ms",
+    "store.postgres.poll_ms",
     "store.cache_mb",
     "store.approval_retention_days",
     "engine.idle_secs",
@@ -446,9 +452,20 @@ impl<'a> Reader<'a> {
             postgres: PostgresSettings {
                 url: self.get("store.postgres.url", d.postgres.url.clone()),
                 pool_size: self.get("store.postgres.pool_size", d.postgres.pool_size),
+                replicas: self.read_replicas(&d.postgres.replicas),
             },
             cache_mb: self.get("store.cache_mb", d.cache_mb),
             approval_retention_days: self.get("store.approval_retention_days", d.approval_retention_days),
+        }
+    }
+
+    fn read_replicas(&mut self, d: &ReplicaSettings) -> ReplicaSettings {
+        let ms = |d: Duration| d.as_millis() as u64;
+        ReplicaSettings {
+            enabled: self.get("store.postgres.replicas", d.enabled),
+            lease_ttl: Duration::from_millis(self.get("store.postgres.lease_ttl_ms", ms(d.lease_ttl))),
+            renew_every: Duration::from_millis(self.get("store.postgres.lease_renew_ms", ms(d.renew_every))),
+            poll_every: Duration::from_millis(self.get("store.postgres.poll_ms", ms(d.poll_every))),
         }
     }
 
@@ -491,6 +508,23 @@ impl<'a> Reader<'a> {
             return Some(text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
         }
         self.get_opt(key)
+    }
+
+    fn validate_replicas(&mut self, s: &Settings) {
+        let r = &s.store.postgres.replicas;
+        if r.enabled && s.store.kind != StoreKind::Postgres {
+            self.invalid("store.postgres.replicas", "needs store.kind = \"postgres\" (sled is one process's)".into());
+        }
+        let ms = |d: Duration| d.as_millis() as u64;
+        if !(1_000..=600_000).contains(&ms(r.lease_ttl)) {
+            self.invalid("store.postgres.lease_ttl_ms", "must be between 1000 and 600000 (ms)".into());
+        }
+        if r.renew_every.is_zero() || r.renew_every * 3 > r.lease_ttl {
+            self.invalid("store.postgres.lease_renew_ms", "must be above 0 and at most a third of lease_ttl_ms".into());
+        }
+        if !(50..=60_000).contains(&ms(r.poll_every)) {
+            self.invalid("store.postgres.poll_ms", "must be between 50 and 60000 (ms)".into());
+        }
     }
 
     fn validate(&mut self, s: &Settings) {
@@ -555,6 +589,7 @@ impl<'a> Reader<'a> {
         if !(1..=256).contains(&s.store.postgres.pool_size) {
             self.invalid("store.postgres.pool_size", "must be between 1 and 256".into());
         }
+        self.validate_replicas(s);
         if !(1..=36_500).contains(&s.store.approval_retention_days) {
             self.invalid("store.approval_retention_days", "must be between 1 and 36500 days".into());
         }

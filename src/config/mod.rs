@@ -170,7 +170,7 @@ impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             kind: StoreKind::Sled,
-            postgres: PostgresSettings { url: String::new(), pool_size: 8 },
+            postgres: PostgresSettings { url: String::new(), pool_size: 8, replicas: ReplicaSettings::default() },
             cache_mb: 64,
             approval_retention_days: 30,
         }
@@ -205,11 +205,44 @@ pub struct PostgresSettings {
     pub url: String,
     /// Connections kept open at most.
     pub pool_size: usize,
+    /// Whether several processes share the database, and how they take turns.
+    pub replicas: ReplicaSettings,
 }
 
 impl std::fmt::Debug for PostgresSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresSettings").field("url", &"(hidden)").field("pool_size", &self.pool_size).finish()
+        f.debug_struct("PostgresSettings")
+            .field("url", &"(hidden)")
+            .field("pool_size", &self.pool_size)
+            .field("replicas", &self.replicas)
+            .finish()
+    }
+}
+
+/// Replicas: several `serve` processes on one PostgreSQL database. Off, the
+/// first process takes the database for itself and a second is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    /// Whether this process shares the database with other replicas.
+    pub enabled: bool,
+    /// How long a lease (a chat, a poller) outlives its holder's last renewal:
+    /// the longest a dead replica's work waits before another takes it.
+    pub lease_ttl: std::time::Duration,
+    /// How often a holder renews its leases (at most a third of the TTL).
+    pub renew_every: std::time::Duration,
+    /// How often a replica looks for work nobody holds (events, replies, a
+    /// poller's lease).
+    pub poll_every: std::time::Duration,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            enabled: false,
+            lease_ttl: std::time::Duration::from_secs(15),
+            renew_every: std::time::Duration::from_secs(5),
+            poll_every: std::time::Duration::from_secs(2),
+        }
     }
 }
 

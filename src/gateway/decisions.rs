@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use switchboard_channel_core::{ChatKey, SentRef};
 
+use super::owners::Owners;
 use super::prompts::Prompts;
 use super::turns::Turns;
 use crate::agent::AgentBackend;
@@ -40,11 +41,13 @@ pub struct Decisions {
     backend: Arc<dyn AgentBackend>,
     prompts: Prompts,
     turns: Turns,
+    /// Which chats this process answers: a turn continues only where its chat is.
+    owners: Owners,
 }
 
 impl Decisions {
-    pub fn new(backend: Arc<dyn AgentBackend>, prompts: Prompts, turns: Turns) -> Decisions {
-        Decisions { backend, prompts, turns }
+    pub fn new(backend: Arc<dyn AgentBackend>, prompts: Prompts, turns: Turns, owners: Owners) -> Decisions {
+        Decisions { backend, prompts, turns, owners }
     }
 
     /// Decides request `id`. `via` is where the decision came from: its chat is
@@ -88,7 +91,12 @@ impl Decisions {
             let asked_in = self.prompts.chat_of(&approval.id).await.or_else(|| via.chat().cloned());
             self.prompts.resolve(&approval.id, approval.state, approval.decided_by.as_deref()).await;
             match asked_in {
-                Some(chat) => self.turns.resume(&approval, chat),
+                // With replicas, the chat's holder continues: its waiting turn reads
+                // the decision within a second, or it replays the chat's event.
+                Some(chat) => match self.owners.take(&chat.id()).await {
+                    Some(_using) => self.turns.resume(&approval, chat),
+                    None => tracing::info!(approval = %approval.id, "decided; the replica holding its chat continues"),
+                },
                 None => tracing::warn!(approval = %approval.id, "a decided request has no chat to continue in"),
             }
         }

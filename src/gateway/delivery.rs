@@ -9,7 +9,7 @@
 //! find, never touch it meanwhile; and every sender re-reads the stored copy under
 //! its claim, so nothing is sent from a stale copy.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use switchboard_channel_core::markdown::{parse, to_plain};
@@ -19,6 +19,7 @@ use switchboard_channel_core::{Channel, ChannelError, ChatKey};
 use super::journal::Journal;
 use super::names::Names;
 use super::outbox::{Outbound, Outbox, OutboxItem, PromptPart, Stored, Streamed};
+use super::owners::Owners;
 use super::pacing::Pacer;
 use super::prompt_records::{Copy, PromptRecords};
 use super::registry::Registry;
@@ -38,20 +39,29 @@ pub struct Delivery {
     records: PromptRecords,
     /// Who decided, by name, for a prompt resolved as soon as it is shown.
     names: Names,
-    /// Items someone owns right now.
-    busy: Arc<Mutex<HashSet<u64>>>,
+    /// Which chats this process answers (with replicas, only those whose lease
+    /// it holds).
+    owners: Owners,
+    /// Items someone owns right now, with their chats.
+    busy: Busy,
 }
+
+type Busy = Arc<Mutex<HashMap<u64, String>>>;
 
 /// An item's claim: its holder alone sends it; released when dropped, sent or not.
 struct Claim {
-    busy: Arc<Mutex<HashSet<u64>>>,
+    busy: Busy,
     seq: u64,
 }
 
 impl Claim {
-    fn take(busy: &Arc<Mutex<HashSet<u64>>>, seq: u64) -> Option<Claim> {
-        let taken = busy.lock().unwrap_or_else(|p| p.into_inner()).insert(seq);
-        taken.then(|| Claim { busy: busy.clone(), seq })
+    fn take(busy: &Busy, seq: u64, chat: &ChatKey) -> Option<Claim> {
+        let mut claimed = busy.lock().unwrap_or_else(|p| p.into_inner());
+        if claimed.contains_key(&seq) {
+            return None;
+        }
+        claimed.insert(seq, chat.id());
+        Some(Claim { busy: busy.clone(), seq })
     }
 }
 
@@ -69,8 +79,14 @@ impl Delivery {
         pacer: Pacer,
         records: PromptRecords,
         names: Names,
+        owners: Owners,
     ) -> Delivery {
-        Delivery { outbox, journal, registry, pacer, records, names, busy: Arc::default() }
+        Delivery { outbox, journal, registry, pacer, records, names, owners, busy: Arc::default() }
+    }
+
+    /// Whether a reply of `chat` is being sent here.
+    pub fn has_work(&self, chat: &str) -> bool {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner()).values().any(|c| c == chat)
     }
 
     /// Stores an approval prompt for `chat`, unless it was stored for that chat
@@ -146,14 +162,32 @@ impl Delivery {
         answers: &[String],
         reply_entry: Option<String>,
     ) -> Option<Claim> {
+        // A reply that answers events is stored only by the chat's holder (with
+        // replicas: under its lease, taken again if let go of meanwhile), so an
+        // event is answered once. Others (an approval prompt shown in an
+        // approver's chat, a notice) are stored by whoever has them to say, and
+        // sent by the chat's holder.
+        let mut using = None;
+        let mut fence = None;
+        if !answers.is_empty() {
+            using = self.owners.take(&chat.id()).await;
+            match using.as_ref().map(|_| self.owners.fence(&chat.id())) {
+                Some(Ok(lease)) => fence = lease,
+                _ => {
+                    self.lost_chat(answers);
+                    return None;
+                }
+            }
+        }
         let stored = async {
             let seq = self.outbox.next_seq().await?;
-            let claim = Claim::take(&self.busy, seq).expect("a fresh sequence number is nobody's");
-            let stored =
-                self.outbox.enqueue(seq, chat.clone(), message, streamed, answers.to_vec(), reply_entry).await?;
+            let claim = Claim::take(&self.busy, seq, chat).expect("a fresh sequence number is nobody's");
+            let answers = answers.to_vec();
+            let stored = self.outbox.enqueue(seq, chat.clone(), message, streamed, answers, reply_entry, fence).await?;
             Ok::<_, crate::store::StoreError>((claim, stored))
         };
         let stored = stored.await;
+        drop(using);
         tracing::debug!(answers = ?answers, outcome = ?stored.as_ref().map(|(_, s)| s), "reply stored");
         match stored {
             Ok((claim, Stored::New)) => {
@@ -166,6 +200,10 @@ impl Delivery {
                 self.nothing_to_send(answers).await;
                 None
             }
+            Ok((_, Stored::NotOwner)) => {
+                self.lost_chat(answers);
+                None
+            }
             Err(e) => {
                 // The event stays unanswered and is replayed after a restart.
                 tracing::error!(error = %e, "cannot store a reply");
@@ -174,10 +212,19 @@ impl Delivery {
         }
     }
 
-    /// Sends what is left of item `seq`, unless someone else owns it (the retry
+    /// A replica lost the chat before it stored its reply: its events go back
+    /// to the journal for the chat's next holder.
+    fn lost_chat(&self, answers: &[String]) {
+        tracing::warn!("another replica took the chat before its reply was stored; that replica answers");
+        for event in answers {
+            self.journal.disown(event);
+        }
+    }
+
+    /// Sends what is left of `item`, unless someone else owns it (the retry
     /// loop and recovery).
-    pub async fn deliver(&self, seq: u64) {
-        if let Some(claim) = Claim::take(&self.busy, seq) {
+    pub async fn deliver(&self, item: &OutboxItem) {
+        if let Some(claim) = Claim::take(&self.busy, item.seq, &item.chat) {
             self.send(claim).await;
         }
     }
@@ -192,10 +239,13 @@ impl Delivery {
                 return;
             }
         };
+        // Sent by the chat's holder only (with replicas: taken if free; held by
+        // another replica, it is that one's to send).
+        let Some(using) = self.owners.take(&item.chat.id()).await else { return };
         if let Err(e) = self.send_rest(item).await {
             tracing::error!(error = %e, "cannot update the outbox");
         }
-        drop(claim);
+        drop((using, claim));
     }
 
     async fn send_rest(&self, mut item: OutboxItem) -> crate::store::StoreResult<()> {
@@ -209,6 +259,10 @@ impl Delivery {
         let caps = channel.capabilities();
         let parts = split(&parse(&item.message.text), caps.max_message_len, caps.length_unit);
         while item.delivered_parts < parts.len() {
+            if !self.owners.holds(&item.chat.id()) {
+                // Another replica holds the chat now: it sends the rest.
+                return Ok(());
+            }
             let index = item.delivered_parts;
             let part = &parts[index];
             let options = item.options(index);
@@ -264,6 +318,11 @@ impl Delivery {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Every stored reply not wholly delivered.
+    pub async fn undelivered(&self) -> crate::store::StoreResult<Vec<OutboxItem>> {
+        self.outbox.pending().await
     }
 
     /// How many items someone is sending right now.
@@ -341,12 +400,12 @@ impl Delivery {
         for event in items.iter().flat_map(|i| &i.answers) {
             self.journal.done(event).await?;
         }
-        for item in &items {
+        let count = items.len();
+        for item in items {
             let delivery = self.clone();
-            let seq = item.seq;
-            tokio::spawn(async move { delivery.deliver(seq).await });
+            tokio::spawn(async move { delivery.deliver(&item).await });
         }
-        Ok(items.len())
+        Ok(count)
     }
 
     /// Gives undelivered replies a new round every `retry::RETRY_EVERY`, each in
@@ -359,14 +418,17 @@ impl Delivery {
         }
     }
 
-    /// One round of the retry loop: every stored item nobody owns gets a new
-    /// round of its own.
+    /// One round of the retry loop: every stored item nobody owns (of a chat
+    /// this process holds) gets a new round of its own.
     pub async fn retry_once(&self) {
         let Ok(items) = self.outbox.pending().await else { return };
         let cutoff = now_ms().saturating_sub(retry::GIVE_UP_AFTER.as_millis() as u64);
         for item in items {
+            if !self.owners.holds(&item.chat.id()) {
+                continue;
+            }
             if item.created_at != 0 && item.created_at < cutoff {
-                if let Some(_claim) = Claim::take(&self.busy, item.seq) {
+                if let Some(_claim) = Claim::take(&self.busy, item.seq, &item.chat) {
                     tracing::warn!(chat = %item.chat.id(), "a reply undelivered for a day was dropped");
                     crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Expired);
                     let _ = self.outbox.remove(item.seq).await;
@@ -375,7 +437,7 @@ impl Delivery {
             }
             // Claimed here, before the task runs: whoever counts what is being
             // sent (a stop) sees it at once.
-            if let Some(claim) = Claim::take(&self.busy, item.seq) {
+            if let Some(claim) = Claim::take(&self.busy, item.seq, &item.chat) {
                 let delivery = self.clone();
                 tokio::spawn(async move { delivery.send(claim).await });
             }
@@ -413,6 +475,7 @@ mod tests {
             Pacer::new(registry),
             records,
             Names::default(),
+            Owners::alone(),
         );
         (backend, delivery, fake, journal)
     }
@@ -462,8 +525,15 @@ mod tests {
             // A crash after the reply was stored (its event marked answered with it),
             // before it was sent:
             let seq = delivery.outbox.next_seq().await.unwrap();
-            let first =
-                delivery.outbox.enqueue(seq, chat.clone(), text("once"), None, vec![event.event_id.clone()], None);
+            let first = delivery.outbox.enqueue(
+                seq,
+                chat.clone(),
+                text("once"),
+                None,
+                vec![event.event_id.clone()],
+                None,
+                None,
+            );
             assert_eq!(first.await.unwrap(), Stored::New);
             // The restart recovers the stored reply and marks the event answered...
             assert_eq!(delivery.recover().await.unwrap(), 1);
@@ -501,10 +571,12 @@ mod tests {
             assert!(journal.unfinished().await.unwrap().is_empty(), "every message answered");
             // A stored item not yet noted as sent (killed in between) is found too.
             let seq = delivery.outbox.next_seq().await.unwrap();
-            let stored = delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()));
+            let stored =
+                delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()), None);
             assert_eq!(stored.await.unwrap(), Stored::New);
             let seq = delivery.outbox.next_seq().await.unwrap();
-            let again = delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()));
+            let again =
+                delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()), None);
             assert_eq!(again.await.unwrap(), Stored::AlreadyAnswered);
             // Notes are forgotten with the journal's answered events.
             tokio::time::sleep(Duration::from_millis(5)).await;

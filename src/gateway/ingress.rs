@@ -11,6 +11,7 @@ use switchboard_channel_core::{DeliverError, InboundEvent, InboundKind, InboundS
 use super::dispatch::Dispatcher;
 use super::journal::Journal;
 use super::lanes::{self, Lanes};
+use super::owners::Owners;
 use crate::metrics::{InboundKindLabel, InboundOutcome};
 use crate::store::StoreResult;
 
@@ -20,17 +21,33 @@ pub struct Ingress {
     dispatcher: Dispatcher,
     /// One lane per chat (`ChatKey::id`): its events are judged in arrival order.
     lanes: Lanes,
+    /// Which chats this process answers.
+    owners: Owners,
 }
 
 impl Ingress {
-    pub fn new(journal: Journal, dispatcher: Dispatcher) -> Ingress {
-        Ingress { journal, dispatcher, lanes: Lanes::new(lanes::CHAT_IDLE) }
+    pub fn new(journal: Journal, dispatcher: Dispatcher, owners: Owners) -> Ingress {
+        Ingress { journal, dispatcher, lanes: Lanes::new(lanes::CHAT_IDLE), owners }
     }
 
-    fn enqueue(&self, event: InboundEvent) {
+    /// Queues an event taken for handling here in its chat's lane. With
+    /// replicas, it is judged only once this replica holds the chat; otherwise
+    /// it is handed back to the journal, for the replica that holds the chat.
+    pub(super) fn enqueue(&self, event: InboundEvent) {
         let chat = event.kind.chat().id();
-        let dispatcher = self.dispatcher.clone();
-        self.lanes.push(&chat, Box::pin(async move { dispatcher.handle(event).await }));
+        let (dispatcher, owners, journal) = (self.dispatcher.clone(), self.owners.clone(), self.journal.clone());
+        let lane = chat.clone();
+        self.lanes.push(
+            &lane,
+            Box::pin(async move {
+                let Some(_using) = owners.take(&chat).await else {
+                    journal.disown(&event.event_id);
+                    owners.hand_over().await;
+                    return;
+                };
+                dispatcher.handle(event).await
+            }),
+        );
     }
 
     /// Queues every unanswered event, oldest first (after a restart).

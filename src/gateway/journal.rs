@@ -12,6 +12,11 @@ use crate::store::{blocking, now_ms, KvBatch, Store, StoreResult};
 
 const RECORDS: &str = "journal";
 const ORDER: &str = "journal-order";
+/// The unanswered events alone, in arrival order (sequence number → id): what a
+/// restart replays and replicas look through, without reading the answered ones.
+const OPEN: &str = "journal-open";
+/// Notes on the journal's own shape (`open-index`: `OPEN` is complete).
+const META: &str = "journal-meta";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JournalRecord {
@@ -30,9 +35,25 @@ pub struct JournalRecord {
 #[derive(Clone)]
 pub struct Journal {
     store: Arc<dyn Store>,
-    /// Unanswered events (id → received at, ms), as this run saw them recorded,
-    /// replayed and answered: what metrics count without a scan of the store.
-    pending: Arc<Mutex<HashMap<String, u64>>>,
+    /// Unanswered events this process handles, as it saw them recorded,
+    /// replayed and answered: what metrics count without a scan of the store,
+    /// and (with replicas) which chats have work here.
+    pending: Arc<Mutex<HashMap<String, Pending>>>,
+}
+
+/// An unanswered event handled here.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// When it was received (ms).
+    at: u64,
+    /// Its chat (`ChatKey::id`).
+    chat: String,
+}
+
+impl Pending {
+    fn of(record: &JournalRecord) -> Pending {
+        Pending { at: record.received_at, chat: record.event.kind.chat().id() }
+    }
 }
 
 impl Journal {
@@ -40,14 +61,41 @@ impl Journal {
         Journal { store, pending: Arc::default() }
     }
 
-    fn pending(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+    fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many events wait for an answer, and when the oldest arrived (ms).
     pub fn pending_summary(&self) -> (usize, Option<u64>) {
         let pending = self.pending();
-        (pending.len(), pending.values().min().copied())
+        (pending.len(), pending.values().map(|p| p.at).min())
+    }
+
+    /// Whether an event of `chat` is unanswered here.
+    pub fn has_pending(&self, chat: &str) -> bool {
+        self.pending().values().any(|p| p.chat == chat)
+    }
+
+    /// Whether this process handles the unanswered event `event_id`.
+    pub fn handles(&self, event_id: &str) -> bool {
+        self.pending().contains_key(event_id)
+    }
+
+    /// Takes an unanswered event recorded by any process for handling here;
+    /// false when this process handles it already.
+    pub fn adopt(&self, record: &JournalRecord) -> bool {
+        let mut pending = self.pending();
+        if pending.contains_key(&record.event.event_id) {
+            return false;
+        }
+        pending.insert(record.event.event_id.clone(), Pending::of(record));
+        true
+    }
+
+    /// Hands an event back unanswered: another replica holds its chat, and it or
+    /// the chat's next holder answers it.
+    pub fn disown(&self, event_id: &str) {
+        self.pending().remove(event_id);
     }
 
     /// Stores the event; whether this run must handle it. `false` for a
@@ -56,7 +104,7 @@ impl Journal {
     /// after all (a flush that failed late, a commit whose answer was lost): its
     /// redelivery is the only chance to handle it before a restart.
     pub async fn record(&self, event: &InboundEvent) -> StoreResult<bool> {
-        let (event, id) = (event.clone(), event.event_id.clone());
+        let (event, id, chat) = (event.clone(), event.event_id.clone(), event.kind.chat().id());
         let received_at = now_ms();
         let recorded = blocking(&self.store, move |s| {
             let seq = s.next_id()?;
@@ -66,12 +114,13 @@ impl Journal {
             // The record and its place in the order together, only if this event
             // was not stored before (a redelivery; then it is on disk by now).
             let mut batch = KvBatch::new();
-            batch.put(ORDER, &format!("{seq:020}"), id.as_bytes()).put(RECORDS, &id, encode(&record));
+            let place = format!("{seq:020}");
+            batch.put(ORDER, &place, id.as_bytes()).put(OPEN, &place, id.as_bytes()).put(RECORDS, &id, encode(&record));
             s.kv_write_if_absent(RECORDS, &id, &batch)
         })
         .await?;
         if recorded {
-            self.pending().insert(id, received_at);
+            self.pending().insert(id, Pending { at: received_at, chat });
             return Ok(true);
         }
         // Replayed events are in `pending` from the start (replay runs before any
@@ -80,7 +129,7 @@ impl Journal {
         let mut pending = self.pending();
         match stored {
             Some(record) if !record.done && !pending.contains_key(&id) => {
-                pending.insert(id, record.received_at);
+                pending.insert(id, Pending::of(&record));
                 Ok(true)
             }
             _ => Ok(false),
@@ -94,7 +143,16 @@ impl Journal {
 
     /// Marks the event answered (its reply, if any, is stored by now).
     pub async fn done(&self, event_id: &str) -> StoreResult<()> {
-        self.update(event_id, |r| r.done = true).await?;
+        let id = event_id.to_string();
+        blocking(&self.store, move |s| {
+            let mut batch = KvBatch::new();
+            Journal::mark_done_in(s, &id, &mut batch)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            s.kv_write(&batch)
+        })
+        .await?;
         self.pending().remove(event_id);
         Ok(())
     }
@@ -134,7 +192,7 @@ impl Journal {
         if let Some(mut record) = store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<JournalRecord>(&b)) {
             if !record.done {
                 record.done = true;
-                batch.put(RECORDS, event_id, encode(&record));
+                batch.put(RECORDS, event_id, encode(&record)).remove(OPEN, &format!("{:020}", record.seq));
             }
         }
         Ok(())
@@ -154,31 +212,58 @@ impl Journal {
         Ok(store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<JournalRecord>(&b)).is_some_and(|r| r.done))
     }
 
-    /// Events received but not answered, oldest first.
+    /// Events received but not answered, oldest first, all taken for handling
+    /// here (alone on the store, after a restart).
     pub async fn unfinished(&self) -> StoreResult<Vec<JournalRecord>> {
+        self.unanswered().await.inspect(|records: &Vec<JournalRecord>| {
+            let mut pending = self.pending();
+            for record in records {
+                pending.insert(record.event.event_id.clone(), Pending::of(record));
+            }
+        })
+    }
+
+    /// Events received (by any process) but not answered, oldest first.
+    pub async fn unanswered(&self) -> StoreResult<Vec<JournalRecord>> {
         blocking(&self.store, |s| {
             let mut seen = std::collections::HashSet::new();
             let mut out = Vec::new();
-            for (_, id) in s.kv_scan(ORDER, "")? {
+            for (place, id) in s.kv_scan(OPEN, "")? {
                 let id = String::from_utf8_lossy(&id).into_owned();
                 if !seen.insert(id.clone()) {
                     continue;
                 }
-                if let Some(record) = s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) {
-                    if !record.done {
-                        out.push(record);
-                    }
+                match s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) {
+                    Some(record) if !record.done => out.push(record),
+                    // Answered or gone: no longer open.
+                    _ => s.kv_remove(OPEN, &place)?,
                 }
             }
             Ok(out)
         })
         .await
-        .inspect(|records: &Vec<JournalRecord>| {
-            let mut pending = self.pending();
-            for record in records {
-                pending.insert(record.event.event_id.clone(), record.received_at);
+    }
+
+    /// Lists the unanswered events of a journal written before they had a list
+    /// of their own (once; later starts find it done).
+    pub async fn index_open(&self) -> StoreResult<usize> {
+        blocking(&self.store, |s| {
+            if s.kv_get(META, "open-index")?.is_some() {
+                return Ok(0);
             }
+            let mut batch = KvBatch::new();
+            for (place, id) in s.kv_scan(ORDER, "")? {
+                let key = String::from_utf8_lossy(&id).into_owned();
+                if s.kv_get(RECORDS, &key)?.and_then(|b| decode::<JournalRecord>(&b)).is_some_and(|r| !r.done) {
+                    batch.put(OPEN, &place, id);
+                }
+            }
+            let listed = batch.ops().len();
+            batch.put(META, "open-index", b"1".to_vec());
+            s.kv_write(&batch)?;
+            Ok(listed)
         })
+        .await
     }
 
     /// The chats of `channel` with a message or command received since
@@ -279,6 +364,36 @@ mod tests {
         assert!(!journal.record(&event("e1")).await.unwrap(), "answered");
     }
 
+    /// A journal written before the open list: its unanswered events are listed
+    /// once at the next start, and found.
+    #[tokio::test]
+    async fn an_older_journal_gets_its_open_list() {
+        for backend in crate::store::test_backends() {
+            eprintln!("on {}", backend.name);
+            let s = &backend.store;
+            for (seq, id, done) in [(1u64, "old-done", true), (2, "old-open", false)] {
+                let record = JournalRecord {
+                    seq,
+                    event: event(id),
+                    done,
+                    received_at: now_ms(),
+                    stream_message: None,
+                    stream_shown: None,
+                };
+                s.kv_put(RECORDS, id, &encode(&record)).unwrap();
+                s.kv_put(ORDER, &format!("{seq:020}"), id.as_bytes()).unwrap();
+            }
+            let journal = Journal::new(s.clone());
+            assert!(journal.unanswered().await.unwrap().is_empty(), "not listed yet");
+            assert_eq!(journal.index_open().await.unwrap(), 1);
+            let open: Vec<String> = journal.unanswered().await.unwrap().into_iter().map(|r| r.event.event_id).collect();
+            assert_eq!(open, ["old-open"]);
+            assert_eq!(journal.index_open().await.unwrap(), 0, "once");
+            journal.done("old-open").await.unwrap();
+            assert!(journal.unanswered().await.unwrap().is_empty());
+        }
+    }
+
     #[tokio::test]
     async fn events_are_deduplicated_and_unanswered_ones_replayed_in_order() {
         for backend in crate::store::test_backends() {
@@ -291,6 +406,7 @@ mod tests {
             journal.done("e1").await.unwrap();
             let left: Vec<String> = journal.unfinished().await.unwrap().into_iter().map(|r| r.event.event_id).collect();
             assert_eq!(left, ["e3", "e2"], "arrival order, answered ones skipped");
+            assert_eq!(backend.store.kv_scan(OPEN, "").unwrap().len(), 2, "the answered one left the open list");
 
             journal.set_stream_message("e3", SentRef { message_id: "77".into() }, "so far".into()).await.unwrap();
             let record = journal.get("e3").await.unwrap().unwrap();

@@ -10,7 +10,10 @@
 //!   `prompts` and decided through `decisions`;
 //! * `delivery` / `outbox`: every reply stored before it is sent, sent within
 //!   the `retry` budget, resent after a restart;
-//! * `operator`: the same decisions and pairing from the control socket.
+//! * `operator`: the same decisions and pairing from the control socket;
+//! * with replicas, `owners` (one replica per chat), `leases` and `replicas`
+//!   (taking over what a stopped replica left, one receiver per exclusive
+//!   ingress).
 //!
 //! Channel-neutral: adapters only implement `Channel`, and the gateway reads
 //! only their capabilities and the common block of their settings (`registry`).
@@ -24,15 +27,18 @@ mod flood;
 mod ingress;
 mod journal;
 mod lanes;
+mod leases;
 mod names;
 mod observe;
 mod operator;
 mod outbox;
+mod owners;
 mod pacing;
 mod pairing;
 mod prompt_records;
 mod prompts;
 mod registry;
+mod replicas;
 mod retry;
 mod router;
 mod stream;
@@ -78,6 +84,10 @@ pub struct Gateway {
     delivery: delivery::Delivery,
     decisions: decisions::Decisions,
     operator: Operator,
+    /// With replicas: the shared work's coordination.
+    replicas: Option<replicas::Replicas>,
+    /// What takes work or receives (sweeps, exclusive ingress): stopped first.
+    intake_tasks: Mutex<Vec<JoinHandle<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -90,6 +100,10 @@ impl Gateway {
         channels: Vec<ChannelEntry>,
     ) -> Gateway {
         let backend_for_upkeep = backend.clone();
+        let leases = (settings.store.postgres.replicas.enabled
+            && settings.store.kind == crate::config::StoreKind::Postgres)
+            .then(|| leases::Leases::new(store.clone(), settings.store.postgres.replicas));
+        let owners = leases.clone().map(owners::Owners::replicas).unwrap_or_else(owners::Owners::alone);
         let registry = registry::Registry::new(channels, &settings.policy.approvers);
         let journal = journal::Journal::new(store.clone());
         let pacer = pacing::Pacer::new(registry.clone());
@@ -104,6 +118,7 @@ impl Gateway {
             pacer.clone(),
             records.clone(),
             names.clone(),
+            owners.clone(),
         );
         let prompts = prompts::Prompts::new(
             records,
@@ -120,7 +135,7 @@ impl Gateway {
             pacer,
             journal.clone(),
         );
-        let decisions = decisions::Decisions::new(backend.clone(), prompts, turns.clone());
+        let decisions = decisions::Decisions::new(backend.clone(), prompts, turns.clone(), owners.clone());
         let commands = commands::Commands {
             backend: backend.clone(),
             registry: registry.clone(),
@@ -154,7 +169,11 @@ impl Gateway {
             names,
             guests: flood::GuestLimit::default(),
         };
-        let ingress = ingress::Ingress::new(journal.clone(), dispatcher);
+        let ingress = ingress::Ingress::new(journal.clone(), dispatcher, owners.clone());
+        let replicas = leases.map(|leases| {
+            tracing::info!(holder = %leases.holder(), "running as one of several replicas on the database");
+            replicas::Replicas::new(leases, owners, journal.clone(), delivery.clone(), ingress.clone())
+        });
         Gateway {
             backend: backend_for_upkeep,
             store,
@@ -166,6 +185,8 @@ impl Gateway {
             delivery,
             decisions,
             operator,
+            replicas,
+            intake_tasks: Mutex::default(),
             tasks: Mutex::default(),
         }
     }
@@ -174,22 +195,40 @@ impl Gateway {
     /// was down, undelivered replies, unanswered events), then starts every
     /// channel. Fails, naming the channel, if one cannot start.
     pub async fn start(&self, expired: &[ApprovalRecord]) -> anyhow::Result<()> {
+        self.journal.index_open().await?;
         let pruned = self.journal.prune(JOURNAL_RETENTION_MS).await?
             + self.delivery.prune(JOURNAL_RETENTION_MS).await?
             + self.backend.prune().await?;
         self.decisions.settle_expired(expired).await;
-        let resent = self.delivery.recover().await?;
-        let replayed = self.ingress.replay().await?;
+        let (resent, replayed) = match &self.replicas {
+            // Alone: everything unfinished is this process's.
+            None => (self.delivery.recover().await?, self.ingress.replay().await?),
+            // Shared: only what no live replica holds.
+            Some(replicas) => (0, replicas.sweep().await),
+        };
         if replayed + resent + pruned > 0 {
             tracing::info!(replayed, resent, pruned, "recovered what the last run left");
         }
         let sink: Arc<dyn InboundSink> = Arc::new(self.ingress.clone());
+        let mut intake = Vec::new();
         for served in self.registry.all() {
             let name = served.channel.name().to_string();
+            if let Some(replicas) = self.replicas.as_ref().filter(|_| served.channel.exclusive_ingress()) {
+                let (first, claimed) = tokio::sync::oneshot::channel();
+                intake.push(tokio::spawn(replicas.clone().keep_ingress(served.channel.clone(), sink.clone(), first)));
+                // Receiving here or standing by before `start` returns.
+                let _ = claimed.await;
+                continue;
+            }
             served.channel.start(sink.clone()).await.map_err(|e| anyhow::anyhow!("channel {name}: {e}"))?;
             tracing::info!(channel = %name, "channel started");
         }
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(replicas) = &self.replicas {
+            intake.push(tokio::spawn(replicas.clone().sweep_loop()));
+            tasks.push(tokio::spawn(replicas.leases.clone().renew_loop()));
+        }
+        self.intake_tasks.lock().unwrap_or_else(|p| p.into_inner()).extend(intake);
         tasks.push(tokio::spawn(self.delivery.clone().retry_loop()));
         let (journal, delivery, backend) = (self.journal.clone(), self.delivery.clone(), self.backend.clone());
         tasks.push(tokio::spawn(async move {
@@ -214,6 +253,9 @@ impl Gateway {
     /// stops.
     pub async fn stop(&self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
+        for task in self.intake_tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
         for served in self.registry.all() {
             served.channel.stop().await;
         }
@@ -229,6 +271,10 @@ impl Gateway {
         let (running, _, _) = self.turns.load();
         let (undelivered, _) = self.delivery.pending_summary().await.unwrap_or((0, None));
         tracing::info!(running, undelivered, "stopped; what was left is resumed at the next start");
+        if let Some(replicas) = &self.replicas {
+            // The other replicas take over now, not a lease's length later.
+            replicas.leases.release_all().await;
+        }
         for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             task.abort();
         }

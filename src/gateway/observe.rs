@@ -57,7 +57,22 @@ fn age_of(at_ms: Option<u64>) -> Option<Duration> {
 impl Gateway {
     /// Each channel's ingress, as its adapter reports it.
     pub fn ingress(&self) -> Vec<(String, Ingress)> {
-        self.registry.all().map(|s| (s.channel.name().to_string(), s.channel.ingress())).collect()
+        self.registry
+            .all()
+            .map(|s| {
+                let name = s.channel.name().to_string();
+                let ingress = self.elsewhere(&*s.channel).unwrap_or_else(|| s.channel.ingress());
+                (name, ingress)
+            })
+            .collect()
+    }
+
+    /// With replicas, how an exclusive `channel` that does not receive here
+    /// stands (another replica receives, or nobody was seen to); `None` when its
+    /// own adapter tells.
+    fn elsewhere(&self, channel: &dyn Channel) -> Option<Ingress> {
+        let replicas = self.replicas.as_ref().filter(|_| channel.exclusive_ingress())?;
+        replicas.exclusive_ingress(channel.name())
     }
 
     /// Checks the store with a read and gathers every channel's ingress. At
@@ -123,6 +138,7 @@ impl Gateway {
             let ingress = snapshot.channels.iter().find(|c| c.name == name).map(|c| c.ingress);
             let last = match ingress {
                 Some(Ingress::Listening) => "listening".to_string(),
+                Some(Ingress::Standby) => "standby".to_string(),
                 other => format!("last ingress {} ago", secs(other.and_then(|i| i.age()))),
             };
             out.push_str(&format!("{name}: {line} ({last})\n"));
@@ -149,7 +165,17 @@ impl Gateway {
     /// Each served channel's name and health line, in start order; a channel
     /// that stopped receiving says so, whatever its connection claims.
     pub fn statuses(&self) -> Vec<(String, String)> {
-        self.registry.all().map(|s| (s.channel.name().to_string(), status_line(&*s.channel))).collect()
+        self.registry
+            .all()
+            .map(|s| {
+                let line = match self.elsewhere(&*s.channel) {
+                    Some(Ingress::Standby) => "standby: another replica receives for it".to_string(),
+                    Some(_) => "not receiving here, and no other replica was seen receiving".to_string(),
+                    None => status_line(&*s.channel),
+                };
+                (s.channel.name().to_string(), line)
+            })
+            .collect()
     }
 }
 

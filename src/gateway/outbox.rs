@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_channel_core::{ApprovalPrompt, ChatKey, Interaction, SendOptions, SentRef, Visibility};
 
 use super::journal::{decode, encode, Journal};
-use crate::store::{blocking, now_ms, KvBatch, Store, StoreResult};
+use crate::store::{blocking, now_ms, KvBatch, Lease, Store, StoreResult};
 
 const SPACE: &str = "outbox";
 /// Replies stored for sending (or shown as streamed), by their transcript entry
@@ -80,6 +80,9 @@ pub enum Stored {
     New,
     /// The event already has a stored reply (a replay): nothing stored.
     AlreadyAnswered,
+    /// The chat's lease, presented as the write's fence, is no longer held:
+    /// another replica answers; nothing stored.
+    NotOwner,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,7 +139,9 @@ impl Outbox {
     /// Stores a reply as item `seq`, unless the event it answers has one already,
     /// or the reply (`reply_entry`) was stored or shown for another event. The
     /// events it answers are marked answered in the same write (tell the
-    /// journal's in-memory count with [`Journal::answered`]).
+    /// journal's in-memory count with [`Journal::answered`]). With `fence` (a
+    /// replica's lease on the chat), only while that lease is still held.
+    #[allow(clippy::too_many_arguments)]
     pub async fn enqueue(
         &self,
         seq: u64,
@@ -145,6 +150,7 @@ impl Outbox {
         streamed: Option<Streamed>,
         answers: Vec<String>,
         reply_entry: Option<String>,
+        fence: Option<Lease>,
     ) -> StoreResult<Stored> {
         blocking(&self.store, move |s| {
             if let Some(entry) = &reply_entry {
@@ -194,7 +200,11 @@ impl Outbox {
             for event in &item.answers {
                 Journal::mark_done_in(s, event, &mut batch)?;
             }
-            s.kv_write(&batch)?;
+            match fence {
+                Some(lease) if !s.kv_write_fenced(&lease, &batch)? => return Ok(Stored::NotOwner),
+                Some(_) => {}
+                None => s.kv_write(&batch)?,
+            }
             Ok(Stored::New)
         })
         .await

@@ -21,6 +21,9 @@ use crate::store::{
 
 /// Key space: `conversation/call_key` -> approval id.
 const CALL_INDEX: &str = "approval-by-call";
+/// A waiting turn reads its request again at least this often: a decision made
+/// by another process on the same store (a replica) wakes no waiter here.
+const RECHECK: Duration = Duration::from_secs(1);
 
 fn call_index_key(conversation_id: &str, call_key: &str) -> String {
     format!("{conversation_id}/{call_key}")
@@ -239,7 +242,10 @@ impl Approvals {
             let left = Duration::from_millis(current.expires_at.saturating_sub(now_ms()));
             tokio::select! {
                 _ = notify.notified() => continue,
-                _ = tokio::time::sleep(left) => {
+                _ = tokio::time::sleep(left.min(RECHECK)) => {
+                    if left > RECHECK {
+                        continue;
+                    }
                     break self.end(&approval.id, ApprovalState::Expired, None, None).await?;
                 }
                 _ = cancel.cancelled() => {
@@ -546,6 +552,41 @@ mod tests {
             assert!(approvals.for_call("c", "k-apr-old").await.unwrap().is_none());
             assert_eq!(store.kv_scan(CALL_INDEX, "").unwrap().len(), 2, "its index entry went too");
             assert!(approvals.for_call("c", "k-apr-waiting").await.unwrap().is_some());
+        }
+    }
+
+    /// A replica's waiting turn sees a decision another replica made on the same
+    /// store (no waiter there to wake), within a recheck.
+    #[tokio::test]
+    async fn a_decision_made_by_another_process_reaches_the_waiting_turn() {
+        for backend in crate::store::test_backends() {
+            eprintln!("on {}", backend.name);
+            let open = || {
+                Approvals::new(
+                    backend.store.clone(),
+                    Duration::from_secs(60),
+                    Vec::new(),
+                    false,
+                    Duration::from_secs(60),
+                    Vec::new(),
+                )
+            };
+            let (waiting_here, deciding_there) = (Arc::new(open()), open());
+            let context = ToolContext { conversation_id: "c".into(), ..ToolContext::default() };
+            let input = serde_json::json!({"command": "ls"});
+            let request = waiting_here.create(&context, "k", "call-1", "Bash", &input).await.unwrap();
+            waiting_here.watch(&request.id);
+            let waiter = waiting_here.clone();
+            let asked = request.clone();
+            let waiting = tokio::spawn(async move { waiter.wait(&asked, &CancellationToken::new()).await });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!waiting.is_finished());
+            let operator = Decider::Operator { via: "test".into() };
+            let decided = deciding_there.decide(&request.id, &operator, Choice::AllowOnce, None).await.unwrap();
+            assert!(!decided.waiter_woken, "nobody waits in the deciding process");
+            let seen = tokio::time::timeout(RECHECK * 3, waiting).await;
+            let seen = seen.expect("the waiting turn read the request again").unwrap().unwrap();
+            assert_eq!(seen.state, ApprovalState::AllowedOnce, "and found it decided, well before it expired");
         }
     }
 

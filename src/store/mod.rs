@@ -45,8 +45,10 @@ pub enum StoreError {
         "cannot reach the PostgreSQL database {database}: {cause}; check store.postgres.url and that the server runs"
     )]
     Unreachable { database: String, cause: String },
-    #[error("the PostgreSQL database {database} is in use by another switchboard process; stop it or give this one its own database (replicas sharing a database are not supported yet)")]
+    #[error("the PostgreSQL database {database} is in use by another switchboard process; stop it, give this one its own database, or run every process as a replica (store.postgres.replicas = true)")]
     DatabaseInUse { database: String },
+    #[error("the PostgreSQL database {database} is held by a switchboard process that is not a replica; stop it, or set store.postgres.replicas = true on it too")]
+    DatabaseHeldAlone { database: String },
     #[error("the PostgreSQL database {database} was set up by a newer switchboard (schema {found}; this build understands up to {supported})")]
     NewerDatabase { database: String, found: i32, supported: i32 },
     #[error("a stored {what} could not be read: {detail}")]
@@ -129,6 +131,18 @@ pub trait Store: Send + Sync + 'static {
     /// checked in the same atomic step; whether it was applied. A holder that
     /// lost its lease can therefore never commit.
     fn kv_write_fenced(&self, lease: &Lease, batch: &KvBatch) -> StoreResult<bool>;
+    /// Tells every process on this store, this one too, that there is work to
+    /// look at (an event for a chat another replica holds, a lease let go of).
+    /// Default: nothing to tell (a store one process owns).
+    fn announce(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// A count that grows with the announcements heard (and after each
+    /// reconnection of the listener, when some may have been missed); `None`
+    /// when the store carries none (then look at a timer's pace only).
+    fn announcements(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// The generic key spaces that hold something.
     fn kv_spaces(&self) -> StoreResult<Vec<String>>;
     /// A number larger than any returned before, across restarts.
@@ -216,7 +230,8 @@ pub fn test_backends() -> Vec<TestBackend> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sled = Arc::new(SledStore::open(dir.path()).expect("a sled store"));
     let url = switchboard_fakes::postgres::database();
-    let pg = postgres::PgStore::open(&postgres::PgOptions { url, pool_size: 4 }).expect("a PostgreSQL store");
+    let pg = postgres::PgStore::open(&postgres::PgOptions { url, pool_size: 4, replicas: Default::default() })
+        .expect("a PostgreSQL store");
     vec![
         TestBackend { name: "sled", store: sled, _dir: Some(dir) },
         TestBackend { name: "postgres", store: Arc::new(pg), _dir: None },

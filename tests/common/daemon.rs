@@ -62,7 +62,24 @@ impl Harness {
 
     /// Starts `switchboard serve` and waits until `ready` holds.
     pub async fn serve_until(&self, what: &str, ready: impl Fn() -> bool) -> Daemon {
+        let daemon = self.spawn_serve(None);
+        let started = tokio::time::Instant::now();
+        while !ready() {
+            if started.elapsed() > Duration::from_secs(30) {
+                panic!("switchboard serve did not {what}; its log:\n{}", daemon.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        daemon
+    }
+
+    /// Starts `switchboard serve` (in `data_dir` instead of the harness's, for a
+    /// second replica) without waiting for anything.
+    pub fn spawn_serve(&self, data_dir: Option<&std::path::Path>) -> Daemon {
         let mut cmd = self.command(std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")));
+        if let Some(dir) = data_dir {
+            cmd.env("SWITCHBOARD_DATA_DIR", dir);
+        }
         cmd.arg("serve")
             // SWITCHBOARD_TEST_LOG (a RUST_LOG filter) shows more when debugging a test.
             .env("RUST_LOG", std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| "info,sled=off".into()))
@@ -80,21 +97,24 @@ impl Harness {
                 log.push('\n');
             }
         });
-        let daemon = Daemon { child, log };
-        let started = tokio::time::Instant::now();
-        while !ready() {
-            if started.elapsed() > Duration::from_secs(30) {
-                panic!("switchboard serve did not {what}; its log:\n{}", daemon.log());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        daemon
+        Daemon { child, log }
     }
 }
 
 impl Daemon {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `needle`.
+    pub async fn wait_log(&self, needle: &str, within: Duration) {
+        let started = tokio::time::Instant::now();
+        while !self.log().contains(needle) {
+            if started.elapsed() > within {
+                panic!("switchboard serve did not log {needle:?} within {within:?}; its log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no cleanup, no flush, no goodbye.

@@ -61,6 +61,11 @@ impl Harness {
         self.env.push((key.to_string(), value.to_string()));
     }
 
+    /// The value last set for `key`.
+    pub fn env_value(&self, key: &str) -> Option<String> {
+        self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -162,6 +162,15 @@ pub trait Channel: Send + Sync {
     /// real progress here; there is no default that would always say yes.
     fn ingress(&self) -> Ingress;
 
+    /// Whether one process at a time may receive for this account: a long
+    /// poller the platform allows once, a gateway connection. With replicas, the
+    /// gateway starts such a channel only on the replica holding its lease, and
+    /// stops it before that lease could pass to another. Default: no (webhooks,
+    /// sockets the platform spreads over every connection).
+    fn exclusive_ingress(&self) -> bool {
+        false
+    }
+
     /// Checks the credentials against the platform without starting, for
     /// `switchboard check`: one line per finding (who the bot is, a permission
     /// or setting it lacks). Default: nothing to check.

@@ -12,6 +12,9 @@ pub enum Ingress {
     Down,
     /// Serving an endpoint the platform posts to; receiving while it is bound.
     Listening,
+    /// Another replica receives for this account (an exclusive ingress); this
+    /// one takes over when that one stops. Healthy.
+    Standby,
     /// Receiving over a poll or a socket, which must keep making progress.
     Progressing {
         /// The last progress (`None`: none since the start).
@@ -26,7 +29,7 @@ impl Ingress {
     pub fn live(&self) -> bool {
         match self {
             Ingress::Down => false,
-            Ingress::Listening => true,
+            Ingress::Listening | Ingress::Standby => true,
             Ingress::Progressing { last, within } => last.is_some_and(|at| at.elapsed() <= *within),
         }
     }
@@ -50,7 +53,7 @@ impl Ingress {
             Ingress::Progressing { last: Some(at), .. } => {
                 format!("not receiving: nothing from the platform for {} s", at.elapsed().as_secs())
             }
-            Ingress::Listening => unreachable!("a listening channel is live"),
+            Ingress::Listening | Ingress::Standby => unreachable!("a listening or standby channel is live"),
         })
     }
 }
@@ -64,6 +67,7 @@ mod tests {
         let within = Duration::from_secs(10);
         assert!(!Ingress::Down.live());
         assert!(Ingress::Listening.live());
+        assert!(Ingress::Standby.live(), "another replica receives: nothing wrong here");
         assert!(!Ingress::Progressing { last: None, within }.live());
         assert!(Ingress::Progressing { last: Some(Instant::now()), within }.live());
         let old = Instant::now().checked_sub(Duration::from_secs(11));

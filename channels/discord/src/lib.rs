@@ -128,6 +128,12 @@ impl Channel for DiscordChannel {
         self.health.ingress()
     }
 
+    /// One gateway connection (shard) per bot token: a second one would
+    /// receive every event again.
+    fn exclusive_ingress(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             max_message_len: MAX_VISIBLE,

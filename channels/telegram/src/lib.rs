@@ -231,6 +231,11 @@ impl Channel for TelegramChannel {
         self.health.ingress()
     }
 
+    /// getUpdates allows one poller per bot; a webhook takes every replica.
+    fn exclusive_ingress(&self) -> bool {
+        self.settings.webhook.is_none()
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             max_message_len: api::MAX_TEXT_UTF16,

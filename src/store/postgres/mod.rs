@@ -8,6 +8,7 @@
 //! its query there.
 
 mod entries;
+mod listen;
 mod migrate;
 mod records;
 
@@ -66,7 +67,9 @@ pub struct Probe {
 }
 
 /// The store in a PostgreSQL database. One switchboard process uses a database at
-/// a time (held by a session-level advisory lock until it exits).
+/// a time (held by a session-level advisory lock until it exits), or several
+/// replicas share it (each holding that lock in shared mode, so a process that is
+/// not a replica is refused while any replica runs, and the other way round).
 pub struct PgStore {
     runtime: Background,
     pool: Pool,
@@ -75,6 +78,10 @@ pub struct PgStore {
     /// The connection holding the one-process lock.
     owner: Mutex<Owner>,
     config: tokio_postgres::Config,
+    /// Whether the lock is held in shared mode (replicas).
+    shared: bool,
+    /// Announcements heard (replicas only).
+    heard: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// The connection that holds the database for this process.
@@ -111,8 +118,14 @@ impl PgStore {
         // The database first, then its schema: a process that may not use it
         // changes nothing (processes setting up one database together still wait
         // for each other on the migration lock).
-        let owner = block_on(&runtime, take(config.clone(), database.clone()))?;
-        let store = PgStore { runtime, pool, database, owner: Mutex::new(owner), config };
+        let shared = options.replicas.enabled;
+        let owner = block_on(&runtime, take(config.clone(), database.clone(), shared))?;
+        let heard = shared.then(|| {
+            let (tell, heard) = tokio::sync::watch::channel(0u64);
+            runtime.spawn(listen::run(config.clone(), tell));
+            heard
+        });
+        let store = PgStore { runtime, pool, database, owner: Mutex::new(owner), config, shared, heard };
         store.run(|mut client| async move { migrate::apply(&mut client).await })?;
         Ok(store)
     }
@@ -177,8 +190,12 @@ impl PgStore {
         let mut owner = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(client) = owner.client.take() else { return Ok(()) };
         owner.closed = true;
+        let shared = self.shared;
         block_on(&self.runtime, async move {
-            let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&OWNER_LOCK]);
+            let unlock = client.execute(
+                if shared { "SELECT pg_advisory_unlock_shared($1)" } else { "SELECT pg_advisory_unlock($1)" },
+                &[&OWNER_LOCK],
+            );
             let _ = tokio::time::timeout(Duration::from_secs(2), unlock).await;
             Ok(())
         })
@@ -194,7 +211,7 @@ impl PgStore {
         if !owner.lost.load(Ordering::SeqCst) {
             return Ok(());
         }
-        *owner = block_on(&self.runtime, take(self.config.clone(), self.database.clone()))?;
+        *owner = block_on(&self.runtime, take(self.config.clone(), self.database.clone(), self.shared))?;
         tracing::warn!("the connection holding the database closed; it was taken again");
         Ok(())
     }
@@ -230,9 +247,9 @@ fn config(options: &PgOptions, database: &str) -> StoreResult<tokio_postgres::Co
     Ok(config)
 }
 
-/// Connects and takes the one-process lock on that connection, watched for its
-/// end (which ends the lock).
-async fn take(config: tokio_postgres::Config, database: String) -> StoreResult<Owner> {
+/// Connects and takes the one-process lock (in shared mode for a replica) on that
+/// connection, watched for its end (which ends the lock).
+async fn take(config: tokio_postgres::Config, database: String, shared: bool) -> StoreResult<Owner> {
     let (client, connection) = config.connect(NoTls).await.map_err(|e| unreachable(&database, &e))?;
     let lost = Arc::new(AtomicBool::new(false));
     let watch = lost.clone();
@@ -240,9 +257,14 @@ async fn take(config: tokio_postgres::Config, database: String) -> StoreResult<O
         let _ = connection.await;
         watch.store(true, Ordering::SeqCst);
     });
-    let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK]).await.map_err(pg)?;
+    let try_lock = if shared { "SELECT pg_try_advisory_lock_shared($1)" } else { "SELECT pg_try_advisory_lock($1)" };
+    let row = client.query_one(try_lock, &[&OWNER_LOCK]).await.map_err(pg)?;
     if !row.get::<_, bool>(0) {
-        return Err(StoreError::DatabaseInUse { database });
+        return Err(if shared {
+            StoreError::DatabaseHeldAlone { database }
+        } else {
+            StoreError::DatabaseInUse { database }
+        });
     }
     Ok(Owner { client: Some(client), lost, closed: false })
 }

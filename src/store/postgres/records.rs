@@ -436,6 +436,15 @@ impl Store for PgStore {
         self.apply(batch, None, Some(lease.clone()))
     }
 
+    fn announce(&self) -> StoreResult<()> {
+        let notify = format!("NOTIFY {}", super::listen::CHANNEL);
+        self.run(move |client| async move { exec(&client, &notify, &[]).await.map(drop) })
+    }
+
+    fn announcements(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.heard.clone()
+    }
+
     fn lease_claim(&self, name: &str, holder: &str, ttl: std::time::Duration) -> StoreResult<Claim> {
         // The server's clock, so that processes on other machines agree.
         let rows = self.query(

@@ -280,6 +280,30 @@ impl FakeSlack {
         self.shared.lock().connections
     }
 
+    /// Sends each envelope to the open connections in turn, as Slack spreads
+    /// events over an app's connections (several processes), instead of only to
+    /// the newest (a reconnecting process).
+    pub fn spread_over_connections(&self, spread: bool) {
+        self.shared.change(|s| s.spread = spread);
+    }
+
+    /// While spreading, sends every envelope on connection `number` (from 1, in
+    /// the order they opened) while it is open; `None`: in turn again.
+    pub fn pin_to_connection(&self, number: Option<u64>) {
+        self.shared.change(|s| s.pinned = number);
+    }
+
+    /// How many envelopes were last sent on each connection (by number).
+    pub fn envelopes_by_connection(&self) -> std::collections::BTreeMap<u64, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for e in &self.shared.lock().envelopes {
+            if let Some(connection) = e.connection {
+                *counts.entry(connection).or_default() += 1;
+            }
+        }
+        counts
+    }
+
     /// Polls `f` every 20 ms.
     ///
     /// # Panics

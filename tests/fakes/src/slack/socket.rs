@@ -23,13 +23,25 @@ async fn send(ws: &mut Ws, value: Value) -> bool {
     ws.send(Message::text(value.to_string())).await.is_ok()
 }
 
+/// An open connection, listed in `live` until it ends.
+struct Live<'a>(&'a Shared, u64);
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.lock().live.retain(|n| *n != self.1);
+    }
+}
+
 async fn connection(stream: TcpStream, shared: Arc<Shared>) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
     let number = {
         let mut state = shared.lock();
         state.connections += 1;
-        state.connections
+        let number = state.connections;
+        state.live.push(number);
+        number
     };
+    let _live = Live(&shared, number);
     let hello = json!({"type": "hello", "num_connections": 1, "connection_info": {"app_id": APP_ID},
         "debug_info": {"host": "fake-slack", "approximate_connection_time": 18060}});
     if !send(&mut ws, hello).await {
@@ -56,7 +68,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
         }
         let (disconnect, drop_now) = {
             let mut state = shared.lock();
-            if state.connections != number {
+            if state.connections != number && !state.spread {
                 // A newer connection takes over the envelopes.
                 (None, false)
             } else {
@@ -75,10 +87,10 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
             let _ = ws.close(None).await;
             return;
         }
-        if shared.lock().connections != number {
+        if shared.lock().connections != number && !shared.lock().spread {
             continue;
         }
-        for frame in due(&shared) {
+        for frame in due(&shared, number) {
             if !send(&mut ws, frame).await {
                 return;
             }
@@ -90,9 +102,12 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
 /// never (the person sees a timeout instead).
 const EVENT_RETRIES: u64 = 3;
 
-/// Envelopes to send now: never sent, or an event unacknowledged past the deadline.
-fn due(shared: &Shared) -> Vec<Value> {
+/// Envelopes to send now on connection `number`: never sent, or an event
+/// unacknowledged past the deadline; when spreading, only those whose turn
+/// falls on this connection.
+fn due(shared: &Shared, number: u64) -> Vec<Value> {
     let mut state = shared.lock();
+    let state = &mut *state;
     let mut out = Vec::new();
     for e in state.envelopes.iter_mut().filter(|e| e.acked_after.is_none()) {
         let retriable = e.kind == "events_api" && e.attempts <= EVENT_RETRIES;
@@ -101,6 +116,15 @@ fn due(shared: &Shared) -> Vec<Value> {
         if e.sent_at.is_some() && !redeliver {
             continue;
         }
+        if state.spread && !state.live.is_empty() {
+            let pinned = state.pinned.filter(|n| state.live.contains(n));
+            let target = pinned.unwrap_or_else(|| state.live[state.next_turn % state.live.len()]);
+            if target != number {
+                continue;
+            }
+            state.next_turn += 1;
+        }
+        e.connection = Some(number);
         let retry = e.attempts;
         e.attempts += 1;
         e.sent_at = Some(Instant::now());

@@ -82,6 +82,8 @@ pub struct Envelope {
     pub created: Instant,
     /// How long after it was first sent the app acknowledged it.
     pub acked_after: Option<Duration>,
+    /// The connection (its number, from 1) it was last sent on.
+    pub connection: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +110,15 @@ pub struct State {
     /// `assistant.threads.*` calls, in order: (method, body).
     pub assistant: Vec<(String, Value)>,
     pub connections: u64,
+    /// The connections open now, by number.
+    pub live: Vec<u64>,
+    /// Envelopes go to every open connection in turn (an app running several
+    /// processes), not only to the newest.
+    pub spread: bool,
+    /// The next connection in turn, when spreading.
+    pub next_turn: usize,
+    /// When spreading: every envelope goes to this connection while it is open.
+    pub pinned: Option<u64>,
     /// Ask the current connection to reconnect with this reason.
     pub disconnect: Option<String>,
     /// Drop the current connection without a word.
@@ -158,6 +169,7 @@ impl State {
             sent_at: None,
             created: now,
             acked_after: None,
+            connection: None,
         });
         id
     }

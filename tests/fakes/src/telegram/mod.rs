@@ -174,6 +174,17 @@ impl FakeTelegram {
         self.calls().into_iter().filter(|c| c.method == method).collect()
     }
 
+    /// getUpdates calls that began while another was under way: more than one
+    /// poller for the bot (Telegram ends the older call with a 409 conflict).
+    pub fn concurrent_polls(&self) -> usize {
+        self.shared.lock().concurrent_polls
+    }
+
+    /// getUpdates calls under way now.
+    pub fn polls_active(&self) -> usize {
+        self.shared.lock().polls_active
+    }
+
     /// Highest offset the bot has passed to getUpdates (0 if none).
     pub fn confirmed_offset(&self) -> i64 {
         self.shared.lock().confirmed_offset

@@ -94,6 +94,13 @@ pub(crate) struct State {
     failures: Vec<Failure>,
     /// getUpdates calls are held and never answered (a connection that went silent).
     pub polls_silent: bool,
+    /// getUpdates calls under way now.
+    pub polls_active: usize,
+    /// Bumped by every getUpdates call: an older one still waiting ends with
+    /// Telegram's 409 "terminated by other getUpdates request".
+    pub poll_generation: u64,
+    /// getUpdates calls that began while another was under way (two pollers).
+    pub concurrent_polls: usize,
 }
 
 impl State {
@@ -207,6 +214,11 @@ impl Shared {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.updates.subscribe()
+    }
+
+    /// Wakes every long poll waiting now (to look at the state again).
+    pub fn wake_polls(&self) {
+        self.updates.send_modify(|n| *n += 1);
     }
 
     /// Makes getUpdates silent (held, never answered), or answer again; wakes

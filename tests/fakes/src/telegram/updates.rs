@@ -15,17 +15,43 @@ const WEBHOOK_ACTIVE: &str =
 /// Telegram caps long polls at 50 seconds.
 const MAX_POLL_SECS: u64 = 50;
 
+/// What Telegram answers a poll that a newer one replaced.
+const TERMINATED: &str =
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+
+/// A getUpdates call under way, counted until it answers or is dropped (its
+/// connection closed).
+struct Active<'a>(&'a Shared);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.lock().polls_active -= 1;
+    }
+}
+
 pub async fn get_updates(shared: &Shared, params: &Params) -> ApiResult {
     let limit = params.i64("limit").unwrap_or(100).clamp(1, 100) as usize;
     let timeout = params.i64("timeout").unwrap_or(0).clamp(0, MAX_POLL_SECS as i64) as u64;
     let deadline = Instant::now() + Duration::from_secs(timeout);
     // Subscribe before the first look so an update injected in between still wakes us.
     let mut wake = shared.subscribe();
-    {
+    let generation = {
         let mut state = shared.lock();
         if state.webhook.is_some() {
             return Err(ApiError::new(409, WEBHOOK_ACTIVE));
         }
+        // Like Telegram: one poller per bot; a second call ends the first.
+        if state.polls_active > 0 {
+            state.concurrent_polls += 1;
+        }
+        state.polls_active += 1;
+        state.poll_generation += 1;
+        state.poll_generation
+    };
+    let _active = Active(shared);
+    shared.wake_polls();
+    {
+        let mut state = shared.lock();
         if let Some(offset) = params.i64("offset") {
             confirm(&mut state, offset);
         }
@@ -35,6 +61,9 @@ pub async fn get_updates(shared: &Shared, params: &Params) -> ApiResult {
     }
     loop {
         wake.borrow_and_update();
+        if shared.lock().poll_generation != generation {
+            return Err(ApiError::new(409, TERMINATED));
+        }
         if shared.lock().polls_silent {
             // A dead connection: nothing comes back, not even at the deadline.
             return std::future::pending().await;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{bot_says, ok};
+use super::{bot_says, call, ok};
 use crate::telegram::FakeTelegram;
 
 #[tokio::test]
@@ -168,4 +168,29 @@ async fn silent_polls_are_never_answered_until_turned_off() {
     tg.set_polls_silent(false);
     let updates = ok(&tg, "GetUpdates", json!({"timeout": 0})).await;
     assert_eq!(updates[0]["update_id"], id, "the update waited for the next answered poll");
+}
+
+#[tokio::test]
+async fn a_second_poller_ends_the_first_with_a_conflict_and_is_counted() {
+    let tg = FakeTelegram::start().await;
+    let poller = tg.clone();
+    let first = tokio::spawn(async move { call(&poller, "getUpdates", json!({"timeout": 10})).await });
+    tg.wait_until("the first poll to wait", Duration::from_secs(5), |tg| tg.polls_active() == 1).await;
+    assert_eq!(tg.concurrent_polls(), 0, "one poller is no conflict");
+
+    let second = ok(&tg, "getUpdates", json!({"timeout": 0})).await;
+    assert_eq!(second, json!([]));
+    let (status, reply) = tokio::time::timeout(Duration::from_secs(5), first).await.expect("ended at once").unwrap();
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply["description"].as_str().unwrap().contains("terminated by other getUpdates request"), "{reply}");
+    assert_eq!(tg.concurrent_polls(), 1);
+
+    // A poll whose client went away (a killed process) no longer counts.
+    let poller = tg.clone();
+    let gone = tokio::spawn(async move { call(&poller, "getUpdates", json!({"timeout": 10})).await });
+    tg.wait_until("the poll to wait", Duration::from_secs(5), |tg| tg.polls_active() == 1).await;
+    gone.abort();
+    tg.wait_until("the dropped poll to end", Duration::from_secs(5), |tg| tg.polls_active() == 0).await;
+    ok(&tg, "getUpdates", json!({"timeout": 0})).await;
+    assert_eq!(tg.concurrent_polls(), 1, "polling after the other poller is gone is no conflict");
 }

@@ -1,0 +1,210 @@
+//! How replicas share the work (only when `store.postgres.replicas` is on). Every
+//! `poll_every`, a replica looks for work nobody holds: unanswered events and
+//! undelivered replies of chats no live replica holds (a killed replica's,
+//! after its leases lapse; one another replica received) and takes them; then it
+//! lets go of the chats it no longer needs. An announcement from any replica (an
+//! event left for a chat's holder, a lease let go of) makes it look at once. A channel with an exclusive ingress
+//! (Telegram's long poller, a Discord connection) receives on the one replica
+//! holding its lease, and stops there before that lease can pass on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use switchboard_channel_core::{Channel, InboundSink};
+
+use super::delivery::Delivery;
+use super::ingress::Ingress;
+use super::journal::Journal;
+use super::leases::Leases;
+use super::owners::Owners;
+
+/// Tells the waiter for a first outcome, once.
+fn tell(first: &mut Option<tokio::sync::oneshot::Sender<()>>) {
+    if let Some(first) = first.take() {
+        let _ = first.send(());
+    }
+}
+
+/// How long a replica that could not start a channel's ingress waits before it
+/// claims that channel again.
+const START_RETRY: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Replicas {
+    pub leases: Leases,
+    owners: Owners,
+    journal: Journal,
+    delivery: Delivery,
+    ingress: Ingress,
+    /// How each exclusive channel's ingress stands here.
+    ingress_states: Arc<Mutex<HashMap<String, IngressState>>>,
+}
+
+/// An exclusive channel's ingress on this replica.
+#[derive(Debug, Clone, Copy)]
+enum IngressState {
+    /// This replica holds the lease and the channel receives here.
+    Receiving,
+    /// Another replica held the lease when last asked (then).
+    Standby(Instant),
+}
+
+impl Replicas {
+    pub fn new(leases: Leases, owners: Owners, journal: Journal, delivery: Delivery, ingress: Ingress) -> Replicas {
+        Replicas { leases, owners, journal, delivery, ingress, ingress_states: Arc::default() }
+    }
+
+    fn set_state(&self, channel: &str, state: Option<IngressState>) {
+        let mut states = self.ingress_states.lock().unwrap_or_else(PoisonError::into_inner);
+        match state {
+            Some(state) => states.insert(channel.to_string(), state),
+            None => states.remove(channel),
+        };
+    }
+
+    /// How exclusive `channel` receives as seen from here: `None` when it
+    /// receives here (its adapter says how well); standing by while another
+    /// replica held its lease within a lease's length; down otherwise (nobody
+    /// was seen receiving: not healthy, whatever this replica's adapter says).
+    pub fn exclusive_ingress(&self, channel: &str) -> Option<switchboard_channel_core::Ingress> {
+        use switchboard_channel_core::Ingress;
+        let states = self.ingress_states.lock().unwrap_or_else(PoisonError::into_inner);
+        match states.get(channel) {
+            Some(IngressState::Receiving) => None,
+            Some(IngressState::Standby(at)) if at.elapsed() < self.leases.settings().lease_ttl => {
+                Some(Ingress::Standby)
+            }
+            _ => Some(Ingress::Down),
+        }
+    }
+
+    /// One look for work nobody holds; returns how many events and replies
+    /// were taken.
+    pub async fn sweep(&self) -> usize {
+        let mut taken = 0;
+        // Unanswered events, by chat, in arrival order.
+        match self.journal.unanswered().await {
+            Ok(records) => {
+                let mut by_chat: BTreeMap<String, Vec<_>> = BTreeMap::new();
+                for record in records {
+                    by_chat.entry(record.event.kind.chat().id()).or_default().push(record);
+                }
+                for (chat, records) in by_chat {
+                    if records.iter().all(|r| self.journal.handles(&r.event.event_id)) {
+                        continue;
+                    }
+                    // Taken for the moment of handing over; the lane takes it again.
+                    let Some(_using) = self.owners.take(&chat).await else { continue };
+                    for record in records {
+                        if self.journal.adopt(&record) {
+                            taken += 1;
+                            self.ingress.enqueue(record.event);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for unanswered events"),
+        }
+        // Undelivered replies of chats nobody here sends.
+        match self.delivery.undelivered().await {
+            Ok(items) => {
+                for item in items {
+                    let chat = item.chat.id();
+                    // A held chat's replies are the retry loop's.
+                    if self.owners.holds(&chat) || self.delivery.has_work(&chat) {
+                        continue;
+                    }
+                    let Some(using) = self.owners.take(&chat).await else { continue };
+                    taken += 1;
+                    let delivery = self.delivery.clone();
+                    tokio::spawn(async move {
+                        let _using = using;
+                        delivery.deliver(&item).await
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for undelivered replies"),
+        }
+        let (journal, delivery) = (self.journal.clone(), self.delivery.clone());
+        self.owners.release_idle(|chat| journal.has_pending(chat) || delivery.has_work(chat)).await;
+        taken
+    }
+
+    /// Sweeps every `poll_every`, and whenever a replica announces work, until
+    /// aborted.
+    pub async fn sweep_loop(self) {
+        let mut waker = self.leases.waker();
+        loop {
+            waker.wait().await;
+            let taken = self.sweep().await;
+            if taken > 0 {
+                tracing::info!(taken, "took over unanswered events and undelivered replies");
+            }
+        }
+    }
+
+    /// Runs `channel`'s exclusive ingress whenever this replica holds its lease
+    /// (`ingress:<name>`), until aborted: a standby claims it every
+    /// `poll_every`; the holder stops receiving once a renewal is overdue,
+    /// before the lease can lapse and pass to another replica.
+    /// `first` is told once the first claim has an outcome (receiving here,
+    /// standing by, or neither).
+    pub async fn keep_ingress(
+        self,
+        channel: Arc<dyn Channel>,
+        sink: Arc<dyn InboundSink>,
+        first: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let name = channel.name().to_string();
+        let lease = format!("ingress:{name}");
+        let settings = *self.leases.settings();
+        let mut waker = self.leases.waker();
+        let mut announced = false;
+        let mut first = Some(first);
+        loop {
+            let claimed = self.leases.claim(&lease).await;
+            match claimed {
+                Ok(true) => match channel.start(sink.clone()).await {
+                    Ok(()) => {
+                        self.set_state(&name, Some(IngressState::Receiving));
+                        tracing::info!(channel = %name, "receiving here (this replica holds the channel's lease)");
+                        tell(&mut first);
+                        self.receive_while_held(&*channel, &lease).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(channel = %name, error = %e, "cannot start receiving; another replica may try");
+                        self.leases.release(&lease).await;
+                        tell(&mut first);
+                        // Not at once again (a refused token would be asked in a loop).
+                        tokio::time::sleep(START_RETRY.max(settings.poll_every)).await;
+                    }
+                },
+                Ok(false) => {
+                    self.set_state(&name, Some(IngressState::Standby(Instant::now())));
+                    if !announced {
+                        announced = true;
+                        tracing::info!(channel = %name, "standing by: another replica receives for this channel");
+                    }
+                }
+                Err(e) => tracing::warn!(channel = %name, error = %e, "cannot claim the channel's lease"),
+            }
+            tell(&mut first);
+            waker.wait().await;
+        }
+    }
+
+    /// Keeps `channel` receiving while this replica holds `lease` with a renewal
+    /// to spare; then stops it, and lets the lease go for another replica.
+    async fn receive_while_held(&self, channel: &dyn Channel, lease: &str) {
+        let settings = self.leases.settings();
+        while self.leases.holds_for(lease, settings.renew_every) {
+            tokio::time::sleep(settings.renew_every / 4).await;
+        }
+        channel.stop().await;
+        self.set_state(channel.name(), None);
+        tracing::warn!(channel = %channel.name(), "stopped receiving: the channel's lease was not renewed in time");
+        self.leases.release(lease).await;
+        self.leases.announce().await;
+    }
+}
