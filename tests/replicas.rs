@@ -27,6 +27,8 @@ async fn setup(ttl_ms: u64) -> (Harness, FakeTelegram) {
     h.with_telegram(&telegram);
     h.set("SWITCHBOARD_TELEGRAM__DM_POLICY", "open");
     h.set("SWITCHBOARD_TELEGRAM__POLL_TIMEOUT_SECS", "1");
+    // The chats talk longer than a guest may in a minute.
+    h.set("SWITCHBOARD_TELEGRAM__GUEST_MESSAGES_PER_MINUTE", "0");
     as_replicas(&mut h, ttl_ms);
     (h, telegram)
 }
@@ -65,37 +67,39 @@ impl Lcg {
     }
 }
 
+/// The replica that polls is killed with SIGKILL at a seeded random moment, the
+/// other takes over, the killed one comes back as the new standby; a bounded
+/// number of rounds (`SWITCHBOARD_REPLICA_KILLS`, 3 by default) while four chats
+/// talk, each sending its next message once the last one was answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_replica_is_replaced_within_the_lease_and_every_message_is_answered() {
+async fn killed_replicas_are_replaced_within_the_lease_and_every_message_is_answered() {
+    let rounds: usize =
+        std::env::var("SWITCHBOARD_REPLICA_KILLS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).clamp(1, 20);
     let seed = std::env::var("SWITCHBOARD_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
-    println!("replicas: seed {seed} (SWITCHBOARD_CHAOS_SEED={seed} repeats the kill time)");
+    println!("replicas: {rounds} kills, seed {seed} (SWITCHBOARD_CHAOS_SEED={seed} repeats the kill times)");
     let mut random = Lcg(seed);
     let (h, telegram) = setup(TTL_MS).await;
+    let dirs = [h.data_dir(), second_dir(&h)];
 
-    // A polls; B, started after, stands by and never polls.
-    let a = h.serve(&telegram).await;
-    let b = h.spawn_serve(Some(&second_dir(&h)));
-    b.wait_log("standing by", WAIT).await;
+    // The first polls; the second, started after, stands by and never polls.
+    let mut polling = (h.serve(&telegram).await, 0);
+    let mut standing_by = (h.spawn_serve(Some(&dirs[1])), 1);
+    standing_by.0.wait_log("standing by", WAIT).await;
     telegram.send_dm(1, "warm up");
-    telegram
-        .wait_until("the first answer", WAIT, |t| {
-            t.messages_in(1).iter().any(|m| m.plain_text.contains("echo: warm up"))
-        })
-        .await;
+    telegram.wait_until("the first answer", WAIT, |t| shown(t, 1, "echo: warm up") > 0).await;
 
-    // Four chats, each sending its next message once the last one was answered,
-    // streamed slowly enough that the kill catches some turns in flight.
+    // Streamed slowly enough that a kill catches turns in flight.
     h.llm.set_chunk_delay(Duration::from_millis(40));
     const CHATS: i64 = 4;
-    const PER_CHAT: usize = 6;
+    let per_chat = 3 + 2 * rounds;
     let telegram = Arc::new(telegram);
     let mut talkers = Vec::new();
     for chat in 10..10 + CHATS {
         let telegram = telegram.clone();
         talkers.push(tokio::spawn(async move {
-            for n in 0..PER_CHAT {
+            for n in 0..per_chat {
                 let text = message(chat, n);
                 telegram.send_dm(chat, &text);
                 let echo = format!("echo: {text}");
@@ -103,40 +107,63 @@ async fn a_killed_replica_is_replaced_within_the_lease_and_every_message_is_answ
             }
         }));
     }
-    let kill_after = Duration::from_millis(200 + random.below(1500));
-    tokio::time::sleep(kill_after).await;
-    let polls_before = telegram.calls_of("getupdates").len();
-    let killed_at = tokio::time::Instant::now();
-    a.kill9().await;
-    // Each chat waits for an answer before it sends again: at most its first
-    // unanswered message can have been under way.
-    let in_flight: Vec<String> = (10..10 + CHATS)
-        .filter_map(|chat| {
-            let n = (0..PER_CHAT).find(|&n| shown(&telegram, chat, &format!("echo: {}", message(chat, n))) == 0)?;
+    let mut in_flight = Vec::new();
+    for round in 0..rounds {
+        let kill_after = Duration::from_millis(200 + random.below(1300));
+        tokio::time::sleep(kill_after).await;
+        let polls_before = telegram.calls_of("getupdates").len();
+        let killed_at = tokio::time::Instant::now();
+        let (killed, dir) = polling;
+        killed.kill9().await;
+        // Each chat waits for an answer before it sends again: at most its first
+        // unanswered message can have been under way.
+        in_flight.extend((10..10 + CHATS).filter_map(|chat| {
+            let n = (0..per_chat).find(|&n| shown(&telegram, chat, &format!("echo: {}", message(chat, n))) == 0)?;
             Some(message(chat, n))
-        })
-        .collect();
+        }));
 
-    // B takes the poller within the lease's length and two polls.
-    telegram.wait_until("the standby to poll", WAIT, move |t| t.calls_of("getupdates").len() > polls_before).await;
-    let takeover = telegram.calls_of("getupdates")[polls_before].at.duration_since(killed_at.into_std());
-    println!("replicas: killed after {kill_after:?}; the standby polled {takeover:?} later");
-    assert!(
-        takeover <= Duration::from_millis(TTL_MS + 2 * POLL_MS),
-        "takeover took {takeover:?}; B's log:\n{}",
-        b.log()
-    );
+        // The standby takes the poller within the lease's length and two polls.
+        telegram.wait_until("the standby to poll", WAIT, move |t| t.calls_of("getupdates").len() > polls_before).await;
+        let takeover = telegram.calls_of("getupdates")[polls_before].at.duration_since(killed_at.into_std());
+        println!("replicas: round {round}: killed after {kill_after:?}; the standby polled {takeover:?} later");
+        assert!(
+            takeover <= Duration::from_millis(TTL_MS + 2 * POLL_MS),
+            "takeover took {takeover:?}; its log:\n{}",
+            standing_by.0.log()
+        );
+        // The killed one comes back, as the standby now.
+        let restarted = h.spawn_serve(Some(&dirs[dir]));
+        restarted.wait_log("standing by", WAIT).await;
+        polling = std::mem::replace(&mut standing_by, (restarted, dir));
+    }
     for talker in talkers {
-        talker.await.expect("every message of every chat answered");
+        if talker.await.is_err() {
+            let tail = |log: String| {
+                log.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+            };
+            let calls: Vec<String> = telegram
+                .calls()
+                .into_iter()
+                .rev()
+                .take(30)
+                .map(|c| format!("{} {:?} ago {}", c.method, c.at.elapsed(), c.params))
+                .collect();
+            panic!(
+                "not every message was answered; polling replica:\n{}\nstandby:\n{}\nlast calls:\n{}",
+                tail(polling.0.log()),
+                tail(standing_by.0.log()),
+                calls.join("\n")
+            );
+        }
     }
 
-    // Every message answered once, in order per chat; a second answer only for
-    // a reply in flight at the kill (sent, not yet marked: the platform window).
+    // Every message answered, in order per chat; a second answer only for a
+    // reply in flight at a kill (sent, not yet marked: the platform window).
     let mut twice = Vec::new();
     for chat in 10..10 + CHATS {
         let texts: Vec<String> = telegram.messages_in(chat).into_iter().map(|m| m.plain_text).collect();
         let mut last = None;
-        for n in 0..PER_CHAT {
+        for n in 0..per_chat {
             let echo = format!("echo: {}", message(chat, n));
             let at: Vec<usize> = texts.iter().enumerate().filter(|(_, t)| t.contains(&echo)).map(|(i, _)| i).collect();
             assert!(!at.is_empty(), "{echo} never shown");
@@ -147,12 +174,12 @@ async fn a_killed_replica_is_replaced_within_the_lease_and_every_message_is_answ
             last = Some(at[0]);
         }
     }
-    // Turns: each message's turn ran once, or again after the kill if it was in flight.
+    // Turns: each message's turn ran once, or again after a kill if it was in flight.
     let mut turns: BTreeMap<String, usize> = BTreeMap::new();
     for request in h.llm.requests() {
         let asked = request.unanswered_user_text();
         for chat in 10..10 + CHATS {
-            for n in 0..PER_CHAT {
+            for n in 0..per_chat {
                 if asked.contains(&message(chat, n)) {
                     *turns.entry(message(chat, n)).or_default() += 1;
                 }
@@ -160,13 +187,15 @@ async fn a_killed_replica_is_replaced_within_the_lease_and_every_message_is_answ
         }
     }
     let rerun: Vec<&String> = turns.iter().filter(|(_, &n)| n > 1).map(|(m, _)| m).collect();
-    println!("replicas: in flight at the kill {in_flight:?}; turns run again {rerun:?}; answered twice {twice:?}");
-    for message in rerun.iter().chain(twice.iter().collect::<Vec<_>>().iter()) {
-        assert!(in_flight.contains(message), "{message} was repeated but was not in flight at the kill");
+    println!("replicas: in flight at a kill {in_flight:?}; turns run again {rerun:?}; answered twice {twice:?}");
+    for message in rerun.iter().copied().chain(twice.iter()) {
+        assert!(in_flight.contains(message), "{message} was repeated but was not in flight at a kill");
     }
     assert_eq!(telegram.concurrent_polls(), 0, "two replicas polled at once");
-    assert!(!b.log().contains("panicked"), "{}", b.log());
-    assert_eq!(b.stop().await, 0);
+    for (daemon, _) in [polling, standing_by] {
+        assert!(!daemon.log().contains("panicked"), "{}", daemon.log());
+        assert_eq!(daemon.stop().await, 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,6 +431,48 @@ async fn a_button_pressed_on_the_other_replica_decides_the_waiting_turn() {
     assert_eq!(h.llm.requests().len(), 2, "one turn: the call, then its result");
     let resolved = slack.message(&prompt.ts).unwrap();
     assert!(resolved.text.starts_with("Allowed once by"), "{}", resolved.text);
+    assert_eq!(a.stop().await, 0);
+    assert_eq!(b.stop().await, 0);
+}
+
+/// With one conversation shared by every chat (`routing = "shared"`), chats held
+/// by different replicas still take turns in it one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_shared_by_chats_on_both_replicas_runs_one_turn_at_a_time() {
+    let mut h = Harness::new().await;
+    let slack = FakeSlack::start().await;
+    h.with_slack(&slack);
+    h.set("SWITCHBOARD_SLACK__DM_POLICY", "open");
+    h.set("SWITCHBOARD_GATEWAY__ROUTING", "shared");
+    as_replicas(&mut h, TTL_MS);
+    slack.spread_over_connections(true);
+    let a = h.serve_slack(&slack).await;
+    let b = h.spawn_serve(Some(&second_dir(&h)));
+    slack.wait_until("both replicas connected", WAIT, |s| s.connections() >= 2).await;
+    h.llm.set_chunk_delay(Duration::from_millis(40));
+
+    const USERS: [&str; 2] = ["U0000USER1", "U0000USER2"];
+    for round in 0..3 {
+        // Each user's message to a different replica, at the same moment.
+        for (i, user) in USERS.iter().enumerate() {
+            slack.pin_to_connection(Some(i as u64 + 1));
+            slack.dm(user, None, &format!("shared-{user}-r{round}-end"));
+        }
+        for user in USERS {
+            let (channel, text) = (slack.dm_channel(user), format!("shared-{user}-r{round}-end"));
+            slack
+                .wait_until(&format!("an answer to {text}"), WAIT, move |s| {
+                    s.bot_messages(&channel).iter().any(|m| m.text.contains(&text))
+                })
+                .await;
+        }
+    }
+    let mut calls: Vec<_> = h.llm.requests().into_iter().filter(|r| r.all_text().contains("shared-")).collect();
+    calls.sort_by_key(|r| r.received_at);
+    for pair in calls.windows(2) {
+        let before = format!("echo: {}", pair[0].last_user_text());
+        assert!(pair[1].all_text().contains(&before), "a turn began before the one before it answered ({before:?})");
+    }
     assert_eq!(a.stop().await, 0);
     assert_eq!(b.stop().await, 0);
 }

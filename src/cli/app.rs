@@ -18,10 +18,24 @@ pub struct App {
 
 impl App {
     /// Loads the configuration, opens the store and resolves approvals that expired
-    /// while no switchboard was running.
+    /// while no switchboard was running. Only `serve` joins replicas: any other
+    /// command takes the store for itself, so beside running replicas it is
+    /// refused (and goes through a local replica's control socket instead).
     pub async fn open(config_path: Option<&Path>) -> anyhow::Result<App> {
+        App::open_as(config_path, false).await
+    }
+
+    /// As [`App::open`], for `serve`: as a replica when configured so.
+    pub async fn open_serving(config_path: Option<&Path>) -> anyhow::Result<App> {
+        App::open_as(config_path, true).await
+    }
+
+    async fn open_as(config_path: Option<&Path>, serving: bool) -> anyhow::Result<App> {
         let loaded = config::load(&ConfigSource::from_process(config_path))?;
-        let settings = loaded.settings;
+        let mut settings = loaded.settings;
+        if !serving {
+            settings.store.postgres.replicas.enabled = false;
+        }
         super::logging::set_format(settings.log.format);
         let store: Arc<dyn Store> = switchboard::store::open(&settings)?;
         let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));

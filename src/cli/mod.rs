@@ -148,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Check => check::run(config).await,
         Command::Status => remote::status(config).await,
-        Command::Serve => serve::run(app::App::open(config).await?).await,
+        Command::Serve => serve::run(app::App::open_serving(config).await?).await,
         Command::EngineHost => engine_host::run(app::App::open(config).await?).await,
         Command::Store { command } => store::run(config, command).await,
         Command::Pairing { command } => match app::App::open(config).await {

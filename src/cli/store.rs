@@ -79,5 +79,7 @@ fn open(
 ) -> switchboard::store::StoreResult<std::sync::Arc<dyn switchboard::store::Store>> {
     let mut settings = settings.clone();
     settings.store.kind = kind.store_kind();
+    // Taken for itself: never beside running replicas.
+    settings.store.postgres.replicas.enabled = false;
     switchboard::store::open(&settings)
 }

@@ -84,6 +84,11 @@ impl Delivery {
         Delivery { outbox, journal, registry, pacer, records, names, owners, busy: Arc::default() }
     }
 
+    /// Whether this process serves `channel` (it is configured here).
+    pub fn serves(&self, channel: &str) -> bool {
+        self.registry.channel(channel).is_some()
+    }
+
     /// Whether a reply of `chat` is being sent here.
     pub fn has_work(&self, chat: &str) -> bool {
         self.busy.lock().unwrap_or_else(|p| p.into_inner()).values().any(|c| c == chat)
@@ -231,6 +236,11 @@ impl Delivery {
 
     /// Sends the claimed item from its stored copy: it may be delivered by now.
     async fn send(&self, claim: Claim) {
+        // Sent by the chat's holder only (with replicas: taken if free; held by
+        // another replica, it is that one's to send), from the copy stored
+        // after it took the chat.
+        let Some(chat) = self.busy.lock().unwrap_or_else(|p| p.into_inner()).get(&claim.seq).cloned() else { return };
+        let Some(using) = self.owners.take(&chat).await else { return };
         let item = match self.outbox.get(claim.seq).await {
             Ok(Some(item)) => item,
             Ok(None) => return,
@@ -239,9 +249,6 @@ impl Delivery {
                 return;
             }
         };
-        // Sent by the chat's holder only (with replicas: taken if free; held by
-        // another replica, it is that one's to send).
-        let Some(using) = self.owners.take(&item.chat.id()).await else { return };
         if let Err(e) = self.send_rest(item).await {
             tracing::error!(error = %e, "cannot update the outbox");
         }

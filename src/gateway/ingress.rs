@@ -45,6 +45,12 @@ impl Ingress {
                     owners.hand_over().await;
                     return;
                 };
+                // Another replica may have answered it since it was taken here
+                // (while this one did not hold the chat).
+                if owners.shared() && journal.get(&event.event_id).await.is_ok_and(|r| r.is_some_and(|r| r.done)) {
+                    journal.disown(&event.event_id);
+                    return;
+                }
                 dispatcher.handle(event).await
             }),
         );

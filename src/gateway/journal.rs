@@ -244,23 +244,28 @@ impl Journal {
         .await
     }
 
-    /// Lists the unanswered events of a journal written before they had a list
-    /// of their own (once; later starts find it done).
+    /// Lists the unanswered events recorded since the last start that are not
+    /// listed yet: all of a journal written before the list existed, and any an
+    /// older version recorded in between (a downgrade). Returns how many.
     pub async fn index_open(&self) -> StoreResult<usize> {
         blocking(&self.store, |s| {
-            if s.kv_get(META, "open-index")?.is_some() {
-                return Ok(0);
-            }
+            let through = s.kv_get(META, "open-through")?.map(|b| String::from_utf8_lossy(&b).into_owned());
+            let through = through.unwrap_or_default();
             let mut batch = KvBatch::new();
-            for (place, id) in s.kv_scan(ORDER, "")? {
+            let mut last = through.clone();
+            // In order: every place after `through` is newer than the last start's.
+            for (place, id) in s.kv_scan(ORDER, "")?.into_iter().filter(|(place, _)| *place > through) {
                 let key = String::from_utf8_lossy(&id).into_owned();
                 if s.kv_get(RECORDS, &key)?.and_then(|b| decode::<JournalRecord>(&b)).is_some_and(|r| !r.done) {
                     batch.put(OPEN, &place, id);
                 }
+                last = place;
             }
             let listed = batch.ops().len();
-            batch.put(META, "open-index", b"1".to_vec());
-            s.kv_write(&batch)?;
+            if last != through {
+                batch.put(META, "open-through", last.into_bytes());
+                s.kv_write(&batch)?;
+            }
             Ok(listed)
         })
         .await
@@ -391,6 +396,19 @@ mod tests {
             assert_eq!(journal.index_open().await.unwrap(), 0, "once");
             journal.done("old-open").await.unwrap();
             assert!(journal.unanswered().await.unwrap().is_empty());
+            // An older version ran in between (a downgrade) and recorded one more.
+            let record = JournalRecord {
+                seq: 3,
+                event: event("older-again"),
+                done: false,
+                received_at: now_ms(),
+                stream_message: None,
+                stream_shown: None,
+            };
+            s.kv_put(RECORDS, "older-again", &encode(&record)).unwrap();
+            s.kv_put(ORDER, &format!("{:020}", 3), b"older-again").unwrap();
+            assert_eq!(journal.index_open().await.unwrap(), 1, "listed at the next start");
+            assert_eq!(journal.unanswered().await.unwrap().len(), 1);
         }
     }
 

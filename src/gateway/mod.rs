@@ -134,6 +134,7 @@ impl Gateway {
             prompts.clone(),
             pacer,
             journal.clone(),
+            owners.clone(),
         );
         let decisions = decisions::Decisions::new(backend.clone(), prompts, turns.clone(), owners.clone());
         let commands = commands::Commands {
@@ -195,6 +196,11 @@ impl Gateway {
     /// was down, undelivered replies, unanswered events), then starts every
     /// channel. Fails, naming the channel, if one cannot start.
     pub async fn start(&self, expired: &[ApprovalRecord]) -> anyhow::Result<()> {
+        if let Some(replicas) = &self.replicas {
+            // Renewed from the first claim on (starting a channel may take long).
+            let renew = tokio::spawn(replicas.leases.clone().renew_loop());
+            self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(renew);
+        }
         self.journal.index_open().await?;
         let pruned = self.journal.prune(JOURNAL_RETENTION_MS).await?
             + self.delivery.prune(JOURNAL_RETENTION_MS).await?
@@ -226,7 +232,6 @@ impl Gateway {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(replicas) = &self.replicas {
             intake.push(tokio::spawn(replicas.clone().sweep_loop()));
-            tasks.push(tokio::spawn(replicas.leases.clone().renew_loop()));
         }
         self.intake_tasks.lock().unwrap_or_else(|p| p.into_inner()).extend(intake);
         tasks.push(tokio::spawn(self.delivery.clone().retry_loop()));

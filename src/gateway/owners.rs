@@ -36,6 +36,25 @@ impl Drop for Using {
     }
 }
 
+/// A conversation's turn running here (with replicas, under its lease
+/// `turn:<conversation>`); let go of, and announced, when dropped.
+pub struct TurnHold {
+    leases: Option<Leases>,
+    name: String,
+}
+
+impl Drop for TurnHold {
+    fn drop(&mut self) {
+        if let Some(leases) = self.leases.take() {
+            let name = std::mem::take(&mut self.name);
+            tokio::spawn(async move {
+                leases.release(&name).await;
+                leases.announce().await;
+            });
+        }
+    }
+}
+
 /// The chat is another replica's now: nothing of it may be stored or sent here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotOwner;
@@ -53,6 +72,12 @@ impl Owners {
     /// Chats are shared with other replicas through `leases`.
     pub fn replicas(leases: Leases) -> Owners {
         Owners { leases: Some(leases), using: Arc::default() }
+    }
+
+    /// Whether other replicas share the chats (and may have answered an event
+    /// this one took before it held the chat).
+    pub fn shared(&self) -> bool {
+        self.leases.is_some()
     }
 
     fn using(&self) -> MutexGuard<'_, HashMap<String, usize>> {
@@ -83,6 +108,25 @@ impl Owners {
                 tracing::warn!(error = %e, "cannot claim a chat's lease; its events wait in the journal");
                 None
             }
+        }
+    }
+
+    /// Waits until this process may run a turn of `conversation`: at once when
+    /// alone; with replicas, once no other replica runs one. A chat's lease
+    /// already keeps its conversation's turns on one replica; this keeps them
+    /// there when several chats share a conversation (`shared_conversation`,
+    /// routes).
+    pub async fn hold_turn(&self, conversation: &str) -> TurnHold {
+        let Some(leases) = &self.leases else { return TurnHold { leases: None, name: String::new() } };
+        let name = format!("turn:{conversation}");
+        let mut waker = leases.waker();
+        loop {
+            match leases.claim(&name).await {
+                Ok(true) => return TurnHold { leases: Some(leases.clone()), name },
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim a conversation's turn; trying again"),
+            }
+            waker.wait().await;
         }
     }
 

@@ -7,7 +7,7 @@
 //! (Telegram's long poller, a Discord connection) receives on the one replica
 //! holding its lease, and stops there before that lease can pass on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,9 @@ fn tell(first: &mut Option<tokio::sync::oneshot::Sender<()>>) {
         let _ = first.send(());
     }
 }
+
+/// The least time between two looks for work.
+const SWEEP_GAP: Duration = Duration::from_millis(50);
 
 /// How long a replica that could not start a channel's ingress waits before it
 /// claims that channel again.
@@ -87,7 +90,9 @@ impl Replicas {
         match self.journal.unanswered().await {
             Ok(records) => {
                 let mut by_chat: BTreeMap<String, Vec<_>> = BTreeMap::new();
-                for record in records {
+                // A channel this replica does not serve (a configuration being
+                // rolled out) is left to one that does.
+                for record in records.into_iter().filter(|r| self.delivery.serves(&r.event.kind.chat().channel)) {
                     by_chat.entry(record.event.kind.chat().id()).or_default().push(record);
                 }
                 for (chat, records) in by_chat {
@@ -106,11 +111,14 @@ impl Replicas {
             }
             Err(e) => tracing::warn!(error = %e, "cannot look for unanswered events"),
         }
-        // Undelivered replies of chats nobody here sends.
+        // Undelivered replies of chats nobody here sends. A chat keeps its holder
+        // while it has any (the holder's retry loop paces them).
+        let mut undelivered = HashSet::new();
         match self.delivery.undelivered().await {
             Ok(items) => {
-                for item in items {
+                for item in items.into_iter().filter(|i| self.delivery.serves(&i.chat.channel)) {
                     let chat = item.chat.id();
+                    undelivered.insert(chat.clone());
                     // A held chat's replies are the retry loop's.
                     if self.owners.holds(&chat) || self.delivery.has_work(&chat) {
                         continue;
@@ -127,7 +135,8 @@ impl Replicas {
             Err(e) => tracing::warn!(error = %e, "cannot look for undelivered replies"),
         }
         let (journal, delivery) = (self.journal.clone(), self.delivery.clone());
-        self.owners.release_idle(|chat| journal.has_pending(chat) || delivery.has_work(chat)).await;
+        let busy = |chat: &str| journal.has_pending(chat) || delivery.has_work(chat) || undelivered.contains(chat);
+        self.owners.release_idle(busy).await;
         taken
     }
 
@@ -137,6 +146,9 @@ impl Replicas {
         let mut waker = self.leases.waker();
         loop {
             waker.wait().await;
+            // Announcements in a burst (each chat let go of makes one) are
+            // looked at together.
+            tokio::time::sleep(SWEEP_GAP.min(self.leases.settings().poll_every)).await;
             let taken = self.sweep().await;
             if taken > 0 {
                 tracing::info!(taken, "took over unanswered events and undelivered replies");

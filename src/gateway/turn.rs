@@ -52,6 +52,7 @@ pub async fn run(turns: Turns, mut job: TurnJob) {
     let ended = |outcome| crate::metrics::global().turn(outcome, began.elapsed());
     // Stopping: its events stay unanswered in the journal, for the next start.
     let Some(_under_way) = turns.start(job.event_ids.is_empty()) else { return };
+    let _turn = turns.owners.hold_turn(&job.conversation_id).await;
     let Some(channel) = turns.registry.channel(&job.chat.channel) else {
         tracing::error!(channel = %job.chat.channel, "no such channel");
         return;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::delivery::Delivery;
 use super::journal::Journal;
 use super::lanes::{self, Lanes};
+use super::owners::Owners;
 use super::pacing::Pacer;
 use super::prompts::Prompts;
 use super::registry::Registry;
@@ -47,6 +48,8 @@ pub struct Turns {
     pub(super) prompts: Prompts,
     pub(super) pacer: Pacer,
     pub(super) journal: Journal,
+    /// With replicas: one replica at a time runs a conversation's turn.
+    pub(super) owners: Owners,
     lanes: Lanes,
     waiting: Waiting,
     /// The running turn's canceller and whose message it answers, by conversation.
@@ -82,6 +85,7 @@ impl Turns {
         prompts: Prompts,
         pacer: Pacer,
         journal: Journal,
+        owners: Owners,
     ) -> Turns {
         Turns {
             backend,
@@ -90,6 +94,7 @@ impl Turns {
             prompts,
             pacer,
             journal,
+            owners,
             lanes: Lanes::new(lanes::CONVERSATION_IDLE),
             waiting: Waiting::default(),
             active: Arc::default(),

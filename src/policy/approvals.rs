@@ -119,6 +119,7 @@ pub enum DecideError {
 }
 
 /// What `decide` did.
+#[derive(Debug)]
 pub struct Decided {
     pub approval: ApprovalRecord,
     /// Whether a turn in this process was waiting for it. When not (the process that
@@ -297,10 +298,10 @@ impl Approvals {
         // reads the decision itself; the caller's resume then finds nothing to do.
         let lookup = || self.waiters.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
         let before = lookup();
-        let approval = self.end(id, state, Some(decider), reason).await?;
+        let (approval, ended_here) = self.end_now(id, state, Some(decider), reason).await?;
         let waiter = before.or_else(lookup);
-        if approval.state != state {
-            // Expired or cancelled a moment before.
+        if !ended_here {
+            // Decided, expired or cancelled a moment before (here or elsewhere).
             return Err(DecideError::NotPending);
         }
         if state == ApprovalState::AllowedAlways {
@@ -391,17 +392,36 @@ impl Approvals {
         by: Option<&Decider>,
         reason: Option<String>,
     ) -> StoreResult<ApprovalRecord> {
+        Ok(self.end_now(id, state, by, reason).await?.0)
+    }
+
+    /// As [`Approvals::end`]; also whether this call ended it (false: it had
+    /// ended already). One change at a time, in this process and (replicas)
+    /// across every process on the store.
+    async fn end_now(
+        &self,
+        id: &str,
+        state: ApprovalState,
+        by: Option<&Decider>,
+        reason: Option<String>,
+    ) -> StoreResult<(ApprovalRecord, bool)> {
         let _guard = self.transitions.lock().await;
-        let mut record = self.load(id).await?;
-        if record.state != ApprovalState::Pending {
-            return Ok(record);
-        }
-        record.state = state;
-        record.decided_by = by.map(|d| d.id().to_string());
-        record.decided_at = Some(now_ms());
-        record.reason = reason.clone();
-        let stored = record.clone();
-        blocking(&self.store, move |s| s.put_approval(&stored)).await?;
+        let section = format!("approval:{id}");
+        let ended = crate::store::exclusively(&self.store, &section, || async {
+            let mut record = self.load(id).await?;
+            if record.state != ApprovalState::Pending {
+                return Ok((record, false));
+            }
+            record.state = state;
+            record.decided_by = by.map(|d| d.id().to_string());
+            record.decided_at = Some(now_ms());
+            record.reason = reason.clone();
+            let stored = record.clone();
+            blocking(&self.store, move |s| s.put_approval(&stored)).await?;
+            Ok((record, true))
+        })
+        .await?;
+        let (record, true) = ended else { return Ok(ended) };
         self.audit(&record, state.as_str(), by, reason).await?;
         tracing::info!(approval = %id, outcome = state.as_str(), "approval ended");
         let end = match state {
@@ -412,7 +432,7 @@ impl Approvals {
         };
         let waited = Duration::from_millis(now_ms().saturating_sub(record.created_at));
         crate::metrics::global().approval_ended(end, waited);
-        Ok(record)
+        Ok((record, true))
     }
 
     /// "Always allow here": what was shown, in this chat, for the asker's tier
@@ -587,6 +607,48 @@ mod tests {
             let seen = tokio::time::timeout(RECHECK * 3, waiting).await;
             let seen = seen.expect("the waiting turn read the request again").unwrap().unwrap();
             assert_eq!(seen.state, ApprovalState::AllowedOnce, "and found it decided, well before it expired");
+        }
+    }
+
+    /// Two replicas (two stores on one database) deciding one request at the
+    /// same moment, opposite ways: one decision counts, the other is told the
+    /// request is no longer pending, and the stored outcome is the winner's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_ends_once_across_replicas() {
+        let url = switchboard_fakes::postgres::database();
+        let replicas = crate::config::ReplicaSettings { enabled: true, ..Default::default() };
+        let open = || -> Arc<dyn Store> {
+            let options = crate::store::postgres::PgOptions { url: url.clone(), pool_size: 4, replicas };
+            Arc::new(crate::store::postgres::PgStore::open(&options).unwrap())
+        };
+        let replica = |store: Arc<dyn Store>| {
+            Arc::new(Approvals::new(
+                store,
+                Duration::from_secs(60),
+                Vec::new(),
+                false,
+                Duration::from_secs(60),
+                Vec::new(),
+            ))
+        };
+        let (one, two) = (replica(open()), replica(open()));
+        let operator = Decider::Operator { via: "test".into() };
+        for round in 0..5 {
+            let context = ToolContext { conversation_id: format!("c{round}"), ..ToolContext::default() };
+            let input = serde_json::json!({"command": "ls"});
+            let request = one.create(&context, "k", "call", "Bash", &input).await.unwrap();
+            let (a, b) = (one.clone(), two.clone());
+            let (id_a, id_b, op_a, op_b) = (request.id.clone(), request.id.clone(), operator.clone(), operator.clone());
+            let allow = tokio::spawn(async move { a.decide(&id_a, &op_a, Choice::AllowOnce, None).await });
+            let deny = tokio::spawn(async move { b.decide(&id_b, &op_b, Choice::Deny, None).await });
+            let (allow, deny) = (allow.await.unwrap(), deny.await.unwrap());
+            let stored = one.load(&request.id).await.unwrap();
+            match (&allow, &deny) {
+                (Ok(won), Err(DecideError::NotPending)) | (Err(DecideError::NotPending), Ok(won)) => {
+                    assert_eq!(stored.state, won.approval.state, "round {round}: the winner's outcome is stored");
+                }
+                other => panic!("round {round}: exactly one decision must count: {other:?}"),
+            }
         }
     }
 

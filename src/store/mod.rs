@@ -5,6 +5,7 @@
 mod batch;
 pub mod commit;
 pub mod copy;
+mod exclusive;
 mod lease;
 mod lock;
 mod memory_history;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use batch::{KvBatch, KvOp};
+pub use exclusive::exclusively;
 pub use lease::{Claim, Lease};
 pub use memory_history::{edits as memory_edits, record_edit as record_memory_edit, MemoryEdit};
 pub use model::*;
@@ -131,6 +133,11 @@ pub trait Store: Send + Sync + 'static {
     /// checked in the same atomic step; whether it was applied. A holder that
     /// lost its lease can therefore never commit.
     fn kv_write_fenced(&self, lease: &Lease, batch: &KvBatch) -> StoreResult<bool>;
+    /// Whether other processes use this store at the same time (replicas), so
+    /// that a read-modify-write must be made [`exclusively`]. Default: no.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Tells every process on this store, this one too, that there is work to
     /// look at (an event for a chat another replica holds, a lease let go of).
     /// Default: nothing to tell (a store one process owns).

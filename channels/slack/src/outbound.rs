@@ -62,14 +62,13 @@ impl Outbound<'_> {
                     json!({"channel": chat.chat, "text": text, "unfurl_links": false, "unfurl_media": false});
                 if let Some(thread) = &chat.thread {
                     body["thread_ts"] = json!(thread);
+                    // Part of the thread from the moment it posts: a person may
+                    // answer before Slack's reply to this call is read. (A post
+                    // that fails leaves it so: it meant to take part.)
+                    self.threads.joined(&chat.chat, thread);
                 }
                 match self.api.call("chat.postMessage", &body).await {
-                    Ok(sent) => {
-                        if let Some(thread) = &chat.thread {
-                            self.threads.joined(&chat.chat, thread);
-                        }
-                        Ok(SentRef { message_id: sent["ts"].as_str().unwrap_or_default().to_string() })
-                    }
+                    Ok(sent) => Ok(SentRef { message_id: sent["ts"].as_str().unwrap_or_default().to_string() }),
                     // A slash command in a channel the app is not in: answered through its response URL.
                     Err(ApiError::Refused(code))
                         if matches!(code.as_str(), "not_in_channel" | "channel_not_found") && handle.is_some() =>

@@ -106,6 +106,37 @@ impl EmbeddedBackend {
         &self.inner.store
     }
 
+    /// [`AgentBackend::set_memory_block`]'s read and write (run exclusively).
+    async fn set_memory_block_now(&self, agent_id: &str, label: &str, value: &str) -> Result<MemoryBlock, AgentError> {
+        let details = self.agent(agent_id).await?;
+        let mut block = details
+            .blocks
+            .into_iter()
+            .find(|b| b.label == label)
+            .unwrap_or_else(|| MemoryBlock::new(label, "", "Set by the operator."));
+        let len = value.chars().count();
+        if len > block.limit {
+            return Err(AgentError::Invalid(format!(
+                "the value is {len} characters, over the '{label}' block's limit of {}",
+                block.limit
+            )));
+        }
+        if !tools::memory::valid_label(label) {
+            return Err(AgentError::Invalid(format!(
+                "'{label}' cannot be a label: use 1-64 letters, digits, '_' or '-'"
+            )));
+        }
+        let before = std::mem::replace(&mut block.value, value.to_string());
+        let (owned, stored) = (agent_id.to_string(), block.clone());
+        let edit = MemoryEdit::new(label, "set", Some(OPERATOR.into()), Tier::Admin, None, &before, value);
+        blocking(self.store(), move |s| {
+            s.put_block(&owned, &stored)?;
+            record_memory_edit(s, &owned, &edit)
+        })
+        .await?;
+        Ok(block)
+    }
+
     async fn require_agent(&self, id: &str) -> Result<AgentRecord, AgentError> {
         let owned = id.to_string();
         blocking(self.store(), move |s| s.agent(&owned))
@@ -285,10 +316,27 @@ impl AgentBackend for EmbeddedBackend {
         if let Some(agent) = current {
             return Ok(agent);
         }
-        let created = self.create_agent(CreateAgentOptions::default()).await?.agent;
-        let id = created.id.clone();
-        blocking(self.store(), move |s| s.put_meta(DEFAULT_AGENT_KEY, &id)).await?;
-        Ok(created)
+        // Replicas meeting their first person at once make one agent: created by
+        // one process at a time, and looked for again inside.
+        let created = crate::store::exclusively(self.store(), "agent:default", || async {
+            let current = blocking(self.store(), |s| match s.meta(DEFAULT_AGENT_KEY)? {
+                Some(id) => s.agent(&id),
+                None => Ok(None),
+            })
+            .await?;
+            if let Some(agent) = current {
+                return Ok(Ok(agent));
+            }
+            let created = match self.create_agent(CreateAgentOptions::default()).await {
+                Ok(created) => created.agent,
+                Err(e) => return Ok(Err(e)),
+            };
+            let id = created.id.clone();
+            blocking(self.store(), move |s| s.put_meta(DEFAULT_AGENT_KEY, &id)).await?;
+            Ok(Ok(created))
+        })
+        .await?;
+        created
     }
 
     async fn set_model(&self, agent_id: &str, model: Option<String>) -> Result<AgentRecord, AgentError> {
@@ -318,33 +366,11 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn set_memory_block(&self, agent_id: &str, label: &str, value: &str) -> Result<MemoryBlock, AgentError> {
         let _guard = self.inner.memory_lock.lock().await;
-        let details = self.agent(agent_id).await?;
-        let mut block = details
-            .blocks
-            .into_iter()
-            .find(|b| b.label == label)
-            .unwrap_or_else(|| MemoryBlock::new(label, "", "Set by the operator."));
-        let len = value.chars().count();
-        if len > block.limit {
-            return Err(AgentError::Invalid(format!(
-                "the value is {len} characters, over the '{label}' block's limit of {}",
-                block.limit
-            )));
-        }
-        if !tools::memory::valid_label(label) {
-            return Err(AgentError::Invalid(format!(
-                "'{label}' cannot be a label: use 1-64 letters, digits, '_' or '-'"
-            )));
-        }
-        let before = std::mem::replace(&mut block.value, value.to_string());
-        let (owned, stored) = (agent_id.to_string(), block.clone());
-        let edit = MemoryEdit::new(label, "set", Some(OPERATOR.into()), Tier::Admin, None, &before, value);
-        blocking(self.store(), move |s| {
-            s.put_block(&owned, &stored)?;
-            record_memory_edit(s, &owned, &edit)
+        let section = format!("memory:{agent_id}");
+        crate::store::exclusively(self.store(), &section, || async {
+            Ok(self.set_memory_block_now(agent_id, label, value).await)
         })
-        .await?;
-        Ok(block)
+        .await?
     }
 
     async fn memory_history(&self, agent_id: &str, label: &str) -> Result<Vec<MemoryEdit>, AgentError> {

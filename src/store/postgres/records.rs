@@ -436,6 +436,10 @@ impl Store for PgStore {
         self.apply(batch, None, Some(lease.clone()))
     }
 
+    fn shared(&self) -> bool {
+        self.shared
+    }
+
     fn announce(&self) -> StoreResult<()> {
         let notify = format!("NOTIFY {}", super::listen::CHANNEL);
         self.run(move |client| async move { exec(&client, &notify, &[]).await.map(drop) })

@@ -147,7 +147,9 @@ pub async fn run(env: &ToolEnv, name: &str, input: Value) -> ToolOutcome {
     let agent_id = env.agent_id.clone();
     let tool = name.to_string();
     let (sender, tier, chat) = (env.sender.clone(), env.tier, env.chat.clone());
-    let result = blocking(&env.store, move |store| {
+    // Replicas edit the same blocks: one process at a time reads and writes them.
+    let section = format!("memory:{agent_id}");
+    let edit = blocking(&env.store, move |store| {
         let blocks = store.blocks(&agent_id)?;
         match apply(&tool, &input, &blocks) {
             Ok(block) => {
@@ -160,8 +162,8 @@ pub async fn run(env: &ToolEnv, name: &str, input: Value) -> ToolOutcome {
             }
             Err(message) => Ok(ToolOutcome::error(message)),
         }
-    })
-    .await;
+    });
+    let result = crate::store::exclusively(&env.store, &section, || edit).await;
     result.unwrap_or_else(|e| {
         tracing::error!(error = %e, "memory tool could not use the store");
         ToolOutcome::error("Memory could not be read or saved; try again.")

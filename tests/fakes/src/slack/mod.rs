@@ -287,8 +287,9 @@ impl FakeSlack {
         self.shared.change(|s| s.spread = spread);
     }
 
-    /// While spreading, sends every envelope on connection `number` (from 1, in
-    /// the order they opened) while it is open; `None`: in turn again.
+    /// While spreading, every envelope made from now on goes to connection
+    /// `number` (from 1, in the order they opened) while it is open; `None`: in
+    /// turn again.
     pub fn pin_to_connection(&self, number: Option<u64>) {
         self.shared.change(|s| s.pinned = number);
     }

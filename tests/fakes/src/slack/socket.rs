@@ -117,7 +117,7 @@ fn due(shared: &Shared, number: u64) -> Vec<Value> {
             continue;
         }
         if state.spread && !state.live.is_empty() {
-            let pinned = state.pinned.filter(|n| state.live.contains(n));
+            let pinned = e.target.filter(|n| state.live.contains(n));
             let target = pinned.unwrap_or_else(|| state.live[state.next_turn % state.live.len()]);
             if target != number {
                 continue;

@@ -84,6 +84,8 @@ pub struct Envelope {
     pub acked_after: Option<Duration>,
     /// The connection (its number, from 1) it was last sent on.
     pub connection: Option<u64>,
+    /// The connection it must go to (pinned when it was made), while open.
+    pub target: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -170,6 +172,7 @@ impl State {
             created: now,
             acked_after: None,
             connection: None,
+            target: self.pinned.filter(|_| self.spread),
         });
         id
     }
