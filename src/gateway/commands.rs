@@ -74,6 +74,8 @@ pub struct Commands {
     pub(super) decisions: Decisions,
     pub(super) names: Names,
     pub(super) default_model: String,
+    /// With replicas: where exclusive channels receive.
+    pub(super) standby: Option<super::standby::Standby>,
 }
 
 impl Commands {
@@ -214,7 +216,9 @@ impl Commands {
             let channels: Vec<String> = self
                 .registry
                 .all()
-                .map(|s| format!("{}: {}", s.channel.name(), super::observe::status_line(&*s.channel)))
+                .map(|s| {
+                    format!("{}: {}", s.channel.name(), super::standby::status_line(&*s.channel, self.standby.as_ref()))
+                })
                 .collect();
             text.push_str(&format!("\nChannels: {}", channels.join("; ")));
         }

@@ -244,9 +244,10 @@ impl Journal {
         .await
     }
 
-    /// Lists the unanswered events recorded since the last start that are not
-    /// listed yet: all of a journal written before the list existed, and any an
-    /// older version recorded in between (a downgrade). Returns how many.
+    /// Lists the unanswered events recorded since the last [`Journal::note_listed`]
+    /// that are not listed yet: all of a journal written before the list
+    /// existed, and any an older version recorded in between (a downgrade).
+    /// Returns how many.
     pub async fn index_open(&self) -> StoreResult<usize> {
         blocking(&self.store, |s| {
             let through = s.kv_get(META, "open-through")?.map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -267,6 +268,17 @@ impl Journal {
                 s.kv_write(&batch)?;
             }
             Ok(listed)
+        })
+        .await
+    }
+
+    /// Notes every event recorded so far as listed (this version lists what it
+    /// records as it records it), so the next start indexes only what an older
+    /// version may record meanwhile. At a stop, and now and then.
+    pub async fn note_listed(&self) -> StoreResult<()> {
+        blocking(&self.store, |s| match s.kv_scan(ORDER, "")?.pop() {
+            Some((last, _)) => s.kv_put(META, "open-through", last.as_bytes()),
+            None => Ok(()),
         })
         .await
     }

@@ -41,6 +41,7 @@ mod registry;
 mod replicas;
 mod retry;
 mod router;
+mod standby;
 mod stream;
 mod turn;
 mod turns;
@@ -86,6 +87,8 @@ pub struct Gateway {
     operator: Operator,
     /// With replicas: the shared work's coordination.
     replicas: Option<replicas::Replicas>,
+    /// With replicas: where exclusive channels receive.
+    standby: Option<standby::Standby>,
     /// What takes work or receives (sweeps, exclusive ingress): stopped first.
     intake_tasks: Mutex<Vec<JoinHandle<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -104,6 +107,7 @@ impl Gateway {
             && settings.store.kind == crate::config::StoreKind::Postgres)
             .then(|| leases::Leases::new(store.clone(), settings.store.postgres.replicas));
         let owners = leases.clone().map(owners::Owners::replicas).unwrap_or_else(owners::Owners::alone);
+        let standby = leases.as_ref().map(|l| standby::Standby::new(l.settings().lease_ttl));
         let registry = registry::Registry::new(channels, &settings.policy.approvers);
         let journal = journal::Journal::new(store.clone());
         let pacer = pacing::Pacer::new(registry.clone());
@@ -146,6 +150,7 @@ impl Gateway {
             decisions: decisions.clone(),
             names: names.clone(),
             default_model: settings.llm.model.clone(),
+            standby: standby.clone(),
         };
         let operator = Operator {
             store_requests: crate::admin::StoreRequests {
@@ -171,9 +176,9 @@ impl Gateway {
             guests: flood::GuestLimit::default(),
         };
         let ingress = ingress::Ingress::new(journal.clone(), dispatcher, owners.clone());
-        let replicas = leases.map(|leases| {
+        let replicas = leases.zip(standby.clone()).map(|(leases, standby)| {
             tracing::info!(holder = %leases.holder(), "running as one of several replicas on the database");
-            replicas::Replicas::new(leases, owners, journal.clone(), delivery.clone(), ingress.clone())
+            replicas::Replicas::new(leases, owners, journal.clone(), delivery.clone(), ingress.clone(), standby)
         });
         Gateway {
             backend: backend_for_upkeep,
@@ -187,6 +192,7 @@ impl Gateway {
             decisions,
             operator,
             replicas,
+            standby,
             intake_tasks: Mutex::default(),
             tasks: Mutex::default(),
         }
@@ -240,6 +246,7 @@ impl Gateway {
             loop {
                 tokio::time::sleep(PRUNE_EVERY).await;
                 let _ = journal.prune(JOURNAL_RETENTION_MS).await;
+                let _ = journal.note_listed().await;
                 let _ = delivery.prune(JOURNAL_RETENTION_MS).await;
                 if let Err(e) = backend.prune().await {
                     tracing::warn!(error = %e, "cannot forget old approval requests");
@@ -276,6 +283,9 @@ impl Gateway {
         let (running, _, _) = self.turns.load();
         let (undelivered, _) = self.delivery.pending_summary().await.unwrap_or((0, None));
         tracing::info!(running, undelivered, "stopped; what was left is resumed at the next start");
+        if let Err(e) = self.journal.note_listed().await {
+            tracing::warn!(error = %e, "cannot note the journal as listed; the next start lists it again");
+        }
         if let Some(replicas) = &self.replicas {
             // The other replicas take over now, not a lease's length later.
             replicas.leases.release_all().await;

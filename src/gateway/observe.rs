@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchboard_channel_core::{Channel, Ingress};
 
-use super::Gateway;
+use super::{standby, Gateway};
 use crate::metrics::{ChannelSnapshot, Snapshot};
 use crate::store::{blocking, now_ms, ApprovalState};
 
@@ -55,24 +55,11 @@ fn age_of(at_ms: Option<u64>) -> Option<Duration> {
 }
 
 impl Gateway {
-    /// Each channel's ingress, as its adapter reports it.
+    /// Each channel's ingress, as its adapter reports it (with replicas, an
+    /// exclusive channel received by another replica is standing by).
     pub fn ingress(&self) -> Vec<(String, Ingress)> {
-        self.registry
-            .all()
-            .map(|s| {
-                let name = s.channel.name().to_string();
-                let ingress = self.elsewhere(&*s.channel).unwrap_or_else(|| s.channel.ingress());
-                (name, ingress)
-            })
-            .collect()
-    }
-
-    /// With replicas, how an exclusive `channel` that does not receive here
-    /// stands (another replica receives, or nobody was seen to); `None` when its
-    /// own adapter tells.
-    fn elsewhere(&self, channel: &dyn Channel) -> Option<Ingress> {
-        let replicas = self.replicas.as_ref().filter(|_| channel.exclusive_ingress())?;
-        replicas.exclusive_ingress(channel.name())
+        let standby = self.standby.as_ref();
+        self.registry.all().map(|s| (s.channel.name().to_string(), standby::ingress(&*s.channel, standby))).collect()
     }
 
     /// Checks the store with a read and gathers every channel's ingress. At
@@ -165,16 +152,10 @@ impl Gateway {
     /// Each served channel's name and health line, in start order; a channel
     /// that stopped receiving says so, whatever its connection claims.
     pub fn statuses(&self) -> Vec<(String, String)> {
+        let standby = self.standby.as_ref();
         self.registry
             .all()
-            .map(|s| {
-                let line = match self.elsewhere(&*s.channel) {
-                    Some(Ingress::Standby) => "standby: another replica receives for it".to_string(),
-                    Some(_) => "not receiving here, and no other replica was seen receiving".to_string(),
-                    None => status_line(&*s.channel),
-                };
-                (s.channel.name().to_string(), line)
-            })
+            .map(|s| (s.channel.name().to_string(), standby::status_line(&*s.channel, standby)))
             .collect()
     }
 }

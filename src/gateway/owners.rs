@@ -37,10 +37,21 @@ impl Drop for Using {
 }
 
 /// A conversation's turn running here (with replicas, under its lease
-/// `turn:<conversation>`); let go of, and announced, when dropped.
+/// `turn:<conversation>`). [`TurnHold::release`] lets it go; dropped without
+/// (a panic), it is let go of in the background.
 pub struct TurnHold {
     leases: Option<Leases>,
     name: String,
+}
+
+impl TurnHold {
+    /// Lets the conversation go, and tells the other replicas.
+    pub async fn release(mut self) {
+        if let Some(leases) = self.leases.take() {
+            leases.release(&self.name).await;
+            leases.announce().await;
+        }
+    }
 }
 
 impl Drop for TurnHold {
@@ -116,18 +127,27 @@ impl Owners {
     /// already keeps its conversation's turns on one replica; this keeps them
     /// there when several chats share a conversation (`shared_conversation`,
     /// routes).
-    pub async fn hold_turn(&self, conversation: &str) -> TurnHold {
-        let Some(leases) = &self.leases else { return TurnHold { leases: None, name: String::new() } };
+    /// `None` once `stopping` says so, before or right after the claim.
+    pub async fn hold_turn(&self, conversation: &str, stopping: impl Fn() -> bool) -> Option<TurnHold> {
+        let Some(leases) = &self.leases else { return Some(TurnHold { leases: None, name: String::new() }) };
         let name = format!("turn:{conversation}");
         let mut waker = leases.waker();
-        loop {
+        while !stopping() {
             match leases.claim(&name).await {
-                Ok(true) => return TurnHold { leases: Some(leases.clone()), name },
+                Ok(true) => {
+                    let hold = TurnHold { leases: Some(leases.clone()), name };
+                    if stopping() {
+                        hold.release().await;
+                        return None;
+                    }
+                    return Some(hold);
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot claim a conversation's turn; trying again"),
             }
             waker.wait().await;
         }
+        None
     }
 
     /// Whether `chat` is this process's now (for sending).
@@ -208,6 +228,28 @@ mod tests {
             assert!(!one.holds("t:b:1"));
             assert!(two.take("t:b:1").await.is_some(), "idle: let go at once, not after the lease's length");
             assert!(one.take("t:b:1").await.is_none());
+        }
+    }
+
+    /// A conversation's turns, one replica at a time: a turn that ends lets go
+    /// before the next one here claims again (so a release never lands on the
+    /// next turn's claim), and a replica waiting for it gives up when stopping.
+    #[tokio::test]
+    async fn a_conversation_runs_one_turn_at_a_time_across_replicas() {
+        for backend in crate::store::test_backends() {
+            eprintln!("on {}", backend.name);
+            let ttl = Duration::from_secs(60);
+            let one = Owners::replicas(Leases::new(backend.store.clone(), settings(ttl)));
+            let two = Owners::replicas(Leases::new(backend.store.clone(), settings(ttl)));
+            let first = one.hold_turn("conv-1", || false).await.expect("free");
+            first.release().await;
+            let _second = one.hold_turn("conv-1", || false).await.expect("free again");
+            // Let any release still on its way land.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let stop_at = std::time::Instant::now() + Duration::from_millis(300);
+            let waited = two.hold_turn("conv-1", || std::time::Instant::now() > stop_at).await;
+            assert!(waited.is_none(), "held by the first replica's second turn; given up when stopping");
+            assert!(two.hold_turn("conv-2", || false).await.is_some(), "another conversation is free");
         }
     }
 

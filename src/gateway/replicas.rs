@@ -7,9 +7,9 @@
 //! (Telegram's long poller, a Discord connection) receives on the one replica
 //! holding its lease, and stops there before that lease can pass on.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use switchboard_channel_core::{Channel, InboundSink};
 
@@ -18,6 +18,7 @@ use super::ingress::Ingress;
 use super::journal::Journal;
 use super::leases::Leases;
 use super::owners::Owners;
+use super::standby::Standby;
 
 /// Tells the waiter for a first outcome, once.
 fn tell(first: &mut Option<tokio::sync::oneshot::Sender<()>>) {
@@ -40,46 +41,20 @@ pub struct Replicas {
     journal: Journal,
     delivery: Delivery,
     ingress: Ingress,
-    /// How each exclusive channel's ingress stands here.
-    ingress_states: Arc<Mutex<HashMap<String, IngressState>>>,
-}
-
-/// An exclusive channel's ingress on this replica.
-#[derive(Debug, Clone, Copy)]
-enum IngressState {
-    /// This replica holds the lease and the channel receives here.
-    Receiving,
-    /// Another replica held the lease when last asked (then).
-    Standby(Instant),
+    /// Where each exclusive channel receives, as seen here.
+    standby: Standby,
 }
 
 impl Replicas {
-    pub fn new(leases: Leases, owners: Owners, journal: Journal, delivery: Delivery, ingress: Ingress) -> Replicas {
-        Replicas { leases, owners, journal, delivery, ingress, ingress_states: Arc::default() }
-    }
-
-    fn set_state(&self, channel: &str, state: Option<IngressState>) {
-        let mut states = self.ingress_states.lock().unwrap_or_else(PoisonError::into_inner);
-        match state {
-            Some(state) => states.insert(channel.to_string(), state),
-            None => states.remove(channel),
-        };
-    }
-
-    /// How exclusive `channel` receives as seen from here: `None` when it
-    /// receives here (its adapter says how well); standing by while another
-    /// replica held its lease within a lease's length; down otherwise (nobody
-    /// was seen receiving: not healthy, whatever this replica's adapter says).
-    pub fn exclusive_ingress(&self, channel: &str) -> Option<switchboard_channel_core::Ingress> {
-        use switchboard_channel_core::Ingress;
-        let states = self.ingress_states.lock().unwrap_or_else(PoisonError::into_inner);
-        match states.get(channel) {
-            Some(IngressState::Receiving) => None,
-            Some(IngressState::Standby(at)) if at.elapsed() < self.leases.settings().lease_ttl => {
-                Some(Ingress::Standby)
-            }
-            _ => Some(Ingress::Down),
-        }
+    pub fn new(
+        leases: Leases,
+        owners: Owners,
+        journal: Journal,
+        delivery: Delivery,
+        ingress: Ingress,
+        standby: Standby,
+    ) -> Replicas {
+        Replicas { leases, owners, journal, delivery, ingress, standby }
     }
 
     /// One look for work nobody holds; returns how many events and replies
@@ -179,7 +154,7 @@ impl Replicas {
             match claimed {
                 Ok(true) => match channel.start(sink.clone()).await {
                     Ok(()) => {
-                        self.set_state(&name, Some(IngressState::Receiving));
+                        self.standby.receiving(&name);
                         tracing::info!(channel = %name, "receiving here (this replica holds the channel's lease)");
                         tell(&mut first);
                         self.receive_while_held(&*channel, &lease).await;
@@ -193,7 +168,7 @@ impl Replicas {
                     }
                 },
                 Ok(false) => {
-                    self.set_state(&name, Some(IngressState::Standby(Instant::now())));
+                    self.standby.elsewhere(&name);
                     if !announced {
                         announced = true;
                         tracing::info!(channel = %name, "standing by: another replica receives for this channel");
@@ -214,7 +189,7 @@ impl Replicas {
             tokio::time::sleep(settings.renew_every / 4).await;
         }
         channel.stop().await;
-        self.set_state(channel.name(), None);
+        self.standby.stopped(channel.name());
         tracing::warn!(channel = %channel.name(), "stopped receiving: the channel's lease was not renewed in time");
         self.leases.release(lease).await;
         self.leases.announce().await;

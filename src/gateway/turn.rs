@@ -47,12 +47,25 @@ pub struct TurnJob {
     pub closes: Vec<Interaction>,
 }
 
-pub async fn run(turns: Turns, mut job: TurnJob) {
+pub async fn run(turns: Turns, job: TurnJob) {
+    // With replicas, while no other replica runs a turn of the conversation
+    // (none, when stopping first: the events stay journaled for the next holder;
+    // a turn continuing a decided approval, which nothing would resume, waits).
+    let answers = !job.event_ids.is_empty();
+    let Some(hold) = turns.owners.hold_turn(&job.conversation_id, || answers && turns.draining()).await else {
+        return;
+    };
+    run_held(&turns, job).await;
+    // Let go of before the conversation's next turn here claims it again.
+    hold.release().await;
+}
+
+async fn run_held(turns: &Turns, mut job: TurnJob) {
+    let turns = turns.clone();
     let began = Instant::now();
     let ended = |outcome| crate::metrics::global().turn(outcome, began.elapsed());
     // Stopping: its events stay unanswered in the journal, for the next start.
     let Some(_under_way) = turns.start(job.event_ids.is_empty()) else { return };
-    let _turn = turns.owners.hold_turn(&job.conversation_id).await;
     let Some(channel) = turns.registry.channel(&job.chat.channel) else {
         tracing::error!(channel = %job.chat.channel, "no such channel");
         return;

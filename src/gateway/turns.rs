@@ -168,6 +168,11 @@ impl Turns {
         self.flight().draining = true;
     }
 
+    /// Whether the daemon is stopping (no new turn starts).
+    pub fn draining(&self) -> bool {
+        self.flight().draining
+    }
+
     /// A turn starts, counted until the guard drops; `None` when stopping and
     /// the turn answers messages (`resumes`: it continues a decided approval,
     /// which nothing would resume later, so it runs).

@@ -405,9 +405,12 @@ impl Approvals {
         by: Option<&Decider>,
         reason: Option<String>,
     ) -> StoreResult<(ApprovalRecord, bool)> {
-        let _guard = self.transitions.lock().await;
-        let section = format!("approval:{id}");
+        // Across processes first (one of a few sections, so that the lease rows
+        // stay few), then within this one.
+        let section =
+            format!("approval:{}", id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into())) % 64);
         let ended = crate::store::exclusively(&self.store, &section, || async {
+            let _guard = self.transitions.lock().await;
             let mut record = self.load(id).await?;
             if record.state != ApprovalState::Pending {
                 return Ok((record, false));

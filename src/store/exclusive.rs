@@ -2,14 +2,16 @@
 //! shared store (replicas on one database): a read-modify-write of the agent's
 //! memory, the creation of the default agent. Each call claims a lease of its
 //! own (a fresh holder id), waits while another process holds it, and releases
-//! it after; a process that dies inside lets it lapse after [`HOLD_FOR`]. On a
-//! store one process owns, the work simply runs.
+//! it after (in the background if the call is dropped or panics); a process
+//! that dies inside lets it lapse after [`HOLD_FOR`]. Sections must be short:
+//! the lease is not renewed. Names should come from a bounded set (a lease's
+//! row is kept). On a store one process owns, the work simply runs.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{blocking, Claim, Store, StoreError, StoreResult};
+use super::{blocking, Claim, Lease, Store, StoreError, StoreResult};
 
 /// How long a section may hold its lease before another process may take it.
 const HOLD_FOR: Duration = Duration::from_secs(30);
@@ -36,11 +38,33 @@ where
             Claim::Taken { .. } => return Err(StoreError::Backend(format!("{name} stayed busy in another process"))),
         }
     };
+    let mut held = Held { store: store.clone(), lease: Some(lease) };
     let result = work().await;
-    if let Err(e) = blocking(store, move |s| s.lease_release(&lease)).await {
-        tracing::warn!(error = %e, section = %name, "cannot release a section's lease; it lapses by itself");
+    if let Some(lease) = held.lease.take() {
+        if let Err(e) = blocking(store, move |s| s.lease_release(&lease)).await {
+            tracing::warn!(error = %e, section = %name, "cannot release a section's lease; it lapses by itself");
+        }
     }
     result
+}
+
+/// A section's lease while its work runs: released in the background when the
+/// work is dropped before it ends (a cancelled call, a panic).
+struct Held {
+    store: Arc<dyn Store>,
+    lease: Option<Lease>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        let store = self.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || {
+                let _ = store.lease_release(&lease);
+            });
+        }
+    }
 }
 
 #[cfg(test)]

@@ -60,14 +60,19 @@ impl Outbound<'_> {
             Visibility::Public => {
                 let mut body =
                     json!({"channel": chat.chat, "text": text, "unfurl_links": false, "unfurl_media": false});
+                // Part of the thread from the moment it posts: a person may
+                // answer before Slack's reply to this call is read. What it knew
+                // before comes back if Slack refuses the post.
+                let mut before = None;
                 if let Some(thread) = &chat.thread {
                     body["thread_ts"] = json!(thread);
-                    // Part of the thread from the moment it posts: a person may
-                    // answer before Slack's reply to this call is read. (A post
-                    // that fails leaves it so: it meant to take part.)
-                    self.threads.joined(&chat.chat, thread);
+                    before = Some(self.threads.joined(&chat.chat, thread));
                 }
-                match self.api.call("chat.postMessage", &body).await {
+                let posted = self.api.call("chat.postMessage", &body).await;
+                if let (Err(ApiError::Refused(_)), Some(thread), Some(before)) = (&posted, &chat.thread, before) {
+                    self.threads.restore(&chat.chat, thread, before);
+                }
+                match posted {
                     Ok(sent) => Ok(SentRef { message_id: sent["ts"].as_str().unwrap_or_default().to_string() }),
                     // A slash command in a channel the app is not in: answered through its response URL.
                     Err(ApiError::Refused(code))

@@ -45,9 +45,23 @@ impl Threads {
         known.threads.insert((channel.into(), thread.into()), member);
     }
 
-    /// The bot posted in a thread: it is part of it now.
-    pub fn joined(&self, channel: &str, thread: &str) {
+    /// The bot posts in a thread: it is part of it now. Returns what was known
+    /// before (for [`Threads::restore`]).
+    pub fn joined(&self, channel: &str, thread: &str) -> Option<bool> {
+        let before = self.lock().threads.get(&(channel.to_string(), thread.to_string())).copied();
         self.set(channel, thread, true);
+        before
+    }
+
+    /// Puts back what was known of a thread before [`Threads::joined`] (the
+    /// post was refused).
+    pub fn restore(&self, channel: &str, thread: &str, before: Option<bool>) {
+        match before {
+            Some(member) => self.set(channel, thread, member),
+            None => {
+                self.lock().threads.remove(&(channel.to_string(), thread.to_string()));
+            }
+        }
     }
 
     /// Whether the bot takes part in a thread (posted in it); asked of Slack
