@@ -39,6 +39,7 @@ impl Waker {
 /// release never lands after a newer claim of the same name.
 const SHARDS: usize = 16;
 
+/// The leases this process holds, one handle shared by its parts.
 #[derive(Clone)]
 pub struct Leases {
     store: Arc<dyn Store>,
@@ -74,6 +75,7 @@ impl Leases {
         &self.holder
     }
 
+    /// The lease length, renewal and poll settings.
     pub fn settings(&self) -> &ReplicaSettings {
         &self.settings
     }

@@ -34,6 +34,7 @@ const SWEEP_GAP: Duration = Duration::from_millis(50);
 /// claims that channel again.
 const START_RETRY: Duration = Duration::from_secs(10);
 
+/// This replica's share of the work: its sweeps and exclusive ingress keepers.
 #[derive(Clone)]
 pub struct Replicas {
     pub leases: Leases,
