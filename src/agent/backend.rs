@@ -47,6 +47,10 @@ pub struct SessionOptions {
     pub workdir: Option<std::path::PathBuf>,
     /// Tools the session's program runs itself, offered beside the built-in ones.
     pub external_tools: Option<Arc<dyn ExternalTools>>,
+    /// With replicas: the lease on the conversation's turn. The session's
+    /// transcript entries are stored only while it is held, so a replica that
+    /// lost the conversation adds nothing to it.
+    pub fence: Option<crate::store::Lease>,
 }
 
 /// Tools a session's program runs itself (the SDK's `tools`). Their calls pass
@@ -73,6 +77,7 @@ impl Default for SessionOptions {
             in_group: false,
             workdir: None,
             external_tools: None,
+            fence: None,
         }
     }
 }

@@ -45,6 +45,11 @@ pub struct TurnHold {
 }
 
 impl TurnHold {
+    /// The lease the turn's transcript entries are stored under (`None` alone).
+    pub fn fence(&self) -> Option<Lease> {
+        self.leases.as_ref().and_then(|leases| leases.fence(&self.name))
+    }
+
     /// Lets the conversation go, and tells the other replicas.
     pub async fn release(mut self) {
         if let Some(leases) = self.leases.take() {
@@ -271,9 +276,44 @@ mod tests {
             let mut batch = KvBatch::new();
             batch.put("outbox", "1", b"reply".to_vec());
             let store = backend.store.clone();
-            let written = crate::store::blocking(&store, move |s| s.kv_write_fenced(&stale, &batch)).await.unwrap();
+            let old = stale.clone();
+            let written = crate::store::blocking(&store, move |s| s.kv_write_fenced(&old, &batch)).await.unwrap();
             assert!(!written, "the old holder's reply is refused");
             assert_eq!(backend.store.kv_get("outbox", "1").unwrap(), None);
+        }
+    }
+
+    /// A turn's transcript entries are stored only under its conversation's
+    /// lease: the replica that lost it adds nothing, the new holder does.
+    #[tokio::test]
+    async fn a_lapsed_holder_adds_nothing_to_the_transcript() {
+        use crate::store::{text_content, Entry, MessageBody};
+        for backend in crate::store::test_backends() {
+            eprintln!("on {}", backend.name);
+            let short = Duration::from_millis(300);
+            let one = Owners::replicas(Leases::new(backend.store.clone(), settings(short)));
+            let two = Owners::replicas(Leases::new(backend.store.clone(), settings(Duration::from_secs(60))));
+            let first = one.hold_turn("conv-1", || false).await.unwrap();
+            let stale = first.fence().expect("a lease to present");
+            let entry = |text: &str| Entry::new(None, MessageBody::User { content: text_content(text.to_string()) });
+            let store = backend.store.clone();
+            let (kept, refused, later) = (entry("while held"), entry("after losing it"), entry("the new holder"));
+            let expected = vec![kept.id().to_string(), later.id().to_string()];
+            let (lease, said) = (stale.clone(), kept);
+            let appended = crate::store::blocking(&store, move |s| s.append_entry_fenced(&lease, "conv-1", &said));
+            assert!(appended.await.unwrap().is_some(), "held: stored");
+            tokio::time::sleep(short + Duration::from_millis(100)).await;
+            let second = two.hold_turn("conv-1", || false).await.expect("lapsed: the other replica takes it");
+            let (lease, said) = (stale, refused);
+            let appended = crate::store::blocking(&store, move |s| s.append_entry_fenced(&lease, "conv-1", &said));
+            assert!(appended.await.unwrap().is_none(), "the old holder's entry is refused");
+            let (lease, said) = (second.fence().unwrap(), later);
+            let appended = crate::store::blocking(&store, move |s| s.append_entry_fenced(&lease, "conv-1", &said));
+            assert!(appended.await.unwrap().is_some());
+            let stored: Vec<String> =
+                backend.store.entries("conv-1").unwrap().into_iter().map(|(_, e)| e.id().to_string()).collect();
+            assert_eq!(stored, expected, "the held one and the new holder's, not the lost one's");
+            drop(first);
         }
     }
 }

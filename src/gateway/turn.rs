@@ -55,12 +55,12 @@ pub async fn run(turns: Turns, job: TurnJob) {
     let Some(hold) = turns.owners.hold_turn(&job.conversation_id, || answers && turns.draining()).await else {
         return;
     };
-    run_held(&turns, job).await;
+    run_held(&turns, job, hold.fence()).await;
     // Let go of before the conversation's next turn here claims it again.
     hold.release().await;
 }
 
-async fn run_held(turns: &Turns, mut job: TurnJob) {
+async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::Lease>) {
     let turns = turns.clone();
     let began = Instant::now();
     let ended = |outcome| crate::metrics::global().turn(outcome, began.elapsed());
@@ -79,6 +79,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob) {
         can_use_tool: None,
         workdir: None,
         external_tools: None,
+        fence,
     };
     let mut session = match turns.backend.resume_session(&job.conversation_id, options).await {
         Ok(s) => s,

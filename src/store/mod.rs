@@ -78,6 +78,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an entry to a conversation's transcript and returns its sequence number.
     fn append_entry(&self, conversation_id: &str, entry: &Entry) -> StoreResult<u64>;
+    /// As [`Store::append_entry`], only while `lease` is still held with its
+    /// fence, checked in the same atomic step; `None` when it is not (nothing is
+    /// written): a replica that lost a conversation adds nothing to it.
+    fn append_entry_fenced(&self, lease: &Lease, conversation_id: &str, entry: &Entry) -> StoreResult<Option<u64>>;
     /// The transcript in append order, each entry with its sequence number.
     fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>>;
     /// The transcript newest first, read lazily: what needs only the recent end

@@ -44,6 +44,44 @@ pub struct SledStore {
 pub const DEFAULT_CACHE_MB: u64 = 64;
 
 impl SledStore {
+    /// Appends `entry`, while `lease` (when given) is still held.
+    fn append_entry_if(&self, conversation_id: &str, entry: &Entry, lease: Option<&Lease>) -> StoreResult<Option<u64>> {
+        use sled::transaction::ConflictableTransactionError;
+        use sled::Transactional;
+        // sled's ids only grow, across restarts too, so they order the transcript.
+        let seq = self.db.generate_id().map_err(backend)?;
+        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let conversation = match self.conversation(conversation_id)? {
+            Some(mut c) => {
+                c.updated_at = entry.msg.timestamp;
+                Some(serde_json::to_vec(&c).map_err(|e| StoreError::Backend(e.to_string()))?)
+            }
+            None => None,
+        };
+        // The entry, its id's index and the conversation's time together, or
+        // none; and only while the lease is held.
+        let appended = self.durable(|| {
+            (&self.entries, &self.entry_ids, &self.conversations, &self.leases)
+                .transaction(|(entries, ids, conversations, leases)| {
+                    if let Some(lease) = lease {
+                        let current = leases.get(lease.name.as_bytes())?;
+                        let current = current.and_then(|bytes| serde_json::from_slice::<Lease>(&bytes).ok());
+                        if !current.is_some_and(|c| still_held(&c, lease, now_ms())) {
+                            return Ok(false);
+                        }
+                    }
+                    entries.insert(child_key(conversation_id, &seq.to_be_bytes()), bytes.as_slice())?;
+                    ids.insert(child_key(conversation_id, entry.id().as_bytes()), &seq.to_be_bytes())?;
+                    if let Some(c) = &conversation {
+                        conversations.insert(conversation_id.as_bytes(), c.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<()>>(true)
+                })
+                .map_err(|e| StoreError::Backend(format!("{e:?}")))
+        })?;
+        Ok(appended.then_some(seq))
+    }
+
     /// Opens (creating if needed) the store in `dir`, upgrading an older schema.
     pub fn open(dir: &Path) -> StoreResult<SledStore> {
         Self::open_sized(dir, DEFAULT_CACHE_MB)
@@ -389,32 +427,11 @@ impl Store for SledStore {
     }
 
     fn append_entry(&self, conversation_id: &str, entry: &Entry) -> StoreResult<u64> {
-        use sled::transaction::ConflictableTransactionError;
-        use sled::Transactional;
-        // sled's ids only grow, across restarts too, so they order the transcript.
-        let seq = self.db.generate_id().map_err(backend)?;
-        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let conversation = match self.conversation(conversation_id)? {
-            Some(mut c) => {
-                c.updated_at = entry.msg.timestamp;
-                Some(serde_json::to_vec(&c).map_err(|e| StoreError::Backend(e.to_string()))?)
-            }
-            None => None,
-        };
-        // The entry, its id's index and the conversation's time together, or none.
-        self.durable(|| {
-            (&self.entries, &self.entry_ids, &self.conversations)
-                .transaction(|(entries, ids, conversations)| {
-                    entries.insert(child_key(conversation_id, &seq.to_be_bytes()), bytes.as_slice())?;
-                    ids.insert(child_key(conversation_id, entry.id().as_bytes()), &seq.to_be_bytes())?;
-                    if let Some(c) = &conversation {
-                        conversations.insert(conversation_id.as_bytes(), c.as_slice())?;
-                    }
-                    Ok::<_, ConflictableTransactionError<()>>(())
-                })
-                .map_err(|e| StoreError::Backend(format!("{e:?}")))
-        })?;
-        Ok(seq)
+        Ok(self.append_entry_if(conversation_id, entry, None)?.expect("no lease to lose"))
+    }
+
+    fn append_entry_fenced(&self, lease: &Lease, conversation_id: &str, entry: &Entry) -> StoreResult<Option<u64>> {
+        self.append_entry_if(conversation_id, entry, Some(lease))
     }
 
     fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>> {

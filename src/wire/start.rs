@@ -193,6 +193,7 @@ fn session_options(
         in_group: false,
         workdir: Some(cwd.to_path_buf()),
         external_tools: Some(external),
+        fence: None,
     }
 }
 

@@ -146,7 +146,7 @@ impl EmbeddedBackend {
 
     fn session(&self, agent_id: String, conversation_id: String, options: SessionOptions) -> Session {
         let place = options.workdir.map(|workdir| Arc::new(Workplace { workdir, sandbox: std::sync::OnceLock::new() }));
-        let external = options.external_tools;
+        let (external, fence) = (options.external_tools, options.fence);
         let context = ToolContext {
             agent_id: agent_id.clone(),
             conversation_id: conversation_id.clone(),
@@ -161,6 +161,7 @@ impl EmbeddedBackend {
             context,
             place,
             external,
+            fence,
         };
         Session::new(agent_id, conversation_id, Arc::new(runner))
     }
@@ -186,6 +187,8 @@ struct SessionRunner {
     /// Where this session's tools work, when not in `[agent] workdir`.
     place: Option<Arc<Workplace>>,
     external: Option<Arc<dyn ExternalTools>>,
+    /// What its transcript entries are stored under (replicas).
+    fence: Option<crate::store::Lease>,
 }
 
 /// A session's own working directory, with its confinement (made on first use
@@ -210,7 +213,8 @@ impl Inner {
 
 impl TurnRunner for SessionRunner {
     fn start_turn(&self, request: TurnRequest) {
-        let extras = turn::Extras { place: self.place.clone(), external: self.external.clone() };
+        let extras =
+            turn::Extras { place: self.place.clone(), external: self.external.clone(), fence: self.fence.clone() };
         let turn = turn::run(self.inner.clone(), self.policy.clone(), self.context.clone(), extras, request);
         tokio::spawn(turn);
     }

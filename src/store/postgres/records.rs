@@ -34,6 +34,20 @@ pub(super) async fn rows(client: &impl GenericClient, sql: &str, params: Params<
     client.query(&statement, params).await.map_err(pg)
 }
 
+/// Whether `lease` is still held with its fence, in transaction `tx`. The shared
+/// row lock holds off a new holder's claim until this commit: two holders'
+/// writes never interleave.
+async fn held_in(tx: &impl GenericClient, lease: &Lease) -> StoreResult<bool> {
+    let held = rows(
+        tx,
+        "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND fence = $3
+         AND expires_at_ms >= switchboard_now_ms() FOR SHARE",
+        &[&lease.name, &lease.holder, &signed(lease.fence)],
+    )
+    .await?;
+    Ok(!held.is_empty())
+}
+
 /// How many records each part holds and their bytes, largest first.
 pub(super) async fn sizes(client: &tokio_postgres::Client) -> StoreResult<Vec<TreeSize>> {
     let rows = client
@@ -130,21 +144,50 @@ impl PgStore {
 
     /// Applies `batch` in one transaction, only when `guard` (space, key) holds
     /// nothing, and only while `lease` is held (if given); whether it applied.
+    /// Appends `entry`, while `lease` (when given) is still held.
+    fn append_entry_if(&self, conversation_id: &str, entry: &Entry, lease: Option<Lease>) -> StoreResult<Option<u64>> {
+        let (conversation_id, entry_id, body) = (conversation_id.to_string(), entry.id().to_string(), encode(entry)?);
+        let updated_at = entry.msg.timestamp;
+        self.run(move |mut client| async move {
+            // The entry and the conversation's time together, or none; and only
+            // while the lease is held.
+            let tx = client.transaction().await.map_err(pg)?;
+            if let Some(lease) = lease {
+                if !held_in(&tx, &lease).await? {
+                    tx.rollback().await.map_err(pg)?;
+                    return Ok(None);
+                }
+            }
+            let seq: i64 = rows(&tx, "SELECT nextval('ids')", &[]).await?[0].get(0);
+            exec(
+                &tx,
+                "INSERT INTO entries (conversation_id, seq, entry_id, body) VALUES ($1, $2, $3, $4)",
+                &[&conversation_id, &seq, &entry_id, &body],
+            )
+            .await?;
+            let found =
+                rows(&tx, "SELECT body FROM conversations WHERE id = $1 FOR UPDATE", &[&conversation_id]).await?;
+            if let Some(row) = found.first() {
+                let mut conversation: ConversationRecord = decode("conversation", row.get::<_, &[u8]>(0))?;
+                conversation.updated_at = updated_at;
+                exec(
+                    &tx,
+                    "UPDATE conversations SET body = $2 WHERE id = $1",
+                    &[&conversation_id, &encode(&conversation)?],
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(Some(seq as u64))
+        })
+    }
+
     fn apply(&self, batch: &KvBatch, guard: Option<(String, String)>, lease: Option<Lease>) -> StoreResult<bool> {
         let ops = batch.ops().to_vec();
         self.run(move |mut client| async move {
             let tx = client.transaction().await.map_err(pg)?;
             if let Some(lease) = lease {
-                // The shared row lock holds off a new holder's claim until this
-                // commit: two holders' writes never interleave.
-                let held = rows(
-                    &tx,
-                    "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND fence = $3
-                     AND expires_at_ms >= switchboard_now_ms() FOR SHARE",
-                    &[&lease.name, &lease.holder, &signed(lease.fence)],
-                )
-                .await?;
-                if held.is_empty() {
+                if !held_in(&tx, &lease).await? {
                     tx.rollback().await.map_err(pg)?;
                     return Ok(false);
                 }
@@ -283,33 +326,11 @@ impl Store for PgStore {
     }
 
     fn append_entry(&self, conversation_id: &str, entry: &Entry) -> StoreResult<u64> {
-        let (conversation_id, entry_id, body) = (conversation_id.to_string(), entry.id().to_string(), encode(entry)?);
-        let updated_at = entry.msg.timestamp;
-        self.run(move |mut client| async move {
-            // The entry and the conversation's time together, or none.
-            let tx = client.transaction().await.map_err(pg)?;
-            let seq: i64 = rows(&tx, "SELECT nextval('ids')", &[]).await?[0].get(0);
-            exec(
-                &tx,
-                "INSERT INTO entries (conversation_id, seq, entry_id, body) VALUES ($1, $2, $3, $4)",
-                &[&conversation_id, &seq, &entry_id, &body],
-            )
-            .await?;
-            let found =
-                rows(&tx, "SELECT body FROM conversations WHERE id = $1 FOR UPDATE", &[&conversation_id]).await?;
-            if let Some(row) = found.first() {
-                let mut conversation: ConversationRecord = decode("conversation", row.get::<_, &[u8]>(0))?;
-                conversation.updated_at = updated_at;
-                exec(
-                    &tx,
-                    "UPDATE conversations SET body = $2 WHERE id = $1",
-                    &[&conversation_id, &encode(&conversation)?],
-                )
-                .await?;
-            }
-            tx.commit().await.map_err(pg)?;
-            Ok(seq as u64)
-        })
+        Ok(self.append_entry_if(conversation_id, entry, None)?.expect("no lease to lose"))
+    }
+
+    fn append_entry_fenced(&self, lease: &Lease, conversation_id: &str, entry: &Entry) -> StoreResult<Option<u64>> {
+        self.append_entry_if(conversation_id, entry, Some(lease.clone()))
     }
 
     fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>> {

@@ -43,6 +43,9 @@ pub(super) struct Extras {
     pub place: Option<Arc<Workplace>>,
     /// Tools its program runs.
     pub external: Option<Arc<dyn ExternalTools>>,
+    /// The lease its entries are stored under (replicas): none is stored once
+    /// it is lost.
+    pub fence: Option<crate::store::Lease>,
 }
 
 struct Turn {
@@ -334,7 +337,19 @@ impl Turn {
     async fn store_entry(&mut self, entry: Entry) -> Result<(), Failure> {
         let conversation_id = self.request.conversation_id.clone();
         let stored = entry.clone();
-        blocking(&self.inner.store, move |s| s.append_entry(&conversation_id, &stored)).await?;
+        match self.extras.fence.clone() {
+            None => {
+                blocking(&self.inner.store, move |s| s.append_entry(&conversation_id, &stored)).await?;
+            }
+            Some(lease) => {
+                let append =
+                    move |s: &dyn crate::store::Store| s.append_entry_fenced(&lease, &conversation_id, &stored);
+                if blocking(&self.inner.store, append).await?.is_none() {
+                    tracing::warn!("another replica took the conversation; this turn stops");
+                    return Err(Failure::internal("another switchboard replica took over this conversation"));
+                }
+            }
+        }
         self.path.push(entry);
         Ok(())
     }
