@@ -300,8 +300,9 @@ impl Delivery {
                 Ok(()) => {
                     item.delivered_parts += 1;
                     // The last part needs no mark: the item is removed next.
-                    if item.delivered_parts < parts.len() {
-                        self.outbox.mark(&item).await?;
+                    if item.delivered_parts < parts.len() && !self.mark(&item).await? {
+                        // Another replica holds the chat now: it sends the rest.
+                        return Ok(());
                     }
                 }
                 Err(e @ (ChannelError::Rejected(_) | ChannelError::Unsupported(_))) => {
@@ -321,10 +322,20 @@ impl Delivery {
         if let Err(e) = self.outbox.remove(item.seq).await {
             // Not removed: at least record every part as delivered, so that the
             // next round does not send the last one again.
-            self.outbox.mark(&item).await?;
+            self.mark(&item).await?;
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Records the parts of `item` delivered so far, only while this process
+    /// holds its chat (with replicas, a write fenced by the chat's lease); false
+    /// when it does not (another replica's progress is not overwritten).
+    async fn mark(&self, item: &OutboxItem) -> crate::store::StoreResult<bool> {
+        match self.owners.fence(&item.chat.id()) {
+            Ok(fence) => self.outbox.mark(item, fence).await,
+            Err(_) => Ok(false),
+        }
     }
 
     /// Every stored reply not wholly delivered.

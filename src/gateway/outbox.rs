@@ -220,9 +220,22 @@ impl Outbox {
     }
 
     /// Records that one more part is delivered.
-    pub async fn mark(&self, item: &OutboxItem) -> StoreResult<()> {
+    /// With `fence` (a replica's lease on the chat), only while it is held;
+    /// whether it was recorded.
+    pub async fn mark(&self, item: &OutboxItem, fence: Option<Lease>) -> StoreResult<bool> {
         let stored = item.clone();
-        blocking(&self.store, move |s| s.kv_put(SPACE, &key(stored.seq), &encode(&stored))).await
+        blocking(&self.store, move |s| {
+            let (key, value) = (key(stored.seq), encode(&stored));
+            match fence {
+                None => s.kv_put(SPACE, &key, &value).map(|()| true),
+                Some(lease) => {
+                    let mut batch = KvBatch::new();
+                    batch.put(SPACE, &key, value);
+                    s.kv_write_fenced(&lease, &batch)
+                }
+            }
+        })
+        .await
     }
 
     /// Notes a reply as shown without an item (the streamed message was all of it).

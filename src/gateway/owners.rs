@@ -280,6 +280,29 @@ mod tests {
             let written = crate::store::blocking(&store, move |s| s.kv_write_fenced(&old, &batch)).await.unwrap();
             assert!(!written, "the old holder's reply is refused");
             assert_eq!(backend.store.kv_get("outbox", "1").unwrap(), None);
+            // Nor can it record a part of a reply as sent.
+            use super::super::outbox::{Outbound, Outbox, OutboxItem};
+            let chat = switchboard_channel_core::ChatKey {
+                channel: "t".into(),
+                account: "b".into(),
+                chat: "1".into(),
+                thread: None,
+            };
+            let item = OutboxItem {
+                seq: 9,
+                chat,
+                message: Outbound::default(),
+                stream_message: None,
+                stream_shown: None,
+                delivered_parts: 1,
+                created_at: 0,
+                answers: Vec::new(),
+                reply_entry: None,
+            };
+            let outbox = Outbox::new(store.clone());
+            assert!(!outbox.mark(&item, Some(stale)).await.unwrap(), "the old holder's mark is refused");
+            assert!(outbox.get(9).await.unwrap().is_none());
+            assert!(outbox.mark(&item, None).await.unwrap(), "unfenced (alone): recorded");
         }
     }
 

@@ -60,20 +60,25 @@ impl SledStore {
         };
         // The entry, its id's index and the conversation's time together, or
         // none; and only while the lease is held.
+        // (The leases take part only when one is to be checked.)
+        let mut trees = vec![self.entries.clone(), self.entry_ids.clone(), self.conversations.clone()];
+        if lease.is_some() {
+            trees.push(self.leases.clone());
+        }
         let appended = self.durable(|| {
-            (&self.entries, &self.entry_ids, &self.conversations, &self.leases)
-                .transaction(|(entries, ids, conversations, leases)| {
+            trees[..]
+                .transaction(|views| {
                     if let Some(lease) = lease {
-                        let current = leases.get(lease.name.as_bytes())?;
+                        let current = views[3].get(lease.name.as_bytes())?;
                         let current = current.and_then(|bytes| serde_json::from_slice::<Lease>(&bytes).ok());
                         if !current.is_some_and(|c| still_held(&c, lease, now_ms())) {
                             return Ok(false);
                         }
                     }
-                    entries.insert(child_key(conversation_id, &seq.to_be_bytes()), bytes.as_slice())?;
-                    ids.insert(child_key(conversation_id, entry.id().as_bytes()), &seq.to_be_bytes())?;
+                    views[0].insert(child_key(conversation_id, &seq.to_be_bytes()), bytes.as_slice())?;
+                    views[1].insert(child_key(conversation_id, entry.id().as_bytes()), &seq.to_be_bytes())?;
                     if let Some(c) = &conversation {
-                        conversations.insert(conversation_id.as_bytes(), c.as_slice())?;
+                        views[2].insert(conversation_id.as_bytes(), c.as_slice())?;
                     }
                     Ok::<_, ConflictableTransactionError<()>>(true)
                 })
