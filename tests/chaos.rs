@@ -44,11 +44,9 @@ struct Expected {
 async fn killed_at_random_moments_nothing_is_lost_and_nothing_answered_twice() {
     let rounds: usize =
         std::env::var("SWITCHBOARD_CHAOS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(8).clamp(1, 200);
-    let seed = std::env::var("SWITCHBOARD_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed = common::chaos_seed();
     println!("chaos: {rounds} rounds, seed {seed} (SWITCHBOARD_CHAOS_SEED={seed} repeats the kill times)");
-    let mut random = Lcg(seed);
+    let mut random = common::Lcg(seed);
 
     let mut h = Harness::new().await;
     let tg = FakeTelegram::start().await;
@@ -232,14 +230,4 @@ fn click_prompts(tg: &FakeTelegram, clicked: &mut HashSet<(i64, i64)>) {
 fn unchanged_edits(tg: &FakeTelegram) -> usize {
     tg.calls_of("editmessagetext").len()
         - tg.sent().iter().map(|m| m.edits.len()).sum::<usize>().min(tg.calls_of("editmessagetext").len())
-}
-
-/// A small deterministic generator, so a seed repeats a run's kill times.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
 }

@@ -57,16 +57,6 @@ fn message(chat: i64, n: usize) -> String {
     format!("msg-c{chat}-n{n}-end")
 }
 
-/// A small deterministic generator, so a seed repeats a run's kill time.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 /// The replica that polls is killed with SIGKILL at a seeded random moment, the
 /// other takes over, the killed one comes back as the new standby; a bounded
 /// number of rounds (`SWITCHBOARD_REPLICA_KILLS`, 3 by default) while four chats
@@ -75,11 +65,9 @@ impl Lcg {
 async fn killed_replicas_are_replaced_within_the_lease_and_every_message_is_answered() {
     let rounds: usize =
         std::env::var("SWITCHBOARD_REPLICA_KILLS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).clamp(1, 20);
-    let seed = std::env::var("SWITCHBOARD_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed = common::chaos_seed();
     println!("replicas: {rounds} kills, seed {seed} (SWITCHBOARD_CHAOS_SEED={seed} repeats the kill times)");
-    let mut random = Lcg(seed);
+    let mut random = common::Lcg(seed);
     let (h, telegram) = setup(TTL_MS).await;
     let dirs = [h.data_dir(), second_dir(&h)];
 

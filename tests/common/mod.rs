@@ -15,6 +15,24 @@ use switchboard_fakes::FakeLlm;
 use tokio::io::AsyncWriteExt;
 
 pub const MODEL: &str = "fake-model";
+
+/// The seed of a run's random kill times: `SWITCHBOARD_CHAOS_SEED`, or the clock.
+pub fn chaos_seed() -> u64 {
+    std::env::var("SWITCHBOARD_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    })
+}
+
+/// A small deterministic generator, so a seed repeats a run's kill times.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Harness {
