@@ -25,7 +25,7 @@ use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::config::{self, ConfigSource};
 use switchboard::daemon::{Daemon, Parts};
 use switchboard::store::postgres::{PgOptions, PgStore};
-use switchboard::store::{SledStore, Store};
+use switchboard::store::Store;
 use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
 
 #[path = "gateway/discord.rs"]
@@ -246,7 +246,7 @@ async fn long_conversation(llm: &FakeLlm, size: usize) -> (tempfile::TempDir, Em
     .collect();
     let settings =
         config::load_with(&ConfigSource { file: None, file_required: false, env }, &[]).expect("settings").settings;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&settings.data_dir).expect("store"));
+    let store: Arc<dyn Store> = switchboard::store::open(&settings).expect("store");
     let backend = EmbeddedBackend::new(store.clone(), settings);
     let agent = backend.default_agent().await.expect("agent");
     let session = backend.create_session(&agent.id, SessionOptions::default()).await.expect("session");
@@ -306,7 +306,8 @@ async fn acknowledgements(llm: &FakeLlm, postgres: Option<String>) -> Acks {
                 PgStore::open(&PgOptions { url, pool_size: 8, replicas: Default::default() }).expect("the database"),
             )
         }
-        None => Arc::new(SledStore::open(&settings.data_dir).expect("store")),
+        // The store the settings choose (SQLite, on a fresh directory).
+        None => switchboard::store::open(&settings).expect("store"),
     };
     let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
     let daemon =

@@ -69,7 +69,7 @@ def kubernetes():
     with open(os.path.join(HERE, "k8s", "switchboard.yaml")) as f:
         docs = {d["kind"]: d for d in yaml.safe_load_all(f)}
     spec = docs["StatefulSet"]["spec"]
-    expect(spec["replicas"] == 1, "k8s: one replica owns the sled store")
+    expect(spec["replicas"] == 1, "k8s: one replica owns the data directory store")
     kubernetes_pod(docs, spec["template"]["spec"], "k8s")
 
 

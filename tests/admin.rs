@@ -141,15 +141,15 @@ async fn a_data_directory_in_use_or_damaged_is_refused_with_a_clear_message() {
     let h = Harness::new().await;
     {
         // Another process holds the data directory.
-        let _held = switchboard::store::SledStore::open(&h.data_dir()).unwrap();
+        let _held = switchboard::store::SqliteStore::open(&h.data_dir(), 8).unwrap();
         let out = h.run(&["agent", "list"]).await;
         assert_eq!(out.code, 1);
         assert!(out.stderr.contains("is in use by another switchboard process (pid "), "{}", out.stderr);
     }
-    // A file where the database should be.
+    // Something else where the database should be.
     let broken = h.path("broken");
     std::fs::create_dir_all(&broken).unwrap();
-    std::fs::write(broken.join("db"), b"not a database").unwrap();
+    std::fs::write(broken.join(switchboard::store::SQLITE_FILE), [0xA5u8; 8192]).unwrap();
     let out = h.run_with_env_data_dir(&broken, &["agent", "list"]).await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.starts_with("error: "), "{}", out.stderr);

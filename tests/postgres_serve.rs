@@ -118,21 +118,41 @@ async fn check_reads_the_database_without_taking_or_changing_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sled_deployment_moves_to_postgres_and_back_without_loss() {
+async fn a_sled_deployment_moves_to_sqlite_then_postgres_and_back_without_loss() {
     let (mut h, telegram) = setup().await;
 
-    // On sled (the default): a conversation.
+    // An earlier version's deployment, on sled: a conversation.
+    h.set("SWITCHBOARD_STORE__KIND", "sled");
     let daemon = h.serve(&telegram).await;
     telegram.send_dm(1, "my favourite drink is tea");
     wait_reply(&telegram, 1, "echo: my favourite drink is tea").await;
     assert_eq!(daemon.stop().await, 0);
 
-    let out = h.run(&["store", "migrate", "--from", "sled", "--to", "postgres"]).await;
+    // Upgraded, with no store named: it finds its sled store and goes on there.
+    h.unset("SWITCHBOARD_STORE__KIND");
+    let daemon = h.serve(&telegram).await;
+    telegram.send_dm(1, "I live by the sea");
+    wait_reply(&telegram, 1, "echo: I live by the sea").await;
+    assert_eq!(daemon.stop().await, 0);
+    let asked = h.llm.requests().into_iter().rev().find(|r| r.all_text().contains("I live by the sea")).unwrap();
+    assert!(asked.all_text().contains("my favourite drink is tea"), "the sled store was used");
+
+    // Moved to SQLite in the same data directory, which is used from then on.
+    let out = h.run(&["store", "migrate", "--from", "sled", "--to", "sqlite"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Copied and compared: 1 agent(s)"), "{}", out.stdout);
+    let again = h.run(&["store", "migrate", "--from", "sled", "--to", "sqlite"]).await;
+    assert_ne!(again.code, 0, "a second move into the same directory is refused");
+    assert!(again.stderr.contains("already holds a sqlite store"), "{}", again.stderr);
+    let out = h.run(&["check"]).await;
+    assert!(out.stdout.contains("Data directory (sqlite store)"), "{}", out.stdout);
+
+    let out = h.run(&["store", "migrate", "--from", "sqlite", "--to", "postgres"]).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("Copied and compared: 1 agent(s)"), "{}", out.stdout);
     assert!(out.stdout.contains("SWITCHBOARD_STORE__KIND=postgres"), "{}", out.stdout);
     // Into a store that holds something already: refused, nothing merged.
-    let again = h.run(&["store", "migrate", "--from", "sled", "--to", "postgres"]).await;
+    let again = h.run(&["store", "migrate", "--from", "sqlite", "--to", "postgres"]).await;
     assert_ne!(again.code, 0);
     assert!(again.stderr.contains("the target store is not empty"), "{}", again.stderr);
 
@@ -143,7 +163,7 @@ async fn a_sled_deployment_moves_to_postgres_and_back_without_loss() {
     wait_reply(&telegram, 1, "echo: what do I drink?").await;
     assert_eq!(daemon.stop().await, 0);
     let asked = h.llm.requests().into_iter().rev().find(|r| r.all_text().contains("what do I drink?")).unwrap();
-    assert!(asked.all_text().contains("my favourite drink is tea"), "the history came along");
+    assert!(asked.all_text().contains("I live by the sea"), "the history came along");
 
     // And back, into a new data directory.
     h.set("SWITCHBOARD_STORE__KIND", "sled");
@@ -158,7 +178,12 @@ async fn a_sled_deployment_moves_to_postgres_and_back_without_loss() {
     let text = asked.all_text();
     assert!(text.contains("my favourite drink is tea") && text.contains("what do I drink?"), "{text}");
     // Every message answered exactly once across the moves.
-    for needle in ["echo: my favourite drink is tea", "echo: what do I drink?", "echo: and before that?"] {
+    for needle in [
+        "echo: my favourite drink is tea",
+        "echo: I live by the sea",
+        "echo: what do I drink?",
+        "echo: and before that?",
+    ] {
         assert_eq!(count(&telegram, 1, needle), 1, "{needle}");
     }
 }

@@ -1,4 +1,4 @@
-//! Both stores keep the same promises: every test here runs against sled and against
+//! Every store keeps the same promises: every test here runs against SQLite, sled and
 //! a real PostgreSQL database (started for the test run), through the `Store` trait.
 //! Then what only PostgreSQL has: one process per database, migrations applied once
 //! by processes starting together, and a clear error when it cannot be reached.
@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use switchboard::store::postgres::{PgOptions, PgStore};
 use switchboard::store::{
-    text_content, AgentRecord, ConversationRecord, Entry, KvBatch, MemoryBlock, MessageBody, SledStore, Store,
-    StoreError,
+    text_content, AgentRecord, ConversationRecord, Entry, KvBatch, MemoryBlock, MessageBody, SledStore, SqliteStore,
+    Store, StoreError,
 };
 
 /// A store of each kind, fresh, and how to open it again.
@@ -22,8 +22,15 @@ struct Backend {
 fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
+    let sqlite_dir = tempfile::tempdir().unwrap();
+    let sqlite_path = sqlite_dir.path().to_path_buf();
     let url = switchboard_fakes::postgres::database();
     vec![
+        Backend {
+            name: "sqlite",
+            reopen: Box::new(move || Arc::new(SqliteStore::open(&sqlite_path, 8).unwrap()) as Arc<dyn Store>),
+            _dir: Some(sqlite_dir),
+        },
         Backend {
             name: "sled",
             reopen: Box::new(move || Arc::new(SledStore::open(&path).unwrap()) as Arc<dyn Store>),
@@ -372,7 +379,7 @@ fn an_unreachable_database_is_a_plain_error_without_the_password() {
 #[test]
 fn a_copy_holds_everything_in_order_and_gives_no_id_twice() {
     use switchboard::store::copy::copy_all;
-    let [sled, postgres]: [Backend; 2] = backends().try_into().ok().unwrap();
+    let [sqlite, sled, postgres]: [Backend; 3] = backends().try_into().ok().unwrap();
     let from = (sled.reopen)();
     from.put_agent(&agent("agent-1", 1)).unwrap();
     from.put_block("agent-1", &MemoryBlock::new("human", "likes tea", "")).unwrap();
@@ -398,10 +405,9 @@ fn a_copy_holds_everything_in_order_and_gives_no_id_twice() {
     // A second copy into the same store is refused rather than merged.
     let err = copy_all(&*from, &*to).expect_err("not empty");
     assert!(err.to_string().contains("not empty"), "{err}");
-    // And back, into a fresh sled store: the same again.
-    let dir = tempfile::tempdir().unwrap();
-    let back = SledStore::open(dir.path()).unwrap();
-    copy_all(&*to, &back).unwrap();
+    // And back, into a fresh SQLite store: the same again.
+    let back = (sqlite.reopen)();
+    copy_all(&*to, &*back).unwrap();
     assert!(back.next_id().unwrap() > *ids.iter().max().unwrap());
     assert_eq!(back.entries("conv-1").unwrap().len(), 5);
 }

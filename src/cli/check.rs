@@ -9,7 +9,7 @@ use switchboard::config::StoreKind;
 use switchboard::config::{self, ConfigSource, Settings};
 use switchboard::control::{self, Request};
 use switchboard::store::postgres::{describe, PgStore};
-use switchboard::store::{human_bytes, render_sizes, SledStore, Store, StoreError};
+use switchboard::store::{human_bytes, render_sizes, StoreError};
 
 use super::EXIT_FAILURE;
 
@@ -34,8 +34,12 @@ async fn storage(s: &Settings) -> bool {
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum();
-    println!("Data directory: {} on disk; largest parts of the store:", human_bytes(bytes));
-    match SledStore::open_sized(&s.data_dir, s.store.cache_mb) {
+    println!(
+        "Data directory ({} store): {} on disk; largest parts of the store:",
+        s.store.kind.name(),
+        human_bytes(bytes)
+    );
+    match switchboard::store::open(s) {
         Ok(store) => match store.sizes() {
             Ok(sizes) => print!("{}", render_sizes(&sizes, LARGEST_SHOWN)),
             Err(e) => println!("  cannot be read: {e}"),

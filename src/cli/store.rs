@@ -1,5 +1,5 @@
-//! `switchboard store migrate`: moves a deployment's data between sled (in
-//! `data_dir`) and PostgreSQL (`store.postgres.url`), with switchboard stopped.
+//! `switchboard store migrate`: moves a deployment's data between SQLite or sled
+//! (in `data_dir`) and PostgreSQL (`store.postgres.url`), with switchboard stopped.
 
 use std::path::Path;
 
@@ -23,6 +23,7 @@ pub enum StoreCommand {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
+    Sqlite,
     Sled,
     Postgres,
 }
@@ -30,16 +31,14 @@ pub enum Kind {
 impl Kind {
     fn store_kind(self) -> StoreKind {
         match self {
+            Kind::Sqlite => StoreKind::Sqlite,
             Kind::Sled => StoreKind::Sled,
             Kind::Postgres => StoreKind::Postgres,
         }
     }
 
     fn name(self) -> &'static str {
-        match self {
-            Kind::Sled => "sled",
-            Kind::Postgres => "postgres",
-        }
+        self.store_kind().name()
     }
 }
 
@@ -57,12 +56,10 @@ pub async fn run(config_path: Option<&Path>, command: StoreCommand) -> anyhow::R
     if from == Kind::Sled && !settings.data_dir.join("db").exists() {
         anyhow::bail!("there is no sled store in {} to migrate", settings.data_dir.display());
     }
-    let copied = tokio::task::spawn_blocking(move || {
-        let source = open(&settings, from)?;
-        let target = open(&settings, to)?;
-        copy_all(&*source, &*target)
-    })
-    .await??;
+    if from == Kind::Sqlite && !settings.data_dir.join(switchboard::store::SQLITE_FILE).exists() {
+        anyhow::bail!("there is no SQLite store in {} to migrate", settings.data_dir.display());
+    }
+    let copied = tokio::task::spawn_blocking(move || copy_between(&settings, from, to)).await??;
     println!("Copied and compared: {copied}.");
     println!(
         "Now set [store] kind = \"{0}\" (or SWITCHBOARD_STORE__KIND={0}) and start switchboard; \
@@ -71,6 +68,50 @@ pub async fn run(config_path: Option<&Path>, command: StoreCommand) -> anyhow::R
         from.name()
     );
     Ok(0)
+}
+
+/// The file or directory an embedded store keeps in `data_dir`.
+fn embedded_path(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Sqlite => Some(switchboard::store::SQLITE_FILE),
+        Kind::Sled => Some("db"),
+        Kind::Postgres => None,
+    }
+}
+
+/// Copies `from` into `to`. Two stores in the one data directory cannot both
+/// hold its lock: the new one is then made in a directory inside it and moved
+/// into place once both are closed.
+fn copy_between(settings: &Settings, from: Kind, to: Kind) -> anyhow::Result<switchboard::store::copy::Copied> {
+    let (Some(_), Some(target_path)) = (embedded_path(from), embedded_path(to)) else {
+        let source = open(settings, from)?;
+        let target = open(settings, to)?;
+        return Ok(copy_all(&*source, &*target)?);
+    };
+    let final_path = settings.data_dir.join(target_path);
+    if final_path.exists() {
+        anyhow::bail!("{} already holds a {} store; move it aside first", settings.data_dir.display(), to.name());
+    }
+    let staging = settings.data_dir.join(".migrating");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    let copied = {
+        let source = open(settings, from)?;
+        let mut beside = settings.clone();
+        beside.data_dir = staging.clone();
+        let target = open(&beside, to)?;
+        copy_all(&*source, &*target)?
+    };
+    // The store and anything beside it (a log SQLite did not fold in), not the lock.
+    for entry in std::fs::read_dir(&staging)? {
+        let name = entry?.file_name();
+        if name != "LOCK" {
+            std::fs::rename(staging.join(&name), settings.data_dir.join(&name))?;
+        }
+    }
+    std::fs::remove_dir_all(&staging)?;
+    Ok(copied)
 }
 
 fn open(

@@ -270,7 +270,7 @@ impl<'a> Reader<'a> {
                 d.agent.permission_mode
             }
         };
-        let settings = Settings {
+        let mut settings = Settings {
             data_dir: self.get("data_dir", d.data_dir),
             config_file: None,
             llm: LlmSettings {
@@ -304,6 +304,10 @@ impl<'a> Reader<'a> {
             channels: self.read_channels(),
             tools: self.read_tools(),
         };
+        let kind_named = self.config.as_ref().is_some_and(|c| c.get::<config::Value>("store.kind").is_ok());
+        if !kind_named {
+            settings.store.kind = StoreKind::embedded_in(&settings.data_dir);
+        }
         self.validate(&settings);
         settings
     }
@@ -443,7 +447,7 @@ impl<'a> Reader<'a> {
     fn read_store(&mut self, d: &StoreSettings) -> StoreSettings {
         let kind = self.get_opt::<String>("store.kind").and_then(|text| {
             StoreKind::parse(text.trim()).or_else(|| {
-                self.invalid("store.kind", format!("{text:?} is not one of: sled, postgres"));
+                self.invalid("store.kind", format!("{text:?} is not one of: sqlite, sled, postgres"));
                 None
             })
         });
@@ -513,7 +517,10 @@ impl<'a> Reader<'a> {
     fn validate_replicas(&mut self, s: &Settings) {
         let r = &s.store.postgres.replicas;
         if r.enabled && s.store.kind != StoreKind::Postgres {
-            self.invalid("store.postgres.replicas", "needs store.kind = \"postgres\" (sled is one process's)".into());
+            self.invalid(
+                "store.postgres.replicas",
+                "needs store.kind = \"postgres\" (sqlite and sled are one process's)".into(),
+            );
         }
         let ms = |d: Duration| d.as_millis() as u64;
         if !(1_000..=600_000).contains(&ms(r.lease_ttl)) {

@@ -112,9 +112,9 @@ pub struct StoreSettings {
     pub kind: StoreKind,
     /// The PostgreSQL database, when `kind` is `Postgres`.
     pub postgres: PostgresSettings,
-    /// The store's page cache, in MiB: the bound on the pages it keeps in memory
-    /// (sled still keeps a little per page it has read, so memory grows slowly
-    /// with the data).
+    /// The store's page cache, in MiB: the bound on the data it keeps in memory
+    /// (SQLite's page cache; sled's, which still keeps a little for every page it
+    /// has read, so with sled memory grows slowly with the data).
     pub cache_mb: u64,
     /// Decided approval requests are forgotten after this many days (the audit
     /// log keeps every decision).
@@ -169,7 +169,7 @@ impl Default for EngineSettings {
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
-            kind: StoreKind::Sled,
+            kind: StoreKind::Sqlite,
             postgres: PostgresSettings { url: String::new(), pool_size: 8, replicas: ReplicaSettings::default() },
             cache_mb: 64,
             approval_retention_days: 30,
@@ -180,20 +180,46 @@ impl Default for StoreSettings {
 /// The store's backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreKind {
-    /// sled, in `data_dir`: one machine, nothing else to run.
+    /// SQLite, one file in `data_dir`: one machine, nothing else to run, memory
+    /// bounded by `cache_mb`.
     #[default]
+    Sqlite,
+    /// sled, in `data_dir`: what earlier versions used on one machine.
     Sled,
     /// A PostgreSQL database.
     Postgres,
 }
 
 impl StoreKind {
-    /// `sled` or `postgres`.
+    /// `sqlite`, `sled` or `postgres`.
     pub fn parse(text: &str) -> Option<StoreKind> {
         match text {
+            "sqlite" => Some(StoreKind::Sqlite),
             "sled" => Some(StoreKind::Sled),
             "postgres" => Some(StoreKind::Postgres),
             _ => None,
+        }
+    }
+
+    /// The name `parse` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Sled => "sled",
+            StoreKind::Postgres => "postgres",
+        }
+    }
+
+    /// The store on one machine when none is named: sled where `data_dir` holds
+    /// a sled store of an earlier version (and no SQLite one), so that an
+    /// upgrade finds its data; SQLite otherwise.
+    pub fn embedded_in(data_dir: &std::path::Path) -> StoreKind {
+        let sled = data_dir.join("db").join("conf").exists();
+        let sqlite = data_dir.join(crate::store::SQLITE_FILE).exists();
+        if sled && !sqlite {
+            StoreKind::Sled
+        } else {
+            StoreKind::Sqlite
         }
     }
 }

@@ -39,3 +39,49 @@ const MAX_TTL_MS: u64 = 1 << 50;
 pub fn ttl_ms(ttl: Duration) -> u64 {
     ttl.as_millis().min(MAX_TTL_MS as u128) as u64
 }
+
+/// Whether `stored` is `mine`, unlapsed at `now`.
+pub fn still_held(stored: &Lease, mine: &Lease, now: u64) -> bool {
+    stored.holder == mine.holder && stored.fence == mine.fence && stored.expires_at_ms >= now
+}
+
+/// For a store that decides leases itself (one process): what `holder`'s claim
+/// of `name` for `ttl_ms` writes (`None`: nothing) and answers, given the
+/// stored lease `current` at `now`.
+pub fn claim(current: Option<Lease>, name: &str, holder: &str, ttl_ms: u64, now: u64) -> (Option<Lease>, Claim) {
+    match current {
+        Some(c) if c.holder != holder && c.expires_at_ms >= now => {
+            (None, Claim::Taken { holder: c.holder, until_ms: c.expires_at_ms })
+        }
+        current => {
+            // Ours still: renewed with its fence. Lapsed or never held: a new fence.
+            let fence = match &current {
+                Some(c) if c.holder == holder && c.expires_at_ms >= now => c.fence,
+                Some(c) => c.fence + 1,
+                None => 1,
+            };
+            let lease =
+                Lease { name: name.into(), holder: holder.into(), fence, expires_at_ms: now.saturating_add(ttl_ms) };
+            (Some(lease.clone()), Claim::Held(lease))
+        }
+    }
+}
+
+/// As [`claim`], for a renewal of `lease`.
+pub fn renew(current: Option<Lease>, lease: &Lease, ttl_ms: u64, now: u64) -> (Option<Lease>, Option<Lease>) {
+    match current {
+        Some(c) if still_held(&c, lease, now) => {
+            let renewed = Lease { expires_at_ms: now.saturating_add(ttl_ms), ..c };
+            (Some(renewed.clone()), Some(renewed))
+        }
+        _ => (None, None),
+    }
+}
+
+/// As [`claim`], for letting `lease` go (it lapses at once, its fence kept).
+pub fn release(current: Option<Lease>, lease: &Lease, now: u64) -> Option<Lease> {
+    match current {
+        Some(c) if still_held(&c, lease, now) => Some(Lease { expires_at_ms: 0, ..c }),
+        _ => None,
+    }
+}

@@ -14,6 +14,7 @@ mod policy_records;
 pub mod postgres;
 mod schema;
 mod sled_store;
+mod sqlite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use model::*;
 pub use policy_records::*;
 pub use schema::{Migration, SCHEMA_VERSION};
 pub use sled_store::{FlushHook, SledStore};
+pub use sqlite::{SqliteStore, FILE as SQLITE_FILE, VERSION as SQLITE_SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -208,11 +210,12 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Opens the store the settings name: sled in `data_dir`, or the PostgreSQL
-/// database (its schema brought up to date).
+/// Opens the store the settings name: SQLite or sled in `data_dir`, or the
+/// PostgreSQL database (its schema brought up to date).
 pub fn open(settings: &crate::config::Settings) -> StoreResult<Arc<dyn Store>> {
     use crate::config::StoreKind;
     Ok(match settings.store.kind {
+        StoreKind::Sqlite => Arc::new(SqliteStore::open(&settings.data_dir, settings.store.cache_mb)?),
         StoreKind::Sled => Arc::new(SledStore::open_sized(&settings.data_dir, settings.store.cache_mb)?),
         StoreKind::Postgres => {
             // The data directory still holds the control socket and the agent's
@@ -234,16 +237,20 @@ pub struct TestBackend {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// For tests that must hold on both backends: a fresh sled store in a temporary
-/// directory, and a fresh database of the test run's PostgreSQL server.
+/// For tests that must hold on every backend: a fresh SQLite and a fresh sled
+/// store, each in a temporary directory, and a fresh database of the test run's
+/// PostgreSQL server.
 #[cfg(test)]
 pub fn test_backends() -> Vec<TestBackend> {
+    let sqlite_dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite = Arc::new(SqliteStore::open(sqlite_dir.path(), 8).expect("a SQLite store"));
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sled = Arc::new(SledStore::open(dir.path()).expect("a sled store"));
     let url = switchboard_fakes::postgres::database();
     let pg = postgres::PgStore::open(&postgres::PgOptions { url, pool_size: 4, replicas: Default::default() })
         .expect("a PostgreSQL store");
     vec![
+        TestBackend { name: "sqlite", store: sqlite, _dir: Some(sqlite_dir) },
         TestBackend { name: "sled", store: sled, _dir: Some(dir) },
         TestBackend { name: "postgres", store: Arc::new(pg), _dir: None },
     ]

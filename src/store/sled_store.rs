@@ -71,7 +71,7 @@ impl SledStore {
                     if let Some(lease) = lease {
                         let current = views[3].get(lease.name.as_bytes())?;
                         let current = current.and_then(|bytes| serde_json::from_slice::<Lease>(&bytes).ok());
-                        if !current.is_some_and(|c| still_held(&c, lease, now_ms())) {
+                        if !current.is_some_and(|c| lease::still_held(&c, lease, now_ms())) {
                             return Ok(false);
                         }
                     }
@@ -204,7 +204,7 @@ impl SledStore {
                     // (An unreadable lease is no lease held: nothing is written.)
                     let current = views[views.len() - 1].get(lease.name.as_bytes())?;
                     let current = current.and_then(|bytes| serde_json::from_slice::<Lease>(&bytes).ok());
-                    if !current.is_some_and(|c| still_held(&c, lease, now_ms())) {
+                    if !current.is_some_and(|c| lease::still_held(&c, lease, now_ms())) {
                         return Ok(false);
                     }
                 }
@@ -279,14 +279,9 @@ enum Condition<'a> {
     Leased(&'a Lease),
 }
 
-/// Whether `stored` is `mine`, unlapsed at `now`.
-fn still_held(stored: &Lease, mine: &Lease, now: u64) -> bool {
-    stored.holder == mine.holder && stored.fence == mine.fence && stored.expires_at_ms >= now
-}
-
 /// The data directory and everything in it readable by its owner only (0700 for
 /// directories, 0600 for files), whatever the umask was when they were made.
-fn owner_only(dir: &Path) -> std::io::Result<()> {
+pub(super) fn owner_only(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     for entry in walkdir::WalkDir::new(dir).min_depth(1).into_iter().filter_map(Result::ok) {
@@ -557,41 +552,15 @@ impl Store for SledStore {
     }
 
     fn lease_claim(&self, name: &str, holder: &str, ttl: std::time::Duration) -> StoreResult<Claim> {
-        let ttl = lease::ttl_ms(ttl);
-        self.with_lease(name, |current, now| match current {
-            Some(c) if c.holder != holder && c.expires_at_ms >= now => {
-                (None, Claim::Taken { holder: c.holder, until_ms: c.expires_at_ms })
-            }
-            current => {
-                // Ours still: renewed with its fence. Lapsed or never held: a new fence.
-                let fence = match &current {
-                    Some(c) if c.holder == holder && c.expires_at_ms >= now => c.fence,
-                    Some(c) => c.fence + 1,
-                    None => 1,
-                };
-                let expires_at_ms = now.saturating_add(ttl);
-                let lease = Lease { name: name.into(), holder: holder.into(), fence, expires_at_ms };
-                (Some(lease.clone()), Claim::Held(lease))
-            }
-        })
+        self.with_lease(name, |current, now| lease::claim(current, name, holder, lease::ttl_ms(ttl), now))
     }
 
     fn lease_renew(&self, lease: &Lease, ttl: std::time::Duration) -> StoreResult<Option<Lease>> {
-        let ttl = lease::ttl_ms(ttl);
-        self.with_lease(&lease.name, |current, now| match current {
-            Some(c) if still_held(&c, lease, now) => {
-                let renewed = Lease { expires_at_ms: now.saturating_add(ttl), ..c };
-                (Some(renewed.clone()), Some(renewed))
-            }
-            _ => (None, None),
-        })
+        self.with_lease(&lease.name, |current, now| lease::renew(current, lease, lease::ttl_ms(ttl), now))
     }
 
     fn lease_release(&self, lease: &Lease) -> StoreResult<()> {
-        self.with_lease(&lease.name, |current, now| match current {
-            Some(c) if still_held(&c, lease, now) => (Some(Lease { expires_at_ms: 0, ..c }), ()),
-            _ => (None, ()),
-        })
+        self.with_lease(&lease.name, |current, now| (lease::release(current, lease, now), ()))
     }
 
     fn kv_spaces(&self) -> StoreResult<Vec<String>> {

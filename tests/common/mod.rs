@@ -79,6 +79,11 @@ impl Harness {
         self.env.push((key.to_string(), value.to_string()));
     }
 
+    /// Forgets every value set for `key`.
+    pub fn unset(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
     /// The value last set for `key`.
     pub fn env_value(&self, key: &str) -> Option<String> {
         self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone())

@@ -1,0 +1,255 @@
+//! The SQLite implementation of [`Store`](super::Store), the default for one
+//! machine: the same records as the other stores (JSON values) in tables of one
+//! file in `data_dir`, with memory bounded by its page cache (`store.cache_mb`).
+//!
+//! Durability is group commit, as in [`super::commit`]: each store call is one
+//! SQLite transaction, appended to the write-ahead log without waiting for the
+//! disk (`synchronous = NORMAL`); the writer then waits for a flush of the log
+//! file (`fdatasync`) that began after its commit, shared by every writer of that
+//! moment. SQLite's own checkpoints sync the log before they copy it into the
+//! database file, so a flushed commit survives a crash of the process or the
+//! machine. One connection serves every call (SQLite writes one transaction at a
+//! time anyway), held only for the statement, never during a flush.
+
+mod records;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::commit::Committer;
+use super::lock::DirLock;
+use super::{FlushHook, StoreError, StoreResult};
+
+/// The database file in `data_dir`.
+pub const FILE: &str = "store.sqlite3";
+
+/// The schema, one script per version; version `n` is `MIGRATIONS[n - 1]`.
+/// Text keys compare as bytes (SQLite's BINARY collation), as sled's keys do.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE agents (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE blocks (agent_id TEXT NOT NULL, label TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (agent_id, label)) WITHOUT ROWID;
+CREATE TABLE conversations (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+    body BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX conversations_by_agent ON conversations (agent_id);
+CREATE TABLE entries (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, entry_id TEXT NOT NULL,
+    body BLOB NOT NULL, PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;
+CREATE INDEX entries_by_id ON entries (conversation_id, entry_id);
+CREATE TABLE approvals (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE grants (chat TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (chat, id)) WITHOUT ROWID;
+CREATE INDEX grants_by_id ON grants (id);
+CREATE TABLE audit (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE kv (space TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (space, key)) WITHOUT ROWID;
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, fence INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE ids (one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL);
+INSERT INTO ids (one, last) VALUES (1, 0);
+"#];
+
+/// The schema version this build sets up.
+pub const VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The store in `data_dir/store.sqlite3`, one process at a time (the data
+/// directory's lock).
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// The write-ahead log, opened for flushing it.
+    wal: File,
+    dir: PathBuf,
+    committer: Committer,
+    flush_hook: Mutex<Option<FlushHook>>,
+    _lock: DirLock,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir` with a page cache of
+    /// `cache_mb` MiB (the bound on the data it keeps in memory), bringing its
+    /// schema up to date.
+    pub fn open(dir: &Path, cache_mb: u64) -> StoreResult<SqliteStore> {
+        let io = |cause| StoreError::Io { dir: dir.to_path_buf(), cause };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = DirLock::acquire(dir)?;
+        let path = dir.join(FILE);
+        let corrupt = |e: rusqlite::Error| corrupt_or_backend(e, dir);
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(corrupt)?;
+        // One process (the directory's lock): the log's index lives in this
+        // process's memory, not in a shared file. A negative cache size is in KiB.
+        conn.execute_batch(&format!(
+            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
+            cache_mb.max(1) * 1024
+        ))
+        .map_err(corrupt)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).map_err(corrupt)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!("the store could not use a write-ahead log (mode {mode})")));
+        }
+        migrate(&conn, dir)?;
+        // The log exists once something was written (the schema, or this).
+        conn.execute_batch("BEGIN IMMEDIATE; UPDATE ids SET last = last WHERE one = 1; COMMIT;").map_err(corrupt)?;
+        let wal = File::open(dir.join(format!("{FILE}-wal"))).map_err(io)?;
+        super::sled_store::owner_only(dir).map_err(io)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            wal,
+            dir: dir.to_path_buf(),
+            committer: Committer::new(),
+            flush_hook: Mutex::new(None),
+            _lock: lock,
+        })
+    }
+
+    /// Sets (or clears) a hook that runs before every flush (for tests).
+    pub fn before_flush(&self, hook: Option<FlushHook>) {
+        *self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) = hook;
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `read` on the connection.
+    fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        read(&self.conn()).map_err(|e| self.backend(e))
+    }
+
+    /// Runs `write` in one transaction (rolled back when it fails or answers
+    /// `Err`), then waits for the flush that makes it durable; what it answered.
+    fn write<T>(&self, write: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let began = std::time::Instant::now();
+        let answer = {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.backend(e))?;
+            let answer = write(&tx)?;
+            tx.commit().map_err(|e| self.backend(e))?;
+            answer
+        };
+        self.commit()?;
+        crate::metrics::global().store_write(began.elapsed());
+        Ok(answer)
+    }
+
+    /// Returns once a flush of the log that began after this call has ended;
+    /// writers waiting at the same moment share it.
+    fn commit(&self) -> StoreResult<()> {
+        let flush = || {
+            if let Some(hook) = &*self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) {
+                hook()?;
+            }
+            let began = std::time::Instant::now();
+            let flushed = self.wal.sync_data().map_err(|e| e.to_string());
+            crate::metrics::global().flushed(began.elapsed());
+            flushed
+        };
+        let served = |served: super::commit::Served| crate::metrics::global().commit_group(served.writers);
+        self.committer.commit(flush, served).map_err(StoreError::Backend)
+    }
+
+    fn backend(&self, e: rusqlite::Error) -> StoreError {
+        corrupt_or_backend(e, &self.dir)
+    }
+}
+
+/// Applies the migrations the file lacks (all in one transaction); refuses a
+/// file set up by a newer build.
+fn migrate(conn: &Connection, dir: &Path) -> StoreResult<()> {
+    let found: u32 =
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(|e| corrupt_or_backend(e, dir))?;
+    if found > VERSION {
+        return Err(StoreError::NewerSchema { dir: dir.to_path_buf(), found, supported: VERSION });
+    }
+    if found == VERSION {
+        return Ok(());
+    }
+    let mut script = String::from("BEGIN IMMEDIATE;");
+    for sql in &MIGRATIONS[found as usize..] {
+        script.push_str(sql);
+    }
+    script.push_str(&format!("PRAGMA user_version = {VERSION}; COMMIT;"));
+    conn.execute_batch(&script).map_err(|e| corrupt_or_backend(e, dir))
+}
+
+/// A damaged file is named as such (with what to do); anything else is the
+/// database's own words.
+fn corrupt_or_backend(e: rusqlite::Error, dir: &Path) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            StoreError::Corrupt { dir: dir.to_path_buf(), detail: e.to_string() }
+        }
+        _ => StoreError::Backend(format!("database: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn a_write_fails_when_its_flush_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        s.before_flush(Some(Box::new(|| Err("injected".into()))));
+        let err = s.put_meta("k", "v").expect_err("an unflushed write is not acknowledged");
+        assert!(err.to_string().contains("injected"), "{err}");
+        s.before_flush(None);
+        s.put_meta("k", "w").unwrap();
+        assert_eq!(s.meta("k").unwrap().as_deref(), Some("w"));
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SqliteStore::open(dir.path(), 8).unwrap();
+        let err = SqliteStore::open(dir.path(), 8).err().expect("one process per data directory");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_data_directory_is_its_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = SqliteStore::open(&data, 8).unwrap();
+        s.put_meta("x", "y").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        for name in [FILE.to_string(), format!("{FILE}-wal")] {
+            assert_eq!(mode(&data.join(&name)), 0o600, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path(), 8).unwrap());
+        let conn = Connection::open(dir.path().join(FILE)).unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", VERSION + 1)).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(dir.path(), 8).err().expect("a newer schema must be refused");
+        assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_clear_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path(), 8).unwrap());
+        std::fs::write(dir.path().join(FILE), vec![0xA5u8; 8192]).unwrap();
+        let _ = std::fs::remove_file(dir.path().join(format!("{FILE}-wal")));
+        let err = SqliteStore::open(dir.path(), 8).err().expect("a corrupt store must not open");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    }
+}
