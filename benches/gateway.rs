@@ -109,6 +109,16 @@ async fn main() {
     more_conversations(&telegram).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let many_rss = rss_kib(pid);
+    // `BENCH_MORE_CHATS=N`: N more conversations after those, to see where memory
+    // levels off (each 5,000 printed).
+    let more: i64 = std::env::var("BENCH_MORE_CHATS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    for start in (MANY_CHATS + 1..=MANY_CHATS + more).step_by(CHATS as usize) {
+        let end = (start + CHATS - 1).min(MANY_CHATS + more);
+        answer_burst(&telegram, start..=end).await;
+        if end % 5_000 == 0 {
+            println!("  RSS after {end} conversations: {:.1} MiB", rss_kib(pid) as f64 / 1024.0);
+        }
+    }
     // Once idle: what stays.
     tokio::time::sleep(IDLE_AFTER).await;
     let idle_many_rss = rss_kib(pid);

@@ -88,29 +88,38 @@ fn copy_between(settings: &Settings, from: Kind, to: Kind) -> anyhow::Result<swi
         let target = open(settings, to)?;
         return Ok(copy_all(&*source, &*target)?);
     };
-    let final_path = settings.data_dir.join(target_path);
-    if final_path.exists() {
-        anyhow::bail!("{} already holds a {} store; move it aside first", settings.data_dir.display(), to.name());
+    // (A log left beside a moved-aside SQLite file would be read into the new one.)
+    let taken = |name: &std::ffi::OsStr| name.to_string_lossy().starts_with(target_path);
+    if std::fs::read_dir(&settings.data_dir)?.filter_map(Result::ok).any(|e| taken(&e.file_name())) {
+        anyhow::bail!(
+            "{} already holds a {} store ({target_path}*); move all of it aside first",
+            settings.data_dir.display(),
+            to.name()
+        );
     }
     let staging = settings.data_dir.join(".migrating");
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }
+    // The source holds the data directory until the new store is in place.
+    let source = open(settings, from)?;
     let copied = {
-        let source = open(settings, from)?;
         let mut beside = settings.clone();
         beside.data_dir = staging.clone();
         let target = open(&beside, to)?;
         copy_all(&*source, &*target)?
+        // Closed here: SQLite folds its log into the file and removes it.
     };
-    // The store and anything beside it (a log SQLite did not fold in), not the lock.
-    for entry in std::fs::read_dir(&staging)? {
-        let name = entry?.file_name();
-        if name != "LOCK" {
-            std::fs::rename(staging.join(&name), settings.data_dir.join(&name))?;
-        }
+    if std::fs::read_dir(&staging)?.filter_map(Result::ok).any(|e| {
+        let name = e.file_name();
+        name != "LOCK" && name != target_path
+    }) {
+        anyhow::bail!("the new store in {} was not closed cleanly; run the migration again", staging.display());
     }
+    std::fs::rename(staging.join(target_path), settings.data_dir.join(target_path))?;
+    std::fs::File::open(&settings.data_dir)?.sync_all()?;
     std::fs::remove_dir_all(&staging)?;
+    drop(source);
     Ok(copied)
 }
 

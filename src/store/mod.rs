@@ -215,7 +215,15 @@ pub fn human_bytes(bytes: u64) -> String {
 pub fn open(settings: &crate::config::Settings) -> StoreResult<Arc<dyn Store>> {
     use crate::config::StoreKind;
     Ok(match settings.store.kind {
-        StoreKind::Sqlite => Arc::new(SqliteStore::open(&settings.data_dir, settings.store.cache_mb)?),
+        StoreKind::Sqlite => {
+            if settings.data_dir.join("db").join("conf").exists() {
+                tracing::warn!(
+                    data_dir = %settings.data_dir.display(),
+                    "the data directory holds a sled store too; the SQLite one is used (store.kind = \"sled\" uses the other)"
+                );
+            }
+            Arc::new(SqliteStore::open(&settings.data_dir, settings.store.cache_mb)?)
+        }
         StoreKind::Sled => Arc::new(SledStore::open_sized(&settings.data_dir, settings.store.cache_mb)?),
         StoreKind::Postgres => {
             // The data directory still holds the control socket and the agent's

@@ -9,12 +9,16 @@
 //! moment. SQLite's own checkpoints sync the log before they copy it into the
 //! database file, so a flushed commit survives a crash of the process or the
 //! machine. One connection serves every call (SQLite writes one transaction at a
-//! time anyway), held only for the statement, never during a flush.
+//! time anyway), held for the statement (and for SQLite's own checkpoint, now and
+//! then, inside a commit), never during the group flush. A flush that fails ends
+//! the store's writes until a restart: the kernel may have dropped the pages it
+//! could not write, so a later flush proves nothing about them.
 
 mod records;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -62,6 +66,8 @@ pub struct SqliteStore {
     dir: PathBuf,
     committer: Committer,
     flush_hook: Mutex<Option<FlushHook>>,
+    /// Set when a flush failed: no write is acknowledged after it.
+    broken: AtomicBool,
     _lock: DirLock,
 }
 
@@ -97,12 +103,16 @@ impl SqliteStore {
         conn.execute_batch("BEGIN IMMEDIATE; UPDATE ids SET last = last WHERE one = 1; COMMIT;").map_err(corrupt)?;
         let wal = File::open(dir.join(format!("{FILE}-wal"))).map_err(io)?;
         super::sled_store::owner_only(dir).map_err(io)?;
+        // The files' names are durable too (SQLite syncs the directory only at
+        // its first checkpoint).
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             wal,
             dir: dir.to_path_buf(),
             committer: Committer::new(),
             flush_hook: Mutex::new(None),
+            broken: AtomicBool::new(false),
             _lock: lock,
         })
     }
@@ -140,13 +150,24 @@ impl SqliteStore {
     /// Returns once a flush of the log that began after this call has ended;
     /// writers waiting at the same moment share it.
     fn commit(&self) -> StoreResult<()> {
+        const BROKEN: &str = "an earlier write could not be flushed to disk; restart switchboard";
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend(BROKEN.into()));
+        }
         let flush = || {
-            if let Some(hook) = &*self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) {
-                hook()?;
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(BROKEN.to_string());
             }
+            let hooked = match &*self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some(hook) => hook(),
+                None => Ok(()),
+            };
             let began = std::time::Instant::now();
-            let flushed = self.wal.sync_data().map_err(|e| e.to_string());
+            let flushed = hooked.and_then(|()| self.wal.sync_data().map_err(|e| e.to_string()));
             crate::metrics::global().flushed(began.elapsed());
+            if flushed.is_err() {
+                self.broken.store(true, Ordering::SeqCst);
+            }
             flushed
         };
         let served = |served: super::commit::Served| crate::metrics::global().commit_group(served.writers);
@@ -195,15 +216,22 @@ mod tests {
     use crate::store::Store;
 
     #[test]
-    fn a_write_fails_when_its_flush_fails() {
+    fn a_write_fails_when_its_flush_fails_and_so_does_every_later_one() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path(), 8).unwrap();
+        s.put_meta("k", "before").unwrap();
         s.before_flush(Some(Box::new(|| Err("injected".into()))));
         let err = s.put_meta("k", "v").expect_err("an unflushed write is not acknowledged");
         assert!(err.to_string().contains("injected"), "{err}");
+        // A later flush would not prove the lost pages written: nothing more is
+        // acknowledged until the store is opened again.
         s.before_flush(None);
-        s.put_meta("k", "w").unwrap();
-        assert_eq!(s.meta("k").unwrap().as_deref(), Some("w"));
+        let err = s.put_meta("k", "w").expect_err("no write after a failed flush");
+        assert!(err.to_string().contains("restart switchboard"), "{err}");
+        drop(s);
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        s.put_meta("k", "again").unwrap();
+        assert_eq!(s.meta("k").unwrap().as_deref(), Some("again"));
     }
 
     #[test]
