@@ -112,11 +112,24 @@ async fn main() {
     // `BENCH_MORE_CHATS=N`: N more conversations after those, to see where memory
     // levels off (each 5,000 printed).
     let more: i64 = std::env::var("BENCH_MORE_CHATS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    if more > 0 {
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        println!("  RSS after {MANY_CHATS} conversations and 40 s idle: {:.1} MiB", rss_kib(pid) as f64 / 1024.0);
+    }
     for start in (MANY_CHATS + 1..=MANY_CHATS + more).step_by(CHATS as usize) {
         let end = (start + CHATS - 1).min(MANY_CHATS + more);
         answer_burst(&telegram, start..=end).await;
         if end % 5_000 == 0 {
-            println!("  RSS after {end} conversations: {:.1} MiB", rss_kib(pid) as f64 / 1024.0);
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let kib = |key: &str| {
+                status.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string()).unwrap_or_default()
+            };
+            println!(
+                "  RSS after {end} conversations: {:.1} MiB (anonymous {}, files {})",
+                rss_kib(pid) as f64 / 1024.0,
+                kib("RssAnon:"),
+                kib("RssFile:")
+            );
         }
     }
     // Once idle: what stays.

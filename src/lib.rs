@@ -8,6 +8,7 @@ pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod gateway;
+pub mod heap;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

@@ -38,7 +38,16 @@ pub async fn spawn_serve(
     settings: &[(&str, String)],
     ready: impl Fn() -> bool,
 ) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    // `BENCH_WRAP=/path/to/script`: the daemon runs under it (a profiler; its RSS
+    // figures are then the wrapper's, not the daemon's).
+    let mut cmd = match std::env::var("BENCH_WRAP") {
+        Ok(wrapper) => {
+            let mut cmd = tokio::process::Command::new(wrapper);
+            cmd.arg(env!("CARGO_BIN_EXE_switchboard"));
+            cmd
+        }
+        Err(_) => tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard")),
+    };
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_")) {
         cmd.env_remove(key);
     }

@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// Windows kept before old ones are swept away (memory stays bounded).
-const SWEEP_AT: usize = 4096;
 
 /// What to do with a guest's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +27,16 @@ struct Window {
 /// Every guest's window; cheap to clone.
 #[derive(Clone, Default)]
 pub struct GuestLimit {
-    windows: Arc<Mutex<HashMap<String, Window>>>,
+    windows: Arc<Mutex<Windows>>,
+}
+
+/// The windows of the guests heard from in the last minute or two: ended ones
+/// are swept away once a window's length after the last sweep, so what is kept
+/// follows the recent load, not how many guests were ever heard.
+#[derive(Default)]
+struct Windows {
+    by_sender: HashMap<String, Window>,
+    swept: Option<Instant>,
 }
 
 impl GuestLimit {
@@ -40,10 +47,12 @@ impl GuestLimit {
 
     fn check_at(&self, sender: &str, per_minute: u32, now: Instant) -> Flood {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
+        if windows.swept.is_none_or(|at| now.duration_since(at) >= WINDOW) {
+            windows.by_sender.retain(|_, w| now.duration_since(w.started) < WINDOW);
+            windows.by_sender.shrink_to_fit();
+            windows.swept = Some(now);
         }
-        let window = windows.entry(sender.to_string()).or_insert(Window { started: now, count: 0 });
+        let window = windows.by_sender.entry(sender.to_string()).or_insert(Window { started: now, count: 0 });
         if now.duration_since(window.started) >= WINDOW {
             *window = Window { started: now, count: 0 };
         }
@@ -68,5 +77,19 @@ mod tests {
         assert_eq!(verdicts, [Flood::Pass, Flood::Pass, Flood::Pass, Flood::Notify, Flood::Drop]);
         assert_eq!(limit.check_at("tg:2", 3, t0), Flood::Pass, "others are counted apart");
         assert_eq!(limit.check_at("tg:1", 3, t0 + WINDOW), Flood::Pass, "a new window");
+    }
+
+    #[test]
+    fn guests_heard_from_long_ago_are_forgotten() {
+        let limit = GuestLimit::default();
+        let t0 = Instant::now();
+        for n in 0..1000 {
+            limit.check_at(&format!("tg:{n}"), 3, t0);
+        }
+        limit.check_at("tg:late", 3, t0 + WINDOW / 2);
+        assert_eq!(limit.windows.lock().unwrap().by_sender.len(), 1001, "all within the minute");
+        limit.check_at("tg:new", 3, t0 + WINDOW * 2);
+        let kept: Vec<String> = limit.windows.lock().unwrap().by_sender.keys().cloned().collect();
+        assert_eq!(kept, ["tg:new"], "ended windows swept away");
     }
 }

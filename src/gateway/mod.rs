@@ -253,6 +253,12 @@ impl Gateway {
                 }
             }
         }));
+        tasks.push(tokio::spawn(async {
+            loop {
+                tokio::time::sleep(crate::heap::GIVE_BACK_EVERY).await;
+                let _ = tokio::task::spawn_blocking(crate::heap::give_back).await;
+            }
+        }));
         Ok(())
     }
 
