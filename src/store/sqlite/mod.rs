@@ -54,6 +54,9 @@ CREATE TABLE ids (one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL
 INSERT INTO ids (one, last) VALUES (1, 0);
 "#];
 
+/// Why every write fails after a failed flush.
+const BROKEN: &str = "an earlier write could not be flushed to disk; restart switchboard";
+
 /// The schema version this build sets up.
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
 
@@ -134,6 +137,8 @@ impl SqliteStore {
     /// Runs `write` in one transaction (rolled back when it fails or answers
     /// `Err`), then waits for the flush that makes it durable; what it answered.
     fn write<T>(&self, write: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        // After a failed flush nothing more is written, let alone acknowledged.
+        self.refuse_if_broken()?;
         let began = std::time::Instant::now();
         let answer = {
             let mut conn = self.conn();
@@ -150,10 +155,7 @@ impl SqliteStore {
     /// Returns once a flush of the log that began after this call has ended;
     /// writers waiting at the same moment share it.
     fn commit(&self) -> StoreResult<()> {
-        const BROKEN: &str = "an earlier write could not be flushed to disk; restart switchboard";
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend(BROKEN.into()));
-        }
+        self.refuse_if_broken()?;
         let flush = || {
             if self.broken.load(Ordering::SeqCst) {
                 return Err(BROKEN.to_string());
@@ -172,6 +174,14 @@ impl SqliteStore {
         };
         let served = |served: super::commit::Served| crate::metrics::global().commit_group(served.writers);
         self.committer.commit(flush, served).map_err(StoreError::Backend)
+    }
+
+    /// Fails once a flush has failed (see the module's notes).
+    fn refuse_if_broken(&self) -> StoreResult<()> {
+        match self.broken.load(Ordering::SeqCst) {
+            true => Err(StoreError::Backend(BROKEN.into())),
+            false => Ok(()),
+        }
     }
 
     fn backend(&self, e: rusqlite::Error) -> StoreError {

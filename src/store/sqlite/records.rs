@@ -79,6 +79,11 @@ fn seq_and_entry(row: &Row<'_>) -> rusqlite::Result<(i64, Vec<u8>)> {
 }
 
 impl SqliteStore {
+    /// One statement as a durable write of its own; how many rows it changed.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+        self.write(|tx| exec(tx, sql, params))
+    }
+
     /// The first column of the row found, decoded.
     fn one<T: DeserializeOwned>(&self, what: &'static str, sql: &str, key: &str) -> StoreResult<Option<T>> {
         let found =
@@ -175,6 +180,7 @@ impl SqliteStore {
         name: &str,
         change: impl FnOnce(Option<Lease>, u64) -> (Option<Lease>, T),
     ) -> StoreResult<T> {
+        self.refuse_if_broken()?;
         let mut conn = self.conn();
         let began = std::time::Instant::now();
         let tx =
@@ -204,15 +210,12 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn put_agent(&self, agent: &AgentRecord) -> StoreResult<()> {
         let body = encode(agent)?;
-        self.write(|tx| {
-            exec(
-                tx,
-                "INSERT INTO agents (id, created_at, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body",
-                params![agent.id, signed(agent.created_at), body],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO agents (id, created_at, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body",
+            params![agent.id, signed(agent.created_at), body],
+        )
+        .map(drop)
     }
 
     fn agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
@@ -241,15 +244,12 @@ impl Store for SqliteStore {
 
     fn put_block(&self, agent_id: &str, block: &MemoryBlock) -> StoreResult<()> {
         let body = encode(block)?;
-        self.write(|tx| {
-            exec(
-                tx,
-                "INSERT INTO blocks (agent_id, label, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (agent_id, label) DO UPDATE SET body = excluded.body",
-                params![agent_id, block.label, body],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO blocks (agent_id, label, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (agent_id, label) DO UPDATE SET body = excluded.body",
+            params![agent_id, block.label, body],
+        )
+        .map(drop)
     }
 
     fn blocks(&self, agent_id: &str) -> StoreResult<Vec<MemoryBlock>> {
@@ -258,16 +258,13 @@ impl Store for SqliteStore {
 
     fn put_conversation(&self, conversation: &ConversationRecord) -> StoreResult<()> {
         let body = encode(conversation)?;
-        self.write(|tx| {
-            exec(
-                tx,
-                "INSERT INTO conversations (id, agent_id, created_at, body) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, created_at = excluded.created_at,
-                     body = excluded.body",
-                params![conversation.id, conversation.agent_id, signed(conversation.created_at), body],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO conversations (id, agent_id, created_at, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, created_at = excluded.created_at,
+                 body = excluded.body",
+            params![conversation.id, conversation.agent_id, signed(conversation.created_at), body],
+        )
+        .map(drop)
     }
 
     fn conversation(&self, id: &str) -> StoreResult<Option<ConversationRecord>> {
@@ -347,15 +344,12 @@ impl Store for SqliteStore {
 
     fn put_approval(&self, approval: &ApprovalRecord) -> StoreResult<()> {
         let body = encode(approval)?;
-        self.write(|tx| {
-            exec(
-                tx,
-                "INSERT INTO approvals (id, created_at, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body",
-                params![approval.id, signed(approval.created_at), body],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO approvals (id, created_at, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body",
+            params![approval.id, signed(approval.created_at), body],
+        )
+        .map(drop)
     }
 
     fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRecord>> {
@@ -363,7 +357,7 @@ impl Store for SqliteStore {
     }
 
     fn remove_approval(&self, id: &str) -> StoreResult<()> {
-        self.write(|tx| exec(tx, "DELETE FROM approvals WHERE id = ?1", [id]).map(drop))
+        self.execute("DELETE FROM approvals WHERE id = ?1", [id]).map(drop)
     }
 
     fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>> {
@@ -372,15 +366,12 @@ impl Store for SqliteStore {
 
     fn put_grant(&self, grant: &Grant) -> StoreResult<()> {
         let body = encode(grant)?;
-        self.write(|tx| {
-            exec(
-                tx,
-                "INSERT INTO grants (chat, id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (chat, id) DO UPDATE SET body = excluded.body",
-                params![grant.chat, grant.id, body],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO grants (chat, id, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (chat, id) DO UPDATE SET body = excluded.body",
+            params![grant.chat, grant.id, body],
+        )
+        .map(drop)
     }
 
     fn grants(&self, chat: Option<&str>) -> StoreResult<Vec<Grant>> {
@@ -391,7 +382,7 @@ impl Store for SqliteStore {
     }
 
     fn remove_grant(&self, id: &str) -> StoreResult<bool> {
-        self.write(|tx| Ok(exec(tx, "DELETE FROM grants WHERE id = ?1", [id])? > 0))
+        Ok(self.execute("DELETE FROM grants WHERE id = ?1", [id])? > 0)
     }
 
     fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
@@ -489,7 +480,7 @@ impl Store for SqliteStore {
     }
 
     fn reserve_ids(&self, id: u64) -> StoreResult<()> {
-        self.write(|tx| exec(tx, "UPDATE ids SET last = max(last, ?1) WHERE one = 1", [signed(id)]).map(drop))
+        self.execute("UPDATE ids SET last = max(last, ?1) WHERE one = 1", [signed(id)]).map(drop)
     }
 
     fn meta(&self, key: &str) -> StoreResult<Option<String>> {
@@ -499,14 +490,11 @@ impl Store for SqliteStore {
     }
 
     fn put_meta(&self, key: &str, value: &str) -> StoreResult<()> {
-        self.write(|tx| {
-            exec(
-                tx,
-                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
-            .map(drop)
-        })
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+        .map(drop)
     }
 
     fn metas(&self) -> StoreResult<Vec<(String, String)>> {
