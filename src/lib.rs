@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod gateway;
 pub mod heap;
+pub mod keyed;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

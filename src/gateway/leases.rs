@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::ReplicaSettings;
+use crate::keyed::{KeyGuard, KeyedLocks};
 use crate::store::{blocking, Claim, Lease, Store, StoreResult};
 
 /// Waits for the next look for work: an announcement or the poll's pace.
@@ -35,10 +36,6 @@ impl Waker {
     }
 }
 
-/// Claims, renewals and releases of names in one shard wait for each other, so a
-/// release never lands after a newer claim of the same name.
-const SHARDS: usize = 16;
-
 /// The leases this process holds, one handle shared by its parts.
 #[derive(Clone)]
 pub struct Leases {
@@ -47,7 +44,10 @@ pub struct Leases {
     holder: Arc<str>,
     settings: ReplicaSettings,
     held: Arc<Mutex<HashMap<String, Held>>>,
-    shards: Arc<[tokio::sync::Mutex<()>; SHARDS]>,
+    /// Claims, renewals and releases of one name wait for each other, so a
+    /// release never lands after a newer claim of the same name; other names
+    /// do not wait.
+    names: KeyedLocks,
 }
 
 struct Held {
@@ -61,13 +61,7 @@ impl Leases {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let random = uuid::Uuid::new_v4().simple().to_string();
         let holder = format!("{}-{}-{}", host.trim(), std::process::id(), &random[..8]);
-        Leases {
-            store,
-            holder: holder.into(),
-            settings,
-            held: Arc::default(),
-            shards: Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(()))),
-        }
+        Leases { store, holder: holder.into(), settings, held: Arc::default(), names: KeyedLocks::new() }
     }
 
     /// This replica's holder id (as the store records it).
@@ -84,10 +78,9 @@ impl Leases {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Serialises the store operations on `name` (and its shard).
-    pub async fn lock(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let shard = name.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % SHARDS;
-        self.shards[shard].lock().await
+    /// Serialises the store operations on `name`.
+    pub async fn lock(&self, name: &str) -> KeyGuard {
+        self.names.lock(name).await
     }
 
     /// Whether this replica holds `name` for at least `margin` more.

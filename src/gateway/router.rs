@@ -8,6 +8,7 @@ use switchboard_channel_core::ChatKey;
 
 use crate::agent::{AgentBackend, AgentError, SessionOptions};
 use crate::config::GatewaySettings;
+use crate::keyed::KeyedLocks;
 use crate::store::{blocking, Store};
 
 const ROUTES: &str = "routes";
@@ -23,17 +24,20 @@ pub struct Router {
     store: Arc<dyn Store>,
     backend: Arc<dyn AgentBackend>,
     settings: GatewaySettings,
-    /// Two first messages from one chat must not create two conversations.
-    lock: tokio::sync::Mutex<()>,
+    /// Two first messages from one chat must not create two conversations; other
+    /// chats do not wait meanwhile (a slow store write holds up one chat only).
+    chats: KeyedLocks,
+    /// Nor two chats routed to one named conversation create it twice.
+    names: KeyedLocks,
 }
 
 impl Router {
     pub fn new(store: Arc<dyn Store>, backend: Arc<dyn AgentBackend>, settings: GatewaySettings) -> Router {
-        Router { store, backend, settings, lock: tokio::sync::Mutex::new(()) }
+        Router { store, backend, settings, chats: KeyedLocks::new(), names: KeyedLocks::new() }
     }
 
     pub async fn route(&self, chat: &ChatKey) -> Result<Route, AgentError> {
-        let _guard = self.lock.lock().await;
+        let _chat = self.chats.lock(&chat.id()).await;
         if let Some(conversation_id) = self.stored(ROUTES, &chat.id()).await? {
             if let Some(route) = existing(&*self.backend, conversation_id).await? {
                 return Ok(route);
@@ -54,13 +58,14 @@ impl Router {
 
     /// `/new`: this chat continues in a fresh conversation.
     pub async fn start_new(&self, chat: &ChatKey) -> Result<Route, AgentError> {
-        let _guard = self.lock.lock().await;
+        let _chat = self.chats.lock(&chat.id()).await;
         let route = self.fresh().await?;
         self.remember(ROUTES, &chat.id(), &route.conversation_id).await?;
         Ok(route)
     }
 
     async fn named(&self, name: &str) -> Result<Route, AgentError> {
+        let _name = self.names.lock(name).await;
         if let Some(conversation_id) = self.stored(NAMED, name).await? {
             if let Some(route) = existing(&*self.backend, conversation_id).await? {
                 return Ok(route);
@@ -96,5 +101,68 @@ async fn existing(backend: &dyn AgentBackend, conversation_id: String) -> Result
         Ok(c) => Ok(Some(Route { agent_id: c.agent_id, conversation_id })),
         Err(AgentError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::agent::embedded::EmbeddedBackend;
+    use crate::config::{AgentSettings, Settings};
+    use crate::store::SqliteStore;
+
+    fn chat(id: &str) -> ChatKey {
+        ChatKey { channel: "fake".into(), account: "bot".into(), chat: id.into(), thread: None }
+    }
+
+    /// A chat whose first message waits on the store (its new conversation's write
+    /// is stuck in its flush) holds up no other chat: routing was one lock for the
+    /// whole daemon, so every chat waited for the slowest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chat_waiting_on_the_store_does_not_hold_up_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Arc::new(SqliteStore::open(dir.path(), 8).unwrap());
+        let store: Arc<dyn Store> = sqlite.clone();
+        let defaults = Settings::default();
+        let agent = AgentSettings { workdir: dir.path().join("work"), ..defaults.agent.clone() };
+        let settings = Settings { data_dir: dir.path().to_path_buf(), agent, ..defaults };
+        let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
+        let router = Arc::new(Router::new(store, backend, settings.gateway));
+        let known = router.route(&chat("known")).await.unwrap();
+
+        // The next flush waits until it is let go.
+        let (entered, has_entered) = mpsc::channel();
+        let (let_go, wait) = mpsc::channel::<()>();
+        let (armed, wait) = (AtomicBool::new(true), Mutex::new(wait));
+        sqlite.before_flush(Some(Box::new(move || {
+            if armed.swap(false, Ordering::SeqCst) {
+                let _ = entered.send(());
+                let _ = wait.lock().unwrap().recv_timeout(Duration::from_secs(30));
+            }
+            Ok(())
+        })));
+        let newcomer = tokio::spawn({
+            let router = router.clone();
+            async move { router.route(&chat("newcomer")).await }
+        });
+        tokio::task::spawn_blocking(move || has_entered.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the newcomer's first write reached its flush");
+
+        let again = tokio::time::timeout(Duration::from_secs(5), router.route(&chat("known")))
+            .await
+            .expect("another chat is routed while the newcomer waits on the store")
+            .unwrap();
+        assert_eq!(again, known);
+        assert!(!newcomer.is_finished(), "the newcomer is still waiting for its flush");
+        let_go.send(()).unwrap();
+        let fresh = newcomer.await.unwrap().unwrap();
+        assert_ne!(fresh.conversation_id, known.conversation_id);
+        assert_eq!(router.route(&chat("newcomer")).await.unwrap(), fresh, "routed once, remembered");
     }
 }

@@ -9,8 +9,7 @@ pub mod prompt;
 pub mod tools;
 mod turn;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -19,6 +18,7 @@ use crate::agent::{
     Session, SessionOptions, TurnRequest, TurnRunner, UserInput,
 };
 use crate::config::Settings;
+use crate::keyed::KeyedLocks;
 use crate::policy::approvals::{Approvals, Choice, DecideError, Decided, Decider, OPERATOR};
 use crate::policy::{CanUseTool, Policy, Tier, ToolContext};
 use crate::store::{
@@ -43,7 +43,8 @@ pub(crate) struct Inner {
     memory_lock: Arc<tokio::sync::Mutex<()>>,
     /// Held while creating the default agent, so two first contacts make one agent.
     create_lock: tokio::sync::Mutex<()>,
-    conversation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One turn (or other change) at a time per conversation.
+    conversation_locks: KeyedLocks,
     /// How Bash's commands are confined, probed on first use.
     sandbox: std::sync::OnceLock<Sandbox>,
     /// Who the agent is told its admins are (stable ids).
@@ -53,13 +54,6 @@ pub(crate) struct Inner {
 impl Inner {
     fn sandbox(&self) -> &Sandbox {
         self.sandbox.get_or_init(|| Sandbox::new(&self.settings.agent.workdir, &self.settings.daemon_paths()))
-    }
-
-    fn conversation_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.conversation_locks.lock().unwrap_or_else(|p| p.into_inner());
-        // Drop locks nobody holds so the map does not grow with every conversation ever seen.
-        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-        locks.entry(id.to_string()).or_default().clone()
     }
 }
 
@@ -86,7 +80,7 @@ impl EmbeddedBackend {
                 approvals,
                 memory_lock: Arc::default(),
                 create_lock: tokio::sync::Mutex::new(()),
-                conversation_locks: Mutex::default(),
+                conversation_locks: KeyedLocks::new(),
                 sandbox: std::sync::OnceLock::new(),
                 admins,
             }),
@@ -417,7 +411,7 @@ impl AgentBackend for EmbeddedBackend {
     async fn record_message(&self, conversation_id: &str, input: UserInput) -> Result<(), AgentError> {
         self.conversation(conversation_id).await?;
         // Behind any running turn, like every other change to the conversation.
-        let _turn = self.inner.conversation_lock(conversation_id).lock_owned().await;
+        let _turn = self.inner.conversation_locks.lock(conversation_id).await;
         let id = conversation_id.to_string();
         blocking(self.store(), move |s| {
             // Keyed lookups only: the cost does not grow with the transcript.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use super::commit::Committer;
 use super::lock::DirLock;
@@ -53,6 +53,9 @@ CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, fence INTEGER 
 CREATE TABLE ids (one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL);
 INSERT INTO ids (one, last) VALUES (1, 0);
 "#];
+
+/// How many prepared statements the connection keeps (more than the store uses).
+const STATEMENTS_KEPT: usize = 128;
 
 /// Why every write fails after a failed flush.
 const BROKEN: &str = "an earlier write could not be flushed to disk; restart switchboard";
@@ -102,6 +105,9 @@ impl SqliteStore {
             return Err(StoreError::Backend(format!("the store could not use a write-ahead log (mode {mode})")));
         }
         migrate(&conn, dir)?;
+        // Every statement stays prepared: the store has about fifty, and the
+        // default cache of sixteen would parse most of them again on each use.
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         // The log exists once something was written (the schema, or this).
         conn.execute_batch("BEGIN IMMEDIATE; UPDATE ids SET last = last WHERE one = 1; COMMIT;").map_err(corrupt)?;
         let wal = File::open(dir.join(format!("{FILE}-wal"))).map_err(io)?;
@@ -136,13 +142,13 @@ impl SqliteStore {
 
     /// Runs `write` in one transaction (rolled back when it fails or answers
     /// `Err`), then waits for the flush that makes it durable; what it answered.
-    fn write<T>(&self, write: impl FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    fn write<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         // After a failed flush nothing more is written, let alone acknowledged.
         self.refuse_if_broken()?;
         let began = std::time::Instant::now();
         let answer = {
-            let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.backend(e))?;
+            let conn = self.conn();
+            let tx = Tx::begin(&conn).map_err(|e| self.backend(e))?;
             let answer = write(&tx)?;
             tx.commit().map_err(|e| self.backend(e))?;
             answer
@@ -186,6 +192,42 @@ impl SqliteStore {
 
     fn backend(&self, e: rusqlite::Error) -> StoreError {
         corrupt_or_backend(e, &self.dir)
+    }
+}
+
+/// A write transaction, begun and ended by prepared statements kept in the
+/// connection's cache (rusqlite's own transactions parse `BEGIN` and `COMMIT` anew
+/// each time); rolled back when dropped before its commit, or if the commit fails.
+struct Tx<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> Tx<'c> {
+    /// Begins a transaction that takes the write lock at once.
+    fn begin(conn: &'c Connection) -> rusqlite::Result<Tx<'c>> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Tx { conn })
+    }
+
+    /// Commits it (appends it to the log; durable after the next flush).
+    fn commit(self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([]).map(drop)
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.prepare_cached("ROLLBACK").and_then(|mut rollback| rollback.execute([]));
+        }
     }
 }
 
@@ -242,6 +284,49 @@ mod tests {
         let s = SqliteStore::open(dir.path(), 8).unwrap();
         s.put_meta("k", "again").unwrap();
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("again"));
+    }
+
+    /// SQLite prepares a statement again on each use when its plan may depend on
+    /// a bound value; the store's statements are written so that none does (see
+    /// `records::NEWEST_FIRST`), and stay in the connection's cache.
+    #[test]
+    fn statements_are_prepared_once_not_on_every_use() {
+        use crate::store::model::{text_content, Entry, MemoryBlock, MessageBody};
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        for round in 0..3 {
+            let entry = Entry::new(None, MessageBody::User { content: text_content(format!("hi {round}")) });
+            s.append_entry("c1", &entry).unwrap();
+            s.put_block("a1", &MemoryBlock::new(&format!("b{round}"), "v", "d")).unwrap();
+            s.kv_put("space", &format!("k{round}"), b"v").unwrap();
+            assert!(s.has_entry("c1", entry.id()).unwrap());
+            assert_eq!(s.entries_newest_first("c1").count(), round + 1);
+            assert_eq!(s.entries("c1").unwrap().len(), round + 1);
+            assert_eq!(s.blocks("a1").unwrap().len(), round + 1);
+            assert_eq!(s.kv_scan("space", "k").unwrap().len(), round + 1);
+            assert!(s.kv_get("space", "k0").unwrap().is_some());
+            s.conversations(Some("a1")).unwrap();
+            s.grants(Some("chat")).unwrap();
+            s.next_id().unwrap();
+        }
+        let conn = s.conn();
+        let (mut statement, mut seen) = (std::ptr::null_mut(), 0);
+        loop {
+            // SAFETY: the connection is open and held (its mutex) for the whole
+            // walk; only its statements' counters are read.
+            unsafe {
+                statement = rusqlite::ffi::sqlite3_next_stmt(conn.handle(), statement);
+                if statement.is_null() {
+                    break;
+                }
+                let sql = std::ffi::CStr::from_ptr(rusqlite::ffi::sqlite3_sql(statement)).to_string_lossy();
+                let again =
+                    rusqlite::ffi::sqlite3_stmt_status(statement, rusqlite::ffi::SQLITE_STMTSTATUS_REPREPARE, 0);
+                assert_eq!(again, 0, "prepared again on use: {sql}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 12, "the statements stay cached ({seen})");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{SqliteStore, VERSION};
+use super::{SqliteStore, Tx, VERSION};
 use crate::store::{
     lease, now_ms, AgentRecord, ApprovalRecord, AuditRecord, Claim, ConversationRecord, Entry, Grant, KvBatch, KvOp,
     Lease, MemoryBlock, Store, StoreError, StoreResult, TreeSize,
@@ -23,12 +23,20 @@ fn signed(n: u64) -> i64 {
     n as i64
 }
 
-/// Entries read per query when a transcript is read newest first.
+/// Entries read per query when a transcript is read newest first (the `LIMIT`
+/// of [`NEWEST_FIRST`]).
 const PAGE: i64 = 64;
+/// A page of a transcript, newest first. SQLite prepares a statement again on
+/// each use when the plan may depend on a bound value: a `LIMIT ?`, or `col = ?`
+/// before an `ORDER BY` of the index's next column. So the limit is written out,
+/// and such equalities read `col = +?` (the same index search, a fixed plan).
+const NEWEST_FIRST: &str =
+    "SELECT seq, body FROM entries WHERE conversation_id = +?1 AND seq < ?2 ORDER BY seq DESC LIMIT 64";
 
 /// The next number of the store's one counter (ids, transcript and audit order).
 fn next_in(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("UPDATE ids SET last = last + 1 WHERE one = 1 RETURNING last", [], |row| row.get::<_, i64>(0))
+    conn.prepare_cached("UPDATE ids SET last = last + 1 WHERE one = 1 RETURNING last")?
+        .query_row([], |row| row.get::<_, i64>(0))
         .map(|n| n as u64)
 }
 
@@ -181,10 +189,9 @@ impl SqliteStore {
         change: impl FnOnce(Option<Lease>, u64) -> (Option<Lease>, T),
     ) -> StoreResult<T> {
         self.refuse_if_broken()?;
-        let mut conn = self.conn();
+        let conn = self.conn();
         let began = std::time::Instant::now();
-        let tx =
-            conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.backend(e))?;
+        let tx = Tx::begin(&conn).map_err(|e| self.backend(e))?;
         let current = lease_in(&tx, name).map_err(|e| self.backend(e))?;
         let (write, answer) = change(current, now_ms());
         let wrote = write.is_some();
@@ -253,7 +260,7 @@ impl Store for SqliteStore {
     }
 
     fn blocks(&self, agent_id: &str) -> StoreResult<Vec<MemoryBlock>> {
-        self.all("memory block", "SELECT body FROM blocks WHERE agent_id = ?1 ORDER BY label", [agent_id])
+        self.all("memory block", "SELECT body FROM blocks WHERE agent_id = +?1 ORDER BY label", [agent_id])
     }
 
     fn put_conversation(&self, conversation: &ConversationRecord) -> StoreResult<()> {
@@ -275,7 +282,7 @@ impl Store for SqliteStore {
         match agent_id {
             Some(agent) => self.all(
                 "conversation",
-                "SELECT body FROM conversations WHERE agent_id = ?1 ORDER BY created_at, id",
+                "SELECT body FROM conversations WHERE agent_id = +?1 ORDER BY created_at, id",
                 [agent],
             ),
             None => self.all("conversation", "SELECT body FROM conversations ORDER BY created_at, id", []),
@@ -292,7 +299,7 @@ impl Store for SqliteStore {
 
     fn entries(&self, conversation_id: &str) -> StoreResult<Vec<(u64, Entry)>> {
         let raw = self.read(|conn| {
-            conn.prepare_cached("SELECT seq, body FROM entries WHERE conversation_id = ?1 ORDER BY seq")?
+            conn.prepare_cached("SELECT seq, body FROM entries WHERE conversation_id = +?1 ORDER BY seq")?
                 .query_map([conversation_id], seq_and_entry)?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })?;
@@ -311,12 +318,9 @@ impl Store for SqliteStore {
         Box::new(std::iter::from_fn(move || {
             if page.is_empty() && !exhausted {
                 let fetched = self.read(|conn| {
-                    conn.prepare_cached(
-                        "SELECT seq, body FROM entries WHERE conversation_id = ?1 AND seq < ?2
-                         ORDER BY seq DESC LIMIT ?3",
-                    )?
-                    .query_map(params![conversation_id, before, PAGE], seq_and_entry)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                    conn.prepare_cached(NEWEST_FIRST)?
+                        .query_map(params![conversation_id, before], seq_and_entry)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
                 });
                 match fetched {
                     Ok(rows) => {
@@ -376,7 +380,7 @@ impl Store for SqliteStore {
 
     fn grants(&self, chat: Option<&str>) -> StoreResult<Vec<Grant>> {
         match chat {
-            Some(chat) => self.all("grant", "SELECT body FROM grants WHERE chat = ?1 ORDER BY id", [chat]),
+            Some(chat) => self.all("grant", "SELECT body FROM grants WHERE chat = +?1 ORDER BY id", [chat]),
             None => self.all("grant", "SELECT body FROM grants ORDER BY chat, id", []),
         }
     }
@@ -422,7 +426,7 @@ impl Store for SqliteStore {
         // (a range read on the primary key, not a scan of the space).
         self.read(|conn| {
             let mut statement =
-                conn.prepare_cached("SELECT key, value FROM kv WHERE space = ?1 AND key >= ?2 ORDER BY key")?;
+                conn.prepare_cached("SELECT key, value FROM kv WHERE space = +?1 AND key >= ?2 ORDER BY key")?;
             let mut rows = statement.query([space, prefix])?;
             let mut found = Vec::new();
             while let Some(row) = rows.next()? {

@@ -72,9 +72,8 @@ pub(super) async fn run(
 ) {
     let started = Instant::now();
     // One turn at a time per conversation; a second session waits its turn.
-    let lock = inner.conversation_lock(&request.conversation_id);
     let guard = tokio::select! {
-        guard = lock.lock_owned() => Some(guard),
+        guard = inner.conversation_locks.lock(&request.conversation_id) => Some(guard),
         _ = request.cancel.cancelled() => None,
     };
     let mut turn = Turn {
