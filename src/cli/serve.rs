@@ -40,7 +40,16 @@ pub async fn run(app: App) -> anyhow::Result<i32> {
     notifier.ready();
     let watchdog =
         notifier.watchdog_every().map(|every| tokio::spawn(watchdog(daemon.clone(), notifier.clone(), every)));
-    shutdown_signal().await;
+    // A store that refuses every write leaves the daemon deaf (no event can be
+    // journaled): it ends, so that its supervisor starts it again.
+    let broken = tokio::select! {
+        _ = shutdown_signal() => None,
+        why = switchboard::store::broken(&store, BROKEN_CHECK) => Some(why),
+    };
+    if let Some(why) = &broken {
+        tracing::error!(error = %why, "the store refuses every write; stopping so that a restart reopens it");
+        say(&format!("switchboard is stopping: the store refuses every write ({why}); start it again to recover."));
+    }
     notifier.stopping();
     if let Some(watchdog) = watchdog {
         watchdog.abort();
@@ -51,8 +60,13 @@ pub async fn run(app: App) -> anyhow::Result<i32> {
     if let Err(e) = switchboard::store::blocking(&store, |s| s.close()).await {
         tracing::warn!(error = %e, "cannot let go of the store cleanly");
     }
-    Ok(0)
+    // A failure: systemd's `Restart=on-failure` and container restart policies
+    // start it again.
+    Ok(if broken.is_some() { super::EXIT_FAILURE } else { 0 })
 }
+
+/// How often `serve` asks whether the store still writes.
+const BROKEN_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Pets systemd's watchdog only while the store answers and every channel
 /// receives: a deaf daemon is left to be restarted (the unit stops it with

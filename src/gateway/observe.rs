@@ -21,7 +21,8 @@ const MAX_STORE_CHECKS: usize = 4;
 pub struct Readiness {
     /// Each channel's name and how its receiving stands.
     pub channels: Vec<(String, Ingress)>,
-    /// Why the store did not answer (`None`: it did).
+    /// Why the store cannot serve: it did not answer, or it refuses every write
+    /// (`None`: it answered and writes).
     pub store_problem: Option<String>,
 }
 
@@ -74,10 +75,12 @@ impl Gateway {
             let slot = CheckSlot(self.store_checks.clone());
             let read = blocking(&self.store, move |s| {
                 let _slot = slot;
-                s.schema_version()
+                s.schema_version()?;
+                Ok(s.broken())
             });
             match tokio::time::timeout(STORE_CHECK_TIMEOUT, read).await {
-                Ok(Ok(_)) => None,
+                Ok(Ok(None)) => None,
+                Ok(Ok(Some(broken))) => Some(format!("cannot write: {broken}")),
                 Ok(Err(e)) => Some(format!("cannot read: {e}")),
                 Err(_) => Some(format!("no answer within {} s", STORE_CHECK_TIMEOUT.as_secs())),
             }

@@ -156,6 +156,12 @@ pub trait Store: Send + Sync + 'static {
     fn announcements(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+    /// Why this store refuses every write until it is opened again (a flush
+    /// failed, and the kernel may have dropped what it could not write), if it
+    /// does. Default: it never does.
+    fn broken(&self) -> Option<String> {
+        None
+    }
     /// The generic key spaces that hold something.
     fn kv_spaces(&self) -> StoreResult<Vec<String>>;
     /// A number larger than any returned before, across restarts.
@@ -262,6 +268,20 @@ pub fn test_backends() -> Vec<TestBackend> {
         TestBackend { name: "sled", store: sled, _dir: Some(dir) },
         TestBackend { name: "postgres", store: Arc::new(pg), _dir: None },
     ]
+}
+
+/// Resolves once `store` refuses every write (see [`Store::broken`]), with why;
+/// asks every `every`. A daemon whose store is broken can take in nothing more
+/// (every event's journal write fails), so `serve` ends on it and its supervisor
+/// starts it again: the reopened store recovers what was flushed, and the
+/// journal replays what was not yet answered.
+pub async fn broken(store: &Arc<dyn Store>, every: std::time::Duration) -> String {
+    loop {
+        if let Some(why) = store.broken() {
+            return why;
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Runs store work off the async runtime's worker threads (writes wait on fsync).

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use switchboard_channel_core::ChatKind;
 use switchboard_fakes::channel::Op;
 use switchboard_fakes::{Fallback, Gate, Reply};
 
@@ -85,14 +86,28 @@ async fn a_failed_flush_is_a_failed_delivery_and_nothing_is_answered() {
     let mut gw = Gw::new().await;
     gw.llm.set_fallback(Fallback::Echo);
     gw.start().await;
+    assert!(gw.readiness().await.ready(), "{:?}", gw.readiness().await.lines());
     gw.before_flush(Some(Box::new(|| Err("injected: the disk is gone".into()))));
-    let delivered = gw.fake.dm("1", "lost to the disk?").await;
+    let event = gw.fake.message(gw.fake.direct("1"), ChatKind::Direct, "1", "lost to the disk?", false);
+    let delivered = gw.fake.deliver(event.clone()).await;
     assert!(delivered.result.is_err(), "a journal write that never reached the disk was acknowledged");
     tokio::time::sleep(HELD).await;
     assert!(gw.llm.requests().is_empty(), "a turn ran for an event that was not stored");
-    // The platform delivers it again once the disk is back: answered once.
+    // The kernel may have dropped what it could not write: a later flush proves
+    // nothing, so the store takes no more writes, and readiness says so (`serve`
+    // ends on it, for its supervisor to start it again).
     gw.before_flush(None);
-    let again = gw.fake.dm("1", "lost to the disk?").await;
+    assert!(gw.fake.deliver(event.clone()).await.result.is_err(), "a write after a failed flush");
+    let readiness = gw.readiness().await;
+    assert!(!readiness.ready());
+    let store = &readiness.lines()[0];
+    assert!(store.starts_with("store: cannot write") && store.contains("restart switchboard"), "{store}");
+    // Started again (the journal write may have landed after all), the
+    // platform's redelivery of the event is answered once.
+    gw.crash();
+    gw.start().await;
+    assert!(gw.readiness().await.ready(), "{:?}", gw.readiness().await.lines());
+    let again = gw.fake.deliver(event).await;
     again.result.expect("journaled");
     gw.wait_text("1", "echo: lost to the disk?").await;
     assert_eq!(gw.count_settled("1", "echo: lost to the disk?").await, 1);

@@ -11,7 +11,7 @@ use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::AgentBackend;
 use switchboard::config::{self, ConfigSource};
 use switchboard::daemon::{Daemon, Parts};
-use switchboard::store::{FlushHook, SledStore, Store, StoreError};
+use switchboard::store::{FlushHook, SqliteStore, Store, StoreError};
 use switchboard_channel_core::ChannelDescriptor;
 use switchboard_fakes::channel::{FakeMessage, DESCRIPTOR as FAKE};
 use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram};
@@ -32,8 +32,8 @@ struct Running {
     daemon: Option<Daemon>,
     /// The daemon's store, for tests that wait on what it has written.
     store: Arc<dyn Store>,
-    /// The same store, for tests that slow or fail its flushes.
-    sled: Arc<SledStore>,
+    /// The same store (SQLite, the default), for tests that slow or fail its flushes.
+    sqlite: Arc<SqliteStore>,
 }
 
 impl Gw {
@@ -93,16 +93,16 @@ impl Gw {
         let settings = config::load_with(&self.source(), REGISTRY).unwrap_or_else(|e| panic!("{e}")).settings;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let started = runtime.spawn(async move {
-            let sled = open_store(&settings.data_dir).await;
-            let store: Arc<dyn Store> = sled.clone();
+            let sqlite = open_store(&settings.data_dir, settings.store.cache_mb).await;
+            let store: Arc<dyn Store> = sqlite.clone();
             let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
             let expired = backend.recover().await.expect("recover");
             let parts = Parts { settings, store: store.clone(), backend, expired };
-            Daemon::start(parts, REGISTRY).await.map(|daemon| (daemon, store, sled))
+            Daemon::start(parts, REGISTRY).await.map(|daemon| (daemon, store, sqlite))
         });
-        let (daemon, store, sled) =
+        let (daemon, store, sqlite) =
             started.await.expect("start task").unwrap_or_else(|e| panic!("daemon start: {e:#}"));
-        self.running = Some(Running { runtime, daemon: Some(daemon), store, sled });
+        self.running = Some(Running { runtime, daemon: Some(daemon), store, sqlite });
     }
 
     /// SIGKILL as far as a process can do it to itself: every task of the daemon is
@@ -133,7 +133,15 @@ impl Gw {
     /// Runs `hook` before every flush of the running daemon's store (`None`: no
     /// hook): a slow or failing disk.
     pub fn before_flush(&self, hook: Option<FlushHook>) {
-        self.running.as_ref().expect("running").sled.before_flush(hook);
+        self.running.as_ref().expect("running").sqlite.before_flush(hook);
+    }
+
+    /// What `/readyz` would say now.
+    pub async fn readiness(&self) -> switchboard::gateway::Readiness {
+        let running = self.running.as_ref().expect("running");
+        let daemon = running.daemon.as_ref().expect("running");
+        // The daemon's own runtime runs the check, as the endpoint would.
+        std::thread::scope(|scope| scope.spawn(|| running.runtime.block_on(daemon.readiness())).join().unwrap())
     }
 
     /// A clean stop.
@@ -188,10 +196,10 @@ impl Drop for Gw {
 }
 
 /// Opens the store, waiting for a crashed run's last blocking store calls to let go.
-async fn open_store(dir: &std::path::Path) -> Arc<SledStore> {
+async fn open_store(dir: &std::path::Path, cache_mb: u64) -> Arc<SqliteStore> {
     let started = Instant::now();
     loop {
-        match SledStore::open(dir) {
+        match SqliteStore::open(dir, cache_mb) {
             Ok(store) => return Arc::new(store),
             Err(StoreError::Locked { .. }) if started.elapsed() < Duration::from_secs(10) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;

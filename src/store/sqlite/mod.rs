@@ -272,6 +272,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path(), 8).unwrap();
         s.put_meta("k", "before").unwrap();
+        assert_eq!(s.broken(), None);
         s.before_flush(Some(Box::new(|| Err("injected".into()))));
         let err = s.put_meta("k", "v").expect_err("an unflushed write is not acknowledged");
         assert!(err.to_string().contains("injected"), "{err}");
@@ -280,6 +281,7 @@ mod tests {
         s.before_flush(None);
         let err = s.put_meta("k", "w").expect_err("no write after a failed flush");
         assert!(err.to_string().contains("restart switchboard"), "{err}");
+        assert!(s.broken().is_some_and(|why| why.contains("restart switchboard")));
         drop(s);
         let s = SqliteStore::open(dir.path(), 8).unwrap();
         s.put_meta("k", "again").unwrap();
@@ -327,6 +329,24 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 12, "the statements stay cached ({seen})");
+    }
+
+    /// What `serve` waits on beside the signals: it ends once the store refuses
+    /// every write, for its supervisor to start it again.
+    #[tokio::test]
+    async fn the_daemon_hears_when_its_store_refuses_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = std::sync::Arc::new(SqliteStore::open(dir.path(), 8).unwrap());
+        let store: std::sync::Arc<dyn Store> = sqlite.clone();
+        let every = std::time::Duration::from_millis(10);
+        let watching = tokio::spawn(async move { crate::store::broken(&store, every).await });
+        sqlite.put_meta("k", "v").unwrap();
+        tokio::time::sleep(every * 5).await;
+        assert!(!watching.is_finished(), "a store that writes is not broken");
+        sqlite.before_flush(Some(Box::new(|| Err("injected".into()))));
+        sqlite.put_meta("k", "w").expect_err("the flush failed");
+        let why = tokio::time::timeout(std::time::Duration::from_secs(5), watching).await.expect("heard").unwrap();
+        assert!(why.contains("restart switchboard"), "{why}");
     }
 
     #[test]

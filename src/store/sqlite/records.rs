@@ -4,7 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{SqliteStore, Tx, VERSION};
+use super::{SqliteStore, Tx};
 use crate::store::{
     lease, now_ms, AgentRecord, ApprovalRecord, AuditRecord, Claim, ConversationRecord, Entry, Grant, KvBatch, KvOp,
     Lease, MemoryBlock, Store, StoreError, StoreResult, TreeSize,
@@ -510,7 +510,12 @@ impl Store for SqliteStore {
     }
 
     fn schema_version(&self) -> StoreResult<u32> {
-        Ok(VERSION)
+        // Read from the file (readiness asks this to see that the store answers).
+        self.read(|conn| conn.query_row("PRAGMA user_version", [], |row| row.get(0)))
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.refuse_if_broken().err().map(|e| e.to_string())
     }
 
     fn close(&self) -> StoreResult<()> {
