@@ -319,7 +319,7 @@ impl Delivery {
                 }
             }
         }
-        if let Err(e) = self.outbox.remove(item.seq).await {
+        if let Err(e) = self.outbox.remove(&item).await {
             // Not removed: at least record every part as delivered, so that the
             // next round does not send the last one again.
             self.mark(&item).await?;
@@ -369,7 +369,7 @@ impl Delivery {
             // Decided, expired or cancelled before anyone saw it: nothing to ask.
             // Or shown and recorded, then the process died before the item was
             // removed: shown once is enough.
-            return self.outbox.remove(item.seq).await;
+            return self.outbox.remove(item).await;
         }
         let mut prompt = part.prompt;
         if !channel.capabilities().buttons {
@@ -380,7 +380,7 @@ impl Delivery {
                 crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Delivered);
                 let copy = Copy { chat: item.chat.clone(), sent: sent.clone(), asked_in: Some(part.asked_in) };
                 self.records.add(id, item.seq, copy).await?;
-                self.outbox.remove(item.seq).await?;
+                self.outbox.remove(item).await?;
                 // Ended while it was being shown: whoever ended it may have missed this
                 // copy. (On a store error it is resolved when its buttons are pressed.)
                 if let Ok(Some((state, by))) = self.records.state(id).await {
@@ -397,7 +397,7 @@ impl Delivery {
             Err(e @ (ChannelError::Rejected(_) | ChannelError::Unsupported(_))) => {
                 crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Refused);
                 tracing::warn!(chat = %item.chat.id(), error = %e, "an approval prompt was refused by the platform");
-                self.outbox.remove(item.seq).await
+                self.outbox.remove(item).await
             }
             Err(e) => {
                 crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Retried);
@@ -415,6 +415,7 @@ impl Delivery {
     /// in the background. Returns how many there were.
     pub async fn recover(&self) -> crate::store::StoreResult<usize> {
         let items = self.outbox.pending().await?;
+        self.outbox.index(&items).await?;
         for event in items.iter().flat_map(|i| &i.answers) {
             self.journal.done(event).await?;
         }
@@ -449,7 +450,7 @@ impl Delivery {
                 if let Some(_claim) = Claim::take(&self.busy, item.seq, &item.chat) {
                     tracing::warn!(chat = %item.chat.id(), "a reply undelivered for a day was dropped");
                     crate::metrics::global().delivery(&item.chat.channel, DeliveryOutcome::Expired);
-                    let _ = self.outbox.remove(item.seq).await;
+                    let _ = self.outbox.remove(&item).await;
                 }
                 continue;
             }
@@ -473,6 +474,9 @@ mod tests {
     use super::*;
     use crate::gateway::registry::ChannelEntry;
     use crate::store::TestBackend;
+
+    /// The outbox's index, as stored.
+    const INDEX_SPACE: &str = "outbox-index";
 
     /// The same set-up on each store backend.
     fn setups() -> Vec<(TestBackend, Delivery, FakeChannel, Journal)> {
@@ -599,6 +603,49 @@ mod tests {
             // Notes are forgotten with the journal's answered events.
             tokio::time::sleep(Duration::from_millis(5)).await;
             assert_eq!(delivery.prune(0).await.unwrap(), 3, "msg-r1, msg-r2, msg-r3");
+        }
+    }
+
+    /// A reply still waiting to be sent is found by key when its event is replayed
+    /// or redelivered, even after its journal record and note were forgotten, and
+    /// its keys go with it; an item stored by a version without the index is
+    /// indexed at start.
+    #[tokio::test]
+    async fn a_waiting_reply_is_found_by_key_and_its_keys_go_with_it() {
+        for (backend, delivery, fake, journal) in setups() {
+            eprintln!("on {}", backend.name);
+            let chat = fake.direct("1");
+            let event = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", "hi", false);
+            journal.record(&event).await.unwrap();
+            let answers = vec![event.event_id.clone()];
+            let enqueue = |answers: Vec<String>, entry: &str| {
+                let (delivery, chat, entry) = (delivery.clone(), chat.clone(), entry.to_string());
+                async move {
+                    let seq = delivery.outbox.next_seq().await.unwrap();
+                    delivery.outbox.enqueue(seq, chat, text("waiting"), None, answers, Some(entry), None).await.unwrap()
+                }
+            };
+            assert_eq!(enqueue(answers.clone(), "msg-w").await, Stored::New);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            journal.prune(0).await.unwrap();
+            delivery.prune(0).await.unwrap();
+            assert_eq!(enqueue(answers.clone(), "msg-other").await, Stored::AlreadyAnswered, "by its event");
+            assert_eq!(enqueue(vec![], "msg-w").await, Stored::AlreadyAnswered, "by its transcript entry");
+            // Sent (or dropped): its keys are gone with it.
+            let items = delivery.outbox.pending().await.unwrap();
+            assert_eq!(items.len(), 1);
+            delivery.outbox.remove(&items[0]).await.unwrap();
+            let store = backend.store.clone();
+            assert!(store.kv_scan(INDEX_SPACE, "").unwrap().is_empty(), "the index keeps nothing of a removed item");
+            // An item an older version stored, without index keys, is indexed at start.
+            let mut old = items[0].clone();
+            old.seq = delivery.outbox.next_seq().await.unwrap();
+            store.kv_put("outbox", &format!("{:020}", old.seq), &serde_json::to_vec(&old).unwrap()).unwrap();
+            // (Its sending, begun by the recovery, cannot end meanwhile.)
+            fake.stall(true);
+            assert_eq!(delivery.recover().await.unwrap(), 1);
+            assert_eq!(enqueue(answers.clone(), "msg-third").await, Stored::AlreadyAnswered);
+            fake.stall(false);
         }
     }
 

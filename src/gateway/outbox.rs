@@ -18,6 +18,10 @@ const SPACE: &str = "outbox";
 /// id, with when (ms): a reply that answered several messages is sent once, even
 /// when the others are replayed after a crash.
 const REPLIED: &str = "replied";
+/// Which stored item answers an event (`e:` and its id) or begins with a
+/// transcript entry (`r:` and its id), kept with the item: storing a reply looks
+/// for an earlier copy by key rather than reading every item waiting to be sent.
+const INDEX: &str = "outbox-index";
 
 /// A reply on its way to a chat, as the agent or the gateway wrote it (Markdown).
 /// It is split into parts that fit the channel when delivered.
@@ -165,14 +169,12 @@ impl Outbox {
                         return Ok(Stored::AlreadyAnswered);
                     }
                 }
-                let pending = s.kv_scan(SPACE, "")?;
-                let mut found = pending.iter().filter_map(|(_, v)| decode::<OutboxItem>(v));
-                // (Stored, then killed before its reply was noted as such.)
-                if found.any(|i| {
-                    i.answers.iter().any(|a| answers.contains(a))
-                        || i.reply_entry == reply_entry && i.reply_entry.is_some()
-                }) {
-                    return Ok(Stored::AlreadyAnswered);
+                // Still waiting to be sent (its journal record or note may be
+                // forgotten by now, if it waited that long).
+                for key in index_keys(&answers, reply_entry.as_deref()) {
+                    if s.kv_get(INDEX, &key)?.is_some() {
+                        return Ok(Stored::AlreadyAnswered);
+                    }
                 }
             }
             let (stream_message, stream_shown) = match streamed {
@@ -194,6 +196,9 @@ impl Outbox {
             // or none, so a crash never leaves a stored reply whose event replays.
             let mut batch = KvBatch::new();
             batch.put(SPACE, &key(item.seq), encode(&item));
+            for index in index_keys(&item.answers, item.reply_entry.as_deref()) {
+                batch.put(INDEX, &index, key(item.seq).as_bytes());
+            }
             if let Some(entry) = &item.reply_entry {
                 batch.put(REPLIED, entry, encode(&item.created_at));
             }
@@ -260,12 +265,36 @@ impl Outbox {
         .await
     }
 
-    /// Forgets a delivered (or undeliverable) item.
-    pub async fn remove(&self, seq: u64) -> StoreResult<()> {
-        blocking(&self.store, move |s| s.kv_remove(SPACE, &key(seq))).await
+    /// Forgets a delivered (or undeliverable) item, with its index.
+    pub async fn remove(&self, item: &OutboxItem) -> StoreResult<()> {
+        let mut batch = KvBatch::new();
+        batch.remove(SPACE, &key(item.seq));
+        for index in index_keys(&item.answers, item.reply_entry.as_deref()) {
+            batch.remove(INDEX, &index);
+        }
+        blocking(&self.store, move |s| s.kv_write(&batch)).await
+    }
+
+    /// Indexes items stored by a version that kept no index (idempotent; at start).
+    pub async fn index(&self, items: &[OutboxItem]) -> StoreResult<()> {
+        let mut batch = KvBatch::new();
+        for item in items {
+            for index in index_keys(&item.answers, item.reply_entry.as_deref()) {
+                batch.put(INDEX, &index, key(item.seq).as_bytes());
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        blocking(&self.store, move |s| s.kv_write(&batch)).await
     }
 }
 
 fn key(seq: u64) -> String {
     format!("{seq:020}")
+}
+
+/// The index keys of an item answering `answers` and beginning with `reply_entry`.
+fn index_keys(answers: &[String], reply_entry: Option<&str>) -> Vec<String> {
+    answers.iter().map(|event| format!("e:{event}")).chain(reply_entry.map(|entry| format!("r:{entry}"))).collect()
 }
