@@ -21,9 +21,15 @@ pub struct KeyedLocks {
 
 /// A key's lock, held: released when dropped (and forgotten if nobody awaits it).
 pub struct KeyGuard {
-    // Fields drop in order: the lock is released before the key's use ends.
-    _held: OwnedMutexGuard<()>,
+    held: Option<OwnedMutexGuard<()>>,
     _using: Using,
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        // The lock first, then the count: a key is never forgotten while held.
+        drop(self.held.take());
+    }
 }
 
 /// One holder or waiter of a key: counted in the map from before it waits until
@@ -48,7 +54,7 @@ impl KeyedLocks {
             *users += 1;
             (lock.clone(), Using { in_use: self.in_use.clone(), key: key.to_string() })
         };
-        KeyGuard { _held: lock.lock_owned().await, _using: using }
+        KeyGuard { held: Some(lock.lock_owned().await), _using: using }
     }
 
     /// How many keys are held or awaited now.

@@ -427,6 +427,12 @@ impl Delivery {
         Ok(count)
     }
 
+    /// Indexes the waiting replies an earlier version stored (with replicas,
+    /// where `recover` does not run).
+    pub async fn index_waiting(&self) -> crate::store::StoreResult<()> {
+        self.outbox.index(&self.outbox.pending().await?).await
+    }
+
     /// Gives undelivered replies a new round every `retry::RETRY_EVERY`, each in
     /// its own task (a stuck channel holds up no other), and drops those older
     /// than `retry::GIVE_UP_AFTER`. Runs until aborted.
@@ -626,6 +632,9 @@ mod tests {
                 }
             };
             assert_eq!(enqueue(answers.clone(), "msg-w").await, Stored::New);
+            let keys: Vec<String> =
+                backend.store.kv_scan(INDEX_SPACE, "").unwrap().into_iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, [format!("e:{}", event.event_id), "r:msg-w".to_string()], "indexed with the item");
             tokio::time::sleep(Duration::from_millis(5)).await;
             journal.prune(0).await.unwrap();
             delivery.prune(0).await.unwrap();

@@ -216,7 +216,11 @@ impl Gateway {
             // Alone: everything unfinished is this process's.
             None => (self.delivery.recover().await?, self.ingress.replay().await?),
             // Shared: only what no live replica holds.
-            Some(replicas) => (0, replicas.sweep().await),
+            Some(replicas) => {
+                // Replies an earlier version stored get their index keys.
+                self.delivery.index_waiting().await?;
+                (0, replicas.sweep().await)
+            }
         };
         if replayed + resent + pruned > 0 {
             tracing::info!(replayed, resent, pruned, "recovered what the last run left");

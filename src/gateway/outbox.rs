@@ -171,9 +171,13 @@ impl Outbox {
                 }
                 // Still waiting to be sent (its journal record or note may be
                 // forgotten by now, if it waited that long).
-                for key in index_keys(&answers, reply_entry.as_deref()) {
-                    if s.kv_get(INDEX, &key)?.is_some() {
-                        return Ok(Stored::AlreadyAnswered);
+                // A key whose item is gone (left by a version that kept no
+                // index) counts for nothing and is overwritten below.
+                for index in index_keys(&answers, reply_entry.as_deref()) {
+                    if let Some(item) = s.kv_get(INDEX, &index)? {
+                        if s.kv_get(SPACE, &String::from_utf8_lossy(&item))?.is_some() {
+                            return Ok(Stored::AlreadyAnswered);
+                        }
                     }
                 }
             }
@@ -196,9 +200,7 @@ impl Outbox {
             // or none, so a crash never leaves a stored reply whose event replays.
             let mut batch = KvBatch::new();
             batch.put(SPACE, &key(item.seq), encode(&item));
-            for index in index_keys(&item.answers, item.reply_entry.as_deref()) {
-                batch.put(INDEX, &index, key(item.seq).as_bytes());
-            }
+            put_index(&mut batch, &item);
             if let Some(entry) = &item.reply_entry {
                 batch.put(REPLIED, entry, encode(&item.created_at));
             }
@@ -267,21 +269,26 @@ impl Outbox {
 
     /// Forgets a delivered (or undeliverable) item, with its index.
     pub async fn remove(&self, item: &OutboxItem) -> StoreResult<()> {
-        let mut batch = KvBatch::new();
-        batch.remove(SPACE, &key(item.seq));
-        for index in index_keys(&item.answers, item.reply_entry.as_deref()) {
-            batch.remove(INDEX, &index);
-        }
-        blocking(&self.store, move |s| s.kv_write(&batch)).await
+        let (seq, indexes) = (key(item.seq), index_keys(&item.answers, item.reply_entry.as_deref()));
+        blocking(&self.store, move |s| {
+            let mut batch = KvBatch::new();
+            batch.remove(SPACE, &seq);
+            // Only the keys that lead to this item (another may have taken one).
+            for index in indexes {
+                if s.kv_get(INDEX, &index)?.is_some_and(|to| to == seq.as_bytes()) {
+                    batch.remove(INDEX, &index);
+                }
+            }
+            s.kv_write(&batch)
+        })
+        .await
     }
 
     /// Indexes items stored by a version that kept no index (idempotent; at start).
     pub async fn index(&self, items: &[OutboxItem]) -> StoreResult<()> {
         let mut batch = KvBatch::new();
         for item in items {
-            for index in index_keys(&item.answers, item.reply_entry.as_deref()) {
-                batch.put(INDEX, &index, key(item.seq).as_bytes());
-            }
+            put_index(&mut batch, item);
         }
         if batch.is_empty() {
             return Ok(());
@@ -292,6 +299,13 @@ impl Outbox {
 
 fn key(seq: u64) -> String {
     format!("{seq:020}")
+}
+
+/// Adds `item`'s index keys to `batch`.
+fn put_index(batch: &mut KvBatch, item: &OutboxItem) {
+    for index in index_keys(&item.answers, item.reply_entry.as_deref()) {
+        batch.put(INDEX, &index, key(item.seq).as_bytes());
+    }
 }
 
 /// The index keys of an item answering `answers` and beginning with `reply_entry`.

@@ -205,6 +205,10 @@ struct Tx<'c> {
 impl<'c> Tx<'c> {
     /// Begins a transaction that takes the write lock at once.
     fn begin(conn: &'c Connection) -> rusqlite::Result<Tx<'c>> {
+        // One left open by a rollback that failed would fail every later begin.
+        if !conn.is_autocommit() {
+            conn.prepare_cached("ROLLBACK")?.execute([])?;
+        }
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         Ok(Tx { conn })
     }

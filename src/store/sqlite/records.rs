@@ -23,15 +23,20 @@ fn signed(n: u64) -> i64 {
     n as i64
 }
 
-/// Entries read per query when a transcript is read newest first (the `LIMIT`
-/// of [`NEWEST_FIRST`]).
-const PAGE: i64 = 64;
+/// Entries read per query when a transcript is read newest first: one literal
+/// for [`PAGE`] and the `LIMIT` of [`NEWEST_FIRST`].
+macro_rules! page {
+    () => {
+        64
+    };
+}
+const PAGE: i64 = page!();
 /// A page of a transcript, newest first. SQLite prepares a statement again on
 /// each use when the plan may depend on a bound value: a `LIMIT ?`, or `col = ?`
 /// before an `ORDER BY` of the index's next column. So the limit is written out,
 /// and such equalities read `col = +?` (the same index search, a fixed plan).
 const NEWEST_FIRST: &str =
-    "SELECT seq, body FROM entries WHERE conversation_id = +?1 AND seq < ?2 ORDER BY seq DESC LIMIT 64";
+    concat!("SELECT seq, body FROM entries WHERE conversation_id = +?1 AND seq < ?2 ORDER BY seq DESC LIMIT ", page!());
 
 /// The next number of the store's one counter (ids, transcript and audit order).
 fn next_in(conn: &Connection) -> rusqlite::Result<u64> {
