@@ -138,7 +138,7 @@ impl Journal {
 
     pub async fn get(&self, event_id: &str) -> StoreResult<Option<JournalRecord>> {
         let id = event_id.to_string();
-        blocking(&self.store, move |s| Ok(s.kv_get(RECORDS, &id)?.and_then(|b| decode(&b)))).await
+        crate::store::read(&self.store, move |s| Ok(s.kv_get(RECORDS, &id)?.and_then(|b| decode(&b)))).await
     }
 
     /// Marks the event answered (its reply, if any, is stored by now).

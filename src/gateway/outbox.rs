@@ -219,7 +219,7 @@ impl Outbox {
 
     /// The stored item as it is now (`None` once delivered).
     pub async fn get(&self, seq: u64) -> StoreResult<Option<OutboxItem>> {
-        blocking(&self.store, move |s| Ok(s.kv_get(SPACE, &key(seq))?.and_then(|v| decode(&v)))).await
+        crate::store::read(&self.store, move |s| Ok(s.kv_get(SPACE, &key(seq))?.and_then(|v| decode(&v)))).await
     }
 
     pub async fn pending(&self) -> StoreResult<Vec<OutboxItem>> {

@@ -58,7 +58,7 @@ impl Pairing {
 
     pub async fn is_paired(&self, sender: &str) -> StoreResult<bool> {
         let sender = sender.to_string();
-        blocking(&self.store, move |s| Ok(s.kv_get(PAIRED, &sender)?.is_some())).await
+        crate::store::read(&self.store, move |s| Ok(s.kv_get(PAIRED, &sender)?.is_some())).await
     }
 
     /// The sender's pending code, or a new one when the limits allow.

@@ -84,7 +84,7 @@ impl Router {
 
     async fn stored(&self, space: &'static str, key: &str) -> Result<Option<String>, AgentError> {
         let key = key.to_string();
-        let found = blocking(&self.store, move |s| s.kv_get(space, &key)).await?;
+        let found = crate::store::read(&self.store, move |s| s.kv_get(space, &key)).await?;
         Ok(found.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 

@@ -162,6 +162,19 @@ pub trait Store: Send + Sync + 'static {
     fn broken(&self) -> Option<String> {
         None
     }
+    /// Whether a read is short and never waits for a write, its flush or the
+    /// network, so that [`read`] may run it on the caller's (async) thread.
+    /// Default: no (it goes to the blocking pool, as every write does).
+    fn reads_inline(&self) -> bool {
+        false
+    }
+    /// Takes `job` to run on the store's own thread (which answers it once its
+    /// writes are durable), or gives it back: then [`blocking`] runs it on the
+    /// blocking pool, where each write waits for its own flush. Default: gives it
+    /// back.
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        Err(job)
+    }
     /// The generic key spaces that hold something.
     fn kv_spaces(&self) -> StoreResult<Vec<String>>;
     /// A number larger than any returned before, across restarts.
@@ -284,14 +297,83 @@ pub async fn broken(store: &Arc<dyn Store>, every: std::time::Duration) -> Strin
     }
 }
 
-/// Runs store work off the async runtime's worker threads (writes wait on fsync).
+/// Runs store reads, and nothing else: on the caller's thread when the store's
+/// reads are short and never wait for a write ([`Store::reads_inline`]), which
+/// saves a hand-off to the blocking pool and back; otherwise as [`blocking`] does.
+/// A write inside `work` is refused there (see [`reading_here`]): it would hold
+/// an async thread for a flush.
+pub async fn read<T, F>(store: &Arc<dyn Store>, work: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+{
+    if !store.reads_inline() {
+        return blocking(store, work).await;
+    }
+    let _reading = Reading::here();
+    work(store.as_ref())
+}
+
+/// Marks this thread as running [`read`]'s work until dropped (a panic included).
+struct Reading;
+
+impl Reading {
+    fn here() -> Reading {
+        READING.with(|reading| reading.set(true));
+        Reading
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        READING.with(|reading| reading.set(false));
+    }
+}
+
+thread_local! {
+    /// Whether this thread is running [`read`]'s work inline.
+    static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Fails when called inside [`read`]'s inline work: a store's write calls it
+/// first, so a write slipped into a read is an error, not an async thread
+/// blocked on a flush.
+pub fn reading_here() -> StoreResult<()> {
+    match READING.with(|reading| reading.get()) {
+        true => Err(StoreError::Backend("a write was made inside a read (store::read); use store::blocking".into())),
+        false => Ok(()),
+    }
+}
+
+/// Store work handed to a store's own thread ([`Store::submit`]): it runs the
+/// work and answers what releases the work's answer, given whether the work's
+/// writes were made durable.
+pub type Job = Box<dyn FnOnce() -> Settle + Send>;
+
+/// Releases a [`Job`]'s answer once its writes are durable (`Ok`) or could not
+/// be made so (the error, which then is the answer).
+pub type Settle = Box<dyn FnOnce(StoreResult<()>) + Send>;
+
+/// Runs store work off the async runtime's worker threads (writes wait on
+/// fsync): on the store's own thread if it has one ([`Store::submit`]), else on
+/// the blocking pool. Its answer comes once every write it made is durable.
 pub async fn blocking<T, F>(store: &Arc<dyn Store>, work: F) -> StoreResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
 {
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || work(store.as_ref()))
-        .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    let failed = |e: &dyn std::fmt::Display| StoreError::Backend(format!("store task failed: {e}"));
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let own = Arc::clone(store);
+    let job: Job = Box::new(move || {
+        let result = work(own.as_ref());
+        Box::new(move |durable: StoreResult<()>| {
+            let _ = answer.send(durable.and(result));
+        })
+    });
+    if let Err(job) = store.submit(job) {
+        // The store's writes wait for their own flushes here.
+        tokio::task::spawn_blocking(move || job()(Ok(()))).await.map_err(|e| failed(&e))?;
+    }
+    answered.await.map_err(|e| failed(&e))?
 }

@@ -1,5 +1,8 @@
 //! The getUpdates loop: delivers updates in order, acknowledges them (by moving the
 //! offset) only after the sink journaled them, and backs off on conflicts and errors.
+//! Each chat's updates go to the sink one after another, in order; the chats of a
+//! batch go side by side, so their journal writes share flushes instead of
+//! waiting for one each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,24 +93,50 @@ impl PollLoop {
                 trouble = Trouble::default();
             }
             self.health.set(Health::Polling);
-            for update in updates {
-                let id = update.id.0;
-                if !self.handle(update).await {
-                    return;
-                }
-                offset = Some(i32::try_from(u64::from(id) + 1).unwrap_or(i32::MAX));
+            let Some(last) = updates.last().map(|update| update.id.0) else { continue };
+            if !self.deliver_batch(&updates).await {
+                return;
             }
+            // Every update of the batch is journaled (or skipped): acknowledged.
+            offset = Some(i32::try_from(u64::from(last) + 1).unwrap_or(i32::MAX));
         }
         tracing::debug!("telegram: poll loop stopped");
     }
 
-    /// Delivers one update (retrying until the sink takes it); false if stopped first.
-    async fn handle(&mut self, update: Update) -> bool {
-        match self.receiver.map(&update) {
-            Some(event) => deliver_until_ok(&self.receiver, event, update.id.0, &mut self.stop).await,
-            None => true,
-        }
+    /// Delivers a batch (retrying each update until the sink takes it): each
+    /// chat's updates in order, the chats side by side. False if stopped first;
+    /// then the batch is polled again, and what was journaled is recognised.
+    async fn deliver_batch(&self, updates: &[Update]) -> bool {
+        let delivered = futures::future::join_all(by_chat(&self.receiver, updates).into_iter().map(|chat| {
+            let mut stop = self.stop.clone();
+            async move {
+                for (update_id, event) in chat {
+                    if !deliver_until_ok(&self.receiver, event, update_id, &mut stop).await {
+                        return false;
+                    }
+                }
+                true
+            }
+        }))
+        .await;
+        delivered.into_iter().all(|ok| ok)
     }
+}
+
+/// The batch's events grouped by chat, each chat's in the batch's order (updates
+/// that carry no event are left out).
+fn by_chat(receiver: &Receiver, updates: &[Update]) -> Vec<Vec<(u32, InboundEvent)>> {
+    let mut chats: Vec<Vec<(u32, InboundEvent)>> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for update in updates {
+        let Some(event) = receiver.map(update) else { continue };
+        let at = *index.entry(event.kind.chat().clone()).or_insert_with(|| {
+            chats.push(Vec::new());
+            chats.len() - 1
+        });
+        chats[at].push((update.id.0, event));
+    }
+    chats
 }
 
 /// Hands `event` to the sink until it returns Ok, backing off between tries.

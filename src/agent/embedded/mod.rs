@@ -133,7 +133,7 @@ impl EmbeddedBackend {
 
     async fn require_agent(&self, id: &str) -> Result<AgentRecord, AgentError> {
         let owned = id.to_string();
-        blocking(self.store(), move |s| s.agent(&owned))
+        crate::store::read(self.store(), move |s| s.agent(&owned))
             .await?
             .ok_or_else(|| AgentError::NotFound { kind: "agent", id: id.to_string() })
     }
@@ -306,7 +306,7 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn default_agent(&self) -> Result<AgentRecord, AgentError> {
         let _guard = self.inner.create_lock.lock().await;
-        let current = blocking(self.store(), |s| match s.meta(DEFAULT_AGENT_KEY)? {
+        let current = crate::store::read(self.store(), |s| match s.meta(DEFAULT_AGENT_KEY)? {
             Some(id) => s.agent(&id),
             None => Ok(None),
         })
@@ -434,7 +434,7 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn reply_after(&self, conversation_id: &str, input_id: &str) -> Result<Option<RecordedReply>, AgentError> {
         let (id, input) = (conversation_id.to_string(), input_id.to_string());
-        Ok(blocking(self.store(), move |s| {
+        Ok(crate::store::read(self.store(), move |s| {
             if !s.has_entry(&id, &input)? {
                 return Ok(None);
             }
@@ -447,7 +447,7 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn reply_of(&self, conversation_id: &str, entry_id: &str) -> Result<Option<RecordedReply>, AgentError> {
         let (id, wanted) = (conversation_id.to_string(), entry_id.to_string());
-        Ok(blocking(self.store(), move |s| {
+        Ok(crate::store::read(self.store(), move |s| {
             if !s.has_entry(&id, &wanted)? {
                 return Ok(None);
             }
@@ -465,7 +465,7 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn conversation(&self, id: &str) -> Result<ConversationRecord, AgentError> {
         let owned = id.to_string();
-        blocking(self.store(), move |s| s.conversation(&owned))
+        crate::store::read(self.store(), move |s| s.conversation(&owned))
             .await?
             .ok_or_else(|| AgentError::NotFound { kind: "conversation", id: id.to_string() })
     }

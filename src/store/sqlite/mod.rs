@@ -2,24 +2,37 @@
 //! machine: the same records as the other stores (JSON values) in tables of one
 //! file in `data_dir`, with memory bounded by its page cache (`store.cache_mb`).
 //!
-//! Durability is group commit, as in [`super::commit`]: each store call is one
-//! SQLite transaction, appended to the write-ahead log without waiting for the
-//! disk (`synchronous = NORMAL`); the writer then waits for a flush of the log
-//! file (`fdatasync`) that began after its commit, shared by every writer of that
-//! moment. SQLite's own checkpoints sync the log before they copy it into the
-//! database file, so a flushed commit survives a crash of the process or the
-//! machine. One connection serves every call (SQLite writes one transaction at a
-//! time anyway), held for the statement (and for SQLite's own checkpoint, now and
-//! then, inside a commit), never during the group flush. A flush that fails ends
-//! the store's writes until a restart: the kernel may have dropped the pages it
-//! could not write, so a later flush proves nothing about them.
+//! Durability is group commit, as in [`super::commit`]: writes go into one open
+//! SQLite transaction, each in a savepoint of its own (a write that fails takes
+//! back only itself); a flush commits that transaction to the write-ahead log
+//! (`synchronous = NORMAL`, so without waiting for the disk) and then syncs the
+//! log file (`fdatasync`), once for every writer waiting at that moment. No writer
+//! is answered before a flush that began after its write. SQLite's own
+//! checkpoints sync the log before they copy it into the database file, so a
+//! flushed commit survives a crash of the process or the machine.
+//!
+//! One connection writes (SQLite writes one transaction at a time anyway), held
+//! for the statements (and for the commit, with SQLite's own checkpoint now and
+//! then), never during the sync; reads run beside it on connections of their own
+//! ([`readers`]), seeing the last commit. Store work handed over by async callers
+//! ([`crate::store::blocking`]) runs on the store's own thread ([`worker`]), back
+//! to back, and its answers wait for one flush together. The page cache
+//! (`store.cache_mb`) is shared: half the writer's, half the readers'.
+//!
+//! A flush that fails ends the store's writes until a restart: the kernel may
+//! have dropped the pages it could not write, so a later flush proves nothing
+//! about them. So does a write whose failure took the open transaction with it
+//! (SQLite rolls back the whole transaction on some errors, such as a full disk):
+//! other writers' changes went with it before anyone was answered.
 
+mod readers;
 mod records;
+mod worker;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -57,8 +70,8 @@ INSERT INTO ids (one, last) VALUES (1, 0);
 /// How many prepared statements the connection keeps (more than the store uses).
 const STATEMENTS_KEPT: usize = 128;
 
-/// Why every write fails after a failed flush.
-const BROKEN: &str = "an earlier write could not be flushed to disk; restart switchboard";
+/// Why every write fails after a failed flush (or a lost transaction).
+const BROKEN: &str = "an earlier write could not be made durable; restart switchboard";
 
 /// The schema version this build sets up.
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -66,6 +79,19 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 /// The store in `data_dir/store.sqlite3`, one process at a time (the data
 /// directory's lock).
 pub struct SqliteStore {
+    core: Arc<Core>,
+    /// Work for the store's own thread; `None` once it is closing.
+    jobs: Option<mpsc::Sender<super::Job>>,
+    /// The store's own threads, ended and joined when the store is dropped.
+    worker: Option<worker::Threads>,
+}
+
+/// What the store's callers and its own threads share.
+struct Core {
+    /// Closed before the writer's: the last connection to close folds the log
+    /// into the file and removes it, which a reading one cannot.
+    readers: readers::Readers,
+    /// The writer's connection.
     conn: Mutex<Connection>,
     /// The write-ahead log, opened for flushing it.
     wal: File,
@@ -74,6 +100,7 @@ pub struct SqliteStore {
     flush_hook: Mutex<Option<FlushHook>>,
     /// Set when a flush failed: no write is acknowledged after it.
     broken: AtomicBool,
+    /// Released last, once the connections are closed.
     _lock: DirLock,
 }
 
@@ -92,12 +119,13 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(corrupt)?;
-        // One process (the directory's lock): the log's index lives in this
-        // process's memory, not in a shared file. A negative cache size is in KiB.
+        // One process (the directory's lock), several connections: the log's
+        // index is shared through the `-shm` file. A negative cache size is in KiB.
+        let cache_kib = cache_mb.max(1) * 1024;
         conn.execute_batch(&format!(
-            "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
-            cache_mb.max(1) * 1024
+            cache_kib / 2
         ))
         .map_err(corrupt)?;
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).map_err(corrupt)?;
@@ -115,57 +143,164 @@ impl SqliteStore {
         // The files' names are durable too (SQLite syncs the directory only at
         // its first checkpoint).
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(SqliteStore {
+        let core = Arc::new(Core {
             conn: Mutex::new(conn),
+            readers: readers::Readers::new(path, cache_kib / 2, STATEMENTS_KEPT),
             wal,
             dir: dir.to_path_buf(),
             committer: Committer::new(),
             flush_hook: Mutex::new(None),
             broken: AtomicBool::new(false),
             _lock: lock,
-        })
+        });
+        let (jobs, worker) = worker::start(&core).map_err(io)?;
+        Ok(SqliteStore { core, jobs: Some(jobs), worker: Some(worker) })
     }
 
     /// Sets (or clears) a hook that runs before every flush (for tests).
     pub fn before_flush(&self, hook: Option<FlushHook>) {
-        *self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) = hook;
+        *self.core.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) = hook;
     }
 
+    /// Hands `job` to the store's own thread; gives it back once the store is closing.
+    fn submit(&self, job: super::Job) -> Result<(), super::Job> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|refused| refused.0),
+            None => Err(job),
+        }
+    }
+
+    #[cfg(test)]
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.core.conn()
+    }
+
+    fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        self.core.read(read)
+    }
+
+    fn write<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.core.write(write)
+    }
+
+    fn stage<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.core.stage(write)
+    }
+
+    fn settle(&self) -> StoreResult<()> {
+        self.core.settle()
+    }
+
+    fn refuse_if_broken(&self) -> StoreResult<()> {
+        self.core.refuse_if_broken()
+    }
+
+    fn backend(&self, e: rusqlite::Error) -> StoreError {
+        self.core.backend(e)
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // The threads end once their queues are empty and closed; joined, so the
+        // directory is free when this returns (unless this runs on one of them).
+        self.jobs = None;
+        if let Some(worker) = self.worker.take() {
+            worker.join();
+        }
+        // What is still staged was answered to no one (ids handed out); kept, unless
+        // the store refuses writes.
+        let conn = self.core.conn();
+        if !conn.is_autocommit() && self.core.refuse_if_broken().is_ok() {
+            let _ = conn.execute_batch("COMMIT");
+        }
+    }
+}
+
+impl Core {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `read` on the connection.
+    /// Runs `read` on a read connection: it sees every write committed before it
+    /// began (a write's caller has been answered only after its commit). On the
+    /// store's own thread, in the middle of its work, on the writer's connection:
+    /// a job sees what it (or one before it) wrote and that is not yet committed.
     fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
-        read(&self.conn()).map_err(|e| self.backend(e))
+        let answer = match worker::running_for(self) {
+            true => read(&self.conn()),
+            false => self.readers.read(read),
+        };
+        answer.map_err(|e| self.backend(e))
     }
 
-    /// Runs `write` in one transaction (rolled back when it fails or answers
-    /// `Err`), then waits for the flush that makes it durable; what it answered.
+    /// Writes with `write` (taken back whole when it fails or answers `Err`),
+    /// then makes it durable ([`Core::settle`]); what it answered.
     fn write<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        // After a failed flush nothing more is written, let alone acknowledged.
-        self.refuse_if_broken()?;
         let began = std::time::Instant::now();
-        let answer = {
-            let conn = self.conn();
-            let tx = Tx::begin(&conn).map_err(|e| self.backend(e))?;
-            let answer = write(&tx)?;
-            tx.commit().map_err(|e| self.backend(e))?;
-            answer
-        };
-        self.commit()?;
+        let answer = self.stage(write)?;
+        self.settle()?;
         crate::metrics::global().store_write(began.elapsed());
         Ok(answer)
     }
 
+    /// Runs `write` in a savepoint of the open transaction (begun if none is),
+    /// undone when it fails or answers `Err`; not yet committed, let alone durable.
+    fn stage<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        // After a failed flush nothing more is written, let alone acknowledged.
+        self.refuse_if_broken()?;
+        super::reading_here()?;
+        let conn = self.conn();
+        if conn.is_autocommit() {
+            conn.prepare_cached("BEGIN IMMEDIATE")
+                .and_then(|mut begin| begin.execute([]))
+                .map_err(|e| self.backend(e))?;
+        }
+        let point = Savepoint::set(&conn).map_err(|e| self.backend(e))?;
+        let answer = write(&conn);
+        let kept = match answer {
+            Ok(_) => point.release(),
+            Err(_) => point.undo(),
+        };
+        if kept.is_err() || conn.is_autocommit() {
+            // SQLite took back the whole transaction: other writers' changes too.
+            self.broken.store(true, Ordering::SeqCst);
+            tracing::error!(error = ?kept.err(), "a failed write took the store's open transaction with it");
+            return Err(StoreError::Backend(BROKEN.into()));
+        }
+        answer
+    }
+
+    /// Makes what this thread staged durable before its caller hears of it: on
+    /// the store's own thread, by the flush after its work (see [`worker`]);
+    /// anywhere else, by a flush now.
+    fn settle(&self) -> StoreResult<()> {
+        match worker::running_for(self) {
+            true => {
+                worker::wrote();
+                Ok(())
+            }
+            false => self.commit(),
+        }
+    }
+
     /// Returns once a flush of the log that began after this call has ended;
-    /// writers waiting at the same moment share it.
+    /// writers waiting at the same moment share it. A flush commits the open
+    /// transaction, then syncs the log.
     fn commit(&self) -> StoreResult<()> {
         self.refuse_if_broken()?;
         let flush = || {
             if self.broken.load(Ordering::SeqCst) {
                 return Err(BROKEN.to_string());
             }
+            let conn = self.conn();
+            if !conn.is_autocommit() {
+                if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute([])) {
+                    self.broken.store(true, Ordering::SeqCst);
+                    return Err(format!("database: {e}"));
+                }
+            }
+            drop(conn);
             let hooked = match &*self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) {
                 Some(hook) => hook(),
                 None => Ok(()),
@@ -195,42 +330,38 @@ impl SqliteStore {
     }
 }
 
-/// A write transaction, begun and ended by prepared statements kept in the
-/// connection's cache (rusqlite's own transactions parse `BEGIN` and `COMMIT` anew
-/// each time); rolled back when dropped before its commit, or if the commit fails.
-struct Tx<'c> {
+/// One write inside the open transaction, set and ended by prepared statements
+/// kept in the connection's cache; undone when dropped unended (a panic).
+struct Savepoint<'c> {
     conn: &'c Connection,
+    open: bool,
 }
 
-impl<'c> Tx<'c> {
-    /// Begins a transaction that takes the write lock at once.
-    fn begin(conn: &'c Connection) -> rusqlite::Result<Tx<'c>> {
-        // One left open by a rollback that failed would fail every later begin.
-        if !conn.is_autocommit() {
-            conn.prepare_cached("ROLLBACK")?.execute([])?;
-        }
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        Ok(Tx { conn })
+impl<'c> Savepoint<'c> {
+    fn set(conn: &'c Connection) -> rusqlite::Result<Savepoint<'c>> {
+        conn.prepare_cached("SAVEPOINT one_write")?.execute([])?;
+        Ok(Savepoint { conn, open: true })
     }
 
-    /// Commits it (appends it to the log; durable after the next flush).
-    fn commit(self) -> rusqlite::Result<()> {
-        self.conn.prepare_cached("COMMIT")?.execute([]).map(drop)
+    /// Keeps what was written, in the open transaction.
+    fn release(mut self) -> rusqlite::Result<()> {
+        self.open = false;
+        self.conn.prepare_cached("RELEASE one_write")?.execute([]).map(drop)
     }
-}
 
-impl std::ops::Deref for Tx<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        self.conn
+    /// Takes back what was written since it was set.
+    fn undo(mut self) -> rusqlite::Result<()> {
+        self.open = false;
+        self.conn.prepare_cached("ROLLBACK TO one_write")?.execute([])?;
+        self.conn.prepare_cached("RELEASE one_write")?.execute([]).map(drop)
     }
 }
 
-impl Drop for Tx<'_> {
+impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
-        if !self.conn.is_autocommit() {
-            let _ = self.conn.prepare_cached("ROLLBACK").and_then(|mut rollback| rollback.execute([]));
+        if self.open {
+            let _ = self.conn.prepare_cached("ROLLBACK TO one_write").and_then(|mut undo| undo.execute([]));
+            let _ = self.conn.prepare_cached("RELEASE one_write").and_then(|mut release| release.execute([]));
         }
     }
 }
@@ -315,11 +446,18 @@ mod tests {
             s.grants(Some("chat")).unwrap();
             s.next_id().unwrap();
         }
-        let conn = s.conn();
+        // The writer's statements and the readers' (one reader here: one thread).
+        let writes = walk_statements(&s.conn());
+        let reads = s.core.readers.read(|conn| Ok(walk_statements(conn))).unwrap();
+        assert!(writes >= 8 && reads >= 8, "the statements stay cached ({writes} writing, {reads} reading)");
+    }
+
+    /// How many statements `conn` keeps; fails on one prepared again on use.
+    fn walk_statements(conn: &Connection) -> usize {
         let (mut statement, mut seen) = (std::ptr::null_mut(), 0);
         loop {
-            // SAFETY: the connection is open and held (its mutex) for the whole
-            // walk; only its statements' counters are read.
+            // SAFETY: the connection is open and held (its mutex, or lent to this
+            // thread) for the whole walk; only its statements' counters are read.
             unsafe {
                 statement = rusqlite::ffi::sqlite3_next_stmt(conn.handle(), statement);
                 if statement.is_null() {
@@ -332,7 +470,119 @@ mod tests {
             }
             seen += 1;
         }
-        assert!(seen >= 12, "the statements stay cached ({seen})");
+        seen
+    }
+
+    /// Async callers' work runs on the store's thread, their writes share
+    /// flushes, and none is answered before the flush that covers its write; reads
+    /// go on meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn handed_over_writes_share_a_flush_and_are_answered_only_after_it() {
+        use std::sync::atomic::AtomicUsize;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Arc::new(SqliteStore::open(dir.path(), 8).unwrap());
+        let store: Arc<dyn Store> = sqlite.clone();
+        store.kv_put("space", "before", b"v").unwrap();
+        // The first flush from here on waits until it is let go; every flush counts.
+        let (entered, has_entered) = mpsc::channel();
+        let (let_go, wait) = mpsc::channel::<()>();
+        let (armed, wait) = (AtomicBool::new(true), Mutex::new(wait));
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let counted = flushes.clone();
+        sqlite.before_flush(Some(Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            if armed.swap(false, Ordering::SeqCst) {
+                let _ = entered.send(());
+                let _ = wait.lock().unwrap().recv_timeout(Duration::from_secs(30));
+            }
+            Ok(())
+        })));
+        let writers: Vec<_> = (0..20)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    crate::store::blocking(&store, move |s| s.kv_put("space", &format!("k{n}"), b"v")).await
+                })
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || has_entered.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("a flush began");
+        // A read is not held up by the flush.
+        let read = crate::store::read(&store, |s| s.kv_get("space", "before")).await.unwrap();
+        assert_eq!(read.as_deref(), Some(&b"v"[..]));
+        // Work on the store's thread that only reads may have read the writes
+        // waiting for that flush: it is answered after it too.
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { crate::store::blocking(&store, |s| Ok(s.kv_scan("space", "")?.len())).await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(writers.iter().all(|w| !w.is_finished()), "no write is answered before its flush");
+        assert!(!reader.is_finished(), "nor what may have read them");
+        let_go.send(()).unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(10), reader).await.expect("answered").unwrap().unwrap();
+        assert!(seen >= 1, "{seen}");
+        for writer in writers {
+            tokio::time::timeout(Duration::from_secs(10), writer).await.expect("answered").unwrap().unwrap();
+        }
+        let flushed = flushes.load(Ordering::SeqCst);
+        assert!(flushed <= 10, "20 writes waiting together shared their flushes ({flushed})");
+        assert_eq!(store.kv_scan("space", "k").unwrap().len(), 20);
+    }
+
+    /// A write that fails is taken back alone: what others wrote into the same
+    /// open transaction is committed by the next flush.
+    #[test]
+    fn a_failed_write_takes_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        // Staged, not yet flushed: the open transaction holds it.
+        s.stage(|tx| records_exec(tx, "INSERT INTO meta (key, value) VALUES ('kept', '1')")).unwrap();
+        let failed = s.write(|tx| {
+            records_exec(tx, "INSERT INTO meta (key, value) VALUES ('taken back', '2')")?;
+            Err::<(), _>(StoreError::Backend("it changed its mind".into()))
+        });
+        assert!(failed.is_err());
+        s.put_meta("after", "3").unwrap();
+        assert_eq!(s.meta("kept").unwrap().as_deref(), Some("1"));
+        assert_eq!(s.meta("taken back").unwrap(), None);
+        assert_eq!(s.meta("after").unwrap().as_deref(), Some("3"));
+        assert_eq!(s.broken(), None);
+    }
+
+    fn records_exec(tx: &Connection, sql: &str) -> StoreResult<()> {
+        tx.execute(sql, []).map(drop).map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    /// Work that panics on the store's thread fails alone; the thread goes on.
+    #[tokio::test]
+    async fn work_that_panics_fails_alone_and_the_store_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), 8).unwrap());
+        let err = crate::store::blocking(&store, |s| -> StoreResult<()> {
+            s.put_meta("half", "way")?;
+            panic!("a bug in the work")
+        })
+        .await
+        .expect_err("the caller hears that its work failed");
+        assert!(err.to_string().contains("store task failed"), "{err}");
+        crate::store::blocking(&store, |s| s.put_meta("next", "fine")).await.unwrap();
+        assert_eq!(store.meta("next").unwrap().as_deref(), Some("fine"));
+        assert_eq!(store.broken(), None);
+    }
+
+    /// A write slipped into a read (which may run on an async thread) is refused.
+    #[tokio::test]
+    async fn a_write_inside_a_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), 8).unwrap());
+        let err = crate::store::read(&store, |s| s.put_meta("k", "v")).await.expect_err("refused");
+        assert!(err.to_string().contains("inside a read"), "{err}");
+        assert_eq!(store.meta("k").unwrap(), None);
+        store.put_meta("k", "v").unwrap();
     }
 
     /// What `serve` waits on beside the signals: it ends once the store refuses
@@ -372,7 +622,7 @@ mod tests {
         s.put_meta("x", "y").unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
-        for name in [FILE.to_string(), format!("{FILE}-wal")] {
+        for name in [FILE.to_string(), format!("{FILE}-wal"), format!("{FILE}-shm")] {
             assert_eq!(mode(&data.join(&name)), 0o600, "{name}");
         }
     }

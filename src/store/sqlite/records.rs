@@ -4,7 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{SqliteStore, Tx};
+use super::SqliteStore;
 use crate::store::{
     lease, now_ms, AgentRecord, ApprovalRecord, AuditRecord, Claim, ConversationRecord, Entry, Grant, KvBatch, KvOp,
     Lease, MemoryBlock, Store, StoreError, StoreResult, TreeSize,
@@ -111,7 +111,7 @@ impl SqliteStore {
         sql: &str,
         params: impl rusqlite::Params,
     ) -> StoreResult<Vec<T>> {
-        bodies(&self.conn(), what, sql, params)
+        self.read(|conn| Ok(bodies(conn, what, sql, params)))?
     }
 
     /// Appends `entry`, while `lease` (when given) is still held.
@@ -193,26 +193,24 @@ impl SqliteStore {
         name: &str,
         change: impl FnOnce(Option<Lease>, u64) -> (Option<Lease>, T),
     ) -> StoreResult<T> {
-        self.refuse_if_broken()?;
-        let conn = self.conn();
         let began = std::time::Instant::now();
-        let tx = Tx::begin(&conn).map_err(|e| self.backend(e))?;
-        let current = lease_in(&tx, name).map_err(|e| self.backend(e))?;
-        let (write, answer) = change(current, now_ms());
-        let wrote = write.is_some();
-        if let Some(lease) = write {
-            exec(
-                &tx,
-                "INSERT INTO leases (name, holder, fence, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, fence = excluded.fence,
-                     expires_at_ms = excluded.expires_at_ms",
-                params![name, lease.holder, signed(lease.fence), signed(lease.expires_at_ms)],
-            )?;
-        }
-        tx.commit().map_err(|e| self.backend(e))?;
-        drop(conn);
+        let (answer, wrote) = self.stage(|tx| {
+            let current = lease_in(tx, name).map_err(|e| self.backend(e))?;
+            let (write, answer) = change(current, now_ms());
+            let wrote = write.is_some();
+            if let Some(lease) = write {
+                exec(
+                    tx,
+                    "INSERT INTO leases (name, holder, fence, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, fence = excluded.fence,
+                         expires_at_ms = excluded.expires_at_ms",
+                    params![name, lease.holder, signed(lease.fence), signed(lease.expires_at_ms)],
+                )?;
+            }
+            Ok((answer, wrote))
+        })?;
         if wrote {
-            self.commit()?;
+            self.settle()?;
             crate::metrics::global().store_write(began.elapsed());
         }
         Ok(answer)
@@ -481,11 +479,11 @@ impl Store for SqliteStore {
     }
 
     fn next_id(&self) -> StoreResult<u64> {
-        // Committed to the log, without waiting for its flush: an id counts once
+        // Written in the open transaction, without waiting for its flush: an id counts once
         // something durable holds it, and that write's flush covers this earlier
         // one (the log is flushed in order). An id lost in a crash before then was
         // never kept anywhere, so handing it out again is harmless (as sled's are).
-        self.read(next_in)
+        self.stage(|conn| next_in(conn).map_err(|e| self.backend(e)))
     }
 
     fn reserve_ids(&self, id: u64) -> StoreResult<()> {
@@ -521,6 +519,14 @@ impl Store for SqliteStore {
 
     fn broken(&self) -> Option<String> {
         self.refuse_if_broken().err().map(|e| e.to_string())
+    }
+
+    fn reads_inline(&self) -> bool {
+        true
+    }
+
+    fn submit(&self, job: super::super::Job) -> Result<(), super::super::Job> {
+        SqliteStore::submit(self, job)
     }
 
     fn close(&self) -> StoreResult<()> {

@@ -114,7 +114,7 @@ pub(super) async fn run(
 impl Turn {
     async fn drive(&mut self) -> Result<StopReason, Failure> {
         let agent_id = self.request.agent_id.clone();
-        let agent = blocking(&self.inner.store, move |s| s.agent(&agent_id))
+        let agent = crate::store::read(&self.inner.store, move |s| s.agent(&agent_id))
             .await?
             .ok_or_else(|| Failure::internal("the agent no longer exists"))?;
         let model = agent.model.clone().unwrap_or_else(|| self.inner.settings.llm.model.clone());
@@ -126,9 +126,10 @@ impl Turn {
             tools: tools::names(),
         });
         let conversation_id = self.request.conversation_id.clone();
-        self.path =
-            blocking(&self.inner.store, move |s| history::active_tail(s.entries_newest_first(&conversation_id)))
-                .await?;
+        self.path = crate::store::read(&self.inner.store, move |s| {
+            history::active_tail(s.entries_newest_first(&conversation_id))
+        })
+        .await?;
 
         // Tool calls an earlier turn left unfinished come first; a new message waits
         // behind them (and behind their approvals).
@@ -249,7 +250,7 @@ impl Turn {
     async fn recorded(&self, id: Option<&str>) -> Result<bool, Failure> {
         let Some(id) = id.map(str::to_string) else { return Ok(false) };
         let conversation_id = self.request.conversation_id.clone();
-        Ok(blocking(&self.inner.store, move |s| s.has_entry(&conversation_id, &id)).await?)
+        Ok(crate::store::read(&self.inner.store, move |s| s.has_entry(&conversation_id, &id)).await?)
     }
 
     /// The id new entries hang under.
@@ -266,7 +267,7 @@ impl Turn {
         loop {
             // Memory is re-read every call: another conversation may have changed it.
             let agent_id = agent.id.clone();
-            let blocks = blocking(&self.inner.store, move |s| s.blocks(&agent_id)).await?;
+            let blocks = crate::store::read(&self.inner.store, move |s| s.blocks(&agent_id)).await?;
             let window = history::window(&self.path);
             let system = prompt::render(
                 &agent.name,
