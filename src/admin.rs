@@ -11,7 +11,7 @@ use crate::agent::transcript::{parse_jsonl, to_jsonl};
 use crate::agent::{AgentBackend, AgentError, CreateAgentOptions};
 use crate::control::{render_approval, render_approvals, render_audit, render_grants, Answer, Request};
 use crate::policy::summary::one_line;
-use crate::store::{blocking, format_time as time, render_sizes, Store};
+use crate::store::{format_time as time, render_sizes, Store};
 
 /// How many of the store's largest parts `check` lists.
 pub const LARGEST_SHOWN: usize = 6;
@@ -52,7 +52,7 @@ impl StoreRequests {
                 Ok(false) => Answer::failed(format!("there is no grant {id}")),
                 Err(e) => failed(e),
             },
-            Request::StoreSizes => match blocking(&self.store, |s| s.sizes()).await {
+            Request::StoreSizes => match crate::store::scan(&self.store, |s| s.sizes()).await {
                 Ok(sizes) => Answer::ok(render_sizes(&sizes, LARGEST_SHOWN)),
                 Err(e) => Answer::failed(e.to_string()),
             },

@@ -112,7 +112,8 @@ impl Journal {
             let record =
                 JournalRecord { seq, event, done: false, received_at, stream_message: None, stream_shown: None };
             // The record and its place in the order together, only if this event
-            // was not stored before (a redelivery; then it is on disk by now).
+            // was not stored before (a redelivery; then it is on disk by the time
+            // this answer is released).
             let mut batch = KvBatch::new();
             let place = format!("{seq:020}");
             batch.put(ORDER, &place, id.as_bytes()).put(OPEN, &place, id.as_bytes()).put(RECORDS, &id, encode(&record));

@@ -44,7 +44,7 @@ impl PromptRecords {
     /// Every recorded copy of the request's prompt, oldest first.
     pub async fn copies(&self, approval_id: &str) -> Vec<Copy> {
         let id = approval_id.to_string();
-        let read = blocking(&self.store, move |s| {
+        let read = crate::store::read(&self.store, move |s| {
             let mut copies = match s.kv_get(PROMPTS, &id)? {
                 // Before copies were records of their own, and before they held many.
                 Some(bytes) => decode::<Legacy>(&bytes)
@@ -70,7 +70,7 @@ impl PromptRecords {
     /// process died before the item was removed).
     pub async fn shown_by(&self, approval_id: &str, seq: u64) -> StoreResult<bool> {
         let key = copy_key(approval_id, seq);
-        blocking(&self.store, move |s| Ok(s.kv_get(PROMPTS, &key)?.is_some())).await
+        crate::store::read(&self.store, move |s| Ok(s.kv_get(PROMPTS, &key)?.is_some())).await
     }
 
     /// Records a copy shown by outbox item `seq` (its key keeps copies in order).
@@ -98,7 +98,7 @@ impl PromptRecords {
     /// request). A store error is an error: the caller must not take it for an end.
     pub async fn state(&self, approval_id: &str) -> StoreResult<Option<(ApprovalState, Option<String>)>> {
         let id = approval_id.to_string();
-        let record = blocking(&self.store, move |s| s.approval(&id)).await?;
+        let record = crate::store::read(&self.store, move |s| s.approval(&id)).await?;
         Ok(record.map(|r| (r.state, r.decided_by)))
     }
 
@@ -113,7 +113,7 @@ impl PromptRecords {
     /// (or, for records from before, as its shown copies say).
     pub async fn asked_in(&self, approval_id: &str) -> Option<ChatKey> {
         let key = asked_key(approval_id);
-        let noted = blocking(&self.store, move |s| s.kv_get(PROMPTS, &key)).await.ok().flatten();
+        let noted = crate::store::read(&self.store, move |s| s.kv_get(PROMPTS, &key)).await.ok().flatten();
         if let Some(chat) = noted.and_then(|b| decode::<ChatKey>(&b)) {
             return Some(chat);
         }

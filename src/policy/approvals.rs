@@ -213,7 +213,7 @@ impl Approvals {
     /// The approval recorded for the call `call_key`, if any.
     pub async fn for_call(&self, conversation_id: &str, call_key: &str) -> StoreResult<Option<ApprovalRecord>> {
         let key = call_index_key(conversation_id, call_key);
-        blocking(&self.store, move |s| match s.kv_get(CALL_INDEX, &key)? {
+        crate::store::read(&self.store, move |s| match s.kv_get(CALL_INDEX, &key)? {
             Some(id) => s.approval(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         })
@@ -337,7 +337,7 @@ impl Approvals {
     /// process was down) and returns them.
     pub async fn expire_overdue(&self) -> StoreResult<Vec<ApprovalRecord>> {
         let now = now_ms();
-        let overdue: Vec<ApprovalRecord> = blocking(&self.store, |s| s.approvals())
+        let overdue: Vec<ApprovalRecord> = crate::store::scan(&self.store, |s| s.approvals())
             .await?
             .into_iter()
             .filter(|a| a.state == ApprovalState::Pending && a.expires_at <= now)
@@ -359,7 +359,7 @@ impl Approvals {
         reason: &str,
     ) -> StoreResult<Vec<ApprovalRecord>> {
         let conversation = conversation_id.to_string();
-        let open: Vec<ApprovalRecord> = blocking(&self.store, |s| s.approvals())
+        let open: Vec<ApprovalRecord> = crate::store::scan(&self.store, |s| s.approvals())
             .await?
             .into_iter()
             .filter(|a| a.state == ApprovalState::Pending && a.conversation_id == conversation)
@@ -379,7 +379,7 @@ impl Approvals {
     }
 
     pub async fn pending(&self) -> StoreResult<Vec<ApprovalRecord>> {
-        let all = blocking(&self.store, |s| s.approvals()).await?;
+        let all = crate::store::scan(&self.store, |s| s.approvals()).await?;
         Ok(all.into_iter().filter(|a| a.state == ApprovalState::Pending).collect())
     }
 
@@ -486,7 +486,7 @@ impl Approvals {
 
     pub async fn find(&self, id: &str) -> StoreResult<Option<ApprovalRecord>> {
         let owned = id.to_string();
-        blocking(&self.store, move |s| s.approval(&owned)).await
+        crate::store::read(&self.store, move |s| s.approval(&owned)).await
     }
 
     /// An approval that must exist (we created it).

@@ -26,7 +26,7 @@ use super::rules::{self, Purpose, Rule};
 use super::{CanUseTool, MemoryWrites, PermissionDecision, Tier, TierLimit, ToolClass, ToolContext, ASK_USER_QUESTION};
 use crate::config::{PermissionMode, PolicyOverride, Settings, TierLimits};
 use crate::metrics::ToolDecision;
-use crate::store::{blocking, now_ms, Grant, Store};
+use crate::store::{now_ms, Grant, Store};
 
 pub struct Policy {
     store: Arc<dyn Store>,
@@ -99,7 +99,7 @@ impl Policy {
 
     async fn granted(&self, context: &ToolContext, tool: &str, input: &Value) -> bool {
         let Some(chat) = context.chat.clone() else { return false };
-        let grants = match blocking(&self.store, move |s| s.grants(Some(&chat))).await {
+        let grants = match crate::store::read(&self.store, move |s| s.grants(Some(&chat))).await {
             Ok(g) => g,
             Err(e) => {
                 // Failing closed: without the grants we ask rather than allow.

@@ -1,6 +1,8 @@
 //! Persistent state behind one trait: agents, memory blocks, conversations, transcript
-//! entries and a little metadata. Every write is durable before the call returns;
-//! writes made at about the same moment share one flush (group commit).
+//! entries and a little metadata. Every write is durable before its caller hears of
+//! it: a call returns after its flush, or, for work handed to a store's own thread
+//! ([`blocking`]), the work's answer waits for one; writes made at about the same
+//! moment share one flush (group commit).
 
 mod batch;
 pub mod commit;
@@ -62,7 +64,8 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Storage for everything switchboard must remember. Implementations make each
-/// write durable (flushed to disk) before returning.
+/// write durable (flushed to disk) before returning, except inside a [`Job`] on
+/// the store's own thread, whose answer is released after the flush instead.
 pub trait Store: Send + Sync + 'static {
     fn put_agent(&self, agent: &AgentRecord) -> StoreResult<()>;
     fn agent(&self, id: &str) -> StoreResult<Option<AgentRecord>>;
@@ -164,7 +167,7 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Whether a read is short and never waits for a write, its flush or the
     /// network, so that [`read`] may run it on the caller's (async) thread.
-    /// Default: no (it goes to the blocking pool, as every write does).
+    /// Default: no (it goes where [`blocking`] sends work).
     fn reads_inline(&self) -> bool {
         false
     }
@@ -192,7 +195,8 @@ pub trait Store: Send + Sync + 'static {
     /// first (reads everything: for `check`, not for the hot path).
     fn sizes(&self) -> StoreResult<Vec<TreeSize>>;
     /// Lets go of the store at the end of the process, so that the next one may
-    /// take it at once (every write is durable already). Calls after it fail.
+    /// take it at once (every acknowledged write is durable already). Calls after
+    /// it fail.
     fn close(&self) -> StoreResult<()>;
 }
 
@@ -314,32 +318,50 @@ where
     work(store.as_ref())
 }
 
-/// Marks this thread as running [`read`]'s work until dropped (a panic included).
+/// Runs long store reads (a whole table, a whole transcript) on the blocking
+/// pool: not on an async thread, nor on the store's own thread, where they would
+/// hold up every write behind them. Writes inside `work` are refused, as in [`read`].
+pub async fn scan<T, F>(store: &Arc<dyn Store>, work: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        let _reading = Reading::here();
+        work(store.as_ref())
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}
+
+/// Marks this thread as running [`read`]'s (or [`scan`]'s) work until dropped (a
+/// panic included); counted, so a read inside another keeps the outer one marked.
 struct Reading;
 
 impl Reading {
     fn here() -> Reading {
-        READING.with(|reading| reading.set(true));
+        READING.with(|reading| reading.set(reading.get() + 1));
         Reading
     }
 }
 
 impl Drop for Reading {
     fn drop(&mut self) {
-        READING.with(|reading| reading.set(false));
+        READING.with(|reading| reading.set(reading.get() - 1));
     }
 }
 
 thread_local! {
-    /// Whether this thread is running [`read`]'s work inline.
-    static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How many [`read`]s (or [`scan`]s) this thread is running the work of.
+    static READING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Fails when called inside [`read`]'s inline work: a store's write calls it
 /// first, so a write slipped into a read is an error, not an async thread
 /// blocked on a flush.
 pub fn reading_here() -> StoreResult<()> {
-    match READING.with(|reading| reading.get()) {
+    match READING.with(|reading| reading.get() > 0) {
         true => Err(StoreError::Backend("a write was made inside a read (store::read); use store::blocking".into())),
         false => Ok(()),
     }

@@ -287,12 +287,12 @@ impl AgentBackend for EmbeddedBackend {
     async fn agent(&self, id: &str) -> Result<AgentDetails, AgentError> {
         let agent = self.require_agent(id).await?;
         let owned = id.to_string();
-        let blocks = blocking(self.store(), move |s| s.blocks(&owned)).await?;
+        let blocks = crate::store::read(self.store(), move |s| s.blocks(&owned)).await?;
         Ok(AgentDetails { agent, blocks })
     }
 
     async fn list_agents(&self) -> Result<Vec<AgentRecord>, AgentError> {
-        Ok(blocking(self.store(), |s| s.agents()).await?)
+        Ok(crate::store::scan(self.store(), |s| s.agents()).await?)
     }
 
     async fn delete_agent(&self, id: &str) -> Result<(), AgentError> {
@@ -393,7 +393,7 @@ impl AgentBackend for EmbeddedBackend {
         let agent_id = agent.id.clone();
         let existing = {
             let id = conversation_id.clone();
-            blocking(self.store(), move |s| s.conversation(&id)).await?
+            crate::store::read(self.store(), move |s| s.conversation(&id)).await?
         };
         if existing.is_none() {
             let now = now_ms();
@@ -475,7 +475,7 @@ impl AgentBackend for EmbeddedBackend {
             self.require_agent(id).await?;
         }
         let owned = agent_id.map(str::to_string);
-        Ok(blocking(self.store(), move |s| s.conversations(owned.as_deref())).await?)
+        Ok(crate::store::scan(self.store(), move |s| s.conversations(owned.as_deref())).await?)
     }
 
     async fn list_messages(&self, conversation_id: &str, page: PageRequest) -> Result<MessagePage, AgentError> {
@@ -496,7 +496,7 @@ impl AgentBackend for EmbeddedBackend {
     async fn export_conversation(&self, id: &str) -> Result<Vec<Entry>, AgentError> {
         self.conversation(id).await?;
         let owned = id.to_string();
-        let entries = blocking(self.store(), move |s| s.entries(&owned)).await?;
+        let entries = crate::store::scan(self.store(), move |s| s.entries(&owned)).await?;
         Ok(entries.into_iter().map(|(_, e)| e).collect())
     }
 
@@ -525,22 +525,22 @@ impl AgentBackend for EmbeddedBackend {
     }
 
     async fn approvals(&self) -> Result<Vec<ApprovalRecord>, AgentError> {
-        Ok(blocking(self.store(), |s| s.approvals()).await?)
+        Ok(crate::store::scan(self.store(), |s| s.approvals()).await?)
     }
 
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, AgentError> {
         let id = id.to_string();
-        Ok(blocking(self.store(), move |s| s.approval(&id)).await?)
+        Ok(crate::store::read(self.store(), move |s| s.approval(&id)).await?)
     }
 
     async fn audit_log(&self) -> Result<Vec<AuditRecord>, AgentError> {
-        Ok(blocking(self.store(), |s| s.audit()).await?)
+        Ok(crate::store::scan(self.store(), |s| s.audit()).await?)
     }
 
     async fn grants(&self, chat: Option<&str>) -> Result<Vec<Grant>, AgentError> {
         let chat = chat.map(str::to_string);
         let now = now_ms();
-        let mut grants = blocking(self.store(), move |s| s.grants(chat.as_deref())).await?;
+        let mut grants = crate::store::scan(self.store(), move |s| s.grants(chat.as_deref())).await?;
         grants.retain(|g| g.expires_at > now);
         grants.sort_by_key(|g| g.granted_at);
         Ok(grants)

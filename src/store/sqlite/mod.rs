@@ -91,8 +91,8 @@ struct Core {
     /// Closed before the writer's: the last connection to close folds the log
     /// into the file and removes it, which a reading one cannot.
     readers: readers::Readers,
-    /// The writer's connection.
-    conn: Mutex<Connection>,
+    /// The writer's connection, and what it holds uncommitted.
+    conn: Mutex<Writer>,
     /// The write-ahead log, opened for flushing it.
     wal: File,
     dir: PathBuf,
@@ -144,7 +144,7 @@ impl SqliteStore {
         // its first checkpoint).
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         let core = Arc::new(Core {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Writer { conn, staged: false }),
             readers: readers::Readers::new(path, cache_kib / 2, STATEMENTS_KEPT),
             wal,
             dir: dir.to_path_buf(),
@@ -171,7 +171,7 @@ impl SqliteStore {
     }
 
     #[cfg(test)]
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Writer> {
         self.core.conn()
     }
 
@@ -210,16 +210,40 @@ impl Drop for SqliteStore {
         }
         // What is still staged was answered to no one (ids handed out); kept, unless
         // the store refuses writes.
-        let conn = self.core.conn();
-        if !conn.is_autocommit() && self.core.refuse_if_broken().is_ok() {
-            let _ = conn.execute_batch("COMMIT");
+        let writer = self.core.conn();
+        if !writer.conn.is_autocommit() && self.core.refuse_if_broken().is_ok() {
+            let _ = writer.conn.execute_batch("COMMIT");
         }
     }
 }
 
+/// The writer's connection and whether it holds writes in its open transaction
+/// (staged, not yet committed): one owner, its mutex, so no flush can miss them.
+struct Writer {
+    conn: Connection,
+    /// Set when a write is kept in the open transaction, cleared by its commit.
+    staged: bool,
+}
+
+impl Writer {
+    /// Whether SQLite took back the open transaction and the writes staged in it
+    /// (some errors roll back the whole transaction, such as a full disk).
+    fn lost(&self) -> bool {
+        self.staged && self.conn.is_autocommit()
+    }
+}
+
 impl Core {
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Writer> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the store as refusing every write: the writes staged in the open
+    /// transaction were lost before anyone heard of them.
+    fn lose(&self, why: &str) -> StoreError {
+        self.broken.store(true, Ordering::SeqCst);
+        tracing::error!(why, "the store's open transaction was lost; it refuses every write until a restart");
+        StoreError::Backend(BROKEN.into())
     }
 
     /// Runs `read` on a read connection: it sees every write committed before it
@@ -228,7 +252,7 @@ impl Core {
     /// a job sees what it (or one before it) wrote and that is not yet committed.
     fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
         let answer = match worker::running_for(self) {
-            true => read(&self.conn()),
+            true => read(&self.conn().conn),
             false => self.readers.read(read),
         };
         answer.map_err(|e| self.backend(e))
@@ -250,24 +274,28 @@ impl Core {
         // After a failed flush nothing more is written, let alone acknowledged.
         self.refuse_if_broken()?;
         super::reading_here()?;
-        let conn = self.conn();
+        let mut writer = self.conn();
+        // Lost by anything since the last commit (a read on this connection too).
+        if writer.lost() {
+            return Err(self.lose("found before a write"));
+        }
+        let conn = &writer.conn;
         if conn.is_autocommit() {
             conn.prepare_cached("BEGIN IMMEDIATE")
                 .and_then(|mut begin| begin.execute([]))
                 .map_err(|e| self.backend(e))?;
         }
-        let point = Savepoint::set(&conn).map_err(|e| self.backend(e))?;
-        let answer = write(&conn);
+        let point = Savepoint::set(conn).map_err(|e| self.backend(e))?;
+        let answer = write(conn);
         let kept = match answer {
             Ok(_) => point.release(),
             Err(_) => point.undo(),
         };
         if kept.is_err() || conn.is_autocommit() {
             // SQLite took back the whole transaction: other writers' changes too.
-            self.broken.store(true, Ordering::SeqCst);
-            tracing::error!(error = ?kept.err(), "a failed write took the store's open transaction with it");
-            return Err(StoreError::Backend(BROKEN.into()));
+            return Err(self.lose("a failed write took it with it"));
         }
+        writer.staged = true;
         answer
     }
 
@@ -290,17 +318,23 @@ impl Core {
     fn commit(&self) -> StoreResult<()> {
         self.refuse_if_broken()?;
         let flush = || {
+            let mut writer = self.conn();
+            // Asked under the writer's lock: a write that lost the transaction
+            // marks the store broken while it holds the lock.
             if self.broken.load(Ordering::SeqCst) {
                 return Err(BROKEN.to_string());
             }
-            let conn = self.conn();
-            if !conn.is_autocommit() {
-                if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute([])) {
+            if writer.lost() {
+                return Err(self.lose("found at a flush").to_string());
+            }
+            if !writer.conn.is_autocommit() {
+                if let Err(e) = writer.conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute([])) {
                     self.broken.store(true, Ordering::SeqCst);
                     return Err(format!("database: {e}"));
                 }
             }
-            drop(conn);
+            writer.staged = false;
+            drop(writer);
             let hooked = match &*self.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) {
                 Some(hook) => hook(),
                 None => Ok(()),
@@ -447,7 +481,7 @@ mod tests {
             s.next_id().unwrap();
         }
         // The writer's statements and the readers' (one reader here: one thread).
-        let writes = walk_statements(&s.conn());
+        let writes = walk_statements(&s.conn().conn);
         let reads = s.core.readers.read(|conn| Ok(walk_statements(conn))).unwrap();
         assert!(writes >= 8 && reads >= 8, "the statements stay cached ({writes} writing, {reads} reading)");
     }
@@ -551,6 +585,30 @@ mod tests {
         assert_eq!(s.meta("taken back").unwrap(), None);
         assert_eq!(s.meta("after").unwrap().as_deref(), Some("3"));
         assert_eq!(s.broken(), None);
+    }
+
+    /// SQLite takes back the whole open transaction on some errors (a full disk,
+    /// an I/O error), with every write staged in it: no one is answered Ok for
+    /// them, and the store refuses writes from then on.
+    #[test]
+    fn a_transaction_sqlite_took_back_is_never_answered_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        s.stage(|tx| records_exec(tx, "INSERT INTO meta (key, value) VALUES ('staged', '1')")).unwrap();
+        // What SQLite does by itself on such an error.
+        s.conn().conn.execute_batch("ROLLBACK").unwrap();
+        let err = s.core.commit().expect_err("the flush for the lost write fails");
+        assert!(err.to_string().contains("restart switchboard"), "{err}");
+        assert!(s.broken().is_some());
+        assert!(s.put_meta("later", "2").is_err(), "no write after it");
+
+        // Found by the next write as well, before any flush.
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        s.stage(|tx| records_exec(tx, "INSERT INTO meta (key, value) VALUES ('staged', '1')")).unwrap();
+        s.conn().conn.execute_batch("ROLLBACK").unwrap();
+        assert!(s.put_meta("next", "3").is_err(), "the next write finds the loss");
+        assert!(s.broken().is_some());
     }
 
     fn records_exec(tx: &Connection, sql: &str) -> StoreResult<()> {

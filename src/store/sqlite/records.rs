@@ -1,4 +1,5 @@
-//! [`Store`] on SQLite: each read one query, each write one transaction.
+//! [`Store`] on SQLite: each read one query, each write a savepoint of the open
+//! transaction (see the module above for when it is committed and flushed).
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
@@ -92,7 +93,7 @@ fn seq_and_entry(row: &Row<'_>) -> rusqlite::Result<(i64, Vec<u8>)> {
 }
 
 impl SqliteStore {
-    /// One statement as a durable write of its own; how many rows it changed.
+    /// One statement as a write of its own; how many rows it changed.
     fn execute(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
         self.write(|tx| exec(tx, sql, params))
     }
@@ -148,7 +149,7 @@ impl SqliteStore {
         })
     }
 
-    /// Applies `batch` in one transaction, only when `guard` (space, key) holds
+    /// Applies `batch` at once (one savepoint), only when `guard` (space, key) holds
     /// nothing and only while `lease` is held (each if given); whether it applied.
     /// Waits for the flush either way: what was found may be another writer's,
     /// not yet durable, and the caller may take it as stored.
@@ -185,9 +186,9 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `change` on the stored lease `name` in one transaction; what it
-    /// answers. A lease it wrote is durable by then (an answer that wrote
-    /// nothing waits for no flush).
+    /// Runs `change` on the stored lease `name` at once (one savepoint); what it
+    /// answers. A lease it wrote is durable before its caller hears of it (an
+    /// answer that wrote nothing waits for no flush).
     fn with_lease<T>(
         &self,
         name: &str,
@@ -530,7 +531,8 @@ impl Store for SqliteStore {
     }
 
     fn close(&self) -> StoreResult<()> {
-        // The directory lock goes with the process; every write is flushed.
+        // The directory lock goes with the store (dropped); every acknowledged
+        // write is flushed.
         Ok(())
     }
 

@@ -76,8 +76,9 @@ pub(super) fn start(core: &Arc<Core>) -> std::io::Result<(mpsc::Sender<Job>, Thr
 }
 
 /// Runs jobs as they come, up to [`RUN`] at a time, and hands each run's answers
-/// to the flusher. A run that wrote nothing is answered at once, unless an earlier
-/// run still waits for its flush (this one may have read what that one wrote).
+/// to the flusher. A run that wrote nothing is answered at once, unless writes
+/// still wait for their flush (an earlier run's, or another thread's, staged in
+/// the open transaction): this one may have read them.
 fn run(core: &Core, jobs: &mpsc::Receiver<Job>, flusher: &mpsc::Sender<Vec<Settle>>, waiting: &AtomicUsize) {
     while let Ok(first) = jobs.recv() {
         RUNNING.set((address(core), false));
@@ -90,7 +91,7 @@ fn run(core: &Core, jobs: &mpsc::Receiver<Job>, flusher: &mpsc::Sender<Vec<Settl
             }
         }
         let (_, wrote) = RUNNING.replace((0, false));
-        if !wrote && waiting.load(Ordering::SeqCst) == 0 {
+        if !wrote && waiting.load(Ordering::SeqCst) == 0 && !core.conn().staged {
             settles.into_iter().for_each(|settle| settle(Ok(())));
             continue;
         }

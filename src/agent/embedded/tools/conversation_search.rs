@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::{ToolClass, ToolEnv, ToolOutcome, ToolSpec};
-use crate::store::{blocking, format_time, text_of, MessageBody};
+use crate::store::{format_time, text_of, MessageBody};
 
 pub const NAME: &str = "conversation_search";
 const DEFAULT_LIMIT: usize = 10;
@@ -37,7 +37,7 @@ pub async fn run(env: &ToolEnv, input: &Value) -> ToolOutcome {
     let needle = query.to_lowercase();
     let agent_id = env.agent_id.clone();
     let (own, search_all) = (env.conversation_id.clone(), env.search_all);
-    let found = blocking(&env.store, move |store| {
+    let found = crate::store::scan(&env.store, move |store| {
         let mut hits = Vec::new();
         let conversations: Vec<String> = match search_all {
             true => store.conversations(Some(&agent_id))?.into_iter().map(|c| c.id).collect(),

@@ -79,18 +79,24 @@ pub fn specs() -> Vec<ToolSpec> {
     all
 }
 
-/// Tool definitions in the OpenAI `tools` format.
+/// Tool definitions in the OpenAI `tools` format (built once; every turn sends them).
 pub fn definitions() -> Vec<Value> {
-    specs()
-        .into_iter()
-        .map(|s| {
-            json!({"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}})
-        })
-        .collect()
+    static DEFINITIONS: std::sync::LazyLock<Vec<Value>> = std::sync::LazyLock::new(|| {
+        specs()
+            .into_iter()
+            .map(|s| {
+                json!({"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}})
+            })
+            .collect()
+    });
+    DEFINITIONS.clone()
 }
 
+/// Every tool's name, in the order the model sees them.
 pub fn names() -> Vec<String> {
-    specs().iter().map(|s| s.name.to_string()).collect()
+    static NAMES: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| specs().iter().map(|s| s.name.to_string()).collect());
+    NAMES.clone()
 }
 
 /// Runs blocking filesystem work off the async workers; `Err` is a message for the model.
