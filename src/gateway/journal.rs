@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 use switchboard_channel_core::{InboundEvent, InboundKind, RecentChat, SentRef};
 
+use super::outbox::Streamed;
 use crate::store::{blocking, now_ms, KvBatch, Store, StoreResult};
 
 const RECORDS: &str = "journal";
@@ -140,6 +141,13 @@ impl Journal {
     pub async fn get(&self, event_id: &str) -> StoreResult<Option<JournalRecord>> {
         let id = event_id.to_string();
         crate::store::read(&self.store, move |s| Ok(s.kv_get(RECORDS, &id)?.and_then(|b| decode(&b)))).await
+    }
+
+    /// The message a reply to `event_id` was streamed into, and what it showed,
+    /// as an earlier attempt noted it (read errors count as none).
+    pub async fn streamed(&self, event_id: &str) -> Option<Streamed> {
+        let record = self.get(event_id).await.ok().flatten()?;
+        Some(Streamed { sent: record.stream_message?, shown: record.stream_shown.unwrap_or_default() })
     }
 
     /// Marks the event answered (its reply, if any, is stored by now).

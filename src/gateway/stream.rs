@@ -39,12 +39,12 @@ impl<'a> Stream<'a> {
     pub async fn new(turns: &'a Turns, channel: Arc<dyn Channel>, job: &TurnJob) -> Stream<'a> {
         // A replayed event continues the message its first attempt streamed into,
         // knowing what it shows (no edit that would change nothing).
-        let record = match job.event_ids.first() {
-            Some(id) => turns.journal.get(id).await.ok().flatten(),
+        let streamed = match job.event_ids.first() {
+            Some(id) => turns.journal.streamed(id).await,
             None => None,
         };
-        let (message, shown) = match record {
-            Some(r) => (r.stream_message, r.stream_shown.unwrap_or_default()),
+        let (message, shown) = match streamed {
+            Some(s) => (Some(s.sent), s.shown),
             None => (None, String::new()),
         };
         Stream {

@@ -217,20 +217,15 @@ async fn send_recorded_replies(turns: &Turns, job: &mut TurnJob) {
         let events = &job.event_ids[start..end];
         // The attempt before the crash may have streamed it into a message
         // (noted on its first event): that message is finished, not sent again.
-        let streamed = streamed_before(turns, events.first()).await;
+        let streamed = match events.first() {
+            Some(first) => turns.journal.streamed(first).await,
+            None => None,
+        };
         turns.delivery.finish_turn(&job.chat, message, streamed, events, Some(reply.entry_id)).await;
         start = end;
     }
     job.earlier.drain(..answered);
     job.event_ids.drain(..answered);
-}
-
-/// The message a reply to `event` was streamed into by an earlier attempt, as
-/// its journal record notes it.
-async fn streamed_before(turns: &Turns, event: Option<&String>) -> Option<Streamed> {
-    let record = turns.journal.get(event?).await.ok().flatten()?;
-    let sent = record.stream_message?;
-    Some(Streamed { sent, shown: record.stream_shown.unwrap_or_default() })
 }
 
 /// The agent's reply to the job's (last) message, as the transcript holds it.

@@ -386,6 +386,10 @@ impl<'c> Savepoint<'c> {
     /// Takes back what was written since it was set.
     fn undo(mut self) -> rusqlite::Result<()> {
         self.open = false;
+        self.take_back()
+    }
+
+    fn take_back(&self) -> rusqlite::Result<()> {
         self.conn.prepare_cached("ROLLBACK TO one_write")?.execute([])?;
         self.conn.prepare_cached("RELEASE one_write")?.execute([]).map(drop)
     }
@@ -394,8 +398,7 @@ impl<'c> Savepoint<'c> {
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if self.open {
-            let _ = self.conn.prepare_cached("ROLLBACK TO one_write").and_then(|mut undo| undo.execute([]));
-            let _ = self.conn.prepare_cached("RELEASE one_write").and_then(|mut release| release.execute([]));
+            let _ = self.take_back();
         }
     }
 }
@@ -627,7 +630,11 @@ mod tests {
         .await
         .expect_err("the caller hears that its work failed");
         assert!(err.to_string().contains("store task failed"), "{err}");
-        crate::store::blocking(&store, |s| s.put_meta("next", "fine")).await.unwrap();
+        let next = crate::store::blocking(&store, |s| s.put_meta("next", "fine"));
+        tokio::time::timeout(std::time::Duration::from_secs(10), next)
+            .await
+            .expect("the store's thread goes on")
+            .unwrap();
         assert_eq!(store.meta("next").unwrap().as_deref(), Some("fine"));
         assert_eq!(store.broken(), None);
     }
