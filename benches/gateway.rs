@@ -40,6 +40,10 @@ const LATENCY_SAMPLES: i64 = 200;
 /// Conversations when memory is measured the second time.
 const MANY_CHATS: i64 = 10_000;
 const DEADLINE: Duration = Duration::from_secs(600);
+/// Longer than any channel's pacing interval per chat (a second on Telegram and
+/// Discord, 1.5 s on Slack): the burst talks again in the chats the latency
+/// samples used, and must not time the wait for their next slot.
+const PACE_PASSED: Duration = Duration::from_millis(1600);
 /// How long the daemon idles before memory is measured the last time.
 const IDLE_AFTER: Duration = Duration::from_secs(95);
 
@@ -465,7 +469,8 @@ async fn print_replicas(llm: &FakeLlm) {
 }
 
 /// Latency: one message at a time from new chats (which the burst then talks in
-/// again), so no queueing is measured; sorted.
+/// again), so no queueing is measured; sorted. Returns once those chats may be
+/// written to again (their pacing slot has passed).
 async fn latency_samples(telegram: &FakeTelegram) -> Vec<Duration> {
     let mut latencies = Vec::new();
     for i in 0..LATENCY_SAMPLES {
@@ -475,6 +480,7 @@ async fn latency_samples(telegram: &FakeTelegram) -> Vec<Duration> {
         latencies.push(wait_reply(telegram, chat, sent, Duration::from_secs(30)).await.duration_since(sent));
     }
     latencies.sort();
+    tokio::time::sleep(PACE_PASSED).await;
     latencies
 }
 

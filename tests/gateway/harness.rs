@@ -130,6 +130,24 @@ impl Gw {
         }
     }
 
+    /// Waits until a transcript entry of any conversation contains `needle` (the
+    /// store's readers see only what was committed).
+    pub async fn wait_transcript(&self, needle: &str) {
+        let store = self.running.as_ref().expect("running").store.clone();
+        let holds = |store: &Arc<dyn Store>| -> bool {
+            let conversations = store.conversations(None).unwrap_or_default();
+            conversations.iter().any(|c| {
+                let entries = store.entries(&c.id).unwrap_or_default();
+                entries.iter().any(|(_, e)| serde_json::to_string(&e.msg.body).unwrap_or_default().contains(needle))
+            })
+        };
+        let started = Instant::now();
+        while !holds(&store) {
+            assert!(started.elapsed() < WAIT, "no transcript entry ever held {needle:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Runs `hook` before every flush of the running daemon's store (`None`: no
     /// hook): a slow or failing disk.
     pub fn before_flush(&self, hook: Option<FlushHook>) {

@@ -26,6 +26,46 @@ async fn a_message_in_flight_at_a_crash_is_answered_once_after_the_restart() {
     assert_eq!(asked, 1, "the replayed message is in the history once");
 }
 
+/// Messages collected behind a turn were answered together, the reply streamed into
+/// a message and recorded in the transcript, and the daemon died before it stored
+/// the reply for sending (the chaos test's find): after the restart that message
+/// is finished, not sent a second time beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collected_messages_whose_streamed_reply_was_recorded_but_not_stored_get_that_message_finished() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__EDIT_INTERVAL_MS", "100");
+    gw.start().await;
+    let gate = switchboard_fakes::Gate::new();
+    gw.llm.push(Reply::text("first answered").gated(&gate));
+    gw.fake.dm("42", "first").await;
+    gw.llm.wait_for_requests(1, WAIT).await;
+    gw.fake.dm("42", "second").await;
+    gw.fake.dm("42", "third").await;
+    // The batch's reply streams slowly enough to be shown before it ends.
+    gw.llm.set_chunk_delay(Duration::from_millis(150));
+    gw.llm.push(Reply::chunks(["together: ", "both ", "answered ", "in one reply"]));
+    gate.open();
+    gw.wait_text("42", "together").await;
+    // From here the platform hangs: the turn cannot get past its next edit, while
+    // the agent finishes and records the reply.
+    gw.fake.stall(true);
+    gw.wait_transcript("in one reply").await;
+    gw.crash();
+    gw.fake.stall(false);
+
+    gw.start().await;
+    gw.wait_text("42", "in one reply").await;
+    let replies: Vec<String> = gw.fake.texts_in("42").into_iter().filter(|t| t.contains("together")).collect();
+    assert_eq!(
+        replies,
+        ["together: both answered in one reply"],
+        "one message, finished: {:?}",
+        gw.fake.texts_in("42")
+    );
+    assert_eq!(gw.count_settled("42", "together").await, 1);
+    assert_eq!(gw.llm.requests().len(), 2, "the recorded reply is not asked for again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_pending_at_a_crash_is_decided_with_approve_after_the_restart() {
     let mut gw = Gw::new().await;

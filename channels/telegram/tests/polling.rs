@@ -304,3 +304,61 @@ async fn a_photo_caption_counts_as_the_text() {
     assert_eq!(inbound.timestamp, 1_700_000_000_000);
     channel.stop().await;
 }
+
+/// A sink that holds every delivery whose text is `held` until released, and
+/// records the texts it took in the order it took them.
+struct HoldingSink {
+    held: &'static str,
+    release: tokio::sync::watch::Sender<bool>,
+    took: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl switchboard_channel_core::InboundSink for HoldingSink {
+    async fn deliver(
+        &self,
+        event: switchboard_channel_core::InboundEvent,
+    ) -> Result<(), switchboard_channel_core::DeliverError> {
+        let switchboard_channel_core::InboundKind::Message(message) = &event.kind else { return Ok(()) };
+        if message.text == self.held {
+            let _ = self.release.subscribe().wait_for(|released| *released).await;
+        }
+        self.took.lock().unwrap().push(message.text.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_journaled_chat_by_chat_side_by_side_in_order_and_acknowledged_whole() {
+    let fake = FakeTelegram::start().await;
+    // One getUpdates batch: two chats interleaved.
+    let updates: Vec<i64> = [(1, "a1"), (2, "b1"), (1, "a2"), (2, "b2"), (1, "a3")]
+        .into_iter()
+        .map(|(chat, text)| fake.send_dm(chat, text))
+        .collect();
+    let sink = std::sync::Arc::new(HoldingSink {
+        held: "a1",
+        release: tokio::sync::watch::channel(false).0,
+        took: Default::default(),
+    });
+    let channel = TelegramChannel::new(config(&fake)).expect("config");
+    channel.start(sink.clone()).await.expect("start");
+
+    // Chat 1 waits on its first message; chat 2 is journaled meanwhile.
+    let started = Instant::now();
+    while sink.took.lock().unwrap().len() < 2 {
+        assert!(started.elapsed() < WAIT, "chat 2 waited for chat 1: {:?}", sink.took.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*sink.took.lock().unwrap(), ["b1", "b2"], "chat 1's later messages wait for its first");
+    assert!(fake.confirmed_offset() <= updates[0], "the batch is acknowledged only once all of it is journaled");
+
+    sink.release.send_replace(true);
+    fake.wait_until("the batch acknowledged", WAIT, |f| f.confirmed_offset() > *updates.last().unwrap()).await;
+    let took = sink.took.lock().unwrap().clone();
+    let chat1: Vec<&String> = took.iter().filter(|t| t.starts_with('a')).collect();
+    assert_eq!(chat1, ["a1", "a2", "a3"], "each chat's messages in order: {took:?}");
+    assert_eq!(took.len(), 5);
+    channel.stop().await;
+}

@@ -5,17 +5,32 @@
 use serde_json::{json, Value};
 
 use super::history::COMPACTION_KIND;
-use super::llm::ChatRequest;
+use super::llm::{ChatRequest, Tools};
 use crate::store::{text_of, Entry, MessageBody};
 
 /// A rough token count: about four characters a token, plus a little per message.
-pub fn estimate_tokens(system: &str, messages: &[Value], tools: &[Value]) -> u64 {
-    let chars = system.len() + json_len(messages) + json_len(tools);
+pub fn estimate_tokens(system: &str, messages: &[Value], tools: &Tools) -> u64 {
+    let chars = system.len() + json_len(messages) + tools.json_len();
     (chars as u64).div_ceil(4) + 4 * messages.len() as u64
 }
 
+/// Characters of the values' JSON, counted without building it.
 fn json_len(values: &[Value]) -> usize {
-    values.iter().map(|v| v.to_string().len()).sum()
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    for value in values {
+        serde_json::to_writer(&mut count, value).expect("counting cannot fail");
+    }
+    count.0
 }
 
 fn entry_tokens(entry: &Entry) -> u64 {
@@ -93,7 +108,7 @@ pub fn summary_request(model: &str, previous: Option<&str>, entries: &[Entry], m
             json!({"role": "system", "content": SUMMARY_INSTRUCTIONS}),
             json!({"role": "user", "content": user}),
         ],
-        tools: Vec::new(),
+        tools: Tools::default(),
     }
 }
 

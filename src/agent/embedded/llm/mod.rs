@@ -3,21 +3,24 @@
 
 mod error;
 mod reply;
+mod request;
 mod sse;
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{excerpt, LlmError};
 pub use reply::{Delta, ModelReply};
+pub use request::{ChatRequest, Tools};
 
 use crate::config::LlmSettings;
 use crate::metrics::{ModelError, ModelOutcome};
 use error::{error_detail, parse_retry_after};
 use reply::ReplyBuilder;
+use request::Shape;
 use sse::SseDecoder;
 
 /// The longest we wait before a retry, whatever `Retry-After` says.
@@ -36,12 +39,6 @@ fn rejects_optional_fields(error: &LlmError) -> bool {
         }
         _ => false,
     }
-}
-
-pub struct ChatRequest {
-    pub model: String,
-    pub messages: Vec<Value>,
-    pub tools: Vec<Value>,
 }
 
 #[derive(Clone)]
@@ -120,22 +117,9 @@ impl LlmClient {
         on_delta: &mut (dyn FnMut(Delta) + Send),
         cancel: &CancellationToken,
     ) -> Result<ModelReply, LlmError> {
-        let mut body = json!({
-            "model": request.model,
-            "messages": request.messages,
-            "stream": self.stream,
-        });
-        if self.stream {
-            body["stream_options"] = json!({ "include_usage": true });
-        }
-        if !request.tools.is_empty() {
-            body["tools"] = Value::Array(request.tools.clone());
-            // Without it some servers (llama-cpp-python) silently ignore the tools.
-            body["tool_choice"] = Value::String("auto".into());
-            body["parallel_tool_calls"] = Value::Bool(true);
-        }
+        let mut shape = Shape { stream: self.stream, optional_fields: true };
+        let mut body = request.body(shape);
         let mut attempt = 0;
-        let mut plain = false;
         loop {
             let outcome = tokio::select! {
                 _ = cancel.cancelled() => return Err(LlmError::Cancelled),
@@ -146,22 +130,16 @@ impl LlmClient {
                 Err(failed) => failed,
             };
             // Some servers refuse the optional fields; ask once more without them.
-            if !plain && rejects_optional_fields(&failed.error) {
-                plain = true;
-                if let Some(fields) = body.as_object_mut() {
-                    for field in OPTIONAL_FIELDS {
-                        fields.remove(*field);
-                    }
-                }
+            if shape.optional_fields && rejects_optional_fields(&failed.error) {
+                shape.optional_fields = false;
+                body = request.body(shape);
                 tracing::info!("the model endpoint refused optional request fields; retrying without them");
                 continue;
             }
             // An empty stream: once more, asking for the whole reply.
-            if failed.error == LlmError::EmptyStream && !failed.emitted && body["stream"] == true {
-                body["stream"] = Value::Bool(false);
-                if let Some(fields) = body.as_object_mut() {
-                    fields.remove("stream_options");
-                }
+            if failed.error == LlmError::EmptyStream && !failed.emitted && shape.stream {
+                shape.stream = false;
+                body = request.body(shape);
                 tracing::info!("the model endpoint sent an empty stream; asking again without streaming");
                 continue;
             }
@@ -178,9 +156,10 @@ impl LlmClient {
         }
     }
 
-    async fn attempt(&self, body: &Value, on_delta: &mut (dyn FnMut(Delta) + Send)) -> Result<ModelReply, Failed> {
+    async fn attempt(&self, body: &[u8], on_delta: &mut (dyn FnMut(Delta) + Send)) -> Result<ModelReply, Failed> {
         let url = format!("{}/chat/completions", self.base_url);
-        let mut request = self.http.post(&url).json(body);
+        let mut request =
+            self.http.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec());
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }

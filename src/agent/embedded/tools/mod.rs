@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::llm::Tools;
 pub use crate::policy::ToolClass;
 use crate::store::Store;
 pub use web::WebOptions;
@@ -80,7 +81,7 @@ pub fn specs() -> Vec<ToolSpec> {
 }
 
 /// Tool definitions in the OpenAI `tools` format (built once; every turn sends them).
-pub fn definitions() -> Vec<Value> {
+pub fn definitions() -> &'static [Value] {
     static DEFINITIONS: std::sync::LazyLock<Vec<Value>> = std::sync::LazyLock::new(|| {
         specs()
             .into_iter()
@@ -89,7 +90,13 @@ pub fn definitions() -> Vec<Value> {
             })
             .collect()
     });
-    DEFINITIONS.clone()
+    &DEFINITIONS
+}
+
+/// [`definitions`] as a model request carries them, serialized once.
+pub fn for_request() -> Tools {
+    static TOOLS: std::sync::LazyLock<Tools> = std::sync::LazyLock::new(|| Tools::new(definitions()));
+    TOOLS.clone()
 }
 
 /// Every tool's name, in the order the model sees them.

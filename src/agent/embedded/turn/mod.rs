@@ -11,7 +11,7 @@ mod tool_calls;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::llm::{ChatRequest, Delta, LlmError, ModelReply};
+use super::llm::{ChatRequest, Delta, LlmError, ModelReply, Tools};
 use super::tools;
 use super::{compaction, history, prompt, Inner, Workplace};
 use crate::agent::{ErrorKind, ExternalTools, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
@@ -277,10 +277,10 @@ impl Turn {
                 &self.inner.admins,
             );
             let messages = history::to_model_messages(&window.entries);
-            let mut tools = tools::definitions();
-            if let Some(external) = &self.extras.external {
-                tools.extend(external.definitions());
-            }
+            let tools = match &self.extras.external {
+                Some(external) => Tools::new(&[tools::definitions(), &external.definitions()].concat()),
+                None => tools::for_request(),
+            };
             let estimate = compaction::estimate_tokens(&system, &messages, &tools);
             if (estimate > trigger || force) && !compacted {
                 let fixed = compaction::estimate_tokens(&system, &[], &tools);
