@@ -130,6 +130,12 @@ impl Gw {
         }
     }
 
+    /// How many records the running daemon's store holds in `space` now.
+    pub fn records(&self, space: &str) -> usize {
+        let store = &self.running.as_ref().expect("running").store;
+        store.kv_scan(space, "").map(|r| r.len()).unwrap_or(0)
+    }
+
     /// Waits until a transcript entry of any conversation contains `needle` (the
     /// store's readers see only what was committed).
     pub async fn wait_transcript(&self, needle: &str) {

@@ -41,20 +41,21 @@ async fn collected_messages_whose_streamed_reply_was_recorded_but_not_stored_get
     gw.llm.wait_for_requests(1, WAIT).await;
     gw.fake.dm("42", "second").await;
     gw.fake.dm("42", "third").await;
-    // The batch's reply streams slowly enough to be shown before it ends.
+    // The batch's reply streams slowly enough to be shown before it ends, and the
+    // first edit of it never returns: the turn cannot get past it, while the agent
+    // finishes and records the reply.
     gw.llm.set_chunk_delay(Duration::from_millis(150));
     gw.llm.push(Reply::chunks(["together: ", "both ", "answered ", "in one reply"]));
+    gw.fake.lose_next_answer(Op::Edit);
     gate.open();
-    gw.wait_text("42", "together").await;
-    // From here the platform hangs: the turn cannot get past its next edit, while
-    // the agent finishes and records the reply.
-    gw.fake.stall(true);
     gw.wait_transcript("in one reply").await;
+    gw.fake.wait_until("the hanging edit", WAIT, |f| !f.calls_of(Op::Edit).is_empty()).await;
+    assert_eq!(gw.records("outbox"), 0, "the crash comes before the reply is stored for sending");
     gw.crash();
-    gw.fake.stall(false);
 
     gw.start().await;
     gw.wait_text("42", "in one reply").await;
+    assert_eq!(gw.count_settled("42", "together").await, 1, "sent once: {:?}", gw.fake.texts_in("42"));
     let replies: Vec<String> = gw.fake.texts_in("42").into_iter().filter(|t| t.contains("together")).collect();
     assert_eq!(
         replies,
@@ -62,7 +63,6 @@ async fn collected_messages_whose_streamed_reply_was_recorded_but_not_stored_get
         "one message, finished: {:?}",
         gw.fake.texts_in("42")
     );
-    assert_eq!(gw.count_settled("42", "together").await, 1);
     assert_eq!(gw.llm.requests().len(), 2, "the recorded reply is not asked for again");
 }
 

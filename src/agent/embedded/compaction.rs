@@ -14,7 +14,7 @@ pub fn estimate_tokens(system: &str, messages: &[Value], tools: &Tools) -> u64 {
     (chars as u64).div_ceil(4) + 4 * messages.len() as u64
 }
 
-/// Characters of the values' JSON, counted without building it.
+/// Bytes of the values' JSON, counted without building it.
 fn json_len(values: &[Value]) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {

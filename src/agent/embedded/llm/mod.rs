@@ -156,10 +156,14 @@ impl LlmClient {
         }
     }
 
-    async fn attempt(&self, body: &[u8], on_delta: &mut (dyn FnMut(Delta) + Send)) -> Result<ModelReply, Failed> {
+    async fn attempt(
+        &self,
+        body: &bytes::Bytes,
+        on_delta: &mut (dyn FnMut(Delta) + Send),
+    ) -> Result<ModelReply, Failed> {
         let url = format!("{}/chat/completions", self.base_url);
         let mut request =
-            self.http.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec());
+            self.http.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }

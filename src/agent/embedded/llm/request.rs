@@ -1,5 +1,5 @@
-//! What a model call sends: the messages, the tool definitions serialized once and
-//! shared by every call, and the JSON body built from both without copying either.
+//! What a model call sends: the messages, the tool definitions kept as JSON text,
+//! and the body written from both without copying their JSON values.
 
 use std::sync::Arc;
 
@@ -29,18 +29,14 @@ impl Tools {
         Tools(Some(Arc::from(RawValue::from_string(json).expect("serde_json's output is JSON"))))
     }
 
+    /// Whether there are none (then the body has no `tools`).
     pub fn is_empty(&self) -> bool {
         self.0.is_none()
     }
 
-    /// Characters of their JSON, for estimating the prompt's size.
+    /// Bytes of their JSON (the array's), for estimating the prompt's size.
     pub fn json_len(&self) -> usize {
         self.0.as_ref().map_or(0, |raw| raw.get().len())
-    }
-
-    /// The definitions as values (for inspection; requests use the text).
-    pub fn to_values(&self) -> Vec<Value> {
-        self.0.as_ref().map_or_else(Vec::new, |raw| serde_json::from_str(raw.get()).unwrap_or_default())
     }
 }
 
@@ -75,8 +71,8 @@ struct StreamOptions {
 }
 
 impl ChatRequest {
-    /// The request's JSON body in this shape.
-    pub fn body(&self, shape: Shape) -> Vec<u8> {
+    /// The request's JSON body in this shape (shared by its retries).
+    pub fn body(&self, shape: Shape) -> bytes::Bytes {
         let tools = self.tools.0.as_deref();
         let optional = |on: bool| shape.optional_fields && on;
         let body = Body {
@@ -89,7 +85,7 @@ impl ChatRequest {
             tool_choice: optional(tools.is_some()).then_some("auto"),
             parallel_tool_calls: optional(tools.is_some()).then_some(true),
         };
-        serde_json::to_vec(&body).expect("a JSON value always serializes")
+        serde_json::to_vec(&body).expect("a JSON value always serializes").into()
     }
 }
 
@@ -137,10 +133,22 @@ mod tests {
     }
 
     #[test]
+    fn without_the_optional_fields_a_body_has_none_of_those_a_server_may_refuse() {
+        let tool = json!({"type": "function", "function": {"name": "t", "parameters": {}}});
+        for stream in [true, false] {
+            let body = parsed(&request(std::slice::from_ref(&tool)), stream, false);
+            for field in super::super::OPTIONAL_FIELDS {
+                assert!(body.get(field).is_none(), "{field} sent: {body}");
+            }
+        }
+    }
+
+    #[test]
     fn tools_keep_their_definitions_and_size() {
         let tool = json!({"type": "function", "function": {"name": "t"}});
         let tools = Tools::new(std::slice::from_ref(&tool));
-        assert_eq!(tools.to_values(), vec![tool.clone()]);
+        let raw = tools.0.as_ref().expect("some tools");
+        assert_eq!(serde_json::from_str::<Vec<Value>>(raw.get()).unwrap(), vec![tool.clone()]);
         assert_eq!(tools.json_len(), serde_json::to_string(&[tool]).unwrap().len());
         assert!(Tools::new(&[]).is_empty() && Tools::default().json_len() == 0);
     }

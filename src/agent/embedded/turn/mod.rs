@@ -264,6 +264,12 @@ impl Turn {
         let settings = &self.inner.settings;
         let trigger = (settings.llm.context_window as f64 * settings.agent.compaction_threshold) as u64;
         let mut compacted = false;
+        // The built-in ones are serialized once for every turn; a session's own
+        // (registered by an SDK client) join them here.
+        let tools = match &self.extras.external {
+            Some(external) => Tools::new(&[tools::definitions(), &external.definitions()].concat()),
+            None => tools::for_request(),
+        };
         loop {
             // Memory is re-read every call: another conversation may have changed it.
             let agent_id = agent.id.clone();
@@ -277,10 +283,6 @@ impl Turn {
                 &self.inner.admins,
             );
             let messages = history::to_model_messages(&window.entries);
-            let tools = match &self.extras.external {
-                Some(external) => Tools::new(&[tools::definitions(), &external.definitions()].concat()),
-                None => tools::for_request(),
-            };
             let estimate = compaction::estimate_tokens(&system, &messages, &tools);
             if (estimate > trigger || force) && !compacted {
                 let fixed = compaction::estimate_tokens(&system, &[], &tools);
@@ -295,7 +297,7 @@ impl Turn {
             }
             let mut all = vec![serde_json::json!({"role": "system", "content": system})];
             all.extend(messages);
-            return Ok(ChatRequest { model: model.to_string(), messages: all, tools });
+            return Ok(ChatRequest { model: model.to_string(), messages: all, tools: tools.clone() });
         }
     }
 

@@ -489,7 +489,9 @@ impl Channel for FakeChannel {
         let text = to_plain(part);
         self.call(Op::Edit, Some(chat), Some(text.clone()))?;
         check_length(&self.inner.capabilities, &text)?;
-        self.update(sent, text, true)
+        self.update(sent, text, true)?;
+        self.answer_or_hang(Op::Edit).await;
+        Ok(())
     }
 
     async fn typing(&self, chat: &ChatKey) -> Result<(), ChannelError> {
