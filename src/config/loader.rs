@@ -53,6 +53,7 @@ const KNOWN_KEYS: &[&str] = &[
     "tools.conversation_search",
     "gateway.routing",
     "gateway.stop_grace_secs",
+    "gateway.max_concurrent_turns",
     "store.kind",
     "store.postgres.url",
     "store.postgres.pool_size",
@@ -339,7 +340,16 @@ impl<'a> Reader<'a> {
         if stop_grace_secs > 600 {
             self.invalid("gateway.stop_grace_secs", "must be between 0 and 600 seconds".into());
         }
-        GatewaySettings { shared_conversation, routes: self.get("gateway.routes", d.routes), stop_grace_secs }
+        let max_concurrent_turns = self.get("gateway.max_concurrent_turns", d.max_concurrent_turns);
+        if !(1..=10_000).contains(&max_concurrent_turns) {
+            self.invalid("gateway.max_concurrent_turns", "must be between 1 and 10000".into());
+        }
+        GatewaySettings {
+            shared_conversation,
+            routes: self.get("gateway.routes", d.routes),
+            stop_grace_secs,
+            max_concurrent_turns,
+        }
     }
 
     fn read_policy(&mut self) -> PolicySettings {
@@ -775,6 +785,7 @@ mod tests {
         assert_eq!(loaded.settings.enabled_channels().count(), 0, "none is on without its token");
         assert_eq!(loaded.settings.llm.context_window, 128_000);
         assert_eq!(loaded.settings.agent.max_steps, 25);
+        assert_eq!(loaded.settings.gateway.max_concurrent_turns, 64);
     }
 
     #[test]
@@ -802,7 +813,11 @@ mod tests {
     fn every_problem_is_listed_with_its_origin() {
         let (src, f) = source(
             Some("[llm]\napi_key = \"sk-secret\"\ncontext_window = \"big\"\nmodle = \"x\"\n[agent]\npermission_mode = \"yolo\"\n"),
-            &[("SWITCHBOARD_AGENT__MAX_STEPS", "0"), ("SWITCHBOARD_LLM__BASEURL", "http://x")],
+            &[
+                ("SWITCHBOARD_AGENT__MAX_STEPS", "0"),
+                ("SWITCHBOARD_LLM__BASEURL", "http://x"),
+                ("SWITCHBOARD_GATEWAY__MAX_CONCURRENT_TURNS", "0"),
+            ],
         );
         let err = load(&src).unwrap_err();
         let text = err.to_string();
@@ -817,8 +832,9 @@ mod tests {
         assert!(find("agent.permission_mode").message.contains("acceptEdits"));
         assert_eq!(find("agent.max_steps").origin, "environment variable SWITCHBOARD_AGENT__MAX_STEPS");
         assert_eq!(find("llm.baseurl").origin, "environment variable SWITCHBOARD_LLM__BASEURL");
+        assert!(find("gateway.max_concurrent_turns").message.contains("between 1 and 10000"), "{text}");
         assert!(!text.contains("sk-secret"), "secret leaked: {text}");
-        assert_eq!(err.problems.len(), 6, "{text}");
+        assert_eq!(err.problems.len(), 7, "{text}");
     }
 
     #[test]

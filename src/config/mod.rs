@@ -102,6 +102,9 @@ pub struct GatewaySettings {
     pub routes: BTreeMap<String, String>,
     /// On SIGTERM, how long running turns and undelivered replies get to finish.
     pub stop_grace_secs: u64,
+    /// How many turns may be under way at once in the whole daemon; more wait in
+    /// line. A turn waiting for a person's approval does not count.
+    pub max_concurrent_turns: usize,
 }
 
 /// Where the store is, how much memory it may keep, and how long it keeps what
@@ -450,7 +453,12 @@ impl Default for Settings {
                 compaction_threshold: 0.8,
             },
             tools: ToolSettings { webfetch_allow_private_network: false, conversation_search_all: false },
-            gateway: GatewaySettings { shared_conversation: false, routes: BTreeMap::new(), stop_grace_secs: 10 },
+            gateway: GatewaySettings {
+                shared_conversation: false,
+                routes: BTreeMap::new(),
+                stop_grace_secs: 10,
+                max_concurrent_turns: 64,
+            },
             store: StoreSettings::default(),
             engine: EngineSettings::default(),
             server: ServerSettings::default(),

@@ -139,7 +139,8 @@ impl Gateway {
             pacer,
             journal.clone(),
             owners.clone(),
-        );
+        )
+        .limited_to(settings.gateway.max_concurrent_turns);
         let decisions = decisions::Decisions::new(backend.clone(), prompts, turns.clone(), owners.clone());
         let commands = commands::Commands {
             backend: backend.clone(),

@@ -62,6 +62,8 @@ pub async fn run(turns: Turns, job: TurnJob) {
 
 async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::Lease>) {
     let turns = turns.clone();
+    // In line behind the turns already running (`gateway.max_concurrent_turns`).
+    let mut slot = Some(take_slot(&turns).await);
     let began = Instant::now();
     let ended = |outcome| crate::metrics::global().turn(outcome, began.elapsed());
     // Stopping: its events stay unanswered in the journal, for the next start.
@@ -106,6 +108,8 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
 
     let mut stream = Stream::new(&turns, channel.clone(), &job).await;
     let mut result = None;
+    // Approvals asked and not yet decided: while any waits, the turn's slot is free.
+    let mut asking = 0usize;
     // The transcript entry of this turn's first words: which reply it sends.
     let mut first_said: Option<String> = None;
     while let Some(message) = session.next().await {
@@ -120,6 +124,8 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
                 if let Some(t) = typing.take() {
                     t.abort();
                 }
+                asking += 1;
+                slot = None;
                 let request = Request {
                     approval_id: &approval_id,
                     summary: &summary,
@@ -134,6 +140,10 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
             SdkMessage::ApprovalResolved { approval_id, outcome, decided_by, .. } => {
                 turns.set_asking(&job.conversation_id, false);
                 turns.prompts.resolve(&approval_id, outcome, decided_by.as_deref()).await;
+                asking = asking.saturating_sub(1);
+                if asking == 0 && slot.is_none() {
+                    slot = Some(take_slot(&turns).await);
+                }
                 if typing.is_none() {
                     typing = spawn_typing(channel.clone(), job.chat.clone());
                 }
@@ -290,6 +300,11 @@ fn final_text(texts: &[String], result: Option<&TurnResult>) -> String {
         }
         _ => said,
     }
+}
+
+/// A place among the turns allowed to run at once, waiting in line for one.
+async fn take_slot(turns: &Turns) -> tokio::sync::OwnedSemaphorePermit {
+    turns.slots.clone().acquire_owned().await.expect("the turns' semaphore is never closed")
 }
 
 /// Keeps the typing indicator up, refreshed as long as it lasts on the platform.

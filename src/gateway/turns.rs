@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use switchboard_channel_core::{Busy, BusySettings, ChatKey, Sender};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::Delivery;
@@ -56,6 +57,9 @@ pub struct Turns {
     active: Arc<Mutex<HashMap<String, Running>>>,
     /// Whether the daemon is stopping, and how many turns are under way.
     flight: Arc<Mutex<Flight>>,
+    /// One permit per turn running (`gateway.max_concurrent_turns`); a turn
+    /// waiting for an approval gives its permit back.
+    pub(super) slots: Arc<Semaphore>,
 }
 
 /// Turns under way (from their start until their reply is stored and sent),
@@ -99,7 +103,15 @@ impl Turns {
             waiting: Waiting::default(),
             active: Arc::default(),
             flight: Arc::default(),
+            slots: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
         }
+    }
+
+    /// At most `turns` running at once (`gateway.max_concurrent_turns`); without
+    /// it, no limit.
+    pub fn limited_to(mut self, turns: usize) -> Turns {
+        self.slots = Arc::new(Semaphore::new(turns));
+        self
     }
 
     /// Runs `job` after the conversation's earlier work.

@@ -1,5 +1,6 @@
 //! Busy conversations: what arrives while a turn runs is collected, queued or
 //! interrupts, within bounds; /cancel drops what waits; guests are rate limited.
+//! A busy daemon: turns beyond `gateway.max_concurrent_turns` wait in line.
 //! Each turn is held open by a gate on the fake model, so nothing depends on timing.
 
 use switchboard_channel_core::ChatKind;
@@ -138,4 +139,37 @@ async fn a_guest_sending_too_fast_is_told_once_and_not_read_for_the_minute() {
         .filter(|t| t.contains("spam 3") || t.contains("spam 5"))
         .collect();
     assert!(read.is_empty(), "messages over the limit reached the model");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_beyond_the_limit_wait_in_line_and_one_waiting_for_approval_does_not_count() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_GATEWAY__MAX_CONCURRENT_TURNS", "1");
+    gw.start().await;
+
+    // One turn runs; another chat's waits for it before it reaches the model.
+    let gate = Gate::new();
+    gw.llm.push(Reply::text("first chat answered").gated(&gate));
+    gw.llm.push(Reply::text("second chat answered"));
+    gw.fake.dm("41", "hello").await;
+    gw.llm.wait_for_requests(1, WAIT).await;
+    gw.fake.dm("42", "hello too").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(gw.llm.requests().len(), 1, "the second turn waits in line");
+    gate.open();
+    gw.wait_text("41", "first chat answered").await;
+    gw.wait_text("42", "second chat answered").await;
+
+    // A turn waiting for a person's approval gives its place to the next.
+    gw.llm.push(Reply::tool_call("Write", serde_json::json!({"path": "n.txt", "content": "x"})));
+    gw.fake.dm("7", "write a note").await;
+    let prompt = gw.wait_prompt("7").await;
+    gw.llm.push(Reply::text("answered while the other waits"));
+    gw.fake.dm("43", "anyone there?").await;
+    gw.wait_text("43", "answered while the other waits").await;
+    // Decided, it takes a place again and finishes.
+    gw.llm.push(Reply::text("Written."));
+    gw.fake.press(&prompt, "7", "Allow once").await;
+    gw.wait_text("7", "Written.").await;
+    assert_eq!(std::fs::read_to_string(gw.workdir().join("n.txt")).unwrap(), "x");
 }

@@ -9,8 +9,11 @@ use serde_json::Value;
 
 /// One request to `/chat/completions`.
 pub struct ChatRequest {
+    /// The model's name as the endpoint knows it.
     pub model: String,
+    /// The conversation in the OpenAI `messages` format, system prompt first.
     pub messages: Vec<Value>,
+    /// What the model may call.
     pub tools: Tools,
 }
 
