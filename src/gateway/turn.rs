@@ -138,9 +138,9 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
                 turns.set_asking(&job.conversation_id, true);
             }
             SdkMessage::ApprovalResolved { approval_id, outcome, decided_by, .. } => {
-                turns.set_asking(&job.conversation_id, false);
-                turns.prompts.resolve(&approval_id, outcome, decided_by.as_deref()).await;
                 asking = asking.saturating_sub(1);
+                turns.set_asking(&job.conversation_id, asking > 0);
+                turns.prompts.resolve(&approval_id, outcome, decided_by.as_deref()).await;
                 if asking == 0 && slot.is_none() {
                     slot = Some(take_slot(&turns).await);
                 }

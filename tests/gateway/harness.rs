@@ -118,10 +118,9 @@ impl Gw {
     /// Waits until the daemon has `count` records in the store's `space` (what it
     /// writes after a send, so a crash test can choose which side of it to crash on).
     pub async fn wait_records(&self, space: &str, count: usize) {
-        let store = self.running.as_ref().expect("running").store.clone();
         let started = Instant::now();
         loop {
-            let found = store.kv_scan(space, "").map(|r| r.len()).unwrap_or(0);
+            let found = self.records(space);
             if found >= count {
                 return;
             }

@@ -478,7 +478,9 @@ impl Channel for FakeChannel {
         let text = to_plain(part);
         self.call(Op::Send, Some(chat), Some(text.clone()))?;
         check_length(&self.inner.capabilities, &text)?;
-        Ok(self.store(chat, text, Vec::new(), options.clone()))
+        let sent = self.store(chat, text, Vec::new(), options.clone());
+        self.answer_or_hang(Op::Send).await;
+        Ok(sent)
     }
 
     async fn edit(&self, chat: &ChatKey, sent: &SentRef, part: &[Block]) -> Result<(), ChannelError> {
