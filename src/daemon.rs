@@ -78,6 +78,11 @@ impl Daemon {
         self.gateway.readiness().await
     }
 
+    /// The counts and ages `/metrics` shows as gauges.
+    pub async fn snapshot(&self) -> crate::metrics::Snapshot {
+        self.gateway.snapshot().await
+    }
+
     /// Closes the endpoints and the control socket, then stops the gateway
     /// gracefully within `[gateway] stop_grace_secs` (see [`Gateway::stop`]).
     pub async fn stop(&self) {

@@ -35,6 +35,7 @@ mod outbox;
 mod owners;
 mod pacing;
 mod pairing;
+mod places;
 mod prompt_records;
 mod prompts;
 mod registry;
@@ -291,7 +292,7 @@ impl Gateway {
         while self.delivery.sending() > 0 && time_left() {
             tokio::time::sleep(SETTLE_STEP).await;
         }
-        let (running, _, _) = self.turns.load();
+        let running = self.turns.load().running;
         let (undelivered, _) = self.delivery.pending_summary().await.unwrap_or((0, None));
         tracing::info!(running, undelivered, "stopped; what was left is resumed at the next start");
         if let Err(e) = self.journal.note_listed().await {

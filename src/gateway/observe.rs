@@ -91,7 +91,7 @@ impl Gateway {
     /// The counts and ages `/metrics` shows as gauges.
     pub async fn snapshot(&self) -> Snapshot {
         let (journal_pending, journal_oldest) = self.journal.pending_summary();
-        let (turns_running, backlog, backlog_max) = self.turns.load();
+        let load = self.turns.load();
         let (outbox_pending, outbox_oldest) = self.delivery.pending_summary().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot count the outbox for metrics");
             (0, None)
@@ -103,9 +103,10 @@ impl Gateway {
             channels: self.ingress().into_iter().map(|(name, ingress)| ChannelSnapshot { name, ingress }).collect(),
             journal_pending: count(journal_pending),
             journal_oldest: age_of(journal_oldest),
-            backlog: count(backlog),
-            backlog_max: count(backlog_max),
-            turns_running: count(turns_running),
+            backlog: count(load.waiting),
+            backlog_max: count(load.most),
+            turns_running: count(load.running),
+            turns_in_line: count(load.in_line),
             approvals_pending: count(approvals_pending),
             outbox_pending: count(outbox_pending),
             outbox_oldest: age_of(outbox_oldest),
@@ -135,8 +136,8 @@ impl Gateway {
         }
         out.push_str(&format!("store: {}\n", readiness.store_problem.as_deref().unwrap_or("ok")));
         out.push_str(&format!(
-            "turns running: {}; messages waiting: {} (most in one conversation: {})\n",
-            snapshot.turns_running, snapshot.backlog, snapshot.backlog_max
+            "turns running: {}; in line for a place: {}; messages waiting: {} (most in one conversation: {})\n",
+            snapshot.turns_running, snapshot.turns_in_line, snapshot.backlog, snapshot.backlog_max
         ));
         out.push_str(&format!(
             "journal: {} unanswered (oldest {})\n",

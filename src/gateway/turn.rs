@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_channel_core::{Channel, ChatKey, Interaction, Sender};
+use tokio_util::sync::CancellationToken;
 
 use super::outbox::{Outbound, Streamed};
+use super::places::Place;
 use super::prompts::Request;
 use super::stream::Stream;
-use super::turns::{Running, Turns};
+use super::turns::{Phase, Running, Turns};
 use super::SOMETHING_WENT_WRONG;
 use crate::agent::{
     ErrorKind, RecordedReply, SdkMessage, SessionOptions, StopReason, StreamDelta, TurnResult, UserInput,
@@ -62,17 +64,27 @@ pub async fn run(turns: Turns, job: TurnJob) {
 
 async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::Lease>) {
     let turns = turns.clone();
-    // In line behind the turns already running (`gateway.max_concurrent_turns`).
-    let mut slot = Some(take_slot(&turns).await);
+    // In line behind the turns already running (`gateway.max_concurrent_turns`),
+    // where `/cancel` reaches it too (until the session's own canceller takes over).
+    let stop = CancellationToken::new();
+    let mut place = wait_in_line(&turns, &job, &stop).await;
     let began = Instant::now();
     let ended = |outcome| crate::metrics::global().turn(outcome, began.elapsed());
     // Stopping: its events stay unanswered in the journal, for the next start.
-    let Some(_under_way) = turns.start(job.event_ids.is_empty()) else { return };
+    let Some(_under_way) = turns.start(job.event_ids.is_empty()) else {
+        return turns.set_active(&job.conversation_id, None);
+    };
     let Some(channel) = turns.registry.channel(&job.chat.channel) else {
         tracing::error!(channel = %job.chat.channel, "no such channel");
-        return;
+        return turns.set_active(&job.conversation_id, None);
     };
     send_recorded_replies(&turns, &mut job).await;
+    if place.is_none() {
+        // Cancelled in line: what a run before a crash answered has gone out; the rest is dropped.
+        turns.set_active(&job.conversation_id, None);
+        ended(TurnOutcome::Cancelled);
+        return finish(&turns, &job, None, String::new(), None).await;
+    }
     let options = SessionOptions {
         chat: Some(job.chat.id()),
         sender: Some(job.sender.id.clone()),
@@ -87,6 +99,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the conversation");
+            turns.set_active(&job.conversation_id, None);
             ended(TurnOutcome::Failed);
             return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
         }
@@ -99,16 +112,22 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
     };
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the turn");
+        turns.set_active(&job.conversation_id, None);
         ended(TurnOutcome::Failed);
         return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
     }
-    let running = Running { cancel: session.canceller(), senders: job.senders.clone(), asking: false };
+    let cancel = session.canceller();
+    let running = Running { cancel: cancel.clone(), senders: job.senders.clone(), phase: Phase::Working };
     turns.set_active(&job.conversation_id, Some(running));
+    // A `/cancel` since the turn left the line (both under the same lock as this).
+    if stop.is_cancelled() {
+        cancel.cancel();
+    }
     let mut typing = spawn_typing(channel.clone(), job.chat.clone());
 
     let mut stream = Stream::new(&turns, channel.clone(), &job).await;
     let mut result = None;
-    // Approvals asked and not yet decided: while any waits, the turn's slot is free.
+    // Approvals asked and not yet decided: while any waits, the turn's place is free.
     let mut asking = 0usize;
     // The transcript entry of this turn's first words: which reply it sends.
     let mut first_said: Option<String> = None;
@@ -125,7 +144,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
                     t.abort();
                 }
                 asking += 1;
-                slot = None;
+                place = None;
                 let request = Request {
                     approval_id: &approval_id,
                     summary: &summary,
@@ -135,14 +154,22 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
                     complete,
                 };
                 turns.prompts.show(&request).await;
-                turns.set_asking(&job.conversation_id, true);
+                turns.set_phase(&job.conversation_id, Phase::Asking);
             }
             SdkMessage::ApprovalResolved { approval_id, outcome, decided_by, .. } => {
                 asking = asking.saturating_sub(1);
-                turns.set_asking(&job.conversation_id, asking > 0);
                 turns.prompts.resolve(&approval_id, outcome, decided_by.as_deref()).await;
-                if asking == 0 && slot.is_none() {
-                    slot = Some(take_slot(&turns).await);
+                if asking == 0 {
+                    // Back in line for a place; a `/cancel` meanwhile ends the
+                    // turn without one (the session sees it next).
+                    if place.is_none() {
+                        turns.set_phase(&job.conversation_id, Phase::InLine);
+                        place = tokio::select! {
+                            taken = turns.places.take(job.tier) => Some(taken),
+                            () = cancel.cancelled() => None,
+                        };
+                    }
+                    turns.set_phase(&job.conversation_id, Phase::Working);
                 }
                 if typing.is_none() {
                     typing = spawn_typing(channel.clone(), job.chat.clone());
@@ -302,9 +329,16 @@ fn final_text(texts: &[String], result: Option<&TurnResult>) -> String {
     }
 }
 
-/// A place among the turns allowed to run at once, waiting in line for one.
-async fn take_slot(turns: &Turns) -> tokio::sync::OwnedSemaphorePermit {
-    turns.slots.clone().acquire_owned().await.expect("the turns' semaphore is never closed")
+/// Waits in line for a place among the turns allowed to run at once, shown as
+/// the conversation's turn meanwhile so that `/cancel` reaches it: `None` when
+/// cancelled there.
+async fn wait_in_line(turns: &Turns, job: &TurnJob, stop: &CancellationToken) -> Option<Place> {
+    let running = Running { cancel: stop.clone(), senders: job.senders.clone(), phase: Phase::InLine };
+    turns.set_active(&job.conversation_id, Some(running));
+    tokio::select! {
+        place = turns.places.take(job.tier) => Some(place),
+        () = stop.cancelled() => None,
+    }
 }
 
 /// Keeps the typing indicator up, refreshed as long as it lasts on the platform.

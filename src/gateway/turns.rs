@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use switchboard_channel_core::{Busy, BusySettings, ChatKey, Sender};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::Delivery;
@@ -16,6 +15,7 @@ use super::journal::Journal;
 use super::lanes::{self, Lanes};
 use super::owners::Owners;
 use super::pacing::Pacer;
+use super::places::Places;
 use super::prompts::Prompts;
 use super::registry::Registry;
 use super::turn::{self, TurnJob};
@@ -24,12 +24,35 @@ use crate::agent::AgentBackend;
 use crate::policy::Tier;
 use crate::store::ApprovalRecord;
 
-/// A running turn: how to stop it, whose messages it answers, and whether it
-/// waits for a person (an approval) rather than working.
+/// A turn taken up for a conversation: how to stop it, whose messages it
+/// answers, and where it is.
 pub struct Running {
     pub cancel: CancellationToken,
     pub senders: Vec<String>,
-    pub asking: bool,
+    pub phase: Phase,
+}
+
+/// Where a turn taken up is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting in line for a place among the turns allowed to run at once.
+    InLine,
+    Working,
+    /// Waiting for a person (an approval): its place is given back meanwhile.
+    Asking,
+}
+
+/// How busy the turns are, for `/metrics` and the status page.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    /// Turns running (working or waiting for a person).
+    pub running: usize,
+    /// Turns waiting in line for a place (`gateway.max_concurrent_turns`).
+    pub in_line: usize,
+    /// Messages waiting behind turns, in all conversations.
+    pub waiting: usize,
+    /// The most messages waiting for one conversation.
+    pub most: usize,
 }
 
 /// What `/cancel` did.
@@ -57,9 +80,9 @@ pub struct Turns {
     active: Arc<Mutex<HashMap<String, Running>>>,
     /// Whether the daemon is stopping, and how many turns are under way.
     flight: Arc<Mutex<Flight>>,
-    /// One permit per turn running (`gateway.max_concurrent_turns`); a turn
-    /// waiting for an approval gives its permit back.
-    pub(super) slots: Arc<Semaphore>,
+    /// One place per turn running (`gateway.max_concurrent_turns`); a turn
+    /// waiting for an approval gives its place back.
+    pub(super) places: Places,
 }
 
 /// Turns under way (from their start until their reply is stored and sent),
@@ -103,14 +126,14 @@ impl Turns {
             waiting: Waiting::default(),
             active: Arc::default(),
             flight: Arc::default(),
-            slots: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            places: Places::unlimited(),
         }
     }
 
-    /// At most `turns` running at once (`gateway.max_concurrent_turns`); without
-    /// it, no limit.
+    /// At most `turns` running at once (`gateway.max_concurrent_turns`), guests'
+    /// in at most three quarters of the places; without it, no limit.
     pub fn limited_to(mut self, turns: usize) -> Turns {
-        self.slots = Arc::new(Semaphore::new(turns));
+        self.places = Places::new(turns);
         self
     }
 
@@ -137,8 +160,10 @@ impl Turns {
                 }),
             );
         }
+        // A turn still in line for a place is not interrupted: it has not begun,
+        // and its messages would be dropped unread; this one runs after it.
         if busy.mode == Busy::Interrupt && !matches!(admitted, Admitted::Full { .. }) {
-            if let Some(running) = self.active().get(conversation) {
+            if let Some(running) = self.active().get(conversation).filter(|r| r.phase != Phase::InLine) {
                 running.cancel.cancel();
             }
         }
@@ -164,10 +189,13 @@ impl Turns {
         self.waiting.count(conversation) + usize::from(self.active().contains_key(conversation))
     }
 
-    /// Turns running now, messages waiting in all, and the most for one conversation.
-    pub fn load(&self) -> (usize, usize, usize) {
+    /// Turns running now (working or waiting for a person), turns waiting in
+    /// line for a place, messages waiting in all, and the most for one conversation.
+    pub fn load(&self) -> Load {
         let (waiting, most) = self.waiting.totals();
-        (self.active().len(), waiting, most)
+        let active = self.active();
+        let in_line = active.values().filter(|r| r.phase == Phase::InLine).count();
+        Load { running: active.len() - in_line, in_line, waiting, most }
     }
 
     fn flight(&self) -> MutexGuard<'_, Flight> {
@@ -199,14 +227,14 @@ impl Turns {
 
     /// Turns under way that are not waiting for a person.
     pub fn working(&self) -> usize {
-        let asking = self.active().values().filter(|r| r.asking).count();
+        let asking = self.active().values().filter(|r| r.phase == Phase::Asking).count();
         self.flight().under_way.saturating_sub(asking)
     }
 
-    /// The conversation's running turn waits for a person (or no longer does).
-    pub(super) fn set_asking(&self, conversation: &str, asking: bool) {
+    /// Where the conversation's turn is now.
+    pub(super) fn set_phase(&self, conversation: &str, phase: Phase) {
         if let Some(running) = self.active().get_mut(conversation) {
-            running.asking = asking;
+            running.phase = phase;
         }
     }
 
@@ -221,8 +249,9 @@ impl Turns {
         };
     }
 
-    /// Cancels the conversation's running turn (which denies its pending approval)
-    /// for the person it answers or an admin; others are told no.
+    /// Cancels the conversation's running turn (which denies its pending approval),
+    /// or the one waiting in line for a place, for the person it answers or an
+    /// admin; others are told no.
     pub fn cancel(&self, conversation: &str, by: &str, tier: Tier) -> Cancel {
         match self.active().get(conversation) {
             None => Cancel::NothingRunning,

@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub backlog_max: u64,
     /// Turns running now.
     pub turns_running: u64,
+    /// Turns waiting in line for a place (`gateway.max_concurrent_turns`).
+    pub turns_in_line: u64,
     pub approvals_pending: u64,
     pub outbox_pending: u64,
     pub outbox_oldest: Option<Duration>,
@@ -49,6 +51,7 @@ pub(super) struct Gauges {
     backlog: Gauge,
     backlog_max: Gauge,
     turns_running: Gauge,
+    turns_in_line: Gauge,
     approvals_pending: Gauge,
     outbox_pending: Gauge,
     outbox_oldest: FloatGauge,
@@ -89,6 +92,11 @@ impl Gauges {
         );
         registry.register("turns_running", "Turns running now", self.turns_running.clone());
         registry.register(
+            "turns_in_line",
+            "Turns waiting in line for a place among those allowed to run at once",
+            self.turns_in_line.clone(),
+        );
+        registry.register(
             "approvals_pending",
             "Approval requests waiting for a decision",
             self.approvals_pending.clone(),
@@ -118,6 +126,7 @@ impl Gauges {
         self.backlog.set(count(snapshot.backlog));
         self.backlog_max.set(count(snapshot.backlog_max));
         self.turns_running.set(count(snapshot.turns_running));
+        self.turns_in_line.set(count(snapshot.turns_in_line));
         self.approvals_pending.set(count(snapshot.approvals_pending));
         self.outbox_pending.set(count(snapshot.outbox_pending));
         self.outbox_oldest.set(age(snapshot.outbox_oldest));

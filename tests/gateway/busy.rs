@@ -1,6 +1,8 @@
 //! Busy conversations: what arrives while a turn runs is collected, queued or
 //! interrupts, within bounds; /cancel drops what waits; guests are rate limited.
-//! A busy daemon: turns beyond `gateway.max_concurrent_turns` wait in line.
+//! A busy daemon: turns beyond `gateway.max_concurrent_turns` wait in line, where
+//! `/cancel` reaches them and an interrupt leaves them alone; guests leave a quarter
+//! of the places to others.
 //! Each turn is held open by a gate on the fake model, so nothing depends on timing.
 
 use switchboard_channel_core::ChatKind;
@@ -141,18 +143,25 @@ async fn a_guest_sending_too_fast_is_told_once_and_not_read_for_the_minute() {
     assert!(read.is_empty(), "messages over the limit reached the model");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn turns_beyond_the_limit_wait_in_line_and_one_waiting_for_approval_does_not_count() {
+/// A gateway with one place for turns (and `busy` for the fake channel), that
+/// place held by chat 41's turn until the gate opens ("first chat answered").
+async fn the_only_place_held(busy: &str) -> (Gw, Gate) {
     let mut gw = Gw::new().await;
     gw.set("SWITCHBOARD_GATEWAY__MAX_CONCURRENT_TURNS", "1");
+    gw.set("SWITCHBOARD_FAKE__BUSY", busy);
     gw.start().await;
-
-    // One turn runs; another chat's waits for it before it reaches the model.
     let gate = Gate::new();
     gw.llm.push(Reply::text("first chat answered").gated(&gate));
-    gw.llm.push(Reply::text("second chat answered"));
     gw.fake.dm("41", "hello").await;
     gw.llm.wait_for_requests(1, WAIT).await;
+    (gw, gate)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_beyond_the_limit_wait_in_line_and_one_waiting_for_approval_does_not_count() {
+    // One turn runs; another chat's waits for it before it reaches the model.
+    let (gw, gate) = the_only_place_held("collect").await;
+    gw.llm.push(Reply::text("second chat answered"));
     gw.fake.dm("42", "hello too").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(gw.llm.requests().len(), 1, "the second turn waits in line");
@@ -172,4 +181,71 @@ async fn turns_beyond_the_limit_wait_in_line_and_one_waiting_for_approval_does_n
     gw.fake.press(&prompt, "7", "Allow once").await;
     gw.wait_text("7", "Written.").await;
     assert_eq!(std::fs::read_to_string(gw.workdir().join("n.txt")).unwrap(), "x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_turn_waiting_in_line_for_a_place() {
+    let (gw, gate) = the_only_place_held("collect").await;
+    gw.fake.dm("42", "hello too").await;
+    gw.wait_in_line(1).await;
+
+    // Its sender cancels it there: it never reaches the model, and the chat is not wedged.
+    gw.fake.command(gw.fake.direct("42"), ChatKind::Direct, "42", "cancel", "").await;
+    gw.wait_text("42", "Cancelled.").await;
+    gate.open();
+    gw.wait_text("41", "first chat answered").await;
+    gw.wait_in_line(0).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(gw.llm.requests().len(), 1, "the cancelled turn reached the model");
+    gw.llm.push(Reply::text("second chat answered"));
+    gw.fake.dm("42", "again").await;
+    gw.wait_text("42", "second chat answered").await;
+    let texts = gw.fake.texts_in("42");
+    assert!(!texts.iter().any(|t| t.contains("finished without a reply")), "{texts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_leave_a_quarter_of_the_places_to_admins_and_users() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_GATEWAY__MAX_CONCURRENT_TURNS", "4");
+    gw.start().await;
+    // Three guests (open DMs) hold three of the four places, their model calls held.
+    let gate = Gate::new();
+    for _ in 0..3 {
+        gw.llm.push(Reply::text("a guest answered").gated(&gate));
+    }
+    for guest in ["41", "42", "43"] {
+        gw.fake.dm(guest, "hello").await;
+    }
+    gw.llm.wait_for_requests(3, WAIT).await;
+    // A fourth guest waits in line; the admin takes the place kept for others.
+    gw.fake.dm("44", "me too").await;
+    gw.wait_in_line(1).await;
+    gw.llm.push(Reply::text("the admin answered"));
+    gw.fake.dm("7", "status?").await;
+    gw.wait_text("7", "the admin answered").await;
+    assert_eq!(gw.llm.requests().len(), 4, "the fourth guest's turn waited while the admin's ran");
+    gw.llm.push(Reply::text("the fourth guest answered"));
+    gate.open();
+    for guest in ["41", "42", "43"] {
+        gw.wait_text(guest, "a guest answered").await;
+    }
+    gw.wait_text("44", "the fourth guest answered").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_leaves_a_turn_in_line_alone_and_both_messages_are_answered() {
+    let (gw, gate) = the_only_place_held("interrupt").await;
+    // The second chat's turn waits in line; a message behind it does not drop it.
+    gw.fake.dm("7", "one").await;
+    gw.wait_in_line(1).await;
+    gw.fake.dm("7", "two").await;
+    gw.fake.dm("7", "/status").await;
+    let status = gw.wait_text("7", "Queued or running").await;
+    assert!(status.text.contains("Queued or running: 2"), "{}", status.text);
+    gw.llm.set_fallback(switchboard_fakes::Fallback::Echo);
+    gate.open();
+    gw.wait_text("41", "first chat answered").await;
+    gw.wait_text("7", "echo: one").await;
+    gw.wait_text("7", "two").await;
 }

@@ -167,6 +167,26 @@ impl Gw {
         std::thread::scope(|scope| scope.spawn(|| running.runtime.block_on(daemon.readiness())).join().unwrap())
     }
 
+    /// Turns waiting in line for a place, once there are `count` (or fails after [`WAIT`]).
+    pub async fn wait_in_line(&self, count: u64) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let in_line = self.snapshot().turns_in_line;
+            if in_line == count {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{in_line} turns in line, not {count}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What `/metrics` would show now.
+    pub fn snapshot(&self) -> switchboard::metrics::Snapshot {
+        let running = self.running.as_ref().expect("running");
+        let daemon = running.daemon.as_ref().expect("running");
+        std::thread::scope(|scope| scope.spawn(|| running.runtime.block_on(daemon.snapshot())).join().unwrap())
+    }
+
     /// A clean stop.
     pub async fn stop(&mut self) {
         let mut running = self.running.take().expect("not running");
