@@ -37,6 +37,17 @@ impl Places {
         Places { all: Arc::new(Semaphore::new(places)), guests: Arc::new(Semaphore::new(places - kept_for_others)) }
     }
 
+    /// A place for a turn of someone of `tier` if one is free now, without waiting
+    /// in line (for a turn that goes on whether or not it gets one).
+    pub fn try_take(&self, tier: Tier) -> Option<Place> {
+        let guest = match tier {
+            Tier::Guest => Some(self.guests.clone().try_acquire_owned().ok()?),
+            Tier::User | Tier::Admin => None,
+        };
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        Some(Place { _all: all, _guest: guest })
+    }
+
     /// Waits in line for a place for a turn of someone of `tier`.
     pub async fn take(&self, tier: Tier) -> Place {
         // Neither semaphore is ever closed.
@@ -73,6 +84,17 @@ mod tests {
         assert!(taken(&places, Tier::Admin).await.is_some());
         held.pop();
         assert!(taken(&places, Tier::Guest).await.is_some(), "a guest's place came back");
+    }
+
+    #[tokio::test]
+    async fn a_place_taken_without_waiting_only_when_free_and_within_the_guests_share() {
+        let places = Places::new(4);
+        let held: Vec<Place> = (0..3).map(|_| places.try_take(Tier::Guest).expect("free")).collect();
+        assert!(places.try_take(Tier::Guest).is_none(), "the guests' share is taken");
+        let last = places.try_take(Tier::Admin).expect("the place kept for others");
+        assert!(places.try_take(Tier::User).is_none(), "none free");
+        drop((held, last));
+        assert!(places.try_take(Tier::Guest).is_some());
     }
 
     #[tokio::test]

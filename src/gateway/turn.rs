@@ -64,26 +64,37 @@ pub async fn run(turns: Turns, job: TurnJob) {
 
 async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::Lease>) {
     let turns = turns.clone();
+    // The conversation's entry among the turns taken up, whatever way this ends.
+    let taken_up = TakenUp { turns: turns.clone(), conversation: job.conversation_id.clone() };
     // In line behind the turns already running (`gateway.max_concurrent_turns`),
     // where `/cancel` reaches it too (until the session's own canceller takes over).
     let stop = CancellationToken::new();
     let mut place = wait_in_line(&turns, &job, &stop).await;
+    if place.is_some() {
+        turns.set_phase(&job.conversation_id, Phase::Working);
+    }
     let began = Instant::now();
     let ended = |outcome| crate::metrics::global().turn(outcome, began.elapsed());
     // Stopping: its events stay unanswered in the journal, for the next start.
-    let Some(_under_way) = turns.start(job.event_ids.is_empty()) else {
-        return turns.set_active(&job.conversation_id, None);
-    };
+    let Some(_under_way) = turns.start(job.event_ids.is_empty()) else { return };
     let Some(channel) = turns.registry.channel(&job.chat.channel) else {
         tracing::error!(channel = %job.chat.channel, "no such channel");
-        return turns.set_active(&job.conversation_id, None);
+        return;
     };
     send_recorded_replies(&turns, &mut job).await;
     if place.is_none() {
-        // Cancelled in line: what a run before a crash answered has gone out; the rest is dropped.
-        turns.set_active(&job.conversation_id, None);
+        // Cancelled in line: what a run before a crash answered goes out (above,
+        // and the last message's reply here); the rest is dropped unread.
+        drop(taken_up);
         ended(TurnOutcome::Cancelled);
-        return finish(&turns, &job, None, String::new(), None).await;
+        let reply = recorded_reply(&turns, &job).await;
+        let (text, reply_entry) = reply.map_or((String::new(), None), |r| (r.text, Some(r.entry_id)));
+        // An attempt before the crash may have streamed it (noted on the first event).
+        let streamed = match job.event_ids.first() {
+            Some(first) if reply_entry.is_some() => turns.journal.streamed(first).await,
+            _ => None,
+        };
+        return finish(&turns, &job, streamed, text, reply_entry).await;
     }
     let options = SessionOptions {
         chat: Some(job.chat.id()),
@@ -99,7 +110,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the conversation");
-            turns.set_active(&job.conversation_id, None);
+            drop(taken_up);
             ended(TurnOutcome::Failed);
             return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
         }
@@ -112,7 +123,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
     };
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the turn");
-        turns.set_active(&job.conversation_id, None);
+        drop(taken_up);
         ended(TurnOutcome::Failed);
         return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
     }
@@ -128,6 +139,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
     let mut stream = Stream::new(&turns, channel.clone(), &job).await;
     let mut result = None;
     // Approvals asked and not yet decided: while any waits, the turn's place is free.
+    // (`None` also once decided when no place was free.)
     let mut asking = 0usize;
     // The transcript entry of this turn's first words: which reply it sends.
     let mut first_said: Option<String> = None;
@@ -160,15 +172,11 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
                 asking = asking.saturating_sub(1);
                 turns.prompts.resolve(&approval_id, outcome, decided_by.as_deref()).await;
                 if asking == 0 {
-                    // Back in line for a place; a `/cancel` meanwhile ends the
-                    // turn without one (the session sees it next).
-                    if place.is_none() {
-                        turns.set_phase(&job.conversation_id, Phase::InLine);
-                        place = tokio::select! {
-                            taken = turns.places.take(job.tier) => Some(taken),
-                            () = cancel.cancelled() => None,
-                        };
-                    }
+                    // The agent goes on at once once decided (its session does
+                    // not wait for this loop), so the turn takes a place if one
+                    // is free and otherwise goes on beyond the limit rather than
+                    // hold back what the agent already says.
+                    place = place.or_else(|| turns.places.try_take(job.tier));
                     turns.set_phase(&job.conversation_id, Phase::Working);
                 }
                 if typing.is_none() {
@@ -182,7 +190,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
     if let Some(t) = typing {
         t.abort();
     }
-    turns.set_active(&job.conversation_id, None);
+    drop(taken_up);
     ended(match result.as_ref().map(|r| r.stop_reason) {
         Some(StopReason::EndTurn) => TurnOutcome::Completed,
         Some(StopReason::Cancelled) => TurnOutcome::Cancelled,
@@ -331,13 +339,30 @@ fn final_text(texts: &[String], result: Option<&TurnResult>) -> String {
 
 /// Waits in line for a place among the turns allowed to run at once, shown as
 /// the conversation's turn meanwhile so that `/cancel` reaches it: `None` when
-/// cancelled there.
+/// cancelled there. A turn resuming a decided approval is not shown (nor
+/// cancelled): dropped here, the approved call would still run at the next turn.
 async fn wait_in_line(turns: &Turns, job: &TurnJob, stop: &CancellationToken) -> Option<Place> {
+    if job.input.is_none() {
+        return Some(turns.places.take(job.tier).await);
+    }
     let running = Running { cancel: stop.clone(), senders: job.senders.clone(), phase: Phase::InLine };
     turns.set_active(&job.conversation_id, Some(running));
     tokio::select! {
         place = turns.places.take(job.tier) => Some(place),
         () = stop.cancelled() => None,
+    }
+}
+
+/// The conversation's entry among the turns taken up (see `Turns::set_active`):
+/// removed when dropped, on every way out of a turn, a panic included.
+struct TakenUp {
+    turns: Turns,
+    conversation: String,
+}
+
+impl Drop for TakenUp {
+    fn drop(&mut self) {
+        self.turns.set_active(&self.conversation, None);
     }
 }
 

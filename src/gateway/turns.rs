@@ -35,7 +35,8 @@ pub struct Running {
 /// Where a turn taken up is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Waiting in line for a place among the turns allowed to run at once.
+    /// Waiting in line for a place among the turns allowed to run at once,
+    /// before it has begun.
     InLine,
     Working,
     /// Waiting for a person (an approval): its place is given back meanwhile.

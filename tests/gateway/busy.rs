@@ -249,3 +249,25 @@ async fn interrupt_leaves_a_turn_in_line_alone_and_both_messages_are_answered() 
     gw.wait_text("7", "echo: one").await;
     gw.wait_text("7", "two").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decided_turn_goes_on_at_once_even_when_every_place_is_taken() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_GATEWAY__MAX_CONCURRENT_TURNS", "1");
+    gw.start().await;
+    // The admin's turn asks, and gives its place to another chat's turn, held open.
+    gw.llm.push(Reply::tool_call("Write", serde_json::json!({"path": "n.txt", "content": "x"})));
+    gw.fake.dm("7", "write a note").await;
+    let prompt = gw.wait_prompt("7").await;
+    let gate = Gate::new();
+    gw.llm.push(Reply::text("the other chat answered").gated(&gate));
+    gw.fake.dm("41", "hello").await;
+    gw.llm.wait_for_requests(2, WAIT).await;
+    // Decided: its agent goes on, and its reply is not held back for a place.
+    gw.llm.push(Reply::text("Written."));
+    gw.fake.press(&prompt, "7", "Allow once").await;
+    gw.wait_text("7", "Written.").await;
+    assert_eq!(std::fs::read_to_string(gw.workdir().join("n.txt")).unwrap(), "x");
+    gate.open();
+    gw.wait_text("41", "the other chat answered").await;
+}
