@@ -38,13 +38,14 @@ pub enum Phase {
     /// Waiting in line for a place among the turns allowed to run at once,
     /// before it has begun.
     InLine,
+    /// Loading, calling the model or tools, or sending its reply.
     Working,
     /// Waiting for a person (an approval): its place is given back meanwhile.
     Asking,
 }
 
 /// How busy the turns are, for `/metrics` and the status page.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Load {
     /// Turns running (working or waiting for a person).
     pub running: usize,
