@@ -184,28 +184,24 @@ impl Delivery {
                 }
             }
         }
-        let stored = async {
-            let seq = self.outbox.next_seq().await?;
-            let claim = Claim::take(&self.busy, seq, chat).expect("a fresh sequence number is nobody's");
-            let answers = answers.to_vec();
-            let stored = self.outbox.enqueue(seq, chat.clone(), message, streamed, answers, reply_entry, fence).await?;
-            Ok::<_, crate::store::StoreError>((claim, stored))
-        };
-        let stored = stored.await;
+        let (busy, key) = (self.busy.clone(), chat.clone());
+        let claim = move |seq| Claim::take(&busy, seq, &key).expect("a fresh sequence number is nobody's");
+        let stored =
+            self.outbox.enqueue(chat.clone(), message, streamed, answers.to_vec(), reply_entry, fence, claim).await;
         drop(using);
-        tracing::debug!(answers = ?answers, outcome = ?stored.as_ref().map(|(_, s)| s), "reply stored");
+        tracing::debug!(answers = ?answers, outcome = ?stored.as_ref().map(Stored::kind), "reply stored");
         match stored {
-            Ok((claim, Stored::New)) => {
+            Ok(Stored::New(claim)) => {
                 // Marked answered with the item.
                 self.journal.answered(answers);
                 Some(claim)
             }
             // A replay of an event whose reply is stored: that one is sent.
-            Ok((_, Stored::AlreadyAnswered)) => {
+            Ok(Stored::AlreadyAnswered) => {
                 self.nothing_to_send(answers).await;
                 None
             }
-            Ok((_, Stored::NotOwner)) => {
+            Ok(Stored::NotOwner) => {
                 self.lost_chat(answers);
                 None
             }
@@ -552,17 +548,9 @@ mod tests {
             journal.record(&event).await.unwrap();
             // A crash after the reply was stored (its event marked answered with it),
             // before it was sent:
-            let seq = delivery.outbox.next_seq().await.unwrap();
-            let first = delivery.outbox.enqueue(
-                seq,
-                chat.clone(),
-                text("once"),
-                None,
-                vec![event.event_id.clone()],
-                None,
-                None,
-            );
-            assert_eq!(first.await.unwrap(), Stored::New);
+            let answers = vec![event.event_id.clone()];
+            let first = delivery.outbox.enqueue(chat.clone(), text("once"), None, answers, None, None, |_| ());
+            assert_eq!(first.await.unwrap(), Stored::New(()));
             // The restart recovers the stored reply and marks the event answered...
             assert_eq!(delivery.recover().await.unwrap(), 1);
             assert!(journal.unfinished().await.unwrap().is_empty(), "no replay of an answered event");
@@ -598,13 +586,10 @@ mod tests {
             assert_eq!(fake.texts_in("1"), ["to one and two"], "each reply once");
             assert!(journal.unfinished().await.unwrap().is_empty(), "every message answered");
             // A stored item not yet noted as sent (killed in between) is found too.
-            let seq = delivery.outbox.next_seq().await.unwrap();
-            let stored =
-                delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()), None);
-            assert_eq!(stored.await.unwrap(), Stored::New);
-            let seq = delivery.outbox.next_seq().await.unwrap();
-            let again =
-                delivery.outbox.enqueue(seq, chat.clone(), text("x"), None, vec![], Some("msg-r3".into()), None);
+            let r3 = || Some("msg-r3".to_string());
+            let stored = delivery.outbox.enqueue(chat.clone(), text("x"), None, vec![], r3(), None, |_| ());
+            assert_eq!(stored.await.unwrap(), Stored::New(()));
+            let again = delivery.outbox.enqueue(chat.clone(), text("x"), None, vec![], r3(), None, |_| ());
             assert_eq!(again.await.unwrap(), Stored::AlreadyAnswered);
             // Notes are forgotten with the journal's answered events.
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -627,11 +612,14 @@ mod tests {
             let enqueue = |answers: Vec<String>, entry: &str| {
                 let (delivery, chat, entry) = (delivery.clone(), chat.clone(), entry.to_string());
                 async move {
-                    let seq = delivery.outbox.next_seq().await.unwrap();
-                    delivery.outbox.enqueue(seq, chat, text("waiting"), None, answers, Some(entry), None).await.unwrap()
+                    delivery
+                        .outbox
+                        .enqueue(chat, text("waiting"), None, answers, Some(entry), None, |_| ())
+                        .await
+                        .unwrap()
                 }
             };
-            assert_eq!(enqueue(answers.clone(), "msg-w").await, Stored::New);
+            assert_eq!(enqueue(answers.clone(), "msg-w").await, Stored::New(()));
             let keys: Vec<String> =
                 backend.store.kv_scan(INDEX_SPACE, "").unwrap().into_iter().map(|(k, _)| k).collect();
             assert_eq!(keys, [format!("e:{}", event.event_id), "r:msg-w".to_string()], "indexed with the item");

@@ -79,14 +79,25 @@ pub struct Streamed {
 
 /// What storing a reply did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// Stored under the given sequence number.
-    New,
+pub enum Stored<C = ()> {
+    /// Stored, with what the caller's claim on its new sequence number gave.
+    New(C),
     /// The event already has a stored reply (a replay): nothing stored.
     AlreadyAnswered,
     /// The chat's lease, presented as the write's fence, is no longer held:
     /// another replica answers; nothing stored.
     NotOwner,
+}
+
+impl<C> Stored<C> {
+    /// What happened, without the claim (for logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stored::New(_) => "stored",
+            Stored::AlreadyAnswered => "already answered",
+            Stored::NotOwner => "not the chat's holder",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,27 +146,33 @@ impl Outbox {
         Outbox { store }
     }
 
-    /// A sequence number for an item about to be stored (claim it first).
+    /// A fresh sequence number (tests store items by hand with it).
+    #[cfg(test)]
     pub async fn next_seq(&self) -> StoreResult<u64> {
         blocking(&self.store, |s| s.next_id()).await
     }
 
-    /// Stores a reply as item `seq`, unless the event it answers has one already,
+    /// Stores a reply as a new item, unless the event it answers has one already,
     /// or the reply (`reply_entry`) was stored or shown for another event. The
     /// events it answers are marked answered in the same write (tell the
     /// journal's in-memory count with [`Journal::answered`]). With `fence` (a
     /// replica's lease on the chat), only while that lease is still held.
+    ///
+    /// `claim` is given the item's sequence number before the item is written,
+    /// in the same store call: whoever claims the number owns the item before
+    /// anyone else (the retry loop) can see it, and no call of its own is spent
+    /// on numbering.
     #[allow(clippy::too_many_arguments)]
-    pub async fn enqueue(
+    pub async fn enqueue<C: Send + 'static>(
         &self,
-        seq: u64,
         chat: ChatKey,
         message: Outbound,
         streamed: Option<Streamed>,
         answers: Vec<String>,
         reply_entry: Option<String>,
         fence: Option<Lease>,
-    ) -> StoreResult<Stored> {
+        claim: impl FnOnce(u64) -> C + Send + 'static,
+    ) -> StoreResult<Stored<C>> {
         blocking(&self.store, move |s| {
             if let Some(entry) = &reply_entry {
                 if s.kv_get(REPLIED, entry)?.is_some() {
@@ -185,6 +202,7 @@ impl Outbox {
                 Some(Streamed { sent, shown }) => (Some(sent), Some(shown)),
                 None => (None, None),
             };
+            let seq = s.next_id()?;
             let item = OutboxItem {
                 seq,
                 chat,
@@ -207,12 +225,13 @@ impl Outbox {
             for event in &item.answers {
                 Journal::mark_done_in(s, event, &mut batch)?;
             }
+            let claimed = claim(seq);
             match fence {
                 Some(lease) if !s.kv_write_fenced(&lease, &batch)? => return Ok(Stored::NotOwner),
                 Some(_) => {}
                 None => s.kv_write(&batch)?,
             }
-            Ok(Stored::New)
+            Ok(Stored::New(claimed))
         })
         .await
     }
