@@ -13,7 +13,8 @@
 //! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run;
 //! `-- throughput` only the Telegram latency and burst; `-- memory` those and memory;
 //! `-- postgres` the in-process run and the burst with the store on PostgreSQL,
-//! then with two replicas; `-- replicas` only the replicas)
+//! then with two replicas; `-- replicas` only the replicas). Every run first
+//! prints how fast the machine is at that moment (`gateway/machine.rs`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,6 +33,8 @@ use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
 mod discord;
 #[path = "gateway/dm_run.rs"]
 mod dm_run;
+#[path = "gateway/machine.rs"]
+mod machine;
 #[path = "gateway/slack.rs"]
 mod slack;
 
@@ -51,6 +54,7 @@ const IDLE_AFTER: Duration = Duration::from_secs(95);
 async fn main() {
     let llm = FakeLlm::start().await;
     llm.set_fallback(Fallback::Echo);
+    machine::print_reference();
     // `cargo bench --bench gateway -- history` runs only the history figures.
     if std::env::args().skip(1).any(|a| a == "history") {
         print_scaling(&history_scaling(&llm).await);
