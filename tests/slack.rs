@@ -425,3 +425,39 @@ async fn a_refused_mention_does_not_make_a_thread_the_bots() {
     slack.say(GENERAL, USER, Some(&thread), "and now without one");
     wait_text(&slack, GENERAL, "Still here.").await;
 }
+
+/// Envelopes are handed over side by side across chats: a burst into two DMs,
+/// interleaved, still reaches the model in the order each person wrote, every
+/// message once, and every envelope is acknowledged in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_bursts_reach_the_model_in_each_chats_order() {
+    let (mut h, slack) = setup("open").await;
+    // They write more than a guest may in a minute.
+    h.set("SWITCHBOARD_SLACK__GUEST_MESSAGES_PER_MINUTE", "0");
+    h.llm.set_fallback(switchboard_fakes::Fallback::Echo);
+    // Turns long enough that later messages arrive while earlier ones run.
+    h.llm.set_chunk_delay(Duration::from_millis(20));
+    let _d = h.serve_slack(&slack).await;
+    const EACH: usize = 12;
+    for n in 0..EACH {
+        slack.dm(USER, None, &format!("from-a-n{n}-end"));
+        slack.dm(OTHER, None, &format!("from-b-n{n}-end"));
+    }
+    for (user, tag) in [(USER, "a"), (OTHER, "b")] {
+        wait_text(&slack, &slack.dm_channel(user), &format!("from-{tag}-n{}-end", EACH - 1)).await;
+    }
+    // Each chat's messages, in the order the model was asked about them.
+    let requests = h.llm.requests();
+    for tag in ["a", "b"] {
+        let mut asked = Vec::new();
+        for request in &requests {
+            let text = request.unanswered_user_text();
+            let mut here: Vec<(usize, usize)> =
+                (0..EACH).filter_map(|n| text.find(&format!("from-{tag}-n{n}-end")).map(|at| (at, n))).collect();
+            here.sort();
+            asked.extend(here.into_iter().map(|(_, n)| n));
+        }
+        assert_eq!(asked, (0..EACH).collect::<Vec<_>>(), "chat {tag}: each message once, in the order written");
+    }
+    all_acked_in_time(&slack).await;
+}

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod health;
 pub mod ingress;
 pub mod markdown;
+pub mod ordered;
 pub mod settings;
 pub mod split;
 

@@ -1,6 +1,8 @@
-//! From dispatch events to the gateway's inbound events, one at a time and in
-//! arrival order: messages (gated on nothing here, only shaped: the gateway judges
-//! them), slash commands and button presses. An interaction is acknowledged to
+//! From dispatch events to the gateway's inbound events: messages (gated on
+//! nothing here, only shaped: the gateway judges them), slash commands and button
+//! presses, handed over in arrival order per Discord channel and side by side
+//! across channels (at most [`IN_FLIGHT`] at once); other events, in order, as
+//! they come. An interaction is acknowledged to
 //! Discord only after the gateway journaled it; a message is handed over again
 //! until the gateway takes it.
 
@@ -15,6 +17,8 @@ use switchboard_channel_core::{
 };
 use tokio::sync::{mpsc, watch};
 
+use switchboard_channel_core::ordered::Ordered;
+
 use crate::catch_up;
 use crate::config::CatchUp;
 use crate::gateway::Dispatch;
@@ -22,6 +26,9 @@ use crate::interactions::{self, Acks, Kind, ASK};
 use crate::places::{chat_key, Place, Places};
 use crate::rest::{Rest, RestError};
 use crate::wire::{self, callback, context, interaction_type, message_type, Guild, Interaction, Message, ThreadList};
+
+/// Messages and interactions being handed over at once.
+pub(crate) const IN_FLIGHT: usize = 64;
 
 /// Who the bot is.
 #[derive(Debug, Clone)]
@@ -46,13 +53,22 @@ pub struct Receiver {
 impl Receiver {
     /// Handles events until the gateway loop ends or `stop` is set.
     pub async fn run(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<Dispatch>, mut stop: watch::Receiver<bool>) {
+        let mut handing = Ordered::new(IN_FLIGHT);
         loop {
             let event = tokio::select! {
                 event = events.recv() => event,
                 _ = stop.changed() => None,
             };
             let Some(event) = event else { return };
-            self.handle(event, &stop).await;
+            match event.name.as_str() {
+                // Each waits for its journal write: beside other channels' events.
+                "MESSAGE_CREATE" | "INTERACTION_CREATE" => {
+                    let key = event.data["channel_id"].as_str().unwrap_or_default().to_string();
+                    let (receiver, stop) = (self.clone(), stop.clone());
+                    handing.spawn(key, async move { receiver.handle(event, &stop).await }).await;
+                }
+                _ => self.handle(event, &stop).await,
+            }
         }
     }
 

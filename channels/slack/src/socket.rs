@@ -1,6 +1,7 @@
 //! Socket Mode: `apps.connections.open`, then a WebSocket whose envelopes are
-//! handed to the receiver one at a time, in order, and acknowledged only after
-//! the receiver says the event is journaled. A `disconnect` envelope or a
+//! handed to the receiver in order per Slack channel and side by side across
+//! channels (at most [`IN_FLIGHT`] at once), each acknowledged only after the
+//! receiver says its event is journaled. A `disconnect` envelope or a
 //! dropped socket means a new connection (Slack redelivers what was not
 //! acknowledged); a socket that stays silent is replaced; failures back off up
 //! to a minute, never spinning.
@@ -10,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::api::Api;
 use crate::receive::Receiver;
 use crate::wire::Envelope;
 use switchboard_channel_core::health::{HealthCell, State};
+use switchboard_channel_core::ordered::Ordered;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The client pings this often; Slack pings too.
@@ -25,6 +27,8 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 pub(crate) const SILENT_FOR: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Envelopes being handed over at once; the socket is read further once one is done.
+pub(crate) const IN_FLIGHT: usize = 64;
 
 enum Ended {
     Stop,
@@ -107,9 +111,19 @@ impl SocketLoop {
     async fn read(&mut self, ws: &mut Socket, established: &mut bool) -> Ended {
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut last_heard = Instant::now();
+        // Hand-overs run on tasks of their own and send back what may be
+        // acknowledged; those of a connection that ended go unacknowledged
+        // (Slack redelivers them, and the journal knows any it took).
+        let mut handing = Ordered::new(IN_FLIGHT);
+        let (journaled, mut to_ack) = mpsc::unbounded_channel::<String>();
         loop {
             tokio::select! {
                 _ = self.stop.changed() => return Ended::Stop,
+                Some(id) = to_ack.recv() => {
+                    if let Err(e) = ws.send(WsMessage::text(json!({"envelope_id": id}).to_string())).await {
+                        return Ended::Retry { why: format!("cannot acknowledge: {e}"), now: false };
+                    }
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > SILENT_FOR {
                         return Ended::Retry { why: "nothing received for 30 s".into(), now: false };
@@ -118,7 +132,7 @@ impl SocketLoop {
                         return Ended::Retry { why: format!("cannot ping: {e}"), now: false };
                     }
                 }
-                frame = ws.next() => {
+                frame = ws.next(), if handing.has_room() => {
                     let text = match frame {
                         Some(Ok(WsMessage::Text(text))) => text,
                         Some(Ok(WsMessage::Close(_))) | None => return Ended::Retry { why: "the socket was closed".into(), now: false },
@@ -139,7 +153,8 @@ impl SocketLoop {
                             continue;
                         }
                     };
-                    match envelope.kind.as_str() {
+                    let kind = envelope.kind.clone();
+                    match kind.as_str() {
                         "hello" => {
                             *established = true;
                             self.health.set(State::Connected);
@@ -157,15 +172,55 @@ impl SocketLoop {
                                 tracing::debug!(attempt = envelope.retry_attempt, "slack: a redelivered envelope");
                             }
                             // Unacknowledged (not journaled): Slack delivers it again.
-                            if self.receiver.envelope(&envelope).await {
-                                if let Err(e) = ws.send(WsMessage::text(json!({"envelope_id": id}).to_string())).await {
-                                    return Ended::Retry { why: format!("cannot acknowledge: {e}"), now: false };
+                            let (receiver, journaled) = (self.receiver.clone(), journaled.clone());
+                            handing.spawn(order_key(&envelope), async move {
+                                if receiver.envelope(&envelope).await {
+                                    let _ = journaled.send(id);
                                 }
-                            }
+                            }).await;
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// What an envelope's hand-over keeps its order with: its Slack channel (a DM, a
+/// channel and its threads), where the payload names one; otherwise the
+/// envelopes that name none, among themselves.
+fn order_key(envelope: &Envelope) -> String {
+    let p = &envelope.payload;
+    let named = [
+        &p["event"]["channel"],
+        &p["event"]["assistant_thread"]["channel_id"],
+        &p["event"]["item"]["channel"],
+        &p["channel"]["id"],
+        &p["container"]["channel_id"],
+        &p["channel_id"],
+    ];
+    named.into_iter().find_map(|v| v.as_str()).unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(kind: &str, payload: serde_json::Value) -> Envelope {
+        serde_json::from_value(json!({"type": kind, "envelope_id": "e1", "payload": payload})).unwrap()
+    }
+
+    #[test]
+    fn each_kind_of_envelope_keeps_order_with_its_channel() {
+        let message = envelope("events_api", json!({"event": {"type": "message", "channel": "D0001"}}));
+        let pane = envelope(
+            "events_api",
+            json!({"event": {"type": "assistant_thread_started", "assistant_thread": {"channel_id": "D0002"}}}),
+        );
+        let press = envelope("interactive", json!({"channel": {"id": "C0003"}, "container": {"channel_id": "C0003"}}));
+        let slash = envelope("slash_commands", json!({"channel_id": "C0004", "command": "/switchboard"}));
+        let other = envelope("events_api", json!({"event": {"type": "app_home_opened"}}));
+        let keys: Vec<String> = [message, pane, press, slash, other].iter().map(order_key).collect();
+        assert_eq!(keys, ["D0001", "D0002", "C0003", "C0004", ""]);
     }
 }
