@@ -2,6 +2,7 @@
 //! platform id, before the adapter acknowledges it to the platform. Events not yet
 //! answered are replayed in arrival order after a restart.
 
+use crate::keyed::KeyedLocks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -40,6 +41,10 @@ pub struct Journal {
     /// replayed and answered: what metrics count without a scan of the store,
     /// and (with replicas) which chats have work here.
     pending: Arc<Mutex<HashMap<String, Pending>>>,
+    /// Deliveries of one event id are recorded one after the other: a second
+    /// delivery at the same moment sees the first's outcome, not a record
+    /// stored but not yet counted as handled here (which it would take up too).
+    recording: KeyedLocks,
 }
 
 /// An unanswered event handled here.
@@ -59,7 +64,7 @@ impl Pending {
 
 impl Journal {
     pub fn new(store: Arc<dyn Store>) -> Journal {
-        Journal { store, pending: Arc::default() }
+        Journal { store, pending: Arc::default(), recording: KeyedLocks::new() }
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
@@ -105,6 +110,7 @@ impl Journal {
     /// after all (a flush that failed late, a commit whose answer was lost): its
     /// redelivery is the only chance to handle it before a restart.
     pub async fn record(&self, event: &InboundEvent) -> StoreResult<bool> {
+        let _one_at_a_time = self.recording.lock(&event.event_id).await;
         let (event, id, chat) = (event.clone(), event.event_id.clone(), event.kind.chat().id());
         let received_at = now_ms();
         let recorded = blocking(&self.store, move |s| {
@@ -372,6 +378,25 @@ mod tests {
             interaction: None,
         };
         InboundEvent { event_id: id.into(), kind: InboundKind::Message(message) }
+    }
+
+    /// A platform that delivers one event twice at the same moment (a webhook
+    /// retried while the first request waits for its flush; events handed over
+    /// side by side): only one delivery is handled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_event_delivered_twice_at_once_is_handled_once() {
+        for backend in crate::store::test_backends() {
+            let journal = Journal::new(backend.store.clone());
+            for n in 0..40 {
+                let e = event(&format!("twice-{n}"));
+                let (one, two) = (journal.clone(), journal.clone());
+                let (e1, e2) = (e.clone(), e.clone());
+                let first = tokio::spawn(async move { one.record(&e1).await.unwrap() });
+                let second = tokio::spawn(async move { two.record(&e2).await.unwrap() });
+                let handled = [first.await.unwrap(), second.await.unwrap()];
+                assert_eq!(handled.iter().filter(|h| **h).count(), 1, "on {}: {handled:?}", backend.name);
+            }
+        }
     }
 
     /// A journal write whose flush failed may still have landed: the platform's

@@ -31,10 +31,16 @@ impl Ordered {
     }
 
     /// Whether another task may be spawned now without waiting: a read loop
-    /// reads its next event only then, and meanwhile goes on answering
-    /// pings and sending acknowledgements.
+    /// reads its next event only then, and meanwhile goes on with its other
+    /// work (its own pings, acknowledgements).
     pub fn has_room(&self) -> bool {
         self.places.available_permits() > 0
+    }
+
+    /// Returns once a place is free (at once if one is).
+    pub async fn room(&self) {
+        // Taken and given back at once; never closed while `self` lives.
+        let _ = self.places.acquire().await;
     }
 
     /// Spawns `task` to run after every task spawned before it under `key`,
@@ -133,13 +139,8 @@ mod tests {
         assert!(third.await.is_err(), "the third waits for a place");
         open_a.send(()).unwrap();
         assert_eq!(until(&log, 1).await, ["a"]);
-        for _ in 0..500 {
-            if ordered.has_room() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        assert!(ordered.has_room(), "a's place is free again");
+        tokio::time::timeout(Duration::from_secs(5), ordered.room()).await.expect("a's place is free again");
+        assert!(ordered.has_room());
         ordered.spawn("c".into(), noting(&log, "c", None)).await;
         assert_eq!(until(&log, 2).await, ["a", "c"]);
         open_b.send(()).unwrap();

@@ -1,7 +1,8 @@
 //! From dispatch events to the gateway's inbound events: messages (gated on
 //! nothing here, only shaped: the gateway judges them), slash commands and button
 //! presses, handed over in arrival order per Discord channel and side by side
-//! across channels (at most [`IN_FLIGHT`] at once); other events, in order, as
+//! across channels (at most [`IN_FLIGHT`] at once); a channel's own changes
+//! (created, updated, deleted) in line with its messages; guild-wide events as
 //! they come. An interaction is acknowledged to
 //! Discord only after the gateway journaled it; a message is handed over again
 //! until the gateway takes it.
@@ -60,14 +61,31 @@ impl Receiver {
                 _ = stop.changed() => None,
             };
             let Some(event) = event else { return };
-            match event.name.as_str() {
-                // Each waits for its journal write: beside other channels' events.
-                "MESSAGE_CREATE" | "INTERACTION_CREATE" => {
-                    let key = event.data["channel_id"].as_str().unwrap_or_default().to_string();
-                    let (receiver, stop) = (self.clone(), stop.clone());
-                    handing.spawn(key, async move { receiver.handle(event, &stop).await }).await;
+            // Messages and interactions wait for their journal writes: beside
+            // other channels'. What changes one channel (or thread) stays in
+            // line with that channel's messages; the rest is handled at once.
+            let key = match event.name.as_str() {
+                "MESSAGE_CREATE" | "INTERACTION_CREATE" => event.data["channel_id"].as_str(),
+                "CHANNEL_CREATE" | "CHANNEL_UPDATE" | "CHANNEL_DELETE" | "THREAD_CREATE" | "THREAD_UPDATE"
+                | "THREAD_DELETE" => event.data["id"].as_str(),
+                _ => None,
+            };
+            match key {
+                Some(key) => {
+                    let (key, receiver, stop) = (key.to_string(), self.clone(), stop.clone());
+                    handing
+                        .spawn(key, async move {
+                            // Once stopping, nothing more is handed over: an event
+                            // before this one may have been given up, and the
+                            // next start's catch-up fetches after the newest
+                            // journaled message of the channel.
+                            if !*stop.borrow() {
+                                receiver.handle(event, &stop).await;
+                            }
+                        })
+                        .await;
                 }
-                _ => self.handle(event, &stop).await,
+                None => self.handle(event, &stop).await,
             }
         }
     }

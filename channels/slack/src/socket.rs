@@ -29,6 +29,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Envelopes being handed over at once; the socket is read further once one is done.
 pub(crate) const IN_FLIGHT: usize = 64;
+/// How long a connection that ends on purpose waits to acknowledge what is
+/// still being journaled.
+const DRAIN: Duration = Duration::from_secs(2);
 
 enum Ended {
     Stop,
@@ -55,6 +58,9 @@ impl SocketLoop {
     /// Connects and reconnects until stopped or refused for good.
     pub async fn run(mut self) {
         let mut backoff = FIRST_BACKOFF;
+        // One line of hand-overs for every connection: a chat's envelopes stay
+        // in order across a reconnect, and the bound is the process's.
+        let mut handing = Ordered::new(IN_FLIGHT);
         loop {
             if *self.stop.borrow() {
                 return;
@@ -62,7 +68,7 @@ impl SocketLoop {
             let mut established = false;
             let ended = match self.app_api.call("apps.connections.open", &json!({})).await {
                 Ok(answer) => match answer["url"].as_str() {
-                    Some(url) => self.connection(url, &mut established).await,
+                    Some(url) => self.connection(url, &mut established, &mut handing).await,
                     None => Ended::Retry { why: "apps.connections.open gave no URL".into(), now: false },
                 },
                 Err(e) if e.is_auth() => Ended::Fatal("the app-level token was refused".into()),
@@ -96,34 +102,36 @@ impl SocketLoop {
         }
     }
 
-    async fn connection(&mut self, url: &str, established: &mut bool) -> Ended {
+    async fn connection(&mut self, url: &str, established: &mut bool, handing: &mut Ordered) -> Ended {
         self.health.set(State::Connecting);
         let mut ws = match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
             Ok(Ok((ws, _))) => ws,
             Ok(Err(e)) => return Ended::Retry { why: format!("cannot connect: {e}"), now: false },
             Err(_) => return Ended::Retry { why: "cannot connect: timed out".into(), now: false },
         };
-        let ended = self.read(&mut ws, established).await;
+        let ended = self.read(&mut ws, established, handing).await;
         let _ = ws.close(None).await;
         ended
     }
 
-    async fn read(&mut self, ws: &mut Socket, established: &mut bool) -> Ended {
+    async fn read(&mut self, ws: &mut Socket, established: &mut bool, handing: &mut Ordered) -> Ended {
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut last_heard = Instant::now();
-        // Hand-overs run on tasks of their own and send back what may be
-        // acknowledged; those of a connection that ended go unacknowledged
-        // (Slack redelivers them, and the journal knows any it took).
-        let mut handing = Ordered::new(IN_FLIGHT);
+        // Hand-overs run on tasks of their own and send back, to this
+        // connection, what may be acknowledged.
         let (journaled, mut to_ack) = mpsc::unbounded_channel::<String>();
-        loop {
+        let ended = loop {
             tokio::select! {
-                _ = self.stop.changed() => return Ended::Stop,
+                _ = self.stop.changed() => break Ended::Stop,
                 Some(id) = to_ack.recv() => {
                     if let Err(e) = ws.send(WsMessage::text(json!({"envelope_id": id}).to_string())).await {
                         return Ended::Retry { why: format!("cannot acknowledge: {e}"), now: false };
                     }
                 }
+                // Every place taken: the socket is not read until one is free
+                // (a hand-over that ends without an acknowledgement frees one
+                // too). Frames were not listened for meanwhile: no silence.
+                _ = handing.room(), if !handing.has_room() => last_heard = Instant::now(),
                 _ = ping.tick() => {
                     if last_heard.elapsed() > SILENT_FOR {
                         return Ended::Retry { why: "nothing received for 30 s".into(), now: false };
@@ -161,7 +169,7 @@ impl SocketLoop {
                             tracing::info!("slack: socket mode connected");
                         }
                         "disconnect" => {
-                            return match envelope.reason.as_deref() {
+                            break match envelope.reason.as_deref() {
                                 Some("link_disabled") => Ended::Fatal("Socket Mode is turned off for this app".into()),
                                 reason => Ended::Retry { why: format!("Slack asked to reconnect ({})", reason.unwrap_or("no reason")), now: true },
                             };
@@ -182,7 +190,28 @@ impl SocketLoop {
                     }
                 }
             }
+        };
+        // Ended on purpose (Slack asked for a new connection, or the daemon
+        // stops), the socket still carries acknowledgements: those of the
+        // hand-overs under way go out, for a moment. A slash command or a press
+        // is never delivered again, so its person would see an error for a
+        // command that runs.
+        drop(journaled);
+        let deadline = tokio::time::sleep(DRAIN);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                id = to_ack.recv() => {
+                    // None: every hand-over of this connection has ended.
+                    let Some(id) = id else { break };
+                    if ws.send(WsMessage::text(json!({"envelope_id": id}).to_string())).await.is_err() {
+                        break;
+                    }
+                }
+                _ = &mut deadline => break,
+            }
         }
+        ended
     }
 }
 
