@@ -2,7 +2,6 @@
 //! platform id, before the adapter acknowledges it to the platform. Events not yet
 //! answered are replayed in arrival order after a restart.
 
-use crate::keyed::KeyedLocks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_channel_core::{InboundEvent, InboundKind, RecentChat, SentRef};
 
 use super::outbox::Streamed;
+use crate::keyed::KeyedLocks;
 use crate::store::{blocking, now_ms, KvBatch, Store, StoreResult};
 
 const RECORDS: &str = "journal";

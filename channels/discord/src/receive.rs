@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchboard_channel_core::ordered::Ordered;
 use switchboard_channel_core::{
     ChatKind, Click, Command, CommandSpec, Inbound, InboundEvent, InboundKind, InboundSink, Interaction as Handle,
     Sender,
 };
 use tokio::sync::{mpsc, watch};
-
-use switchboard_channel_core::ordered::Ordered;
 
 use crate::catch_up;
 use crate::config::CatchUp;
@@ -28,7 +27,8 @@ use crate::places::{chat_key, Place, Places};
 use crate::rest::{Rest, RestError};
 use crate::wire::{self, callback, context, interaction_type, message_type, Guild, Interaction, Message, ThreadList};
 
-/// Messages and interactions being handed over at once.
+/// Events of channels (messages, interactions, a channel's changes) being
+/// handed over at once.
 pub(crate) const IN_FLIGHT: usize = 64;
 
 /// Who the bot is.
