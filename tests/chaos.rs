@@ -171,12 +171,7 @@ fn holding(tg: &FakeTelegram, e: &Expected) -> usize {
 
 /// Whether the first copy of `e`'s answer went out just before a kill.
 fn sent_just_before_a_kill(tg: &FakeTelegram, e: &Expected, kills: &[Instant]) -> bool {
-    let first = tg
-        .calls_of("sendmessage")
-        .into_iter()
-        .filter(|c| c.params.get("chat_id").and_then(|v| v.as_i64()) == Some(e.chat))
-        .find(|c| sent_text(c).contains(&e.needle));
-    first.is_some_and(|c| kills.iter().any(|k| *k >= c.at && *k - c.at <= WINDOW))
+    common::first_sent_just_before(tg, e.chat, &e.needle, kills, WINDOW)
 }
 
 /// When each copy of `e`'s answer was sent or edited in, and when the kills were,
@@ -187,10 +182,10 @@ fn timeline(tg: &FakeTelegram, e: &Expected, kills: &[Instant], started: Instant
         .iter()
         .flat_map(|method| tg.calls_of(method).into_iter().map(move |c| (*method, c)))
         .filter(|(_, c)| c.params.get("chat_id").and_then(|v| v.as_i64()) == Some(e.chat))
-        .filter(|(_, c)| sent_text(c).contains(&e.needle))
+        .filter(|(_, c)| common::sent_text(c).contains(&e.needle))
         .map(|(method, c)| {
             // The filler words of long replies left out.
-            let text = sent_text(&c);
+            let text = common::sent_text(&c);
             let words: Vec<&str> =
                 text.split(' ').filter(|w| !(w.starts_with('w') && w[1..].parse::<u32>().is_ok())).collect();
             format!("{method} at {} ms (message {:?}): {}", ms(c.at), c.params.get("message_id"), words.join(" "))
@@ -198,12 +193,6 @@ fn timeline(tg: &FakeTelegram, e: &Expected, kills: &[Instant], started: Instant
         .collect();
     let kills: Vec<u128> = kills.iter().map(|k| ms(*k)).collect();
     format!("copies: {copies:?}; kills at {kills:?} ms")
-}
-
-/// A call's text as the person reads it (the fake decodes Telegram's HTML).
-fn sent_text(call: &switchboard_fakes::Call) -> String {
-    let text = call.params.get("text").and_then(|v| v.as_str()).unwrap_or_default();
-    text.replace("&gt;", ">").replace("&lt;", "<").replace("&quot;", "\"").replace("&amp;", "&")
 }
 
 /// Presses "Allow once" on every prompt not pressed yet, as its admin.

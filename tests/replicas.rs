@@ -164,7 +164,7 @@ async fn killed_replicas_are_replaced_within_the_lease_and_every_message_is_answ
             assert!(!at.is_empty(), "{echo} never shown");
             if at.len() > 1 {
                 twice.push(message(chat, n));
-                if sent_just_before_a_kill(&telegram, chat, &echo, &kills) {
+                if common::first_sent_just_before(&telegram, chat, &echo, &kills, SEND_TO_RECORD) {
                     in_window.push(message(chat, n));
                 }
             }
@@ -250,17 +250,6 @@ async fn replicas_start_together_and_a_clean_stop_hands_over_at_once() {
     assert_eq!(shown(&telegram, 1, "echo: hello"), 1);
     assert_eq!(telegram.concurrent_polls(), 0, "two replicas polled at once");
     assert_eq!(standby.stop().await, 0);
-}
-
-/// Whether the first answer in `chat` showing `echo` was sent within
-/// [`SEND_TO_RECORD`] before one of the `kills`.
-fn sent_just_before_a_kill(telegram: &FakeTelegram, chat: i64, echo: &str, kills: &[std::time::Instant]) -> bool {
-    let first = telegram
-        .calls_of("sendmessage")
-        .into_iter()
-        .filter(|c| c.params.get("chat_id").and_then(|v| v.as_i64()) == Some(chat))
-        .find(|c| c.params.get("text").and_then(|t| t.as_str()).is_some_and(|t| t.contains(echo)));
-    first.is_some_and(|c| kills.iter().any(|k| *k >= c.at && *k - c.at <= SEND_TO_RECORD))
 }
 
 /// The database URL the harness's daemons use.

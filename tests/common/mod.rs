@@ -174,3 +174,27 @@ impl Harness {
         other.run(args).await
     }
 }
+
+/// A Telegram call's text as the person reads it (the fake decodes Telegram's HTML).
+pub fn sent_text(call: &switchboard_fakes::Call) -> String {
+    let text = call.params.get("text").and_then(|v| v.as_str()).unwrap_or_default();
+    text.replace("&gt;", ">").replace("&lt;", "<").replace("&quot;", "\"").replace("&amp;", "&")
+}
+
+/// Whether the first message sent to Telegram `chat` that shows `needle` went
+/// out within `window` before one of `kills`: a reply the platform accepted that
+/// the daemon may not have marked sent yet (Telegram's send-to-record window).
+pub fn first_sent_just_before(
+    telegram: &switchboard_fakes::FakeTelegram,
+    chat: i64,
+    needle: &str,
+    kills: &[std::time::Instant],
+    window: Duration,
+) -> bool {
+    let first = telegram
+        .calls_of("sendmessage")
+        .into_iter()
+        .filter(|c| c.params.get("chat_id").and_then(|v| v.as_i64()) == Some(chat))
+        .find(|c| sent_text(c).contains(needle));
+    first.is_some_and(|c| kills.iter().any(|k| *k >= c.at && *k - c.at <= window))
+}

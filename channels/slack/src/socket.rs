@@ -124,7 +124,7 @@ impl SocketLoop {
             tokio::select! {
                 _ = self.stop.changed() => break Ended::Stop,
                 Some(id) = to_ack.recv() => {
-                    if let Err(e) = ws.send(WsMessage::text(json!({"envelope_id": id}).to_string())).await {
+                    if let Err(e) = ws.send(acknowledgement(&id)).await {
                         return Ended::Retry { why: format!("cannot acknowledge: {e}"), now: false };
                     }
                 }
@@ -204,7 +204,7 @@ impl SocketLoop {
                 id = to_ack.recv() => {
                     // None: every hand-over of this connection has ended.
                     let Some(id) = id else { break };
-                    if ws.send(WsMessage::text(json!({"envelope_id": id}).to_string())).await.is_err() {
+                    if ws.send(acknowledgement(&id)).await.is_err() {
                         break;
                     }
                 }
@@ -213,6 +213,11 @@ impl SocketLoop {
         }
         ended
     }
+}
+
+/// The frame that acknowledges envelope `id`.
+fn acknowledgement(id: &str) -> WsMessage {
+    WsMessage::text(json!({"envelope_id": id}).to_string())
 }
 
 /// What an envelope's hand-over keeps its order with: its Slack channel (a DM, a
