@@ -353,7 +353,9 @@ async fn acknowledgements(llm: &FakeLlm, postgres: Option<String>) -> Acks {
         took.push(delivered.took);
     }
     let deadline = Instant::now() + DEADLINE;
-    while fake.calls_of(switchboard_fakes::channel::Op::Send).len() < CHATS as usize {
+    let sends =
+        || fake.with_calls(|calls| calls.iter().filter(|c| c.op == switchboard_fakes::channel::Op::Send).count());
+    while sends() < CHATS as usize {
         assert!(Instant::now() < deadline, "not every chat was answered within {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -500,13 +502,14 @@ async fn more_conversations(telegram: &FakeTelegram) {
 async fn wait_reply(telegram: &FakeTelegram, chat: i64, after: Instant, timeout: Duration) -> Instant {
     let deadline = Instant::now() + timeout;
     loop {
-        let call = telegram
-            .calls_of("sendmessage")
-            .into_iter()
-            .rev()
-            .find(|c| c.at >= after && c.params.get("chat_id").and_then(Value::as_i64) == Some(chat));
-        if let Some(call) = call {
-            return call.at;
+        let sent = telegram.with_calls(|calls| {
+            calls.iter().rev().find_map(|c| {
+                let to_chat = c.params.get("chat_id").and_then(Value::as_i64) == Some(chat);
+                (c.method == "sendmessage" && c.at >= after && to_chat).then_some(c.at)
+            })
+        });
+        if let Some(at) = sent {
+            return at;
         }
         assert!(Instant::now() < deadline, "chat {chat} got no reply within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -532,12 +535,13 @@ async fn answer_burst(telegram: &FakeTelegram, chats: std::ops::RangeInclusive<i
 
 /// The chats that got a message since `after`.
 fn replied_since(telegram: &FakeTelegram, after: Instant) -> std::collections::HashSet<i64> {
-    telegram
-        .calls_of("sendmessage")
-        .into_iter()
-        .filter(|c| c.at >= after)
-        .filter_map(|c| c.params.get("chat_id").and_then(Value::as_i64))
-        .collect()
+    telegram.with_calls(|calls| {
+        calls
+            .iter()
+            .filter(|c| c.method == "sendmessage" && c.at >= after)
+            .filter_map(|c| c.params.get("chat_id").and_then(Value::as_i64))
+            .collect()
+    })
 }
 
 /// Resident memory of a process, from /proc.

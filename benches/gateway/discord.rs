@@ -26,13 +26,15 @@ impl DmChannel for FakeDiscord {
     }
 
     fn replied_since(&self, after: Instant) -> Vec<(String, Instant)> {
-        let sends = self.calls().into_iter().filter(|c| c.at >= after && c.method == "POST");
-        sends
-            .filter_map(|c| {
-                let channel = c.path.strip_prefix("/api/v10/channels/")?.strip_suffix("/messages")?;
-                Some((channel.to_string(), c.at))
-            })
-            .collect()
+        self.with_calls(|calls| {
+            let sends = calls.iter().filter(|c| c.at >= after && c.method == "POST");
+            sends
+                .filter_map(|c| {
+                    let channel = c.path.strip_prefix("/api/v10/channels/")?.strip_suffix("/messages")?;
+                    Some((channel.to_string(), c.at))
+                })
+                .collect()
+        })
     }
 }
 

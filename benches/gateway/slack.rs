@@ -26,8 +26,10 @@ impl DmChannel for FakeSlack {
     }
 
     fn replied_since(&self, after: Instant) -> Vec<(String, Instant)> {
-        let posts = self.calls_of("chat.postMessage").into_iter().filter(|c| c.at >= after);
-        posts.filter_map(|c| Some((c.body["channel"].as_str()?.to_string(), c.at))).collect()
+        self.with_calls(|calls| {
+            let posts = calls.iter().filter(|c| c.method == "chat.postMessage" && c.at >= after);
+            posts.filter_map(|c| Some((c.body["channel"].as_str()?.to_string(), c.at))).collect()
+        })
     }
 }
 

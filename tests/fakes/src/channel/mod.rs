@@ -353,6 +353,13 @@ impl FakeChannel {
         self.state().calls.clone()
     }
 
+    /// Runs `f` on every call so far, in order, without copying them: for a
+    /// caller that polls while the gateway works (a benchmark must not take the
+    /// CPU it measures).
+    pub fn with_calls<R>(&self, f: impl FnOnce(&[Call]) -> R) -> R {
+        f(&self.state().calls)
+    }
+
     /// Calls of one operation.
     pub fn calls_of(&self, op: Op) -> Vec<Call> {
         self.calls().into_iter().filter(|c| c.op == op).collect()

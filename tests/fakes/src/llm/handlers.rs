@@ -53,7 +53,8 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, uri: Uri, headers: 
         shared.record(request);
         return refusal;
     }
-    let turn = shared.record_and_pop(request.clone());
+    let request = Arc::new(request);
+    let turn = shared.record_and_pop(Arc::clone(&request));
     answer(turn, &request).await
 }
 

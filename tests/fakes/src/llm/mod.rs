@@ -80,7 +80,7 @@ impl FakeLlm {
 
     /// Every chat-completions request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.lock().requests.clone()
+        self.shared.lock().requests.iter().map(|r| (**r).clone()).collect()
     }
 
     /// Scripted replies not yet consumed.
@@ -124,7 +124,8 @@ struct Script {
     chunk_delay: Duration,
     quirks: Quirks,
     context_size: Option<u64>,
-    requests: Vec<RecordedRequest>,
+    /// Shared with the handler answering it (a request's body is not copied).
+    requests: Vec<Arc<RecordedRequest>>,
 }
 
 /// What a handler needs to answer one recorded request.
@@ -160,7 +161,7 @@ impl Shared {
     pub(crate) fn record(&self, request: RecordedRequest) {
         let count = {
             let mut script = self.lock();
-            script.requests.push(request);
+            script.requests.push(Arc::new(request));
             script.requests.len()
         };
         self.seen.send_replace(count);
@@ -168,7 +169,7 @@ impl Shared {
 
     /// Records a request and pops its reply in one step, so the n-th request
     /// always gets the n-th scripted reply.
-    pub(crate) fn record_and_pop(&self, request: RecordedRequest) -> Turn {
+    pub(crate) fn record_and_pop(&self, request: Arc<RecordedRequest>) -> Turn {
         let (turn, count) = {
             let mut script = self.lock();
             script.requests.push(request);

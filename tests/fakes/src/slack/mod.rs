@@ -267,6 +267,13 @@ impl FakeSlack {
         self.shared.lock().envelopes.clone()
     }
 
+    /// Runs `f` on every request so far, in arrival order, without copying them:
+    /// for a caller that polls while the bot works (a benchmark must not take the
+    /// CPU it measures). The fake answers nothing while `f` runs.
+    pub fn with_calls<R>(&self, f: impl FnOnce(&[Call]) -> R) -> R {
+        f(&self.shared.lock().calls)
+    }
+
     pub fn calls_of(&self, method: &str) -> Vec<Call> {
         self.shared.lock().calls.iter().filter(|c| c.method == method).cloned().collect()
     }

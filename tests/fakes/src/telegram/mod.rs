@@ -168,6 +168,13 @@ impl FakeTelegram {
         self.shared.lock().calls.clone()
     }
 
+    /// Runs `f` on every request so far, in arrival order, without copying them:
+    /// for a caller that polls while the bot works (a benchmark must not take the
+    /// CPU it measures). The fake answers nothing while `f` runs.
+    pub fn with_calls<R>(&self, f: impl FnOnce(&[Call]) -> R) -> R {
+        f(&self.shared.lock().calls)
+    }
+
     /// Calls of one method (any case).
     pub fn calls_of(&self, method: &str) -> Vec<Call> {
         let method = method.to_ascii_lowercase();
