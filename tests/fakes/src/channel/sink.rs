@@ -1,5 +1,6 @@
 //! An `InboundSink` that records what an adapter delivers, for adapter tests: it
-//! can refuse deliveries (a journal that is down) and wait for events.
+//! can refuse deliveries (a journal that is down), hold them (a journal write
+//! still under way) and wait for events.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,13 +12,18 @@ use switchboard_channel_core::{Click, Command, DeliverError, Inbound, InboundEve
 /// How long the `wait` helpers wait before failing the test.
 pub const SINK_WAIT: Duration = Duration::from_secs(10);
 
-/// Collects delivered events; can be told to refuse the next N deliveries.
+/// Collects delivered events; can be told to refuse the next N deliveries, or
+/// to hold every delivery until released.
 #[derive(Default)]
 pub struct RecordingSink {
     events: Mutex<Vec<InboundEvent>>,
     /// Every call of `deliver`, refused ones included.
     attempts: AtomicUsize,
     refuse: AtomicUsize,
+    /// True while deliveries are held.
+    holding: tokio::sync::watch::Sender<bool>,
+    /// Deliveries waiting to be released now.
+    held: AtomicUsize,
 }
 
 impl RecordingSink {
@@ -29,6 +35,21 @@ impl RecordingSink {
     /// The next `n` deliveries fail.
     pub fn refuse_next(&self, n: usize) {
         self.refuse.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on every delivery waits, not yet accepted, until [`release`](Self::release).
+    pub fn hold(&self) {
+        self.holding.send_replace(true);
+    }
+
+    /// Lets the held deliveries (and later ones) go on.
+    pub fn release(&self) {
+        self.holding.send_replace(false);
+    }
+
+    /// Deliveries waiting to be released now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// Every accepted event, in order.
@@ -86,6 +107,12 @@ impl RecordingSink {
 impl InboundSink for RecordingSink {
     async fn deliver(&self, event: InboundEvent) -> Result<(), DeliverError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
+        let mut holding = self.holding.subscribe();
+        if *holding.borrow_and_update() {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let _ = holding.wait_for(|held| !*held).await;
+            self.held.fetch_sub(1, Ordering::SeqCst);
+        }
         let refused = self.refuse.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if refused {
             return Err(DeliverError("journal unavailable (test)".to_owned()));

@@ -1,7 +1,9 @@
 //! The fake's Socket Mode server: `hello`, then every pending envelope in
 //! order; one not acknowledged within 3 s is sent again with `retry_attempt`
 //! raised (as Slack does); a test can ask for a reconnect (`disconnect`) or
-//! drop the socket.
+//! drop the socket. After a `disconnect` the old socket still takes
+//! acknowledgements, sending nothing more, until the app closes it (Slack warns
+//! some seconds before it closes a connection, and does not always close it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,15 +53,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    let Ok(ack) = serde_json::from_str::<Value>(text.as_str()) else { continue };
-                    if let Some(id) = ack["envelope_id"].as_str() {
-                        let mut state = shared.lock();
-                        if let Some(e) = state.envelopes.iter_mut().find(|e| e.id == id && e.acked_after.is_none()) {
-                            e.acked_after = e.sent_at.map(|at| at.elapsed());
-                        }
-                    }
-                }
+                Some(Ok(Message::Text(text))) => take_acknowledgement(&shared, &text),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
@@ -82,8 +76,18 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
             let _ =
                 send(&mut ws, json!({"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-slack"}}))
                     .await;
-            // Slack closes the old socket a little later; envelopes wait for the new one.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Envelopes wait for the new connection; this one still takes
+            // acknowledgements until the app closes it, at most for a while.
+            let _ = tokio::time::timeout(OLD_SOCKET_KEPT, async {
+                while let Some(Ok(frame)) = ws.next().await {
+                    match frame {
+                        Message::Text(text) => take_acknowledgement(&shared, &text),
+                        Message::Close(_) => break,
+                        _ => {}
+                    }
+                }
+            })
+            .await;
             let _ = ws.close(None).await;
             return;
         }
@@ -94,6 +98,21 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
             if !send(&mut ws, frame).await {
                 return;
             }
+        }
+    }
+}
+
+/// How long a socket that was sent `disconnect` is kept open for the app's last
+/// acknowledgements, at most.
+const OLD_SOCKET_KEPT: Duration = Duration::from_secs(10);
+
+/// Records an acknowledgement frame (`{"envelope_id": ...}`), the first for its envelope.
+fn take_acknowledgement(shared: &Shared, text: &str) {
+    let Ok(ack) = serde_json::from_str::<Value>(text) else { return };
+    if let Some(id) = ack["envelope_id"].as_str() {
+        let mut state = shared.lock();
+        if let Some(e) = state.envelopes.iter_mut().find(|e| e.id == id && e.acked_after.is_none()) {
+            e.acked_after = e.sent_at.map(|at| at.elapsed());
         }
     }
 }
