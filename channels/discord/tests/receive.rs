@@ -1,15 +1,28 @@
-//! The adapter against the fake Discord with a sink that can refuse deliveries
-//! (a journal that is down): what is handed over once the adapter stops.
+//! The adapter against the fake Discord with a sink that can refuse or hold
+//! deliveries (a journal that is down, or a write still under way): what is
+//! handed over once the adapter stops, and a channel's deletion kept in line
+//! with its earlier messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_channel_core::{Channel, InboundKind};
+use switchboard_channel_core::{Channel, ChatKey, InboundKind};
 use switchboard_channel_discord::{DiscordChannel, DiscordConfig};
 use switchboard_fakes::{FakeDiscord, RecordingSink};
 
 const USER: &str = "700000000000000001";
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The adapter against `discord`, started with a new sink, once its session is ready.
+async fn started(discord: &FakeDiscord) -> (Arc<DiscordChannel>, Arc<RecordingSink>) {
+    let mut config = DiscordConfig::new(discord.token());
+    config.api_url = discord.api_url();
+    let channel = Arc::new(DiscordChannel::new(config).expect("a valid configuration"));
+    let sink = RecordingSink::new();
+    channel.start(sink.clone()).await.expect("started");
+    wait("the gateway session", || discord.sessions().1 >= 1).await;
+    (channel, sink)
+}
 
 /// Waits until `done` holds, failing with `what` after [`WAIT`].
 async fn wait(what: &str, done: impl Fn() -> bool) {
@@ -36,12 +49,7 @@ fn journaled(sink: &RecordingSink) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_of_a_channel_is_journaled_after_a_message_given_up_at_a_stop() {
     let discord = FakeDiscord::start().await;
-    let mut config = DiscordConfig::new(discord.token());
-    config.api_url = discord.api_url();
-    let channel = Arc::new(DiscordChannel::new(config).expect("a valid configuration"));
-    let sink = RecordingSink::new();
-    channel.start(sink.clone()).await.expect("started");
-    wait("the gateway session", || discord.sessions().1 >= 1).await;
+    let (channel, sink) = started(&discord).await;
 
     // The journal refuses: the first message is handed over again and again,
     // the second waits behind it (same channel).
@@ -62,4 +70,43 @@ async fn nothing_of_a_channel_is_journaled_after_a_message_given_up_at_a_stop() 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let texts = journaled(&sink);
     assert!(!texts.iter().any(|t| t == "second"), "journaled after the stop, behind a message given up: {texts:?}");
+}
+
+/// A thread's messages are chats under its parent channel (whose settings
+/// apply to them). A message already received when the thread is deleted is
+/// still that: the deletion waits for the thread's earlier messages, instead
+/// of being forgotten first and leaving the message to be looked up, and
+/// taken for a channel of its own, when the lookup finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_deleted_behind_its_messages_leaves_them_under_their_channel() {
+    const GUILD: &str = "800000000000000001";
+    const PARENT: &str = "800000000000000002";
+    const THREAD: &str = "800000000000000003";
+    let discord = FakeDiscord::start().await;
+    let (channel, sink) = started(&discord).await;
+    discord.add_guild(GUILD, &[PARENT]);
+    discord.add_thread(PARENT, THREAD);
+
+    // The first message's journal write is under way; the second waits behind it.
+    sink.hold();
+    discord.say(THREAD, USER, "before the deletion", true);
+    discord.say(THREAD, USER, "also before it", true);
+    wait("the first message's hand-over under way", || sink.held() == 1).await;
+    discord.delete_channel(THREAD);
+    // The deletion reaches the adapter while the first message is held.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sink.release();
+
+    let events = sink.wait_for(2).await;
+    let under_parent = ChatKey {
+        channel: "discord".into(),
+        account: switchboard_fakes::discord::BOT_ID.into(),
+        chat: PARENT.into(),
+        thread: Some(THREAD.into()),
+    };
+    for event in events {
+        let InboundKind::Message(message) = event.kind else { panic!("not a message: {:?}", event.kind) };
+        assert_eq!(message.chat, under_parent, "{:?} taken out of its channel", message.text);
+    }
+    channel.stop().await;
 }

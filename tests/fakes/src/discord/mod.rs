@@ -125,6 +125,28 @@ impl FakeDiscord {
         })
     }
 
+    /// A guild channel or thread is deleted: announced with CHANNEL_DELETE or
+    /// THREAD_DELETE; looking it up afterwards is a 404 (Unknown Channel).
+    pub fn delete_channel(&self, id: &str) {
+        self.shared.change(|state| {
+            let full = state.channel_json(id).expect("fake discord: no such channel");
+            let info = state.channels.remove(id).expect("fake discord: no such channel");
+            if let Some(guild) = &info.guild {
+                if let Some(ids) = state.guilds.get_mut(guild) {
+                    ids.retain(|c| c != id);
+                }
+            }
+            // A thread's deletion carries only its ids and type; a channel's, the channel.
+            let (event, data) = if info.kind == PUBLIC_THREAD {
+                let ids = json!({"id": id, "guild_id": info.guild, "parent_id": info.parent, "type": info.kind});
+                ("THREAD_DELETE", ids)
+            } else {
+                ("CHANNEL_DELETE", full)
+            };
+            state.dispatch(event, data);
+        });
+    }
+
     // ---- what people do; each returns the new message's or interaction's id ----
 
     /// `user` writes to the bot directly.
