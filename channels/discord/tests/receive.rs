@@ -1,27 +1,49 @@
-//! The adapter against the fake Discord with a sink that can refuse or hold
+//! The adapter against the fake Discord with sinks that refuse or hold
 //! deliveries (a journal that is down, or a write still under way): what is
 //! handed over once the adapter stops, and a channel's deletion kept in line
 //! with its earlier messages.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchboard_channel_core::{Channel, ChatKey, InboundKind};
+use switchboard_channel_core::{Channel, ChatKey, DeliverError, InboundEvent, InboundKind, InboundSink};
 use switchboard_channel_discord::{DiscordChannel, DiscordConfig};
 use switchboard_fakes::{FakeDiscord, RecordingSink};
 
 const USER: &str = "700000000000000001";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The adapter against `discord`, started with a new sink, once its session is ready.
-async fn started(discord: &FakeDiscord) -> (Arc<DiscordChannel>, Arc<RecordingSink>) {
+/// The adapter against `discord`, started with `sink`, once its session is ready.
+async fn started(discord: &FakeDiscord, sink: Arc<dyn InboundSink>) -> Arc<DiscordChannel> {
     let mut config = DiscordConfig::new(discord.token());
     config.api_url = discord.api_url();
     let channel = Arc::new(DiscordChannel::new(config).expect("a valid configuration"));
-    let sink = RecordingSink::new();
-    channel.start(sink.clone()).await.expect("started");
+    channel.start(sink).await.expect("started");
     wait("the gateway session", || discord.sessions().1 >= 1).await;
-    (channel, sink)
+    channel
+}
+
+/// A journal that can never take the message [`REFUSED`] and takes the rest.
+#[derive(Default)]
+struct RefusingOne {
+    refusals: AtomicUsize,
+    took: Mutex<Vec<String>>,
+}
+
+const REFUSED: &str = "first";
+
+#[async_trait::async_trait]
+impl InboundSink for RefusingOne {
+    async fn deliver(&self, event: InboundEvent) -> Result<(), DeliverError> {
+        let InboundKind::Message(message) = event.kind else { return Ok(()) };
+        if message.text == REFUSED {
+            self.refusals.fetch_add(1, Ordering::SeqCst);
+            return Err(DeliverError("the journal is down for this one (test)".into()));
+        }
+        self.took.lock().unwrap().push(message.text);
+        Ok(())
+    }
 }
 
 /// Waits until `done` holds, failing with `what` after [`WAIT`].
@@ -33,15 +55,6 @@ async fn wait(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// The texts of the messages the sink took.
-fn journaled(sink: &RecordingSink) -> Vec<String> {
-    let message = |kind: InboundKind| match kind {
-        InboundKind::Message(m) => Some(m.text),
-        _ => None,
-    };
-    sink.events().into_iter().filter_map(|e| message(e.kind)).collect()
-}
-
 /// A message the adapter gave up handing over at a stop (the journal would not
 /// take it) must not be followed by a later message of its channel being
 /// journaled: the next start's catch-up fetches after the newest journaled
@@ -49,27 +62,19 @@ fn journaled(sink: &RecordingSink) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_of_a_channel_is_journaled_after_a_message_given_up_at_a_stop() {
     let discord = FakeDiscord::start().await;
-    let (channel, sink) = started(&discord).await;
+    let sink = Arc::new(RefusingOne::default());
+    let channel = started(&discord, sink.clone()).await;
 
-    // The journal refuses: the first message is handed over again and again,
-    // the second waits behind it (same channel).
-    sink.refuse_next(usize::MAX);
-    discord.dm(USER, "first");
+    // The first message is handed over again and again; the second, which the
+    // journal would take, waits behind it (same channel).
+    discord.dm(USER, REFUSED);
     discord.dm(USER, "second");
-    wait("the first message tried twice", || sink.attempts() >= 2).await;
-
-    let stopping = {
-        let channel = channel.clone();
-        tokio::spawn(async move { channel.stop().await })
-    };
-    // Stopping has begun; from now on the journal would take anything.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    sink.refuse_next(0);
-    stopping.await.expect("stopped");
+    wait("the first message tried twice", || sink.refusals.load(Ordering::SeqCst) >= 2).await;
+    channel.stop().await;
     // The hand-overs run on tasks of their own: give them time to act.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let texts = journaled(&sink);
-    assert!(!texts.iter().any(|t| t == "second"), "journaled after the stop, behind a message given up: {texts:?}");
+    let took = sink.took.lock().unwrap().clone();
+    assert!(took.is_empty(), "journaled after the stop, behind a message given up: {took:?}");
 }
 
 /// A thread's messages are chats under its parent channel (whose settings
@@ -83,7 +88,8 @@ async fn a_thread_deleted_behind_its_messages_leaves_them_under_their_channel() 
     const PARENT: &str = "800000000000000002";
     const THREAD: &str = "800000000000000003";
     let discord = FakeDiscord::start().await;
-    let (channel, sink) = started(&discord).await;
+    let sink = RecordingSink::new();
+    let channel = started(&discord, sink.clone()).await;
     discord.add_guild(GUILD, &[PARENT]);
     discord.add_thread(PARENT, THREAD);
 
