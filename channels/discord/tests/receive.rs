@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard_channel_core::{Channel, ChatKey, DeliverError, InboundEvent, InboundKind, InboundSink};
 use switchboard_channel_discord::{DiscordChannel, DiscordConfig};
@@ -20,7 +20,7 @@ async fn started(discord: &FakeDiscord, sink: Arc<dyn InboundSink>) -> Arc<Disco
     config.api_url = discord.api_url();
     let channel = Arc::new(DiscordChannel::new(config).expect("a valid configuration"));
     channel.start(sink).await.expect("started");
-    wait("the gateway session", || discord.sessions().1 >= 1).await;
+    discord.wait_until("the gateway session", WAIT, |d| d.sessions().1 >= 1).await;
     channel
 }
 
@@ -46,15 +46,6 @@ impl InboundSink for RefusingOne {
     }
 }
 
-/// Waits until `done` holds, failing with `what` after [`WAIT`].
-async fn wait(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A message the adapter gave up handing over at a stop (the journal would not
 /// take it) must not be followed by a later message of its channel being
 /// journaled: the next start's catch-up fetches after the newest journaled
@@ -69,7 +60,7 @@ async fn nothing_of_a_channel_is_journaled_after_a_message_given_up_at_a_stop() 
     // journal would take, waits behind it (same channel).
     discord.dm(USER, REFUSED);
     discord.dm(USER, "second");
-    wait("the first message tried twice", || sink.refusals.load(Ordering::SeqCst) >= 2).await;
+    discord.wait_until("the first message tried twice", WAIT, |_| sink.refusals.load(Ordering::SeqCst) >= 2).await;
     channel.stop().await;
     // The hand-overs run on tasks of their own: give them time to act.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -97,7 +88,7 @@ async fn a_thread_deleted_behind_its_messages_leaves_them_under_their_channel() 
     sink.hold();
     discord.say(THREAD, USER, "before the deletion", true);
     discord.say(THREAD, USER, "also before it", true);
-    wait("the first message's hand-over under way", || sink.held() == 1).await;
+    discord.wait_until("the first message's hand-over under way", WAIT, |_| sink.held() == 1).await;
     discord.delete_channel(THREAD);
     // The deletion reaches the adapter while the first message is held.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -3,7 +3,7 @@
 //! acknowledges what was being journaled.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard_channel_core::Channel;
 use switchboard_channel_slack::{SlackChannel, SlackConfig};
@@ -24,24 +24,15 @@ async fn started(slack: &FakeSlack) -> (SlackChannel, Arc<RecordingSink>) {
     (channel, sink)
 }
 
-/// Waits until `done` holds, failing with `what` after [`WAIT`].
-async fn wait(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// The adapter connected, with a slash command (`ask <text>`) whose journal
 /// write is under way (held in the sink); its envelope id.
 async fn command_being_journaled(slack: &FakeSlack, text: &str) -> (SlackChannel, Arc<RecordingSink>, String) {
     slack.add_channel(GENERAL);
     let (channel, sink) = started(slack).await;
-    wait("the first connection", || slack.connections() == 1).await;
+    slack.wait_until("the first connection", WAIT, |s| s.connections() == 1).await;
     sink.hold();
     let command = slack.slash(GENERAL, USER, "/switchboard", &format!("ask {text}"));
-    wait("the command's hand-over under way", || sink.held() == 1).await;
+    slack.wait_until("the command's hand-over under way", WAIT, |_| sink.held() == 1).await;
     (channel, sink, command)
 }
 
@@ -65,11 +56,11 @@ async fn a_command_being_journaled_at_a_refresh_is_acknowledged_on_the_old_conne
     assert!(!acknowledged(&slack, &command), "acknowledged before it was journaled");
     sink.release();
 
-    wait("the command acknowledged", || acknowledged(&slack, &command)).await;
+    slack.wait_until("the command acknowledged", WAIT, |s| acknowledged(s, &command)).await;
     let envelope = slack.envelopes().into_iter().find(|e| e.id == command).expect("the command's envelope");
     assert_eq!(envelope.connection, Some(1), "sent once, on the first connection");
     assert_eq!(sink.events().len(), 1, "journaled once");
-    wait("a new connection", || slack.connections() == 2).await;
+    slack.wait_until("a new connection", WAIT, |s| s.connections() == 2).await;
     channel.stop().await;
 }
 
@@ -89,7 +80,7 @@ async fn a_command_being_journaled_at_a_stop_is_acknowledged_before_the_socket_c
     channel.stop().await;
     releasing.await.expect("released");
     // The fake reads the frames the adapter sent before it closed in its own time.
-    wait("the command acknowledged", || acknowledged(&slack, &command)).await;
+    slack.wait_until("the command acknowledged", WAIT, |s| acknowledged(s, &command)).await;
     assert_eq!(sink.events().len(), 1, "journaled once");
     assert_eq!(slack.connections(), 1, "no new connection after a stop");
 }
