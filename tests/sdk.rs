@@ -227,3 +227,57 @@ async fn collected_messages_wait_behind_a_cut_off_tool_call_which_then_runs_once
     let users = entries.iter().filter(|(_, e)| matches!(e.msg.body, MessageBody::User { .. })).count();
     assert_eq!(users, 3, "save this, and the batch once");
 }
+
+/// Tools a program registered, one of which panics when run (a bug in it, or in
+/// switchboard around it).
+struct Panicking;
+
+#[async_trait::async_trait]
+impl switchboard::agent::ExternalTools for Panicking {
+    fn definitions(&self) -> Vec<serde_json::Value> {
+        vec![
+            json!({"type": "function", "function": {"name": "Boom", "description": "panics", "parameters": {"type": "object"}}}),
+        ]
+    }
+
+    fn has(&self, name: &str) -> bool {
+        name == "Boom"
+    }
+
+    async fn call(&self, _name: &str, _tool_call_id: &str, _input: serde_json::Value) -> (String, bool) {
+        panic!("a tool that panics")
+    }
+}
+
+/// A turn that panics still ends with a result, an internal error (a chat says
+/// something went wrong), and the conversation goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_that_panics_ends_with_an_error_result_and_the_session_goes_on() {
+    let s = setup().await;
+    let agent = s.backend.default_agent().await.unwrap();
+    let options = SessionOptions { external_tools: Some(Arc::new(Panicking)), ..Default::default() };
+    let mut session = s.backend.create_session(&agent.id, options).await.unwrap();
+    s.llm.push(Reply::tool_call("Boom", json!({})));
+    session.send("run it").unwrap();
+    // The operator's session asks before a program's tool runs; allowed.
+    let asked = loop {
+        match tokio::time::timeout(Duration::from_secs(20), session.next()).await.expect("turn hung") {
+            Some(SdkMessage::ApprovalRequest { approval_id, .. }) => break approval_id,
+            Some(SdkMessage::Result(r)) => panic!("ended without asking: {r:?}"),
+            Some(_) => {}
+            None => panic!("stream ended"),
+        }
+    };
+    let operator = switchboard::policy::approvals::Decider::Operator { via: "test".into() };
+    let allow = switchboard::policy::approvals::Choice::AllowOnce;
+    s.backend.decide_approval(&asked, &operator, allow, None).await.unwrap();
+    let messages = collect(&mut session).await;
+    let Some(SdkMessage::Result(result)) = messages.last() else { panic!("no result: {messages:?}") };
+    assert_eq!(result.stop_reason, StopReason::Error);
+    assert_eq!(result.error_kind, Some(switchboard::agent::ErrorKind::Internal));
+
+    s.llm.push(Reply::text("back"));
+    session.send("hello?").unwrap();
+    let messages = collect(&mut session).await;
+    assert!(matches!(messages.last(), Some(SdkMessage::Result(r)) if r.success), "{messages:?}");
+}

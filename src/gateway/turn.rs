@@ -191,20 +191,30 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
         t.abort();
     }
     drop(taken_up);
-    ended(match result.as_ref().map(|r| r.stop_reason) {
-        Some(StopReason::EndTurn) => TurnOutcome::Completed,
-        Some(StopReason::Cancelled) => TurnOutcome::Cancelled,
-        Some(StopReason::MaxSteps) => TurnOutcome::MaxSteps,
-        Some(StopReason::Error) | None => TurnOutcome::Failed,
+    let Some(result) = result else {
+        // The agent's turn was dropped before its result (which every turn that
+        // runs to its end sends, a failed one too): only the runtime going down
+        // does that, while this task still runs for a moment. The events stay
+        // unanswered, as a crash leaves them, and are replayed at the next start;
+        // telling the person something failed would answer them for good.
+        tracing::warn!(conversation = %job.conversation_id, "a turn ended without its result; its messages wait for the next start");
+        ended(TurnOutcome::Failed);
+        return;
+    };
+    ended(match result.stop_reason {
+        StopReason::EndTurn => TurnOutcome::Completed,
+        StopReason::Cancelled => TurnOutcome::Cancelled,
+        StopReason::MaxSteps => TurnOutcome::MaxSteps,
+        StopReason::Error => TurnOutcome::Failed,
     });
-    let mut text = final_text(stream.texts(), result.as_ref());
+    let mut text = final_text(stream.texts(), &result);
     // Which reply this is: the one this turn's words belong to, which an attempt
     // before a crash may have begun (then its earlier words go out too).
     let mut reply_entry = None;
     if let Some(said) = first_said {
         match turns.backend.reply_of(&job.conversation_id, &said).await {
             Ok(Some(reply)) => {
-                if reply.entry_id != said && result.as_ref().is_some_and(|r| r.success) {
+                if reply.entry_id != said && result.success {
                     text = reply.text;
                 }
                 reply_entry = Some(reply.entry_id);
@@ -216,7 +226,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
             }
         }
     }
-    if text.is_empty() && result.as_ref().is_some_and(|r| r.success) {
+    if text.is_empty() && result.success {
         // A replay whose reply was generated before the crash but never stored for
         // sending: send what the transcript holds, as that reply (messages recorded
         // back to back share one, and it is sent once).
@@ -309,9 +319,8 @@ async fn close_quietly(turns: &Turns, chat: &ChatKey, interaction: &Interaction)
 }
 
 /// Everything the agent said this turn; for failures a short human line instead.
-fn final_text(texts: &[String], result: Option<&TurnResult>) -> String {
+fn final_text(texts: &[String], r: &TurnResult) -> String {
     let said = texts.join("\n\n");
-    let Some(r) = result else { return SOMETHING_WENT_WRONG.into() };
     match (r.stop_reason, r.error_kind) {
         (StopReason::Error, kind) => {
             let human = match kind {

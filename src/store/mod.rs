@@ -29,7 +29,7 @@ pub use model::*;
 pub use policy_records::*;
 pub use schema::{Migration, SCHEMA_VERSION};
 pub use sled_store::{FlushHook, SledStore};
-pub use sqlite::{SqliteStore, FILE as SQLITE_FILE, VERSION as SQLITE_SCHEMA_VERSION};
+pub use sqlite::{ReadHook, SqliteStore, FILE as SQLITE_FILE, VERSION as SQLITE_SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -11,7 +11,7 @@ use switchboard::agent::embedded::EmbeddedBackend;
 use switchboard::agent::AgentBackend;
 use switchboard::config::{self, ConfigSource};
 use switchboard::daemon::{Daemon, Parts};
-use switchboard::store::{FlushHook, SqliteStore, Store, StoreError};
+use switchboard::store::{FlushHook, ReadHook, SqliteStore, Store, StoreError};
 use switchboard_channel_core::ChannelDescriptor;
 use switchboard_fakes::channel::{FakeMessage, DESCRIPTOR as FAKE};
 use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram};
@@ -43,8 +43,11 @@ impl Gw {
     }
 
     pub async fn with_channel(fake: FakeChannel) -> Gw {
-        // RUST_LOG=debug shows the daemon's log while a test runs.
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+        // The daemon's warnings and errors go to the test's captured output, shown
+        // when it fails; RUST_LOG=debug shows more.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         let llm = FakeLlm::start().await;
         let dir = tempfile::tempdir().unwrap();
         let mut gw = Gw { llm, fake, dir, env: HashMap::new(), running: None };
@@ -115,6 +118,19 @@ impl Gw {
         running.runtime.shutdown_background();
     }
 
+    /// A crash as the runtime going down lets the daemon see part of it: every task
+    /// is dropped except one a worker thread is still running (held by a test's
+    /// hook), which goes on once let go. Returns when only that one is left.
+    pub async fn crash_around_one_task(&mut self) {
+        let handle = self.running.as_ref().expect("not running").runtime.handle().clone();
+        self.crash();
+        let started = Instant::now();
+        while handle.metrics().num_alive_tasks() > 1 {
+            assert!(started.elapsed() < WAIT, "the crashed runtime kept {} tasks", handle.metrics().num_alive_tasks());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Waits until the daemon has `count` records in the store's `space` (what it
     /// writes after a send, so a crash test can choose which side of it to crash on).
     pub async fn wait_records(&self, space: &str, count: usize) {
@@ -157,6 +173,12 @@ impl Gw {
     /// hook): a slow or failing disk.
     pub fn before_flush(&self, hook: Option<FlushHook>) {
         self.running.as_ref().expect("running").sqlite.before_flush(hook);
+    }
+
+    /// Runs `hook` before every read of a record by its space and key in the
+    /// running daemon's store (`None`: no hook), on the reading thread.
+    pub fn before_read(&self, hook: Option<ReadHook>) {
+        self.running.as_ref().expect("running").sqlite.before_read(hook);
     }
 
     /// What `/readyz` would say now.

@@ -1,6 +1,8 @@
 //! Simulated crashes: the daemon's runtime dropped mid-flight, then a restart.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchboard_fakes::channel::Op;
@@ -24,6 +26,75 @@ async fn a_message_in_flight_at_a_crash_is_answered_once_after_the_restart() {
     let last = gw.llm.requests().pop().unwrap();
     let asked = last.messages().iter().filter(|m| m["content"] == "important question").count();
     assert_eq!(asked, 1, "the replayed message is in the history once");
+}
+
+/// A runtime going down drops every task but the one a worker thread is in the
+/// middle of, which goes on for a moment: the gateway's side of a turn can find
+/// that the agent's side ended without a result. It leaves the message to the
+/// restart, as a crash does, instead of answering it for good with "Something
+/// went wrong" (what failed the test above once in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_cut_off_from_its_agent_by_a_crash_leaves_its_message_to_the_restart() {
+    let mut gw = Gw::new().await;
+    gw.start().await;
+    gw.llm.push(Reply::Hang);
+    // Held on its worker thread where the gateway begins to show the turn (its
+    // first read of the message's journal record) while the agent calls the model.
+    let hold = Hold::default();
+    gw.before_read(Some(hold.first_read_of("journal")));
+    gw.fake.dm("7", "important question").await;
+    gw.llm.wait_for_requests(1, WAIT).await;
+    hold.wait_held();
+    gw.crash_around_one_task().await;
+    hold.release();
+
+    gw.llm.push(Reply::text("The answer, exactly once."));
+    gw.start().await;
+    gw.wait_text("7", "exactly once").await;
+    assert_eq!(gw.count_settled("7", "exactly once").await, 1);
+    let texts = gw.fake.texts_in("7");
+    assert!(!texts.iter().any(|t| t.contains("went wrong")), "no failure told: {texts:?}");
+}
+
+/// Holds the first reader of a space's record until released (a thread blocked
+/// where it reads, as a slow disk or a preempted thread would hold it).
+#[derive(Default, Clone)]
+struct Hold {
+    state: Arc<(Mutex<(bool, bool)>, Condvar)>,
+}
+
+impl Hold {
+    /// A store hook that holds the first read in `space` (later ones pass).
+    fn first_read_of(&self, space: &'static str) -> switchboard::store::ReadHook {
+        let hold = self.clone();
+        let fired = Arc::new(AtomicBool::new(false));
+        Arc::new(move |read: &str, _key: &str| {
+            if read != space || fired.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let (state, changed) = &*hold.state;
+            let mut state = state.lock().unwrap();
+            state.0 = true;
+            changed.notify_all();
+            let deadline = Instant::now() + WAIT;
+            while !state.1 && Instant::now() < deadline {
+                state = changed.wait_timeout(state, Duration::from_millis(50)).unwrap().0;
+            }
+        })
+    }
+
+    fn wait_held(&self) {
+        let (state, changed) = &*self.state;
+        let state = state.lock().unwrap();
+        let (state, timeout) = changed.wait_timeout_while(state, WAIT, |s| !s.0).unwrap();
+        assert!(!timeout.timed_out() && state.0, "nothing read the journal");
+    }
+
+    fn release(&self) {
+        let (state, changed) = &*self.state;
+        state.lock().unwrap().1 = true;
+        changed.notify_all();
+    }
 }
 
 /// Messages collected behind a turn were answered together, the reply streamed into

@@ -70,6 +70,10 @@ INSERT INTO ids (one, last) VALUES (1, 0);
 /// How many prepared statements the connection keeps (more than the store uses).
 const STATEMENTS_KEPT: usize = 128;
 
+/// Runs on the reader's own thread before a record is read by its space and key
+/// ([`super::Store::kv_get`]): a test's way to hold a reader where it stands.
+pub type ReadHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// Why every write fails after a failed flush (or a lost transaction).
 const BROKEN: &str = "an earlier write could not be made durable; restart switchboard";
 
@@ -98,6 +102,9 @@ struct Core {
     dir: PathBuf,
     committer: Committer,
     flush_hook: Mutex<Option<FlushHook>>,
+    /// Whether `read_hook` is set (checked without its lock on every read).
+    read_hooked: AtomicBool,
+    read_hook: Mutex<Option<ReadHook>>,
     /// Set when a flush failed: no write is acknowledged after it.
     broken: AtomicBool,
     /// Released last, once the connections are closed.
@@ -150,6 +157,8 @@ impl SqliteStore {
             dir: dir.to_path_buf(),
             committer: Committer::new(),
             flush_hook: Mutex::new(None),
+            read_hooked: AtomicBool::new(false),
+            read_hook: Mutex::new(None),
             broken: AtomicBool::new(false),
             _lock: lock,
         });
@@ -160,6 +169,25 @@ impl SqliteStore {
     /// Sets (or clears) a hook that runs before every flush (for tests).
     pub fn before_flush(&self, hook: Option<FlushHook>) {
         *self.core.flush_hook.lock().unwrap_or_else(PoisonError::into_inner) = hook;
+    }
+
+    /// Sets (or clears) a hook that runs before every read of a record by its
+    /// space and key (for tests).
+    pub fn before_read(&self, hook: Option<ReadHook>) {
+        let mut set = self.core.read_hook.lock().unwrap_or_else(PoisonError::into_inner);
+        self.core.read_hooked.store(hook.is_some(), Ordering::SeqCst);
+        *set = hook;
+    }
+
+    /// Runs the read hook, if one is set (outside its lock: it may block).
+    fn reading(&self, space: &str, key: &str) {
+        if !self.core.read_hooked.load(Ordering::Relaxed) {
+            return;
+        }
+        let hook = self.core.read_hook.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(hook) = hook {
+            hook(space, key);
+        }
     }
 
     /// Hands `job` to the store's own thread; gives it back once the store is closing.
@@ -209,10 +237,16 @@ impl Drop for SqliteStore {
             worker.join();
         }
         // What is still staged was answered to no one (ids handed out); kept, unless
-        // the store refuses writes.
-        let writer = self.core.conn();
-        if !writer.conn.is_autocommit() && self.core.refuse_if_broken().is_ok() {
-            let _ = writer.conn.execute_batch("COMMIT");
+        // the store refuses writes. Committed here, it is no longer staged: when
+        // this runs on the store's own thread (its last handle was dropped by its
+        // own work), the flusher may still come to flush it, and must not take
+        // the transaction committed here for one SQLite took back.
+        let mut writer = self.core.conn();
+        if !writer.conn.is_autocommit()
+            && self.core.refuse_if_broken().is_ok()
+            && writer.conn.execute_batch("COMMIT").is_ok()
+        {
+            writer.staged = false;
         }
     }
 }
@@ -458,6 +492,44 @@ mod tests {
         let s = SqliteStore::open(dir.path(), 8).unwrap();
         s.put_meta("k", "again").unwrap();
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("again"));
+    }
+
+    /// The store's last handle can be dropped by its own thread (held by the work
+    /// it runs, when everything else let go: a runtime going down), which commits
+    /// what is staged there; the write's caller still hears that it is durable,
+    /// and the store is not taken for one whose transaction SQLite took back.
+    #[test]
+    fn a_write_whose_work_held_the_last_handle_is_answered_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), 8).unwrap());
+        let (ours_dropped, dropped) = mpsc::channel::<()>();
+        let (answer, answered) = mpsc::channel();
+        let own = Arc::clone(&store);
+        // As `store::blocking` hands work over, holding a handle for it.
+        let job: crate::store::Job = Box::new(move || {
+            dropped.recv().unwrap();
+            let written = own.put_meta("k", "kept");
+            // The last handle, dropped on the store's own thread.
+            drop(own);
+            Box::new(move |durable: StoreResult<()>| answer.send(durable.and(written)).unwrap())
+        });
+        assert!(store.submit(job).is_ok(), "the store takes work");
+        drop(store);
+        ours_dropped.send(()).unwrap();
+        let answer = answered.recv_timeout(std::time::Duration::from_secs(10)).expect("an answer");
+        answer.expect("answered as durable");
+        // The directory is free once the store's threads let go of it.
+        let started = std::time::Instant::now();
+        let reopened = loop {
+            match SqliteStore::open(dir.path(), 8) {
+                Ok(s) => break s,
+                Err(StoreError::Locked { .. }) if started.elapsed().as_secs() < 10 => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(reopened.meta("k").unwrap().as_deref(), Some("kept"));
     }
 
     /// SQLite prepares a statement again on each use when its plan may depend on

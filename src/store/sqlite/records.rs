@@ -412,6 +412,7 @@ impl Store for SqliteStore {
     }
 
     fn kv_get(&self, space: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.reading(space, key);
         self.read(|conn| {
             conn.prepare_cached("SELECT value FROM kv WHERE space = ?1 AND key = ?2")?
                 .query_row([space, key], |row| row.get(0))

@@ -8,8 +8,11 @@
 
 mod tool_calls;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures::FutureExt;
 
 use super::llm::{ChatRequest, Delta, LlmError, ModelReply, Tools};
 use super::tools;
@@ -88,7 +91,12 @@ pub(super) async fn run(
         last_text: None,
     };
     let outcome = match guard {
-        Some(_) => turn.drive().await,
+        // A bug that panics still ends the turn with a result (the person hears
+        // that something failed), as every turn must.
+        Some(_) => AssertUnwindSafe(turn.drive()).catch_unwind().await.unwrap_or_else(|_| {
+            tracing::error!(conversation = %turn.request.conversation_id, "the agent's turn panicked");
+            Err(Failure::internal("the turn failed unexpectedly"))
+        }),
         None => Ok(StopReason::Cancelled),
     };
     let (stop_reason, error) = match outcome {
