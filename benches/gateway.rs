@@ -103,13 +103,16 @@ async fn main() {
     let latencies = latency_samples(&telegram).await;
 
     // Throughput: a burst of messages from CHATS different chats.
+    let before = (cpu_time(Some(pid)), cpu_time(None));
     let burst = answer_burst(&telegram, 1..=CHATS).await;
+    let cpu = CpuPerMessage::since(before, pid);
     let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
     // `cargo bench --bench gateway -- throughput` stops here.
     if std::env::args().skip(1).any(|a| a == "throughput") {
         let _ = daemon.start_kill();
         let _ = daemon.wait().await;
         println!("  {:.0} messages per second (burst), latency p50 {p50:.1} ms", CHATS as f64 / burst.as_secs_f64());
+        cpu.print();
         return;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -168,6 +171,7 @@ async fn main() {
     let ack = |q: f64| acks[((acks.len() as f64 - 1.0) * q).round() as usize];
     println!("switchboard gateway benchmark (release build, fake Telegram + instant fake model on 127.0.0.1)");
     println!("  messages per second ({CHATS} chats, burst):  {:.0}", CHATS as f64 / burst.as_secs_f64());
+    cpu.print();
     println!("  added latency p50 (update -> reply sent):  {:.1} ms", p(0.50).as_secs_f64() * 1000.0);
     println!("  added latency p99:                         {:.1} ms", p(0.99).as_secs_f64() * 1000.0);
     println!("  idle RSS:                                  {:.1} MiB", idle_rss as f64 / 1024.0);
@@ -542,6 +546,53 @@ fn replied_since(telegram: &FakeTelegram, after: Instant) -> std::collections::H
             .filter_map(|c| c.params.get("chat_id").and_then(Value::as_i64))
             .collect()
     })
+}
+
+/// CPU time a process (`None`: this one) has used so far, in its own code and in
+/// the kernel's, from /proc.
+fn cpu_time(pid: Option<u32>) -> (Duration, Duration) {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command's closing parenthesis: utime and stime are the
+    // 12th and 13th, in clock ticks.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0) as f64;
+    (Duration::from_secs_f64(ticks(11) / per_second), Duration::from_secs_f64(ticks(12) / per_second))
+}
+
+/// The CPU a burst of CHATS messages took, per message: the daemon's (its own
+/// code, the kernel's on its behalf) and this process's (the fakes and the
+/// benchmark's own checking).
+struct CpuPerMessage {
+    daemon: (Duration, Duration),
+    bench: Duration,
+}
+
+impl CpuPerMessage {
+    fn since(before: ((Duration, Duration), (Duration, Duration)), daemon: u32) -> CpuPerMessage {
+        let ((user, kernel), (bench_user, bench_kernel)) = (cpu_time(Some(daemon)), cpu_time(None));
+        let ((user0, kernel0), (bench_user0, bench_kernel0)) = before;
+        let per = |d: Duration| d / CHATS as u32;
+        CpuPerMessage {
+            daemon: (per(user - user0), per(kernel - kernel0)),
+            bench: per(bench_user + bench_kernel - bench_user0 - bench_kernel0),
+        }
+    }
+
+    fn print(&self) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let (user, kernel) = self.daemon;
+        println!(
+            "  CPU per message in the burst: daemon {:.2} ms ({:.2} its own, {:.2} the kernel's), fakes and benchmark {:.2} ms",
+            ms(user + kernel),
+            ms(user),
+            ms(kernel),
+            ms(self.bench)
+        );
+    }
 }
 
 /// Resident memory of a process, from /proc.
