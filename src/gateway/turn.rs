@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use switchboard_channel_core::{Channel, ChatKey, Interaction, Sender};
 use tokio_util::sync::CancellationToken;
 
@@ -191,30 +192,30 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
         t.abort();
     }
     drop(taken_up);
-    let Some(result) = result else {
-        // The agent's turn was dropped before its result (which every turn that
-        // runs to its end sends, a failed one too): only the runtime going down
-        // does that, while this task still runs for a moment. The events stay
+    if result.is_none() && runtime_going_down() {
+        // The agent's turn was dropped before its result (every turn that runs to
+        // its end sends one, a failed or panicked one too) because the runtime is
+        // going down, while this task still runs for a moment. The events stay
         // unanswered, as a crash leaves them, and are replayed at the next start;
         // telling the person something failed would answer them for good.
         tracing::warn!(conversation = %job.conversation_id, "a turn ended without its result; its messages wait for the next start");
         ended(TurnOutcome::Failed);
         return;
-    };
-    ended(match result.stop_reason {
-        StopReason::EndTurn => TurnOutcome::Completed,
-        StopReason::Cancelled => TurnOutcome::Cancelled,
-        StopReason::MaxSteps => TurnOutcome::MaxSteps,
-        StopReason::Error => TurnOutcome::Failed,
+    }
+    ended(match result.as_ref().map(|r| r.stop_reason) {
+        Some(StopReason::EndTurn) => TurnOutcome::Completed,
+        Some(StopReason::Cancelled) => TurnOutcome::Cancelled,
+        Some(StopReason::MaxSteps) => TurnOutcome::MaxSteps,
+        Some(StopReason::Error) | None => TurnOutcome::Failed,
     });
-    let mut text = final_text(stream.texts(), &result);
+    let mut text = final_text(stream.texts(), result.as_ref());
     // Which reply this is: the one this turn's words belong to, which an attempt
     // before a crash may have begun (then its earlier words go out too).
     let mut reply_entry = None;
     if let Some(said) = first_said {
         match turns.backend.reply_of(&job.conversation_id, &said).await {
             Ok(Some(reply)) => {
-                if reply.entry_id != said && result.success {
+                if reply.entry_id != said && result.as_ref().is_some_and(|r| r.success) {
                     text = reply.text;
                 }
                 reply_entry = Some(reply.entry_id);
@@ -226,7 +227,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
             }
         }
     }
-    if text.is_empty() && result.success {
+    if text.is_empty() && result.as_ref().is_some_and(|r| r.success) {
         // A replay whose reply was generated before the crash but never stored for
         // sending: send what the transcript holds, as that reply (messages recorded
         // back to back share one, and it is sent once).
@@ -318,9 +319,21 @@ async fn close_quietly(turns: &Turns, chat: &ChatKey, interaction: &Interaction)
     }
 }
 
+/// Whether the runtime this task runs on is going down (dropping its tasks): a
+/// task spawned now is cancelled at once. On a running runtime the spawned task
+/// has not run yet, and does nothing when it does.
+fn runtime_going_down() -> bool {
+    matches!(tokio::spawn(async {}).now_or_never(), Some(Err(e)) if e.is_cancelled())
+}
+
 /// Everything the agent said this turn; for failures a short human line instead.
-fn final_text(texts: &[String], r: &TurnResult) -> String {
+fn final_text(texts: &[String], result: Option<&TurnResult>) -> String {
     let said = texts.join("\n\n");
+    let Some(r) = result else {
+        // With the runtime up, only a bug ends a turn without its result.
+        tracing::error!("a turn ended without its result");
+        return SOMETHING_WENT_WRONG.into();
+    };
     match (r.stop_reason, r.error_kind) {
         (StopReason::Error, kind) => {
             let human = match kind {
@@ -385,4 +398,40 @@ fn spawn_typing(channel: Arc<dyn Channel>, chat: ChatKey) -> Option<tokio::task:
             tokio::time::sleep(every).await;
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_going_down;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_runtime_is_not_going_down() {
+        assert!(!runtime_going_down());
+    }
+
+    /// A task still in the middle of its poll while the other worker drops the
+    /// runtime's tasks (what a runtime going down does) sees it going down.
+    #[test]
+    fn a_runtime_dropping_its_tasks_is_going_down() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let handle = runtime.handle().clone();
+        let (ask, asked) = std::sync::mpsc::channel::<()>();
+        let (tell, told) = std::sync::mpsc::channel();
+        let (running, runs) = std::sync::mpsc::channel::<()>();
+        runtime.spawn(async move {
+            running.send(()).unwrap();
+            // Blocks its worker until the other has dropped the tasks.
+            asked.recv().unwrap();
+            tell.send(runtime_going_down()).unwrap();
+        });
+        runs.recv_timeout(std::time::Duration::from_secs(10)).expect("the task runs");
+        runtime.shutdown_background();
+        // Taken off the runtime's list (the blocked one too) by the other worker.
+        let started = std::time::Instant::now();
+        while handle.metrics().num_alive_tasks() > 0 && started.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        ask.send(()).unwrap();
+        assert!(told.recv_timeout(std::time::Duration::from_secs(10)).unwrap());
+    }
 }

@@ -39,7 +39,9 @@ async fn a_turn_cut_off_from_its_agent_by_a_crash_leaves_its_message_to_the_rest
     gw.start().await;
     gw.llm.push(Reply::Hang);
     // Held on its worker thread where the gateway begins to show the turn (its
-    // first read of the message's journal record) while the agent calls the model.
+    // first read of the message's journal record) while the agent calls the model
+    // on the other worker (the agent's task can move there: spawning the typing
+    // indicator after it pushed it out of the held worker's own next-task slot).
     let hold = Hold::default();
     gw.before_read(Some(hold.first_read_of("journal")));
     gw.fake.dm("7", "important question").await;
