@@ -103,9 +103,9 @@ async fn main() {
     let latencies = latency_samples(&telegram).await;
 
     // Throughput: a burst of messages from CHATS different chats.
-    let before = (cpu_time(Some(pid)), cpu_time(None));
+    let before = CpuUsed::now(pid);
     let burst = answer_burst(&telegram, 1..=CHATS).await;
-    let cpu = CpuPerMessage::since(before, pid);
+    let cpu = CpuUsed::now(pid).per_message_since(&before);
     let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
     // `cargo bench --bench gateway -- throughput` stops here.
     if std::env::args().skip(1).any(|a| a == "throughput") {
@@ -563,22 +563,25 @@ fn cpu_time(pid: Option<u32>) -> (Duration, Duration) {
     (Duration::from_secs_f64(ticks(11) / per_second), Duration::from_secs_f64(ticks(12) / per_second))
 }
 
-/// The CPU a burst of CHATS messages took, per message: the daemon's (its own
-/// code, the kernel's on its behalf) and this process's (the fakes and the
+/// CPU used so far, or per message of a burst of CHATS: the daemon's in its own
+/// code and the kernel's on its behalf, and this process's (the fakes and the
 /// benchmark's own checking).
-struct CpuPerMessage {
+struct CpuUsed {
     daemon: (Duration, Duration),
     bench: Duration,
 }
 
-impl CpuPerMessage {
-    fn since(before: ((Duration, Duration), (Duration, Duration)), daemon: u32) -> CpuPerMessage {
-        let ((user, kernel), (bench_user, bench_kernel)) = (cpu_time(Some(daemon)), cpu_time(None));
-        let ((user0, kernel0), (bench_user0, bench_kernel0)) = before;
-        let per = |d: Duration| d / CHATS as u32;
-        CpuPerMessage {
-            daemon: (per(user - user0), per(kernel - kernel0)),
-            bench: per(bench_user + bench_kernel - bench_user0 - bench_kernel0),
+impl CpuUsed {
+    fn now(daemon: u32) -> CpuUsed {
+        let (user, kernel) = cpu_time(None);
+        CpuUsed { daemon: cpu_time(Some(daemon)), bench: user + kernel }
+    }
+
+    fn per_message_since(&self, before: &CpuUsed) -> CpuUsed {
+        let per = |now: Duration, then: Duration| now.saturating_sub(then) / CHATS as u32;
+        CpuUsed {
+            daemon: (per(self.daemon.0, before.daemon.0), per(self.daemon.1, before.daemon.1)),
+            bench: per(self.bench, before.bench),
         }
     }
 

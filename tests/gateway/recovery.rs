@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use switchboard_fakes::channel::Op;
@@ -62,7 +62,13 @@ async fn a_turn_cut_off_from_its_agent_by_a_crash_leaves_its_message_to_the_rest
 /// where it reads, as a slow disk or a preempted thread would hold it).
 #[derive(Default, Clone)]
 struct Hold {
-    state: Arc<(Mutex<(bool, bool)>, Condvar)>,
+    state: Arc<(Mutex<Held>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Held {
+    reader_held: bool,
+    released: bool,
 }
 
 impl Hold {
@@ -76,25 +82,23 @@ impl Hold {
             }
             let (state, changed) = &*hold.state;
             let mut state = state.lock().unwrap();
-            state.0 = true;
+            state.reader_held = true;
             changed.notify_all();
-            let deadline = Instant::now() + WAIT;
-            while !state.1 && Instant::now() < deadline {
-                state = changed.wait_timeout(state, Duration::from_millis(50)).unwrap().0;
-            }
+            // Let go after WAIT at the latest, so a failing test cannot hang.
+            let _ = changed.wait_timeout_while(state, WAIT, |s| !s.released).unwrap();
         })
     }
 
     fn wait_held(&self) {
         let (state, changed) = &*self.state;
         let state = state.lock().unwrap();
-        let (state, timeout) = changed.wait_timeout_while(state, WAIT, |s| !s.0).unwrap();
-        assert!(!timeout.timed_out() && state.0, "nothing read the journal");
+        let (state, _) = changed.wait_timeout_while(state, WAIT, |s| !s.reader_held).unwrap();
+        assert!(state.reader_held, "nothing read the journal");
     }
 
     fn release(&self) {
         let (state, changed) = &*self.state;
-        state.lock().unwrap().1 = true;
+        state.lock().unwrap().released = true;
         changed.notify_all();
     }
 }

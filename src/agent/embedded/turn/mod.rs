@@ -92,14 +92,10 @@ pub(super) async fn run(
     };
     let outcome = match guard {
         // A bug that panics still ends the turn with a result (the person hears
-        // that something failed), as every turn must.
-        Some(_) => AssertUnwindSafe(turn.drive()).catch_unwind().await.unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(conversation = %turn.request.conversation_id, panic = %why, "the agent's turn panicked");
+        // that something failed), as every turn must. Its message is not logged:
+        // a panic's message can quote the text it was handling.
+        Some(_) => AssertUnwindSafe(turn.drive()).catch_unwind().await.unwrap_or_else(|_| {
+            tracing::error!(conversation = %turn.request.conversation_id, "the agent's turn panicked");
             Err(Failure::internal("the turn failed unexpectedly"))
         }),
         None => Ok(StopReason::Cancelled),
