@@ -12,6 +12,7 @@ pub mod heap;
 pub mod keyed;
 pub mod metrics;
 pub mod notify;
+pub mod panics;
 pub mod policy;
 pub mod server;
 pub mod store;

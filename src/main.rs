@@ -14,6 +14,7 @@ fn main() {
             .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")))
             .with_writer(std::io::stderr)
             .init();
+        switchboard::panics::log_panics();
         let code = match tokio::runtime::Runtime::new() {
             Ok(runtime) => {
                 let code = runtime.block_on(cli::engine::run(args));
@@ -34,6 +35,7 @@ fn main() {
     cli::logging::init(
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli::default_log_filter(&cli))),
     );
+    switchboard::panics::log_panics();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
