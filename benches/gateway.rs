@@ -485,9 +485,10 @@ async fn latency_samples(telegram: &FakeTelegram) -> Vec<Duration> {
     let mut latencies = Vec::new();
     for i in 0..LATENCY_SAMPLES {
         let chat = 1 + i;
-        let sent = Instant::now();
+        let mut replies = Replies::from_now(telegram);
+        let sent = replies.after;
         telegram.send_dm(chat, &format!("latency probe {i}"));
-        latencies.push(wait_reply(telegram, chat, sent, Duration::from_secs(30)).await.duration_since(sent));
+        latencies.push(replies.first_to(telegram, chat, Duration::from_secs(30)).await.duration_since(sent));
     }
     latencies.sort();
     tokio::time::sleep(PACE_PASSED).await;
@@ -502,34 +503,17 @@ async fn more_conversations(telegram: &FakeTelegram) {
     }
 }
 
-/// When the first reply reached `chat` (as recorded by the fake).
-async fn wait_reply(telegram: &FakeTelegram, chat: i64, after: Instant, timeout: Duration) -> Instant {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let sent = telegram.with_calls(|calls| {
-            calls.iter().rev().find_map(|c| {
-                let to_chat = c.params.get("chat_id").and_then(Value::as_i64) == Some(chat);
-                (c.method == "sendmessage" && c.at >= after && to_chat).then_some(c.at)
-            })
-        });
-        if let Some(at) = sent {
-            return at;
-        }
-        assert!(Instant::now() < deadline, "chat {chat} got no reply within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// One message from each of `chats` at once; how long until every one was answered.
 async fn answer_burst(telegram: &FakeTelegram, chats: std::ops::RangeInclusive<i64>) -> Duration {
-    let started = Instant::now();
+    let mut replies = Replies::from_now(telegram);
+    let started = replies.after;
     for chat in chats.clone() {
         telegram.send_dm(chat, &format!("hello from chat {chat}"));
     }
     let deadline = started + DEADLINE;
     loop {
-        let replied = replied_since(telegram, started);
-        if chats.clone().all(|c| replied.contains(&c)) {
+        let replied = replies.read(telegram);
+        if chats.clone().all(|c| replied.contains_key(&c)) {
             return started.elapsed();
         }
         assert!(Instant::now() < deadline, "not every chat was answered within {DEADLINE:?}");
@@ -537,15 +521,51 @@ async fn answer_burst(telegram: &FakeTelegram, chats: std::ops::RangeInclusive<i
     }
 }
 
-/// The chats that got a message since `after`.
-fn replied_since(telegram: &FakeTelegram, after: Instant) -> std::collections::HashSet<i64> {
-    telegram.with_calls(|calls| {
-        calls
-            .iter()
-            .filter(|c| c.method == "sendmessage" && c.at >= after)
-            .filter_map(|c| c.params.get("chat_id").and_then(Value::as_i64))
-            .collect()
-    })
+/// The chats the bot sent a message to since a moment, read from the fake's
+/// calls as they come: each call is looked at once, however often the benchmark
+/// asks (it must not take the CPU it measures, nor hold the fake's lock long).
+struct Replies {
+    after: Instant,
+    /// How many of the fake's calls were looked at.
+    seen: usize,
+    /// Each chat replied to, with when it first was.
+    chats: HashMap<i64, Instant>,
+}
+
+impl Replies {
+    /// From now on. A call made since has its place after the calls counted here
+    /// (it is recorded after its arrival time, which is later than this moment).
+    fn from_now(telegram: &FakeTelegram) -> Replies {
+        let seen = telegram.with_calls(|calls| calls.len());
+        Replies { after: Instant::now(), seen, chats: HashMap::new() }
+    }
+
+    /// Every chat replied to so far.
+    fn read(&mut self, telegram: &FakeTelegram) -> &HashMap<i64, Instant> {
+        telegram.with_calls(|calls| {
+            for c in calls.get(self.seen..).unwrap_or_default() {
+                if c.method == "sendmessage" && c.at >= self.after {
+                    if let Some(chat) = c.params.get("chat_id").and_then(Value::as_i64) {
+                        self.chats.entry(chat).or_insert(c.at);
+                    }
+                }
+            }
+            self.seen = calls.len();
+        });
+        &self.chats
+    }
+
+    /// When the first reply reached `chat`, waiting up to `timeout` for it.
+    async fn first_to(&mut self, telegram: &FakeTelegram, chat: i64, timeout: Duration) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(at) = self.read(telegram).get(&chat) {
+                return *at;
+            }
+            assert!(Instant::now() < deadline, "chat {chat} got no reply within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 /// CPU time a process (`None`: this one) has used so far, in its own code and in
