@@ -23,11 +23,7 @@ impl Write for Lines {
 fn a_panic_is_logged_where_it_happened_and_its_message_only_at_debug_level() {
     let lines = Lines::default();
     let sink = lines.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || sink.clone())
-        .init();
+    tracing_subscriber::fmt().json().with_max_level(tracing::Level::DEBUG).with_writer(move || sink.clone()).init();
     switchboard::panics::log_panics();
 
     let secret = "what a stranger wrote: ünïcode";

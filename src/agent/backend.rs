@@ -42,6 +42,9 @@ pub struct SessionOptions {
     pub tier: Tier,
     /// Whether the chat is shared (a group) rather than the sender's DM.
     pub in_group: bool,
+    /// Whether a guest's words are in the conversation (a group where guests
+    /// speak): a memory edit then asks first, whoever's turn it is.
+    pub guests_heard: bool,
     /// Where the tools work instead of `[agent] workdir` (an SDK session works in
     /// its process's directory); confined the same way.
     pub workdir: Option<std::path::PathBuf>,
@@ -75,6 +78,7 @@ impl Default for SessionOptions {
             sender: None,
             tier: Tier::Admin,
             in_group: false,
+            guests_heard: false,
             workdir: None,
             external_tools: None,
             fence: None,

@@ -207,6 +207,9 @@ impl Dispatcher {
             Ok(r) => r,
             Err(e) => return tracing::error!(error = %e, "cannot route a listened message"),
         };
+        if tier == Tier::Guest && message.kind == ChatKind::Group {
+            self.turns.heard.note(&route.conversation_id).await;
+        }
         let (backend, journal) = (self.backend.clone(), self.journal.clone());
         let input = UserInput { text: attributed(&message, tier), id: Some(input_id(&event_id)) };
         let conversation = route.conversation_id.clone();
@@ -256,6 +259,9 @@ impl Dispatcher {
                     return self.delivery.nothing_to_send(std::slice::from_ref(&event_id)).await;
                 }
             }
+        }
+        if tier == Tier::Guest && message.kind == ChatKind::Group {
+            self.turns.heard.note(&route.conversation_id).await;
         }
         let incoming = Incoming { message, tier, event_id: event_id.clone(), reply_to: reply_to.clone() };
         match self.turns.submit(&route.conversation_id, incoming, &busy) {

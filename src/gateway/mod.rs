@@ -24,6 +24,7 @@ mod decisions;
 mod delivery;
 mod dispatch;
 mod flood;
+mod heard;
 mod ingress;
 mod journal;
 mod lanes;
@@ -140,6 +141,7 @@ impl Gateway {
             pacer,
             journal.clone(),
             owners.clone(),
+            heard::GuestsHeard::new(store.clone()),
         )
         .limited_to(settings.gateway.max_concurrent_turns);
         let decisions = decisions::Decisions::new(backend.clone(), prompts, turns.clone(), owners.clone());

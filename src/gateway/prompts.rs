@@ -22,6 +22,9 @@ use crate::policy::approvals::{outcome_text, request_text, Choice};
 use crate::policy::Tier;
 use crate::store::ApprovalState;
 
+/// The most characters of a requester's display name a prompt shows.
+const NAME_SHOWN: usize = 64;
+
 /// The request a prompt is for.
 pub struct Request<'a> {
     pub approval_id: &'a str,
@@ -76,8 +79,11 @@ impl Prompts {
         } else {
             let waiting = format!("Waiting for an approver: {}", request_text(request.summary));
             let note = ApprovalPrompt { text: waiting, buttons: Vec::new(), commands: Vec::new() };
-            // The name is a label anyone can choose; the id says who it really is.
-            let asked_by = format!("{} ({})", self.names.display(request.requester), request.requester);
+            // The name is a label anyone can choose: set apart, spelled out like the
+            // call (so it cannot turn the line around) and short; the id says who
+            // it really is.
+            let name: String = self.names.display(request.requester).chars().take(NAME_SHOWN).collect();
+            let asked_by = format!("«{}» ({})", crate::policy::summary::visible(&name), request.requester);
             let prompt = buttons_prompt(request, Some(&format!("asked by {asked_by} in {}", request.chat.id())));
             let mut approvers = Vec::new();
             if channel.capabilities().direct_chats {
@@ -97,6 +103,21 @@ impl Prompts {
                 copies.extend(approvers.into_iter().map(|direct| (direct, prompt.clone())));
             }
         }
+        // A channel that cannot show a prompt whole shows it cut, and then no chat
+        // may allow it (noted first: a decision can come as soon as it shows).
+        if request.complete && copies.iter().any(|(_, prompt)| !channel.shows_whole(&prompt.text)) {
+            if let Err(e) = self.records.set_cut(request.approval_id).await {
+                tracing::warn!(error = %e, "cannot note that an approval's prompt is cut; not shown");
+                return;
+            }
+            tracing::info!(approval = %request.approval_id, "an approval's prompt is too long to show whole; deny only");
+            let cut = Request { complete: false, ..*request };
+            for (_, prompt) in copies.iter_mut().filter(|(_, prompt)| !prompt.buttons.is_empty()) {
+                let text = std::mem::take(&mut prompt.text);
+                *prompt = buttons_prompt(&cut, None);
+                prompt.text = text;
+            }
+        }
         if let Err(e) = self.records.set_asked_in(request.approval_id, request.chat).await {
             tracing::warn!(error = %e, "cannot note where an approval was asked");
         }
@@ -105,6 +126,11 @@ impl Prompts {
                 PromptPart { approval_id: request.approval_id.to_string(), prompt, asked_in: request.chat.clone() };
             self.delivery.show_prompt(&chat, part).await;
         }
+    }
+
+    /// Whether the request's prompt was shown cut (no chat may allow it).
+    pub async fn was_cut(&self, approval_id: &str) -> bool {
+        self.records.was_cut(approval_id).await
     }
 
     /// Whether the request's prompt has a recorded copy in `chat`.

@@ -11,6 +11,7 @@ use switchboard_channel_core::{Busy, BusySettings, ChatKey, Sender};
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::Delivery;
+use super::heard::GuestsHeard;
 use super::journal::Journal;
 use super::lanes::{self, Lanes};
 use super::owners::Owners;
@@ -76,6 +77,8 @@ pub struct Turns {
     pub(super) journal: Journal,
     /// With replicas: one replica at a time runs a conversation's turn.
     pub(super) owners: Owners,
+    /// Group conversations a guest spoke in.
+    pub(super) heard: GuestsHeard,
     lanes: Lanes,
     waiting: Waiting,
     /// The running turn's canceller and whose message it answers, by conversation.
@@ -107,6 +110,7 @@ impl Drop for UnderWay {
 }
 
 impl Turns {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         backend: Arc<dyn AgentBackend>,
         registry: Registry,
@@ -115,6 +119,7 @@ impl Turns {
         pacer: Pacer,
         journal: Journal,
         owners: Owners,
+        heard: GuestsHeard,
     ) -> Turns {
         Turns {
             backend,
@@ -124,6 +129,7 @@ impl Turns {
             pacer,
             journal,
             owners,
+            heard,
             lanes: Lanes::new(lanes::CONVERSATION_IDLE),
             waiting: Waiting::default(),
             active: Arc::default(),
@@ -146,9 +152,11 @@ impl Turns {
     }
 
     /// A message for `conversation`: it waits, within `busy`'s bounds, for the
-    /// next turn that takes it; with `interrupt`, the running turn stops.
+    /// next turn that takes it; with `interrupt`, the running turn stops when its
+    /// sender could stop it with `/cancel` (the person it answers, or an admin).
     pub fn submit(&self, conversation: &str, incoming: Incoming, busy: &BusySettings) -> Admitted {
         let chat = incoming.message.chat.clone();
+        let (sender, tier) = (incoming.message.sender.id.clone(), incoming.tier);
         let admitted = self.waiting.admit(conversation, incoming, busy);
         if admitted == Admitted::QueueTurn {
             let (turns, conversation, mode) = (self.clone(), conversation.to_string(), busy.mode);
@@ -165,7 +173,9 @@ impl Turns {
         // A turn still in line for a place is not interrupted: it has not begun,
         // and its messages would be dropped unread; this one runs after it.
         if busy.mode == Busy::Interrupt && !matches!(admitted, Admitted::Full { .. }) {
-            if let Some(running) = self.active().get(conversation).filter(|r| r.phase != Phase::InLine) {
+            let active = self.active();
+            let stoppable = active.get(conversation).filter(|r| r.phase != Phase::InLine);
+            if let Some(running) = stoppable.filter(|r| tier == Tier::Admin || r.senders.contains(&sender)) {
                 running.cancel.cancel();
             }
         }

@@ -127,6 +127,9 @@ pub struct ToolContext {
     pub tier: Tier,
     /// Whether the chat is shared (a group, a channel) rather than the sender's DM.
     pub in_group: bool,
+    /// Whether a guest's words are in the conversation: the model may be
+    /// following them whoever's turn it is, so a memory edit asks first.
+    pub guests_heard: bool,
 }
 
 impl Default for ToolContext {
@@ -139,6 +142,7 @@ impl Default for ToolContext {
             sender: None,
             tier: Tier::Admin,
             in_group: false,
+            guests_heard: false,
         }
     }
 }

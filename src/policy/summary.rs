@@ -14,7 +14,10 @@
 use serde_json::Value;
 
 /// The most characters a prompt shows (a Telegram message holds 4096; Discord 2000
-/// is the smallest limit a prompt must fit, with its question around it).
+/// is the smallest limit a prompt must fit, with its question around it). A
+/// channel that escapes markup may still find a complete call too long once
+/// escaped: it shows it cut, and the gateway lets no chat allow it
+/// (`Channel::shows_whole`).
 pub const MAX_SHOWN: usize = 1800;
 
 /// A tool call as people see it.
@@ -81,37 +84,76 @@ pub fn describe_whole(tool: &str, input: &Value, known_secrets: &[String]) -> St
     visible(&mask(&full, known_secrets))
 }
 
-/// The longest run of line breaks, or of spaces and tabs, shown as it is.
+/// The most line breaks in a row (with only blank characters between them), and
+/// the most blank characters in a row on one line, shown as they are.
 const LONGEST_RUN: usize = 3;
 const LONGEST_SPACE_RUN: usize = 16;
 
-/// `text` with nothing a reader could miss: see the module's introduction.
-fn visible(text: &str) -> String {
+/// `text` with nothing a reader could miss: see the module's introduction. A
+/// blank stretch is any mix of blank characters (spaces, tabs, no-break and
+/// other Unicode spaces, line breaks), so lines holding only a space or a
+/// no-break space cannot push the rest out of sight either.
+pub fn visible(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let run = chars[i..].iter().take_while(|&&d| d == c).count();
-        match c {
-            '\n' if run > LONGEST_RUN => out.push_str(&format!("\n[… {run} line breaks …]\n")),
-            ' ' | '\t' if run > LONGEST_SPACE_RUN => {
-                let what = if c == ' ' { "spaces" } else { "tabs" };
-                out.push_str(&format!(" [… {run} {what} …] "));
-            }
-            _ => {
-                for _ in 0..run {
-                    if hidden(c) {
-                        out.push_str(&format!("\\u{{{:x}}}", c as u32));
-                    } else {
-                        out.push(c);
-                    }
-                }
-            }
+        if blank(c) {
+            let run = chars[i..].iter().take_while(|&&d| blank(d)).count();
+            blank_run(&chars[i..i + run], &mut out);
+            i += run;
+        } else if hidden(c) || (combining(c) && (i == 0 || chars[i - 1].is_whitespace())) {
+            // A mark with nothing to sit on shows as a speck, or as nothing.
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            i += 1;
+        } else {
+            out.push(c);
+            i += 1;
         }
-        i += run;
     }
     out
+}
+
+/// Characters that show as empty space (and are not spelled out as hidden).
+fn blank(c: char) -> bool {
+    c.is_whitespace() && !hidden(c)
+}
+
+/// Combining marks (accents and the like), which show only on what they follow.
+fn combining(c: char) -> bool {
+    matches!(c, '\u{300}'..='\u{36f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}' | '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}')
+}
+
+/// A stretch of blank characters: as it is when short, else a marker saying
+/// how long it is.
+fn blank_run(run: &[char], out: &mut String) {
+    let breaks = run.iter().filter(|&&c| c == '\n').count();
+    if breaks > LONGEST_RUN {
+        let others = run.len() - breaks;
+        match others {
+            0 => out.push_str(&format!("\n[… {breaks} line breaks …]\n")),
+            _ => out.push_str(&format!("\n[… {breaks} line breaks, {others} other blank characters …]\n")),
+        }
+        return;
+    }
+    for (n, line) in run.split(|&c| c == '\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        if line.len() <= LONGEST_SPACE_RUN {
+            out.extend(line.iter());
+            continue;
+        }
+        let what = if line.iter().all(|&c| c == ' ') {
+            "spaces"
+        } else if line.iter().all(|&c| c == '\t') {
+            "tabs"
+        } else {
+            "blank characters"
+        };
+        out.push_str(&format!(" [… {} {what} …] ", line.len()));
+    }
 }
 
 /// Characters that do not show as themselves: controls (but line breaks and
@@ -123,7 +165,7 @@ fn hidden(c: char) -> bool {
         | '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}'
         | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{3164}'
         | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
-        | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
+        | '\u{2800}' | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// Text set apart so where it starts and ends is plain, even when empty.
@@ -191,6 +233,23 @@ mod tests {
         );
         let spaced = format!("ls{}; rm -rf ~", " ".repeat(200));
         assert_eq!(describe("Bash", &json!({ "command": spaced }), &[]).text, "Bash: ls [… 200 spaces …] ; rm -rf ~");
+        // Lines that hold only a blank character, or a mark on nothing, are as
+        // empty to the eye as line breaks in a row.
+        let spaced_lines = format!("ls{}rm -rf ~", "\n \n".repeat(600));
+        assert_eq!(
+            describe("Bash", &json!({ "command": spaced_lines }), &[]).text,
+            "Bash: ls\n[… 1200 line breaks, 600 other blank characters …]\nrm -rf ~"
+        );
+        let no_break = format!("ls{}rm", "\n\n\n\u{a0}".repeat(100));
+        assert!(describe("Bash", &json!({ "command": no_break }), &[]).text.lines().count() <= 3);
+        let marks = format!("ls{}rm", "\n \u{300}\n".repeat(300));
+        let shown = describe("Bash", &json!({ "command": marks }), &[]).text;
+        assert!(shown.contains(" \\u{300}\n"), "{}", &shown[..80]);
+        let braille = describe("Bash", &json!({ "command": "ls\u{2800};\u{2800}rm" }), &[]).text;
+        assert_eq!(braille, "Bash: ls\\u{2800};\\u{2800}rm");
+        let wide = format!("ls{};rm", "\u{3000}\u{a0} ".repeat(10));
+        assert_eq!(describe("Bash", &json!({ "command": wide }), &[]).text, "Bash: ls [… 30 blank characters …] ;rm");
+        assert_eq!(describe("Bash", &json!({ "command": "a\u{300} b" }), &[]).text, "Bash: a\u{300} b");
         let ordinary = "printf 'a\tb\n\n' | grep -c é # ✓";
         assert_eq!(describe("Bash", &json!({ "command": ordinary }), &[]).text, format!("Bash: {ordinary}"));
     }

@@ -82,7 +82,7 @@ async fn without_direct_chats_a_users_request_shows_its_buttons_where_it_was_ask
     gw.llm.push(Reply::text("Written for the team."));
     gw.fake.group("team", "8", "write team.txt", true).await;
     let prompt = gw.wait_prompt("team").await;
-    assert!(prompt.text.contains("asked by User 8 (fake:8) in fake:team"), "{}", prompt.text);
+    assert!(prompt.text.contains("asked by «User 8» (fake:8) in fake:team"), "{}", prompt.text);
     assert!(gw.fake.calls_of(Op::OpenDirect).is_empty());
 
     gw.fake.press(&prompt, "8", "Allow once").await;
@@ -92,6 +92,28 @@ async fn without_direct_chats_a_users_request_shows_its_buttons_where_it_was_ask
     gw.fake.press(&prompt, "7", "Allow once").await;
     gw.wait_text("team", "Written for the team.").await;
     assert!(gw.workdir().join("team.txt").exists());
+}
+
+/// A display name is anyone's to choose: one that reverses the line or poses as
+/// someone else's id and chat is set apart and spelled out, with the real id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requesters_display_name_cannot_disguise_who_asked() {
+    let caps = switchboard_channel_core::Capabilities { direct_chats: false, ..FakeChannel::default_capabilities() };
+    let mut gw = Gw::with_channel(FakeChannel::with_capabilities("fake", caps)).await;
+    gw.set("SWITCHBOARD_FAKE__ALLOWED_USERS", "8");
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "team.txt", "content": "agreed"})));
+    gw.llm.push(Reply::text("Written."));
+    let mut event =
+        gw.fake.message(gw.fake.key("team", None), switchboard_channel_core::ChatKind::Group, "8", "write it", true);
+    if let switchboard_channel_core::InboundKind::Message(message) = &mut event.kind {
+        message.sender.name = format!("\u{202e}7:ekaf{}", "x".repeat(200));
+    }
+    gw.fake.deliver(event).await;
+    let prompt = gw.wait_prompt("team").await;
+    let shown = format!("asked by «\\u{{202e}}7:ekaf{}» (fake:8) in fake:team", "x".repeat(57));
+    assert!(prompt.text.contains(&shown), "{}", prompt.text);
+    assert!(!prompt.text.contains('\u{202e}'), "{}", prompt.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

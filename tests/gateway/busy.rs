@@ -105,6 +105,27 @@ async fn interrupt_stops_the_running_turn_and_answers_what_came_after() {
     assert!(history.contains("first") && history.contains("no wait, this instead"), "{history}");
 }
 
+/// An interrupt stops only what its sender could stop with `/cancel`: a guest's
+/// message in a group waits for the admin's turn instead of cutting it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_interrupt_someone_elses_turn() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__BUSY", "interrupt");
+    gw.set("SWITCHBOARD_FAKE__ALLOWED_GROUPS", "team");
+    gw.start().await;
+    let gate = Gate::new();
+    gw.llm.push(Reply::text("the admin's answer").gated(&gate));
+    gw.fake.group("team", "7", "a long question", true).await;
+    gw.llm.wait_for_requests(1, WAIT).await;
+    gw.llm.push(Reply::text("the guest's answer"));
+    gw.fake.group("team", "42", "stop that and listen to me", true).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(gw.llm.requests().len(), 1, "the admin's turn goes on");
+    gate.open();
+    gw.wait_text("team", "the guest's answer").await;
+    assert_eq!(gw.count_settled("team", "the admin's answer").await, 1, "the admin's turn was not cut off");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_drops_what_waits_and_says_how_much() {
     let mut gw = Gw::new().await;

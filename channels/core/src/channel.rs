@@ -202,6 +202,16 @@ pub trait Channel: Send + Sync {
         Ok(())
     }
 
+    /// Whether [`Channel::show_approval`] shows `text` whole and as written (no
+    /// character read as markup, nothing cut). A prompt that would not be is
+    /// shown cut, with a marker, and can only be denied from a chat: the gateway
+    /// asks before it shows one. Default: the text fits one message (buttons
+    /// ride on it; without buttons, the default prompt is sent in parts).
+    fn shows_whole(&self, text: &str) -> bool {
+        let caps = self.capabilities();
+        !caps.buttons || caps.length_unit.measure(text) <= caps.max_message_len
+    }
+
     /// Shows an approval request with its buttons. Default, for channels without
     /// buttons: the question and the text commands that answer it.
     async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {
@@ -249,6 +259,33 @@ pub trait Channel: Send + Sync {
     }
 }
 
+/// What ends an approval prompt shown cut ([`Channel::shows_whole`] said no).
+pub const PROMPT_CUT: &str = "\n[… cut here: too long to show whole in this chat, so it can only be denied here; \
+     the operator sees it whole with `switchboard approvals show`]";
+
+/// An approval prompt's text as an adapter sends it: `render(text)` when that
+/// is at most `max` characters, else the rendering of the longest start of
+/// `text` that fits with [`PROMPT_CUT`] after it (never the text unrendered,
+/// where markup could hide part of it).
+pub fn prompt_to_fit(text: &str, max: usize, render: impl Fn(&str) -> String) -> String {
+    let whole = render(text);
+    if whole.chars().count() <= max {
+        return whole;
+    }
+    let room = max.saturating_sub(PROMPT_CUT.chars().count());
+    let ends: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
+    // The most characters whose rendering fits (a rendering grows with its text).
+    let (mut fits, mut too_many) = (0, ends.len());
+    while too_many - fits > 1 {
+        let middle = (fits + too_many) / 2;
+        match render(&text[..ends[middle]]).chars().count() <= room {
+            true => fits = middle,
+            false => too_many = middle,
+        }
+    }
+    format!("{}{PROMPT_CUT}", render(&text[..ends[fits]]))
+}
+
 /// `text` as one block of plain text, exactly as written: nothing in it is read
 /// as Markdown (a tool summary's `*` or `_` stays a character).
 pub fn plain_blocks(text: &str) -> Vec<Block> {
@@ -264,6 +301,21 @@ mod tests {
     fn plain_blocks_keep_markdown_characters_literal() {
         let text = "Allow Bash: rm *.tmp && echo `x` [y](z)?\nsecond line";
         assert_eq!(to_plain(&plain_blocks(text)), text);
+    }
+
+    #[test]
+    fn a_prompt_too_long_once_rendered_is_cut_rendered_with_a_marker() {
+        let doubled = |t: &str| t.replace('*', "\\*");
+        assert_eq!(prompt_to_fit("a*b", 10, doubled), "a\\*b");
+        let text = format!("ls {}; rm -rf ~", "*".repeat(300));
+        let shown = prompt_to_fit(&text, 400, doubled);
+        assert!(shown.ends_with(PROMPT_CUT), "{shown}");
+        assert!(shown.chars().count() <= 400, "{}", shown.chars().count());
+        let start = shown.strip_suffix(PROMPT_CUT).unwrap();
+        assert!(start.starts_with("ls \\*\\*") && !start.contains("rm"), "{start}");
+        // As long as fits: one more character would not.
+        let kept = start.matches("\\*").count();
+        assert!(doubled(&text[..3 + kept + 1]).chars().count() + PROMPT_CUT.chars().count() > 400);
     }
 
     #[test]

@@ -23,6 +23,23 @@ pub fn content(blocks: &[Block]) -> String {
     }
 }
 
+/// An approval prompt's text, every markup character escaped: whole when that
+/// fits, else cut with a marker ([`switchboard_channel_core::prompt_to_fit`]),
+/// never unescaped (a `||` would hide what follows it as a spoiler).
+pub fn prompt(text: &str) -> String {
+    switchboard_channel_core::prompt_to_fit(text, MAX_CONTENT, literal)
+}
+
+/// Whether [`prompt`] shows `text` whole.
+pub fn prompt_fits(text: &str) -> bool {
+    literal(text).chars().count() <= MAX_CONTENT
+}
+
+/// `text` as Markdown that shows it as written.
+fn literal(text: &str) -> String {
+    to_markdown(&switchboard_channel_core::plain_blocks(text))
+}
+
 /// Blocks as Discord Markdown, joined by blank lines.
 pub fn to_markdown(blocks: &[Block]) -> String {
     let rendered: Vec<String> = blocks

@@ -238,6 +238,10 @@ impl Channel for SlackChannel {
         self.outbound().typing(chat).await
     }
 
+    fn shows_whole(&self, text: &str) -> bool {
+        render::prompt_fits(text)
+    }
+
     async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {
         self.outbound().show_approval(chat, prompt).await
     }

@@ -123,8 +123,8 @@ impl Outbound<'_> {
     /// The question as a section and its buttons as an actions block; each
     /// button's value is the gateway's opaque data.
     pub async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {
-        let question = render::escape(&prompt.text);
-        let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&question, 3000)}})];
+        let question = render::prompt(&prompt.text);
+        let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": question}})];
         if !prompt.buttons.is_empty() {
             let last = prompt.buttons.len() - 1;
             let buttons: Vec<Value> = prompt
@@ -146,7 +146,7 @@ impl Outbound<'_> {
                 .collect();
             blocks.push(json!({"type": "actions", "elements": buttons}));
         }
-        let mut body = json!({"channel": chat.chat, "text": clip(&question, 3000), "blocks": blocks});
+        let mut body = json!({"channel": chat.chat, "text": question, "blocks": blocks});
         if let Some(thread) = &chat.thread {
             body["thread_ts"] = json!(thread);
         }

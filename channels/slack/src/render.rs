@@ -62,6 +62,21 @@ pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// The most characters of a section's text.
+pub const MAX_SECTION: usize = 3000;
+
+/// An approval prompt's text, escaped: whole when that fits a section, else
+/// cut with a marker ([`switchboard_channel_core::prompt_to_fit`]), never cut
+/// silently (the end of a command is what it runs).
+pub fn prompt(text: &str) -> String {
+    switchboard_channel_core::prompt_to_fit(text, MAX_SECTION, escape)
+}
+
+/// Whether [`prompt`] shows `text` whole.
+pub fn prompt_fits(text: &str) -> bool {
+    escape(text).chars().count() <= MAX_SECTION
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,6 +148,7 @@ impl EmbeddedBackend {
             sender: options.sender,
             tier: options.tier,
             in_group: options.in_group,
+            guests_heard: options.guests_heard,
         };
         let runner = SessionRunner {
             inner: self.inner.clone(),

@@ -1,0 +1,73 @@
+//! Which group conversations a guest's words reached. There, what the model
+//! reads may carry a guest's instructions whoever's turn it is, so the policy
+//! asks before a memory edit ([`crate::policy::ToolContext::guests_heard`]).
+//! Durable: the words stay in the transcript across restarts.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::store::{blocking, Store};
+
+const SPACE: &str = "guests-heard";
+
+/// Conversations remembered in memory as heard (each is also stored); past
+/// this many, the memory is emptied and the store answers again.
+const REMEMBERED: usize = 10_000;
+
+/// The record of conversations a guest spoke in. Cheap to clone.
+#[derive(Clone)]
+pub struct GuestsHeard {
+    store: Arc<dyn Store>,
+    known: Arc<Mutex<HashSet<String>>>,
+}
+
+impl GuestsHeard {
+    pub fn new(store: Arc<dyn Store>) -> GuestsHeard {
+        GuestsHeard { store, known: Arc::default() }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that a guest's words reach `conversation`, before they do.
+    pub async fn note(&self, conversation: &str) {
+        if self.known().contains(conversation) {
+            return;
+        }
+        let key = conversation.to_string();
+        match blocking(&self.store, move |s| s.kv_put(SPACE, &key, b"1")).await {
+            Ok(()) => self.remember(conversation),
+            Err(e) => tracing::warn!(error = %e, "cannot note that a guest spoke in a conversation"),
+        }
+    }
+
+    /// Whether a guest's words reached `conversation`; when the store cannot
+    /// tell, yes (asking is the safe answer).
+    pub async fn heard(&self, conversation: &str) -> bool {
+        if self.known().contains(conversation) {
+            return true;
+        }
+        let key = conversation.to_string();
+        let heard = crate::store::read(&self.store, move |s| Ok(s.kv_get(SPACE, &key)?.is_some())).await;
+        match heard {
+            Ok(true) => {
+                self.remember(conversation);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read whether a guest spoke in a conversation; assuming so");
+                true
+            }
+        }
+    }
+
+    fn remember(&self, conversation: &str) {
+        let mut known = self.known();
+        if known.len() >= REMEMBERED {
+            known.clear();
+        }
+        known.insert(conversation.to_string());
+    }
+}
