@@ -6,6 +6,15 @@
 
 use std::panic::PanicHookInfo;
 
+/// Why a task ended without its answer, without its panic's message (a
+/// `JoinError` shows it): for logs and errors, which must not hold it.
+pub fn task_failure(e: &tokio::task::JoinError) -> &'static str {
+    match e.is_panic() {
+        true => "it panicked",
+        false => "it was cancelled",
+    }
+}
+
 /// Replaces the process's panic hook with one that logs through `tracing`.
 pub fn log_panics() {
     std::panic::set_hook(Box::new(report));
@@ -25,6 +34,6 @@ fn report(info: &PanicHookInfo<'_>) {
             .unwrap_or("(not text)");
         // Captured only when RUST_BACKTRACE (or RUST_LIB_BACKTRACE) asks for it.
         let backtrace = std::backtrace::Backtrace::capture();
-        tracing::debug!(at, message, %backtrace, "the panic's message");
+        tracing::debug!(at, panic = message, %backtrace, "the panic's message");
     }
 }

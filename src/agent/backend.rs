@@ -42,9 +42,6 @@ pub struct SessionOptions {
     pub tier: Tier,
     /// Whether the chat is shared (a group) rather than the sender's DM.
     pub in_group: bool,
-    /// Whether a guest's words are in the conversation (a group where guests
-    /// speak): a memory edit then asks first, whoever's turn it is.
-    pub guests_heard: bool,
     /// Where the tools work instead of `[agent] workdir` (an SDK session works in
     /// its process's directory); confined the same way.
     pub workdir: Option<std::path::PathBuf>,
@@ -78,7 +75,6 @@ impl Default for SessionOptions {
             sender: None,
             tier: Tier::Admin,
             in_group: false,
-            guests_heard: false,
             workdir: None,
             external_tools: None,
             fence: None,
@@ -170,6 +166,14 @@ pub trait AgentBackend: Send + Sync {
         choice: Choice,
         reason: Option<String>,
     ) -> Result<Decided, DecideError>;
+    /// Notes that a guest's words reach the conversation and that others' turns
+    /// read it too (a group's, or one chats share): its sessions then ask before
+    /// any memory edit ([`crate::policy::ToolContext::guests_heard`]). Called
+    /// before the words are recorded.
+    async fn note_guest_words(&self, conversation_id: &str) -> Result<(), AgentError>;
+    /// Notes that a chat is shown the request cut (its channel cannot show it
+    /// whole): from then on no chat may allow it, only the operator.
+    async fn approval_shown_cut(&self, id: &str) -> Result<(), AgentError>;
     /// Every approval, oldest first.
     async fn approvals(&self) -> Result<Vec<ApprovalRecord>, AgentError>;
     /// One approval, as it stands now.

@@ -60,11 +60,6 @@ impl Decisions {
         reason: Option<String>,
         via: Via<'_>,
     ) -> Result<ApprovalRecord, DecideError> {
-        // What a chat was shown cut, a chat can only deny.
-        if choice != Choice::Deny && matches!(decider, Decider::Person { .. }) && self.prompts.was_cut(id).await {
-            tracing::info!(approval = %id, "decision refused: its prompt was shown cut");
-            return Err(DecideError::NotShownInFull);
-        }
         // A prompt shown just before a crash was not recorded, and is found only
         // when someone presses its buttons: read the record before the decision
         // lets a waiting turn resolve (and forget) it.

@@ -201,14 +201,30 @@ impl Dispatcher {
         }
     }
 
+    /// Notes a guest's words reaching a conversation others' turns read too (a
+    /// group's, or one chats may share), before they do; false when that could
+    /// not be noted (the words must not go in unnoted).
+    async fn note_guest(&self, message: &Inbound, tier: Tier, conversation: &str) -> bool {
+        if tier != Tier::Guest || (message.kind != ChatKind::Group && !self.router.may_share()) {
+            return true;
+        }
+        match self.backend.note_guest_words(conversation).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot note that a guest spoke in a conversation");
+                false
+            }
+        }
+    }
+
     /// A listened message is recorded in its conversation's order, never answered.
     async fn listen(&self, message: Inbound, tier: Tier, event_id: String) {
         let route = match self.router.route(&message.chat).await {
             Ok(r) => r,
             Err(e) => return tracing::error!(error = %e, "cannot route a listened message"),
         };
-        if tier == Tier::Guest && message.kind == ChatKind::Group {
-            self.turns.heard.note(&route.conversation_id).await;
+        if !self.note_guest(&message, tier, &route.conversation_id).await {
+            return;
         }
         let (backend, journal) = (self.backend.clone(), self.journal.clone());
         let input = UserInput { text: attributed(&message, tier), id: Some(input_id(&event_id)) };
@@ -260,8 +276,9 @@ impl Dispatcher {
                 }
             }
         }
-        if tier == Tier::Guest && message.kind == ChatKind::Group {
-            self.turns.heard.note(&route.conversation_id).await;
+        if !self.note_guest(&message, tier, &route.conversation_id).await {
+            let reply = Outbound { text: SOMETHING_WENT_WRONG.into(), reply_to, interaction, ..Outbound::default() };
+            return self.delivery.reply(&chat, reply, std::slice::from_ref(&event_id)).await;
         }
         let incoming = Incoming { message, tier, event_id: event_id.clone(), reply_to: reply_to.clone() };
         match self.turns.submit(&route.conversation_id, incoming, &busy) {

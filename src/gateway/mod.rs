@@ -24,7 +24,6 @@ mod decisions;
 mod delivery;
 mod dispatch;
 mod flood;
-mod heard;
 mod ingress;
 mod journal;
 mod lanes;
@@ -127,6 +126,7 @@ impl Gateway {
             owners.clone(),
         );
         let prompts = prompts::Prompts::new(
+            backend.clone(),
             records,
             registry.clone(),
             names.clone(),
@@ -141,7 +141,6 @@ impl Gateway {
             pacer,
             journal.clone(),
             owners.clone(),
-            heard::GuestsHeard::new(store.clone()),
         )
         .limited_to(settings.gateway.max_concurrent_turns);
         let decisions = decisions::Decisions::new(backend.clone(), prompts, turns.clone(), owners.clone());

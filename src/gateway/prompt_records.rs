@@ -54,7 +54,7 @@ impl PromptRecords {
                 None => Vec::new(),
             };
             for (key, bytes) in s.kv_scan(PROMPTS, &format!("{id}/"))? {
-                if key != asked_key(&id) && key != cut_key(&id) {
+                if key != asked_key(&id) {
                     copies.extend(decode::<Copy>(&bytes));
                 }
             }
@@ -121,20 +121,6 @@ impl PromptRecords {
         copies.iter().find_map(|c| c.asked_in.clone()).or_else(|| copies.first().map(|c| c.chat.clone()))
     }
 
-    /// Notes that the request's prompt could not be shown whole where it was
-    /// asked: no chat may allow it from now on ([`super::decisions::Decisions`]).
-    pub async fn set_cut(&self, approval_id: &str) -> StoreResult<()> {
-        let key = cut_key(approval_id);
-        blocking(&self.store, move |s| s.kv_put(PROMPTS, &key, b"1")).await
-    }
-
-    /// Whether the request's prompt was shown cut; when the store cannot tell,
-    /// it counts as cut (refusing to allow is the safe answer).
-    pub async fn was_cut(&self, approval_id: &str) -> bool {
-        let key = cut_key(approval_id);
-        crate::store::read(&self.store, move |s| Ok(s.kv_get(PROMPTS, &key)?.is_some())).await.unwrap_or(true)
-    }
-
     /// Forgets one copy (shown after its request had ended and been resolved).
     pub async fn forget_copy(&self, approval_id: &str, seq: u64) {
         let key = copy_key(approval_id, seq);
@@ -151,11 +137,6 @@ fn copy_key(approval_id: &str, seq: u64) -> String {
 /// Sorts after every copy's key (digits), so copies stay in order.
 fn asked_key(approval_id: &str) -> String {
     format!("{approval_id}/asked")
-}
-
-/// Present when the request's prompt was shown cut (sorts after the copies too).
-fn cut_key(approval_id: &str) -> String {
-    format!("{approval_id}/cut")
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! approver can be reached there do the buttons appear in the chat itself (where
 //! only an approver's press counts).
 
+use std::sync::Arc;
+
 use switchboard_channel_core::{ApprovalPrompt, ChatKey, SentRef};
 
 use super::delivery::Delivery;
@@ -18,12 +20,33 @@ use super::outbox::PromptPart;
 use super::prompt_records::PromptRecords;
 use super::registry::Registry;
 use super::retry;
+use crate::agent::AgentBackend;
 use crate::policy::approvals::{outcome_text, request_text, Choice};
 use crate::policy::Tier;
 use crate::store::ApprovalState;
 
-/// The most characters of a requester's display name a prompt shows.
+/// The most characters of a requester's display name a prompt shows (once
+/// spelled out).
 const NAME_SHOWN: usize = 64;
+
+/// A display name as a prompt shows it: a label anyone can choose, so on one
+/// line, spelled out like the call (nothing can turn the line around), with no
+/// guillemet of its own (it cannot end the «» that set it apart) and short.
+/// The id after it says who it really is.
+fn name_shown(name: &str) -> String {
+    let spelled = crate::policy::summary::visible(name);
+    let mut shown = String::new();
+    for c in spelled.chars() {
+        match c {
+            '\n' | '«' | '»' => shown.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => shown.push(c),
+        }
+    }
+    match shown.char_indices().nth(NAME_SHOWN) {
+        Some((cut, _)) => format!("{}…", &shown[..cut]),
+        None => shown,
+    }
+}
 
 /// The request a prompt is for.
 pub struct Request<'a> {
@@ -39,6 +62,7 @@ pub struct Request<'a> {
 
 #[derive(Clone)]
 pub struct Prompts {
+    backend: Arc<dyn AgentBackend>,
     records: PromptRecords,
     registry: Registry,
     names: Names,
@@ -48,13 +72,14 @@ pub struct Prompts {
 
 impl Prompts {
     pub fn new(
+        backend: Arc<dyn AgentBackend>,
         records: PromptRecords,
         registry: Registry,
         names: Names,
         delivery: Delivery,
         users_approve_own: bool,
     ) -> Prompts {
-        Prompts { records, registry, names, delivery, users_approve_own }
+        Prompts { backend, records, registry, names, delivery, users_approve_own }
     }
 
     /// Shows the request unless it was shown (or stored for showing) before.
@@ -79,11 +104,7 @@ impl Prompts {
         } else {
             let waiting = format!("Waiting for an approver: {}", request_text(request.summary));
             let note = ApprovalPrompt { text: waiting, buttons: Vec::new(), commands: Vec::new() };
-            // The name is a label anyone can choose: set apart, spelled out like the
-            // call (so it cannot turn the line around) and short; the id says who
-            // it really is.
-            let name: String = self.names.display(request.requester).chars().take(NAME_SHOWN).collect();
-            let asked_by = format!("«{}» ({})", crate::policy::summary::visible(&name), request.requester);
+            let asked_by = format!("«{}» ({})", name_shown(&self.names.display(request.requester)), request.requester);
             let prompt = buttons_prompt(request, Some(&format!("asked by {asked_by} in {}", request.chat.id())));
             let mut approvers = Vec::new();
             if channel.capabilities().direct_chats {
@@ -104,13 +125,12 @@ impl Prompts {
             }
         }
         // A channel that cannot show a prompt whole shows it cut, and then no chat
-        // may allow it (noted first: a decision can come as soon as it shows).
+        // may allow it: noted on the request first (a decision can come as soon as
+        // it shows). Shown deny-only even when that note failed.
         if request.complete && copies.iter().any(|(_, prompt)| !channel.shows_whole(&prompt.text)) {
-            if let Err(e) = self.records.set_cut(request.approval_id).await {
-                tracing::warn!(error = %e, "cannot note that an approval's prompt is cut; not shown");
-                return;
+            if let Err(e) = self.backend.approval_shown_cut(request.approval_id).await {
+                tracing::error!(error = %e, "cannot note that an approval's prompt is shown cut");
             }
-            tracing::info!(approval = %request.approval_id, "an approval's prompt is too long to show whole; deny only");
             let cut = Request { complete: false, ..*request };
             for (_, prompt) in copies.iter_mut().filter(|(_, prompt)| !prompt.buttons.is_empty()) {
                 let text = std::mem::take(&mut prompt.text);
@@ -126,11 +146,6 @@ impl Prompts {
                 PromptPart { approval_id: request.approval_id.to_string(), prompt, asked_in: request.chat.clone() };
             self.delivery.show_prompt(&chat, part).await;
         }
-    }
-
-    /// Whether the request's prompt was shown cut (no chat may allow it).
-    pub async fn was_cut(&self, approval_id: &str) -> bool {
-        self.records.was_cut(approval_id).await
     }
 
     /// Whether the request's prompt has a recorded copy in `chat`.
@@ -171,9 +186,10 @@ impl Prompts {
 /// The question with its three buttons (and the text commands, for channels
 /// without buttons); `context` says where it comes from when shown elsewhere.
 fn buttons_prompt(request: &Request<'_>, context: Option<&str>) -> ApprovalPrompt {
+    // Where it comes from first: a prompt too long for its chat is cut at the end.
     let mut text = request_text(request.summary);
     if let Some(context) = context {
-        text.push_str(&format!(" ({context})"));
+        text = format!("({context})\n{text}");
     }
     // What is not shown whole can only be denied here.
     let choices: &[Choice] = if request.complete { &Choice::ALL } else { &[Choice::Deny] };

@@ -97,13 +97,11 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
         };
         return finish(&turns, &job, streamed, text, reply_entry).await;
     }
-    let guests_heard = job.in_group && turns.heard.heard(&job.conversation_id).await;
     let options = SessionOptions {
         chat: Some(job.chat.id()),
         sender: Some(job.sender.id.clone()),
         tier: job.tier,
         in_group: job.in_group,
-        guests_heard,
         can_use_tool: None,
         workdir: None,
         external_tools: None,

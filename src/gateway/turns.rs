@@ -11,7 +11,6 @@ use switchboard_channel_core::{Busy, BusySettings, ChatKey, Sender};
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::Delivery;
-use super::heard::GuestsHeard;
 use super::journal::Journal;
 use super::lanes::{self, Lanes};
 use super::owners::Owners;
@@ -77,8 +76,6 @@ pub struct Turns {
     pub(super) journal: Journal,
     /// With replicas: one replica at a time runs a conversation's turn.
     pub(super) owners: Owners,
-    /// Group conversations a guest spoke in.
-    pub(super) heard: GuestsHeard,
     lanes: Lanes,
     waiting: Waiting,
     /// The running turn's canceller and whose message it answers, by conversation.
@@ -110,7 +107,6 @@ impl Drop for UnderWay {
 }
 
 impl Turns {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         backend: Arc<dyn AgentBackend>,
         registry: Registry,
@@ -119,7 +115,6 @@ impl Turns {
         pacer: Pacer,
         journal: Journal,
         owners: Owners,
-        heard: GuestsHeard,
     ) -> Turns {
         Turns {
             backend,
@@ -129,7 +124,6 @@ impl Turns {
             pacer,
             journal,
             owners,
-            heard,
             lanes: Lanes::new(lanes::CONVERSATION_IDLE),
             waiting: Waiting::default(),
             active: Arc::default(),

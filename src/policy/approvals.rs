@@ -395,6 +395,24 @@ impl Approvals {
         Ok(self.end_now(id, state, by, reason).await?.0)
     }
 
+    /// Notes that a chat was shown the request cut (its channel could not show
+    /// it whole): from then on only the operator may allow it. Under the same
+    /// locks as a decision, so none slips between.
+    pub async fn mark_shown_cut(&self, id: &str) -> StoreResult<()> {
+        crate::store::exclusively(&self.store, &section(id), || async {
+            let _guard = self.transitions.lock().await;
+            let mut record = self.load(id).await?;
+            if record.state != ApprovalState::Pending || !record.complete {
+                return Ok(());
+            }
+            record.complete = false;
+            blocking(&self.store, move |s| s.put_approval(&record)).await?;
+            tracing::info!(approval = %id, "shown cut in a chat: only the operator may allow it");
+            Ok(())
+        })
+        .await
+    }
+
     /// As [`Approvals::end`]; also whether this call ended it (false: it had
     /// ended already). One change at a time, in this process and (replicas)
     /// across every process on the store.
@@ -405,14 +423,15 @@ impl Approvals {
         by: Option<&Decider>,
         reason: Option<String>,
     ) -> StoreResult<(ApprovalRecord, bool)> {
-        // Across processes first (one of a few sections, so that the lease rows
-        // stay few), then within this one.
-        let section =
-            format!("approval:{}", id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into())) % 64);
-        let ended = crate::store::exclusively(&self.store, &section, || async {
+        let ended = crate::store::exclusively(&self.store, &section(id), || async {
             let _guard = self.transitions.lock().await;
             let mut record = self.load(id).await?;
             if record.state != ApprovalState::Pending {
+                return Ok((record, false));
+            }
+            // Marked shown cut since the decider's checks: a chat cannot allow it.
+            let allows = matches!(state, ApprovalState::AllowedOnce | ApprovalState::AllowedAlways);
+            if allows && !record.complete && matches!(by, Some(Decider::Person { .. })) {
                 return Ok((record, false));
             }
             record.state = state;
@@ -497,6 +516,12 @@ impl Approvals {
     fn waiter(&self, id: &str) -> Arc<Notify> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default().clone()
     }
+}
+
+/// The lock section of a request's changes, across processes (one of a few, so
+/// that the lease rows stay few); within one, [`Approvals`]' own lock follows.
+fn section(id: &str) -> String {
+    format!("approval:{}", id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into())) % 64)
 }
 
 /// The question shown with the three choices, the same on every channel.

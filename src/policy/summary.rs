@@ -103,7 +103,7 @@ pub fn visible(text: &str) -> String {
             let run = chars[i..].iter().take_while(|&&d| blank(d)).count();
             blank_run(&chars[i..i + run], &mut out);
             i += run;
-        } else if hidden(c) || (combining(c) && (i == 0 || chars[i - 1].is_whitespace())) {
+        } else if hidden(c) || (combining(c) && (i == 0 || chars[i - 1].is_whitespace() || hidden(chars[i - 1]))) {
             // A mark with nothing to sit on shows as a speck, or as nothing.
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
             i += 1;
@@ -120,9 +120,10 @@ fn blank(c: char) -> bool {
     c.is_whitespace() && !hidden(c)
 }
 
-/// Combining marks (accents and the like), which show only on what they follow.
+/// Combining marks (Unicode's general category Mark: accents, vowel signs and
+/// the like), which show only on what they follow.
 fn combining(c: char) -> bool {
-    matches!(c, '\u{300}'..='\u{36f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}' | '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}')
+    unicode_normalization::char::is_combining_mark(c)
 }
 
 /// A stretch of blank characters: as it is when short, else a marker saying
@@ -250,6 +251,13 @@ mod tests {
         let wide = format!("ls{};rm", "\u{3000}\u{a0} ".repeat(10));
         assert_eq!(describe("Bash", &json!({ "command": wide }), &[]).text, "Bash: ls [… 30 blank characters …] ;rm");
         assert_eq!(describe("Bash", &json!({ "command": "a\u{300} b" }), &[]).text, "Bash: a\u{300} b");
+        // Hebrew and Arabic marks too; and one after a spelled-out character.
+        let hebrew = format!("ls{}rm", " \u{5b0}\n".repeat(590));
+        assert!(describe("Bash", &json!({ "command": hebrew }), &[]).text.contains(" \\u{5b0}\n"));
+        assert_eq!(
+            describe("Bash", &json!({ "command": "\u{64b}x\u{200b}\u{301}" }), &[]).text,
+            "Bash: \\u{64b}x\\u{200b}\\u{301}"
+        );
         let ordinary = "printf 'a\tb\n\n' | grep -c é # ✓";
         assert_eq!(describe("Bash", &json!({ "command": ordinary }), &[]).text, format!("Bash: {ordinary}"));
     }

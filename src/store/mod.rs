@@ -332,7 +332,7 @@ where
         work(store.as_ref())
     })
     .await
-    .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    .map_err(|e| StoreError::Backend(format!("store task failed: {}", crate::panics::task_failure(&e))))?
 }
 
 /// Marks this thread as running [`read`]'s (or [`scan`]'s) work until dropped (a
@@ -395,7 +395,9 @@ where
     });
     if let Err(job) = store.submit(job) {
         // The store's writes wait for their own flushes here.
-        tokio::task::spawn_blocking(move || job()(Ok(()))).await.map_err(|e| failed(&e))?;
+        tokio::task::spawn_blocking(move || job()(Ok(())))
+            .await
+            .map_err(|e| failed(&crate::panics::task_failure(&e)))?;
     }
     answered.await.map_err(|e| failed(&e))?
 }

@@ -191,7 +191,6 @@ fn session_options(
         sender: Some(SDK_CHAT.into()),
         tier: Tier::Admin,
         in_group: false,
-        guests_heard: false,
         workdir: Some(cwd.to_path_buf()),
         external_tools: Some(external),
         fence: None,

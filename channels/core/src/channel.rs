@@ -203,10 +203,11 @@ pub trait Channel: Send + Sync {
     }
 
     /// Whether [`Channel::show_approval`] shows `text` whole and as written (no
-    /// character read as markup, nothing cut). A prompt that would not be is
-    /// shown cut, with a marker, and can only be denied from a chat: the gateway
-    /// asks before it shows one. Default: the text fits one message (buttons
-    /// ride on it; without buttons, the default prompt is sent in parts).
+    /// character read as markup, nothing cut). A prompt that would not be must
+    /// be shown cut, with a marker ([`prompt_to_fit`]), and the gateway lets no
+    /// chat allow it: it asks before it shows one. Default: the text fits one
+    /// message as it is (buttons ride on it; without buttons, the default
+    /// prompt is sent in parts).
     fn shows_whole(&self, text: &str) -> bool {
         let caps = self.capabilities();
         !caps.buttons || caps.length_unit.measure(text) <= caps.max_message_len
@@ -264,21 +265,21 @@ pub const PROMPT_CUT: &str = "\n[… cut here: too long to show whole in this ch
      the operator sees it whole with `switchboard approvals show`]";
 
 /// An approval prompt's text as an adapter sends it: `render(text)` when that
-/// is at most `max` characters, else the rendering of the longest start of
-/// `text` that fits with [`PROMPT_CUT`] after it (never the text unrendered,
-/// where markup could hide part of it).
-pub fn prompt_to_fit(text: &str, max: usize, render: impl Fn(&str) -> String) -> String {
+/// is at most `max` long (in `unit`s), else the rendering of the longest start
+/// of `text` that fits with [`PROMPT_CUT`] after it (never the text
+/// unrendered, where markup could hide part of it).
+pub fn prompt_to_fit(text: &str, max: usize, unit: LengthUnit, render: impl Fn(&str) -> String) -> String {
     let whole = render(text);
-    if whole.chars().count() <= max {
+    if unit.measure(&whole) <= max {
         return whole;
     }
-    let room = max.saturating_sub(PROMPT_CUT.chars().count());
+    let room = max.saturating_sub(unit.measure(PROMPT_CUT));
     let ends: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
     // The most characters whose rendering fits (a rendering grows with its text).
     let (mut fits, mut too_many) = (0, ends.len());
     while too_many - fits > 1 {
         let middle = (fits + too_many) / 2;
-        match render(&text[..ends[middle]]).chars().count() <= room {
+        match unit.measure(&render(&text[..ends[middle]])) <= room {
             true => fits = middle,
             false => too_many = middle,
         }
@@ -306,9 +307,9 @@ mod tests {
     #[test]
     fn a_prompt_too_long_once_rendered_is_cut_rendered_with_a_marker() {
         let doubled = |t: &str| t.replace('*', "\\*");
-        assert_eq!(prompt_to_fit("a*b", 10, doubled), "a\\*b");
+        assert_eq!(prompt_to_fit("a*b", 10, LengthUnit::Chars, doubled), "a\\*b");
         let text = format!("ls {}; rm -rf ~", "*".repeat(300));
-        let shown = prompt_to_fit(&text, 400, doubled);
+        let shown = prompt_to_fit(&text, 400, LengthUnit::Chars, doubled);
         assert!(shown.ends_with(PROMPT_CUT), "{shown}");
         assert!(shown.chars().count() <= 400, "{}", shown.chars().count());
         let start = shown.strip_suffix(PROMPT_CUT).unwrap();
@@ -316,6 +317,13 @@ mod tests {
         // As long as fits: one more character would not.
         let kept = start.matches("\\*").count();
         assert!(doubled(&text[..3 + kept + 1]).chars().count() + PROMPT_CUT.chars().count() > 400);
+    }
+
+    #[test]
+    fn a_prompt_is_cut_in_the_platforms_unit() {
+        let text = format!("ls {}", "😀".repeat(300));
+        let shown = prompt_to_fit(&text, 400, LengthUnit::Utf16, |t| t.to_string());
+        assert!(LengthUnit::Utf16.measure(&shown) <= 400 && shown.ends_with(PROMPT_CUT), "{shown}");
     }
 
     #[test]

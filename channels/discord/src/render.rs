@@ -3,6 +3,7 @@
 //! as markup is escaped, so the agent's text shows as written.
 
 use switchboard_channel_core::markdown::{to_plain, Block, Span, Style};
+use switchboard_channel_core::LengthUnit;
 
 /// Discord refuses message content longer than this (characters).
 pub const MAX_CONTENT: usize = 2000;
@@ -27,7 +28,7 @@ pub fn content(blocks: &[Block]) -> String {
 /// fits, else cut with a marker ([`switchboard_channel_core::prompt_to_fit`]),
 /// never unescaped (a `||` would hide what follows it as a spoiler).
 pub fn prompt(text: &str) -> String {
-    switchboard_channel_core::prompt_to_fit(text, MAX_CONTENT, literal)
+    switchboard_channel_core::prompt_to_fit(text, MAX_CONTENT, LengthUnit::Chars, literal)
 }
 
 /// Whether [`prompt`] shows `text` whole.

@@ -69,7 +69,7 @@ pub const MAX_SECTION: usize = 3000;
 /// cut with a marker ([`switchboard_channel_core::prompt_to_fit`]), never cut
 /// silently (the end of a command is what it runs).
 pub fn prompt(text: &str) -> String {
-    switchboard_channel_core::prompt_to_fit(text, MAX_SECTION, escape)
+    switchboard_channel_core::prompt_to_fit(text, MAX_SECTION, switchboard_channel_core::LengthUnit::Chars, escape)
 }
 
 /// Whether [`prompt`] shows `text` whole.

@@ -1,6 +1,6 @@
 //! Approval prompts as an inline keyboard, and replacing them with the outcome.
 
-use switchboard_channel_core::{ApprovalPrompt, ChannelError, ChatKey, SentRef};
+use switchboard_channel_core::{prompt_to_fit, ApprovalPrompt, ChannelError, ChatKey, LengthUnit, SentRef};
 use teloxide::payloads::EditMessageReplyMarkupSetters;
 use teloxide::requests::{Request, Requester};
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
@@ -34,7 +34,9 @@ pub(crate) async fn show(api: &Api, chat: &ChatKey, prompt: &ApprovalPrompt) -> 
     let to = target(chat)?;
     let markup = keyboard(&prompt.buttons)?;
     let markup = (!prompt.buttons.is_empty()).then_some(markup);
-    send_text(api, to, &Text::plain(&prompt.text), None, markup.as_ref())
+    // Whole whenever the gateway was told it fits (`Channel::shows_whole`).
+    let text = prompt_to_fit(&prompt.text, crate::api::MAX_TEXT_UTF16, LengthUnit::Utf16, |t| t.to_string());
+    send_text(api, to, &Text::plain(&text), None, markup.as_ref())
         .await
         .map_err(|err| api.redactor.channel_error("sendMessage", &err))
 }

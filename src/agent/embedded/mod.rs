@@ -2,6 +2,7 @@
 //! model behind any OpenAI-compatible chat completions endpoint.
 
 mod compaction;
+mod heard;
 mod history;
 pub mod llm;
 
@@ -49,6 +50,8 @@ pub(crate) struct Inner {
     sandbox: std::sync::OnceLock<Sandbox>,
     /// Who the agent is told its admins are (stable ids).
     admins: Vec<String>,
+    /// Conversations a guest's words reached that others' turns read too.
+    heard: heard::GuestsHeard,
 }
 
 impl Inner {
@@ -73,7 +76,7 @@ impl EmbeddedBackend {
         let admins = settings.admin_ids();
         EmbeddedBackend {
             inner: Arc::new(Inner {
-                store,
+                store: store.clone(),
                 settings,
                 llm,
                 policy,
@@ -83,6 +86,7 @@ impl EmbeddedBackend {
                 conversation_locks: KeyedLocks::new(),
                 sandbox: std::sync::OnceLock::new(),
                 admins,
+                heard: heard::GuestsHeard::new(store.clone()),
             }),
         }
     }
@@ -138,7 +142,20 @@ impl EmbeddedBackend {
             .ok_or_else(|| AgentError::NotFound { kind: "agent", id: id.to_string() })
     }
 
-    fn session(&self, agent_id: String, conversation_id: String, options: SessionOptions) -> Session {
+    /// Whether a guest's words are in the conversation, for a session that may
+    /// edit memory at all (a guest's may not: nothing to read for it).
+    async fn guests_heard(&self, conversation_id: &str, options: &SessionOptions) -> bool {
+        options.tier != Tier::Guest && self.inner.heard.heard(conversation_id).await
+    }
+
+    /// A session on a conversation; `guests_heard` as [`ToolContext::guests_heard`].
+    fn session(
+        &self,
+        agent_id: String,
+        conversation_id: String,
+        options: SessionOptions,
+        guests_heard: bool,
+    ) -> Session {
         let place = options.workdir.map(|workdir| Arc::new(Workplace { workdir, sandbox: std::sync::OnceLock::new() }));
         let (external, fence) = (options.external_tools, options.fence);
         let context = ToolContext {
@@ -148,7 +165,7 @@ impl EmbeddedBackend {
             sender: options.sender,
             tier: options.tier,
             in_group: options.in_group,
-            guests_heard: options.guests_heard,
+            guests_heard,
         };
         let runner = SessionRunner {
             inner: self.inner.clone(),
@@ -381,13 +398,15 @@ impl AgentBackend for EmbeddedBackend {
     async fn create_session(&self, agent_id: &str, options: SessionOptions) -> Result<Session, AgentError> {
         let agent = self.require_agent(agent_id).await?;
         let conversation = self.new_conversation(&agent.id).await?;
-        Ok(self.session(agent.id, conversation.id, options))
+        // New: nobody's words are in it yet.
+        Ok(self.session(agent.id, conversation.id, options, false))
     }
 
     async fn resume_session(&self, id: &str, options: SessionOptions) -> Result<Session, AgentError> {
         if id.starts_with("conv-") {
             let conversation = self.conversation(id).await?;
-            return Ok(self.session(conversation.agent_id, conversation.id, options));
+            let heard = self.guests_heard(&conversation.id, &options).await;
+            return Ok(self.session(conversation.agent_id, conversation.id, options, heard));
         }
         let agent = self.require_agent(id).await?;
         let conversation_id = agent.default_conversation.clone();
@@ -406,7 +425,12 @@ impl AgentBackend for EmbeddedBackend {
             };
             blocking(self.store(), move |s| s.put_conversation(&record)).await?;
         }
-        Ok(self.session(agent_id, conversation_id, options))
+        let heard = self.guests_heard(&conversation_id, &options).await;
+        Ok(self.session(agent_id, conversation_id, options, heard))
+    }
+
+    async fn note_guest_words(&self, conversation_id: &str) -> Result<(), AgentError> {
+        Ok(self.inner.heard.note(conversation_id).await?)
     }
 
     async fn record_message(&self, conversation_id: &str, input: UserInput) -> Result<(), AgentError> {
@@ -523,6 +547,10 @@ impl AgentBackend for EmbeddedBackend {
         reason: Option<String>,
     ) -> Result<Decided, DecideError> {
         self.inner.approvals.decide(id, decider, choice, reason).await
+    }
+
+    async fn approval_shown_cut(&self, id: &str) -> Result<(), AgentError> {
+        Ok(self.inner.approvals.mark_shown_cut(id).await?)
     }
 
     async fn approvals(&self) -> Result<Vec<ApprovalRecord>, AgentError> {

@@ -112,7 +112,7 @@ async fn off_thread(what: &'static str, work: impl FnOnce() -> Result<String, St
         Ok(Ok(text)) => ToolOutcome::ok(text),
         Ok(Err(message)) => ToolOutcome::error(message),
         Err(e) => {
-            tracing::error!(error = %e, tool = what, "a tool task failed");
+            tracing::error!(error = crate::panics::task_failure(&e), tool = what, "a tool task failed");
             ToolOutcome::error(format!("The {what} failed unexpectedly; try again or use another approach."))
         }
     }

@@ -1,12 +1,16 @@
-//! Which group conversations a guest's words reached. There, what the model
-//! reads may carry a guest's instructions whoever's turn it is, so the policy
-//! asks before a memory edit ([`crate::policy::ToolContext::guests_heard`]).
-//! Durable: the words stay in the transcript across restarts.
+//! Which conversations a guest's words reached that others' turns read too (a
+//! group's, or one chats share). There, what the model reads may carry a
+//! guest's instructions whoever's turn it is, so the policy asks before a
+//! memory edit ([`crate::policy::ToolContext::guests_heard`]). The gateway
+//! notes them ([`crate::agent::AgentBackend::note_guest_words`]); every
+//! session on the conversation, whoever opens it, reads it. Durable, as the
+//! words stay in the transcript across restarts; noted from the version that
+//! keeps it on (words from before are not known).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::store::{blocking, Store};
+use crate::store::{blocking, Store, StoreResult};
 
 const SPACE: &str = "guests-heard";
 
@@ -31,15 +35,14 @@ impl GuestsHeard {
     }
 
     /// Notes that a guest's words reach `conversation`, before they do.
-    pub async fn note(&self, conversation: &str) {
+    pub async fn note(&self, conversation: &str) -> StoreResult<()> {
         if self.known().contains(conversation) {
-            return;
+            return Ok(());
         }
         let key = conversation.to_string();
-        match blocking(&self.store, move |s| s.kv_put(SPACE, &key, b"1")).await {
-            Ok(()) => self.remember(conversation),
-            Err(e) => tracing::warn!(error = %e, "cannot note that a guest spoke in a conversation"),
-        }
+        blocking(&self.store, move |s| s.kv_put(SPACE, &key, b"1")).await?;
+        self.remember(conversation);
+        Ok(())
     }
 
     /// Whether a guest's words reached `conversation`; when the store cannot
