@@ -5,6 +5,7 @@ use clap::Subcommand;
 use switchboard::agent::{AgentBackend, SessionOptions, StopReason};
 use switchboard::control::{render_approval, render_approvals, render_audit, Request};
 use switchboard::policy::approvals::{Choice, DecideError};
+use switchboard::policy::Tier;
 
 use super::app::App;
 use super::terminal::Terminal;
@@ -91,8 +92,14 @@ async fn decide_and_finish(app: &App, id: &str, choice: Choice, reason: Option<S
     eprintln!("{}: {}", decided.approval.summary, decided.approval.state.as_str());
     // The rest of the turn is judged as in the chat that asked, not as the console.
     let approval = &decided.approval;
-    let options =
-        SessionOptions { chat: approval.chat.clone(), sender: approval.requester.clone(), ..Default::default() };
+    let options = SessionOptions {
+        chat: approval.chat.clone(),
+        sender: approval.requester.clone(),
+        // As the person who asked was judged then (a record from before tiers: a guest).
+        tier: approval.requester_tier.unwrap_or(Tier::Guest),
+        in_group: approval.in_group,
+        ..Default::default()
+    };
     let mut session = app.backend.resume_session(&approval.conversation_id, options).await?;
     session.resume()?;
     // Other requests of the same turn are not this command's to decide: deny them.

@@ -297,6 +297,11 @@ impl Commands {
         });
         let Some(approval) = pending else { return Answer::private("There is no pending request here.") };
         self.names.remember(call.sender);
+        // Only a request whose prompt this chat was shown: the command names none,
+        // and must not decide one that is not shown yet (or shown cut, only now).
+        if !self.decisions.shown_in(&approval.id, call.chat).await {
+            return Answer::private("There is no pending request here.");
+        }
         let decider = Decider::Person { id: call.sender.id.clone(), tier: call.tier };
         match self.decisions.decide(&approval.id, &decider, choice, reason, Via::Command(call.chat)).await {
             Ok(decided) => Answer::public(outcome_text(decided.state, Some(&call.sender.name))),

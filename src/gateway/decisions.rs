@@ -50,6 +50,11 @@ impl Decisions {
         Decisions { backend, prompts, turns, owners }
     }
 
+    /// Whether the request's prompt was shown in `chat` (a copy is recorded there).
+    pub async fn shown_in(&self, id: &str, chat: &ChatKey) -> bool {
+        self.prompts.shown_in(id, chat).await
+    }
+
     /// Decides request `id`. `via` is where the decision came from: its chat is
     /// where the turn continues if the request's own chat is unknown.
     pub async fn decide(

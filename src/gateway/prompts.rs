@@ -129,7 +129,9 @@ impl Prompts {
         // it shows). Shown deny-only even when that note failed.
         if request.complete && copies.iter().any(|(_, prompt)| !channel.shows_whole(&prompt.text)) {
             if let Err(e) = self.backend.approval_shown_cut(request.approval_id).await {
-                tracing::error!(error = %e, "cannot note that an approval's prompt is shown cut");
+                // Not shown at all: a chat could still allow it with `/approve`. It
+                // waits for the operator or expires.
+                return tracing::error!(error = %e, "cannot note that an approval's prompt is shown cut; not shown");
             }
             let cut = Request { complete: false, ..*request };
             for (_, prompt) in copies.iter_mut().filter(|(_, prompt)| !prompt.buttons.is_empty()) {

@@ -300,6 +300,12 @@ impl Approvals {
         let before = lookup();
         let (approval, ended_here) = self.end_now(id, state, Some(decider), reason).await?;
         let waiter = before.or_else(lookup);
+        let allows = matches!(state, ApprovalState::AllowedOnce | ApprovalState::AllowedAlways);
+        if !ended_here && allows && approval.state == ApprovalState::Pending && !approval.complete {
+            // Shown cut in a chat since the checks above.
+            self.audit(&approval, "refused", Some(decider), Some("not shown in full".into())).await?;
+            return Err(DecideError::NotShownInFull);
+        }
         if !ended_here {
             // Decided, expired or cancelled a moment before (here or elsewhere).
             return Err(DecideError::NotPending);

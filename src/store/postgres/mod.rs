@@ -306,7 +306,8 @@ fn block_on<T: Send + 'static>(
     work: impl Future<Output = StoreResult<T>> + Send + 'static,
 ) -> StoreResult<T> {
     let task = runtime.spawn(work);
-    futures::executor::block_on(task).map_err(|e| StoreError::Backend(format!("a database task failed: {e}")))?
+    futures::executor::block_on(task)
+        .map_err(|e| StoreError::Backend(format!("a database task failed: {}", crate::panics::task_failure(&e))))?
 }
 
 /// The database's own words for an error, without Rust's wrapping.
