@@ -126,7 +126,7 @@ impl Prompts {
         }
         // A channel that cannot show a prompt whole shows it cut, and then no chat
         // may allow it: noted on the request first (a decision can come as soon as
-        // it shows). Shown deny-only even when that note failed.
+        // it shows), then shown deny-only.
         if request.complete && copies.iter().any(|(_, prompt)| !channel.shows_whole(&prompt.text)) {
             if let Err(e) = self.backend.approval_shown_cut(request.approval_id).await {
                 // Not shown at all: a chat could still allow it with `/approve`. It
