@@ -38,7 +38,7 @@ fn name_shown(name: &str) -> String {
     let mut shown = String::new();
     for c in spelled.chars() {
         match c {
-            '\n' | '«' | '»' => shown.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            '\n' | '«' | '»' => shown.push_str(&crate::policy::summary::spelled_out(c)),
             c => shown.push(c),
         }
     }
@@ -133,11 +133,8 @@ impl Prompts {
                 // waits for the operator or expires.
                 return tracing::error!(error = %e, "cannot note that an approval's prompt is shown cut; not shown");
             }
-            let cut = Request { complete: false, ..*request };
             for (_, prompt) in copies.iter_mut().filter(|(_, prompt)| !prompt.buttons.is_empty()) {
-                let text = std::mem::take(&mut prompt.text);
-                *prompt = buttons_prompt(&cut, None);
-                prompt.text = text;
+                offer_choices(prompt, request.approval_id, false);
             }
         }
         if let Err(e) = self.records.set_asked_in(request.approval_id, request.chat).await {
@@ -193,16 +190,19 @@ fn buttons_prompt(request: &Request<'_>, context: Option<&str>) -> ApprovalPromp
     if let Some(context) = context {
         text = format!("({context})\n{text}");
     }
-    // What is not shown whole can only be denied here.
-    let choices: &[Choice] = if request.complete { &Choice::ALL } else { &[Choice::Deny] };
-    let mut commands = vec![("Deny".to_string(), "/deny".to_string())];
-    if request.complete {
-        commands.insert(0, ("Allow once".into(), "/approve".into()));
-    }
-    ApprovalPrompt {
-        text,
-        buttons: choices.iter().map(|c| (c.label().to_string(), button_data(*c, request.approval_id))).collect(),
-        commands,
+    let mut prompt = ApprovalPrompt { text, buttons: Vec::new(), commands: Vec::new() };
+    offer_choices(&mut prompt, request.approval_id, request.complete);
+    prompt
+}
+
+/// Sets the prompt's buttons and text commands: every choice, or only Deny for
+/// a request not shown whole.
+fn offer_choices(prompt: &mut ApprovalPrompt, approval_id: &str, complete: bool) {
+    let choices: &[Choice] = if complete { &Choice::ALL } else { &[Choice::Deny] };
+    prompt.buttons = choices.iter().map(|c| (c.label().to_string(), button_data(*c, approval_id))).collect();
+    prompt.commands = vec![("Deny".to_string(), "/deny".to_string())];
+    if complete {
+        prompt.commands.insert(0, ("Allow once".into(), "/approve".into()));
     }
 }
 

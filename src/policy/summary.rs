@@ -105,7 +105,7 @@ pub fn visible(text: &str) -> String {
             i += run;
         } else if hidden(c) || (combining(c) && (i == 0 || chars[i - 1].is_whitespace() || hidden(chars[i - 1]))) {
             // A mark with nothing to sit on shows as a speck, or as nothing.
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            out.push_str(&spelled_out(c));
             i += 1;
         } else {
             out.push(c);
@@ -113,6 +113,12 @@ pub fn visible(text: &str) -> String {
         }
     }
     out
+}
+
+/// `c` as `\u{…}`: its code point, in place of a character that would not show
+/// as itself.
+pub fn spelled_out(c: char) -> String {
+    format!("\\u{{{:x}}}", c as u32)
 }
 
 /// Characters that show as empty space (and are not spelled out as hidden).

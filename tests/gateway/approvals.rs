@@ -72,12 +72,18 @@ async fn deny_with_a_reason_tells_the_agent_why() {
     gw.wait_text("7", "There is no pending request here.").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_direct_chats_a_users_request_shows_its_buttons_where_it_was_asked_for_an_admin() {
+/// A channel without direct chats, where 8 is a user and 7 the admin.
+async fn user_8_without_direct_chats() -> Gw {
     let caps = switchboard_channel_core::Capabilities { direct_chats: false, ..FakeChannel::default_capabilities() };
     let mut gw = Gw::with_channel(FakeChannel::with_capabilities("fake", caps)).await;
     gw.set("SWITCHBOARD_FAKE__ALLOWED_USERS", "8");
     gw.start().await;
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_direct_chats_a_users_request_shows_its_buttons_where_it_was_asked_for_an_admin() {
+    let gw = user_8_without_direct_chats().await;
     gw.llm.push(Reply::tool_call("Write", json!({"path": "team.txt", "content": "agreed"})));
     gw.llm.push(Reply::text("Written for the team."));
     gw.fake.group("team", "8", "write team.txt", true).await;
@@ -98,10 +104,7 @@ async fn without_direct_chats_a_users_request_shows_its_buttons_where_it_was_ask
 /// someone else's id and chat is set apart and spelled out, with the real id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requesters_display_name_cannot_disguise_who_asked() {
-    let caps = switchboard_channel_core::Capabilities { direct_chats: false, ..FakeChannel::default_capabilities() };
-    let mut gw = Gw::with_channel(FakeChannel::with_capabilities("fake", caps)).await;
-    gw.set("SWITCHBOARD_FAKE__ALLOWED_USERS", "8");
-    gw.start().await;
+    let gw = user_8_without_direct_chats().await;
     gw.llm.push(Reply::tool_call("Write", json!({"path": "team.txt", "content": "agreed"})));
     gw.llm.push(Reply::text("Written."));
     let mut event =

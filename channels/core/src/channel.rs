@@ -204,7 +204,7 @@ pub trait Channel: Send + Sync {
 
     /// Whether [`Channel::show_approval`] shows `text` whole and as written (no
     /// character read as markup, nothing cut). A prompt that would not be must
-    /// be shown cut, with a marker ([`prompt_to_fit`]), and the gateway lets no
+    /// be shown cut, with a marker ([`PromptRendering`]), and the gateway lets no
     /// chat allow it: it asks before it shows one. Default: the text fits one
     /// message as it is (buttons ride on it; without buttons, the default
     /// prompt is sent in parts).
@@ -264,27 +264,45 @@ pub trait Channel: Send + Sync {
 pub const PROMPT_CUT: &str = "\n[… cut here: too long to show whole in this chat, so it can only be denied here; \
      the operator sees it whole with `switchboard approvals show`]";
 
-/// An approval prompt's text as an adapter sends it: `render(text)` when that
-/// is at most `max` long (in `unit`s), else the rendering of the longest start
-/// of `text` that fits with [`PROMPT_CUT`] after it (never the text
-/// unrendered, where markup could hide part of it).
-pub fn prompt_to_fit(text: &str, max: usize, unit: LengthUnit, render: impl Fn(&str) -> String) -> String {
-    let whole = render(text);
-    if unit.measure(&whole) <= max {
-        return whole;
+/// How an adapter shows an approval prompt's text: rendered (escaped so that
+/// it shows as written) into at most `max` `unit`s. One owner of whether a
+/// prompt fits ([`Channel::shows_whole`]) and of how it is cut when not.
+pub struct PromptRendering {
+    /// The most the platform shows in one message (or block), in `unit`s.
+    pub max: usize,
+    /// How `max` is counted.
+    pub unit: LengthUnit,
+    /// The text as sent, escaped so that it shows as written.
+    pub render: fn(&str) -> String,
+}
+
+impl PromptRendering {
+    /// Whether `text` is shown whole.
+    pub fn fits(&self, text: &str) -> bool {
+        self.unit.measure(&(self.render)(text)) <= self.max
     }
-    let room = max.saturating_sub(unit.measure(PROMPT_CUT));
-    let ends: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
-    // The most characters whose rendering fits (a rendering grows with its text).
-    let (mut fits, mut too_many) = (0, ends.len());
-    while too_many - fits > 1 {
-        let middle = (fits + too_many) / 2;
-        match unit.measure(&render(&text[..ends[middle]])) <= room {
-            true => fits = middle,
-            false => too_many = middle,
+
+    /// The text to send: `text` rendered when it fits, else the rendering of its
+    /// longest start that fits with [`PROMPT_CUT`] after it (never the text
+    /// unrendered, where markup could hide part of it).
+    pub fn to_fit(&self, text: &str) -> String {
+        let whole = (self.render)(text);
+        if self.unit.measure(&whole) <= self.max {
+            return whole;
         }
+        let room = self.max.saturating_sub(self.unit.measure(PROMPT_CUT));
+        let ends: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
+        // The most characters whose rendering fits (a rendering grows with its text).
+        let (mut fits, mut too_many) = (0, ends.len());
+        while too_many - fits > 1 {
+            let middle = (fits + too_many) / 2;
+            match self.unit.measure(&(self.render)(&text[..ends[middle]])) <= room {
+                true => fits = middle,
+                false => too_many = middle,
+            }
+        }
+        format!("{}{PROMPT_CUT}", (self.render)(&text[..ends[fits]]))
     }
-    format!("{}{PROMPT_CUT}", render(&text[..ends[fits]]))
 }
 
 /// `text` as one block of plain text, exactly as written: nothing in it is read
@@ -307,9 +325,12 @@ mod tests {
     #[test]
     fn a_prompt_too_long_once_rendered_is_cut_rendered_with_a_marker() {
         let doubled = |t: &str| t.replace('*', "\\*");
-        assert_eq!(prompt_to_fit("a*b", 10, LengthUnit::Chars, doubled), "a\\*b");
+        let prompt = PromptRendering { max: 400, unit: LengthUnit::Chars, render: doubled };
+        assert_eq!(prompt.to_fit("a*b"), "a\\*b");
+        assert!(prompt.fits("a*b"));
         let text = format!("ls {}; rm -rf ~", "*".repeat(300));
-        let shown = prompt_to_fit(&text, 400, LengthUnit::Chars, doubled);
+        assert!(!prompt.fits(&text));
+        let shown = prompt.to_fit(&text);
         assert!(shown.ends_with(PROMPT_CUT), "{shown}");
         assert!(shown.chars().count() <= 400, "{}", shown.chars().count());
         let start = shown.strip_suffix(PROMPT_CUT).unwrap();
@@ -322,7 +343,7 @@ mod tests {
     #[test]
     fn a_prompt_is_cut_in_the_platforms_unit() {
         let text = format!("ls {}", "😀".repeat(300));
-        let shown = prompt_to_fit(&text, 400, LengthUnit::Utf16, |t| t.to_string());
+        let shown = PromptRendering { max: 400, unit: LengthUnit::Utf16, render: str::to_string }.to_fit(&text);
         assert!(LengthUnit::Utf16.measure(&shown) <= 400 && shown.ends_with(PROMPT_CUT), "{shown}");
     }
 

@@ -18,7 +18,8 @@ pub mod settings;
 pub mod split;
 
 pub use channel::{
-    plain_blocks, prompt_to_fit, Capabilities, Channel, ChannelError, DeliverError, InboundSink, LengthUnit, RecentChat,
+    plain_blocks, Capabilities, Channel, ChannelError, DeliverError, InboundSink, LengthUnit, PromptRendering,
+    RecentChat,
 };
 pub use chat::{
     ApprovalPrompt, ChatKey, ChatKind, Click, Command, Inbound, InboundEvent, InboundKind, Interaction, SendOptions,

@@ -228,7 +228,7 @@ impl Channel for DiscordChannel {
     }
 
     fn shows_whole(&self, text: &str) -> bool {
-        render::prompt_fits(text)
+        render::PROMPT.fits(text)
     }
 
     async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {

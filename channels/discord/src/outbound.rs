@@ -153,7 +153,7 @@ impl Outbound<'_> {
                 json!({"type": component::BUTTON, "style": style, "label": label, "custom_id": data})
             })
             .collect();
-        let mut body = json!({"content": render::prompt(&prompt.text), "allowed_mentions": no_pings()});
+        let mut body = json!({"content": render::PROMPT.to_fit(&prompt.text), "allowed_mentions": no_pings()});
         if !buttons.is_empty() {
             body["components"] = json!([{"type": component::ACTION_ROW, "components": buttons}]);
         }

@@ -3,7 +3,7 @@
 //! as markup is escaped, so the agent's text shows as written.
 
 use switchboard_channel_core::markdown::{to_plain, Block, Span, Style};
-use switchboard_channel_core::LengthUnit;
+use switchboard_channel_core::{LengthUnit, PromptRendering};
 
 /// Discord refuses message content longer than this (characters).
 pub const MAX_CONTENT: usize = 2000;
@@ -24,17 +24,10 @@ pub fn content(blocks: &[Block]) -> String {
     }
 }
 
-/// An approval prompt's text, every markup character escaped: whole when that
-/// fits, else cut with a marker ([`switchboard_channel_core::prompt_to_fit`]),
-/// never unescaped (a `||` would hide what follows it as a spoiler).
-pub fn prompt(text: &str) -> String {
-    switchboard_channel_core::prompt_to_fit(text, MAX_CONTENT, LengthUnit::Chars, literal)
-}
-
-/// Whether [`prompt`] shows `text` whole.
-pub fn prompt_fits(text: &str) -> bool {
-    literal(text).chars().count() <= MAX_CONTENT
-}
+/// An approval prompt's text as content, every markup character escaped, cut
+/// with a marker when that is too long, never unescaped (a `||` would hide
+/// what follows it as a spoiler).
+pub const PROMPT: PromptRendering = PromptRendering { max: MAX_CONTENT, unit: LengthUnit::Chars, render: literal };
 
 /// `text` as Markdown that shows it as written.
 fn literal(text: &str) -> String {

@@ -239,7 +239,7 @@ impl Channel for SlackChannel {
     }
 
     fn shows_whole(&self, text: &str) -> bool {
-        render::prompt_fits(text)
+        render::PROMPT.fits(text)
     }
 
     async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {

@@ -123,7 +123,7 @@ impl Outbound<'_> {
     /// The question as a section and its buttons as an actions block; each
     /// button's value is the gateway's opaque data.
     pub async fn show_approval(&self, chat: &ChatKey, prompt: &ApprovalPrompt) -> Result<SentRef, ChannelError> {
-        let question = render::prompt(&prompt.text);
+        let question = render::PROMPT.to_fit(&prompt.text);
         let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": question}})];
         if !prompt.buttons.is_empty() {
             let last = prompt.buttons.len() - 1;

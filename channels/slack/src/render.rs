@@ -4,6 +4,7 @@
 //! `<!here>`, `<!everyone>`) or a link Slack did not get from a link span.
 
 use switchboard_channel_core::markdown::{Block, Span, Style};
+use switchboard_channel_core::{LengthUnit, PromptRendering};
 
 /// Blocks as mrkdwn, joined by blank lines.
 pub fn to_mrkdwn(blocks: &[Block]) -> String {
@@ -65,17 +66,9 @@ pub fn escape(text: &str) -> String {
 /// The most characters of a section's text.
 pub const MAX_SECTION: usize = 3000;
 
-/// An approval prompt's text, escaped: whole when that fits a section, else
-/// cut with a marker ([`switchboard_channel_core::prompt_to_fit`]), never cut
-/// silently (the end of a command is what it runs).
-pub fn prompt(text: &str) -> String {
-    switchboard_channel_core::prompt_to_fit(text, MAX_SECTION, switchboard_channel_core::LengthUnit::Chars, escape)
-}
-
-/// Whether [`prompt`] shows `text` whole.
-pub fn prompt_fits(text: &str) -> bool {
-    escape(text).chars().count() <= MAX_SECTION
-}
+/// An approval prompt's text as a section's, escaped, cut with a marker when
+/// that is too long, never silently (the end of a command is what it runs).
+pub const PROMPT: PromptRendering = PromptRendering { max: MAX_SECTION, unit: LengthUnit::Chars, render: escape };
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! Approval prompts as an inline keyboard, and replacing them with the outcome.
 
-use switchboard_channel_core::{prompt_to_fit, ApprovalPrompt, ChannelError, ChatKey, LengthUnit, SentRef};
+use switchboard_channel_core::{ApprovalPrompt, ChannelError, ChatKey, LengthUnit, PromptRendering, SentRef};
 use teloxide::payloads::EditMessageReplyMarkupSetters;
 use teloxide::requests::{Request, Requester};
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
@@ -34,8 +34,10 @@ pub(crate) async fn show(api: &Api, chat: &ChatKey, prompt: &ApprovalPrompt) -> 
     let to = target(chat)?;
     let markup = keyboard(&prompt.buttons)?;
     let markup = (!prompt.buttons.is_empty()).then_some(markup);
-    // Whole whenever the gateway was told it fits (`Channel::shows_whole`).
-    let text = prompt_to_fit(&prompt.text, crate::api::MAX_TEXT_UTF16, LengthUnit::Utf16, |t| t.to_string());
+    // Whole whenever the gateway was told it fits (`Channel::shows_whole`: the
+    // same limit, on plain text).
+    let plain = PromptRendering { max: crate::api::MAX_TEXT_UTF16, unit: LengthUnit::Utf16, render: str::to_string };
+    let text = plain.to_fit(&prompt.text);
     send_text(api, to, &Text::plain(&text), None, markup.as_ref())
         .await
         .map_err(|err| api.redactor.channel_error("sendMessage", &err))
