@@ -166,10 +166,10 @@ pub trait AgentBackend: Send + Sync {
         choice: Choice,
         reason: Option<String>,
     ) -> Result<Decided, DecideError>;
-    /// Notes that a guest's words reach the conversation and that others' turns
-    /// read it too (a group's, or one chats share): its sessions then ask before
-    /// any memory edit ([`crate::policy::ToolContext::guests_heard`]). Called
-    /// before the words are recorded.
+    /// Notes that a guest's words reach the conversation: sessions on it other
+    /// than guests' then ask before any memory edit
+    /// ([`crate::policy::ToolContext::guests_heard`]), and so does a turn whose
+    /// search across conversations reads it. Called before the words are recorded.
     async fn note_guest_words(&self, conversation_id: &str) -> Result<(), AgentError>;
     /// Notes that a chat is shown the request cut (its channel cannot show it
     /// whole): from then on no chat may allow it, only the operator.

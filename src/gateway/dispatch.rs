@@ -201,11 +201,12 @@ impl Dispatcher {
         }
     }
 
-    /// Notes a guest's words reaching a conversation others' turns read too (a
-    /// group's, or one chats may share), before they do; false when that could
+    /// Notes a guest's words reaching a conversation, before they do (whoever
+    /// reads it later, in a group, a shared conversation, the operator's command
+    /// line or a search across conversations, reads them); false when that could
     /// not be noted (the words must not go in unnoted).
-    async fn note_guest(&self, message: &Inbound, tier: Tier, conversation: &str) -> bool {
-        if tier != Tier::Guest || (message.kind != ChatKind::Group && !self.router.may_share()) {
+    async fn note_guest(&self, tier: Tier, conversation: &str) -> bool {
+        if tier != Tier::Guest {
             return true;
         }
         match self.backend.note_guest_words(conversation).await {
@@ -223,7 +224,7 @@ impl Dispatcher {
             Ok(r) => r,
             Err(e) => return tracing::error!(error = %e, "cannot route a listened message"),
         };
-        if !self.note_guest(&message, tier, &route.conversation_id).await {
+        if !self.note_guest(tier, &route.conversation_id).await {
             return;
         }
         let (backend, journal) = (self.backend.clone(), self.journal.clone());
@@ -276,7 +277,7 @@ impl Dispatcher {
                 }
             }
         }
-        if !self.note_guest(&message, tier, &route.conversation_id).await {
+        if !self.note_guest(tier, &route.conversation_id).await {
             let reply = Outbound { text: SOMETHING_WENT_WRONG.into(), reply_to, interaction, ..Outbound::default() };
             return self.delivery.reply(&chat, reply, std::slice::from_ref(&event_id)).await;
         }

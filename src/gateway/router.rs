@@ -56,13 +56,6 @@ impl Router {
         Ok(route)
     }
 
-    /// Whether a chat's conversation may be another chat's too (one shared by
-    /// everything, or explicit routes naming one): then a direct chat's words
-    /// reach other people's turns as a group's do.
-    pub fn may_share(&self) -> bool {
-        self.settings.shared_conversation || !self.settings.routes.is_empty()
-    }
-
     /// `/new`: this chat continues in a fresh conversation.
     pub async fn start_new(&self, chat: &ChatKey) -> Result<Route, AgentError> {
         let _chat = self.chats.lock(&chat.id()).await;

@@ -1,11 +1,13 @@
-//! Which conversations a guest's words reached that others' turns read too (a
-//! group's, or one chats share). There, what the model reads may carry a
-//! guest's instructions whoever's turn it is, so the policy asks before a
-//! memory edit ([`crate::policy::ToolContext::guests_heard`]). The gateway
-//! notes them ([`crate::agent::AgentBackend::note_guest_words`]); every
-//! session on the conversation, whoever opens it, reads it. Durable, as the
-//! words stay in the transcript across restarts; noted from the version that
-//! keeps it on (words from before are not known).
+//! Which conversations a guest's words reached (a group's, a guest's direct
+//! chat, one chats share). There, what the model reads may carry a guest's
+//! instructions whoever's turn it is (a member's in the group, the operator's
+//! continuing the conversation, an admin's whose search across conversations
+//! read it), so the policy asks before a memory edit
+//! ([`crate::policy::ToolContext::guests_heard`]). The gateway notes them
+//! ([`crate::agent::AgentBackend::note_guest_words`]); every session on the
+//! conversation, whoever opens it, reads it. Durable, as the words stay in the
+//! transcript across restarts. Words from before the version that notes them
+//! are not known.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,12 @@ impl GuestsHeard {
                 true
             }
         }
+    }
+
+    /// Whether this process knows `conversation` as heard, without asking the
+    /// store (a note made since a session opened on it).
+    pub fn known_here(&self, conversation: &str) -> bool {
+        self.known().contains(conversation)
     }
 
     fn remember(&self, conversation: &str) {

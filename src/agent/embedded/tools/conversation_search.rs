@@ -70,14 +70,19 @@ pub async fn run(env: &ToolEnv, input: &Value) -> ToolOutcome {
     }
     hits.sort_by_key(|h| std::cmp::Reverse(h.0));
     let total = hits.len();
+    let mut read_from = Vec::new();
     let lines: Vec<String> = hits
         .into_iter()
         .take(limit)
         .map(|(at, conversation, role, text)| {
             let when = format_time(at);
             let excerpt: String = text.chars().take(EXCERPT_CHARS).collect::<String>().replace('\n', " ");
-            format!("[{when}] ({conversation}) {role}: {excerpt}")
+            let line = format!("[{when}] ({conversation}) {role}: {excerpt}");
+            if conversation != env.conversation_id && !read_from.contains(&conversation) {
+                read_from.push(conversation);
+            }
+            line
         })
         .collect();
-    ToolOutcome::ok(format!("{} of {total} matches:\n{}", lines.len(), lines.join("\n")))
+    ToolOutcome { read_from, ..ToolOutcome::ok(format!("{} of {total} matches:\n{}", lines.len(), lines.join("\n"))) }
 }

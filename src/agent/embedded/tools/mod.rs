@@ -34,15 +34,18 @@ pub struct ToolSpec {
 pub struct ToolOutcome {
     pub content: String,
     pub is_error: bool,
+    /// Other conversations whose messages `content` shows (a search across the
+    /// agent's conversations): whoever wrote there is now read in this one.
+    pub read_from: Vec<String>,
 }
 
 impl ToolOutcome {
     pub fn ok(content: impl Into<String>) -> Self {
-        ToolOutcome { content: content.into(), is_error: false }
+        ToolOutcome { content: content.into(), is_error: false, read_from: Vec::new() }
     }
 
     pub fn error(content: impl Into<String>) -> Self {
-        ToolOutcome { content: content.into(), is_error: true }
+        ToolOutcome { content: content.into(), is_error: true, read_from: Vec::new() }
     }
 }
 

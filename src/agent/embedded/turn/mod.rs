@@ -18,7 +18,7 @@ use super::llm::{ChatRequest, Delta, LlmError, ModelReply, Tools};
 use super::tools;
 use super::{compaction, history, prompt, Inner, Workplace};
 use crate::agent::{ErrorKind, ExternalTools, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
-use crate::policy::{CanUseTool, ToolContext};
+use crate::policy::{CanUseTool, Tier, ToolContext};
 use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
 
 /// Why a turn stopped early, in words for the person.
@@ -69,7 +69,7 @@ struct Turn {
 pub(super) async fn run(
     inner: Arc<Inner>,
     policy: Arc<dyn CanUseTool>,
-    context: ToolContext,
+    mut context: ToolContext,
     extras: Extras,
     request: TurnRequest,
 ) {
@@ -79,6 +79,11 @@ pub(super) async fn run(
         guard = inner.conversation_locks.lock(&request.conversation_id) => Some(guard),
         _ = request.cancel.cancelled() => None,
     };
+    // A guest's words may have reached the conversation since the session
+    // opened (a long session of the SDK's; a search in an earlier turn).
+    if context.tier != Tier::Guest && inner.heard.known_here(&request.conversation_id) {
+        context.guests_heard = true;
+    }
     let mut turn = Turn {
         inner,
         policy,

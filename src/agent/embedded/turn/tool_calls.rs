@@ -182,7 +182,7 @@ impl Turn {
                     ("The turn was cancelled while the program ran this tool.".to_string(), true)
                 }
             };
-            return Ok(ToolOutcome { content, is_error });
+            return Ok(ToolOutcome { content, is_error, read_from: Vec::new() });
         }
         let (workdir, sandbox) = self.inner.workplace(self.extras.place.as_deref());
         let env = ToolEnv {
@@ -208,6 +208,32 @@ impl Turn {
             ),
         };
         tracing::info!(tool = %call.name, is_error = outcome.is_error, "tool call finished");
-        Ok(outcome)
+        Ok(self.reading_others(outcome).await)
+    }
+
+    /// A result that shows a guest's words from another conversation brings them
+    /// into this one (its transcript keeps them): noted before the result goes
+    /// in, so memory edits ask from now on, in this turn and every later one.
+    async fn reading_others(&mut self, outcome: ToolOutcome) -> ToolOutcome {
+        if outcome.read_from.is_empty() || self.context.guests_heard {
+            return outcome;
+        }
+        let heard = self.inner.heard.clone();
+        let mut reads_a_guest = false;
+        for conversation in &outcome.read_from {
+            if heard.heard(conversation).await {
+                reads_a_guest = true;
+                break;
+            }
+        }
+        if !reads_a_guest {
+            return outcome;
+        }
+        if let Err(e) = heard.note(&self.context.conversation_id).await {
+            tracing::error!(error = %e, "cannot note that a search read a guest's words");
+            return ToolOutcome::error("Past conversations could not be read; try again.");
+        }
+        self.context.guests_heard = true;
+        outcome
     }
 }
