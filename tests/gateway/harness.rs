@@ -155,6 +155,13 @@ impl Gw {
         store.kv_scan(space, "").map(|r| r.len()).unwrap_or(0)
     }
 
+    /// How many records of `space` hold `needle` in their stored bytes.
+    pub fn records_holding(&self, space: &str, needle: &str) -> usize {
+        let store = &self.running.as_ref().expect("running").store;
+        let records = store.kv_scan(space, "").unwrap_or_default();
+        records.iter().filter(|(_, value)| String::from_utf8_lossy(value).contains(needle)).count()
+    }
+
     /// Waits until a transcript entry of any conversation contains `needle` (the
     /// store's readers see only what was committed).
     pub async fn wait_transcript(&self, needle: &str) {

@@ -68,8 +68,8 @@ impl GuestsHeard {
         }
     }
 
-    /// Whether this process knows `conversation` as heard, without asking the
-    /// store (a note made since a session opened on it).
+    /// Whether this process knows `conversation` as noted in the store (noted
+    /// here or read so), without asking the store.
     pub fn known_here(&self, conversation: &str) -> bool {
         self.known().contains(conversation)
     }

@@ -142,20 +142,9 @@ impl EmbeddedBackend {
             .ok_or_else(|| AgentError::NotFound { kind: "agent", id: id.to_string() })
     }
 
-    /// Whether a guest's words are in the conversation, for a session that may
-    /// edit memory at all (a guest's may not: nothing to read for it).
-    async fn guests_heard(&self, conversation_id: &str, options: &SessionOptions) -> bool {
-        options.tier != Tier::Guest && self.inner.heard.heard(conversation_id).await
-    }
-
-    /// A session on a conversation; `guests_heard` as [`ToolContext::guests_heard`].
-    fn session(
-        &self,
-        agent_id: String,
-        conversation_id: String,
-        options: SessionOptions,
-        guests_heard: bool,
-    ) -> Session {
+    /// A session on a conversation (whether a guest's words are in it is read by
+    /// each of its turns: [`ToolContext::guests_heard`]).
+    fn session(&self, agent_id: String, conversation_id: String, options: SessionOptions) -> Session {
         let place = options.workdir.map(|workdir| Arc::new(Workplace { workdir, sandbox: std::sync::OnceLock::new() }));
         let (external, fence) = (options.external_tools, options.fence);
         let context = ToolContext {
@@ -165,7 +154,7 @@ impl EmbeddedBackend {
             sender: options.sender,
             tier: options.tier,
             in_group: options.in_group,
-            guests_heard,
+            guests_heard: false,
         };
         let runner = SessionRunner {
             inner: self.inner.clone(),
@@ -398,15 +387,13 @@ impl AgentBackend for EmbeddedBackend {
     async fn create_session(&self, agent_id: &str, options: SessionOptions) -> Result<Session, AgentError> {
         let agent = self.require_agent(agent_id).await?;
         let conversation = self.new_conversation(&agent.id).await?;
-        // New: nobody's words are in it yet.
-        Ok(self.session(agent.id, conversation.id, options, false))
+        Ok(self.session(agent.id, conversation.id, options))
     }
 
     async fn resume_session(&self, id: &str, options: SessionOptions) -> Result<Session, AgentError> {
         if id.starts_with("conv-") {
             let conversation = self.conversation(id).await?;
-            let heard = self.guests_heard(&conversation.id, &options).await;
-            return Ok(self.session(conversation.agent_id, conversation.id, options, heard));
+            return Ok(self.session(conversation.agent_id, conversation.id, options));
         }
         let agent = self.require_agent(id).await?;
         let conversation_id = agent.default_conversation.clone();
@@ -425,8 +412,7 @@ impl AgentBackend for EmbeddedBackend {
             };
             blocking(self.store(), move |s| s.put_conversation(&record)).await?;
         }
-        let heard = self.guests_heard(&conversation_id, &options).await;
-        Ok(self.session(agent_id, conversation_id, options, heard))
+        Ok(self.session(agent_id, conversation_id, options))
     }
 
     async fn note_guest_words(&self, conversation_id: &str) -> Result<(), AgentError> {
@@ -528,6 +514,9 @@ impl AgentBackend for EmbeddedBackend {
     async fn import_conversation(&self, agent_id: &str, entries: Vec<Entry>) -> Result<ConversationRecord, AgentError> {
         self.require_agent(agent_id).await?;
         let conversation = self.new_conversation(agent_id).await?;
+        // Who wrote an imported transcript is not known (a guest's DM, exported):
+        // counted as one a guest spoke in, before its words go in.
+        self.inner.heard.note(&conversation.id).await?;
         let id = conversation.id.clone();
         blocking(self.store(), move |s| {
             for entry in &entries {

@@ -79,10 +79,11 @@ pub(super) async fn run(
         guard = inner.conversation_locks.lock(&request.conversation_id) => Some(guard),
         _ = request.cancel.cancelled() => None,
     };
-    // A guest's words may have reached the conversation since the session
-    // opened (a long session of the SDK's; a search in an earlier turn).
-    if context.tier != Tier::Guest && inner.heard.known_here(&request.conversation_id) {
-        context.guests_heard = true;
+    // Whether a guest's words are in what this turn reads, as the turn before it
+    // left the conversation (on any replica). A guest's turn may not edit memory
+    // at all: nothing to read for it.
+    if context.tier != Tier::Guest && guard.is_some() {
+        context.guests_heard = inner.heard.heard(&request.conversation_id).await;
     }
     let mut turn = Turn {
         inner,

@@ -215,7 +215,9 @@ impl Turn {
     /// into this one (its transcript keeps them): noted before the result goes
     /// in, so memory edits ask from now on, in this turn and every later one.
     async fn reading_others(&mut self, outcome: ToolOutcome) -> ToolOutcome {
-        if outcome.read_from.is_empty() || self.context.guests_heard {
+        // Known as noted already (not merely assumed, as when the store could not
+        // tell as the turn began): nothing to add.
+        if outcome.read_from.is_empty() || self.inner.heard.known_here(&self.context.conversation_id) {
             return outcome;
         }
         let heard = self.inner.heard.clone();
