@@ -155,11 +155,11 @@ impl Gw {
         store.kv_scan(space, "").map(|r| r.len()).unwrap_or(0)
     }
 
-    /// How many records of `space` hold `needle` in their stored bytes.
-    pub fn records_holding(&self, space: &str, needle: &str) -> usize {
+    /// The records of `space`, each as its key and its stored bytes as text.
+    pub fn records_as_text(&self, space: &str) -> Vec<(String, String)> {
         let store = &self.running.as_ref().expect("running").store;
         let records = store.kv_scan(space, "").unwrap_or_default();
-        records.iter().filter(|(_, value)| String::from_utf8_lossy(value).contains(needle)).count()
+        records.into_iter().map(|(key, value)| (key, String::from_utf8_lossy(&value).into_owned())).collect()
     }
 
     /// Waits until a transcript entry of any conversation contains `needle` (the
