@@ -68,6 +68,16 @@ impl GuestsHeard {
         }
     }
 
+    /// Whether a guest's words reached any of `conversations` (as [`Self::heard`]).
+    pub async fn any_heard(&self, conversations: &[String]) -> bool {
+        for conversation in conversations {
+            if self.heard(conversation).await {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Whether this process knows `conversation` as noted in the store (noted
     /// here or read so), without asking the store.
     pub fn known_here(&self, conversation: &str) -> bool {

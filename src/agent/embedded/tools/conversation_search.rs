@@ -70,18 +70,16 @@ pub async fn run(env: &ToolEnv, input: &Value) -> ToolOutcome {
     }
     hits.sort_by_key(|h| std::cmp::Reverse(h.0));
     let total = hits.len();
-    let mut read_from = Vec::new();
+    hits.truncate(limit);
+    let mut read_from: Vec<String> = hits.iter().map(|h| h.1.clone()).filter(|c| *c != env.conversation_id).collect();
+    read_from.sort();
+    read_from.dedup();
     let lines: Vec<String> = hits
         .into_iter()
-        .take(limit)
         .map(|(at, conversation, role, text)| {
             let when = format_time(at);
             let excerpt: String = text.chars().take(EXCERPT_CHARS).collect::<String>().replace('\n', " ");
-            let line = format!("[{when}] ({conversation}) {role}: {excerpt}");
-            if conversation != env.conversation_id && !read_from.contains(&conversation) {
-                read_from.push(conversation);
-            }
-            line
+            format!("[{when}] ({conversation}) {role}: {excerpt}")
         })
         .collect();
     ToolOutcome { read_from, ..ToolOutcome::ok(format!("{} of {total} matches:\n{}", lines.len(), lines.join("\n"))) }

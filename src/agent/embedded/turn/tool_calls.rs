@@ -221,14 +221,7 @@ impl Turn {
             return outcome;
         }
         let heard = self.inner.heard.clone();
-        let mut reads_a_guest = false;
-        for conversation in &outcome.read_from {
-            if heard.heard(conversation).await {
-                reads_a_guest = true;
-                break;
-            }
-        }
-        if !reads_a_guest {
+        if !heard.any_heard(&outcome.read_from).await {
             return outcome;
         }
         if let Err(e) = heard.note(&self.context.conversation_id).await {
