@@ -284,24 +284,24 @@ impl Commands {
         }
     }
 
-    /// `/approve` and `/deny`: the text fallback for the chat's newest pending request.
+    /// `/approve` and `/deny`: the text fallback for the newest pending request
+    /// whose prompt this chat was shown, whichever conversation asked (an
+    /// approver's DM shows other chats' requests). The command names none, so it
+    /// never decides one the chat has not seen (not shown yet, or shown cut).
     async fn decide_pending(&self, call: &Invocation<'_>, choice: Choice, reason: Option<String>) -> Answer {
-        let route = match self.router.route(call.chat).await {
-            Ok(r) => r,
+        let all = match self.backend.approvals().await {
+            Ok(all) => all,
             Err(e) => return failed("decide", &e.to_string()),
         };
-        let pending = self.backend.approvals().await.ok().and_then(|all| {
-            all.into_iter()
-                .rev()
-                .find(|a| a.conversation_id == route.conversation_id && a.state == ApprovalState::Pending)
-        });
-        let Some(approval) = pending else { return Answer::private("There is no pending request here.") };
-        self.names.remember(call.sender);
-        // Only a request whose prompt this chat was shown: the command names none,
-        // and must not decide one that is not shown yet (or shown cut, only now).
-        if !self.decisions.shown_in(&approval.id, call.chat).await {
-            return Answer::private("There is no pending request here.");
+        let mut shown = None;
+        for pending in all.into_iter().rev().filter(|a| a.state == ApprovalState::Pending) {
+            if self.decisions.shown_in(&pending.id, call.chat).await {
+                shown = Some(pending);
+                break;
+            }
         }
+        let Some(approval) = shown else { return Answer::private("There is no pending request here.") };
+        self.names.remember(call.sender);
         let decider = Decider::Person { id: call.sender.id.clone(), tier: call.tier };
         match self.decisions.decide(&approval.id, &decider, choice, reason, Via::Command(call.chat)).await {
             Ok(decided) => Answer::public(outcome_text(decided.state, Some(&call.sender.name))),

@@ -29,16 +29,24 @@ use crate::store::ApprovalState;
 /// spelled out).
 const NAME_SHOWN: usize = 64;
 
+/// Characters that look like a guillemet or could pass for one at a glance
+/// (single and double angle quotes, angle brackets, much-less/greater-than
+/// signs, ornaments), which a name might use to seem to end its «».
+const GUILLEMET_LIKE: &[char] = &[
+    '«', '»', '‹', '›', '≪', '≫', '⋘', '⋙', '⪡', '⪢', '⫷', '⫸', '《', '》', '〈', '〉', '⟨', '⟩', '⟪', '⟫', '❬', '❭',
+    '❮', '❯', '❰', '❱', '⦑', '⦒', '⧼', '⧽', '＜', '＞', '﹤', '﹥', '<', '>', 'ᐸ', 'ᐳ',
+];
+
 /// A display name as a prompt shows it: a label anyone can choose, so on one
 /// line, spelled out like the call (nothing can turn the line around), with no
-/// guillemet of its own (it cannot end the «» that set it apart) and short.
-/// The id after it says who it really is.
+/// guillemet of its own nor anything like one (it cannot seem to end the «»
+/// that set it apart) and short. The id after it says who it really is.
 fn name_shown(name: &str) -> String {
     let spelled = crate::policy::summary::visible(name);
     let mut shown = String::new();
     for c in spelled.chars() {
         match c {
-            '\n' | '«' | '»' => shown.push_str(&crate::policy::summary::spelled_out(c)),
+            c if c == '\n' || GUILLEMET_LIKE.contains(&c) => shown.push_str(&crate::policy::summary::spelled_out(c)),
             c => shown.push(c),
         }
     }
@@ -230,5 +238,17 @@ mod tests {
         assert_eq!(parse_button("apr:x:apr-1"), None);
         assert_eq!(parse_button("apr:o:conv-1"), None);
         assert_eq!(parse_button("other"), None);
+    }
+
+    /// A name cannot seem to end its «» with a look-alike and name another id.
+    #[test]
+    fn a_name_cannot_close_its_quotes_with_a_look_alike() {
+        for closer in ['»', '›', '≫', '》', '〉', '⟩', '❯', '＞', '>'] {
+            let shown = name_shown(&format!("Bob{closer} (fake:7)"));
+            assert!(!shown.contains(closer), "{closer:?} shows as itself in {shown}");
+            assert_eq!(shown, format!("Bob\\u{{{:x}}} (fake:7)", closer as u32));
+        }
+        assert_eq!(name_shown("Ann «the admin»"), "Ann \\u{ab}the admin\\u{bb}");
+        assert_eq!(name_shown("plain name"), "plain name");
     }
 }

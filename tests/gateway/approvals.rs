@@ -216,3 +216,24 @@ async fn a_prompt_the_platform_refused_for_a_whole_round_is_shown_later() {
     gw.wait_text("7", "Written late.").await;
     assert_eq!(gw.fake.messages_in("7").iter().filter(|m| !m.buttons.is_empty()).count(), 0, "one prompt, resolved");
 }
+
+/// `/approve` decides the newest pending request whose prompt the chat was
+/// shown, whichever conversation asked: in an approver's DM, a user's request
+/// shown there (it looked only at the DM's own conversation, and found none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_in_an_approvers_dm_decides_the_request_shown_there() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_FAKE__ALLOWED_USERS", "8");
+    gw.start().await;
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "theirs.txt", "content": "by command"})));
+    gw.llm.push(Reply::text("Written for 8."));
+    gw.fake.dm("8", "write theirs.txt").await;
+    gw.wait_prompt("7").await;
+    // The requester is not an approver: the command in their own chat decides nothing.
+    gw.fake.dm("8", "/approve").await;
+    gw.wait_text("8", "Only an approver can decide this request.").await;
+    assert!(!gw.workdir().join("theirs.txt").exists());
+    gw.fake.dm("7", "/approve").await;
+    gw.wait_text("8", "Written for 8.").await;
+    assert_eq!(std::fs::read_to_string(gw.workdir().join("theirs.txt")).unwrap(), "by command");
+}
