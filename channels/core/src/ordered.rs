@@ -3,7 +3,9 @@
 //! wait for each event's journal write before it reads the next, so the flush of
 //! one chat's event held up every other chat. [`Ordered`] runs each event's
 //! hand-over on a task of its own, after every earlier one with the same key (a
-//! chat) and beside those of other keys, with a bounded number under way.
+//! chat) and beside those of other keys, with a bounded number under way and a
+//! larger bound on those waiting for their turn: a chat whose events pile up
+//! waits in line without taking the places other chats' events run in.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,46 +16,62 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 /// Keys remembered before the finished ones are forgotten.
 const FORGET_AFTER: usize = 1024;
 
-/// Tasks in order per key, side by side across keys, at most `limit` at once.
+/// How many tasks may be spawned and not yet ended for each one under way.
+pub const HELD_PER_RUNNING: usize = 8;
+
+/// Tasks in order per key, side by side across keys, at most `limit` under way
+/// at once and [`HELD_PER_RUNNING`] times as many spawned and not yet ended.
 /// One owner (the adapter's read loop) spawns; the tasks run by themselves, so
 /// a hand-over under way is never cancelled by the loop ending.
 pub struct Ordered {
     /// The last task spawned for each key: it ends (its sender dropped) when that
     /// task does, even by a panic.
     last: HashMap<String, oneshot::Receiver<()>>,
-    places: Arc<Semaphore>,
+    /// Tasks spawned and not yet ended, waiting for their turn or under way.
+    held: Arc<Semaphore>,
+    /// Tasks under way: each past every earlier task of its key, so one key
+    /// takes at most one of these, however many of its tasks wait.
+    running: Arc<Semaphore>,
 }
 
 impl Ordered {
-    /// At most `limit` tasks under way or waiting for their turn (at least one).
+    /// At most `limit` tasks under way (at least one), and [`HELD_PER_RUNNING`]
+    /// times as many spawned and not yet ended.
     pub fn new(limit: usize) -> Ordered {
-        Ordered { last: HashMap::new(), places: Arc::new(Semaphore::new(limit.max(1))) }
+        let limit = limit.max(1);
+        Ordered {
+            last: HashMap::new(),
+            held: Arc::new(Semaphore::new(limit * HELD_PER_RUNNING)),
+            running: Arc::new(Semaphore::new(limit)),
+        }
     }
 
     /// Whether another task may be spawned now without waiting: a read loop
     /// reads its next event only then, and meanwhile goes on with its other
     /// work (its own pings, acknowledgements).
     pub fn has_room(&self) -> bool {
-        self.places.available_permits() > 0
+        self.held.available_permits() > 0
     }
 
-    /// Returns once a place is free (at once if one is).
+    /// Returns once another task may be spawned (at once if one may).
     pub async fn room(&self) {
         // Taken and given back at once; never closed while `self` lives.
-        let _ = self.places.acquire().await;
+        let _ = self.held.acquire().await;
     }
 
     /// Spawns `task` to run after every task spawned before it under `key`,
-    /// waiting first for a place if all are taken.
+    /// once a place to run is free; waits first while as many tasks as may be
+    /// held are spawned and not yet ended.
     pub async fn spawn<F>(&mut self, key: String, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let place: OwnedSemaphorePermit = match self.places.clone().acquire_owned().await {
-            Ok(place) => place,
+        let held: OwnedSemaphorePermit = match self.held.clone().acquire_owned().await {
+            Ok(held) => held,
             // Never closed: the semaphore lives as long as `self`.
             Err(_) => return,
         };
+        let running = self.running.clone();
         if self.last.len() >= FORGET_AFTER {
             self.last.retain(|_, before| matches!(before.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
         }
@@ -64,8 +82,10 @@ impl Ordered {
                 // Err once the earlier task ended, however it ended.
                 let _ = before.await;
             }
+            // Never closed: the semaphore lives as long as an `Ordered` or a task.
+            let place = running.acquire_owned().await.ok();
             task.await;
-            drop((done, place));
+            drop((done, place, held));
         });
     }
 }
@@ -134,17 +154,55 @@ mod tests {
         let (open_b, gate_b) = oneshot::channel();
         ordered.spawn("a".into(), noting(&log, "a", Some(gate_a))).await;
         ordered.spawn("b".into(), noting(&log, "b", Some(gate_b))).await;
-        assert!(!ordered.has_room(), "both places taken");
-        let third = tokio::time::timeout(Duration::from_millis(50), ordered.spawn("c".into(), noting(&log, "c", None)));
-        assert!(third.await.is_err(), "the third waits for a place");
-        open_a.send(()).unwrap();
-        assert_eq!(until(&log, 1).await, ["a"]);
-        tokio::time::timeout(Duration::from_secs(5), ordered.room()).await.expect("a's place is free again");
-        assert!(ordered.has_room());
+        // Spawned at once (it may wait), but not under way beside the two.
         ordered.spawn("c".into(), noting(&log, "c", None)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(log.lock().unwrap().is_empty(), "c waits for a place to run");
+        open_a.send(()).unwrap();
         assert_eq!(until(&log, 2).await, ["a", "c"]);
         open_b.send(()).unwrap();
         assert_eq!(until(&log, 3).await, ["a", "c", "b"]);
+    }
+
+    /// One chat whose events pile up (a flood in one channel) waits in line
+    /// without taking the places: another chat's event runs beside it at once.
+    #[tokio::test]
+    async fn a_key_whose_tasks_pile_up_takes_one_place() {
+        let mut ordered = Ordered::new(2);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (open, gate) = oneshot::channel();
+        ordered.spawn("flood".into(), noting(&log, "flood 1", Some(gate))).await;
+        for _ in 2..=5 {
+            ordered.spawn("flood".into(), noting(&log, "flood n", None)).await;
+        }
+        for (key, name) in [("b", "b"), ("c", "c")] {
+            let spawned =
+                tokio::time::timeout(Duration::from_secs(2), ordered.spawn(key.into(), noting(&log, name, None)));
+            spawned.await.expect("spawned without waiting for the flood's places");
+        }
+        assert_eq!(until(&log, 2).await, ["b", "c"], "neither waits behind the flood");
+        open.send(()).unwrap();
+        assert_eq!(until(&log, 7).await.len(), 7);
+    }
+
+    /// Spawned and not yet ended: at most the held bound, then the read loop waits.
+    #[tokio::test]
+    async fn no_more_than_the_held_bound_are_spawned_and_not_ended() {
+        let mut ordered = Ordered::new(1);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (open, gate) = oneshot::channel();
+        ordered.spawn("a".into(), noting(&log, "first", Some(gate))).await;
+        for _ in 1..HELD_PER_RUNNING {
+            ordered.spawn("a".into(), noting(&log, "later", None)).await;
+        }
+        assert!(!ordered.has_room(), "every held place taken");
+        let more = tokio::time::timeout(Duration::from_millis(50), ordered.spawn("b".into(), noting(&log, "b", None)));
+        assert!(more.await.is_err(), "one more waits for a held place");
+        open.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), ordered.room()).await.expect("places free again");
+        assert!(ordered.has_room());
+        ordered.spawn("b".into(), noting(&log, "b", None)).await;
+        assert_eq!(until(&log, HELD_PER_RUNNING + 1).await.len(), HELD_PER_RUNNING + 1);
     }
 
     #[tokio::test]

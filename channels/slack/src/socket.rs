@@ -27,7 +27,8 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 pub(crate) const SILENT_FOR: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Envelopes being handed over at once; the socket is read further once one is done.
+/// Envelopes being handed over at once (eight times as many may wait for an
+/// earlier one of their channel); the socket is read further while there is room.
 pub(crate) const IN_FLIGHT: usize = 64;
 /// How long a connection that ends on purpose waits to acknowledge what is
 /// still being journaled.
