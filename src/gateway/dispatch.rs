@@ -24,7 +24,7 @@ use super::prompts::parse_button;
 use super::registry::Registry;
 use super::router::Router;
 use super::turns::Turns;
-use super::waiting::{attributed, input_id, Admitted, Incoming};
+use super::waiting::{attributed, input_id, Admitted, Arrival, Incoming};
 use super::SOMETHING_WENT_WRONG;
 use crate::agent::{AgentBackend, UserInput};
 use crate::policy::approvals::{DecideError, Decider};
@@ -47,7 +47,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub async fn handle(&self, event: InboundEvent) {
+    pub async fn handle(&self, event: InboundEvent, arrival: Arrival) {
         let channel = &event.kind.chat().channel;
         if self.registry.get(channel).is_none() {
             // Journaled by a run that served this channel; nothing can answer it now.
@@ -55,7 +55,7 @@ impl Dispatcher {
             return self.delivery.nothing_to_send(std::slice::from_ref(&event.event_id)).await;
         }
         match event.kind {
-            InboundKind::Message(message) => self.message(message, event.event_id).await,
+            InboundKind::Message(message) => self.message(message, event.event_id, arrival).await,
             InboundKind::Command(command) => self.command(command, event.event_id).await,
             InboundKind::Click(click) => self.click(click, event.event_id).await,
         }
@@ -95,7 +95,7 @@ impl Dispatcher {
         }
     }
 
-    async fn message(&self, message: Inbound, event_id: String) {
+    async fn message(&self, message: Inbound, event_id: String, arrival: Arrival) {
         let attempt = Attempt {
             chat: &message.chat,
             kind: message.kind,
@@ -133,7 +133,7 @@ impl Dispatcher {
                     let reply = Outbound { text: answer.text, reply_to, interaction, visibility, prompt: None };
                     return self.delivery.reply(&message.chat, reply, std::slice::from_ref(&event_id)).await;
                 }
-                self.turn(message, tier, event_id, reply_to).await;
+                self.turn(message, tier, event_id, reply_to, arrival).await;
             }
         }
     }
@@ -243,7 +243,7 @@ impl Dispatcher {
 
     /// A message to answer: it waits for its conversation's next turn, unless a
     /// guest sends too fast or too much already waits (both said in a notice).
-    async fn turn(&self, message: Inbound, tier: Tier, event_id: String, reply_to: Option<String>) {
+    async fn turn(&self, message: Inbound, tier: Tier, event_id: String, reply_to: Option<String>, arrival: Arrival) {
         let (chat, sender, interaction) =
             (message.chat.clone(), message.sender.id.clone(), message.interaction.clone());
         let notice = |text: String| {
@@ -281,7 +281,7 @@ impl Dispatcher {
             let reply = Outbound { text: SOMETHING_WENT_WRONG.into(), reply_to, interaction, ..Outbound::default() };
             return self.delivery.reply(&chat, reply, std::slice::from_ref(&event_id)).await;
         }
-        let incoming = Incoming { message, tier, event_id: event_id.clone(), reply_to: reply_to.clone() };
+        let incoming = Incoming { message, tier, event_id: event_id.clone(), reply_to: reply_to.clone(), arrival };
         match self.turns.submit(&route.conversation_id, incoming, &busy) {
             Admitted::Full { waiting, first: true } => {
                 tracing::info!(chat = %chat.id(), waiting, "messages are turned away: too much waits");

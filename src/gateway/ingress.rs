@@ -12,6 +12,7 @@ use super::dispatch::Dispatcher;
 use super::journal::Journal;
 use super::lanes::{self, Lanes};
 use super::owners::Owners;
+use super::waiting::Arrival;
 use crate::metrics::{InboundKindLabel, InboundOutcome};
 use crate::store::StoreResult;
 
@@ -33,7 +34,7 @@ impl Ingress {
     /// Queues an event taken for handling here in its chat's lane. With
     /// replicas, it is judged only once this replica holds the chat; otherwise
     /// it is handed back to the journal, for the replica that holds the chat.
-    pub(super) fn enqueue(&self, event: InboundEvent) {
+    pub(super) fn enqueue(&self, event: InboundEvent, arrival: Arrival) {
         let chat = event.kind.chat().id();
         let (dispatcher, owners, journal) = (self.dispatcher.clone(), self.owners.clone(), self.journal.clone());
         let lane = chat.clone();
@@ -51,7 +52,7 @@ impl Ingress {
                     journal.disown(&event.event_id);
                     return;
                 }
-                dispatcher.handle(event).await
+                dispatcher.handle(event, arrival).await
             }),
         );
     }
@@ -61,7 +62,7 @@ impl Ingress {
         let unfinished = self.journal.unfinished().await?;
         let count = unfinished.len();
         for record in unfinished {
-            self.enqueue(record.event);
+            self.enqueue(record.event, Arrival::Again);
         }
         Ok(count)
     }
@@ -80,7 +81,7 @@ impl InboundSink for Ingress {
         match self.journal.record(&event).await {
             Ok(true) => {
                 count(InboundOutcome::Accepted);
-                self.enqueue(event);
+                self.enqueue(event, Arrival::New);
                 Ok(())
             }
             Ok(false) => {

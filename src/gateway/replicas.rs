@@ -19,6 +19,7 @@ use super::journal::Journal;
 use super::leases::Leases;
 use super::owners::Owners;
 use super::standby::Standby;
+use super::waiting::Arrival;
 
 /// Tells the waiter for a first outcome, once.
 fn tell(first: &mut Option<tokio::sync::oneshot::Sender<()>>) {
@@ -80,7 +81,7 @@ impl Replicas {
                     for record in records {
                         if self.journal.adopt(&record) {
                             taken += 1;
-                            self.ingress.enqueue(record.event);
+                            self.ingress.enqueue(record.event, Arrival::Again);
                         }
                     }
                 }

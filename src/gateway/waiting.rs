@@ -21,6 +21,18 @@ pub struct Incoming {
     pub tier: Tier,
     pub event_id: String,
     pub reply_to: Option<String>,
+    pub arrival: Arrival,
+}
+
+/// Whether an event is handled for the first time, or again from the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Just journaled.
+    New,
+    /// Unanswered when the process before this one stopped (or the replica
+    /// that held its chat let go of it): it may have been let in to wait
+    /// then, beside a running turn's batch.
+    Again,
 }
 
 /// The messages waiting in one chat of one conversation.
@@ -57,14 +69,23 @@ impl Waiting {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Lets `incoming` wait for a turn of `conversation`, within the bounds.
+    /// Lets `incoming` wait for a turn of `conversation`, within the bounds. A
+    /// message handled again (after a restart) may find twice as much waiting:
+    /// before the restart it may have waited beside a full room's worth that a
+    /// running turn had taken, and all of it comes back at once; turning it
+    /// away now would go back on letting it in.
     pub fn admit(&self, conversation: &str, incoming: Incoming, bounds: &BusySettings) -> Admitted {
+        let times = match incoming.arrival {
+            Arrival::New => 1,
+            Arrival::Again => 2,
+        };
+        let (max_waiting, max_chars) = (bounds.max_waiting * times, bounds.max_waiting_chars * times);
         let mut rooms = self.rooms();
         let room = rooms.entry(key(conversation, &incoming.message.chat)).or_default();
         let chars = incoming.message.text.chars().count();
         let waiting = room.messages.len();
         // A room with nothing in it always takes one message, however long.
-        if waiting > 0 && (waiting >= bounds.max_waiting || room.chars + chars > bounds.max_waiting_chars) {
+        if waiting > 0 && (waiting >= max_waiting || room.chars + chars > max_chars) {
             let first = !std::mem::replace(&mut room.turned_away, true);
             return Admitted::Full { waiting, first };
         }
@@ -242,6 +263,7 @@ mod tests {
             tier,
             event_id: format!("fake:{n}"),
             reply_to: Some(n.to_string()),
+            arrival: Arrival::New,
         }
     }
 
@@ -300,6 +322,26 @@ mod tests {
         assert_eq!(
             w.admit("c", incoming("g", "a", Tier::User, "y", 2), &b),
             Admitted::Full { waiting: 1, first: true }
+        );
+    }
+
+    /// After a restart, a running turn's batch and a full room come back at
+    /// once: what was let in is let in again, up to twice the bound; more than
+    /// that, and anything new meanwhile, is turned away as before.
+    #[test]
+    fn messages_handled_again_find_room_for_a_running_batch_and_a_full_room() {
+        let w = Waiting::default();
+        let b = bounds(Busy::Collect);
+        let again = |n| Incoming { arrival: Arrival::Again, ..incoming("g", "a", Tier::User, "x", n) };
+        assert_eq!(w.admit("c", again(1), &b), Admitted::QueueTurn);
+        for n in 2..=6 {
+            assert_eq!(w.admit("c", again(n), &b), Admitted::Joined, "message {n} was let in before the restart");
+        }
+        assert_eq!(w.admit("c", again(7), &b), Admitted::Full { waiting: 6, first: true });
+        assert_eq!(
+            w.admit("c", incoming("g", "a", Tier::User, "new", 8), &b),
+            Admitted::Full { waiting: 6, first: false },
+            "a new message finds the room full"
         );
     }
 
