@@ -284,23 +284,34 @@ impl Commands {
         }
     }
 
-    /// `/approve` and `/deny`: the text fallback for the newest pending request
+    /// `/approve` and `/deny`: the text fallback for the one pending request
     /// whose prompt this chat was shown, whichever conversation asked (an
     /// approver's DM shows other chats' requests). The command names none, so it
-    /// never decides one the chat has not seen (not shown yet, or shown cut).
+    /// decides only when one is shown: never one the chat has not seen (not shown
+    /// yet, or shown cut), and never a guess between several (someone could ask
+    /// for something just before the approver types it).
     async fn decide_pending(&self, call: &Invocation<'_>, choice: Choice, reason: Option<String>) -> Answer {
         let all = match self.backend.approvals().await {
             Ok(all) => all,
             Err(e) => return failed("decide", &e.to_string()),
         };
-        let mut shown = None;
-        for pending in all.into_iter().rev().filter(|a| a.state == ApprovalState::Pending) {
-            if self.decisions.shown_in(&pending.id, call.chat).await {
-                shown = Some(pending);
-                break;
+        let mut shown = Vec::new();
+        for pending in all.into_iter().filter(|a| a.state == ApprovalState::Pending) {
+            match self.decisions.shown_in(&pending.id, call.chat).await {
+                Ok(true) => shown.push(pending),
+                Ok(false) => {}
+                Err(e) => return failed("decide", &e.to_string()),
             }
         }
-        let Some(approval) = shown else { return Answer::private("There is no pending request here.") };
+        let approval = match shown.len() {
+            0 => return Answer::private("There is no pending request here."),
+            1 => shown.remove(0),
+            n => {
+                return Answer::private(format!(
+                    "{n} requests wait for a decision here; use the buttons under the one you mean."
+                ))
+            }
+        };
         self.names.remember(call.sender);
         let decider = Decider::Person { id: call.sender.id.clone(), tier: call.tier };
         match self.decisions.decide(&approval.id, &decider, choice, reason, Via::Command(call.chat)).await {

@@ -51,7 +51,7 @@ impl Decisions {
     }
 
     /// Whether the request's prompt was shown in `chat` (a copy is recorded there).
-    pub async fn shown_in(&self, id: &str, chat: &ChatKey) -> bool {
+    pub async fn shown_in(&self, id: &str, chat: &ChatKey) -> crate::store::StoreResult<bool> {
         self.prompts.shown_in(id, chat).await
     }
 
@@ -136,7 +136,7 @@ impl Decisions {
             Ok(Some(approval))
                 if approval.state != ApprovalState::Pending
                     && (approval.chat.as_deref() == Some(chat.id().as_str())
-                        || self.prompts.shown_in(id, chat).await) =>
+                        || self.prompts.shown_in(id, chat).await.unwrap_or(false)) =>
             {
                 let by = approval.decided_by.as_deref();
                 self.prompts.resolve_copy(chat, message, approval.state, by).await;

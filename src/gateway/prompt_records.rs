@@ -41,8 +41,17 @@ impl PromptRecords {
         PromptRecords { store }
     }
 
-    /// Every recorded copy of the request's prompt, oldest first.
+    /// Every recorded copy of the request's prompt, oldest first; none (logged)
+    /// when they cannot be read.
     pub async fn copies(&self, approval_id: &str) -> Vec<Copy> {
+        self.read_copies(approval_id).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read where a prompt was shown");
+            Vec::new()
+        })
+    }
+
+    /// Every recorded copy of the request's prompt, oldest first.
+    pub async fn read_copies(&self, approval_id: &str) -> StoreResult<Vec<Copy>> {
         let id = approval_id.to_string();
         let read = crate::store::read(&self.store, move |s| {
             let mut copies = match s.kv_get(PROMPTS, &id)? {
@@ -60,10 +69,7 @@ impl PromptRecords {
             }
             Ok(copies)
         });
-        read.await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read where a prompt was shown");
-            Vec::new()
-        })
+        read.await
     }
 
     /// Whether outbox item `seq` showed a copy already (it was recorded, then the

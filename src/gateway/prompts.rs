@@ -34,7 +34,7 @@ const NAME_SHOWN: usize = 64;
 /// signs, ornaments), which a name might use to seem to end its «».
 const GUILLEMET_LIKE: &[char] = &[
     '«', '»', '‹', '›', '≪', '≫', '⋘', '⋙', '⪡', '⪢', '⫷', '⫸', '《', '》', '〈', '〉', '⟨', '⟩', '⟪', '⟫', '❬', '❭',
-    '❮', '❯', '❰', '❱', '⦑', '⦒', '⧼', '⧽', '＜', '＞', '﹤', '﹥', '<', '>', 'ᐸ', 'ᐳ',
+    '❮', '❯', '❰', '❱', '⦑', '⦒', '⧼', '⧽', '＜', '＞', '﹤', '﹥', '<', '>', 'ᐸ', 'ᐳ', '〈', '〉', '˂', '˃',
 ];
 
 /// A display name as a prompt shows it: a label anyone can choose, so on one
@@ -51,7 +51,14 @@ fn name_shown(name: &str) -> String {
         }
     }
     match shown.char_indices().nth(NAME_SHOWN) {
-        Some((cut, _)) => format!("{}…", &shown[..cut]),
+        Some((cut, _)) => {
+            let mut kept = &shown[..cut];
+            // Never half a spelled-out character: what is left of it goes too.
+            if let Some(start) = kept.rfind("\\u{").filter(|&start| !kept[start..].contains('}')) {
+                kept = &kept[..start];
+            }
+            format!("{kept}…")
+        }
         None => shown,
     }
 }
@@ -156,8 +163,8 @@ impl Prompts {
     }
 
     /// Whether the request's prompt has a recorded copy in `chat`.
-    pub async fn shown_in(&self, approval_id: &str, chat: &ChatKey) -> bool {
-        self.records.copies(approval_id).await.iter().any(|c| c.chat == *chat)
+    pub async fn shown_in(&self, approval_id: &str, chat: &ChatKey) -> crate::store::StoreResult<bool> {
+        Ok(self.records.read_copies(approval_id).await?.iter().any(|c| c.chat == *chat))
     }
 
     /// Whether message `sent` of `chat` is a recorded copy of the request's prompt.
@@ -250,5 +257,7 @@ mod tests {
         }
         assert_eq!(name_shown("Ann «the admin»"), "Ann \\u{ab}the admin\\u{bb}");
         assert_eq!(name_shown("plain name"), "plain name");
+        let long = format!("{}» (fake:7)", "x".repeat(60));
+        assert_eq!(name_shown(&long), format!("{}…", "x".repeat(60)), "no half of a spelled-out »");
     }
 }

@@ -217,23 +217,35 @@ async fn a_prompt_the_platform_refused_for_a_whole_round_is_shown_later() {
     assert_eq!(gw.fake.messages_in("7").iter().filter(|m| !m.buttons.is_empty()).count(), 0, "one prompt, resolved");
 }
 
-/// `/approve` decides the newest pending request whose prompt the chat was
-/// shown, whichever conversation asked: in an approver's DM, a user's request
-/// shown there (it looked only at the DM's own conversation, and found none).
+/// `/approve` decides the one pending request whose prompt the chat was shown,
+/// whichever conversation asked: in an approver's DM, a user's request shown
+/// there (it looked only at the DM's own conversation, and found none). With
+/// two shown there it decides neither (someone may have asked just before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_in_an_approvers_dm_decides_the_request_shown_there() {
     let mut gw = Gw::new().await;
     gw.set("SWITCHBOARD_FAKE__ALLOWED_USERS", "8");
     gw.start().await;
     gw.llm.push(Reply::tool_call("Write", json!({"path": "theirs.txt", "content": "by command"})));
+    gw.llm.push(Reply::tool_call("Write", json!({"path": "mine.txt", "content": "by button"})));
+    // Decided in this order: 7's own first, then 8's.
+    gw.llm.push(Reply::text("Written for 7."));
     gw.llm.push(Reply::text("Written for 8."));
     gw.fake.dm("8", "write theirs.txt").await;
-    gw.wait_prompt("7").await;
+    let theirs = gw.wait_text("7", "Allow Write: theirs.txt").await;
     // The requester is not an approver: the command in their own chat decides nothing.
     gw.fake.dm("8", "/approve").await;
     gw.wait_text("8", "Only an approver can decide this request.").await;
-    assert!(!gw.workdir().join("theirs.txt").exists());
+    gw.fake.dm("7", "write mine.txt").await;
+    let mine = gw.wait_text("7", "Allow Write: mine.txt").await;
+    gw.fake.dm("7", "/approve").await;
+    gw.wait_text("7", "2 requests wait for a decision here; use the buttons under the one you mean.").await;
+    assert!(!gw.workdir().join("theirs.txt").exists() && !gw.workdir().join("mine.txt").exists());
+
+    gw.fake.press(&mine, "7", "Allow once").await;
+    gw.wait_text("7", "Written for 7.").await;
     gw.fake.dm("7", "/approve").await;
     gw.wait_text("8", "Written for 8.").await;
     assert_eq!(std::fs::read_to_string(gw.workdir().join("theirs.txt")).unwrap(), "by command");
+    assert!(theirs.text.contains("(asked by «User 8» (fake:8)"), "{}", theirs.text);
 }

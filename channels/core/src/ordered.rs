@@ -171,15 +171,15 @@ mod tests {
         let mut ordered = Ordered::new(2);
         let log = Arc::new(Mutex::new(Vec::new()));
         let (open, gate) = oneshot::channel();
-        ordered.spawn("flood".into(), noting(&log, "flood 1", Some(gate))).await;
-        for _ in 2..=5 {
-            ordered.spawn("flood".into(), noting(&log, "flood n", None)).await;
-        }
-        for (key, name) in [("b", "b"), ("c", "c")] {
-            let spawned =
-                tokio::time::timeout(Duration::from_secs(2), ordered.spawn(key.into(), noting(&log, name, None)));
-            spawned.await.expect("spawned without waiting for the flood's places");
-        }
+        let spawning = async {
+            ordered.spawn("flood".into(), noting(&log, "flood 1", Some(gate))).await;
+            for _ in 2..=5 {
+                ordered.spawn("flood".into(), noting(&log, "flood n", None)).await;
+            }
+            ordered.spawn("b".into(), noting(&log, "b", None)).await;
+            ordered.spawn("c".into(), noting(&log, "c", None)).await;
+        };
+        tokio::time::timeout(Duration::from_secs(2), spawning).await.expect("every one spawned without waiting");
         assert_eq!(until(&log, 2).await, ["b", "c"], "neither waits behind the flood");
         open.send(()).unwrap();
         assert_eq!(until(&log, 7).await.len(), 7);
