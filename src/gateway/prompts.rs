@@ -34,7 +34,8 @@ const NAME_SHOWN: usize = 64;
 /// signs, ornaments), which a name might use to seem to end its «».
 const GUILLEMET_LIKE: &[char] = &[
     '«', '»', '‹', '›', '≪', '≫', '⋘', '⋙', '⪡', '⪢', '⫷', '⫸', '《', '》', '〈', '〉', '⟨', '⟩', '⟪', '⟫', '❬', '❭',
-    '❮', '❯', '❰', '❱', '⦑', '⦒', '⧼', '⧽', '＜', '＞', '﹤', '﹥', '<', '>', 'ᐸ', 'ᐳ', '〈', '〉', '˂', '˃',
+    '❮', '❯', '❰', '❱', '⦑', '⦒', '⧼', '⧽', '＜', '＞', '﹤', '﹥', '<', '>', 'ᐸ', 'ᐳ', '\u{2329}', '\u{232a}', '˂',
+    '˃',
 ];
 
 /// A display name as a prompt shows it: a label anyone can choose, so on one
@@ -54,7 +55,8 @@ fn name_shown(name: &str) -> String {
         Some((cut, _)) => {
             let mut kept = &shown[..cut];
             // Never half a spelled-out character: what is left of it goes too.
-            if let Some(start) = kept.rfind("\\u{").filter(|&start| !kept[start..].contains('}')) {
+            let escape = crate::policy::summary::SPELLED_OUT_START;
+            if let Some(start) = kept.rfind(escape).filter(|&start| !kept[start..].contains('}')) {
                 kept = &kept[..start];
             }
             format!("{kept}…")

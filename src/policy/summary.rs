@@ -115,10 +115,13 @@ pub fn visible(text: &str) -> String {
     out
 }
 
+/// How a spelled-out character begins (it ends at the next `}`).
+pub const SPELLED_OUT_START: &str = "\\u{";
+
 /// `c` as `\u{…}`: its code point, in place of a character that would not show
 /// as itself.
 pub fn spelled_out(c: char) -> String {
-    format!("\\u{{{:x}}}", c as u32)
+    format!("{SPELLED_OUT_START}{:x}}}", c as u32)
 }
 
 /// Characters that show as empty space (and are not spelled out as hidden).
