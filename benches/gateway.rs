@@ -238,7 +238,8 @@ async fn history_scaling(llm: &FakeLlm) -> Vec<(usize, Duration, Duration)> {
     let mut starts = vec![Vec::new(); setups.len()];
     for i in 0..HISTORY_SAMPLES {
         for (n, (_dir, backend, conversation)) in setups.iter().enumerate() {
-            let input = UserInput { text: format!("listened {i}"), id: Some(format!("msg-listened-{n}-{i}")) };
+            let input =
+                UserInput { text: format!("listened {i}"), id: Some(format!("msg-listened-{n}-{i}")), first: false };
             let started = Instant::now();
             backend.record_message(conversation, input).await.expect("record");
             records[n].push(started.elapsed());

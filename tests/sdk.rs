@@ -207,8 +207,11 @@ async fn collected_messages_wait_behind_a_cut_off_tool_call_which_then_runs_once
     cut_off_turn(&s.store, &agent.default_conversation, false);
     s.llm.push(Reply::text("Saved, and read both."));
     let mut session = s.backend.resume_session(&agent.id, SessionOptions::default()).await.unwrap();
-    let earlier = vec![UserInput { text: "first of the batch".into(), id: Some("m-first".into()) }];
-    session.send_batch(earlier, UserInput { text: "second of the batch".into(), id: Some("m-second".into()) }).unwrap();
+    // Their first sending, known as such: recorded without a lookup.
+    let input = |text: &str, id: &str, first| UserInput { text: text.into(), id: Some(id.into()), first };
+    session
+        .send_batch(vec![input("first of the batch", "m-first", true)], input("second of the batch", "m-second", true))
+        .unwrap();
     collect(&mut session).await;
     let messages = s.llm.requests()[0].messages();
     let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
@@ -220,8 +223,8 @@ async fn collected_messages_wait_behind_a_cut_off_tool_call_which_then_runs_once
 
     // Sent again (a replay), nothing is recorded twice.
     s.llm.push(Reply::text("Again."));
-    let earlier = vec![UserInput { text: "first of the batch".into(), id: Some("m-first".into()) }];
-    session.send_batch(earlier, UserInput { text: "second of the batch".into(), id: Some("m-second".into()) }).unwrap();
+    let earlier = vec![input("first of the batch", "m-first", false)];
+    session.send_batch(earlier, input("second of the batch", "m-second", false)).unwrap();
     collect(&mut session).await;
     let entries = s.store.entries(&agent.default_conversation).unwrap();
     let users = entries.iter().filter(|(_, e)| matches!(e.msg.body, MessageBody::User { .. })).count();

@@ -14,6 +14,10 @@ use super::{AgentError, SdkMessage};
 pub struct UserInput {
     pub text: String,
     pub id: Option<String>,
+    /// The caller knows this is the message's first sending (its id was never
+    /// given before, as when the gateway's journal stored its event just now):
+    /// the turn records it without looking the id up. `false` when unsure.
+    pub first: bool,
 }
 
 /// What a backend needs to run one turn.
@@ -72,7 +76,7 @@ impl Session {
 
     /// Starts a turn with `text` as the user's message; read it with [`Session::stream`].
     pub fn send(&mut self, text: impl Into<String>) -> Result<(), AgentError> {
-        self.start(Some(UserInput { text: text.into(), id: None }))
+        self.start(Some(UserInput { text: text.into(), id: None, first: false }))
     }
 
     /// Like [`Session::send`], with the message's transcript id chosen by the caller.

@@ -228,7 +228,7 @@ impl Dispatcher {
             return;
         }
         let (backend, journal) = (self.backend.clone(), self.journal.clone());
-        let input = UserInput { text: attributed(&message, tier), id: Some(input_id(&event_id)) };
+        let input = UserInput { text: attributed(&message, tier), id: Some(input_id(&event_id)), first: false };
         let conversation = route.conversation_id.clone();
         self.turns.queue_work(
             &route.conversation_id,

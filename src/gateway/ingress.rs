@@ -9,7 +9,7 @@ use std::time::Duration;
 use switchboard_channel_core::{DeliverError, InboundEvent, InboundKind, InboundSink, RecentChat};
 
 use super::dispatch::Dispatcher;
-use super::journal::Journal;
+use super::journal::{Journal, Recorded};
 use super::lanes::{self, Lanes};
 use super::owners::Owners;
 use super::waiting::Arrival;
@@ -79,12 +79,12 @@ impl InboundSink for Ingress {
         };
         let count = |outcome| crate::metrics::global().inbound(&channel, kind, outcome);
         match self.journal.record(&event).await {
-            Ok(true) => {
+            Ok(recorded @ (Recorded::Now | Recorded::Before)) => {
                 count(InboundOutcome::Accepted);
-                self.enqueue(event, Arrival::New);
+                self.enqueue(event, if recorded == Recorded::Now { Arrival::New } else { Arrival::Late });
                 Ok(())
             }
-            Ok(false) => {
+            Ok(Recorded::Duplicate) => {
                 // Seen before: acknowledged, not handled twice.
                 count(InboundOutcome::Duplicate);
                 Ok(())

@@ -47,6 +47,18 @@ pub struct Journal {
     recording: KeyedLocks,
 }
 
+/// What recording an inbound event found ([`Journal::record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored by this call: handle it, for the first time anywhere.
+    Now,
+    /// Stored before, but never handed over in this process: handle it (an
+    /// attempt elsewhere may have begun to answer it).
+    Before,
+    /// Being handled, or answered: a redelivery, not handled twice.
+    Duplicate,
+}
+
 /// An unanswered event handled here.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -104,12 +116,13 @@ impl Journal {
         self.pending().remove(event_id);
     }
 
-    /// Stores the event; whether this run must handle it. `false` for a
-    /// redelivery of one stored before and being (or already) handled; `true` for
-    /// one stored now, and for one whose write this run saw fail but which landed
+    /// Stores the event; whether this run must handle it: [`Recorded::Now`] for
+    /// one stored by this call; [`Recorded::Before`] for one stored before but
+    /// never handed over here, as when this run saw its write fail but it landed
     /// after all (a flush that failed late, a commit whose answer was lost): its
-    /// redelivery is the only chance to handle it before a restart.
-    pub async fn record(&self, event: &InboundEvent) -> StoreResult<bool> {
+    /// redelivery is the only chance to handle it before a restart;
+    /// [`Recorded::Duplicate`] for a redelivery of one being (or already) handled.
+    pub async fn record(&self, event: &InboundEvent) -> StoreResult<Recorded> {
         let _one_at_a_time = self.recording.lock(&event.event_id).await;
         let (event, id, chat) = (event.clone(), event.event_id.clone(), event.kind.chat().id());
         let received_at = now_ms();
@@ -129,7 +142,7 @@ impl Journal {
         .await?;
         if recorded {
             self.pending().insert(id, Pending { at: received_at, chat });
-            return Ok(true);
+            return Ok(Recorded::Now);
         }
         // Replayed events are in `pending` from the start (replay runs before any
         // channel delivers), so an unanswered one missing there was never handed over.
@@ -138,9 +151,9 @@ impl Journal {
         match stored {
             Some(record) if !record.done && !pending.contains_key(&id) => {
                 pending.insert(id, Pending::of(&record));
-                Ok(true)
+                Ok(Recorded::Before)
             }
-            _ => Ok(false),
+            _ => Ok(Recorded::Duplicate),
         }
     }
 
@@ -393,8 +406,9 @@ mod tests {
                 let (e1, e2) = (e.clone(), e.clone());
                 let first = tokio::spawn(async move { one.record(&e1).await.unwrap() });
                 let second = tokio::spawn(async move { two.record(&e2).await.unwrap() });
-                let handled = [first.await.unwrap(), second.await.unwrap()];
-                assert_eq!(handled.iter().filter(|h| **h).count(), 1, "on {}: {handled:?}", backend.name);
+                let mut handled = [first.await.unwrap(), second.await.unwrap()];
+                handled.sort_by_key(|r| *r as u8);
+                assert_eq!(handled, [Recorded::Now, Recorded::Duplicate], "on {}", backend.name);
             }
         }
     }
@@ -409,10 +423,12 @@ mod tests {
         sled.before_flush(Some(Box::new(|| Err("injected".into()))));
         assert!(journal.record(&event("e1")).await.is_err(), "the platform is told to deliver it again");
         sled.before_flush(None);
-        assert!(journal.record(&event("e1")).await.unwrap(), "stored, but never handed over: handle it");
-        assert!(!journal.record(&event("e1")).await.unwrap(), "now being handled: a plain duplicate");
+        let again = journal.record(&event("e1")).await.unwrap();
+        assert_eq!(again, Recorded::Before, "stored, but never handed over: handle it");
+        let third = journal.record(&event("e1")).await.unwrap();
+        assert_eq!(third, Recorded::Duplicate, "now being handled: a plain duplicate");
         journal.done("e1").await.unwrap();
-        assert!(!journal.record(&event("e1")).await.unwrap(), "answered");
+        assert_eq!(journal.record(&event("e1")).await.unwrap(), Recorded::Duplicate, "answered");
     }
 
     /// A journal written before the open list: its unanswered events are listed
@@ -464,9 +480,10 @@ mod tests {
             eprintln!("on {}", backend.name);
             let journal = Journal::new(backend.store.clone());
             for id in ["e3", "e1", "e2"] {
-                assert!(journal.record(&event(id)).await.unwrap());
+                assert_eq!(journal.record(&event(id)).await.unwrap(), Recorded::Now);
             }
-            assert!(!journal.record(&event("e1")).await.unwrap(), "a redelivery is recognised");
+            let again = journal.record(&event("e1")).await.unwrap();
+            assert_eq!(again, Recorded::Duplicate, "a redelivery is recognised");
             journal.done("e1").await.unwrap();
             let left: Vec<String> = journal.unfinished().await.unwrap().into_iter().map(|r| r.event.event_id).collect();
             assert_eq!(left, ["e3", "e2"], "arrival order, answered ones skipped");

@@ -264,7 +264,8 @@ mod tests {
     async fn a_lapsed_holder_cannot_commit() {
         for backend in crate::store::test_backends() {
             eprintln!("on {}", backend.name);
-            let short = Duration::from_millis(300);
+            // Long enough for the first write under a loaded test run's flushes.
+            let short = Duration::from_secs(1);
             let one = Owners::replicas(Leases::new(backend.store.clone(), settings(short)));
             let two = Owners::replicas(Leases::new(backend.store.clone(), settings(Duration::from_secs(60))));
             drop(one.take("t:b:1").await.expect("taken"));
@@ -313,7 +314,8 @@ mod tests {
         use crate::store::{text_content, Entry, MessageBody};
         for backend in crate::store::test_backends() {
             eprintln!("on {}", backend.name);
-            let short = Duration::from_millis(300);
+            // Long enough for the first write under a loaded test run's flushes.
+            let short = Duration::from_secs(1);
             let one = Owners::replicas(Leases::new(backend.store.clone(), settings(short)));
             let two = Owners::replicas(Leases::new(backend.store.clone(), settings(Duration::from_secs(60))));
             let first = one.hold_turn("conv-1", || false).await.unwrap();

@@ -40,8 +40,8 @@ impl<'a> Stream<'a> {
         // A replayed event continues the message its first attempt streamed into,
         // knowing what it shows (no edit that would change nothing).
         let streamed = match job.event_ids.first() {
-            Some(id) => turns.journal.streamed(id).await,
-            None => None,
+            Some(id) if !job.first => turns.journal.streamed(id).await,
+            _ => None,
         };
         let (message, shown) = match streamed {
             Some(s) => (Some(s.sent), s.shown),

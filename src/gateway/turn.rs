@@ -48,6 +48,12 @@ pub struct TurnJob {
     /// Other interactions of the batch, closed when the turn ends (one reply
     /// answers them all, in `interaction`).
     pub closes: Vec<Interaction>,
+    /// Every event is answered for the first time ([`Arrival::New`]): no
+    /// attempt before can have recorded, streamed or answered any of them, so
+    /// the journal and the transcript are not searched for one.
+    ///
+    /// [`Arrival::New`]: super::waiting::Arrival::New
+    pub first: bool,
 }
 
 pub async fn run(turns: Turns, job: TurnJob) {
@@ -213,7 +219,12 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
     // before a crash may have begun (then its earlier words go out too).
     let mut reply_entry = None;
     if let Some(said) = first_said {
-        match turns.backend.reply_of(&job.conversation_id, &said).await {
+        // A first attempt's reply is what it said.
+        let recorded = match job.first {
+            true => Ok(None),
+            false => turns.backend.reply_of(&job.conversation_id, &said).await,
+        };
+        match recorded {
             Ok(Some(reply)) => {
                 if reply.entry_id != said && result.as_ref().is_some_and(|r| r.success) {
                     text = reply.text;
@@ -255,7 +266,8 @@ async fn send_recorded_replies(turns: &Turns, job: &mut TurnJob) {
     let mut answered = 0;
     let mut replies: Vec<(usize, RecordedReply)> = Vec::new();
     for (i, input) in job.earlier.iter().enumerate() {
-        let Some(id) = &input.id else { continue };
+        // Sent for the first time: nothing can have answered it.
+        let Some(id) = input.id.as_ref().filter(|_| !input.first) else { continue };
         if let Ok(Some(reply)) = turns.backend.reply_after(&job.conversation_id, id).await {
             answered = i + 1;
             match replies.last_mut() {

@@ -290,6 +290,8 @@ impl Turns {
             reply_to: None,
             interaction: None,
             closes: Vec::new(),
+            // Its turn began before the restart.
+            first: false,
         });
     }
 }

@@ -27,8 +27,14 @@ pub struct Incoming {
 /// Whether an event is handled for the first time, or again from the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// Just journaled.
+    /// Journaled by this very hand-over: nothing anywhere has recorded,
+    /// streamed or answered any of it, so nothing is looked for.
     New,
+    /// Journaled before this hand-over but never handed over in this process:
+    /// its write was seen to fail and landed after all, or another replica
+    /// journaled it. Never let in to wait here, but an attempt elsewhere may
+    /// have begun to answer it.
+    Late,
     /// Unanswered when the process before this one stopped (or the replica
     /// that held its chat let go of it): it may have been let in to wait
     /// then, beside a running turn's batch.
@@ -76,7 +82,7 @@ impl Waiting {
     /// away now would go back on letting it in.
     pub fn admit(&self, conversation: &str, incoming: Incoming, bounds: &BusySettings) -> Admitted {
         let times = match incoming.arrival {
-            Arrival::New => 1,
+            Arrival::New | Arrival::Late => 1,
             Arrival::Again => 2,
         };
         let (max_waiting, max_chars) = (bounds.max_waiting * times, bounds.max_waiting_chars * times);
@@ -175,7 +181,7 @@ pub fn turn_for(conversation: &str, batch: &[Incoming]) -> TurnJob {
                 [_] => attributed(&i.message, i.tier),
                 _ => tagged(&i.message, i.tier, Some(i.message.timestamp)),
             };
-            UserInput { text, id: Some(input_id(&i.event_id)) }
+            UserInput { text, id: Some(input_id(&i.event_id)), first: i.arrival == Arrival::New }
         })
         .collect();
     let input = inputs.pop();
@@ -195,6 +201,7 @@ pub fn turn_for(conversation: &str, batch: &[Incoming]) -> TurnJob {
         // several were collected); the others are closed.
         interaction: interactions.pop(),
         closes: interactions,
+        first: batch.iter().all(|i| i.arrival == Arrival::New),
     }
 }
 
@@ -283,6 +290,24 @@ mod tests {
         assert!(attributed(&message, Tier::User).starts_with("[sent at 2025-"), "{}", attributed(&message, Tier::User));
         message.kind = ChatKind::Group;
         assert!(attributed(&message, Tier::User).contains(" at=\"2025-"), "{}", attributed(&message, Tier::User));
+    }
+
+    /// A turn looks for an earlier attempt's work (recorded inputs, a streamed
+    /// message, a reply begun) unless every message of its batch was journaled by
+    /// its own hand-over: a message journaled before it, or replayed, may have
+    /// been answered in part.
+    #[test]
+    fn only_a_batch_of_messages_journaled_just_now_is_a_first_attempt() {
+        let with = |n, arrival| Incoming { arrival, ..incoming("g", "a", Tier::User, "x", n) };
+        let job = turn_for("c", &[with(1, Arrival::New), with(2, Arrival::New)]);
+        assert!(job.first);
+        assert!(job.earlier[0].first && job.input.as_ref().unwrap().first);
+        for other in [Arrival::Late, Arrival::Again] {
+            let job = turn_for("c", &[with(1, Arrival::New), with(2, other)]);
+            assert!(!job.first, "{other:?}");
+            assert!(job.earlier[0].first, "the first message is its first sending");
+            assert!(!job.input.as_ref().unwrap().first, "{other:?} may have been recorded");
+        }
     }
 
     #[test]

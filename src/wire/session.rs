@@ -202,7 +202,7 @@ fn user_input(line: &Value) -> Result<UserInput, String> {
     if text.trim().is_empty() {
         return Err("the user message is empty".into());
     }
-    Ok(UserInput { text, id: None })
+    Ok(UserInput { text, id: None, first: false })
 }
 /// Reads one JSON object per line; blank lines are skipped, anything else that is
 /// not a JSON object is reported. Ends when the input does.

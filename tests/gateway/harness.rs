@@ -25,6 +25,8 @@ pub struct Gw {
     pub dir: tempfile::TempDir,
     env: HashMap<String, String>,
     running: Option<Running>,
+    /// Set on the store at the next start, before anything reads it.
+    read_hook_at_start: Option<ReadHook>,
 }
 
 struct Running {
@@ -50,7 +52,7 @@ impl Gw {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         let llm = FakeLlm::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let mut gw = Gw { llm, fake, dir, env: HashMap::new(), running: None };
+        let mut gw = Gw { llm, fake, dir, env: HashMap::new(), running: None, read_hook_at_start: None };
         let instance = gw.fake.register();
         gw.set("SWITCHBOARD_FAKE__INSTANCE", &instance);
         gw.set("SWITCHBOARD_FAKE__DM_POLICY", "open");
@@ -95,8 +97,12 @@ impl Gw {
         assert!(self.running.is_none(), "already running");
         let settings = config::load_with(&self.source(), REGISTRY).unwrap_or_else(|e| panic!("{e}")).settings;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let read_hook = self.read_hook_at_start.take();
         let started = runtime.spawn(async move {
             let sqlite = open_store(&settings.data_dir, settings.store.cache_mb).await;
+            if read_hook.is_some() {
+                sqlite.before_read(read_hook);
+            }
             let store: Arc<dyn Store> = sqlite.clone();
             let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
             let expired = backend.recover().await.expect("recover");
@@ -187,9 +193,10 @@ impl Gw {
     }
 
     /// Runs `hook` before every read of a record by its space and key in the
-    /// running daemon's store (`None`: no hook), on the reading thread.
-    pub fn before_read(&self, hook: Option<ReadHook>) {
-        self.running.as_ref().expect("running").sqlite.before_read(hook);
+    /// daemon's store, on the reading thread, from the next start on (before the
+    /// replay of what the last run left unanswered reads anything).
+    pub fn before_read_from_start(&mut self, hook: ReadHook) {
+        self.read_hook_at_start = Some(hook);
     }
 
     /// What `/readyz` would say now.

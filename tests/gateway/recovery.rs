@@ -37,15 +37,22 @@ async fn a_message_in_flight_at_a_crash_is_answered_once_after_the_restart() {
 async fn a_turn_cut_off_from_its_agent_by_a_crash_leaves_its_message_to_the_restart() {
     let mut gw = Gw::new().await;
     gw.start().await;
+    // Cut off once already: its turn after the restart is a replay, whose
+    // gateway side reads the message's journal record (an attempt before may
+    // have streamed its reply), which a first attempt does not.
     gw.llm.push(Reply::Hang);
-    // Held on its worker thread where the gateway begins to show the turn (its
-    // first read of the message's journal record) while the agent calls the model
-    // on the other worker (the agent's task can move there: spawning the typing
-    // indicator after it pushed it out of the held worker's own next-task slot).
-    let hold = Hold::default();
-    gw.before_read(Some(hold.first_read_of("journal")));
     gw.fake.dm("7", "important question").await;
     gw.llm.wait_for_requests(1, WAIT).await;
+    gw.crash();
+    gw.llm.push(Reply::Hang);
+    // Held on its worker thread where the gateway begins to show the turn (that
+    // read) while the agent calls the model on the other worker (the agent's
+    // task can move there: spawning the typing indicator after it pushed it out
+    // of the held worker's own next-task slot).
+    let hold = Hold::default();
+    gw.before_read_from_start(hold.first_read_of("journal"));
+    gw.start().await;
+    gw.llm.wait_for_requests(2, WAIT).await;
     hold.wait_held();
     gw.crash_around_one_task().await;
     hold.release();
@@ -72,12 +79,15 @@ struct Held {
 }
 
 impl Hold {
-    /// A store hook that holds the first read in `space` (later ones pass).
+    /// A store hook that holds the first read in `space` made by async code
+    /// (later ones pass, and so do reads of the store's own thread, such as the
+    /// replay's at a start).
     fn first_read_of(&self, space: &'static str) -> switchboard::store::ReadHook {
         let hold = self.clone();
         let fired = Arc::new(AtomicBool::new(false));
         Arc::new(move |read: &str, _key: &str| {
-            if read != space || fired.swap(true, Ordering::SeqCst) {
+            let on_store_thread = std::thread::current().name() == Some("store");
+            if read != space || on_store_thread || fired.swap(true, Ordering::SeqCst) {
                 return;
             }
             let (state, changed) = &*hold.state;

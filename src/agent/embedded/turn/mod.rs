@@ -17,7 +17,9 @@ use futures::FutureExt;
 use super::llm::{ChatRequest, Delta, LlmError, ModelReply, Tools};
 use super::tools;
 use super::{compaction, history, prompt, Inner, Workplace};
-use crate::agent::{ErrorKind, ExternalTools, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage};
+use crate::agent::{
+    ErrorKind, ExternalTools, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage, UserInput,
+};
 use crate::policy::{CanUseTool, Tier, ToolContext};
 use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
 
@@ -155,7 +157,7 @@ impl Turn {
         // Messages collected with the input, each its own entry (already there
         // after a replay), behind the settled calls.
         for earlier in self.request.earlier.clone() {
-            if self.recorded(earlier.id.as_deref()).await? {
+            if self.recorded(&earlier).await? {
                 continue;
             }
             let mut entry = Entry::new(self.head(), MessageBody::User { content: text_content(earlier.text) });
@@ -166,7 +168,7 @@ impl Turn {
         }
         let input = match self.request.input.clone() {
             // Sent before (a replay): continue from where that attempt got to.
-            Some(input) if self.recorded(input.id.as_deref()).await? => None,
+            Some(input) if self.recorded(&input).await? => None,
             other => other,
         };
         match input {
@@ -261,9 +263,10 @@ impl Turn {
             .is_some_and(|e| matches!(e.msg.body, MessageBody::User { .. } | MessageBody::Tool { .. }))
     }
 
-    /// Whether the conversation holds an entry with this id (a keyed lookup).
-    async fn recorded(&self, id: Option<&str>) -> Result<bool, Failure> {
-        let Some(id) = id.map(str::to_string) else { return Ok(false) };
+    /// Whether the conversation holds an entry with the input's id (a keyed
+    /// lookup, unless the caller knows it is the input's first sending).
+    async fn recorded(&self, input: &UserInput) -> Result<bool, Failure> {
+        let Some(id) = input.id.clone().filter(|_| !input.first) else { return Ok(false) };
         let conversation_id = self.request.conversation_id.clone();
         Ok(crate::store::read(&self.inner.store, move |s| s.has_entry(&conversation_id, &id)).await?)
     }
