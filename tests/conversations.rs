@@ -70,7 +70,7 @@ async fn compaction_summarises_older_turns_and_later_calls_send_summary_plus_tai
     h.llm.push(Reply::text("calibrated"));
     h.prompt_json(&[], "hi").await;
     let probe = &h.llm.requests()[0];
-    let fixed = (probe.system_prompt().len() + probe.body["tools"].to_string().len()) / 4;
+    let fixed = (probe.system_prompt().len() + probe.body()["tools"].to_string().len()) / 4;
     let window = (fixed + 2500) * 10 / 8 + 1;
     h.set("SWITCHBOARD_LLM__CONTEXT_WINDOW", &window.to_string());
     h.set("SWITCHBOARD_AGENT__COMPACTION_THRESHOLD", "0.8");

@@ -36,7 +36,7 @@ async fn a_tool_round_trip_works_in_every_quirk_mode() {
 
         let requests = h.llm.requests();
         for r in &requests {
-            assert_eq!(r.body["tool_choice"], "auto", "{mode}: tools are sent with tool_choice");
+            assert_eq!(r.body()["tool_choice"], "auto", "{mode}: tools are sent with tool_choice");
             let null = r.messages().iter().any(|m| m["role"] == "assistant" && m["content"].is_null());
             assert!(!null, "{mode}: an assistant message's content is never null");
         }
@@ -60,7 +60,7 @@ async fn llm_stream_false_asks_for_whole_replies() {
     out.assert_ok();
     assert_eq!(out.stdout, "whole\n");
     let request = &h.llm.requests()[0];
-    assert!(!request.is_stream() && request.body.get("stream_options").is_none(), "{}", request.body);
+    assert!(!request.is_stream() && request.body().get("stream_options").is_none(), "{}", request.body());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

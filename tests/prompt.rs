@@ -282,7 +282,7 @@ async fn a_server_that_refuses_optional_fields_is_asked_again_without_them() {
     out.assert_ok();
     assert_eq!(out.stdout, "Works without them.\n");
     let reqs = h.llm.requests();
-    assert!(reqs[0].body.get("stream_options").is_some());
-    assert!(reqs[1].body.get("stream_options").is_none() && reqs[1].body.get("parallel_tool_calls").is_none());
-    assert_eq!(reqs[1].body["stream"], true, "still streaming");
+    assert!(reqs[0].body().get("stream_options").is_some());
+    assert!(reqs[1].body().get("stream_options").is_none() && reqs[1].body().get("parallel_tool_calls").is_none());
+    assert_eq!(reqs[1].body()["stream"], true, "still streaming");
 }

@@ -37,13 +37,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn chat_completions(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
-    let (body, problem) = parse_body(&raw);
-    let request = RecordedRequest {
-        path: uri.path().to_owned(),
-        headers: header_map(&headers),
-        body,
-        received_at: std::time::Instant::now(),
-    };
+    let (request, problem) = RecordedRequest::new(uri.path().to_owned(), header_map(&headers), raw);
     if let Some(message) = problem {
         shared.record(request);
         return json_error(StatusCode::BAD_REQUEST, &message);
@@ -58,15 +52,23 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, uri: Uri, headers: 
     answer(turn, &request).await
 }
 
+/// Whether the request offers the model any tools.
+fn has_tools(request: &RecordedRequest) -> bool {
+    request.body()["tools"].as_array().is_some_and(|t| !t.is_empty())
+}
+
 /// What a quirky server answers instead of a reply, if anything.
 fn quirk_refusal(quirks: Quirks, request: &RecordedRequest) -> Option<Response> {
-    let messages = request.messages();
+    let messages = request.message_list();
     if quirks.null_content_is_500 && messages.iter().any(|m| m["role"] == "assistant" && m["content"].is_null()) {
         let body = json!({"detail": "1 validation error for ChatCompletionRequestAssistantMessage\ncontent\n  Input should be a valid string"});
         return Some((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response());
     }
-    let has_tools = request.body["tools"].as_array().is_some_and(|t| !t.is_empty());
-    if quirks.no_streamed_tool_calls && request.is_stream() && has_tools && !request.body["tool_choice"].is_null() {
+    if quirks.no_streamed_tool_calls
+        && request.is_stream()
+        && has_tools(request)
+        && !request.body()["tool_choice"].is_null()
+    {
         return Some(sse_response(Vec::new(), Duration::ZERO));
     }
     None
@@ -92,18 +94,6 @@ async fn props(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
 async fn not_found(uri: Uri) -> Response {
     let message = format!("fake llm: no route for {}", uri.path());
     json_error(StatusCode::NOT_FOUND, &message)
-}
-
-/// The JSON body, or the raw text as a JSON string plus why it was rejected.
-fn parse_body(raw: &[u8]) -> (Value, Option<String>) {
-    match serde_json::from_slice::<Value>(raw) {
-        Ok(body @ Value::Object(_)) => (body, None),
-        Ok(body) => (body, Some("fake llm: request body must be a JSON object".into())),
-        Err(e) => {
-            let text = String::from_utf8_lossy(raw).into_owned();
-            (Value::String(text), Some(format!("fake llm: request body is not JSON: {e}")))
-        }
-    }
 }
 
 /// Lowercase header names; repeated headers joined with ", ".
@@ -138,8 +128,8 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
         prompt_chars: request.all_text().chars().count(),
         no_usage: turn.quirks.no_usage,
     };
-    let has_tools = request.body["tools"].as_array().is_some_and(|t| !t.is_empty());
-    let tools_ignored = turn.quirks.tools_need_tool_choice && has_tools && request.body["tool_choice"].is_null();
+    let tools_ignored =
+        turn.quirks.tools_need_tool_choice && has_tools(request) && request.body()["tool_choice"].is_null();
     match turn.reply {
         // The server never showed the model its tools.
         Some(Reply::ToolCalls { .. }) if tools_ignored => respond(Reply::text("I have no tools here."), delivery).await,
@@ -152,14 +142,14 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
             }
             Fallback::Agent => {
                 let said = request.unanswered_user_text();
-                let after_tool = request.messages().last().is_some_and(|m| m["role"] == "tool");
+                let after_tool = request.message_list().last().is_some_and(|m| m["role"] == "tool");
                 let asked = request.last_user_text();
                 if let Some(call) = asked.strip_prefix("CALL ") {
                     return respond(call_reply(request, call, after_tool, said == asked), delivery).await;
                 }
                 if asked == "RECALL" {
                     let mut earlier: Vec<String> = request
-                        .messages()
+                        .message_list()
                         .iter()
                         .filter(|m| m["role"] == "user")
                         .map(|m| super::request::content_text(&m["content"]))

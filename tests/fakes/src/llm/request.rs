@@ -1,7 +1,10 @@
 //! Recorded chat-completions requests and helpers to inspect them in assertions.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
+use axum::body::Bytes;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// One `POST .../chat/completions` request as the fake received it.
@@ -10,16 +13,72 @@ pub struct RecordedRequest {
     pub path: String,
     /// Header names are lowercase; repeated headers are joined with ", ".
     pub headers: HashMap<String, String>,
-    /// The JSON body, or a JSON string holding the raw text if it was not JSON.
-    pub body: Value,
     /// When the request arrived.
     pub received_at: std::time::Instant,
+    /// The body as received.
+    raw: Bytes,
+    /// What the fake answers from, read as the request arrived.
+    head: Head,
+    /// The whole body as JSON, built when first asked for ([`RecordedRequest::body`]):
+    /// most requests are never looked at whole, and a tree of every request's
+    /// tools' definitions took more of a benchmark's CPU than the daemon's reading.
+    body: OnceLock<Value>,
+}
+
+/// The fields the fake answers from; the rest of the body is checked to be JSON
+/// and kept as text.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct Head {
+    #[serde(default)]
+    model: Value,
+    #[serde(default)]
+    stream: Value,
+    #[serde(default)]
+    messages: Value,
 }
 
 impl RecordedRequest {
+    /// The request with this body, and why it is refused, if it is: a body must
+    /// be a JSON object.
+    pub(crate) fn new(path: String, headers: HashMap<String, String>, raw: Bytes) -> (RecordedRequest, Option<String>) {
+        let received_at = std::time::Instant::now();
+        let request = |head, body| RecordedRequest { path, headers, received_at, raw: raw.clone(), head, body };
+        // (A struct is also read from an array of its fields: only an object will do.)
+        let object = raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if let Some(head) = object.then(|| serde_json::from_slice::<Head>(&raw).ok()).flatten() {
+            return (request(head, OnceLock::new()), None);
+        }
+        // Not an object with those fields (not JSON, or a field twice): read whole,
+        // to say why or to take it as JSON does.
+        let (body, problem) = match serde_json::from_slice::<Value>(&raw) {
+            Ok(body @ Value::Object(_)) => (body, None),
+            Ok(body) => (body, Some("fake llm: request body must be a JSON object".into())),
+            Err(e) => {
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                (Value::String(text), Some(format!("fake llm: request body is not JSON: {e}")))
+            }
+        };
+        let head =
+            Head { model: body["model"].clone(), stream: body["stream"].clone(), messages: body["messages"].clone() };
+        (request(head, OnceLock::from(body)), problem)
+    }
+
+    /// The JSON body, or a JSON string holding the raw text if it was not JSON.
+    pub fn body(&self) -> &Value {
+        self.body.get_or_init(|| {
+            serde_json::from_slice(&self.raw)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.raw).into_owned()))
+        })
+    }
+
     /// `body["messages"]`, or empty.
     pub fn messages(&self) -> Vec<Value> {
-        self.body["messages"].as_array().cloned().unwrap_or_default()
+        self.message_list().to_vec()
+    }
+
+    /// `body["messages"]` in place, or empty.
+    pub(crate) fn message_list(&self) -> &[Value] {
+        self.head.messages.as_array().map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Text of every `role=system` message, joined by "\n" ("" if none).
@@ -29,7 +88,7 @@ impl RecordedRequest {
 
     /// Text of the last `role=user` message ("" if none).
     pub fn last_user_text(&self) -> String {
-        self.messages()
+        self.message_list()
             .iter()
             .rev()
             .find(|m| m["role"] == "user")
@@ -40,9 +99,13 @@ impl RecordedRequest {
     /// The text of every user message after the last non-user one (the messages
     /// a model would be answering), joined by "\n".
     pub fn unanswered_user_text(&self) -> String {
-        let messages = self.messages();
-        let trailing: Vec<String> =
-            messages.iter().rev().take_while(|m| m["role"] == "user").map(|m| content_text(&m["content"])).collect();
+        let trailing: Vec<String> = self
+            .message_list()
+            .iter()
+            .rev()
+            .take_while(|m| m["role"] == "user")
+            .map(|m| content_text(&m["content"]))
+            .collect();
         trailing.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
@@ -53,7 +116,7 @@ impl RecordedRequest {
 
     /// `body["tools"][i]["function"]["name"]`.
     pub fn tool_names(&self) -> Vec<String> {
-        self.body["tools"]
+        self.body()["tools"]
             .as_array()
             .into_iter()
             .flatten()
@@ -64,7 +127,7 @@ impl RecordedRequest {
 
     /// `(tool_call_id, content)` of every `role=tool` message.
     pub fn tool_results(&self) -> Vec<(String, String)> {
-        self.messages()
+        self.message_list()
             .iter()
             .filter(|m| m["role"] == "tool")
             .map(|m| {
@@ -76,12 +139,12 @@ impl RecordedRequest {
 
     /// The `model` the client asked for, if any.
     pub fn model(&self) -> Option<&str> {
-        self.body["model"].as_str()
+        self.head.model.as_str()
     }
 
     /// Whether the client asked for a streamed response.
     pub fn is_stream(&self) -> bool {
-        self.body["stream"].as_bool().unwrap_or(false)
+        self.head.stream.as_bool().unwrap_or(false)
     }
 
     /// A header value by case-insensitive name.
@@ -90,7 +153,7 @@ impl RecordedRequest {
     }
 
     fn texts_with_role(&self, role: Option<&str>) -> Vec<String> {
-        self.messages()
+        self.message_list()
             .iter()
             .filter(|m| role.is_none_or(|r| m["role"] == r))
             .map(|m| content_text(&m["content"]))
@@ -119,33 +182,31 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn request(body: Value) -> RecordedRequest {
-        RecordedRequest {
-            path: "/v1/chat/completions".into(),
-            headers: HashMap::new(),
-            body,
-            received_at: std::time::Instant::now(),
-        }
+    fn request(body: &[u8]) -> RecordedRequest {
+        RecordedRequest::new("/v1/chat/completions".into(), HashMap::new(), Bytes::copy_from_slice(body)).0
     }
 
     #[test]
     fn accessors_read_messages_tools_and_results() {
-        let req = request(json!({
-            "messages": [
-                {"role": "system", "content": "be brief"},
-                {"role": "user", "content": "first"},
-                {"role": "assistant", "content": null,
-                 "tool_calls": [{"id": "call_9", "type": "function",
-                                 "function": {"name": "clock", "arguments": "{}"}}]},
-                {"role": "tool", "tool_call_id": "call_9", "content": "12:00"},
-                {"role": "user", "content": [
-                    {"type": "text", "text": "second"},
-                    {"type": "image_url", "image_url": {"url": "data:"}},
-                    {"type": "text", "text": "part"}
-                ]}
-            ],
-            "tools": [{"type": "function", "function": {"name": "clock"}}]
-        }));
+        let req = request(
+            &serde_json::to_vec(&json!({
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "first"},
+                    {"role": "assistant", "content": null,
+                     "tool_calls": [{"id": "call_9", "type": "function",
+                                     "function": {"name": "clock", "arguments": "{}"}}]},
+                    {"role": "tool", "tool_call_id": "call_9", "content": "12:00"},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "second"},
+                        {"type": "image_url", "image_url": {"url": "data:"}},
+                        {"type": "text", "text": "part"}
+                    ]}
+                ],
+                "tools": [{"type": "function", "function": {"name": "clock"}}]
+            }))
+            .unwrap(),
+        );
         assert_eq!(req.messages().len(), 5);
         assert_eq!(req.system_prompt(), "be brief");
         assert_eq!(req.last_user_text(), "second\npart");
@@ -154,9 +215,33 @@ mod tests {
         assert_eq!(req.tool_results(), vec![("call_9".into(), "12:00".into())]);
     }
 
+    /// Read in part as it arrives, a request answers as one read whole would:
+    /// a body that is JSON but not an object is refused, one whose field comes
+    /// twice is taken as JSON takes it (the last one), and either is recorded.
+    #[test]
+    fn a_body_read_in_part_is_judged_and_recorded_as_a_whole_one() {
+        let new = |raw: &[u8]| {
+            RecordedRequest::new("/v1/chat/completions".into(), HashMap::new(), Bytes::copy_from_slice(raw))
+        };
+        let (array, problem) = new(b"[1, 2]");
+        assert_eq!(problem.as_deref(), Some("fake llm: request body must be a JSON object"));
+        assert_eq!(array.body(), &json!([1, 2]));
+        let (twice, problem) = new(br#"{"model": "a", "model": "b", "messages": [{"role": "user", "content": "hi"}]}"#);
+        assert_eq!(problem, None);
+        assert_eq!((twice.model(), twice.last_user_text().as_str()), (Some("b"), "hi"));
+        let (broken, problem) = new(br#"{"messages": [}"#);
+        assert!(problem.is_some_and(|p| p.contains("not JSON")));
+        assert_eq!(broken.body(), &Value::String(r#"{"messages": [}"#.into()));
+        let (partly, problem) = new(br#"{"stream": true, "tools": [{"function": {"name": "x"}}], "messages": []}"#);
+        assert_eq!(problem, None);
+        assert!(partly.is_stream());
+        assert_eq!(partly.tool_names(), ["x"], "the rest is read when asked for");
+    }
+
     #[test]
     fn accessors_tolerate_non_chat_bodies() {
-        let req = request(Value::String("not json".into()));
+        let req = request(b"not json");
+        assert_eq!(req.body(), &Value::String("not json".into()));
         assert!(req.messages().is_empty());
         assert_eq!(req.system_prompt(), "");
         assert_eq!(req.last_user_text(), "");

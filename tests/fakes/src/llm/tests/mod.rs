@@ -218,7 +218,7 @@ async fn requests_record_path_lowercase_headers_and_body() {
     assert_eq!(first.headers["authorization"], "Bearer sk-test");
     assert_eq!(first.headers["x-trace-id"], "abc123");
     assert_eq!(first.header("X-Trace-Id"), Some("abc123"));
-    assert_eq!(first.body, body);
+    assert_eq!(first.body(), &body);
     assert_eq!(first.system_prompt(), "You are terse.");
     assert_eq!(first.last_user_text(), "hello");
     assert_eq!(first.tool_names(), vec!["remember"]);
@@ -226,7 +226,7 @@ async fn requests_record_path_lowercase_headers_and_body() {
     assert_eq!(requests[1].last_user_text(), "no prefix");
     assert_eq!(rejected.status, 400);
     assert!(rejected.json()["error"]["message"].as_str().is_some_and(|m| m.contains("not JSON")));
-    assert_eq!(requests[2].body, Value::String("this is not json".into()));
+    assert_eq!(requests[2].body(), &Value::String("this is not json".into()));
 }
 
 #[tokio::test]
