@@ -68,6 +68,19 @@ impl Ingress {
     }
 }
 
+/// How an event the journal `recorded` is handled here, if at all. Stored now,
+/// it is a first attempt only in a process alone on its store: with replicas,
+/// this one's hold on the chat can lapse while the event waits here, and the
+/// replica that takes the chat over answers it first (it finds the event
+/// unanswered), before the turn here runs.
+fn arrival(recorded: Recorded, replicas: bool) -> Option<Arrival> {
+    match recorded {
+        Recorded::Now if !replicas => Some(Arrival::New),
+        Recorded::Now | Recorded::Before => Some(Arrival::Late),
+        Recorded::Duplicate => None,
+    }
+}
+
 #[async_trait]
 impl InboundSink for Ingress {
     async fn deliver(&self, event: InboundEvent) -> Result<(), DeliverError> {
@@ -78,13 +91,13 @@ impl InboundSink for Ingress {
             InboundKind::Click(_) => InboundKindLabel::Click,
         };
         let count = |outcome| crate::metrics::global().inbound(&channel, kind, outcome);
-        match self.journal.record(&event).await {
-            Ok(recorded @ (Recorded::Now | Recorded::Before)) => {
+        match self.journal.record(&event).await.map(|recorded| arrival(recorded, self.owners.shared())) {
+            Ok(Some(arrival)) => {
                 count(InboundOutcome::Accepted);
-                self.enqueue(event, if recorded == Recorded::Now { Arrival::New } else { Arrival::Late });
+                self.enqueue(event, arrival);
                 Ok(())
             }
-            Ok(Recorded::Duplicate) => {
+            Ok(None) => {
                 // Seen before: acknowledged, not handled twice.
                 count(InboundOutcome::Duplicate);
                 Ok(())
@@ -103,5 +116,22 @@ impl InboundSink for Ingress {
             tracing::warn!(error = %e, "cannot list recently active chats");
             Vec::new()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only an event stored by its own hand-over, in a process alone on its
+    /// store, skips the search for an earlier attempt's work.
+    #[test]
+    fn an_event_stored_now_is_new_only_without_replicas() {
+        assert_eq!(arrival(Recorded::Now, false), Some(Arrival::New));
+        assert_eq!(arrival(Recorded::Now, true), Some(Arrival::Late), "another replica may answer it first");
+        for replicas in [false, true] {
+            assert_eq!(arrival(Recorded::Before, replicas), Some(Arrival::Late));
+            assert_eq!(arrival(Recorded::Duplicate, replicas), None);
+        }
     }
 }

@@ -50,7 +50,7 @@ pub struct Journal {
 /// What recording an inbound event found ([`Journal::record`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    /// Stored by this call: handle it, for the first time anywhere.
+    /// Stored by this call: handle it (no process had stored it before).
     Now,
     /// Stored before, but never handed over in this process: handle it (an
     /// attempt elsewhere may have begun to answer it).

@@ -48,8 +48,8 @@ pub struct TurnJob {
     /// Other interactions of the batch, closed when the turn ends (one reply
     /// answers them all, in `interaction`).
     pub closes: Vec<Interaction>,
-    /// Every event is answered for the first time ([`Arrival::New`]): no
-    /// attempt before can have recorded, streamed or answered any of them, so
+    /// Every event is answered for the first time ([`Arrival::New`]): no other
+    /// attempt can have recorded, streamed or answered any of them, so
     /// the journal and the transcript are not searched for one.
     ///
     /// [`Arrival::New`]: super::waiting::Arrival::New

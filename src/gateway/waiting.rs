@@ -27,13 +27,15 @@ pub struct Incoming {
 /// Whether an event is handled for the first time, or again from the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// Journaled by this very hand-over: nothing anywhere has recorded,
-    /// streamed or answered any of it, so nothing is looked for.
+    /// Journaled by this very hand-over, in a process alone on its store:
+    /// nothing has recorded, streamed or answered any of it, so nothing is
+    /// looked for.
     New,
-    /// Journaled before this hand-over but never handed over in this process:
-    /// its write was seen to fail and landed after all, or another replica
-    /// journaled it. Never let in to wait here, but an attempt elsewhere may
-    /// have begun to answer it.
+    /// Never let in to wait here, but an attempt elsewhere may have begun to
+    /// answer it: journaled before this hand-over (its write was seen to fail
+    /// and landed after all, or another replica journaled it), or journaled now
+    /// beside replicas, one of which may take the chat over and answer it
+    /// before the turn here runs.
     Late,
     /// Unanswered when the process before this one stopped (or the replica
     /// that held its chat let go of it): it may have been let in to wait

@@ -32,7 +32,8 @@ async fn a_message_in_flight_at_a_crash_is_answered_once_after_the_restart() {
 /// middle of, which goes on for a moment: the gateway's side of a turn can find
 /// that the agent's side ended without a result. It leaves the message to the
 /// restart, as a crash does, instead of answering it for good with "Something
-/// went wrong" (what failed the test above once in CI).
+/// went wrong" (what failed the test above once in CI, in a first attempt; here
+/// in a replayed one, where the test can hold the gateway's side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_cut_off_from_its_agent_by_a_crash_leaves_its_message_to_the_restart() {
     let mut gw = Gw::new().await;

@@ -43,8 +43,12 @@ impl RecordedRequest {
     pub(crate) fn new(path: String, headers: HashMap<String, String>, raw: Bytes) -> (RecordedRequest, Option<String>) {
         let received_at = std::time::Instant::now();
         let request = |head, body| RecordedRequest { path, headers, received_at, raw: raw.clone(), head, body };
-        // (A struct is also read from an array of its fields: only an object will do.)
-        let object = raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        // (A struct is also read from an array of its fields: only an object
+        // will do. The fields skipped are checked for their syntax only, not
+        // for text that is not UTF-8, which is checked here; a lone surrogate
+        // escape, a number out of range or nesting deeper than 128 there pass,
+        // and `body` shows such a body as text.)
+        let object = raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') && std::str::from_utf8(&raw).is_ok();
         if let Some(head) = object.then(|| serde_json::from_slice::<Head>(&raw).ok()).flatten() {
             return (request(head, OnceLock::new()), None);
         }
@@ -231,6 +235,8 @@ mod tests {
         assert_eq!((twice.model(), twice.last_user_text().as_str()), (Some("b"), "hi"));
         let (broken, problem) = new(br#"{"messages": [}"#);
         assert!(problem.is_some_and(|p| p.contains("not JSON")));
+        let (_, problem) = new(b"{\"tools\": \"\xff\", \"messages\": []}");
+        assert!(problem.is_some_and(|p| p.contains("not JSON")), "text that is not UTF-8, in a field skipped");
         assert_eq!(broken.body(), &Value::String(r#"{"messages": [}"#.into()));
         let (partly, problem) = new(br#"{"stream": true, "tools": [{"function": {"name": "x"}}], "messages": []}"#);
         assert_eq!(problem, None);
