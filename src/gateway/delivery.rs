@@ -525,9 +525,16 @@ mod tests {
                 let (d, chat) = (delivery.clone(), chat.clone());
                 tokio::spawn(async move { d.finish_turn(&chat, text("the answer"), None, &[], None).await })
             };
+            // The chat's pace is held on while the turn stores its reply (a slow
+            // store could outlast one hold: the reply would go out and be gone
+            // before this saw it stored), then for long enough to run the loop.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
             while stored(&delivery).await == 0 {
+                assert!(std::time::Instant::now() < deadline, "the turn never stored its reply");
+                delivery.pacer.hold(&chat, Duration::from_millis(400));
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            delivery.pacer.hold(&chat, Duration::from_secs(2));
             delivery.retry_once().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert!(fake.calls_of(Op::Send).is_empty(), "the retry loop sent a reply its turn owned");
