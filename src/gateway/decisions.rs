@@ -136,7 +136,10 @@ impl Decisions {
             Ok(Some(approval))
                 if approval.state != ApprovalState::Pending
                     && (approval.chat.as_deref() == Some(chat.id().as_str())
-                        || self.prompts.shown_in(id, chat).await.unwrap_or(false)) =>
+                        || self.prompts.shown_in(id, chat).await.unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "cannot read where a prompt was shown");
+                            false
+                        })) =>
             {
                 let by = approval.decided_by.as_deref();
                 self.prompts.resolve_copy(chat, message, approval.state, by).await;

@@ -40,7 +40,7 @@ impl<'a> Stream<'a> {
         // A replayed event continues the message its first attempt streamed into,
         // knowing what it shows (no edit that would change nothing).
         let streamed = match job.event_ids.first() {
-            Some(id) if !job.first => turns.journal.streamed(id).await,
+            Some(id) if !job.first() => turns.journal.streamed(id).await,
             _ => None,
         };
         let (message, shown) = match streamed {

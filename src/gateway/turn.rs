@@ -48,12 +48,16 @@ pub struct TurnJob {
     /// Other interactions of the batch, closed when the turn ends (one reply
     /// answers them all, in `interaction`).
     pub closes: Vec<Interaction>,
-    /// Every event is answered for the first time ([`Arrival::New`]): no other
-    /// attempt can have recorded, streamed or answered any of them, so
-    /// the journal and the transcript are not searched for one.
-    ///
-    /// [`Arrival::New`]: super::waiting::Arrival::New
-    pub first: bool,
+}
+
+impl TurnJob {
+    /// Every message is sent for the first time ([`UserInput::first`]): no other
+    /// attempt can have recorded, streamed or answered any of them, so the
+    /// journal and the transcript are not searched for one. Never for a turn
+    /// without an input (it resumes one begun before).
+    pub fn first(&self) -> bool {
+        self.input.as_ref().is_some_and(|input| input.first) && self.earlier.iter().all(|input| input.first)
+    }
 }
 
 pub async fn run(turns: Turns, job: TurnJob) {
@@ -220,7 +224,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
     let mut reply_entry = None;
     if let Some(said) = first_said {
         // A first attempt's reply is what it said.
-        let recorded = match job.first {
+        let recorded = match job.first() {
             true => Ok(None),
             false => turns.backend.reply_of(&job.conversation_id, &said).await,
         };

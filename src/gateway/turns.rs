@@ -290,8 +290,6 @@ impl Turns {
             reply_to: None,
             interaction: None,
             closes: Vec::new(),
-            // Its turn began before the restart.
-            first: false,
         });
     }
 }

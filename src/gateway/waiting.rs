@@ -203,7 +203,6 @@ pub fn turn_for(conversation: &str, batch: &[Incoming]) -> TurnJob {
         // several were collected); the others are closed.
         interaction: interactions.pop(),
         closes: interactions,
-        first: batch.iter().all(|i| i.arrival == Arrival::New),
     }
 }
 
@@ -302,11 +301,11 @@ mod tests {
     fn only_a_batch_of_messages_journaled_just_now_is_a_first_attempt() {
         let with = |n, arrival| Incoming { arrival, ..incoming("g", "a", Tier::User, "x", n) };
         let job = turn_for("c", &[with(1, Arrival::New), with(2, Arrival::New)]);
-        assert!(job.first);
+        assert!(job.first());
         assert!(job.earlier[0].first && job.input.as_ref().unwrap().first);
         for other in [Arrival::Late, Arrival::Again] {
             let job = turn_for("c", &[with(1, Arrival::New), with(2, other)]);
-            assert!(!job.first, "{other:?}");
+            assert!(!job.first(), "{other:?}");
             assert!(job.earlier[0].first, "the first message is its first sending");
             assert!(!job.input.as_ref().unwrap().first, "{other:?} may have been recorded");
         }

@@ -100,9 +100,7 @@ impl Gw {
         let read_hook = self.read_hook_at_start.take();
         let started = runtime.spawn(async move {
             let sqlite = open_store(&settings.data_dir, settings.store.cache_mb).await;
-            if read_hook.is_some() {
-                sqlite.before_read(read_hook);
-            }
+            sqlite.before_read(read_hook);
             let store: Arc<dyn Store> = sqlite.clone();
             let backend = Arc::new(EmbeddedBackend::new(store.clone(), settings.clone()));
             let expired = backend.recover().await.expect("recover");

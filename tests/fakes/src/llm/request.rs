@@ -27,7 +27,7 @@ pub struct RecordedRequest {
 
 /// The fields the fake answers from; the rest of the body is checked to be JSON
 /// and kept as text.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 struct Head {
     #[serde(default)]
     model: Value,
