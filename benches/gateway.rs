@@ -13,8 +13,11 @@
 //! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run;
 //! `-- throughput` only the Telegram latency and burst; `-- memory` those and memory;
 //! `-- postgres` the in-process run and the burst with the store on PostgreSQL,
-//! then with two replicas; `-- replicas` only the replicas). Every run first
-//! prints how fast the machine is at that moment (`gateway/machine.rs`).
+//! then with two replicas; `-- replicas` only the replicas; `-- instructions` what
+//! a message costs in instructions, which does not vary by the hour
+//! (`gateway/instructions.rs`, needs valgrind)). Every run first prints how fast
+//! the machine is at that moment (`gateway/machine.rs`). `BENCH_DAEMON=/path`
+//! runs another build of the daemon under the same benchmark.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -33,6 +36,8 @@ use switchboard_fakes::{FakeChannel, FakeLlm, FakeTelegram, Fallback};
 mod discord;
 #[path = "gateway/dm_run.rs"]
 mod dm_run;
+#[path = "gateway/instructions.rs"]
+mod instructions;
 #[path = "gateway/machine.rs"]
 mod machine;
 #[path = "gateway/slack.rs"]
@@ -83,6 +88,11 @@ async fn main() {
     // `-- postgres`: the in-process run and the Telegram burst on PostgreSQL.
     if std::env::args().skip(1).any(|a| a == "postgres") {
         print_postgres(&llm).await;
+        return;
+    }
+    // `-- instructions`: what a message costs in instructions, under callgrind.
+    if std::env::args().skip(1).any(|a| a == "instructions") {
+        instructions::run(&llm).await;
         return;
     }
     if std::env::args().skip(1).any(|a| a == "discord") {
@@ -398,6 +408,18 @@ async fn start(
     dir: &std::path::Path,
     extra: &[(&str, String)],
 ) -> tokio::process::Child {
+    let wrapper: Vec<String> = std::env::var("BENCH_WRAP").into_iter().collect();
+    start_under(llm, telegram, dir, &wrapper, extra).await
+}
+
+/// [`start`] with the daemon run under `wrapper` (a program and its arguments).
+async fn start_under(
+    llm: &FakeLlm,
+    telegram: &FakeTelegram,
+    dir: &std::path::Path,
+    wrapper: &[String],
+    extra: &[(&str, String)],
+) -> tokio::process::Child {
     let polls = telegram.calls_of("getupdates").len();
     let mut settings = vec![
         ("SWITCHBOARD_TELEGRAM__TOKEN", telegram.token()),
@@ -405,7 +427,7 @@ async fn start(
         ("SWITCHBOARD_TELEGRAM__DM_POLICY", "open".to_string()),
     ];
     settings.extend_from_slice(extra);
-    dm_run::spawn_serve(llm, dir, &settings, || telegram.calls_of("getupdates").len() > polls).await
+    dm_run::spawn_serve_under(wrapper, llm, dir, &settings, || telegram.calls_of("getupdates").len() > polls).await
 }
 
 /// The same runs on PostgreSQL (a local server that syncs every commit to disk):
@@ -483,16 +505,23 @@ async fn print_replicas(llm: &FakeLlm) {
 /// again), so no queueing is measured; sorted. Returns once those chats may be
 /// written to again (their pacing slot has passed).
 async fn latency_samples(telegram: &FakeTelegram) -> Vec<Duration> {
+    let latencies = latency_samples_of(telegram, 1..=LATENCY_SAMPLES).await;
+    tokio::time::sleep(PACE_PASSED).await;
+    latencies
+}
+
+/// One message at a time from each of `chats`, each sent once the one before was
+/// answered; how long each took, shortest first.
+async fn latency_samples_of(telegram: &FakeTelegram, chats: std::ops::RangeInclusive<i64>) -> Vec<Duration> {
     let mut latencies = Vec::new();
-    for i in 0..LATENCY_SAMPLES {
-        let chat = 1 + i;
+    for chat in chats {
+        let i = chat - 1;
         let mut replies = Replies::from_now(telegram);
         let sent = replies.after;
         telegram.send_dm(chat, &format!("latency probe {i}"));
         latencies.push(replies.first_to(telegram, chat, Duration::from_secs(30)).await.duration_since(sent));
     }
     latencies.sort();
-    tokio::time::sleep(PACE_PASSED).await;
     latencies
 }
 
@@ -584,18 +613,35 @@ fn cpu_time(pid: Option<u32>) -> (Duration, Duration) {
     (Duration::from_secs_f64(ticks(11) / per_second), Duration::from_secs_f64(ticks(12) / per_second))
 }
 
+/// Context switches of a process's threads so far (those still running), from
+/// /proc: each time one of them stopped running, waiting or pushed off its core.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// CPU used so far, or per message of a burst of CHATS: the daemon's in its own
 /// code and the kernel's on its behalf, and this process's (the fakes and the
-/// benchmark's own checking).
+/// benchmark's own checking); and the daemon's context switches.
 struct CpuUsed {
     daemon: (Duration, Duration),
     bench: Duration,
+    switches: f64,
 }
 
 impl CpuUsed {
     fn now(daemon: u32) -> CpuUsed {
         let (user, kernel) = cpu_time(None);
-        CpuUsed { daemon: cpu_time(Some(daemon)), bench: user + kernel }
+        CpuUsed { daemon: cpu_time(Some(daemon)), bench: user + kernel, switches: context_switches(daemon) as f64 }
     }
 
     fn per_message_since(&self, before: &CpuUsed) -> CpuUsed {
@@ -603,6 +649,7 @@ impl CpuUsed {
         CpuUsed {
             daemon: (per(self.daemon.0, before.daemon.0), per(self.daemon.1, before.daemon.1)),
             bench: per(self.bench, before.bench),
+            switches: (self.switches - before.switches).max(0.0) / CHATS as f64,
         }
     }
 
@@ -610,11 +657,12 @@ impl CpuUsed {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let (user, kernel) = self.daemon;
         println!(
-            "  CPU per message in the burst: daemon {:.2} ms ({:.2} its own, {:.2} the kernel's), fakes and benchmark {:.2} ms",
+            "  CPU per message in the burst: daemon {:.2} ms ({:.2} its own, {:.2} the kernel's), fakes and benchmark {:.2} ms; the daemon's context switches {:.1} a message",
             ms(user + kernel),
             ms(user),
             ms(kernel),
-            ms(self.bench)
+            ms(self.bench),
+            self.switches
         );
     }
 }

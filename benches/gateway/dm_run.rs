@@ -40,13 +40,36 @@ pub async fn spawn_serve(
 ) -> tokio::process::Child {
     // `BENCH_WRAP=/path/to/script`: the daemon runs under it (a profiler; its RSS
     // figures are then the wrapper's, not the daemon's).
-    let mut cmd = match std::env::var("BENCH_WRAP") {
-        Ok(wrapper) => {
-            let mut cmd = tokio::process::Command::new(wrapper);
-            cmd.arg(env!("CARGO_BIN_EXE_switchboard"));
+    let wrapper: Vec<String> = std::env::var("BENCH_WRAP").into_iter().collect();
+    spawn_serve_under(&wrapper, llm, dir, settings, ready).await
+}
+
+/// The daemon's binary: this build's, or `BENCH_DAEMON=/path/to/switchboard`
+/// (another build, to compare two under the same benchmark; the daemon starts in
+/// a directory of its own, so a relative path is taken from here).
+fn daemon_binary() -> std::path::PathBuf {
+    match std::env::var("BENCH_DAEMON") {
+        Ok(path) => std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("BENCH_DAEMON={path}: {e}")),
+        Err(_) => env!("CARGO_BIN_EXE_switchboard").into(),
+    }
+}
+
+/// [`spawn_serve`] with the daemon run under `wrapper` (a program and its
+/// arguments; none: run directly).
+pub async fn spawn_serve_under(
+    wrapper: &[String],
+    llm: &FakeLlm,
+    dir: &std::path::Path,
+    settings: &[(&str, String)],
+    ready: impl Fn() -> bool,
+) -> tokio::process::Child {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args).arg(daemon_binary());
             cmd
         }
-        Err(_) => tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard")),
+        None => tokio::process::Command::new(daemon_binary()),
     };
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_")) {
         cmd.env_remove(key);
@@ -71,8 +94,10 @@ pub async fn spawn_serve(
         .spawn()
         .expect("cannot start switchboard serve");
     let started = Instant::now();
+    // Slower under a wrapper such as valgrind.
+    let limit = Duration::from_secs(if wrapper.is_empty() { 30 } else { 120 });
     while !ready() {
-        assert!(started.elapsed() < Duration::from_secs(30), "serve did not connect to its channel");
+        assert!(started.elapsed() < limit, "serve did not connect to its channel");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child

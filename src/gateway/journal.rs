@@ -237,7 +237,12 @@ impl Journal {
     /// Whether the event is marked answered (inside a store transaction of the
     /// caller's; an event pruned or never recorded is not).
     pub fn answered_in(store: &dyn Store, event_id: &str) -> StoreResult<bool> {
-        Ok(store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<JournalRecord>(&b)).is_some_and(|r| r.done))
+        /// The one field read: the event in the record is skipped, not built.
+        #[derive(Deserialize)]
+        struct Done {
+            done: bool,
+        }
+        Ok(store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<Done>(&b)).is_some_and(|r| r.done))
     }
 
     /// Events received but not answered, oldest first, all taken for handling
