@@ -1,9 +1,11 @@
 //! What a message costs in work that does not depend on the hour: the daemon run
 //! under valgrind's callgrind, which counts the instructions its own code (and
 //! the libraries in its process) executes, whatever else the shared machine is
-//! doing. The same Telegram shape as the burst: messages one at a time, then a
-//! thousand chats at once; callgrind's counters are zeroed before each phase and
-//! dumped after its last reply (`callgrind_control`), so start-up, the pause
+//! doing. The same Telegram shape as the burst: messages one at a time from new
+//! chats, then a thousand chats at once, then one at a time again in chats that
+//! have a conversation by then (most of a deployment's traffic, and cheaper: no
+//! conversation to make); callgrind's counters are zeroed before each phase and
+//! dumped after its last reply (`callgrind_control`), so start-up, the pauses
 //! between and the shutdown are not counted. The kernel's work on the daemon's
 //! behalf (system calls, waking threads) is not in it: the burst run prints that
 //! part as CPU time and as context switches.
@@ -53,13 +55,18 @@ pub async fn run(llm: &FakeLlm) {
     zero(pid);
     let took = answer_burst(&telegram, 1..=CHATS).await;
     let burst = dumped(pid, &out, "burst") as f64 / CHATS as f64;
+    tokio::time::sleep(super::PACE_PASSED).await;
+    zero(pid);
+    latency_samples_of(&telegram, 1..=ONE_AT_A_TIME).await;
+    let known_chats = dumped(pid, &out, "known chats") as f64 / ONE_AT_A_TIME as f64;
     let _ = daemon.start_kill();
     let _ = daemon.wait().await;
     println!(
-        "  instructions a message (the daemon's process, callgrind): one at a time {:.3} M, in a burst of {CHATS} {:.3} M ({:.0} s under callgrind)",
+        "  instructions a message (the daemon's process, callgrind): one at a time {:.3} M, in a burst of {CHATS} {:.3} M ({:.0} s under callgrind); one at a time in chats with a conversation {:.3} M",
         one_at_a_time / 1e6,
         burst / 1e6,
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        known_chats / 1e6
     );
 }
 

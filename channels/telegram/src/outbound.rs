@@ -177,8 +177,8 @@ mod tests {
     use super::*;
     use teloxide::types::ChatId;
 
-    /// A sent message whose other fields teloxide's `Message` cannot read (here:
-    /// it has none) still gives its id: the send succeeded, and taking it for a
+    /// A sent message that teloxide's `Message` refuses (the assertion below shows
+    /// it does) still gives its id: the send succeeded, and taking it for a
     /// failure would send the reply again.
     #[test]
     fn a_send_reads_only_the_message_id_from_the_answer() {

@@ -41,7 +41,8 @@ const NEWEST_FIRST: &str =
 
 /// The next number of the store's one counter (ids, transcript and audit order).
 fn next_in(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.prepare_cached("UPDATE ids SET last = last + 1 WHERE one = 1 RETURNING last")?
+    conn.prepare_cached("UPDATE ids SET last = last + 1 WHERE one = 1")?.execute([])?;
+    conn.prepare_cached("SELECT last FROM ids WHERE one = 1")?
         .query_row([], |row| row.get::<_, i64>(0))
         .map(|n| n as u64)
 }
