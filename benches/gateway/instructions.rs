@@ -3,8 +3,8 @@
 //! the libraries in its process) executes, whatever else the shared machine is
 //! doing. The same Telegram shape as the burst: messages one at a time from new
 //! chats, then a thousand chats at once, then one at a time again in chats that
-//! have a conversation by then (most of a deployment's traffic, and cheaper: no
-//! conversation to make); callgrind's counters are zeroed before each phase and
+//! have a conversation by then (most of a deployment's traffic: no conversation
+//! to make, but its history to read); callgrind's counters are zeroed before each phase and
 //! dumped after its last reply (`callgrind_control`), so start-up, the pauses
 //! between and the shutdown are not counted. The kernel's work on the daemon's
 //! behalf (system calls, waking threads) is not in it: the burst run prints that
@@ -27,7 +27,7 @@ use super::{answer_burst, latency_samples_of, start_under, CHATS};
 /// milliseconds under callgrind).
 const ONE_AT_A_TIME: i64 = 100;
 
-/// Runs both phases and prints instructions per message; says why not when
+/// Runs the three phases and prints instructions per message; says why not when
 /// valgrind is not installed.
 pub async fn run(llm: &FakeLlm) {
     if !on_path("valgrind") || !on_path("callgrind_control") {
