@@ -408,8 +408,7 @@ async fn start(
     dir: &std::path::Path,
     extra: &[(&str, String)],
 ) -> tokio::process::Child {
-    let wrapper: Vec<String> = std::env::var("BENCH_WRAP").into_iter().collect();
-    start_under(llm, telegram, dir, &wrapper, extra).await
+    start_under(llm, telegram, dir, &dm_run::wrapper(), extra).await
 }
 
 /// [`start`] with the daemon run under `wrapper` (a program and its arguments).

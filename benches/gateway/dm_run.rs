@@ -38,10 +38,13 @@ pub async fn spawn_serve(
     settings: &[(&str, String)],
     ready: impl Fn() -> bool,
 ) -> tokio::process::Child {
-    // `BENCH_WRAP=/path/to/script`: the daemon runs under it (a profiler; its RSS
-    // figures are then the wrapper's, not the daemon's).
-    let wrapper: Vec<String> = std::env::var("BENCH_WRAP").into_iter().collect();
-    spawn_serve_under(&wrapper, llm, dir, settings, ready).await
+    spawn_serve_under(&wrapper(), llm, dir, settings, ready).await
+}
+
+/// `BENCH_WRAP=/path/to/script`: the daemon runs under it (a profiler; its RSS
+/// figures are then the wrapper's, not the daemon's). Unset or empty: none.
+pub fn wrapper() -> Vec<String> {
+    std::env::var("BENCH_WRAP").into_iter().filter(|w| !w.is_empty()).collect()
 }
 
 /// The daemon's binary: this build's, or `BENCH_DAEMON=/path/to/switchboard`

@@ -48,17 +48,17 @@ pub async fn run(llm: &FakeLlm) {
     let mut daemon = start_under(llm, &telegram, dir.path(), &valgrind, &[]).await;
     let pid = daemon.id().expect("running");
 
-    zero(pid);
+    zero(pid).await;
     latency_samples_of(&telegram, 1..=ONE_AT_A_TIME).await;
-    let one_at_a_time = dumped(pid, &out, "one at a time") as f64 / ONE_AT_A_TIME as f64;
+    let one_at_a_time = dumped(pid, &out, "one at a time").await as f64 / ONE_AT_A_TIME as f64;
     tokio::time::sleep(super::PACE_PASSED).await;
-    zero(pid);
+    zero(pid).await;
     let took = answer_burst(&telegram, 1..=CHATS).await;
-    let burst = dumped(pid, &out, "burst") as f64 / CHATS as f64;
+    let burst = dumped(pid, &out, "burst").await as f64 / CHATS as f64;
     tokio::time::sleep(super::PACE_PASSED).await;
-    zero(pid);
+    zero(pid).await;
     latency_samples_of(&telegram, 1..=ONE_AT_A_TIME).await;
-    let known_chats = dumped(pid, &out, "known chats") as f64 / ONE_AT_A_TIME as f64;
+    let known_chats = dumped(pid, &out, "known chats").await as f64 / ONE_AT_A_TIME as f64;
     let _ = daemon.start_kill();
     let _ = daemon.wait().await;
     println!(
@@ -77,11 +77,12 @@ fn on_path(program: &str) -> bool {
 
 /// Runs `callgrind_control` with `args` against the daemon; panics if it fails
 /// (a figure from counters that were not reset would be wrong, not rough).
-fn control(pid: u32, args: &[&str]) {
-    let output = std::process::Command::new("callgrind_control")
+async fn control(pid: u32, args: &[&str]) {
+    let output = tokio::process::Command::new("callgrind_control")
         .args(args)
         .arg(pid.to_string())
         .output()
+        .await
         .expect("cannot run callgrind_control");
     assert!(
         output.status.success(),
@@ -93,15 +94,15 @@ fn control(pid: u32, args: &[&str]) {
 }
 
 /// Zeroes the daemon's counters.
-fn zero(pid: u32) {
-    control(pid, &["-z"]);
+async fn zero(pid: u32) {
+    control(pid, &["-z"]).await;
 }
 
 /// Dumps the daemon's counters (and zeroes them); the instructions counted since
 /// they were last zeroed, read from the newest dump.
-fn dumped(pid: u32, out: &Path, phase: &str) -> u64 {
+async fn dumped(pid: u32, out: &Path, phase: &str) -> u64 {
     let before = dumps(out, pid);
-    control(pid, &["-d"]);
+    control(pid, &["-d"]).await;
     // callgrind writes the dump from the daemon's own thread: wait for the file.
     for _ in 0..200 {
         let now = dumps(out, pid);
@@ -110,7 +111,7 @@ fn dumped(pid: u32, out: &Path, phase: &str) -> u64 {
                 return total;
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("callgrind wrote no dump for the {phase} phase within 10 s");
 }
