@@ -100,18 +100,18 @@ impl Delivery {
     pub async fn show_prompt(&self, chat: &ChatKey, part: PromptPart) {
         let once = format!("prompt:{}:{}", part.approval_id, chat.id());
         let message = Outbound { text: part.prompt.text.clone(), prompt: Some(part), ..Outbound::default() };
-        if let Some(claim) = self.store(chat, message, None, &[], Some(once)).await {
+        if let Some((claim, stored)) = self.store(chat, message, None, &[], Some(once)).await {
             let delivery = self.clone();
-            tokio::spawn(async move { delivery.send(claim).await });
+            tokio::spawn(async move { delivery.send(claim, stored).await });
         }
     }
 
     /// Stores `message` and marks `answers` (journal events) answered, then sends
     /// it in the background. For command answers and notices.
     pub async fn reply(&self, chat: &ChatKey, message: Outbound, answers: &[String]) {
-        if let Some(claim) = self.store(chat, message, None, answers, None).await {
+        if let Some((claim, stored)) = self.store(chat, message, None, answers, None).await {
             let delivery = self.clone();
-            tokio::spawn(async move { delivery.send(claim).await });
+            tokio::spawn(async move { delivery.send(claim, stored).await });
         }
     }
 
@@ -127,9 +127,9 @@ impl Delivery {
         answers: &[String],
         reply_entry: Option<String>,
     ) {
-        if let Some(claim) = self.store(chat, message, streamed, answers, reply_entry).await {
+        if let Some((claim, stored)) = self.store(chat, message, streamed, answers, reply_entry).await {
             self.pacer.wait(chat).await;
-            self.send(claim).await;
+            self.send(claim, stored).await;
         }
     }
 
@@ -158,7 +158,9 @@ impl Delivery {
         }
     }
 
-    /// Claims a new item, and stores it with its events marked answered.
+    /// Claims a new item, and stores it with its events marked answered; the
+    /// item as stored too when nobody else can change it before it is sent (a
+    /// process alone on its store: only the holder of the claim touches it).
     async fn store(
         &self,
         chat: &ChatKey,
@@ -166,7 +168,7 @@ impl Delivery {
         streamed: Option<Streamed>,
         answers: &[String],
         reply_entry: Option<String>,
-    ) -> Option<Claim> {
+    ) -> Option<(Claim, Option<OutboxItem>)> {
         // A reply that answers events is stored only by the chat's holder (with
         // replicas: under its lease, taken again if let go of meanwhile), so an
         // event is answered once. Others (an approval prompt shown in an
@@ -184,8 +186,11 @@ impl Delivery {
                 }
             }
         }
-        let (busy, key) = (self.busy.clone(), chat.clone());
-        let claim = move |seq| Claim::take(&busy, seq, &key).expect("a fresh sequence number is nobody's");
+        let (busy, key, alone) = (self.busy.clone(), chat.clone(), !self.owners.shared());
+        let claim = move |item: &OutboxItem| {
+            let claim = Claim::take(&busy, item.seq, &key).expect("a fresh sequence number is nobody's");
+            (claim, alone.then(|| item.clone()))
+        };
         let stored =
             self.outbox.enqueue(chat.clone(), message, streamed, answers.to_vec(), reply_entry, fence, claim).await;
         drop(using);
@@ -226,18 +231,23 @@ impl Delivery {
     /// loop and recovery).
     pub async fn deliver(&self, item: &OutboxItem) {
         if let Some(claim) = Claim::take(&self.busy, item.seq, &item.chat) {
-            self.send(claim).await;
+            self.send(claim, None).await;
         }
     }
 
-    /// Sends the claimed item from its stored copy: it may be delivered by now.
-    async fn send(&self, claim: Claim) {
+    /// Sends the claimed item from its stored copy (it may be delivered by now),
+    /// read back unless `stored` is that copy, as [`Delivery::store`] gives it.
+    async fn send(&self, claim: Claim, stored: Option<OutboxItem>) {
         // Sent by the chat's holder only (with replicas: taken if free; held by
         // another replica, it is that one's to send), from the copy stored
         // after it took the chat.
         let Some(chat) = self.busy.lock().unwrap_or_else(|p| p.into_inner()).get(&claim.seq).cloned() else { return };
         let Some(using) = self.owners.take(&chat).await else { return };
-        let item = match self.outbox.get(claim.seq).await {
+        let read = match stored {
+            Some(item) => Ok(Some(item)),
+            None => self.outbox.get(claim.seq).await,
+        };
+        let item = match read {
             Ok(Some(item)) => item,
             Ok(None) => return,
             Err(e) => {
@@ -460,7 +470,7 @@ impl Delivery {
             // sent (a stop) sees it at once.
             if let Some(claim) = Claim::take(&self.busy, item.seq, &item.chat) {
                 let delivery = self.clone();
-                tokio::spawn(async move { delivery.send(claim).await });
+                tokio::spawn(async move { delivery.send(claim, None).await });
             }
         }
     }
@@ -486,7 +496,12 @@ mod tests {
     }
 
     fn setup(backend: TestBackend) -> (TestBackend, Delivery, FakeChannel, Journal) {
-        let store = backend.store.clone();
+        let (delivery, fake, journal) = parts(backend.store.clone());
+        (backend, delivery, fake, journal)
+    }
+
+    /// A delivery alone on `store`, to a fake channel, and its journal.
+    fn parts(store: Arc<dyn crate::store::Store>) -> (Delivery, FakeChannel, Journal) {
         let fake = FakeChannel::new("fake");
         let entry = ChannelEntry { channel: Arc::new(fake.clone()), common: Default::default() };
         let registry = Registry::new(vec![entry], &[]);
@@ -501,7 +516,7 @@ mod tests {
             Names::default(),
             Owners::alone(),
         );
-        (backend, delivery, fake, journal)
+        (delivery, fake, journal)
     }
 
     fn text(t: &str) -> Outbound {
@@ -510,6 +525,41 @@ mod tests {
 
     async fn stored(delivery: &Delivery) -> usize {
         delivery.outbox.pending().await.unwrap().len()
+    }
+
+    /// Alone on its store, a reply just stored is sent from the copy in hand:
+    /// only the holder of its claim can change it before it is sent, so reading
+    /// it back would cost a read a message for nothing. An item the retry loop
+    /// takes up is read back (it may be delivered by now).
+    #[tokio::test]
+    async fn alone_a_reply_just_stored_is_sent_without_reading_it_back() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::store::SqliteStore::open(dir.path(), 8).unwrap();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        sqlite.before_read(Some(Arc::new(move |space: &str, _key: &str| {
+            if space == "outbox" {
+                counted.fetch_add(1, SeqCst);
+            }
+        })));
+        let (delivery, fake, _journal) = parts(Arc::new(sqlite));
+        let chat = fake.direct("1");
+        delivery.finish_turn(&chat, text("the answer"), None, &[], None).await;
+        assert_eq!(fake.texts_in("1"), ["the answer"]);
+        assert_eq!(reads.load(SeqCst), 0, "the reply was read back");
+        assert_eq!(stored(&delivery).await, 0, "delivered and forgotten");
+
+        let left = delivery.outbox.enqueue(chat.clone(), text("left over"), None, vec![], None, None, |_| ());
+        assert_eq!(left.await.unwrap(), Stored::New(()));
+        delivery.retry_once().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while stored(&delivery).await > 0 {
+            assert!(std::time::Instant::now() < deadline, "the retry loop never sent the item");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(fake.texts_in("1"), ["the answer", "left over"]);
+        assert_eq!(reads.load(SeqCst), 1, "the retry loop's item is read back once");
     }
 
     /// The race the retry loop used to lose: a turn stores its reply and waits for

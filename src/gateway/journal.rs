@@ -34,6 +34,22 @@ pub struct JournalRecord {
     pub stream_shown: Option<String>,
 }
 
+/// A journal record as stored, its event left as the JSON it is: marking an
+/// event answered changes only `done`, and building the event to write it back
+/// unchanged cost more than the rest of the marking. Field for field the same as
+/// [`JournalRecord`] (`marking_an_event_answered_keeps_the_rest_of_its_record`
+/// fails when one is missed here).
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    seq: u64,
+    event: Box<serde_json::value::RawValue>,
+    done: bool,
+    received_at: u64,
+    stream_message: Option<SentRef>,
+    #[serde(default)]
+    stream_shown: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Journal {
     store: Arc<dyn Store>,
@@ -217,7 +233,7 @@ impl Journal {
     /// safe because an event's record changes only within its own turn, which has
     /// finished streaming by the time its reply is stored.
     pub fn mark_done_in(store: &dyn Store, event_id: &str, batch: &mut KvBatch) -> StoreResult<()> {
-        if let Some(mut record) = store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<JournalRecord>(&b)) {
+        if let Some(mut record) = store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<StoredRecord>(&b)) {
             if !record.done {
                 record.done = true;
                 batch.put(RECORDS, event_id, encode(&record)).remove(OPEN, &format!("{:020}", record.seq));
@@ -504,6 +520,40 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             assert_eq!(journal.prune(0).await.unwrap(), 1, "only the answered event is forgotten");
             assert_eq!(journal.unfinished().await.unwrap().len(), 2);
+        }
+    }
+
+    /// Marking an event answered rewrites its record with `done` set and every
+    /// other field as it was (the marking reads the record without building its
+    /// event): a field the marking did not know would be lost here.
+    #[tokio::test]
+    async fn marking_an_event_answered_keeps_the_rest_of_its_record() {
+        for backend in crate::store::test_backends() {
+            let record = JournalRecord {
+                seq: 41,
+                event: event("kept"),
+                done: false,
+                received_at: 1_700_000_000_123,
+                stream_message: Some(SentRef { message_id: "77".into() }),
+                stream_shown: Some("so far <b>".into()),
+            };
+            let store = &*backend.store;
+            store.kv_put(RECORDS, "kept", &encode(&record)).unwrap();
+            store.kv_put(OPEN, &format!("{:020}", record.seq), b"kept").unwrap();
+            let mut batch = KvBatch::new();
+            Journal::mark_done_in(store, "kept", &mut batch).unwrap();
+            store.kv_write(&batch).unwrap();
+
+            let stored = store.kv_get(RECORDS, "kept").unwrap().unwrap();
+            let answered = JournalRecord { done: true, ..record };
+            let as_json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
+            assert_eq!(as_json(&stored), as_json(&encode(&answered)), "on {}", backend.name);
+            assert!(store.kv_scan(OPEN, "").unwrap().is_empty(), "it left the open list on {}", backend.name);
+            assert!(Journal::answered_in(store, "kept").unwrap());
+            // Marking it again changes nothing.
+            let mut again = KvBatch::new();
+            Journal::mark_done_in(store, "kept", &mut again).unwrap();
+            assert!(again.is_empty(), "on {}", backend.name);
         }
     }
 }

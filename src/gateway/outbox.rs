@@ -158,10 +158,10 @@ impl Outbox {
     /// journal's in-memory count with [`Journal::answered`]). With `fence` (a
     /// replica's lease on the chat), only while that lease is still held.
     ///
-    /// `claim` is given the item's sequence number before the item is written,
-    /// in the same store call: whoever claims the number owns the item before
-    /// anyone else (the retry loop) can see it, and no call of its own is spent
-    /// on numbering.
+    /// `claim` is given the item (its new sequence number) before the item is
+    /// written, in the same store call: whoever claims the number owns the item
+    /// before anyone else (the retry loop) can see it, and no call of its own is
+    /// spent on numbering.
     #[allow(clippy::too_many_arguments)]
     pub async fn enqueue<C: Send + 'static>(
         &self,
@@ -171,7 +171,7 @@ impl Outbox {
         answers: Vec<String>,
         reply_entry: Option<String>,
         fence: Option<Lease>,
-        claim: impl FnOnce(u64) -> C + Send + 'static,
+        claim: impl FnOnce(&OutboxItem) -> C + Send + 'static,
     ) -> StoreResult<Stored<C>> {
         blocking(&self.store, move |s| {
             if let Some(entry) = &reply_entry {
@@ -225,7 +225,7 @@ impl Outbox {
             for event in &item.answers {
                 Journal::mark_done_in(s, event, &mut batch)?;
             }
-            let claimed = claim(seq);
+            let claimed = claim(&item);
             match fence {
                 Some(lease) if !s.kv_write_fenced(&lease, &batch)? => return Ok(Stored::NotOwner),
                 Some(_) => {}
