@@ -1,6 +1,7 @@
 //! The embedded runtime: agents, memory and transcripts in the local store, and the
 //! model behind any OpenAI-compatible chat completions endpoint.
 
+mod agents;
 mod compaction;
 mod heard;
 mod history;
@@ -52,6 +53,9 @@ pub(crate) struct Inner {
     admins: Vec<String>,
     /// Conversations a guest's words reached that others' turns read too.
     heard: heard::GuestsHeard,
+    /// Agent records as last read (every read of one goes through it, and
+    /// every write tells it).
+    agents: agents::Agents,
 }
 
 impl Inner {
@@ -87,6 +91,7 @@ impl EmbeddedBackend {
                 sandbox: std::sync::OnceLock::new(),
                 admins,
                 heard: heard::GuestsHeard::new(store.clone()),
+                agents: agents::Agents::new(store.clone()),
             }),
         }
     }
@@ -136,10 +141,7 @@ impl EmbeddedBackend {
     }
 
     async fn require_agent(&self, id: &str) -> Result<AgentRecord, AgentError> {
-        let owned = id.to_string();
-        crate::store::read(self.store(), move |s| s.agent(&owned))
-            .await?
-            .ok_or_else(|| AgentError::NotFound { kind: "agent", id: id.to_string() })
+        self.inner.agents.get(id).await?.ok_or_else(|| AgentError::NotFound { kind: "agent", id: id.to_string() })
     }
 
     /// A session on a conversation (whether a guest's words are in it is read by
@@ -287,6 +289,7 @@ impl AgentBackend for EmbeddedBackend {
             Ok(())
         })
         .await?;
+        self.inner.agents.changed(&agent.id);
         tracing::info!(agent = %agent.id, "agent created");
         Ok(AgentDetails { agent, blocks })
     }
@@ -304,7 +307,9 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn delete_agent(&self, id: &str) -> Result<(), AgentError> {
         let owned = id.to_string();
-        if blocking(self.store(), move |s| s.delete_agent(&owned)).await? {
+        let deleted = blocking(self.store(), move |s| s.delete_agent(&owned)).await;
+        self.inner.agents.changed(id);
+        if deleted? {
             Ok(())
         } else {
             Err(AgentError::NotFound { kind: "agent", id: id.to_string() })
@@ -313,11 +318,10 @@ impl AgentBackend for EmbeddedBackend {
 
     async fn default_agent(&self) -> Result<AgentRecord, AgentError> {
         let _guard = self.inner.create_lock.lock().await;
-        let current = crate::store::read(self.store(), |s| match s.meta(DEFAULT_AGENT_KEY)? {
-            Some(id) => s.agent(&id),
-            None => Ok(None),
-        })
-        .await?;
+        let current = match crate::store::read(self.store(), |s| s.meta(DEFAULT_AGENT_KEY)).await? {
+            Some(id) => self.inner.agents.get(&id).await?,
+            None => None,
+        };
         if let Some(agent) = current {
             return Ok(agent);
         }
@@ -348,7 +352,9 @@ impl AgentBackend for EmbeddedBackend {
         let mut agent = self.require_agent(agent_id).await?;
         agent.model = model;
         let stored = agent.clone();
-        blocking(self.store(), move |s| s.put_agent(&stored)).await?;
+        let written = blocking(self.store(), move |s| s.put_agent(&stored)).await;
+        self.inner.agents.changed(agent_id);
+        written?;
         Ok(agent)
     }
 
@@ -356,7 +362,9 @@ impl AgentBackend for EmbeddedBackend {
         let mut agent = self.require_agent(agent_id).await?;
         agent.system_prompt = prompt;
         let stored = agent.clone();
-        blocking(self.store(), move |s| s.put_agent(&stored)).await?;
+        let written = blocking(self.store(), move |s| s.put_agent(&stored)).await;
+        self.inner.agents.changed(agent_id);
+        written?;
         Ok(agent)
     }
 

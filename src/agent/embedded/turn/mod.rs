@@ -131,9 +131,8 @@ pub(super) async fn run(
 impl Turn {
     async fn drive(&mut self) -> Result<StopReason, Failure> {
         let agent_id = self.request.agent_id.clone();
-        let agent = crate::store::read(&self.inner.store, move |s| s.agent(&agent_id))
-            .await?
-            .ok_or_else(|| Failure::internal("the agent no longer exists"))?;
+        let agent =
+            self.inner.agents.get(&agent_id).await?.ok_or_else(|| Failure::internal("the agent no longer exists"))?;
         let model = agent.model.clone().unwrap_or_else(|| self.inner.settings.llm.model.clone());
         self.emit(SdkMessage::Init {
             agent_id: agent.id.clone(),
