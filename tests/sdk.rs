@@ -72,6 +72,25 @@ async fn resume_by_agent_id_continues_the_default_conversation() {
     assert_eq!(texts, ["first", "one", "second"]);
 }
 
+/// The agent's record is kept in memory between turns; a change of its model is
+/// what the next turn asks the model endpoint with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_after_a_change_of_model_uses_the_new_model() {
+    let s = setup().await;
+    let agent = s.backend.default_agent().await.unwrap();
+    let mut session = s.backend.create_session(&agent.id, SessionOptions::default()).await.unwrap();
+    for (model, reply) in [(None, "one"), (Some("other-model"), "two")] {
+        if let Some(model) = model {
+            s.backend.set_model(&agent.id, Some(model.to_string())).await.unwrap();
+        }
+        s.llm.push(Reply::text(reply));
+        session.send(format!("before {reply}")).unwrap();
+        collect(&mut session).await;
+    }
+    let models: Vec<Option<String>> = s.llm.requests().iter().map(|r| r.model().map(str::to_string)).collect();
+    assert_eq!(models, [Some("fake-model".to_string()), Some("other-model".to_string())]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_uses_the_default_agent_and_a_fresh_conversation() {
     let s = setup().await;

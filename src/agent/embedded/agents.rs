@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::store::{AgentRecord, Store, StoreResult};
 
-/// The agents this process knows; cheap to share.
+/// The agents this process knows (one per backend, in its shared state).
 pub(super) struct Agents {
     store: Arc<dyn Store>,
     /// Whether records are kept (alone on the store).
