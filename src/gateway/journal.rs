@@ -20,10 +20,12 @@ const OPEN: &str = "journal-open";
 /// Notes on the journal's own shape (`open-index`: `OPEN` is complete).
 const META: &str = "journal-meta";
 
+/// An event as journaled. `E` is how its event is read: built (the default), or
+/// left as the JSON it is ([`StoredRecord`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JournalRecord {
+pub struct JournalRecord<E = InboundEvent> {
     pub seq: u64,
-    pub event: InboundEvent,
+    pub event: E,
     pub done: bool,
     pub received_at: u64,
     /// The message a streamed reply was being written into, so a replay after a
@@ -34,21 +36,10 @@ pub struct JournalRecord {
     pub stream_shown: Option<String>,
 }
 
-/// A journal record as stored, its event left as the JSON it is: marking an
-/// event answered changes only `done`, and building the event to write it back
-/// unchanged cost more than the rest of the marking. Field for field the same as
-/// [`JournalRecord`] (`marking_an_event_answered_keeps_the_rest_of_its_record`
-/// fails when one is missed here).
-#[derive(Serialize, Deserialize)]
-struct StoredRecord {
-    seq: u64,
-    event: Box<serde_json::value::RawValue>,
-    done: bool,
-    received_at: u64,
-    stream_message: Option<SentRef>,
-    #[serde(default)]
-    stream_shown: Option<String>,
-}
+/// A journal record with its event left as the JSON it is: marking an event
+/// answered changes only `done`, and building the event to write it back
+/// unchanged cost more than the rest of the marking.
+type StoredRecord = JournalRecord<Box<serde_json::value::RawValue>>;
 
 #[derive(Clone)]
 pub struct Journal {
