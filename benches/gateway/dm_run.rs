@@ -3,7 +3,7 @@
 //! DMs, and read the daemon's memory. A channel supplies how to reach a DM, how
 //! to write in it, and which DMs the bot answered since a moment.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -136,15 +136,23 @@ pub async fn measure(channel: &impl DmChannel, mut daemon: tokio::process::Child
     for n in 1..=CHATS {
         channel.write(n, &format!("hello from chat {n}"));
     }
-    loop {
-        let replied: HashSet<String> = channel.replied_since(started).into_iter().map(|(c, _)| c).collect();
-        if chats.iter().all(|c| replied.contains(c)) {
-            break;
+    // Until the last chat's first reply reached the fake (when it arrived there,
+    // not when this loop next looked).
+    let burst = loop {
+        let mut first: HashMap<String, Instant> = HashMap::new();
+        for (chat, at) in channel.replied_since(started) {
+            first.entry(chat).and_modify(|seen| *seen = (*seen).min(at)).or_insert(at);
+        }
+        if chats.iter().all(|c| first.contains_key(c)) {
+            break chats
+                .iter()
+                .filter_map(|c| first.get(c))
+                .max()
+                .map_or(Duration::ZERO, |at| at.duration_since(started));
         }
         assert!(started.elapsed() < DEADLINE, "not every chat was answered within {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let burst = started.elapsed();
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let loaded_rss_kib = rss_kib(pid);
     let _ = daemon.start_kill();

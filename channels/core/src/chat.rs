@@ -19,15 +19,28 @@ pub struct ChatKey {
 impl ChatKey {
     /// The id policies and routes use: `telegram:123`, or `telegram:123/7` for a topic.
     pub fn id(&self) -> String {
-        match &self.thread {
-            Some(t) => format!("{}:{}/{t}", self.channel, self.chat),
-            None => format!("{}:{}", self.channel, self.chat),
-        }
+        self.joined(self.thread.as_deref())
     }
 
     /// The whole chat, without its thread.
     pub fn chat_id(&self) -> String {
-        format!("{}:{}", self.channel, self.chat)
+        self.joined(None)
+    }
+
+    /// Channel, chat and thread as one string (built piece by piece: a message
+    /// asks for its chat's id a dozen times, and `format!` cost several times
+    /// as much).
+    fn joined(&self, thread: Option<&str>) -> String {
+        let size = self.channel.len() + 1 + self.chat.len() + thread.map_or(0, |t| 1 + t.len());
+        let mut id = String::with_capacity(size);
+        id.push_str(&self.channel);
+        id.push(':');
+        id.push_str(&self.chat);
+        if let Some(thread) = thread {
+            id.push('/');
+            id.push_str(thread);
+        }
+        id
     }
 }
 
@@ -225,4 +238,20 @@ pub struct ApprovalPrompt {
     pub buttons: Vec<(String, String)>,
     /// The text commands that decide it, for channels without buttons: `(label, command)`.
     pub commands: Vec<(String, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChatKey;
+
+    #[test]
+    fn a_chat_id_names_the_channel_the_chat_and_its_thread() {
+        let mut key =
+            ChatKey { channel: "telegram".into(), account: "42".into(), chat: "-100123".into(), thread: None };
+        assert_eq!(key.id(), "telegram:-100123");
+        assert_eq!(key.chat_id(), "telegram:-100123");
+        key.thread = Some("7".into());
+        assert_eq!(key.id(), "telegram:-100123/7");
+        assert_eq!(key.chat_id(), "telegram:-100123", "the whole chat, without its thread");
+    }
 }

@@ -3,8 +3,8 @@
 //! file in `data_dir`, with memory bounded by its page cache (`store.cache_mb`).
 //!
 //! Durability is group commit, as in [`super::commit`]: writes go into one open
-//! SQLite transaction, each in a savepoint of its own (a write that fails takes
-//! back only itself); a flush commits that transaction to the write-ahead log
+//! SQLite transaction (see [`Core::stage`] for what a failed write leaves); a
+//! flush commits that transaction to the write-ahead log
 //! (`synchronous = NORMAL`, so without waiting for the disk) and then syncs the
 //! log file (`fdatasync`), once for every writer waiting at that moment. No writer
 //! is answered before a flush that began after its write. SQLite's own
@@ -23,7 +23,10 @@
 //! have dropped the pages it could not write, so a later flush proves nothing
 //! about them. So does a write whose failure took the open transaction with it
 //! (SQLite rolls back the whole transaction on some errors, such as a full disk):
-//! other writers' changes went with it before anyone was answered.
+//! other writers' changes went with it before anyone was answered. And so does a
+//! write that fails (or panics) after one of its statements changed something:
+//! nothing can take back that part alone, and a half-kept write must never be
+//! committed.
 
 mod readers;
 mod records;
@@ -273,10 +276,11 @@ impl Core {
     }
 
     /// Marks the store as refusing every write: the writes staged in the open
-    /// transaction were lost before anyone heard of them.
+    /// transaction were lost, or may no longer be committed, before anyone heard
+    /// of them.
     fn lose(&self, why: &str) -> StoreError {
         self.broken.store(true, Ordering::SeqCst);
-        tracing::error!(why, "the store's open transaction was lost; it refuses every write until a restart");
+        tracing::error!(why, "the store's open transaction is lost; it refuses every write until a restart");
         StoreError::Backend(BROKEN.into())
     }
 
@@ -302,8 +306,21 @@ impl Core {
         Ok(answer)
     }
 
-    /// Runs `write` in a savepoint of the open transaction (begun if none is),
-    /// undone when it fails or answers `Err`; not yet committed, let alone durable.
+    /// Runs `write` in the open transaction (begun if none is); not yet
+    /// committed, let alone durable.
+    ///
+    /// A write is kept whole or not at all, without a savepoint of its own (which
+    /// cost a tenth of a message's work: SQLite copies every page a savepoint
+    /// touches, to take it back). SQLite takes back a failed statement by itself,
+    /// so a write that fails before any of its statements changed a row leaves
+    /// nothing and the store goes on; one that fails or panics after a change
+    /// leaves the open transaction holding half of it, which nothing may commit:
+    /// the store then refuses every write until a restart, as when SQLite takes
+    /// the transaction back ([`Core::lose`]), and its staged writers hear that
+    /// their writes failed. So a write does whatever may fail for its own reasons
+    /// (reading, decoding, encoding) before its first change; what is left to
+    /// fail after it is the database itself (a full disk, an I/O error), which
+    /// ends the store's writes anyway.
     fn stage<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         // After a failed flush nothing more is written, let alone acknowledged.
         self.refuse_if_broken()?;
@@ -319,16 +336,16 @@ impl Core {
                 .and_then(|mut begin| begin.execute([]))
                 .map_err(|e| self.backend(e))?;
         }
-        let point = Savepoint::set(conn).map_err(|e| self.backend(e))?;
+        let watch = PartWay { core: self, conn, before: conn.total_changes() };
         let answer = write(conn);
-        let kept = match answer {
-            Ok(_) => point.release(),
-            Err(_) => point.undo(),
-        };
-        if kept.is_err() || conn.is_autocommit() {
+        if conn.is_autocommit() {
             // SQLite took back the whole transaction: other writers' changes too.
             return Err(self.lose("a failed write took it with it"));
         }
+        if answer.is_err() && watch.changed() {
+            return Err(self.lose("a write failed after changing something"));
+        }
+        drop(watch);
         writer.staged = true;
         answer
     }
@@ -398,41 +415,26 @@ impl Core {
     }
 }
 
-/// One write inside the open transaction, set and ended by prepared statements
-/// kept in the connection's cache; undone when dropped unended (a panic).
-struct Savepoint<'c> {
+/// Watches one write for changes it made (rows its finished statements
+/// changed, counted by SQLite; a failed statement counts none): one that panics
+/// after a change leaves the store refusing writes ([`Core::stage`]).
+struct PartWay<'c> {
+    core: &'c Core,
     conn: &'c Connection,
-    open: bool,
+    before: u64,
 }
 
-impl<'c> Savepoint<'c> {
-    fn set(conn: &'c Connection) -> rusqlite::Result<Savepoint<'c>> {
-        conn.prepare_cached("SAVEPOINT one_write")?.execute([])?;
-        Ok(Savepoint { conn, open: true })
-    }
-
-    /// Keeps what was written, in the open transaction.
-    fn release(mut self) -> rusqlite::Result<()> {
-        self.open = false;
-        self.conn.prepare_cached("RELEASE one_write")?.execute([]).map(drop)
-    }
-
-    /// Takes back what was written since it was set.
-    fn undo(mut self) -> rusqlite::Result<()> {
-        self.open = false;
-        self.take_back()
-    }
-
-    fn take_back(&self) -> rusqlite::Result<()> {
-        self.conn.prepare_cached("ROLLBACK TO one_write")?.execute([])?;
-        self.conn.prepare_cached("RELEASE one_write")?.execute([]).map(drop)
+impl PartWay<'_> {
+    /// Whether the write has changed a row so far.
+    fn changed(&self) -> bool {
+        self.conn.total_changes() != self.before
     }
 }
 
-impl Drop for Savepoint<'_> {
+impl Drop for PartWay<'_> {
     fn drop(&mut self) {
-        if self.open {
-            let _ = self.take_back();
+        if std::thread::panicking() && self.changed() {
+            self.core.lose("a write panicked after changing something");
         }
     }
 }
@@ -642,24 +644,67 @@ mod tests {
         assert_eq!(store.kv_scan("space", "k").unwrap().len(), 20);
     }
 
-    /// A write that fails is taken back alone: what others wrote into the same
-    /// open transaction is committed by the next flush.
+    /// A write that fails before it changed anything (its statement refused by
+    /// SQLite, which takes that statement back, or its own check) leaves
+    /// nothing: what others wrote into the same open transaction is committed by
+    /// the next flush, and the store goes on.
     #[test]
-    fn a_failed_write_takes_back_only_itself() {
+    fn a_write_that_fails_before_changing_anything_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path(), 8).unwrap();
+        s.put_meta("taken", "0").unwrap();
         // Staged, not yet flushed: the open transaction holds it.
         s.stage(|tx| records_exec(tx, "INSERT INTO meta (key, value) VALUES ('kept', '1')")).unwrap();
-        let failed = s.write(|tx| {
-            records_exec(tx, "INSERT INTO meta (key, value) VALUES ('taken back', '2')")?;
-            Err::<(), _>(StoreError::Backend("it changed its mind".into()))
-        });
-        assert!(failed.is_err());
+        // Its one statement breaks the key's uniqueness: SQLite refuses it whole.
+        let refused = s.write(|tx| records_exec(tx, "INSERT INTO meta (key, value) VALUES ('taken', '2')"));
+        assert!(refused.is_err());
+        let declined = s.write(|_| Err::<(), _>(StoreError::Backend("nothing to do".into())));
+        assert!(declined.is_err());
         s.put_meta("after", "3").unwrap();
-        assert_eq!(s.meta("kept").unwrap().as_deref(), Some("1"));
-        assert_eq!(s.meta("taken back").unwrap(), None);
-        assert_eq!(s.meta("after").unwrap().as_deref(), Some("3"));
         assert_eq!(s.broken(), None);
+        drop(s);
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        assert_eq!(s.meta("taken").unwrap().as_deref(), Some("0"));
+        assert_eq!(s.meta("kept").unwrap().as_deref(), Some("1"));
+        assert_eq!(s.meta("after").unwrap().as_deref(), Some("3"));
+    }
+
+    /// A write that fails after one of its statements changed a row cannot be
+    /// taken back alone (writes have no savepoints): the store refuses every
+    /// write from then on, the writes staged beside it are never answered Ok,
+    /// and none of it is ever committed. The same for one that panics there.
+    #[test]
+    fn a_write_that_fails_after_a_change_is_never_half_kept() {
+        for panics in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = SqliteStore::open(dir.path(), 8).unwrap();
+            s.put_meta("before", "0").unwrap();
+            s.stage(|tx| records_exec(tx, "INSERT INTO meta (key, value) VALUES ('beside', '1')")).unwrap();
+            let half = |tx: &Connection| {
+                records_exec(tx, "INSERT INTO meta (key, value) VALUES ('half', '2')")?;
+                if panics {
+                    panic!("a bug between two statements");
+                }
+                records_exec(tx, "INSERT INTO meta (key, value) VALUES ('before', '3')")
+            };
+            match panics {
+                false => assert!(s.write(half).is_err(), "its second statement is refused"),
+                true => {
+                    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.write(half)));
+                    assert!(unwound.is_err(), "it panicked");
+                }
+            }
+            assert!(s.broken().is_some_and(|why| why.contains("restart switchboard")), "panics: {panics}");
+            let err = s.core.commit().expect_err("what was staged beside it is not answered as durable");
+            assert!(err.to_string().contains("restart switchboard"), "{err}");
+            assert!(s.put_meta("later", "4").is_err(), "no write after it");
+            drop(s);
+            let s = SqliteStore::open(dir.path(), 8).unwrap();
+            assert_eq!(s.meta("before").unwrap().as_deref(), Some("0"), "panics: {panics}");
+            for never in ["half", "beside", "later"] {
+                assert_eq!(s.meta(never).unwrap(), None, "{never} (panics: {panics})");
+            }
+        }
     }
 
     /// SQLite takes back the whole open transaction on some errors (a full disk,

@@ -1,5 +1,7 @@
-//! [`Store`] on SQLite: each read one query, each write a savepoint of the open
-//! transaction (see the module above for when it is committed and flushed).
+//! [`Store`] on SQLite: each read one query, each write a few statements in the
+//! open transaction (see the module above for when it is committed and flushed,
+//! and [`super::Core::stage`] for why each write reads, decodes and encodes all it
+//! needs before its first change).
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::de::DeserializeOwned;
@@ -127,32 +129,36 @@ impl SqliteStore {
                     return Ok(None);
                 }
             }
-            let seq = next_in(tx).map_err(|e| self.backend(e))?;
-            exec(
-                tx,
-                "INSERT INTO entries (conversation_id, seq, entry_id, body) VALUES (?1, ?2, ?3, ?4)",
-                params![conversation_id, signed(seq), entry.id(), body],
-            )?;
-            // The conversation's time, in the same transaction.
+            // The conversation's time moves in the same transaction; read and
+            // encoded before the first change (a record that cannot be decoded
+            // fails this write alone).
             let found = bodies::<ConversationRecord>(
                 tx,
                 "conversation",
                 "SELECT body FROM conversations WHERE id = ?1",
                 [conversation_id],
             )?;
-            if let Some(mut conversation) = found.into_iter().next() {
-                conversation.updated_at = entry.msg.timestamp;
-                exec(
-                    tx,
-                    "UPDATE conversations SET body = ?2 WHERE id = ?1",
-                    params![conversation_id, encode(&conversation)?],
-                )?;
+            let moved = match found.into_iter().next() {
+                Some(mut conversation) => {
+                    conversation.updated_at = entry.msg.timestamp;
+                    Some(encode(&conversation)?)
+                }
+                None => None,
+            };
+            let seq = next_in(tx).map_err(|e| self.backend(e))?;
+            exec(
+                tx,
+                "INSERT INTO entries (conversation_id, seq, entry_id, body) VALUES (?1, ?2, ?3, ?4)",
+                params![conversation_id, signed(seq), entry.id(), body],
+            )?;
+            if let Some(conversation) = moved {
+                exec(tx, "UPDATE conversations SET body = ?2 WHERE id = ?1", params![conversation_id, conversation])?;
             }
             Ok(Some(seq))
         })
     }
 
-    /// Applies `batch` at once (one savepoint), only when `guard` (space, key) holds
+    /// Applies `batch` at once (one write), only when `guard` (space, key) holds
     /// nothing and only while `lease` is held (each if given); whether it applied.
     /// Waits for the flush either way: what was found may be another writer's,
     /// not yet durable, and the caller may take it as stored.
@@ -189,7 +195,7 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `change` on the stored lease `name` at once (one savepoint); what it
+    /// Runs `change` on the stored lease `name` at once (one write); what it
     /// answers. A lease it wrote is durable before its caller hears of it (an
     /// answer that wrote nothing waits for no flush).
     fn with_lease<T>(

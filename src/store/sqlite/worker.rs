@@ -85,7 +85,8 @@ fn run(core: &Core, jobs: &mpsc::Receiver<Job>, flusher: &mpsc::Sender<Vec<Settl
         let mut settles = Vec::new();
         for job in std::iter::once(first).chain(jobs.try_iter().take(RUN - 1)) {
             // A job that panicked dropped its answer: its caller hears that the
-            // store's work failed (its own write, if unfinished, was undone).
+            // store's work failed (a write it left unfinished either changed
+            // nothing or ended the store's writes: see `Core::stage`).
             if let Ok(settle) = catch_unwind(AssertUnwindSafe(job)) {
                 settles.push(settle);
             }
