@@ -296,8 +296,8 @@ impl Core {
         answer.map_err(|e| self.backend(e))
     }
 
-    /// Writes with `write` (taken back whole when it fails or answers `Err`),
-    /// then makes it durable ([`Core::settle`]); what it answered.
+    /// Writes with `write` (never kept in part: see [`Core::stage`]), then makes
+    /// it durable ([`Core::settle`]); what it answered.
     fn write<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let began = std::time::Instant::now();
         let answer = self.stage(write)?;
@@ -320,7 +320,9 @@ impl Core {
     /// their writes failed. So a write does whatever may fail for its own reasons
     /// (reading, decoding, encoding) before its first change; what is left to
     /// fail after it is the database itself (a full disk, an I/O error), which
-    /// ends the store's writes anyway.
+    /// ends the store's writes anyway. A write that finds the file damaged ends
+    /// them too, changed rows or not: SQLite may have changed pages of a
+    /// statement it then failed without counting it.
     fn stage<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         // After a failed flush nothing more is written, let alone acknowledged.
         self.refuse_if_broken()?;
@@ -338,14 +340,20 @@ impl Core {
         }
         let watch = PartWay { core: self, conn, before: conn.total_changes() };
         let answer = write(conn);
+        // No panic can come past here: the watch is done.
+        let changed = watch.finish();
         if conn.is_autocommit() {
             // SQLite took back the whole transaction: other writers' changes too.
             return Err(self.lose("a failed write took it with it"));
         }
-        if answer.is_err() && watch.changed() {
-            return Err(self.lose("a write failed after changing something"));
+        match &answer {
+            Err(StoreError::Corrupt { .. }) => {
+                self.lose("a write found the file damaged");
+                return answer;
+            }
+            Err(_) if changed => return Err(self.lose("a write failed after changing something")),
+            _ => {}
         }
-        drop(watch);
         writer.staged = true;
         answer
     }
@@ -429,11 +437,20 @@ impl PartWay<'_> {
     fn changed(&self) -> bool {
         self.conn.total_changes() != self.before
     }
+
+    /// The write has returned: whether it changed a row. (Not a panic of the
+    /// write's, then, whatever this thread may be unwinding from already.)
+    fn finish(self) -> bool {
+        let changed = self.changed();
+        std::mem::forget(self);
+        changed
+    }
 }
 
 impl Drop for PartWay<'_> {
+    /// Dropped unfinished: the write panicked.
     fn drop(&mut self) {
-        if std::thread::panicking() && self.changed() {
+        if self.changed() {
             self.core.lose("a write panicked after changing something");
         }
     }
@@ -729,6 +746,45 @@ mod tests {
         s.conn().conn.execute_batch("ROLLBACK").unwrap();
         assert!(s.put_meta("next", "3").is_err(), "the next write finds the loss");
         assert!(s.broken().is_some());
+    }
+
+    /// SQLite may have changed pages of a statement that then failed on a
+    /// damaged file without counting it: a write that meets one ends the
+    /// store's writes even when it changed no row, and says why.
+    #[test]
+    fn a_write_that_finds_the_file_damaged_ends_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        let damaged = s
+            .write(|_| Err::<(), _>(StoreError::Corrupt { dir: dir.path().to_path_buf(), detail: "malformed".into() }));
+        assert!(matches!(damaged, Err(StoreError::Corrupt { .. })), "{damaged:?}");
+        assert!(s.broken().is_some_and(|why| why.contains("restart switchboard")));
+        assert!(s.put_meta("later", "1").is_err(), "no write after it");
+    }
+
+    /// A write made while the thread already unwinds from some other panic (a
+    /// value's drop that writes) is kept: only a panic of the write's own ends
+    /// the store's writes.
+    #[test]
+    fn a_write_made_while_unwinding_is_kept() {
+        struct WritesWhenDropped<'a>(&'a SqliteStore, &'a Mutex<Option<StoreResult<()>>>);
+        impl Drop for WritesWhenDropped<'_> {
+            fn drop(&mut self) {
+                *self.1.lock().unwrap() = Some(self.0.put_meta("from a drop", "1"));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        let written = Mutex::new(None);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _writes = WritesWhenDropped(&s, &written);
+            panic!("something else");
+        }));
+        assert!(unwound.is_err());
+        let written = written.lock().unwrap().take().expect("the drop wrote");
+        assert!(written.is_ok(), "{written:?}");
+        assert_eq!(s.broken(), None);
+        assert_eq!(s.meta("from a drop").unwrap().as_deref(), Some("1"));
     }
 
     fn records_exec(tx: &Connection, sql: &str) -> StoreResult<()> {

@@ -70,37 +70,38 @@ fn held_in(conn: &Connection, lease: &Lease) -> rusqlite::Result<bool> {
     Ok(lease_in(conn, &lease.name)?.is_some_and(|stored| lease::still_held(&stored, lease, now_ms())))
 }
 
-/// The first column of each row, decoded.
-fn bodies<T: DeserializeOwned>(
-    conn: &Connection,
-    what: &'static str,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> StoreResult<Vec<T>> {
-    let raw = conn
-        .prepare_cached(sql)
-        .and_then(|mut statement| {
-            statement.query_map(params, |row| row.get::<_, Vec<u8>>(0))?.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(|e| StoreError::Backend(format!("database: {e}")))?;
-    raw.iter().map(|bytes| decode(what, bytes)).collect()
-}
-
-/// A statement that changes rows, prepared once; how many.
-fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
-    conn.prepare_cached(sql)
-        .and_then(|mut statement| statement.execute(params))
-        .map_err(|e| StoreError::Backend(format!("database: {e}")))
-}
-
 fn seq_and_entry(row: &Row<'_>) -> rusqlite::Result<(i64, Vec<u8>)> {
     Ok((row.get(0)?, row.get(1)?))
 }
 
 impl SqliteStore {
+    /// The first column of each row, decoded. A damaged file is named as such
+    /// (a write that meets one ends the store's writes: see `Core::stage`).
+    fn bodies<T: DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        what: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> StoreResult<Vec<T>> {
+        let raw = conn
+            .prepare_cached(sql)
+            .and_then(|mut statement| {
+                statement.query_map(params, |row| row.get::<_, Vec<u8>>(0))?.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.backend(e))?;
+        raw.iter().map(|bytes| decode(what, bytes)).collect()
+    }
+
+    /// A statement that changes rows, prepared once; how many. A damaged file
+    /// is named as such, as in [`SqliteStore::bodies`].
+    fn exec(&self, conn: &Connection, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+        conn.prepare_cached(sql).and_then(|mut statement| statement.execute(params)).map_err(|e| self.backend(e))
+    }
+
     /// One statement as a write of its own; how many rows it changed.
     fn execute(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
-        self.write(|tx| exec(tx, sql, params))
+        self.write(|tx| self.exec(tx, sql, params))
     }
 
     /// The first column of the row found, decoded.
@@ -117,7 +118,7 @@ impl SqliteStore {
         sql: &str,
         params: impl rusqlite::Params,
     ) -> StoreResult<Vec<T>> {
-        self.read(|conn| Ok(bodies(conn, what, sql, params)))?
+        self.read(|conn| Ok(self.bodies(conn, what, sql, params)))?
     }
 
     /// Appends `entry`, while `lease` (when given) is still held.
@@ -132,7 +133,7 @@ impl SqliteStore {
             // The conversation's time moves in the same transaction; read and
             // encoded before the first change (a record that cannot be decoded
             // fails this write alone).
-            let found = bodies::<ConversationRecord>(
+            let found = self.bodies::<ConversationRecord>(
                 tx,
                 "conversation",
                 "SELECT body FROM conversations WHERE id = ?1",
@@ -146,13 +147,17 @@ impl SqliteStore {
                 None => None,
             };
             let seq = next_in(tx).map_err(|e| self.backend(e))?;
-            exec(
+            self.exec(
                 tx,
                 "INSERT INTO entries (conversation_id, seq, entry_id, body) VALUES (?1, ?2, ?3, ?4)",
                 params![conversation_id, signed(seq), entry.id(), body],
             )?;
             if let Some(conversation) = moved {
-                exec(tx, "UPDATE conversations SET body = ?2 WHERE id = ?1", params![conversation_id, conversation])?;
+                self.exec(
+                    tx,
+                    "UPDATE conversations SET body = ?2 WHERE id = ?1",
+                    params![conversation_id, conversation],
+                )?;
             }
             Ok(Some(seq))
         })
@@ -180,14 +185,14 @@ impl SqliteStore {
             }
             for op in batch.ops() {
                 match op {
-                    KvOp::Put { space, key, value } => exec(
+                    KvOp::Put { space, key, value } => self.exec(
                         tx,
                         "INSERT INTO kv (space, key, value) VALUES (?1, ?2, ?3)
                          ON CONFLICT (space, key) DO UPDATE SET value = excluded.value",
                         params![space, key, value],
                     )?,
                     KvOp::Remove { space, key } => {
-                        exec(tx, "DELETE FROM kv WHERE space = ?1 AND key = ?2", [space, key])?
+                        self.exec(tx, "DELETE FROM kv WHERE space = ?1 AND key = ?2", [space, key])?
                     }
                 };
             }
@@ -209,7 +214,7 @@ impl SqliteStore {
             let (write, answer) = change(current, now_ms());
             let wrote = write.is_some();
             if let Some(lease) = write {
-                exec(
+                self.exec(
                     tx,
                     "INSERT INTO leases (name, holder, fence, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, fence = excluded.fence,
@@ -248,16 +253,16 @@ impl Store for SqliteStore {
 
     fn delete_agent(&self, id: &str) -> StoreResult<bool> {
         self.write(|tx| {
-            if exec(tx, "DELETE FROM agents WHERE id = ?1", [id])? == 0 {
+            if self.exec(tx, "DELETE FROM agents WHERE id = ?1", [id])? == 0 {
                 return Ok(false);
             }
-            exec(tx, "DELETE FROM blocks WHERE agent_id = ?1", [id])?;
-            exec(
+            self.exec(tx, "DELETE FROM blocks WHERE agent_id = ?1", [id])?;
+            self.exec(
                 tx,
                 "DELETE FROM entries WHERE conversation_id IN (SELECT id FROM conversations WHERE agent_id = ?1)",
                 [id],
             )?;
-            exec(tx, "DELETE FROM conversations WHERE agent_id = ?1", [id])?;
+            self.exec(tx, "DELETE FROM conversations WHERE agent_id = ?1", [id])?;
             Ok(true)
         })
     }
@@ -406,7 +411,7 @@ impl Store for SqliteStore {
         let body = encode(record)?;
         self.write(|tx| {
             let seq = next_in(tx).map_err(|e| self.backend(e))?;
-            exec(tx, "INSERT INTO audit (seq, body) VALUES (?1, ?2)", params![signed(seq), body]).map(drop)
+            self.exec(tx, "INSERT INTO audit (seq, body) VALUES (?1, ?2)", params![signed(seq), body]).map(drop)
         })
     }
 
