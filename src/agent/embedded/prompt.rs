@@ -56,10 +56,10 @@ pub fn render(
     out.push_str("\n\n");
     out.push_str(&people(admins));
     out.push_str("\n\n");
-    out.push_str(&render_blocks(blocks));
+    render_blocks(&mut out, blocks);
     if let Some(summary) = summary {
         out.push_str("\n\n<conversation_summary>\nEarlier turns of this conversation, summarised:\n");
-        out.push_str(&escape(summary.trim()));
+        escape_into(&mut out, summary.trim());
         out.push_str("\n</conversation_summary>");
     }
     out
@@ -68,24 +68,49 @@ pub fn render(
 /// Memory is written by the agent, and through it by whoever talks to it: its
 /// text must never close its block or open markup of its own.
 pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
 }
 
-fn render_blocks(blocks: &[MemoryBlock]) -> String {
-    let mut out = String::from("<memory_blocks>\n");
+/// Appends `text` to `out` as [`escape`] does, in one pass (the prompt is
+/// rendered for every model call).
+fn escape_into(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(at) = rest.find(['&', '<', '>']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            _ => "&gt;",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
+/// Appends the memory blocks to `out`.
+fn render_blocks(out: &mut String, blocks: &[MemoryBlock]) {
+    use std::fmt::Write;
+    out.push_str("<memory_blocks>\n");
     for b in blocks {
-        out.push_str(&format!(
-            "<{label}>\n<description>{desc}</description>\n<metadata>chars_current={cur} chars_limit={limit}{ro}</metadata>\n<value>\n{value}\n</value>\n</{label}>\n",
-            label = escape(&b.label),
-            desc = escape(&b.description),
-            cur = b.value.chars().count(),
-            limit = b.limit,
-            ro = if b.read_only { " read_only=true" } else { "" },
-            value = escape(&b.value),
-        ));
+        out.push('<');
+        escape_into(out, &b.label);
+        out.push_str(">\n<description>");
+        escape_into(out, &b.description);
+        // Writing into a String cannot fail.
+        let _ =
+            write!(out, "</description>\n<metadata>chars_current={} chars_limit={}", b.value.chars().count(), b.limit);
+        if b.read_only {
+            out.push_str(" read_only=true");
+        }
+        out.push_str("</metadata>\n<value>\n");
+        escape_into(out, &b.value);
+        out.push_str("\n</value>\n</");
+        escape_into(out, &b.label);
+        out.push_str(">\n");
     }
     out.push_str("</memory_blocks>");
-    out
 }
 
 #[cfg(test)]
@@ -125,5 +150,19 @@ mod tests {
         assert_eq!(text.matches("</value>").count(), 1, "{text}");
         assert_eq!(text.matches("</memory_blocks>").count(), 1, "{text}");
         assert!(text.contains("&lt;/memory_blocks&gt;"), "{text}");
+    }
+
+    #[test]
+    fn a_block_is_rendered_exactly() {
+        let mut block = MemoryBlock::new("to<do>", "a & b", "d<");
+        block.read_only = true;
+        let mut out = String::new();
+        render_blocks(&mut out, &[block]);
+        assert_eq!(
+            out,
+            "<memory_blocks>\n<to&lt;do&gt;>\n<description>d&lt;</description>\n\
+             <metadata>chars_current=5 chars_limit=5000 read_only=true</metadata>\n<value>\na &amp; b\n</value>\n\
+             </to&lt;do&gt;>\n</memory_blocks>"
+        );
     }
 }

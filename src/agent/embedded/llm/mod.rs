@@ -45,6 +45,10 @@ fn rejects_optional_fields(error: &LlmError) -> bool {
 pub struct LlmClient {
     http: reqwest::Client,
     base_url: String,
+    /// `{base_url}/chat/completions`, parsed once (reqwest parses a URL given as
+    /// text on every call); the text when it does not parse, which then fails at
+    /// the call as it always did.
+    completions: Result<reqwest::Url, String>,
     api_key: Option<String>,
     timeout: Duration,
     max_retries: u32,
@@ -72,9 +76,12 @@ impl LlmClient {
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
+        let base_url = settings.base_url.trim_end_matches('/').to_string();
+        let completions = format!("{base_url}/chat/completions");
         LlmClient {
             http,
-            base_url: settings.base_url.trim_end_matches('/').to_string(),
+            completions: reqwest::Url::parse(&completions).map_err(|_| completions),
+            base_url,
             api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
             timeout,
             max_retries: settings.max_retries,
@@ -161,9 +168,11 @@ impl LlmClient {
         body: &bytes::Bytes,
         on_delta: &mut (dyn FnMut(Delta) + Send),
     ) -> Result<ModelReply, Failed> {
-        let url = format!("{}/chat/completions", self.base_url);
-        let mut request =
-            self.http.post(&url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+        let request = match &self.completions {
+            Ok(url) => self.http.post(url.clone()),
+            Err(text) => self.http.post(text),
+        };
+        let mut request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }

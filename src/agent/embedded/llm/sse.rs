@@ -9,17 +9,24 @@ pub struct SseDecoder {
 
 impl SseDecoder {
     /// Feeds bytes and returns the payloads of the events they completed.
+    /// Each complete line is read where it lies; what follows the last one is
+    /// kept for the next bytes.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.buffer.extend_from_slice(bytes);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+        let mut start = 0;
+        while let Some(length) = buffer[start..].iter().position(|&b| b == b'\n') {
+            let line = &buffer[start..start + length];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            match std::str::from_utf8(line) {
+                Ok(text) => self.line(text, &mut events),
+                Err(_) => self.line(&String::from_utf8_lossy(line), &mut events),
             }
-            self.line(&String::from_utf8_lossy(&line), &mut events);
+            start += length + 1;
         }
+        buffer.drain(..start);
+        self.buffer = buffer;
         events
     }
 
@@ -66,5 +73,13 @@ mod tests {
             got.extend(d.finish());
             assert_eq!(got, ["{\"a\":1}", "line1\nline2", "h\u{e9}llo", "[DONE]"], "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_replaced_and_what_follows_is_kept() {
+        let mut d = SseDecoder::default();
+        assert_eq!(d.push(b"data: a\xffb\n\ndata: next"), ["a\u{fffd}b"]);
+        assert_eq!(d.push(b"\n\n"), ["next"]);
+        assert!(d.finish().is_empty());
     }
 }
