@@ -1,7 +1,9 @@
 //! Hands memory the daemon freed back to the system. glibc's allocator keeps
 //! freed pages inside its arenas for reuse; after a burst of work they would
 //! stay resident, so memory would follow the busiest moment seen rather than
-//! what the daemon holds now.
+//! what the daemon holds now. The daemon's binary allocates with mimalloc,
+//! which returns its own free pages (`allocator` in the binary); glibc's still
+//! holds what C code allocates, SQLite's page caches above all.
 
 use std::time::Duration;
 

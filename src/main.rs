@@ -6,7 +6,10 @@ mod cli;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+mod allocator;
+
 fn main() {
+    allocator::tune();
     // The Letta Code SDK starts switchboard with its own flags and no subcommand.
     let args: Vec<String> = std::env::args().skip(1).collect();
     if switchboard::wire::args::is_engine_invocation(&args) {
