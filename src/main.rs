@@ -1,12 +1,11 @@
 //! The `switchboard` binary: parses the command line, sets up logging, and turns any
 //! failure into one human line on stderr and a non-zero exit status.
 
+mod allocator;
 mod cli;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-
-mod allocator;
 
 fn main() {
     allocator::tune();
