@@ -23,7 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PURGE_DELAY: mi_option_t = 15;
 
 /// How long freed memory stays with the process before it is returned (ms).
-pub const PURGE_DELAY_MS: i64 = 100;
+const PURGE_DELAY_MS: i64 = 100;
 
 /// Applies the settings above; call first thing in `main`.
 pub fn tune() {
