@@ -633,17 +633,56 @@ fn context_switches(pid: u32) -> u64 {
 
 /// CPU used so far, or per message of a burst of CHATS: the daemon's in its own
 /// code and the kernel's on its behalf, and this process's (the fakes and the
-/// benchmark's own checking); and the daemon's context switches.
+/// benchmark's own checking); the daemon's context switches; and how the whole
+/// machine's time went over the burst (not per message).
 struct CpuUsed {
     daemon: (Duration, Duration),
     bench: Duration,
     switches: f64,
+    machine: MachineTicks,
+}
+
+/// The whole machine's CPU time, in clock ticks summed over its cores, from
+/// /proc/stat: doing anything, idle, idle while a disk write was waited for, and
+/// taken by the host for its other guests (steal). A burst in an hour when the
+/// host takes a tenth of the time measures a tenth slower or more.
+#[derive(Clone, Copy, Default)]
+struct MachineTicks {
+    busy: u64,
+    idle: u64,
+    disk_wait: u64,
+    stolen: u64,
+}
+
+impl MachineTicks {
+    fn now() -> MachineTicks {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return MachineTicks::default() };
+        // user nice system idle iowait irq softirq steal ...
+        let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
+        MachineTicks { busy: at(0) + at(1) + at(2) + at(5) + at(6), idle: at(3), disk_wait: at(4), stolen: at(7) }
+    }
+
+    fn since(&self, before: &MachineTicks) -> MachineTicks {
+        MachineTicks {
+            busy: self.busy.saturating_sub(before.busy),
+            idle: self.idle.saturating_sub(before.idle),
+            disk_wait: self.disk_wait.saturating_sub(before.disk_wait),
+            stolen: self.stolen.saturating_sub(before.stolen),
+        }
+    }
 }
 
 impl CpuUsed {
     fn now(daemon: u32) -> CpuUsed {
         let (user, kernel) = cpu_time(None);
-        CpuUsed { daemon: cpu_time(Some(daemon)), bench: user + kernel, switches: context_switches(daemon) as f64 }
+        CpuUsed {
+            daemon: cpu_time(Some(daemon)),
+            bench: user + kernel,
+            switches: context_switches(daemon) as f64,
+            machine: MachineTicks::now(),
+        }
     }
 
     fn per_message_since(&self, before: &CpuUsed) -> CpuUsed {
@@ -652,6 +691,7 @@ impl CpuUsed {
             daemon: (per(self.daemon.0, before.daemon.0), per(self.daemon.1, before.daemon.1)),
             bench: per(self.bench, before.bench),
             switches: (self.switches - before.switches).max(0.0) / CHATS as f64,
+            machine: self.machine.since(&before.machine),
         }
     }
 
@@ -665,6 +705,16 @@ impl CpuUsed {
             ms(kernel),
             ms(self.bench),
             self.switches
+        );
+        let MachineTicks { busy, idle, disk_wait, stolen } = self.machine;
+        let all = (busy + idle + disk_wait + stolen).max(1) as f64;
+        let share = |ticks: u64| 100.0 * ticks as f64 / all;
+        println!(
+            "  the machine's cores in the burst: {:.0}% busy, {:.0}% idle, {:.0}% idle waiting for the disk, {:.0}% taken by the host",
+            share(busy),
+            share(idle),
+            share(disk_wait),
+            share(stolen)
         );
     }
 }

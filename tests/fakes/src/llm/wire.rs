@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::reply::{split_into, FakeToolCall};
@@ -80,11 +81,11 @@ pub(crate) fn estimate_tokens(chars: usize) -> usize {
 /// The complete SSE body as separate `data: ...\n\n` events, ending with a
 /// usage chunk and `data: [DONE]`.
 pub(crate) fn sse_events(meta: &Meta, completion: &Completion) -> Vec<String> {
-    let mut events: Vec<String> = deltas(completion).into_iter().map(|delta| chunk(meta, delta, Value::Null)).collect();
-    events.push(chunk(meta, json!({}), completion.finish_reason().into()));
+    let mut events: Vec<String> = deltas(completion).iter().map(|delta| chunk(meta, delta, &Value::Null)).collect();
+    events.push(chunk(meta, &json!({}), &completion.finish_reason().into()));
     events.push(usage_chunk(meta, completion));
-    events.push("[DONE]".to_owned());
-    events.into_iter().map(|e| format!("data: {e}\n\n")).collect()
+    events.push("data: [DONE]\n\n".to_owned());
+    events
 }
 
 /// A non-streaming `chat.completion` object.
@@ -157,15 +158,48 @@ fn single(key: &str, value: &str) -> Value {
     Value::Object(map)
 }
 
-fn chunk(meta: &Meta, delta: Value, finish_reason: Value) -> String {
-    let choice = json!({"index": 0, "delta": delta, "finish_reason": finish_reason});
-    Value::Object(meta.envelope("chat.completion.chunk", json!([choice]))).to_string()
+/// One streamed chunk as it goes out: the fields of [`Meta::envelope`] in the
+/// order a JSON object of them is written (by name), serialized straight from
+/// borrowed parts. (Built as a `Value` tree and then written, the chunks took a
+/// quarter of the fakes' CPU in the gateway benchmark; the bytes are the same.)
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    choices: &'a [ChoiceOut<'a>],
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    delta: &'a Value,
+    finish_reason: &'a Value,
+    index: u32,
+}
+
+impl ChunkOut<'_> {
+    /// `data: <json>` and the blank line that ends an SSE event.
+    fn event(&self) -> String {
+        let mut out = b"data: ".to_vec();
+        serde_json::to_writer(&mut out, self).expect("a chunk is plain JSON");
+        out.extend_from_slice(b"\n\n");
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+}
+
+fn chunk(meta: &Meta, delta: &Value, finish_reason: &Value) -> String {
+    let choices = [ChoiceOut { delta, finish_reason, index: 0 }];
+    let object = "chat.completion.chunk";
+    ChunkOut { choices: &choices, created: meta.created, id: &meta.id, model: &meta.model, object, usage: None }.event()
 }
 
 fn usage_chunk(meta: &Meta, completion: &Completion) -> String {
-    let mut body = meta.envelope("chat.completion.chunk", json!([]));
-    body.insert("usage".into(), meta.usage(completion));
-    Value::Object(body).to_string()
+    let usage = Some(meta.usage(completion));
+    let object = "chat.completion.chunk";
+    ChunkOut { choices: &[], created: meta.created, id: &meta.id, model: &meta.model, object, usage }.event()
 }
 
 #[cfg(test)]
@@ -177,6 +211,39 @@ mod tests {
         assert_eq!(estimate_tokens(0), 1);
         assert_eq!(estimate_tokens(4), 1);
         assert_eq!(estimate_tokens(5), 2);
+    }
+
+    /// A chunk built as a `Value` tree from [`Meta::envelope`], the way the
+    /// chunks were written before [`ChunkOut`].
+    fn as_tree(meta: &Meta, choices: Value, usage: Option<Value>) -> String {
+        let mut body = meta.envelope("chat.completion.chunk", choices);
+        if let Some(usage) = usage {
+            body.insert("usage".into(), usage);
+        }
+        format!("data: {}\n\n", Value::Object(body))
+    }
+
+    #[test]
+    fn chunks_are_written_byte_for_byte_as_their_json_tree() {
+        let meta = Meta::new("model \"quoted\" é", 123);
+        let call = FakeToolCall { id: "call_1".into(), name: "Bash".into(), arguments: r#"{"command":"ls"}"#.into() };
+        let completion = Completion {
+            reasoning_field: Some("reasoning_content"),
+            reasoning: vec!["think \n".into()],
+            text: vec!["a \"b\"".into(), " ✓".into()],
+            calls: vec![call],
+        };
+        let events = sse_events(&meta, &completion);
+        let deltas = deltas(&completion);
+        assert_eq!(events.len(), deltas.len() + 3);
+        for (event, delta) in events.iter().zip(&deltas) {
+            let choice = json!([{"index": 0, "delta": delta, "finish_reason": null}]);
+            assert_eq!(event, &as_tree(&meta, choice, None));
+        }
+        let finish = json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]);
+        assert_eq!(events[deltas.len()], as_tree(&meta, finish, None));
+        assert_eq!(events[deltas.len() + 1], as_tree(&meta, json!([]), Some(meta.usage(&completion))));
+        assert_eq!(events[deltas.len() + 2], "data: [DONE]\n\n");
     }
 
     #[test]
