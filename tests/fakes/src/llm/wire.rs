@@ -180,26 +180,29 @@ struct ChoiceOut<'a> {
     index: u32,
 }
 
-impl ChunkOut<'_> {
-    /// `data: <json>` and the blank line that ends an SSE event.
-    fn event(&self) -> String {
-        let mut out = b"data: ".to_vec();
-        serde_json::to_writer(&mut out, self).expect("a chunk is plain JSON");
-        out.extend_from_slice(b"\n\n");
-        String::from_utf8(out).expect("JSON is UTF-8")
-    }
+/// One chunk of `meta`'s response as an SSE event: `data: <json>` and the blank
+/// line that ends it.
+fn chunk_event(meta: &Meta, choices: &[ChoiceOut<'_>], usage: Option<Value>) -> String {
+    let chunk = ChunkOut {
+        choices,
+        created: meta.created,
+        id: &meta.id,
+        model: &meta.model,
+        object: "chat.completion.chunk",
+        usage,
+    };
+    let mut out = b"data: ".to_vec();
+    serde_json::to_writer(&mut out, &chunk).expect("a chunk is plain JSON");
+    out.extend_from_slice(b"\n\n");
+    String::from_utf8(out).expect("JSON is UTF-8")
 }
 
 fn chunk(meta: &Meta, delta: &Value, finish_reason: &Value) -> String {
-    let choices = [ChoiceOut { delta, finish_reason, index: 0 }];
-    let object = "chat.completion.chunk";
-    ChunkOut { choices: &choices, created: meta.created, id: &meta.id, model: &meta.model, object, usage: None }.event()
+    chunk_event(meta, &[ChoiceOut { delta, finish_reason, index: 0 }], None)
 }
 
 fn usage_chunk(meta: &Meta, completion: &Completion) -> String {
-    let usage = Some(meta.usage(completion));
-    let object = "chat.completion.chunk";
-    ChunkOut { choices: &[], created: meta.created, id: &meta.id, model: &meta.model, object, usage }.event()
+    chunk_event(meta, &[], Some(meta.usage(completion)))
 }
 
 #[cfg(test)]
