@@ -32,7 +32,9 @@ mod readers;
 mod records;
 mod worker;
 
+use std::cell::Cell;
 use std::fs::File;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
@@ -143,6 +145,8 @@ impl SqliteStore {
             return Err(StoreError::Backend(format!("the store could not use a write-ahead log (mode {mode})")));
         }
         migrate(&conn, dir)?;
+        let last_id = conn.query_row("SELECT last FROM ids WHERE one = 1", [], |row| row.get::<_, i64>(0));
+        let last_id = last_id.map_err(corrupt)?.max(0) as u64;
         // Every statement stays prepared: the store has about fifty, and the
         // default cache of sixteen would parse most of them again on each use.
         conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
@@ -154,7 +158,7 @@ impl SqliteStore {
         // its first checkpoint).
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         let core = Arc::new(Core {
-            conn: Mutex::new(Writer { conn, staged: false }),
+            conn: Mutex::new(Writer { conn, staged: false, last_id: Cell::new(last_id), stored_id: last_id }),
             readers: readers::Readers::new(path, cache_kib / 2, STATEMENTS_KEPT),
             wal,
             dir: dir.to_path_buf(),
@@ -210,11 +214,11 @@ impl SqliteStore {
         self.core.read(read)
     }
 
-    fn write<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    fn write<T>(&self, write: impl FnOnce(&Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.core.write(write)
     }
 
-    fn stage<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    fn stage<T>(&self, write: impl FnOnce(&Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.core.stage(write)
     }
 
@@ -245,10 +249,7 @@ impl Drop for SqliteStore {
         // own work), the flusher may still come to flush it, and must not take
         // the transaction committed here for one SQLite took back.
         let mut writer = self.core.conn();
-        if !writer.conn.is_autocommit()
-            && self.core.refuse_if_broken().is_ok()
-            && writer.conn.execute_batch("COMMIT").is_ok()
-        {
+        if !writer.conn.is_autocommit() && self.core.refuse_if_broken().is_ok() && writer.commit().is_ok() {
             writer.staged = false;
         }
     }
@@ -260,9 +261,59 @@ struct Writer {
     conn: Connection,
     /// Set when a write is kept in the open transaction, cleared by its commit.
     staged: bool,
+    /// The last number the store's counter handed out (ids, transcript and
+    /// audit order): counted here, and written to the file's `ids` row once a
+    /// commit, in the transaction of the writes that hold the numbers
+    /// ([`Writer::commit`]), not with two statements for each number.
+    last_id: Cell<u64>,
+    /// The number the file's `ids` row holds.
+    stored_id: u64,
+}
+
+/// The writer's connection as a write sees it: its statements (through
+/// `Deref`), and the store's counter.
+pub(super) struct Tx<'w> {
+    conn: &'w Connection,
+    last_id: &'w Cell<u64>,
+}
+
+impl Deref for Tx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Tx<'_> {
+    /// The counter's next number. One a crash takes before its commit was never
+    /// kept anywhere, so handing it out again is harmless (as sled's are).
+    pub(super) fn next_id(&self) -> u64 {
+        let next = self.last_id.get() + 1;
+        self.last_id.set(next);
+        next
+    }
+
+    /// Moves the counter on to at least `id`.
+    pub(super) fn reserve_ids(&self, id: u64) {
+        self.last_id.set(self.last_id.get().max(id));
+    }
 }
 
 impl Writer {
+    /// Commits the open transaction, with the counter brought up to the last
+    /// number handed out: a number is stored by the commit that keeps the
+    /// writes holding it, so after a crash the counter is past every one kept.
+    fn commit(&mut self) -> rusqlite::Result<()> {
+        let last = self.last_id.get();
+        if last != self.stored_id {
+            self.conn.prepare_cached("UPDATE ids SET last = ?1 WHERE one = 1")?.execute([last as i64])?;
+        }
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.stored_id = last;
+        Ok(())
+    }
+
     /// Whether SQLite took back the open transaction and the writes staged in it
     /// (some errors roll back the whole transaction, such as a full disk).
     fn lost(&self) -> bool {
@@ -298,7 +349,7 @@ impl Core {
 
     /// Writes with `write` (never kept in part: see [`Core::stage`]), then makes
     /// it durable ([`Core::settle`]); what it answered.
-    fn write<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    fn write<T>(&self, write: impl FnOnce(&Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let began = std::time::Instant::now();
         let answer = self.stage(write)?;
         self.settle()?;
@@ -323,7 +374,7 @@ impl Core {
     /// ends the store's writes anyway. A write that finds the file damaged ends
     /// them too, changed rows or not: SQLite may have changed pages of a
     /// statement it then failed without counting it.
-    fn stage<T>(&self, write: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    fn stage<T>(&self, write: impl FnOnce(&Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
         // After a failed flush nothing more is written, let alone acknowledged.
         self.refuse_if_broken()?;
         super::reading_here()?;
@@ -339,7 +390,7 @@ impl Core {
                 .map_err(|e| self.backend(e))?;
         }
         let watch = PartWay { core: self, conn, before: conn.total_changes() };
-        let answer = write(conn);
+        let answer = write(&Tx { conn, last_id: &writer.last_id });
         // No panic can come past here: the watch is done.
         let changed = watch.finish();
         if conn.is_autocommit() {
@@ -387,7 +438,7 @@ impl Core {
                 return Err(self.lose("found at a flush").to_string());
             }
             if !writer.conn.is_autocommit() {
-                if let Err(e) = writer.conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute([])) {
+                if let Err(e) = writer.commit() {
                     self.broken.store(true, Ordering::SeqCst);
                     return Err(format!("database: {e}"));
                 }
@@ -577,7 +628,66 @@ mod tests {
         // The writer's statements and the readers' (one reader here: one thread).
         let writes = walk_statements(&s.conn().conn);
         let reads = s.core.readers.read(|conn| Ok(walk_statements(conn))).unwrap();
-        assert!(writes >= 8 && reads >= 8, "the statements stay cached ({writes} writing, {reads} reading)");
+        assert!(writes >= 6 && reads >= 8, "the statements stay cached ({writes} writing, {reads} reading)");
+    }
+
+    /// The counter is kept in memory and stored by each commit: the file's row
+    /// holds every number a committed write took (so a restart, after a crash
+    /// too, hands out only larger ones), `reserve_ids` moves it on, and a
+    /// commit without new numbers leaves the row alone.
+    #[test]
+    fn the_counter_is_stored_by_the_commit_of_the_writes_that_hold_its_numbers() {
+        use crate::store::model::{text_content, Entry, MessageBody};
+        let dir = tempfile::tempdir().unwrap();
+        let stored = |dir: &Path| {
+            let file = Connection::open_with_flags(dir.join(FILE), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            file.query_row("SELECT last FROM ids WHERE one = 1", [], |row| row.get::<_, i64>(0)).unwrap() as u64
+        };
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        let first = s.next_id().unwrap();
+        let entry = Entry::new(None, MessageBody::User { content: text_content("hi") });
+        let seq = s.append_entry("c1", &entry).unwrap();
+        assert!(first < seq);
+        assert_eq!(stored(dir.path()), seq, "committed with the entry that holds it");
+        s.put_meta("no number", "1").unwrap();
+        assert_eq!(stored(dir.path()), seq);
+        s.reserve_ids(1_000).unwrap();
+        assert_eq!(stored(dir.path()), 1_000, "reserved numbers are stored at once");
+        assert_eq!(s.next_id().unwrap(), 1_001);
+        // Staged, not committed: a crash may take the number and hand it out again.
+        let staged = s.stage(|tx| Ok(tx.next_id())).unwrap();
+        assert_eq!(stored(dir.path()), 1_000);
+        drop(s);
+        // Its last handle committed what was staged, the counter with it.
+        assert_eq!(stored(dir.path()), staged);
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        assert_eq!(s.next_id().unwrap(), staged + 1, "a restart goes on past every stored number");
+        let seq = s.append_entry("c1", &entry).unwrap();
+        assert_eq!(s.entries("c1").unwrap().len(), 2);
+        assert_eq!(stored(dir.path()), seq);
+    }
+
+    /// An entry moves its conversation's time to its own in place: the record
+    /// reads back whole with that time; one that is not JSON fails the append
+    /// alone, before any change, and the store goes on.
+    #[test]
+    fn an_entry_moves_its_conversations_time_in_place() {
+        use crate::store::model::{text_content, ConversationRecord, Entry, MessageBody};
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        let record = ConversationRecord { id: "c1".into(), agent_id: "a1".into(), created_at: 5, updated_at: 5 };
+        s.put_conversation(&record).unwrap();
+        let mut entry = Entry::new(None, MessageBody::User { content: text_content("hi") });
+        entry.msg.timestamp = 1_764_000_000_123;
+        s.append_entry("c1", &entry).unwrap();
+        let moved = s.conversation("c1").unwrap().unwrap();
+        assert_eq!(moved, ConversationRecord { updated_at: 1_764_000_000_123, ..record });
+        s.conn().conn.execute("UPDATE conversations SET body = X'7B6E6F74' WHERE id = 'c1'", []).unwrap();
+        let later = Entry::new(None, MessageBody::User { content: text_content("again") });
+        assert!(s.append_entry("c1", &later).is_err(), "a record that is not JSON fails the append");
+        assert_eq!(s.broken(), None, "alone");
+        assert_eq!(s.entries("c1").unwrap().len(), 1);
+        s.put_meta("later", "1").unwrap();
     }
 
     /// How many statements `conn` keeps; fails on one prepared again on use.
@@ -697,7 +807,7 @@ mod tests {
             let s = SqliteStore::open(dir.path(), 8).unwrap();
             s.put_meta("before", "0").unwrap();
             s.stage(|tx| records_exec(tx, "INSERT INTO meta (key, value) VALUES ('beside', '1')")).unwrap();
-            let half = |tx: &Connection| {
+            let half = |tx: &Tx<'_>| {
                 records_exec(tx, "INSERT INTO meta (key, value) VALUES ('half', '2')")?;
                 if panics {
                     panic!("a bug between two statements");

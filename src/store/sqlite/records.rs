@@ -41,16 +41,6 @@ const PAGE: i64 = page!();
 const NEWEST_FIRST: &str =
     concat!("SELECT seq, body FROM entries WHERE conversation_id = +?1 AND seq < ?2 ORDER BY seq DESC LIMIT ", page!());
 
-/// The next number of the store's one counter (ids, transcript and audit order).
-/// Two statements, not one `UPDATE … RETURNING`: for that SQLite fills a table of
-/// the returned rows and reads it back, which cost 3% of a message's work.
-fn next_in(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.prepare_cached("UPDATE ids SET last = last + 1 WHERE one = 1")?.execute([])?;
-    conn.prepare_cached("SELECT last FROM ids WHERE one = 1")?
-        .query_row([], |row| row.get::<_, i64>(0))
-        .map(|n| n as u64)
-}
-
 /// The lease `name` as stored (`None`: never held).
 fn lease_in(conn: &Connection, name: &str) -> rusqlite::Result<Option<Lease>> {
     conn.prepare_cached("SELECT holder, fence, expires_at_ms FROM leases WHERE name = ?1")?
@@ -130,35 +120,23 @@ impl SqliteStore {
                     return Ok(None);
                 }
             }
-            // The conversation's time moves in the same transaction; read and
-            // encoded before the first change (a record that cannot be decoded
-            // fails this write alone).
-            let found = self.bodies::<ConversationRecord>(
+            // The conversation's time moves in the same transaction, first: a
+            // record that is not JSON fails this statement, and so this write
+            // alone, before any change. Changed in place by SQLite (its JSON
+            // functions read a blob as their own binary form, hence the casts),
+            // not read, decoded and written back: one statement, not two.
+            self.exec(
                 tx,
-                "conversation",
-                "SELECT body FROM conversations WHERE id = ?1",
-                [conversation_id],
+                "UPDATE conversations SET body = CAST(json_set(CAST(body AS TEXT), '$.updated_at', ?2) AS BLOB)
+                 WHERE id = ?1",
+                params![conversation_id, signed(entry.msg.timestamp)],
             )?;
-            let moved = match found.into_iter().next() {
-                Some(mut conversation) => {
-                    conversation.updated_at = entry.msg.timestamp;
-                    Some(encode(&conversation)?)
-                }
-                None => None,
-            };
-            let seq = next_in(tx).map_err(|e| self.backend(e))?;
+            let seq = tx.next_id();
             self.exec(
                 tx,
                 "INSERT INTO entries (conversation_id, seq, entry_id, body) VALUES (?1, ?2, ?3, ?4)",
                 params![conversation_id, signed(seq), entry.id(), body],
             )?;
-            if let Some(conversation) = moved {
-                self.exec(
-                    tx,
-                    "UPDATE conversations SET body = ?2 WHERE id = ?1",
-                    params![conversation_id, conversation],
-                )?;
-            }
             Ok(Some(seq))
         })
     }
@@ -410,7 +388,7 @@ impl Store for SqliteStore {
     fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
         let body = encode(record)?;
         self.write(|tx| {
-            let seq = next_in(tx).map_err(|e| self.backend(e))?;
+            let seq = tx.next_id();
             self.exec(tx, "INSERT INTO audit (seq, body) VALUES (?1, ?2)", params![signed(seq), body]).map(drop)
         })
     }
@@ -495,15 +473,17 @@ impl Store for SqliteStore {
     }
 
     fn next_id(&self) -> StoreResult<u64> {
-        // Written in the open transaction, without waiting for its flush: an id counts once
-        // something durable holds it, and that write's flush covers this earlier
-        // one (the log is flushed in order). An id lost in a crash before then was
-        // never kept anywhere, so handing it out again is harmless (as sled's are).
-        self.stage(|conn| next_in(conn).map_err(|e| self.backend(e)))
+        // Counted in the open transaction, without waiting for its flush: an id
+        // counts once something durable holds it, and that write's commit stores
+        // the counter too (see `Writer::commit`).
+        self.stage(|tx| Ok(tx.next_id()))
     }
 
     fn reserve_ids(&self, id: u64) -> StoreResult<()> {
-        self.execute("UPDATE ids SET last = max(last, ?1) WHERE one = 1", [signed(id)]).map(drop)
+        self.write(|tx| {
+            tx.reserve_ids(id);
+            Ok(())
+        })
     }
 
     fn meta(&self, key: &str) -> StoreResult<Option<String>> {
