@@ -1,6 +1,7 @@
 //! A client for OpenAI-compatible `/chat/completions` with streaming, tool calls,
 //! reasoning deltas, usage, and retries with backoff for 429, 5xx and network failures.
 
+mod chunk;
 mod error;
 mod reply;
 mod request;
@@ -228,13 +229,7 @@ impl LlmClient {
                     done = true;
                     break;
                 }
-                let value: Value = serde_json::from_str(&payload).map_err(|_| {
-                    fail(
-                        LlmError::Malformed(format!("a streamed event is not JSON: {}", excerpt(&payload, 120))),
-                        emitted,
-                    )
-                })?;
-                for delta in builder.apply_chunk(&value).map_err(|e| fail(e, emitted))? {
+                for delta in builder.apply_event(&payload).map_err(|e| fail(e, emitted))? {
                     emitted = true;
                     on_delta(delta);
                 }

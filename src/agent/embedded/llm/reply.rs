@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::chunk::Chunk;
 use super::LlmError;
 use crate::agent::Usage;
 use crate::store::ToolCall;
@@ -45,50 +46,67 @@ impl ReplyBuilder {
         self.chunks > 0
     }
 
-    /// One `chat.completion.chunk`.
+    /// One streamed event's text: a `chat.completion.chunk`, read without a tree
+    /// of JSON values when it has the usual shape ([`Chunk::fast`]).
+    pub fn apply_event(&mut self, payload: &str) -> Result<Vec<Delta>, LlmError> {
+        if let Some(chunk) = Chunk::fast(payload) {
+            return Ok(self.apply(chunk));
+        }
+        let value: Value = serde_json::from_str(payload).map_err(|_| {
+            LlmError::Malformed(format!("a streamed event is not JSON: {}", super::excerpt(payload, 120)))
+        })?;
+        self.apply_chunk(&value)
+    }
+
+    /// One `chat.completion.chunk`, as a tree of JSON values.
     pub fn apply_chunk(&mut self, chunk: &Value) -> Result<Vec<Delta>, LlmError> {
         self.check_reported_error(chunk)?;
-        let choices = chunk.get("choices").and_then(Value::as_array);
-        if choices.is_none() && chunk.get("usage").is_none() {
+        if chunk.get("choices").and_then(Value::as_array).is_none() && chunk.get("usage").is_none() {
             return Err(LlmError::Malformed("a streamed chunk has neither choices nor usage".into()));
         }
+        Ok(self.apply(Chunk::lenient(chunk)))
+    }
+
+    /// Adds a chunk's parts to the reply; what to pass on.
+    fn apply(&mut self, chunk: Chunk<'_>) -> Vec<Delta> {
         self.chunks += 1;
-        self.take_usage(chunk);
-        let mut deltas = Vec::new();
-        let Some(choice) = choices.and_then(|c| c.first()) else {
-            return Ok(deltas);
-        };
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.reply.finish_reason = Some(reason.to_string());
+        if let Some(counts) = &chunk.usage {
+            self.reply.usage = Some(counts.usage());
         }
-        let Some(delta) = choice.get("delta") else {
-            return Ok(deltas);
+        let mut deltas = Vec::new();
+        let Some(choice) = chunk.choices.and_then(|c| c.into_iter().next()) else {
+            return deltas;
+        };
+        if let Some(reason) = choice.finish_reason {
+            self.reply.finish_reason = Some(reason.into_owned());
+        }
+        let Some(mut delta) = choice.delta else {
+            return deltas;
         };
         // Reasoning first: in one delta holding both (a whole completion), it came first.
-        if let Some(text) = reasoning_of(delta).filter(|t| !t.is_empty()) {
-            self.reply.reasoning.push_str(text);
-            deltas.push(Delta::Reasoning(text.to_string()));
+        if let Some(text) = delta.reasoning().filter(|t| !t.is_empty()) {
+            self.reply.reasoning.push_str(&text);
+            deltas.push(Delta::Reasoning(text.into_owned()));
         }
-        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            self.reply.text.push_str(text);
-            deltas.push(Delta::Text(text.to_string()));
+        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+            self.reply.text.push_str(&text);
+            deltas.push(Delta::Text(text.into_owned()));
         }
-        for (position, call) in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            let index = call.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
-            let slot = self.calls.entry(index).or_default();
-            if let Some(id) = call.get("id").and_then(Value::as_str) {
-                slot.id = id.to_string();
+        for (position, call) in delta.tool_calls.into_iter().flatten().enumerate() {
+            let slot = self.calls.entry(call.index.unwrap_or(position as u64)).or_default();
+            if let Some(id) = call.id {
+                slot.id = id.into_owned();
             }
-            if let Some(f) = call.get("function") {
-                if let Some(name) = f.get("name").and_then(Value::as_str) {
-                    slot.name.push_str(name);
+            if let Some(f) = call.function {
+                if let Some(name) = f.name {
+                    slot.name.push_str(&name);
                 }
-                if let Some(args) = f.get("arguments").and_then(Value::as_str) {
-                    slot.arguments.push_str(args);
+                if let Some(args) = f.arguments {
+                    slot.arguments.push_str(&args);
                 }
             }
         }
-        Ok(deltas)
+        deltas
     }
 
     /// A whole non-streamed `chat.completion` (some servers ignore `stream: true`).
@@ -133,16 +151,6 @@ impl ReplyBuilder {
         self.reply
     }
 
-    fn take_usage(&mut self, chunk: &Value) {
-        let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) else {
-            return;
-        };
-        let field = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
-        let (prompt, completion) = (field("prompt_tokens"), field("completion_tokens"));
-        let total = usage.get("total_tokens").and_then(Value::as_u64).unwrap_or(prompt + completion);
-        self.reply.usage = Some(Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total });
-    }
-
     fn check_reported_error(&self, value: &Value) -> Result<(), LlmError> {
         match value.get("error") {
             Some(e) if !e.is_null() => {
@@ -153,12 +161,6 @@ impl ReplyBuilder {
             _ => Ok(()),
         }
     }
-}
-
-/// Servers name the reasoning field differently: `reasoning_content` (DeepSeek,
-/// vLLM, llama.cpp) or `reasoning` (OpenRouter, Ollama).
-fn reasoning_of(delta: &Value) -> Option<&str> {
-    delta.get("reasoning_content").and_then(Value::as_str).or_else(|| delta.get("reasoning").and_then(Value::as_str))
 }
 
 #[cfg(test)]
@@ -200,6 +202,59 @@ mod tests {
         assert_eq!(r.tool_calls.len(), 2);
         assert_eq!((r.tool_calls[0].id.as_str(), r.tool_calls[0].arguments.as_str()), ("a", "{\"x\":1}"));
         assert_eq!(r.tool_calls[1].arguments, "{\"label\":\"h\"}");
+    }
+
+    /// Each event read straight from its text builds what its tree of JSON
+    /// values builds: the usual shapes by the fast read, the others (a field of
+    /// another type, a key given twice, no choices, an error) by the tree.
+    #[test]
+    fn an_event_read_from_its_text_builds_what_its_tree_builds() {
+        let fast = [
+            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{"content":"lo \"q\" \u00e9"}}],"error":null}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":null,"reasoning":"think"}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"","reasoning":"hidden"}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":1,"id":"b","type":"function","function":{"name":"Bash","arguments":"{\"c"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":1,"function":{"arguments":"\":1}"}},{"id":"a","function":null}]}}]}"#,
+            r#"{"choices":[{"delta":null,"finish_reason":"tool_calls"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":9,"details":{"cached":1}}}"#,
+        ];
+        let by_tree = [
+            r#"{"choices":[{"delta":{"content":5}}]}"#,
+            r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":-1,"id":"c","function":{"name":"Read"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"content":"x"}},7]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3.0,"completion_tokens":1}}"#,
+            r#"{"choices":null,"usage":null}"#,
+            r#"{"usage":{"prompt_tokens":1}}"#,
+            r#"{"choices":[],"error":{"message":"context length exceeded"}}"#,
+            r#"{"foo":1}"#,
+            "not json",
+        ];
+        for payload in fast {
+            assert!(Chunk::fast(payload).is_some(), "read fast: {payload}");
+        }
+        for payload in by_tree {
+            assert!(Chunk::fast(payload).is_none(), "read as a tree: {payload}");
+        }
+        let (mut from_text, mut from_tree) = (ReplyBuilder::default(), ReplyBuilder::default());
+        for payload in fast.iter().chain(&by_tree) {
+            let text = from_text.apply_event(payload);
+            let tree = match serde_json::from_str::<Value>(payload) {
+                Ok(value) => from_tree.apply_chunk(&value),
+                Err(_) => Err(LlmError::Malformed(format!("a streamed event is not JSON: {payload}"))),
+            };
+            assert_eq!(text, tree, "{payload}");
+        }
+        assert_eq!(from_text.chunks, from_tree.chunks);
+        let (text, tree) = (from_text.finish(), from_tree.finish());
+        assert_eq!(text, tree);
+        assert_eq!(text.text, "Hello \"q\" ébx");
+        assert_eq!(text.reasoning, "think");
+        assert_eq!(text.usage, Some(Usage { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 }));
+        let calls: Vec<_> =
+            text.tool_calls.iter().map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str())).collect();
+        assert_eq!(calls, [("c", "Read", "{}"), ("a", "Bash", "{\"c\":1}")]);
     }
 
     #[test]
