@@ -144,9 +144,10 @@ impl Delivery {
         self.nothing_to_send(answers).await;
     }
 
-    /// Forgets the notes of replies sent longer ago than `age_ms`.
+    /// Forgets answered events and the notes of replies older than `age_ms`,
+    /// except those of replies still waiting to be sent ([`Outbox::prune`]).
     pub async fn prune(&self, age_ms: u64) -> crate::store::StoreResult<usize> {
-        self.outbox.prune_replied(age_ms).await
+        self.outbox.prune(age_ms).await
     }
 
     /// Marks events answered when there is nothing (more) to send for them.
@@ -421,7 +422,7 @@ impl Delivery {
     /// in the background. Returns how many there were.
     pub async fn recover(&self) -> crate::store::StoreResult<usize> {
         let items = self.outbox.pending().await?;
-        self.outbox.index(&items).await?;
+        self.outbox.forget_index().await?;
         for event in items.iter().flat_map(|i| &i.answers) {
             self.journal.done(event).await?;
         }
@@ -431,12 +432,6 @@ impl Delivery {
             tokio::spawn(async move { delivery.deliver(&item).await });
         }
         Ok(count)
-    }
-
-    /// Indexes the waiting replies an earlier version stored (with replicas,
-    /// where `recover` does not run).
-    pub async fn index_waiting(&self) -> crate::store::StoreResult<()> {
-        self.outbox.index(&self.outbox.pending().await?).await
     }
 
     /// Gives undelivered replies a new round every `retry::RETRY_EVERY`, each in
@@ -648,18 +643,21 @@ mod tests {
             assert_eq!(stored.await.unwrap(), Stored::New(()));
             let again = delivery.outbox.enqueue(chat.clone(), text("x"), None, vec![], r3(), None, |_| ());
             assert_eq!(again.await.unwrap(), Stored::AlreadyAnswered);
-            // Notes are forgotten with the journal's answered events.
+            // Notes are forgotten with the journal's answered events, but not the
+            // note of a reply still waiting to be sent (msg-r3's).
             tokio::time::sleep(Duration::from_millis(5)).await;
-            assert_eq!(delivery.prune(0).await.unwrap(), 3, "msg-r1, msg-r2, msg-r3");
+            assert_eq!(delivery.prune(0).await.unwrap(), 5, "the three events, msg-r1 and msg-r2");
+            let again = delivery.outbox.enqueue(chat.clone(), text("x"), None, vec![], r3(), None, |_| ());
+            assert_eq!(again.await.unwrap(), Stored::AlreadyAnswered);
         }
     }
 
-    /// A reply still waiting to be sent is found by key when its event is replayed
-    /// or redelivered, even after its journal record and note were forgotten, and
-    /// its keys go with it; an item stored by a version without the index is
-    /// indexed at start.
+    /// A reply still waiting to be sent is found when its event is replayed or
+    /// redelivered, however long it waits: its event and its note outlive their
+    /// age while it waits, and are forgotten once it is gone. The index an
+    /// earlier version kept beside the items is forgotten at start.
     #[tokio::test]
-    async fn a_waiting_reply_is_found_by_key_and_its_keys_go_with_it() {
+    async fn a_waiting_reply_keeps_what_finds_it_until_it_is_gone() {
         for (backend, delivery, fake, journal) in setups() {
             eprintln!("on {}", backend.name);
             let chat = fake.direct("1");
@@ -677,28 +675,33 @@ mod tests {
                 }
             };
             assert_eq!(enqueue(answers.clone(), "msg-w").await, Stored::New(()));
-            let keys: Vec<String> =
-                backend.store.kv_scan(INDEX_SPACE, "").unwrap().into_iter().map(|(k, _)| k).collect();
-            assert_eq!(keys, [format!("e:{}", event.event_id), "r:msg-w".to_string()], "indexed with the item");
             tokio::time::sleep(Duration::from_millis(5)).await;
-            journal.prune(0).await.unwrap();
-            delivery.prune(0).await.unwrap();
+            assert_eq!(delivery.prune(0).await.unwrap(), 0, "its event and note are kept while it waits");
             assert_eq!(enqueue(answers.clone(), "msg-other").await, Stored::AlreadyAnswered, "by its event");
             assert_eq!(enqueue(vec![], "msg-w").await, Stored::AlreadyAnswered, "by its transcript entry");
-            // Sent (or dropped): its keys are gone with it.
+            // Sent (or dropped): what found it is forgotten at its age.
             let items = delivery.outbox.pending().await.unwrap();
             assert_eq!(items.len(), 1);
             delivery.outbox.remove(&items[0]).await.unwrap();
+            assert_eq!(delivery.prune(0).await.unwrap(), 2, "its event and its note");
+            assert!(journal.get(&event.event_id).await.unwrap().is_none());
+            // Index keys an earlier version left beside its items are forgotten at
+            // start; its waiting item is found by its event, marked answered then.
             let store = backend.store.clone();
-            assert!(store.kv_scan(INDEX_SPACE, "").unwrap().is_empty(), "the index keeps nothing of a removed item");
-            // An item an older version stored, without index keys, is indexed at start.
+            let later = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", "again", false);
+            journal.record(&later).await.unwrap();
             let mut old = items[0].clone();
+            (old.answers, old.reply_entry) = (vec![later.event_id.clone()], Some("msg-old".into()));
             old.seq = delivery.outbox.next_seq().await.unwrap();
-            store.kv_put("outbox", &format!("{:020}", old.seq), &serde_json::to_vec(&old).unwrap()).unwrap();
+            let key = format!("{:020}", old.seq);
+            store.kv_put("outbox", &key, &serde_json::to_vec(&old).unwrap()).unwrap();
+            store.kv_put(INDEX_SPACE, &format!("e:{}", later.event_id), key.as_bytes()).unwrap();
+            store.kv_put(INDEX_SPACE, "r:msg-old", key.as_bytes()).unwrap();
             // (Its sending, begun by the recovery, cannot end meanwhile.)
             fake.stall(true);
             assert_eq!(delivery.recover().await.unwrap(), 1);
-            assert_eq!(enqueue(answers.clone(), "msg-third").await, Stored::AlreadyAnswered);
+            assert!(store.kv_scan(INDEX_SPACE, "").unwrap().is_empty(), "the old index is forgotten");
+            assert_eq!(enqueue(vec![later.event_id.clone()], "msg-third").await, Stored::AlreadyAnswered);
             fake.stall(false);
         }
     }

@@ -2,7 +2,7 @@
 //! platform id, before the adapter acknowledges it to the platform. Events not yet
 //! answered are replayed in arrival order after a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -218,19 +218,22 @@ impl Journal {
     }
 
     /// Adds to `batch` the marking of `event_id` as answered (read in the caller's
-    /// store task); nothing when the event is not stored or already marked. Call
+    /// store task); nothing when the event is not stored or already marked.
+    /// Whether it was marked answered before (then nothing is added). Call
     /// [`Journal::answered`] once the batch is written. The record is read before
     /// the batch is applied, so a concurrent change to it would be overwritten:
     /// safe because an event's record changes only within its own turn, which has
     /// finished streaming by the time its reply is stored.
-    pub fn mark_done_in(store: &dyn Store, event_id: &str, batch: &mut KvBatch) -> StoreResult<()> {
-        if let Some(mut record) = store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<StoredRecord>(&b)) {
-            if !record.done {
-                record.done = true;
-                batch.put(RECORDS, event_id, encode(&record)).remove(OPEN, &format!("{:020}", record.seq));
-            }
+    pub fn mark_done_in(store: &dyn Store, event_id: &str, batch: &mut KvBatch) -> StoreResult<bool> {
+        let Some(mut record) = store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<StoredRecord>(&b)) else {
+            return Ok(false);
+        };
+        if record.done {
+            return Ok(true);
         }
-        Ok(())
+        record.done = true;
+        batch.put(RECORDS, event_id, encode(&record)).remove(OPEN, &format!("{:020}", record.seq));
+        Ok(false)
     }
 
     /// Notes events as answered by a batch of [`Journal::mark_done_in`] now written.
@@ -239,17 +242,6 @@ impl Journal {
         for id in event_ids {
             pending.remove(id);
         }
-    }
-
-    /// Whether the event is marked answered (inside a store transaction of the
-    /// caller's; an event pruned or never recorded is not).
-    pub fn answered_in(store: &dyn Store, event_id: &str) -> StoreResult<bool> {
-        /// The one field read: the event in the record is skipped, not built.
-        #[derive(Deserialize)]
-        struct Done {
-            done: bool,
-        }
-        Ok(store.kv_get(RECORDS, event_id)?.and_then(|b| decode::<Done>(&b)).is_some_and(|r| r.done))
     }
 
     /// Events received but not answered, oldest first, all taken for handling
@@ -351,26 +343,24 @@ impl Journal {
         .await
     }
 
-    /// Forgets answered events older than `age_ms` (platforms never redeliver them).
-    pub async fn prune(&self, age_ms: u64) -> StoreResult<usize> {
-        let cutoff = now_ms().saturating_sub(age_ms);
-        blocking(&self.store, move |s| {
-            let mut removed = 0;
-            for (key, id) in s.kv_scan(ORDER, "")? {
-                let id = String::from_utf8_lossy(&id).into_owned();
-                match s.kv_get(RECORDS, &id)?.map(|b| decode::<JournalRecord>(&b)) {
-                    Some(Some(r)) if !(r.done && r.received_at < cutoff) => continue,
-                    // Answered long ago, or written by an older version in a shape
-                    // no longer read (it can never be handled): forgotten.
-                    Some(_) => s.kv_remove(RECORDS, &id)?,
-                    None => {}
-                }
-                s.kv_remove(ORDER, &key)?;
-                removed += 1;
+    /// Forgets answered events received before `cutoff` (ms; platforms never
+    /// redeliver them), except those in `keep` (inside the caller's store task).
+    /// How many.
+    pub fn prune_in(store: &dyn Store, cutoff: u64, keep: &HashSet<String>) -> StoreResult<usize> {
+        let mut removed = 0;
+        for (key, id) in store.kv_scan(ORDER, "")? {
+            let id = String::from_utf8_lossy(&id).into_owned();
+            match store.kv_get(RECORDS, &id)?.map(|b| decode::<JournalRecord>(&b)) {
+                Some(Some(r)) if !(r.done && r.received_at < cutoff) || keep.contains(&id) => continue,
+                // Answered long ago, or written by an older version in a shape
+                // no longer read (it can never be handled): forgotten.
+                Some(_) => store.kv_remove(RECORDS, &id)?,
+                None => {}
             }
-            Ok(removed)
-        })
-        .await
+            store.kv_remove(ORDER, &key)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 }
 
@@ -509,7 +499,13 @@ mod tests {
             );
             // Pruning compares millisecond timestamps: let the clock move on first.
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            assert_eq!(journal.prune(0).await.unwrap(), 1, "only the answered event is forgotten");
+            let prune = |keep: &[&str]| {
+                let keep: HashSet<String> = keep.iter().map(|id| id.to_string()).collect();
+                Journal::prune_in(&*backend.store, now_ms(), &keep).unwrap()
+            };
+            assert_eq!(prune(&["e1"]), 0, "an answered event kept is not forgotten");
+            assert!(journal.get("e1").await.unwrap().is_some());
+            assert_eq!(prune(&[]), 1, "only the answered event is forgotten");
             assert_eq!(journal.unfinished().await.unwrap().len(), 2);
         }
     }
@@ -532,7 +528,7 @@ mod tests {
             store.kv_put(RECORDS, "kept", &encode(&record)).unwrap();
             store.kv_put(OPEN, &format!("{:020}", record.seq), b"kept").unwrap();
             let mut batch = KvBatch::new();
-            Journal::mark_done_in(store, "kept", &mut batch).unwrap();
+            assert!(!Journal::mark_done_in(store, "kept", &mut batch).unwrap(), "not answered before");
             store.kv_write(&batch).unwrap();
 
             let stored = store.kv_get(RECORDS, "kept").unwrap().unwrap();
@@ -540,10 +536,11 @@ mod tests {
             let as_json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
             assert_eq!(as_json(&stored), as_json(&encode(&answered)), "on {}", backend.name);
             assert!(store.kv_scan(OPEN, "").unwrap().is_empty(), "it left the open list on {}", backend.name);
-            assert!(Journal::answered_in(store, "kept").unwrap());
-            // Marking it again changes nothing.
+            // Marking it again finds it answered and changes nothing.
             let mut again = KvBatch::new();
-            Journal::mark_done_in(store, "kept", &mut again).unwrap();
+            assert!(Journal::mark_done_in(store, "kept", &mut again).unwrap());
+            assert!(again.is_empty(), "on {}", backend.name);
+            assert!(!Journal::mark_done_in(store, "never recorded", &mut again).unwrap());
             assert!(again.is_empty(), "on {}", backend.name);
         }
     }

@@ -211,19 +211,13 @@ impl Gateway {
             self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(renew);
         }
         self.journal.index_open().await?;
-        let pruned = self.journal.prune(JOURNAL_RETENTION_MS).await?
-            + self.delivery.prune(JOURNAL_RETENTION_MS).await?
-            + self.backend.prune().await?;
+        let pruned = self.delivery.prune(JOURNAL_RETENTION_MS).await? + self.backend.prune().await?;
         self.decisions.settle_expired(expired).await;
         let (resent, replayed) = match &self.replicas {
             // Alone: everything unfinished is this process's.
             None => (self.delivery.recover().await?, self.ingress.replay().await?),
             // Shared: only what no live replica holds.
-            Some(replicas) => {
-                // Replies an earlier version stored get their index keys.
-                self.delivery.index_waiting().await?;
-                (0, replicas.sweep().await)
-            }
+            Some(replicas) => (0, replicas.sweep().await),
         };
         if replayed + resent + pruned > 0 {
             tracing::info!(replayed, resent, pruned, "recovered what the last run left");
@@ -252,7 +246,6 @@ impl Gateway {
         tasks.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PRUNE_EVERY).await;
-                let _ = journal.prune(JOURNAL_RETENTION_MS).await;
                 let _ = journal.note_listed().await;
                 let _ = delivery.prune(JOURNAL_RETENTION_MS).await;
                 if let Err(e) = backend.prune().await {

@@ -2,9 +2,12 @@
 //! sent, and each part is
 //! marked delivered as it goes, so after a restart what was not delivered is sent
 //! and what was is not sent again. A reply answering a journal event is stored at
-//! most once per event (a replay finds it). Who sends, and when, is `delivery`'s
+//! most once per event (a replay or a redelivery finds the event marked answered,
+//! or the reply's note): while a reply waits to be sent, its events and its note
+//! are never forgotten ([`Outbox::prune`]). Who sends, and when, is `delivery`'s
 //! business.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -18,10 +21,10 @@ const SPACE: &str = "outbox";
 /// id, with when (ms): a reply that answered several messages is sent once, even
 /// when the others are replayed after a crash.
 const REPLIED: &str = "replied";
-/// Which stored item answers an event (`e:` and its id) or begins with a
-/// transcript entry (`r:` and its id), kept with the item: storing a reply looks
-/// for an earlier copy by key rather than reading every item waiting to be sent.
-const INDEX: &str = "outbox-index";
+/// Where earlier versions indexed the items by the events they answer and the
+/// transcript entries they begin with (this one keeps what those keys found for
+/// as long as an item waits instead; see [`Outbox::forget_index`]).
+const OLD_INDEX: &str = "outbox-index";
 
 /// A reply on its way to a chat, as the agent or the gateway wrote it (Markdown).
 /// It is split into parts that fit the channel when delivered.
@@ -174,28 +177,18 @@ impl Outbox {
         claim: impl FnOnce(&OutboxItem) -> C + Send + 'static,
     ) -> StoreResult<Stored<C>> {
         blocking(&self.store, move |s| {
+            // Its reply was stored (still waiting, or sent) or shown before.
             if let Some(entry) = &reply_entry {
                 if s.kv_get(REPLIED, entry)?.is_some() {
                     return Ok(Stored::AlreadyAnswered);
                 }
             }
-            if !answers.is_empty() || reply_entry.is_some() {
-                // Its reply was stored, and maybe sent and forgotten, before.
-                for event in &answers {
-                    if Journal::answered_in(s, event)? {
-                        return Ok(Stored::AlreadyAnswered);
-                    }
-                }
-                // Still waiting to be sent (its journal record or note may be
-                // forgotten by now, if it waited that long).
-                // A key whose item is gone (left by a version that kept no
-                // index) counts for nothing and is overwritten below.
-                for index in index_keys(&answers, reply_entry.as_deref()) {
-                    if let Some(item) = s.kv_get(INDEX, &index)? {
-                        if s.kv_get(SPACE, &String::from_utf8_lossy(&item))?.is_some() {
-                            return Ok(Stored::AlreadyAnswered);
-                        }
-                    }
+            // The item, the note of its reply and its events marked answered: all
+            // or none, so a crash never leaves a stored reply whose event replays.
+            let mut batch = KvBatch::new();
+            for event in &answers {
+                if Journal::mark_done_in(s, event, &mut batch)? {
+                    return Ok(Stored::AlreadyAnswered);
                 }
             }
             let (stream_message, stream_shown) = match streamed {
@@ -214,16 +207,9 @@ impl Outbox {
                 answers,
                 reply_entry,
             };
-            // The item, the note of its reply and its events marked answered: all
-            // or none, so a crash never leaves a stored reply whose event replays.
-            let mut batch = KvBatch::new();
             batch.put(SPACE, &key(item.seq), encode(&item));
-            put_index(&mut batch, &item);
             if let Some(entry) = &item.reply_entry {
                 batch.put(REPLIED, entry, encode(&item.created_at));
-            }
-            for event in &item.answers {
-                Journal::mark_done_in(s, event, &mut batch)?;
             }
             let claimed = claim(&item);
             match fence {
@@ -269,14 +255,25 @@ impl Outbox {
         blocking(&self.store, move |s| s.kv_put(REPLIED, &reply_entry, &encode(&now_ms()))).await
     }
 
-    /// Forgets replies noted longer ago than `age_ms` (with the journal: an
-    /// event older than that is not replayed).
-    pub async fn prune_replied(&self, age_ms: u64) -> StoreResult<usize> {
+    /// Forgets the journal's answered events and the notes of replies older
+    /// than `age_ms` (platforms never redeliver such events, and a replay skips
+    /// answered ones), except those of replies still waiting to be sent: they
+    /// are what finds such a reply when its event is replayed or redelivered.
+    /// The waiting items are read in the same store task as the forgetting. How
+    /// many were forgotten.
+    pub async fn prune(&self, age_ms: u64) -> StoreResult<usize> {
         let cutoff = now_ms().saturating_sub(age_ms);
         blocking(&self.store, move |s| {
-            let mut removed = 0;
+            let (mut events, mut entries) = (HashSet::new(), HashSet::new());
+            for (_, value) in s.kv_scan(SPACE, "")? {
+                if let Some(item) = decode::<OutboxItem>(&value) {
+                    events.extend(item.answers);
+                    entries.extend(item.reply_entry);
+                }
+            }
+            let mut removed = Journal::prune_in(s, cutoff, &events)?;
             for (entry, at) in s.kv_scan(REPLIED, "")? {
-                if decode::<u64>(&at).is_none_or(|at| at < cutoff) {
+                if decode::<u64>(&at).is_none_or(|at| at < cutoff) && !entries.contains(&entry) {
                     s.kv_remove(REPLIED, &entry)?;
                     removed += 1;
                 }
@@ -286,48 +283,31 @@ impl Outbox {
         .await
     }
 
-    /// Forgets a delivered (or undeliverable) item, with its index.
+    /// Forgets a delivered (or undeliverable) item.
     pub async fn remove(&self, item: &OutboxItem) -> StoreResult<()> {
-        let (seq, indexes) = (key(item.seq), index_keys(&item.answers, item.reply_entry.as_deref()));
-        blocking(&self.store, move |s| {
-            let mut batch = KvBatch::new();
-            batch.remove(SPACE, &seq);
-            // Only the keys that lead to this item (another may have taken one).
-            for index in indexes {
-                if s.kv_get(INDEX, &index)?.is_some_and(|to| to == seq.as_bytes()) {
-                    batch.remove(INDEX, &index);
-                }
-            }
-            s.kv_write(&batch)
-        })
-        .await
+        let seq = key(item.seq);
+        blocking(&self.store, move |s| s.kv_remove(SPACE, &seq)).await
     }
 
-    /// Indexes items stored by a version that kept no index (idempotent; at start).
-    pub async fn index(&self, items: &[OutboxItem]) -> StoreResult<()> {
-        let mut batch = KvBatch::new();
-        for item in items {
-            put_index(&mut batch, item);
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        blocking(&self.store, move |s| s.kv_write(&batch)).await
+    /// Forgets the index keys an earlier version kept beside its items (at a
+    /// start alone on the store: with replicas, an older one may still read
+    /// them). How many.
+    pub async fn forget_index(&self) -> StoreResult<usize> {
+        blocking(&self.store, |s| {
+            let keys = s.kv_scan(OLD_INDEX, "")?;
+            if keys.is_empty() {
+                return Ok(0);
+            }
+            let mut batch = KvBatch::new();
+            for (index, _) in &keys {
+                batch.remove(OLD_INDEX, index);
+            }
+            s.kv_write(&batch).map(|()| keys.len())
+        })
+        .await
     }
 }
 
 fn key(seq: u64) -> String {
     format!("{seq:020}")
-}
-
-/// Adds `item`'s index keys to `batch`.
-fn put_index(batch: &mut KvBatch, item: &OutboxItem) {
-    for index in index_keys(&item.answers, item.reply_entry.as_deref()) {
-        batch.put(INDEX, &index, key(item.seq).as_bytes());
-    }
-}
-
-/// The index keys of an item answering `answers` and beginning with `reply_entry`.
-fn index_keys(answers: &[String], reply_entry: Option<&str>) -> Vec<String> {
-    answers.iter().map(|event| format!("e:{event}")).chain(reply_entry.map(|entry| format!("r:{entry}"))).collect()
 }
