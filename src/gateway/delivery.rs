@@ -144,6 +144,12 @@ impl Delivery {
         self.nothing_to_send(answers).await;
     }
 
+    /// With replicas (where `recover` does not run): what is left of an earlier
+    /// version's index ([`Outbox::settle_old_index`]).
+    pub async fn settle_old_index(&self) -> crate::store::StoreResult<()> {
+        self.outbox.settle_old_index(false).await.map(drop)
+    }
+
     /// Forgets answered events and the notes of replies older than `age_ms`,
     /// except those of replies still waiting to be sent ([`Outbox::prune`]).
     pub async fn prune(&self, age_ms: u64) -> crate::store::StoreResult<usize> {
@@ -422,7 +428,7 @@ impl Delivery {
     /// in the background. Returns how many there were.
     pub async fn recover(&self) -> crate::store::StoreResult<usize> {
         let items = self.outbox.pending().await?;
-        self.outbox.forget_index().await?;
+        self.outbox.settle_old_index(true).await?;
         for event in items.iter().flat_map(|i| &i.answers) {
             self.journal.done(event).await?;
         }
@@ -685,24 +691,31 @@ mod tests {
             delivery.outbox.remove(&items[0]).await.unwrap();
             assert_eq!(delivery.prune(0).await.unwrap(), 2, "its event and its note");
             assert!(journal.get(&event.event_id).await.unwrap().is_none());
-            // Index keys an earlier version left beside its items are forgotten at
-            // start; its waiting item is found by its event, marked answered then.
+            // An earlier version indexed its items, and forgot their events and
+            // notes while they waited: its keys are read while any is left, and
+            // those whose item is gone are forgotten at start.
             let store = backend.store.clone();
-            let later = fake.message(chat.clone(), switchboard_channel_core::ChatKind::Direct, "1", "again", false);
-            journal.record(&later).await.unwrap();
             let mut old = items[0].clone();
-            (old.answers, old.reply_entry) = (vec![later.event_id.clone()], Some("msg-old".into()));
+            (old.answers, old.reply_entry) = (vec!["telegram:forgotten".into()], Some("msg-old".into()));
             old.seq = delivery.outbox.next_seq().await.unwrap();
             let key = format!("{:020}", old.seq);
             store.kv_put("outbox", &key, &serde_json::to_vec(&old).unwrap()).unwrap();
-            store.kv_put(INDEX_SPACE, &format!("e:{}", later.event_id), key.as_bytes()).unwrap();
+            store.kv_put(INDEX_SPACE, "e:telegram:forgotten", key.as_bytes()).unwrap();
             store.kv_put(INDEX_SPACE, "r:msg-old", key.as_bytes()).unwrap();
+            store.kv_put(INDEX_SPACE, "e:telegram:sent-long-ago", b"00000000000000000001").unwrap();
             // (Its sending, begun by the recovery, cannot end meanwhile.)
             fake.stall(true);
             assert_eq!(delivery.recover().await.unwrap(), 1);
-            assert!(store.kv_scan(INDEX_SPACE, "").unwrap().is_empty(), "the old index is forgotten");
-            assert_eq!(enqueue(vec![later.event_id.clone()], "msg-third").await, Stored::AlreadyAnswered);
+            let keys: Vec<String> = store.kv_scan(INDEX_SPACE, "").unwrap().into_iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, ["e:telegram:forgotten", "r:msg-old"], "the key whose item is gone is forgotten");
+            let by_event = enqueue(vec!["telegram:forgotten".into()], "msg-third").await;
+            assert_eq!(by_event, Stored::AlreadyAnswered, "found by the old key of its event");
+            assert_eq!(enqueue(vec![], "msg-old").await, Stored::AlreadyAnswered, "and of its entry");
             fake.stall(false);
+            // Once none is left, a start alone stops reading them.
+            store.kv_remove("outbox", &key).unwrap();
+            assert_eq!(delivery.outbox.settle_old_index(true).await.unwrap(), 0);
+            assert!(store.kv_scan(INDEX_SPACE, "").unwrap().is_empty());
         }
     }
 

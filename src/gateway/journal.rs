@@ -34,6 +34,10 @@ pub struct JournalRecord<E = InboundEvent> {
     /// What that message shows (plain), so the replay edits it only to change it.
     #[serde(default)]
     pub stream_shown: Option<String>,
+    /// When it was marked answered (ms): what its age for forgetting counts
+    /// from (records an earlier version marked count from `received_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<u64>,
 }
 
 /// A journal record with its event left as the JSON it is: marking an event
@@ -136,8 +140,15 @@ impl Journal {
         let recorded = blocking(&self.store, move |s| {
             let seq = s.next_id()?;
             let id = event.event_id.clone();
-            let record =
-                JournalRecord { seq, event, done: false, received_at, stream_message: None, stream_shown: None };
+            let record = JournalRecord {
+                seq,
+                event,
+                done: false,
+                received_at,
+                stream_message: None,
+                stream_shown: None,
+                answered_at: None,
+            };
             // The record and its place in the order together, only if this event
             // was not stored before (a redelivery; then it is on disk by the time
             // this answer is released).
@@ -208,9 +219,13 @@ impl Journal {
     ) -> StoreResult<()> {
         let id = event_id.to_string();
         blocking(&self.store, move |s| {
-            if let Some(mut record) = s.kv_get(RECORDS, &id)?.and_then(|b| decode(&b)) {
-                change(&mut record);
-                s.kv_put(RECORDS, &id, &encode(&record))?;
+            // An answered record is left alone: written back, a change read
+            // before its marking would take the marking back.
+            if let Some(mut record) = s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) {
+                if !record.done {
+                    change(&mut record);
+                    s.kv_put(RECORDS, &id, &encode(&record))?;
+                }
             }
             Ok(())
         })
@@ -232,6 +247,7 @@ impl Journal {
             return Ok(true);
         }
         record.done = true;
+        record.answered_at = Some(now_ms());
         batch.put(RECORDS, event_id, encode(&record)).remove(OPEN, &format!("{:020}", record.seq));
         Ok(false)
     }
@@ -343,15 +359,20 @@ impl Journal {
         .await
     }
 
-    /// Forgets answered events received before `cutoff` (ms; platforms never
-    /// redeliver them), except those in `keep` (inside the caller's store task).
-    /// How many.
+    /// Forgets events answered before `cutoff` (ms; platforms never redeliver
+    /// them), except those in `keep` (inside the caller's store task). An event
+    /// answered by a reply that still waits is answered no earlier than its reply
+    /// was stored, so a caller that reads the waiting replies first, in the same
+    /// task, keeps every event a reply stored meanwhile answers. How many.
     pub fn prune_in(store: &dyn Store, cutoff: u64, keep: &HashSet<String>) -> StoreResult<usize> {
         let mut removed = 0;
         for (key, id) in store.kv_scan(ORDER, "")? {
             let id = String::from_utf8_lossy(&id).into_owned();
+            if keep.contains(&id) {
+                continue;
+            }
             match store.kv_get(RECORDS, &id)?.map(|b| decode::<JournalRecord>(&b)) {
-                Some(Some(r)) if !(r.done && r.received_at < cutoff) || keep.contains(&id) => continue,
+                Some(Some(r)) if !(r.done && r.answered_at.unwrap_or(r.received_at) < cutoff) => continue,
                 // Answered long ago, or written by an older version in a shape
                 // no longer read (it can never be handled): forgotten.
                 Some(_) => store.kv_remove(RECORDS, &id)?,
@@ -448,6 +469,7 @@ mod tests {
                     received_at: now_ms(),
                     stream_message: None,
                     stream_shown: None,
+                    answered_at: None,
                 };
                 s.kv_put(RECORDS, id, &encode(&record)).unwrap();
                 s.kv_put(ORDER, &format!("{seq:020}"), id.as_bytes()).unwrap();
@@ -468,6 +490,7 @@ mod tests {
                 received_at: now_ms(),
                 stream_message: None,
                 stream_shown: None,
+                answered_at: None,
             };
             s.kv_put(RECORDS, "older-again", &encode(&record)).unwrap();
             s.kv_put(ORDER, &format!("{:020}", 3), b"older-again").unwrap();
@@ -507,6 +530,20 @@ mod tests {
             assert!(journal.get("e1").await.unwrap().is_some());
             assert_eq!(prune(&[]), 1, "only the answered event is forgotten");
             assert_eq!(journal.unfinished().await.unwrap().len(), 2);
+            // Its age counts from its answer: received before the cutoff, answered
+            // after it, it is kept.
+            let received = journal.get("e2").await.unwrap().unwrap().received_at;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            journal.done("e2").await.unwrap();
+            let answered = journal.get("e2").await.unwrap().unwrap().answered_at.expect("marked when");
+            assert!(received < answered);
+            // A late note of a streamed message leaves an answered record alone.
+            journal.set_stream_message("e2", SentRef { message_id: "78".into() }, "late".into()).await.unwrap();
+            let record = journal.get("e2").await.unwrap().unwrap();
+            assert!(record.done && record.stream_message.is_none());
+            let none = HashSet::new();
+            assert_eq!(Journal::prune_in(&*backend.store, answered, &none).unwrap(), 0);
+            assert_eq!(Journal::prune_in(&*backend.store, answered + 1, &none).unwrap(), 1);
         }
     }
 
@@ -523,6 +560,7 @@ mod tests {
                 received_at: 1_700_000_000_123,
                 stream_message: Some(SentRef { message_id: "77".into() }),
                 stream_shown: Some("so far <b>".into()),
+                answered_at: None,
             };
             let store = &*backend.store;
             store.kv_put(RECORDS, "kept", &encode(&record)).unwrap();
@@ -532,7 +570,9 @@ mod tests {
             store.kv_write(&batch).unwrap();
 
             let stored = store.kv_get(RECORDS, "kept").unwrap().unwrap();
-            let answered = JournalRecord { done: true, ..record };
+            let answered_at = decode::<JournalRecord>(&stored).unwrap().answered_at;
+            assert!(answered_at.is_some_and(|at| at + 60_000 > now_ms()), "{answered_at:?}");
+            let answered = JournalRecord { done: true, answered_at, ..record };
             let as_json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
             assert_eq!(as_json(&stored), as_json(&encode(&answered)), "on {}", backend.name);
             assert!(store.kv_scan(OPEN, "").unwrap().is_empty(), "it left the open list on {}", backend.name);

@@ -217,7 +217,10 @@ impl Gateway {
             // Alone: everything unfinished is this process's.
             None => (self.delivery.recover().await?, self.ingress.replay().await?),
             // Shared: only what no live replica holds.
-            Some(replicas) => (0, replicas.sweep().await),
+            Some(replicas) => {
+                self.delivery.settle_old_index().await?;
+                (0, replicas.sweep().await)
+            }
         };
         if replayed + resent + pruned > 0 {
             tracing::info!(replayed, resent, pruned, "recovered what the last run left");

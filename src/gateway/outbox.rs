@@ -8,6 +8,7 @@
 //! business.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -21,9 +22,11 @@ const SPACE: &str = "outbox";
 /// id, with when (ms): a reply that answered several messages is sent once, even
 /// when the others are replayed after a crash.
 const REPLIED: &str = "replied";
-/// Where earlier versions indexed the items by the events they answer and the
-/// transcript entries they begin with (this one keeps what those keys found for
-/// as long as an item waits instead; see [`Outbox::forget_index`]).
+/// Where earlier versions indexed the items by the events they answer (`e:` and
+/// the event's id) and the transcript entries they begin with (`r:` and the
+/// entry's id). This one keeps the events and notes that find a reply for as
+/// long as it waits instead; an earlier version did not, so its keys are read
+/// while any may be left ([`Outbox::settle_old_index`]).
 const OLD_INDEX: &str = "outbox-index";
 
 /// A reply on its way to a chat, as the agent or the gateway wrote it (Markdown).
@@ -142,11 +145,14 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 #[derive(Clone)]
 pub struct Outbox {
     store: Arc<dyn Store>,
+    /// Whether keys an earlier version wrote to [`OLD_INDEX`] may be left
+    /// (until a start alone on the store finds none).
+    old_index: Arc<AtomicBool>,
 }
 
 impl Outbox {
     pub fn new(store: Arc<dyn Store>) -> Outbox {
-        Outbox { store }
+        Outbox { store, old_index: Arc::new(AtomicBool::new(true)) }
     }
 
     /// A fresh sequence number (tests store items by hand with it).
@@ -176,11 +182,23 @@ impl Outbox {
         fence: Option<Lease>,
         claim: impl FnOnce(&OutboxItem) -> C + Send + 'static,
     ) -> StoreResult<Stored<C>> {
+        let old_index = self.old_index.load(Ordering::SeqCst);
         blocking(&self.store, move |s| {
             // Its reply was stored (still waiting, or sent) or shown before.
             if let Some(entry) = &reply_entry {
                 if s.kv_get(REPLIED, entry)?.is_some() {
                     return Ok(Stored::AlreadyAnswered);
+                }
+            }
+            // Stored by an earlier version, still waiting, its event or note
+            // perhaps forgotten by then (a key whose item is gone counts for nothing).
+            if old_index {
+                for index in old_keys(&answers, reply_entry.as_deref()) {
+                    if let Some(item) = s.kv_get(OLD_INDEX, &index)? {
+                        if s.kv_get(SPACE, &String::from_utf8_lossy(&item))?.is_some() {
+                            return Ok(Stored::AlreadyAnswered);
+                        }
+                    }
                 }
             }
             // The item, the note of its reply and its events marked answered: all
@@ -289,23 +307,35 @@ impl Outbox {
         blocking(&self.store, move |s| s.kv_remove(SPACE, &seq)).await
     }
 
-    /// Forgets the index keys an earlier version kept beside its items (at a
-    /// start alone on the store: with replicas, an older one may still read
-    /// them). How many.
-    pub async fn forget_index(&self) -> StoreResult<usize> {
-        blocking(&self.store, |s| {
+    /// At a start: forgets the keys an earlier version kept beside its items
+    /// whose item is gone, and stops reading the rest when none is left and this
+    /// process is `alone` on the store (with replicas, an older one may still
+    /// write them). How many are left.
+    pub async fn settle_old_index(&self, alone: bool) -> StoreResult<usize> {
+        let left = blocking(&self.store, |s| {
             let keys = s.kv_scan(OLD_INDEX, "")?;
-            if keys.is_empty() {
-                return Ok(0);
-            }
             let mut batch = KvBatch::new();
-            for (index, _) in &keys {
-                batch.remove(OLD_INDEX, index);
+            for (index, item) in &keys {
+                if s.kv_get(SPACE, &String::from_utf8_lossy(item))?.is_none() {
+                    batch.remove(OLD_INDEX, index);
+                }
             }
-            s.kv_write(&batch).map(|()| keys.len())
+            let left = keys.len() - batch.ops().len();
+            if !batch.is_empty() {
+                s.kv_write(&batch)?;
+            }
+            Ok(left)
         })
-        .await
+        .await?;
+        self.old_index.store(left > 0 || !alone, Ordering::SeqCst);
+        Ok(left)
     }
+}
+
+/// The keys an earlier version indexed an item answering `answers` and
+/// beginning with `reply_entry` by.
+fn old_keys(answers: &[String], reply_entry: Option<&str>) -> Vec<String> {
+    answers.iter().map(|event| format!("e:{event}")).chain(reply_entry.map(|entry| format!("r:{entry}"))).collect()
 }
 
 fn key(seq: u64) -> String {

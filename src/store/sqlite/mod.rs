@@ -654,6 +654,8 @@ mod tests {
         s.reserve_ids(1_000).unwrap();
         assert_eq!(stored(dir.path()), 1_000, "reserved numbers are stored at once");
         assert_eq!(s.next_id().unwrap(), 1_001);
+        assert!(s.reserve_ids(u64::MAX).is_err(), "a number the file cannot hold is refused");
+        assert_eq!(s.next_id().unwrap(), 1_002);
         // Staged, not committed: a crash may take the number and hand it out again.
         let staged = s.stage(|tx| Ok(tx.next_id())).unwrap();
         assert_eq!(stored(dir.path()), 1_000);

@@ -122,7 +122,8 @@ impl SqliteStore {
             }
             // The conversation's time moves in the same transaction, first: a
             // record that is not JSON fails this statement, and so this write
-            // alone, before any change. Changed in place by SQLite (its JSON
+            // alone, before any change (one that is JSON but no object, such as
+            // an array, is left as it is). Changed in place by SQLite (its JSON
             // functions read a blob as their own binary form, hence the casts),
             // not read, decoded and written back: one statement, not two.
             self.exec(
@@ -480,6 +481,10 @@ impl Store for SqliteStore {
     }
 
     fn reserve_ids(&self, id: u64) -> StoreResult<()> {
+        // The file holds signed numbers: one past them could never be stored.
+        if id > i64::MAX as u64 {
+            return Err(StoreError::Backend(format!("id {id} is past the largest the store can hold")));
+        }
         self.write(|tx| {
             tx.reserve_ids(id);
             Ok(())

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::chunk::Chunk;
+use super::chunk::{Chunk, Object};
 use super::LlmError;
 use crate::agent::Usage;
 use crate::store::ToolCall;
@@ -74,13 +74,13 @@ impl ReplyBuilder {
             self.reply.usage = Some(counts.usage());
         }
         let mut deltas = Vec::new();
-        let Some(choice) = chunk.choices.and_then(|c| c.into_iter().next()) else {
+        let Some(Object(choice)) = chunk.choices.and_then(|c| c.into_iter().next()) else {
             return deltas;
         };
         if let Some(reason) = choice.finish_reason {
             self.reply.finish_reason = Some(reason.into_owned());
         }
-        let Some(mut delta) = choice.delta else {
+        let Some(Object(mut delta)) = choice.delta else {
             return deltas;
         };
         // Reasoning first: in one delta holding both (a whole completion), it came first.
@@ -92,12 +92,12 @@ impl ReplyBuilder {
             self.reply.text.push_str(&text);
             deltas.push(Delta::Text(text.into_owned()));
         }
-        for (position, call) in delta.tool_calls.into_iter().flatten().enumerate() {
+        for (position, Object(call)) in delta.tool_calls.into_iter().flatten().enumerate() {
             let slot = self.calls.entry(call.index.unwrap_or(position as u64)).or_default();
             if let Some(id) = call.id {
                 slot.id = id.into_owned();
             }
-            if let Some(f) = call.function {
+            if let Some(Object(f)) = call.function {
                 if let Some(name) = f.name {
                     slot.name.push_str(&name);
                 }
@@ -224,6 +224,11 @@ mod tests {
             r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
             r#"{"choices":[{"delta":{"tool_calls":[{"index":-1,"id":"c","function":{"name":"Read"}}]}}]}"#,
             r#"{"choices":[{"delta":{"content":"x"}},7]}"#,
+            r#"{"choices":[[{"content":"as an array"},null]]}"#,
+            r#"[[],null,null]"#,
+            r#"{"choices":[],"usage":[1,2,3]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[[0,"id",null]]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":2,"id":"d","function":["Write","{}"]}]}}]}"#,
             r#"{"choices":[],"usage":{"prompt_tokens":3.0,"completion_tokens":1}}"#,
             r#"{"choices":null,"usage":null}"#,
             r#"{"usage":{"prompt_tokens":1}}"#,
@@ -254,7 +259,7 @@ mod tests {
         assert_eq!(text.usage, Some(Usage { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 }));
         let calls: Vec<_> =
             text.tool_calls.iter().map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str())).collect();
-        assert_eq!(calls, [("c", "Read", "{}"), ("a", "Bash", "{\"c\":1}")]);
+        assert_eq!(calls, [("c", "Read", "{}"), ("a", "Bash", "{\"c\":1}"), ("d", "", "{}")]);
     }
 
     #[test]
