@@ -144,10 +144,13 @@ impl Delivery {
         self.nothing_to_send(answers).await;
     }
 
-    /// With replicas (where `recover` does not run): what is left of an earlier
-    /// version's index ([`Outbox::settle_old_index`]).
-    pub async fn settle_old_index(&self) -> crate::store::StoreResult<()> {
-        self.outbox.settle_old_index(false).await.map(drop)
+    /// At a start, `alone` on the store or not: what is left of an earlier
+    /// version's index ([`Outbox::settle_old_index`]). A failure only leaves the
+    /// old keys read, so it is logged and the start goes on.
+    pub async fn settle_old_index(&self, alone: bool) {
+        if let Err(e) = self.outbox.settle_old_index(alone).await {
+            tracing::warn!(error = %e, "cannot look through an earlier version's outbox index; its keys stay read");
+        }
     }
 
     /// Forgets answered events and the notes of replies older than `age_ms`,
@@ -428,7 +431,7 @@ impl Delivery {
     /// in the background. Returns how many there were.
     pub async fn recover(&self) -> crate::store::StoreResult<usize> {
         let items = self.outbox.pending().await?;
-        self.outbox.settle_old_index(true).await?;
+        self.settle_old_index(true).await;
         for event in items.iter().flat_map(|i| &i.answers) {
             self.journal.done(event).await?;
         }

@@ -218,7 +218,7 @@ impl Gateway {
             None => (self.delivery.recover().await?, self.ingress.replay().await?),
             // Shared: only what no live replica holds.
             Some(replicas) => {
-                self.delivery.settle_old_index().await?;
+                self.delivery.settle_old_index(false).await;
                 (0, replicas.sweep().await)
             }
         };

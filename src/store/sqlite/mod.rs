@@ -655,6 +655,7 @@ mod tests {
         assert_eq!(stored(dir.path()), 1_000, "reserved numbers are stored at once");
         assert_eq!(s.next_id().unwrap(), 1_001);
         assert!(s.reserve_ids(u64::MAX).is_err(), "a number the file cannot hold is refused");
+        assert!(s.reserve_ids(i64::MAX as u64).is_err(), "as is one whose next number it cannot hold");
         assert_eq!(s.next_id().unwrap(), 1_002);
         // Staged, not committed: a crash may take the number and hand it out again.
         let staged = s.stage(|tx| Ok(tx.next_id())).unwrap();

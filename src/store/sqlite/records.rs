@@ -481,8 +481,8 @@ impl Store for SqliteStore {
     }
 
     fn reserve_ids(&self, id: u64) -> StoreResult<()> {
-        // The file holds signed numbers: one past them could never be stored.
-        if id > i64::MAX as u64 {
+        // The file holds signed numbers: the next one after `id` must fit.
+        if id >= i64::MAX as u64 {
             return Err(StoreError::Backend(format!("id {id} is past the largest the store can hold")));
         }
         self.write(|tx| {
