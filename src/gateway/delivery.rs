@@ -664,7 +664,8 @@ mod tests {
     /// A reply still waiting to be sent is found when its event is replayed or
     /// redelivered, however long it waits: its event and its note outlive their
     /// age while it waits, and are forgotten once it is gone. The index an
-    /// earlier version kept beside the items is forgotten at start.
+    /// earlier version kept beside the items is read while any of it is left;
+    /// its keys whose item is gone are forgotten at start.
     #[tokio::test]
     async fn a_waiting_reply_keeps_what_finds_it_until_it_is_gone() {
         for (backend, delivery, fake, journal) in setups() {

@@ -4,7 +4,7 @@
 //! and what was is not sent again. A reply answering a journal event is stored at
 //! most once per event (a replay or a redelivery finds the event marked answered,
 //! or the reply's note): while a reply waits to be sent, its events and its note
-//! are never forgotten ([`Outbox::prune`]). Who sends, and when, is `delivery`'s
+//! are kept past their age ([`Outbox::prune`]). Who sends, and when, is `delivery`'s
 //! business.
 
 use std::collections::HashSet;
