@@ -10,7 +10,7 @@ use switchboard_channel_core::{InboundEvent, InboundKind, RecentChat, SentRef};
 
 use super::outbox::Streamed;
 use crate::keyed::KeyedLocks;
-use crate::store::{blocking, now_ms, KvBatch, Store, StoreResult};
+use crate::store::{blocking, now_ms, KvBatch, Lease, Store, StoreResult};
 
 const RECORDS: &str = "journal";
 const ORDER: &str = "journal-order";
@@ -203,31 +203,40 @@ impl Journal {
         Ok(())
     }
 
-    /// Notes the message a reply streams into and what it shows now.
-    pub async fn set_stream_message(&self, event_id: &str, sent: SentRef, shown: String) -> StoreResult<()> {
-        self.update(event_id, move |r| {
-            r.stream_message = Some(sent);
-            r.stream_shown = Some(shown);
-        })
-        .await
-    }
-
-    async fn update(
+    /// Notes the message a reply streams into and what it shows now. With
+    /// `fence` (a replica's lease on the event's chat), only while that lease is
+    /// still held. Whether it was noted (not when the event is answered or
+    /// gone, or the lease lost).
+    pub async fn set_stream_message(
         &self,
         event_id: &str,
-        change: impl FnOnce(&mut JournalRecord) + Send + 'static,
-    ) -> StoreResult<()> {
+        sent: SentRef,
+        shown: String,
+        fence: Option<Lease>,
+    ) -> StoreResult<bool> {
         let id = event_id.to_string();
         blocking(&self.store, move |s| {
-            // An answered record is left alone: written back, a change read
-            // before its marking would take the marking back.
-            if let Some(mut record) = s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) {
-                if !record.done {
-                    change(&mut record);
-                    s.kv_put(RECORDS, &id, &encode(&record))?;
+            // An answered record is left alone: written back, a note read before
+            // its marking would take the marking back. The marking is read and
+            // written by the chat's holder, so with replicas the note is written
+            // under the chat's lease: once another replica holds the chat (and
+            // may mark the event answered), a note read before it is refused.
+            let Some(mut record) = s.kv_get(RECORDS, &id)?.and_then(|b| decode::<JournalRecord>(&b)) else {
+                return Ok(false);
+            };
+            if record.done {
+                return Ok(false);
+            }
+            record.stream_message = Some(sent);
+            record.stream_shown = Some(shown);
+            match fence {
+                None => s.kv_put(RECORDS, &id, &encode(&record)).map(|()| true),
+                Some(lease) => {
+                    let mut batch = KvBatch::new();
+                    batch.put(RECORDS, &id, encode(&record));
+                    s.kv_write_fenced(&lease, &batch)
                 }
             }
-            Ok(())
         })
         .await
     }
@@ -514,7 +523,8 @@ mod tests {
             assert_eq!(left, ["e3", "e2"], "arrival order, answered ones skipped");
             assert_eq!(backend.store.kv_scan(OPEN, "").unwrap().len(), 2, "the answered one left the open list");
 
-            journal.set_stream_message("e3", SentRef { message_id: "77".into() }, "so far".into()).await.unwrap();
+            let noted = journal.set_stream_message("e3", SentRef { message_id: "77".into() }, "so far".into(), None);
+            assert!(noted.await.unwrap());
             let record = journal.get("e3").await.unwrap().unwrap();
             assert_eq!(
                 (record.stream_message.unwrap().message_id, record.stream_shown.as_deref()),
@@ -538,7 +548,8 @@ mod tests {
             let answered = journal.get("e2").await.unwrap().unwrap().answered_at.expect("marked when");
             assert!(received < answered);
             // A late note of a streamed message leaves an answered record alone.
-            journal.set_stream_message("e2", SentRef { message_id: "78".into() }, "late".into()).await.unwrap();
+            let noted = journal.set_stream_message("e2", SentRef { message_id: "78".into() }, "late".into(), None);
+            assert!(!noted.await.unwrap(), "answered: not noted");
             let record = journal.get("e2").await.unwrap().unwrap();
             assert!(record.done && record.stream_message.is_none());
             let none = HashSet::new();

@@ -195,7 +195,7 @@ impl Outbox {
             if old_index {
                 for index in old_keys(&answers, reply_entry.as_deref()) {
                     if let Some(item) = s.kv_get(OLD_INDEX, &index)? {
-                        if s.kv_get(SPACE, &String::from_utf8_lossy(&item))?.is_some() {
+                        if leads_to_an_item(s, &item)? {
                             return Ok(Stored::AlreadyAnswered);
                         }
                     }
@@ -316,7 +316,7 @@ impl Outbox {
             let keys = s.kv_scan(OLD_INDEX, "")?;
             let mut batch = KvBatch::new();
             for (index, item) in &keys {
-                if s.kv_get(SPACE, &String::from_utf8_lossy(item))?.is_none() {
+                if !leads_to_an_item(s, item)? {
                     batch.remove(OLD_INDEX, index);
                 }
             }
@@ -336,6 +336,12 @@ impl Outbox {
 /// beginning with `reply_entry` by.
 fn old_keys(answers: &[String], reply_entry: Option<&str>) -> Vec<String> {
     answers.iter().map(|event| format!("e:{event}")).chain(reply_entry.map(|entry| format!("r:{entry}"))).collect()
+}
+
+/// Whether an earlier version's index key, whose value is `item`, still leads
+/// to a stored item (a key whose item is gone counts for nothing).
+fn leads_to_an_item(store: &dyn Store, item: &[u8]) -> StoreResult<bool> {
+    Ok(store.kv_get(SPACE, &String::from_utf8_lossy(item))?.is_some())
 }
 
 fn key(seq: u64) -> String {

@@ -301,9 +301,38 @@ mod tests {
                 reply_entry: None,
             };
             let outbox = Outbox::new(store.clone());
-            assert!(!outbox.mark(&item, Some(stale)).await.unwrap(), "the old holder's mark is refused");
+            assert!(!outbox.mark(&item, Some(stale.clone())).await.unwrap(), "the old holder's mark is refused");
             assert!(outbox.get(9).await.unwrap().is_none());
             assert!(outbox.mark(&item, None).await.unwrap(), "unfenced (alone): recorded");
+            // Nor can it note the message it streamed into: the new holder may
+            // mark the event answered meanwhile, and a note read before that
+            // marking and written after it would take the marking back.
+            let journal = super::super::journal::Journal::new(store.clone());
+            let event = switchboard_channel_core::InboundEvent {
+                event_id: "e1".into(),
+                kind: switchboard_channel_core::InboundKind::Message(switchboard_channel_core::Inbound {
+                    chat: item.chat.clone(),
+                    kind: switchboard_channel_core::ChatKind::Direct,
+                    sender: switchboard_channel_core::Sender { id: "t:1".into(), name: "A".into(), is_bot: false },
+                    text: "hi".into(),
+                    mentions_bot: false,
+                    reply_to_bot: false,
+                    message_id: "m".into(),
+                    timestamp: 0,
+                    space: None,
+                    interaction: None,
+                }),
+            };
+            journal.record(&event).await.unwrap();
+            let sent = || switchboard_channel_core::SentRef { message_id: "77".into() };
+            let noted = journal.set_stream_message("e1", sent(), "old".into(), Some(stale)).await.unwrap();
+            assert!(!noted, "the old holder's note is refused");
+            assert!(journal.get("e1").await.unwrap().unwrap().stream_message.is_none());
+            let held = two.fence("t:b:1").unwrap();
+            assert!(
+                journal.set_stream_message("e1", sent(), "new".into(), held).await.unwrap(),
+                "the holder's is kept"
+            );
         }
     }
 

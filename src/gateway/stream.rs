@@ -149,9 +149,13 @@ impl<'a> Stream<'a> {
         if edited {
             self.shown = shown;
             // Noted (about once per pace interval), so a replay after a crash
-            // finishes this message and edits it only to change it.
+            // finishes this message and edits it only to change it; with
+            // replicas, under the chat's lease (a replica that lost the chat
+            // notes nothing).
             if let (Some(event), Some(sent)) = (&self.event_id, &self.message) {
-                let _ = self.turns.journal.set_stream_message(event, sent.clone(), self.shown.clone()).await;
+                if let Ok(fence) = self.turns.owners.fence(&self.chat.id()) {
+                    let _ = self.turns.journal.set_stream_message(event, sent.clone(), self.shown.clone(), fence).await;
+                }
             }
         }
     }
