@@ -403,11 +403,12 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use switchboard_channel_core::{ChatKey, ChatKind, Inbound, InboundKind, Sender};
 
-    fn event(id: &str) -> InboundEvent {
+    /// A direct message `id` (its text too) in chat `t:b:1`.
+    pub(in crate::gateway) fn event(id: &str) -> InboundEvent {
         let chat = ChatKey { channel: "t".into(), account: "b".into(), chat: "1".into(), thread: None };
         let sender = Sender { id: "t:1".into(), name: "A".into(), is_bot: false };
         let message = Inbound {

@@ -308,22 +308,7 @@ mod tests {
             // mark the event answered meanwhile, and a note read before that
             // marking and written after it would take the marking back.
             let journal = super::super::journal::Journal::new(store.clone());
-            let event = switchboard_channel_core::InboundEvent {
-                event_id: "e1".into(),
-                kind: switchboard_channel_core::InboundKind::Message(switchboard_channel_core::Inbound {
-                    chat: item.chat.clone(),
-                    kind: switchboard_channel_core::ChatKind::Direct,
-                    sender: switchboard_channel_core::Sender { id: "t:1".into(), name: "A".into(), is_bot: false },
-                    text: "hi".into(),
-                    mentions_bot: false,
-                    reply_to_bot: false,
-                    message_id: "m".into(),
-                    timestamp: 0,
-                    space: None,
-                    interaction: None,
-                }),
-            };
-            journal.record(&event).await.unwrap();
+            journal.record(&super::super::journal::tests::event("e1")).await.unwrap();
             let sent = || switchboard_channel_core::SentRef { message_id: "77".into() };
             let noted = journal.set_stream_message("e1", sent(), "old".into(), Some(stale)).await.unwrap();
             assert!(!noted, "the old holder's note is refused");
