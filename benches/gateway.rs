@@ -112,16 +112,24 @@ async fn main() {
 
     let latencies = latency_samples(&telegram).await;
 
-    // Throughput: a burst of messages from CHATS different chats.
+    // Throughput: a burst of messages from CHATS different chats (with
+    // `-- throughput`, `BENCH_BURST=N` chats: a larger store by the burst's end).
+    let chats = match std::env::args().skip(1).any(|a| a == "throughput") {
+        true => std::env::var("BENCH_BURST").ok().and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(CHATS),
+        false => CHATS,
+    };
     let before = CpuUsed::now(pid);
-    let burst = answer_burst(&telegram, 1..=CHATS).await;
-    let cpu = CpuUsed::now(pid).per_message_since(&before);
+    let burst = answer_burst(&telegram, 1..=chats).await;
+    let cpu = CpuUsed::now(pid).per_message_since(&before, chats);
     let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
     // `cargo bench --bench gateway -- throughput` stops here.
     if std::env::args().skip(1).any(|a| a == "throughput") {
         let _ = daemon.start_kill();
         let _ = daemon.wait().await;
-        println!("  {:.0} messages per second (burst), latency p50 {p50:.1} ms", CHATS as f64 / burst.as_secs_f64());
+        println!(
+            "  {:.0} messages per second (burst of {chats}), latency p50 {p50:.1} ms",
+            chats as f64 / burst.as_secs_f64()
+        );
         cpu.print();
         return;
     }
@@ -685,12 +693,13 @@ impl CpuUsed {
         }
     }
 
-    fn per_message_since(&self, before: &CpuUsed) -> CpuUsed {
-        let per = |now: Duration, then: Duration| now.saturating_sub(then) / CHATS as u32;
+    /// Per message of a burst of `messages`.
+    fn per_message_since(&self, before: &CpuUsed, messages: i64) -> CpuUsed {
+        let per = |now: Duration, then: Duration| now.saturating_sub(then) / messages as u32;
         CpuUsed {
             daemon: (per(self.daemon.0, before.daemon.0), per(self.daemon.1, before.daemon.1)),
             bench: per(self.bench, before.bench),
-            switches: (self.switches - before.switches).max(0.0) / CHATS as f64,
+            switches: (self.switches - before.switches).max(0.0) / messages as f64,
             machine: self.machine.since(&before.machine),
         }
     }

@@ -7,13 +7,13 @@
 //! flush commits that transaction to the write-ahead log
 //! (`synchronous = NORMAL`, so without waiting for the disk) and then syncs the
 //! log file (`fdatasync`), once for every writer waiting at that moment. No writer
-//! is answered before a flush that began after its write. SQLite's own
-//! checkpoints sync the log before they copy it into the database file, so a
-//! flushed commit survives a crash of the process or the machine.
+//! is answered before a flush that began after its write. Checkpoints
+//! ([`checkpoint`], on a thread and connection of their own) sync the log
+//! before they copy it into the database file, so a flushed commit survives a
+//! crash of the process or the machine.
 //!
 //! One connection writes (SQLite writes one transaction at a time anyway), held
-//! for the statements (and for the commit, with SQLite's own checkpoint now and
-//! then), never during the sync; reads run beside it on connections of their own
+//! for the statements and the commit, never during the sync or a checkpoint; reads run beside it on connections of their own
 //! ([`readers`]), seeing the last commit. Store work handed over by async callers
 //! ([`crate::store::blocking`]) runs on the store's own thread ([`worker`]), back
 //! to back, and its answers wait for one flush together. The page cache
@@ -28,6 +28,7 @@
 //! nothing can take back that part alone, and a half-kept write must never be
 //! committed.
 
+mod checkpoint;
 mod readers;
 mod records;
 mod worker;
@@ -100,6 +101,9 @@ struct Core {
     /// Closed before the writer's: the last connection to close folds the log
     /// into the file and removes it, which a reading one cannot.
     readers: readers::Readers,
+    /// Copies the log into the file; ended before the writer's connection
+    /// closes, for the same reason.
+    checkpoints: checkpoint::Checkpointer,
     /// The writer's connection, and what it holds uncommitted.
     conn: Mutex<Writer>,
     /// The write-ahead log, opened for flushing it.
@@ -126,7 +130,7 @@ impl SqliteStore {
         let lock = DirLock::acquire(dir)?;
         let path = dir.join(FILE);
         let corrupt = |e: rusqlite::Error| corrupt_or_backend(e, dir);
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
@@ -153,6 +157,15 @@ impl SqliteStore {
         // The log exists once something was written (the schema, or this).
         conn.execute_batch("BEGIN IMMEDIATE; UPDATE ids SET last = last WHERE one = 1; COMMIT;").map_err(corrupt)?;
         let wal = File::open(dir.join(format!("{FILE}-wal"))).map_err(io)?;
+        // The checkpointer's connection: synced as the writer's (the log before
+        // it is copied, the file after), with little cache (it copies pages, and
+        // reads none of its own).
+        let copier =
+            Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .and_then(|c| c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;").map(|()| c))
+                .map_err(corrupt)?;
+        let checkpoints = checkpoint::Checkpointer::start(copier).map_err(io)?;
+        checkpoint::watch(&mut conn, checkpoints.pages()).map_err(corrupt)?;
         super::sled_store::owner_only(dir).map_err(io)?;
         // The files' names are durable too (SQLite syncs the directory only at
         // its first checkpoint).
@@ -160,6 +173,7 @@ impl SqliteStore {
         let core = Arc::new(Core {
             conn: Mutex::new(Writer { conn, staged: false, last_id: Cell::new(last_id), stored_id: last_id }),
             readers: readers::Readers::new(path, cache_kib / 2, STATEMENTS_KEPT),
+            checkpoints,
             wal,
             dir: dir.to_path_buf(),
             committer: Committer::new(),
@@ -452,8 +466,9 @@ impl Core {
             let began = std::time::Instant::now();
             let flushed = hooked.and_then(|()| self.wal.sync_data().map_err(|e| e.to_string()));
             crate::metrics::global().flushed(began.elapsed());
-            if flushed.is_err() {
-                self.broken.store(true, Ordering::SeqCst);
+            match flushed {
+                Ok(()) => self.checkpoints.nudge(),
+                Err(_) => self.broken.store(true, Ordering::SeqCst),
             }
             flushed
         };
