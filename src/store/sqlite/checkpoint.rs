@@ -9,7 +9,7 @@
 //! [`PAGES`] in it, and again for each [`PAGES`]`/ 2` more, the flusher wakes
 //! the checkpointer ([`Checkpointer::nudge`]), which copies what it can without
 //! waiting for anyone (a passive checkpoint: SQLite syncs the log before it
-//! copies and the file after). The writer starts the log over at its next
+//! copies, and the file once it has copied all of the log). The writer starts the log over at its next
 //! transaction once all of it is copied and no read still uses it, and cuts the
 //! file back to [`KEPT_BYTES`] then. While writes never pause, the checkpointer
 //! never catches up with the last one, so past [`CATCH_UP`] the writer copies
@@ -165,11 +165,12 @@ mod tests {
         // More than SQLite's own limit (1,000 pages), less than ours.
         fill(&store, 0, PAGES / 2);
         assert_eq!(size(&file), empty, "the writer copied the log into the file");
-        // Past ours: copied, by the checkpointer, soon.
+        // Past ours: copied, by the checkpointer, soon (at least what the log
+        // held at its first nudge, which the log starting over cannot undo).
         fill(&store, PAGES / 2, PAGES);
         assert!(store.core.checkpoints.pages.load(Ordering::SeqCst) < CATCH_UP, "not the writer's part yet");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while size(&file) < (PAGES as u64) * 4096 {
+        while size(&file) < empty + (PAGES as u64 / 2) * 4096 {
             assert!(Instant::now() < deadline, "the log was not copied: the file is {} bytes", size(&file));
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -197,5 +198,31 @@ mod tests {
         fill(&store, 2 * PAGES + PAGES / 2, PAGES);
         assert!(size(&log) <= KEPT_BYTES + 64 * 4096 * 2, "the log started over: {} bytes", size(&log));
         assert_eq!(store.kv_scan("fill", "").unwrap().len(), 3 * PAGES + PAGES / 2);
+    }
+
+    /// A read that holds the log (nothing after its snapshot can be copied)
+    /// lets it grow past [`KEPT_BYTES`]; once it ends, the log is copied, starts
+    /// over, and its file is cut back (`journal_size_limit`).
+    #[test]
+    fn the_log_is_cut_back_when_it_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, log) = (dir.path().join(FILE), dir.path().join(format!("{FILE}-wal")));
+        let store = SqliteStore::open(dir.path(), 8).unwrap();
+        // Only the writer copies here, so no copy of the checkpointer's is
+        // under way (and the writer's refused) when the read ends.
+        store.core.checkpoints.held.store(true, Ordering::SeqCst);
+        fill(&store, 0, 64);
+        let reader = rusqlite::Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader.query_row("SELECT count(*) FROM kv", [], |row| row.get(0)).unwrap();
+        fill(&store, 64, 3 * PAGES);
+        assert!(size(&log) > KEPT_BYTES, "held by the read: {} bytes", size(&log));
+        drop(reader);
+        // The next commit copies all of it (past the writer's limit), the one
+        // after starts the log over and cuts its file back.
+        fill(&store, 64 + 3 * PAGES, 64);
+        fill(&store, 128 + 3 * PAGES, 64);
+        assert!(size(&log) <= KEPT_BYTES, "cut back: {} bytes", size(&log));
+        assert_eq!(store.kv_scan("fill", "").unwrap().len(), 3 * PAGES + 192);
     }
 }
