@@ -708,6 +708,35 @@ mod tests {
         s.put_meta("later", "1").unwrap();
     }
 
+    /// A record larger than SQLite takes (its length limit, lowered here) fails
+    /// its own write before any change: an entry (whose write first moves its
+    /// conversation's time) and a batch (whose first put fits) leave nothing,
+    /// and the store goes on.
+    #[test]
+    fn a_record_too_large_for_the_file_fails_its_write_alone() {
+        use crate::store::model::{text_content, ConversationRecord, Entry, MessageBody};
+        use crate::store::KvBatch;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path(), 8).unwrap();
+        let record = ConversationRecord { id: "c1".into(), agent_id: "a1".into(), created_at: 5, updated_at: 5 };
+        s.put_conversation(&record).unwrap();
+        s.conn().conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 20_000).unwrap();
+        let mut huge = Entry::new(None, MessageBody::User { content: text_content("x".repeat(30_000)) });
+        huge.msg.timestamp = 1_764_000_000_123;
+        let err = s.append_entry("c1", &huge).expect_err("too large");
+        assert!(err.to_string().contains("more than the store takes"), "{err}");
+        let mut batch = KvBatch::new();
+        batch.put("space", "small", b"fits".to_vec()).put("space", "huge", vec![b'x'; 30_000]);
+        assert!(s.kv_write(&batch).is_err());
+        assert_eq!(s.broken(), None, "the store goes on");
+        assert_eq!(s.conversation("c1").unwrap(), Some(record), "its conversation's time is not moved");
+        assert!(s.entries("c1").unwrap().is_empty());
+        assert_eq!(s.kv_get("space", "small").unwrap(), None, "the batch's first put is not kept");
+        s.append_entry("c1", &Entry::new(None, MessageBody::User { content: text_content("hi") })).unwrap();
+        s.kv_write(KvBatch::new().put("space", "small", b"fits".to_vec())).unwrap();
+        assert_eq!(s.entries("c1").unwrap().len(), 1);
+    }
+
     /// How many statements `conn` keeps; fails on one prepared again on use.
     fn walk_statements(conn: &Connection) -> usize {
         let (mut statement, mut seen) = (std::ptr::null_mut(), 0);

@@ -22,6 +22,22 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<
 }
 
 /// Milliseconds and ids are stored as SQLite's signed integers.
+/// Room a row needs beside its values (its header, other columns' types).
+const ROW_ROOM: usize = 1024;
+
+/// Fails when a row of `bytes` (its values together) is more than SQLite takes
+/// (`SQLITE_LIMIT_LENGTH`, a billion bytes unless lowered): asked before a
+/// write's first change, so a too-large record fails that write alone, not
+/// half-way (which would end the store's writes: see `Core::stage`).
+fn fits(conn: &Connection, bytes: usize) -> StoreResult<()> {
+    let most = conn.limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH).unwrap_or(1_000_000_000);
+    let most = usize::try_from(most).unwrap_or(0);
+    match bytes.saturating_add(ROW_ROOM) <= most {
+        true => Ok(()),
+        false => Err(StoreError::Backend(format!("a record of {bytes} bytes is more than the store takes ({most})"))),
+    }
+}
+
 fn signed(n: u64) -> i64 {
     n as i64
 }
@@ -115,6 +131,7 @@ impl SqliteStore {
     fn append_entry_if(&self, conversation_id: &str, entry: &Entry, lease: Option<&Lease>) -> StoreResult<Option<u64>> {
         let body = encode(entry)?;
         self.write(|tx| {
+            fits(tx, conversation_id.len() + entry.id().len() + body.len())?;
             if let Some(lease) = lease {
                 if !held_in(tx, lease).map_err(|e| self.backend(e))? {
                     return Ok(None);
@@ -148,6 +165,11 @@ impl SqliteStore {
     /// not yet durable, and the caller may take it as stored.
     fn apply(&self, batch: &KvBatch, guard: Option<(&str, &str)>, lease: Option<&Lease>) -> StoreResult<bool> {
         self.write(|tx| {
+            for op in batch.ops() {
+                if let KvOp::Put { space, key, value } = op {
+                    fits(tx, space.len() + key.len() + value.len())?;
+                }
+            }
             if let Some(lease) = lease {
                 if !held_in(tx, lease).map_err(|e| self.backend(e))? {
                     return Ok(false);
