@@ -153,8 +153,12 @@ impl<'a> Stream<'a> {
             // replicas, under the chat's lease (a replica that lost the chat
             // notes nothing).
             if let (Some(event), Some(sent)) = (&self.event_id, &self.message) {
-                if let Ok(fence) = self.turns.owners.fence(&self.chat.id()) {
-                    let _ = self.turns.journal.set_stream_message(event, sent.clone(), self.shown.clone(), fence).await;
+                match self.turns.owners.fence(&self.chat.id()) {
+                    Ok(fence) => {
+                        let _ =
+                            self.turns.journal.set_stream_message(event, sent.clone(), self.shown.clone(), fence).await;
+                    }
+                    Err(_) => tracing::debug!("the chat's lease is not held here now: the streamed message not noted"),
                 }
             }
         }
