@@ -9,11 +9,12 @@
 //! [`PAGES`] in it, and again for each [`PAGES`]`/ 2` more, the flusher wakes
 //! the checkpointer ([`Checkpointer::nudge`]), which copies what it can without
 //! waiting for anyone (a passive checkpoint: SQLite syncs the log before it
-//! copies, and the file once it has copied all of the log). The writer starts the log over at its next
-//! transaction once all of it is copied and no read still uses it, and cuts the
-//! file back to [`KEPT_BYTES`] then. While writes never pause, the checkpointer
-//! never catches up with the last one, so past [`CATCH_UP`] the writer copies
-//! the little left itself, after a commit, and the log starts over.
+//! copies, and the file once it has copied all of the log). The writer starts
+//! the log over at its next transaction once all of it is copied and no read
+//! still uses it, and cuts the file back to [`KEPT_BYTES`] then. While writes
+//! never pause, the checkpointer never catches up with the last one, so past
+//! [`CATCH_UP`] the writer copies the little left itself, after a commit, and
+//! the log starts over.
 //!
 //! Durability does not depend on it: a write is acknowledged once the log
 //! holding it is synced (the flusher's work); a crash during a checkpoint

@@ -13,8 +13,9 @@
 //! crash of the process or the machine.
 //!
 //! One connection writes (SQLite writes one transaction at a time anyway), held
-//! for the statements and the commit, never during the sync or a checkpoint; reads run beside it on connections of their own
-//! ([`readers`]), seeing the last commit. Store work handed over by async callers
+//! for the statements and the commit, never during the sync, and during a
+//! checkpoint only when the checkpointer falls far behind; reads run beside it
+//! on connections of their own ([`readers`]), seeing the last commit. Store work handed over by async callers
 //! ([`crate::store::blocking`]) runs on the store's own thread ([`worker`]), back
 //! to back, and its answers wait for one flush together. The page cache
 //! (`store.cache_mb`) is shared: half the writer's, half the readers'.
@@ -158,8 +159,8 @@ impl SqliteStore {
         conn.execute_batch("BEGIN IMMEDIATE; UPDATE ids SET last = last WHERE one = 1; COMMIT;").map_err(corrupt)?;
         let wal = File::open(dir.join(format!("{FILE}-wal"))).map_err(io)?;
         // The checkpointer's connection: synced as the writer's (the log before
-        // it is copied, the file after), with little cache (it copies pages, and
-        // reads none of its own).
+        // it is copied, the file once all of it is), with little cache (it
+        // copies pages, and reads none of its own).
         let copier =
             Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .and_then(|c| c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256;").map(|()| c))
