@@ -15,10 +15,11 @@
 //! One connection writes (SQLite writes one transaction at a time anyway), held
 //! for the statements and the commit, never during the sync, and during a
 //! checkpoint only when the checkpointer falls far behind; reads run beside it
-//! on connections of their own ([`readers`]), seeing the last commit. Store work handed over by async callers
-//! ([`crate::store::blocking`]) runs on the store's own thread ([`worker`]), back
-//! to back, and its answers wait for one flush together. The page cache
-//! (`store.cache_mb`) is shared: half the writer's, half the readers'.
+//! on connections of their own ([`readers`]), seeing the last commit. Store
+//! work handed over by async callers ([`crate::store::blocking`]) runs on the
+//! store's own thread ([`worker`]), back to back, and its answers wait for one
+//! flush together. The page cache (`store.cache_mb`) is shared: half the
+//! writer's, half the readers'.
 //!
 //! A flush that fails ends the store's writes until a restart: the kernel may
 //! have dropped the pages it could not write, so a later flush proves nothing
@@ -733,6 +734,13 @@ mod tests {
         assert_eq!(s.conversation("c1").unwrap(), Some(record), "its conversation's time is not moved");
         assert!(s.entries("c1").unwrap().is_empty());
         assert_eq!(s.kv_get("space", "small").unwrap(), None, "the batch's first put is not kept");
+        // A value that fits alone, in a row that does not (its other columns
+        // and header): refused before the first change too.
+        let mut batch = KvBatch::new();
+        batch.put("space", "small", b"fits".to_vec()).put("space", "row", vec![b'x'; 19_990]);
+        assert!(s.kv_write(&batch).is_err());
+        assert_eq!(s.broken(), None, "the store goes on");
+        assert_eq!(s.kv_get("space", "small").unwrap(), None);
         s.append_entry("c1", &Entry::new(None, MessageBody::User { content: text_content("hi") })).unwrap();
         s.kv_write(KvBatch::new().put("space", "small", b"fits".to_vec())).unwrap();
         assert_eq!(s.entries("c1").unwrap().len(), 1);

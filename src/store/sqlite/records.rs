@@ -21,7 +21,6 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<
     serde_json::from_slice(bytes).map_err(|e| StoreError::Decode { what, detail: e.to_string() })
 }
 
-/// Milliseconds and ids are stored as SQLite's signed integers.
 /// Room a row needs beside its values (its header, other columns' types).
 const ROW_ROOM: usize = 1024;
 
@@ -38,6 +37,7 @@ fn fits(conn: &Connection, bytes: usize) -> StoreResult<()> {
     }
 }
 
+/// Milliseconds and ids are stored as SQLite's signed integers.
 fn signed(n: u64) -> i64 {
     n as i64
 }
