@@ -114,7 +114,8 @@ async fn main() {
 
     // Throughput: a burst of messages from CHATS different chats (with
     // `-- throughput`, `BENCH_BURST=N` chats: a larger store by the burst's end).
-    let chats = match std::env::args().skip(1).any(|a| a == "throughput") {
+    let throughput_only = std::env::args().skip(1).any(|a| a == "throughput");
+    let chats = match throughput_only {
         true => std::env::var("BENCH_BURST").ok().and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(CHATS),
         false => CHATS,
     };
@@ -123,7 +124,7 @@ async fn main() {
     let cpu = CpuUsed::now(pid).per_message_since(&before, chats);
     let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
     // `cargo bench --bench gateway -- throughput` stops here.
-    if std::env::args().skip(1).any(|a| a == "throughput") {
+    if throughput_only {
         let _ = daemon.start_kill();
         let _ = daemon.wait().await;
         println!(

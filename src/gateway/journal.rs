@@ -229,14 +229,7 @@ impl Journal {
             }
             record.stream_message = Some(sent);
             record.stream_shown = Some(shown);
-            match fence {
-                None => s.kv_put(RECORDS, &id, &encode(&record)).map(|()| true),
-                Some(lease) => {
-                    let mut batch = KvBatch::new();
-                    batch.put(RECORDS, &id, encode(&record));
-                    s.kv_write_fenced(&lease, &batch)
-                }
-            }
+            s.kv_write_under(fence.as_ref(), KvBatch::new().put(RECORDS, &id, encode(&record)))
         })
         .await
     }

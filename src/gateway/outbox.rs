@@ -230,12 +230,10 @@ impl Outbox {
                 batch.put(REPLIED, entry, encode(&item.created_at));
             }
             let claimed = claim(&item);
-            match fence {
-                Some(lease) if !s.kv_write_fenced(&lease, &batch)? => return Ok(Stored::NotOwner),
-                Some(_) => {}
-                None => s.kv_write(&batch)?,
+            match s.kv_write_under(fence.as_ref(), &batch)? {
+                true => Ok(Stored::New(claimed)),
+                false => Ok(Stored::NotOwner),
             }
-            Ok(Stored::New(claimed))
         })
         .await
     }
@@ -255,15 +253,7 @@ impl Outbox {
     pub async fn mark(&self, item: &OutboxItem, fence: Option<Lease>) -> StoreResult<bool> {
         let stored = item.clone();
         blocking(&self.store, move |s| {
-            let (key, value) = (key(stored.seq), encode(&stored));
-            match fence {
-                None => s.kv_put(SPACE, &key, &value).map(|()| true),
-                Some(lease) => {
-                    let mut batch = KvBatch::new();
-                    batch.put(SPACE, &key, value);
-                    s.kv_write_fenced(&lease, &batch)
-                }
-            }
+            s.kv_write_under(fence.as_ref(), KvBatch::new().put(SPACE, &key(stored.seq), encode(&stored)))
         })
         .await
     }

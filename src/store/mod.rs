@@ -142,6 +142,14 @@ pub trait Store: Send + Sync + 'static {
     /// checked in the same atomic step; whether it was applied. A holder that
     /// lost its lease can therefore never commit.
     fn kv_write_fenced(&self, lease: &Lease, batch: &KvBatch) -> StoreResult<bool>;
+    /// [`Store::kv_write_fenced`] under `fence` when one is given (a replica's
+    /// lease), else [`Store::kv_write`]; whether it was applied.
+    fn kv_write_under(&self, fence: Option<&Lease>, batch: &KvBatch) -> StoreResult<bool> {
+        match fence {
+            Some(lease) => self.kv_write_fenced(lease, batch),
+            None => self.kv_write(batch).map(|()| true),
+        }
+    }
     /// Whether other processes use this store at the same time (replicas), so
     /// that a read-modify-write must be made [`exclusively`]. Default: no.
     fn shared(&self) -> bool {
