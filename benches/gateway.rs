@@ -11,7 +11,8 @@
 //! (`gateway/slack.rs`) follows, and all are printed.
 //!
 //! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run;
-//! `-- throughput` only the Telegram latency and burst; `-- memory` those and memory;
+//! `-- throughput` only the Telegram latency and burst (with the daemon's store
+//! writes and flushes in the burst, from its `/metrics`); `-- memory` those and memory;
 //! `-- postgres` the in-process run and the burst with the store on PostgreSQL,
 //! then with two replicas; `-- replicas` only the replicas; `-- instructions` what
 //! a message costs in instructions, which does not vary by the hour
@@ -105,7 +106,8 @@ async fn main() {
     }
     let telegram = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = start(&llm, &telegram, dir.path(), &[]).await;
+    let operator = free_loopback_address();
+    let mut daemon = start(&llm, &telegram, dir.path(), &[("SWITCHBOARD_SERVER__LISTEN", operator.clone())]).await;
     let pid = daemon.id().expect("running");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(pid);
@@ -119,9 +121,10 @@ async fn main() {
         true => std::env::var("BENCH_BURST").ok().and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(CHATS),
         false => CHATS,
     };
-    let before = CpuUsed::now(pid);
+    let (before, flushes_before) = (CpuUsed::now(pid), StoreCounts::scrape(&operator));
     let burst = answer_burst(&telegram, 1..=chats).await;
     let cpu = CpuUsed::now(pid).per_message_since(&before, chats);
+    let flushes = StoreCounts::scrape(&operator).since(&flushes_before);
     let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
     // `cargo bench --bench gateway -- throughput` stops here.
     if throughput_only {
@@ -132,6 +135,7 @@ async fn main() {
             chats as f64 / burst.as_secs_f64()
         );
         cpu.print();
+        flushes.print(chats);
         return;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -737,4 +741,52 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// An unused port on 127.0.0.1, as `address:port` (free when this returns).
+fn free_loopback_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    listener.local_addr().expect("its address").to_string()
+}
+
+/// The daemon's store counters, from its `/metrics` (the operator endpoint).
+struct StoreCounts {
+    flushes: f64,
+    writes: f64,
+}
+
+impl StoreCounts {
+    /// Reads them from the operator endpoint at `address`.
+    fn scrape(address: &str) -> StoreCounts {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).expect("the operator endpoint");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("a timeout");
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("ask");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("the metrics");
+        let count = |name: &str| {
+            text.lines()
+                .filter_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .next()
+                .unwrap_or_else(|| panic!("no {name} in the daemon's metrics"))
+        };
+        StoreCounts {
+            flushes: count("switchboard_store_flush_duration_seconds_count"),
+            writes: count("switchboard_store_write_duration_seconds_count"),
+        }
+    }
+
+    fn since(&self, before: &StoreCounts) -> StoreCounts {
+        StoreCounts { flushes: self.flushes - before.flushes, writes: self.writes - before.writes }
+    }
+
+    /// Prints them per message of a burst of `messages`.
+    fn print(&self, messages: i64) {
+        println!(
+            "  the daemon's store in the burst: {:.1} writes and {:.2} flushes a message ({:.1} writes a flush)",
+            self.writes / messages as f64,
+            self.flushes / messages as f64,
+            self.writes / self.flushes.max(1.0)
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The places among the turns allowed to run at once (`gateway.max_concurrent_turns`):
-//! a turn waits in line for one before it loads anything. Guests' turns hold at
+//! a turn waits in line for one before it loads anything, and gives it back once
+//! its agent is done (its reply's delivery holds none). Guests' turns hold at
 //! most three quarters of them, so strangers in many groups cannot keep the
 //! daemon's own people waiting.
 

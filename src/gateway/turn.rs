@@ -121,7 +121,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the conversation");
-            drop(taken_up);
+            drop((taken_up, place));
             ended(TurnOutcome::Failed);
             return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
         }
@@ -134,7 +134,7 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
     };
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the turn");
-        drop(taken_up);
+        drop((taken_up, place));
         ended(TurnOutcome::Failed);
         return finish(&turns, &job, None, SOMETHING_WENT_WRONG.into(), None).await;
     }
@@ -201,7 +201,11 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
     if let Some(t) = typing {
         t.abort();
     }
-    drop(taken_up);
+    // The agent is done: its place goes to the next turn in line, and its
+    // session (the history it held) goes too. Storing and sending the reply,
+    // which may wait for the platform's pace or a rate limit, holds neither;
+    // the chat's own next turn still waits for it (it runs after this one).
+    drop((taken_up, place, session));
     if result.is_none() && runtime_going_down() {
         // The agent's turn was dropped before its result (every turn that runs to
         // its end sends one, a failed or panicked one too) because the runtime is

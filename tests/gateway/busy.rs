@@ -2,10 +2,13 @@
 //! interrupts, within bounds; /cancel drops what waits; guests are rate limited.
 //! A busy daemon: turns beyond `gateway.max_concurrent_turns` wait in line, where
 //! `/cancel` reaches them and an interrupt leaves them alone; guests leave a quarter
-//! of the places to others.
+//! of the places to others; a reply waiting for the platform holds no place.
 //! Each turn is held open by a gate on the fake model, so nothing depends on timing.
 
-use switchboard_channel_core::ChatKind;
+use std::time::Duration;
+
+use switchboard_channel_core::{ChannelError, ChatKind};
+use switchboard_fakes::channel::Op;
 use switchboard_fakes::{Gate, Reply};
 
 use crate::harness::{Gw, WAIT};
@@ -202,6 +205,31 @@ async fn turns_beyond_the_limit_wait_in_line_and_one_waiting_for_approval_does_n
     gw.fake.press(&prompt, "7", "Allow once").await;
     gw.wait_text("7", "Written.").await;
     assert_eq!(std::fs::read_to_string(gw.workdir().join("n.txt")).unwrap(), "x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waiting_for_the_platform_leaves_its_place_to_the_next_turn() {
+    let mut gw = Gw::new().await;
+    gw.set("SWITCHBOARD_GATEWAY__MAX_CONCURRENT_TURNS", "1");
+    gw.start().await;
+    // The platform tells the bot to wait a minute before it sends in chat 41
+    // again: the first chat's reply waits that long after its agent is done.
+    gw.fake.fail_next(Op::Send, ChannelError::RateLimited(Duration::from_secs(60)));
+    gw.llm.push(Reply::text("first chat answered"));
+    gw.fake.dm("41", "hello").await;
+    gw.llm.wait_for_requests(1, WAIT).await;
+    let refused = tokio::time::Instant::now() + WAIT;
+    while gw.fake.calls_of(Op::Send).is_empty() {
+        assert!(tokio::time::Instant::now() < refused, "the first chat's reply was never tried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another chat's turn takes the only place meanwhile, well within the minute.
+    gw.llm.push(Reply::text("second chat answered"));
+    gw.fake.dm("42", "hello too").await;
+    gw.wait_text("42", "second chat answered").await;
+    assert_eq!(gw.llm.requests().len(), 2);
+    let first = gw.fake.texts_in("41");
+    assert!(!first.iter().any(|t| t.contains("first chat answered")), "still waiting for its minute: {first:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
