@@ -717,7 +717,7 @@ mod tests {
     #[test]
     fn a_record_too_large_for_the_file_fails_its_write_alone() {
         use crate::store::model::{text_content, ConversationRecord, Entry, MessageBody};
-        use crate::store::KvBatch;
+        use crate::store::{Claim, KvBatch};
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path(), 8).unwrap();
         let record = ConversationRecord { id: "c1".into(), agent_id: "a1".into(), created_at: 5, updated_at: 5 };
@@ -741,6 +741,19 @@ mod tests {
         assert!(s.kv_write(&batch).is_err());
         assert_eq!(s.broken(), None, "the store goes on");
         assert_eq!(s.kv_get("space", "small").unwrap(), None);
+        // A key too large to bind, removed after a put: refused before the put.
+        let mut batch = KvBatch::new();
+        batch.put("space", "small", b"fits".to_vec()).remove("space", &"k".repeat(30_000));
+        assert!(s.kv_write(&batch).is_err());
+        assert_eq!(s.broken(), None, "the store goes on");
+        assert_eq!(s.kv_get("space", "small").unwrap(), None);
+        // Under a lease another holds now, a write hears that, too large or not.
+        let ttl = std::time::Duration::from_secs(60);
+        let Claim::Held(lease) = s.lease_claim("chat", "me", ttl).unwrap() else { panic!("a free lease") };
+        s.lease_release(&lease).unwrap();
+        assert!(matches!(s.lease_claim("chat", "another", ttl).unwrap(), Claim::Held(_)));
+        assert_eq!(s.append_entry_fenced(&lease, "c1", &huge).unwrap(), None);
+        assert!(!s.kv_write_fenced(&lease, KvBatch::new().put("space", "huge", vec![b'x'; 30_000])).unwrap());
         s.append_entry("c1", &Entry::new(None, MessageBody::User { content: text_content("hi") })).unwrap();
         s.kv_write(KvBatch::new().put("space", "small", b"fits".to_vec())).unwrap();
         assert_eq!(s.entries("c1").unwrap().len(), 1);

@@ -131,12 +131,12 @@ impl SqliteStore {
     fn append_entry_if(&self, conversation_id: &str, entry: &Entry, lease: Option<&Lease>) -> StoreResult<Option<u64>> {
         let body = encode(entry)?;
         self.write(|tx| {
-            fits(tx, conversation_id.len() + entry.id().len() + body.len())?;
             if let Some(lease) = lease {
                 if !held_in(tx, lease).map_err(|e| self.backend(e))? {
                     return Ok(None);
                 }
             }
+            fits(tx, conversation_id.len() + entry.id().len() + body.len())?;
             // The conversation's time moves in the same transaction, first: a
             // record that is not JSON fails this statement, and so this write
             // alone, before any change (one that is JSON but no object, such as
@@ -165,11 +165,6 @@ impl SqliteStore {
     /// not yet durable, and the caller may take it as stored.
     fn apply(&self, batch: &KvBatch, guard: Option<(&str, &str)>, lease: Option<&Lease>) -> StoreResult<bool> {
         self.write(|tx| {
-            for op in batch.ops() {
-                if let KvOp::Put { space, key, value } = op {
-                    fits(tx, space.len() + key.len() + value.len())?;
-                }
-            }
             if let Some(lease) = lease {
                 if !held_in(tx, lease).map_err(|e| self.backend(e))? {
                     return Ok(false);
@@ -183,6 +178,15 @@ impl SqliteStore {
                 if found {
                     return Ok(false);
                 }
+            }
+            // Every row (and every removed key, bound as a value too) is checked
+            // before the first change.
+            for op in batch.ops() {
+                let bytes = match op {
+                    KvOp::Put { space, key, value } => space.len() + key.len() + value.len(),
+                    KvOp::Remove { space, key } => space.len() + key.len(),
+                };
+                fits(tx, bytes)?;
             }
             for op in batch.ops() {
                 match op {
