@@ -202,9 +202,9 @@ async fn run_held(turns: &Turns, mut job: TurnJob, fence: Option<crate::store::L
         t.abort();
     }
     // The agent is done: its place goes to the next turn in line, and its
-    // session (the history it held) goes too. Storing and sending the reply,
-    // which may wait for the platform's pace or a rate limit, holds neither;
-    // the chat's own next turn still waits for it (it runs after this one).
+    // session goes too. Storing and sending the reply, which may wait for the
+    // platform's pace or a rate limit, holds neither; the conversation's next
+    // turn still waits for it (it runs after this one in the same lane).
     drop((taken_up, place, session));
     if result.is_none() && runtime_going_down() {
         // The agent's turn was dropped before its result (every turn that runs to

@@ -38,7 +38,8 @@ pub enum Phase {
     /// Waiting in line for a place among the turns allowed to run at once,
     /// before it has begun.
     InLine,
-    /// Loading, calling the model or tools, or sending its reply.
+    /// Loading, calling the model or tools (its reply's delivery comes after
+    /// its entry is gone).
     Working,
     /// Waiting for a person (an approval): its place is given back meanwhile.
     Asking,
@@ -83,7 +84,8 @@ pub struct Turns {
     /// Whether the daemon is stopping, and how many turns are under way.
     flight: Arc<Mutex<Flight>>,
     /// One place per turn running (`gateway.max_concurrent_turns`); a turn
-    /// waiting for an approval gives its place back.
+    /// waiting for an approval gives its place back, and so does one whose
+    /// agent is done (before its reply is stored and sent).
     pub(super) places: Places,
 }
 
