@@ -12,8 +12,8 @@
 //!
 //! cargo bench --bench gateway (`-- discord` or `-- slack` runs only that run;
 //! `-- throughput` only the Telegram latency and burst (with the daemon's store
-//! writes and flushes in the burst, from its `/metrics`); `-- memory` those and memory;
-//! `-- postgres` the in-process run and the burst with the store on PostgreSQL,
+//! writes and flushes and its turns in the burst, from its `/metrics`); `-- memory`
+//! those and memory; `-- postgres` the in-process run and the burst with the store on PostgreSQL,
 //! then with two replicas; `-- replicas` only the replicas; `-- instructions` what
 //! a message costs in instructions, which does not vary by the hour
 //! (`gateway/instructions.rs`, needs valgrind)). Every run first prints how fast
@@ -121,10 +121,10 @@ async fn main() {
         true => std::env::var("BENCH_BURST").ok().and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(CHATS),
         false => CHATS,
     };
-    let (before, flushes_before) = (CpuUsed::now(pid), StoreCounts::scrape(&operator));
+    let (before, counted_before) = (CpuUsed::now(pid), DaemonCounts::scrape(&operator));
     let burst = answer_burst(&telegram, 1..=chats).await;
     let cpu = CpuUsed::now(pid).per_message_since(&before, chats);
-    let flushes = StoreCounts::scrape(&operator).since(&flushes_before);
+    let counted = DaemonCounts::scrape(&operator).since(&counted_before);
     let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
     // `cargo bench --bench gateway -- throughput` stops here.
     if throughput_only {
@@ -135,7 +135,7 @@ async fn main() {
             chats as f64 / burst.as_secs_f64()
         );
         cpu.print();
-        flushes.print(chats);
+        counted.print(chats, burst);
         return;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -749,44 +749,61 @@ fn free_loopback_address() -> String {
     listener.local_addr().expect("its address").to_string()
 }
 
-/// The daemon's store counters, from its `/metrics` (the operator endpoint).
-struct StoreCounts {
+/// The daemon's counters, from its `/metrics` (the operator endpoint).
+struct DaemonCounts {
     flushes: f64,
     writes: f64,
+    turns: f64,
+    /// Seconds the turns held their places (from a place to the agent's result).
+    turn_seconds: f64,
 }
 
-impl StoreCounts {
+impl DaemonCounts {
     /// Reads them from the operator endpoint at `address`.
-    fn scrape(address: &str) -> StoreCounts {
+    fn scrape(address: &str) -> DaemonCounts {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(address).expect("the operator endpoint");
         stream.set_read_timeout(Some(Duration::from_secs(5))).expect("a timeout");
         write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("ask");
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("the metrics");
-        let count = |name: &str| {
+        // The sum over every label set of the sample `name` (none yet: zero).
+        let total = |name: &str| -> f64 {
             text.lines()
-                .filter_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
-                .next()
-                .unwrap_or_else(|| panic!("no {name} in the daemon's metrics"))
+                .filter(|line| line.split(['{', ' ']).next() == Some(name))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
         };
-        StoreCounts {
-            flushes: count("switchboard_store_flush_duration_seconds_count"),
-            writes: count("switchboard_store_write_duration_seconds_count"),
+        DaemonCounts {
+            flushes: total("switchboard_store_flush_duration_seconds_count"),
+            writes: total("switchboard_store_write_duration_seconds_count"),
+            turns: total("switchboard_turn_duration_seconds_count"),
+            turn_seconds: total("switchboard_turn_duration_seconds_sum"),
         }
     }
 
-    fn since(&self, before: &StoreCounts) -> StoreCounts {
-        StoreCounts { flushes: self.flushes - before.flushes, writes: self.writes - before.writes }
+    fn since(&self, before: &DaemonCounts) -> DaemonCounts {
+        DaemonCounts {
+            flushes: self.flushes - before.flushes,
+            writes: self.writes - before.writes,
+            turns: self.turns - before.turns,
+            turn_seconds: self.turn_seconds - before.turn_seconds,
+        }
     }
 
-    /// Prints them per message of a burst of `messages`.
-    fn print(&self, messages: i64) {
+    /// Prints them per message of a burst of `messages` that took `took`.
+    fn print(&self, messages: i64, took: Duration) {
         println!(
             "  the daemon's store in the burst: {:.1} writes and {:.2} flushes a message ({:.1} writes a flush)",
             self.writes / messages as f64,
             self.flushes / messages as f64,
             self.writes / self.flushes.max(1.0)
+        );
+        println!(
+            "  its turns: {:.0}, each {:.1} ms on average from its place to its result, {:.1} at a time",
+            self.turns,
+            1000.0 * self.turn_seconds / self.turns.max(1.0),
+            self.turn_seconds / took.as_secs_f64()
         );
     }
 }
