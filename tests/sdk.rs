@@ -11,7 +11,7 @@ use switchboard::agent::{
     UserInput,
 };
 use switchboard::config::{LlmSettings, Settings};
-use switchboard::store::{text_content, Entry, MessageBody, SledStore, SqliteStore, Store, ToolCall};
+use switchboard::store::{text_content, Entry, MessageBody, SledStore, Store, ToolCall};
 use switchboard_fakes::{FakeLlm, Reply};
 
 struct Setup {
@@ -302,66 +302,4 @@ async fn a_turn_that_panics_ends_with_an_error_result_and_the_session_goes_on() 
     session.send("hello?").unwrap();
     let messages = collect(&mut session).await;
     assert!(matches!(messages.last(), Some(SdkMessage::Result(r)) if r.success), "{messages:?}");
-}
-
-/// A turn calls the model while the message it recorded is flushed, and its
-/// result (on which the gateway sends the reply) waits until that flush and the
-/// reply's own have ended.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_model_is_called_while_the_message_is_flushed_and_the_result_waits_for_the_disk() {
-    use std::sync::{Condvar, Mutex};
-    /// Held flushes, let go of when dropped (a failed assertion too: else the
-    /// store's flusher would wait forever, and the test with it).
-    struct HeldDisk(Arc<(Mutex<bool>, Condvar)>);
-    impl Drop for HeldDisk {
-        fn drop(&mut self) {
-            *self.0 .0.lock().unwrap_or_else(|p| p.into_inner()) = false;
-            self.0 .1.notify_all();
-        }
-    }
-    let llm = FakeLlm::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let defaults = Settings::default();
-    let settings = Settings {
-        data_dir: dir.path().join("data"),
-        llm: LlmSettings { base_url: llm.base_url(), model: "fake-model".into(), ..defaults.llm },
-        ..defaults
-    };
-    let sqlite = Arc::new(SqliteStore::open(&settings.data_dir, 8).unwrap());
-    let store: Arc<dyn Store> = sqlite.clone();
-    let backend = EmbeddedBackend::new(store.clone(), settings);
-    let agent = backend.default_agent().await.unwrap();
-    let mut session = backend.resume_session(&agent.id, SessionOptions::default()).await.unwrap();
-    // From now on every flush waits while the disk is held.
-    let disk = HeldDisk(Arc::new((Mutex::new(true), Condvar::new())));
-    let held = Arc::clone(&disk.0);
-    sqlite.before_flush(Some(Box::new(move || {
-        let (held, released) = &*held;
-        let mut held = held.lock().unwrap();
-        while *held {
-            held = released.wait(held).unwrap();
-        }
-        Ok(())
-    })));
-    llm.push(Reply::text("answered"));
-    session.send("question").unwrap();
-    llm.wait_for_requests(1, Duration::from_secs(10)).await;
-    let ended = tokio::time::timeout(Duration::from_millis(500), async {
-        while let Some(message) = session.next().await {
-            if matches!(message, SdkMessage::Result(_)) {
-                break;
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_err(), "the turn ended before its entries were durable");
-    drop(disk);
-    let messages = collect(&mut session).await;
-    assert!(matches!(messages.last(), Some(SdkMessage::Result(r)) if r.success), "{messages:?}");
-    let entries = store.entries(session.conversation_id()).unwrap();
-    let bodies: Vec<&MessageBody> = entries.iter().map(|(_, entry)| &entry.msg.body).collect();
-    assert!(
-        matches!(bodies[..], [MessageBody::User { .. }, MessageBody::Assistant { .. }]),
-        "the message, then the reply: {bodies:?}"
-    );
 }

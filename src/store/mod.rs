@@ -392,22 +392,6 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
 {
-    begin(store, work).await
-}
-
-/// As [`blocking`], with the work handed over now rather than when the answer is
-/// first awaited: the caller goes on meanwhile (a turn calls the model while the
-/// message it recorded is flushed). On a store with its own thread, work handed
-/// over later runs after it; elsewhere nothing orders the two, so a caller awaits
-/// this answer before it writes again.
-pub fn begin<T, F>(
-    store: &Arc<dyn Store>,
-    work: F,
-) -> impl std::future::Future<Output = StoreResult<T>> + Send + 'static
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
-{
     let failed = |e: &dyn std::fmt::Display| StoreError::Backend(format!("store task failed: {e}"));
     let (answer, answered) = tokio::sync::oneshot::channel();
     let own = Arc::clone(store);
@@ -417,12 +401,11 @@ where
             let _ = answer.send(durable.and(result));
         })
     });
-    // The store's writes wait for their own flushes on the blocking pool.
-    let pool = store.submit(job).err().map(|job| tokio::task::spawn_blocking(move || job()(Ok(()))));
-    async move {
-        if let Some(pool) = pool {
-            pool.await.map_err(|e| failed(&crate::panics::task_failure(&e)))?;
-        }
-        answered.await.map_err(|e| failed(&e))?
+    if let Err(job) = store.submit(job) {
+        // The store's writes wait for their own flushes here.
+        tokio::task::spawn_blocking(move || job()(Ok(())))
+            .await
+            .map_err(|e| failed(&crate::panics::task_failure(&e)))?;
     }
+    answered.await.map_err(|e| failed(&e))?
 }

@@ -1,8 +1,6 @@
 //! One turn of the agent loop: record the user's message, then call the model and
 //! run the tools it asks for (each judged by `can_use_tool`) until it answers
-//! without tools or `max_steps` is reached. Every turn ends with a `result`, sent
-//! only once every entry it recorded is durable. The message's entry is flushed
-//! while the model is called; every later write of the turn waits for it first.
+//! without tools or `max_steps` is reached. Every turn ends with a `result`.
 //!
 //! The loop reads its state from the transcript, so a turn cut off by a crash (tool
 //! calls without results, an approval still pending) is finished by a later turn,
@@ -14,7 +12,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::llm::{ChatRequest, Delta, LlmError, ModelReply, Tools};
@@ -24,7 +21,7 @@ use crate::agent::{
     ErrorKind, ExternalTools, SdkMessage, StopReason, StreamDelta, TurnRequest, TurnResult, Usage, UserInput,
 };
 use crate::policy::{CanUseTool, Tier, ToolContext};
-use crate::store::{begin, text_content, AgentRecord, Entry, MessageBody, StoreError};
+use crate::store::{blocking, text_content, AgentRecord, Entry, MessageBody, StoreError};
 
 /// Why a turn stopped early, in words for the person.
 struct Failure {
@@ -66,11 +63,6 @@ struct Turn {
     /// appends (the conversation lock makes this turn its only writer). Its last
     /// entry is the parent of the next one.
     path: Vec<Entry>,
-    /// The write of the entry handed to the store last, while not yet known to
-    /// be durable: whether it was stored (false: the conversation's lease is lost).
-    /// In a mutex only so that the turn may be shared while it waits (`&self`
-    /// across an await); only `&mut self` touches it.
-    recording: std::sync::Mutex<Option<BoxFuture<'static, Result<bool, StoreError>>>>,
     usage: Option<Usage>,
     steps: u32,
     last_text: Option<String>,
@@ -102,7 +94,6 @@ pub(super) async fn run(
         extras,
         request,
         path: Vec::new(),
-        recording: std::sync::Mutex::new(None),
         usage: Some(Usage::default()),
         steps: 0,
         last_text: None,
@@ -116,11 +107,6 @@ pub(super) async fn run(
             Err(Failure::internal("the turn failed unexpectedly"))
         }),
         None => Ok(StopReason::Cancelled),
-    };
-    // No result before the turn's entries are durable (the reply is sent on it).
-    let outcome = match turn.settled().await {
-        Ok(()) => outcome,
-        Err(failure) => outcome.and(Err(failure)),
     };
     let (stop_reason, error) = match outcome {
         Ok(reason) => (reason, None),
@@ -190,10 +176,7 @@ impl Turn {
                 if let Some(id) = input.id {
                     entry.msg.id = id;
                 }
-                // Made durable while the model is called: a crash before its flush
-                // replays the message, as one after it would, and the reply's entry
-                // is written only once this one is durable.
-                self.hand_over(entry)
+                self.store_entry(entry).await?
             }
             None if !unfinished && !self.awaits_model() => return Ok(StopReason::EndTurn),
             None => {}
@@ -370,38 +353,23 @@ impl Turn {
         Ok(id)
     }
 
-    /// Stores `entry` (after the one handed over before it is durable) and waits
-    /// until it is durable too.
     async fn store_entry(&mut self, entry: Entry) -> Result<(), Failure> {
-        self.settled().await?;
-        self.hand_over(entry);
-        self.settled().await
-    }
-
-    /// Hands `entry` to the store and puts it on the path without waiting for
-    /// its write ([`Turn::settled`] does); none may be in flight before it.
-    fn hand_over(&mut self, entry: Entry) {
-        let recording = self.recording.get_mut().unwrap_or_else(|p| p.into_inner());
-        debug_assert!(recording.is_none(), "one entry's write in flight at a time");
-        let (conversation_id, stored) = (self.request.conversation_id.clone(), entry.clone());
-        let write = match self.extras.fence.clone() {
-            None => begin(&self.inner.store, move |s| s.append_entry(&conversation_id, &stored).map(|_| true)).boxed(),
-            Some(lease) => begin(&self.inner.store, move |s| {
-                Ok(s.append_entry_fenced(&lease, &conversation_id, &stored)?.is_some())
-            })
-            .boxed(),
-        };
-        *recording = Some(write);
-        self.path.push(entry);
-    }
-
-    /// Waits until the entry handed over last (if any) is durable.
-    async fn settled(&mut self) -> Result<(), Failure> {
-        let Some(write) = self.recording.get_mut().unwrap_or_else(|p| p.into_inner()).take() else { return Ok(()) };
-        if !write.await? {
-            tracing::warn!("another replica took the conversation; this turn stops");
-            return Err(Failure::internal("another switchboard replica took over this conversation"));
+        let conversation_id = self.request.conversation_id.clone();
+        let stored = entry.clone();
+        match self.extras.fence.clone() {
+            None => {
+                blocking(&self.inner.store, move |s| s.append_entry(&conversation_id, &stored)).await?;
+            }
+            Some(lease) => {
+                let append =
+                    move |s: &dyn crate::store::Store| s.append_entry_fenced(&lease, &conversation_id, &stored);
+                if blocking(&self.inner.store, append).await?.is_none() {
+                    tracing::warn!("another replica took the conversation; this turn stops");
+                    return Err(Failure::internal("another switchboard replica took over this conversation"));
+                }
+            }
         }
+        self.path.push(entry);
         Ok(())
     }
 
