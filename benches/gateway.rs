@@ -767,12 +767,16 @@ impl DaemonCounts {
         write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("ask");
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("the metrics");
-        // The sum over every label set of the sample `name` (none yet: zero).
+        // The sum over every label set of the sample `name` (the latency samples
+        // have run turns, so every one of these is there).
         let total = |name: &str| -> f64 {
-            text.lines()
+            let values: Vec<f64> = text
+                .lines()
                 .filter(|line| line.split(['{', ' ']).next() == Some(name))
                 .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+                .collect();
+            assert!(!values.is_empty(), "no {name} in the daemon's metrics");
+            values.iter().sum()
         };
         DaemonCounts {
             flushes: total("switchboard_store_flush_duration_seconds_count"),
