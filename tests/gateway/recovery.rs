@@ -131,8 +131,10 @@ async fn collected_messages_whose_streamed_reply_was_recorded_but_not_stored_get
     gw.fake.dm("42", "third").await;
     // The batch's reply streams slowly enough to be shown before it ends, and the
     // first edit of it never returns: the turn cannot get past it, while the agent
-    // finishes and records the reply.
-    gw.llm.set_chunk_delay(Duration::from_millis(150));
+    // finishes and records the reply. The chunks come far apart (each four edit
+    // intervals): one CI run under load had the last two arrive within one
+    // interval of the preview, so no edit came before the reply was stored.
+    gw.llm.set_chunk_delay(Duration::from_millis(400));
     gw.llm.push(Reply::chunks(["together: ", "both ", "answered ", "in one reply"]));
     gw.fake.lose_next_answer(Op::Edit);
     gate.open();
