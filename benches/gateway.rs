@@ -121,10 +121,10 @@ async fn main() {
         true => std::env::var("BENCH_BURST").ok().and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(CHATS),
         false => CHATS,
     };
-    let (before, counted_before) = (CpuUsed::now(pid), DaemonCounts::scrape(&operator));
+    let (before, counted_before) = (CpuUsed::now(pid), DaemonCounts::scrape(&operator).await);
     let burst = answer_burst(&telegram, 1..=chats).await;
     let cpu = CpuUsed::now(pid).per_message_since(&before, chats);
-    let counted = DaemonCounts::scrape(&operator).since(&counted_before);
+    let counted = DaemonCounts::scrape(&operator).await.since(&counted_before);
     let p50 = latencies[latencies.len() / 2].as_secs_f64() * 1000.0;
     // `cargo bench --bench gateway -- throughput` stops here.
     if throughput_only {
@@ -760,13 +760,10 @@ struct DaemonCounts {
 
 impl DaemonCounts {
     /// Reads them from the operator endpoint at `address`.
-    fn scrape(address: &str) -> DaemonCounts {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(address).expect("the operator endpoint");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("a timeout");
-        write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").expect("ask");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).expect("the metrics");
+    async fn scrape(address: &str) -> DaemonCounts {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("a client");
+        let response = client.get(format!("http://{address}/metrics")).send().await.expect("the operator endpoint");
+        let text = response.text().await.expect("the metrics");
         // The sum over every label set of the sample `name` (the latency samples
         // have run turns, so every one of these is there).
         let total = |name: &str| -> f64 {
