@@ -121,7 +121,6 @@ impl Hold {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collected_messages_whose_streamed_reply_was_recorded_but_not_stored_get_that_message_finished() {
     let mut gw = Gw::new().await;
-    gw.set("SWITCHBOARD_FAKE__EDIT_INTERVAL_MS", "100");
     gw.start().await;
     let gate = switchboard_fakes::Gate::new();
     gw.llm.push(Reply::text("first answered").gated(&gate));
@@ -129,17 +128,28 @@ async fn collected_messages_whose_streamed_reply_was_recorded_but_not_stored_get
     gw.llm.wait_for_requests(1, WAIT).await;
     gw.fake.dm("42", "second").await;
     gw.fake.dm("42", "third").await;
-    // The batch's reply streams slowly enough to be shown before it ends, and the
-    // first edit of it never returns: the turn cannot get past it, while the agent
-    // finishes and records the reply. The chunks come far apart (each four edit
-    // intervals): one CI run under load had the last two arrive within one
-    // interval of the preview, so no edit came before the reply was stored.
+    // The batch's reply is shown before it ends, and the first edit of it never
+    // returns: the turn cannot get past it, while the agent finishes and records
+    // the reply. Each step waits for the one before as the daemon did it, not as
+    // a clock spaces the chunks (under load, chunks spaced at the fake arrived
+    // bunched, within one edit interval, and no edit came before the reply was
+    // stored). The chunk delay, above the fake channel's 300 ms edit interval, is
+    // a lower bound on the time from one step to the next chunk, which is all
+    // the pace asks.
+    let (shown, edited) = (switchboard_fakes::Gate::new(), switchboard_fakes::Gate::new());
     gw.llm.set_chunk_delay(Duration::from_millis(400));
-    gw.llm.push(Reply::chunks(["together: ", "both ", "answered ", "in one reply"]));
+    gw.llm.push(
+        Reply::chunks(["together: ", "both ", "answered ", "in one reply"])
+            .held_after(1, &shown)
+            .held_after(2, &edited),
+    );
     gw.fake.lose_next_answer(Op::Edit);
     gate.open();
-    gw.wait_transcript("in one reply").await;
+    gw.fake.wait_until("the preview", WAIT, |f| f.texts_in("42").iter().any(|t| t.starts_with("together"))).await;
+    shown.open();
     gw.fake.wait_until("the hanging edit", WAIT, |f| !f.calls_of(Op::Edit).is_empty()).await;
+    edited.open();
+    gw.wait_transcript("in one reply").await;
     // The collected reply's item, not any other: one CI run under load found one
     // item in the outbox here (not reproduced; which one was not recorded).
     let outbox = gw.records_as_text("outbox");

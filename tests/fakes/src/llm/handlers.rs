@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::{stream, FutureExt, StreamExt};
 use serde_json::{json, Value};
 
-use super::reply::{split_into, Fallback, Quirks, Reply};
+use super::reply::{split_into, Fallback, Gate, Quirks, Reply};
 use super::request::RecordedRequest;
 use super::wire::{self, Completion, Meta};
 use super::{Shared, Turn, DEFAULT_MODEL};
@@ -69,7 +69,7 @@ fn quirk_refusal(quirks: Quirks, request: &RecordedRequest) -> Option<Response> 
         && has_tools(request)
         && !request.body()["tool_choice"].is_null()
     {
-        return Some(sse_response(Vec::new(), Duration::ZERO));
+        return Some(sse_response(Vec::new(), Duration::ZERO, Vec::new()));
     }
     None
 }
@@ -118,6 +118,9 @@ struct Delivery {
     model: String,
     prompt_chars: usize,
     no_usage: bool,
+    /// Where the stream stops until a gate opens: the index of the first event
+    /// held, and the gate.
+    holds: Vec<(usize, Gate)>,
 }
 
 async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
@@ -127,6 +130,7 @@ async fn answer(turn: Turn, request: &RecordedRequest) -> Response {
         model: request.model().unwrap_or(DEFAULT_MODEL).to_owned(),
         prompt_chars: request.all_text().chars().count(),
         no_usage: turn.quirks.no_usage,
+        holds: Vec::new(),
     };
     let tools_ignored =
         turn.quirks.tools_need_tool_choice && has_tools(request) && request.body()["tool_choice"].is_null();
@@ -219,13 +223,19 @@ fn respond(reply: Reply, delivery: Delivery) -> BoxFuture<'static, Response> {
                 complete(&completion, &delivery)
             }
             Reply::HttpError { status, retry_after, body } => http_error(status, retry_after, body),
-            Reply::Malformed { raw } => sse_response(vec![raw], Duration::ZERO),
+            Reply::Malformed { raw } => sse_response(vec![raw], Duration::ZERO, Vec::new()),
             Reply::Delay { delay, then } => {
                 tokio::time::sleep(delay).await;
                 respond(*then, delivery).await
             }
             Reply::Gated { gate, then } => {
                 gate.passed().await;
+                respond(*then, delivery).await
+            }
+            Reply::Held { deltas, gate, then } => {
+                let mut delivery = delivery;
+                // Event 0 is the role delta.
+                delivery.holds.push((deltas + 1, gate));
                 respond(*then, delivery).await
             }
             Reply::Hang => std::future::pending().await,
@@ -241,7 +251,7 @@ fn complete(completion: &Completion, delivery: &Delivery) -> Response {
         if delivery.no_usage {
             events.retain(|e| !e.contains("\"usage\""));
         }
-        sse_response(events, delivery.chunk_delay)
+        sse_response(events, delivery.chunk_delay, delivery.holds.clone())
     } else {
         let mut object = wire::completion_object(&meta, completion);
         if delivery.no_usage {
@@ -253,13 +263,21 @@ fn complete(completion: &Completion, delivery: &Delivery) -> Response {
     }
 }
 
-/// `text/event-stream` body sending `events` one by one, `delay` apart.
-fn sse_response(events: Vec<String>, delay: Duration) -> Response {
-    let body = stream::iter(events.into_iter().enumerate()).then(move |(i, event)| async move {
-        if i > 0 && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+/// `text/event-stream` body sending `events` one by one, `delay` apart, each
+/// event named in `holds` only once its gate is open.
+fn sse_response(events: Vec<String>, delay: Duration, holds: Vec<(usize, Gate)>) -> Response {
+    let holds = Arc::new(holds);
+    let body = stream::iter(events.into_iter().enumerate()).then(move |(i, event)| {
+        let holds = holds.clone();
+        async move {
+            for (_, gate) in holds.iter().filter(|(at, _)| *at == i) {
+                gate.passed().await;
+            }
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok::<_, Infallible>(event)
         }
-        Ok::<_, Infallible>(event)
     });
     let headers = [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")];
     (headers, Body::from_stream(body)).into_response()

@@ -88,6 +88,9 @@ pub enum Reply {
     Delay { delay: Duration, then: Box<Reply> },
     /// Waits until the gate opens (see [`Gate`]), then responds.
     Gated { gate: Gate, then: Box<Reply> },
+    /// Streams the role delta and the first `deltas` deltas of `then`'s message,
+    /// then holds the rest of the stream until `gate` opens.
+    Held { deltas: usize, gate: Gate, then: Box<Reply> },
     /// Accepts the request and never responds; the connection stays open
     /// until the server is dropped.
     Hang,
@@ -157,6 +160,15 @@ impl Reply {
     /// This reply, sent only once `gate` opens: a turn held as long as a test needs.
     pub fn gated(self, gate: &Gate) -> Reply {
         Reply::Gated { gate: gate.clone(), then: Box::new(self) }
+    }
+
+    /// This reply streamed as far as the role delta and its first `deltas`
+    /// deltas (content, reasoning or tool-call fragments, in stream order), the
+    /// rest only once `gate` opens: a test can act between two chunks as the
+    /// daemon sees them, not as a clock spaces them. Holds nest (one per gate);
+    /// a reply that is not streamed ignores them.
+    pub fn held_after(self, deltas: usize, gate: &Gate) -> Reply {
+        Reply::Held { deltas, gate: gate.clone(), then: Box::new(self) }
     }
 }
 

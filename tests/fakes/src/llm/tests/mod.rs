@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{FakeLlm, FakeToolCall, Fallback, Reply};
+use super::{FakeLlm, FakeToolCall, Fallback, Gate, Reply};
 use crate::test_client::{get, post_json, raw_request, send};
 
 const CHAT: &str = "/v1/chat/completions";
@@ -273,6 +273,46 @@ async fn delay_and_chunk_delay_slow_the_response_down() {
     assert_eq!(response.sse_data().len(), 7);
     assert!(elapsed >= Duration::from_millis(100 + 6 * 20), "took {elapsed:?}");
     assert_eq!(concat_delta(&response.sse_json(), "content"), "abc");
+}
+
+/// Reads from `stream` until what was read holds `marker`.
+async fn read_until(stream: &mut TcpStream, seen: &mut String, marker: &str) {
+    let mut buf = [0u8; 4096];
+    while !seen.contains(marker) {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {marker:?} within 5 s; read so far: {seen}"))
+            .expect("read");
+        assert!(n > 0, "closed before {marker:?}; read so far: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[tokio::test]
+async fn a_held_stream_sends_each_part_only_once_its_gate_opens() {
+    let llm = FakeLlm::start().await;
+    let (first, second) = (Gate::new(), Gate::new());
+    llm.push(Reply::chunks(["alpha", "bravo", "charlie"]).held_after(1, &first).held_after(2, &second));
+    let mut stream = TcpStream::connect(llm.addr()).await.expect("connect");
+    let request = raw_request("POST", CHAT, &[], &chat_body("x", true).to_string());
+    stream.write_all(request.as_bytes()).await.expect("write");
+
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "alpha").await;
+    let mut buf = [0u8; 4096];
+    let held = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+    assert!(held.is_err(), "nothing after the first delta while its gate is shut: {held:?}");
+
+    first.open();
+    read_until(&mut stream, &mut seen, "bravo").await;
+    let held = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+    assert!(held.is_err(), "nothing after the second delta while its gate is shut: {held:?}");
+    assert!(!seen.contains("charlie"));
+
+    second.open();
+    read_until(&mut stream, &mut seen, "[DONE]").await;
+    let order = ["alpha", "bravo", "charlie", "\"finish_reason\":\"stop\"", "[DONE]"].map(|m| seen.find(m));
+    assert!(order.iter().all(Option::is_some) && order.is_sorted(), "in stream order: {seen}");
 }
 
 #[tokio::test]
