@@ -106,7 +106,7 @@ async fn main() {
     }
     let telegram = FakeTelegram::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let operator = free_loopback_address();
+    let operator = format!("127.0.0.1:{}", switchboard_fakes::free_port());
     let mut daemon = start(&llm, &telegram, dir.path(), &[("SWITCHBOARD_SERVER__LISTEN", operator.clone())]).await;
     let pid = daemon.id().expect("running");
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -741,12 +741,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// An unused port on 127.0.0.1, as `address:port` (free when this returns).
-fn free_loopback_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-    listener.local_addr().expect("its address").to_string()
 }
 
 /// The daemon's counters, from its `/metrics` (the operator endpoint).

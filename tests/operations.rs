@@ -20,10 +20,6 @@ const ADMIN: i64 = 777_000_123;
 const SLACK_ADMIN: &str = "U0000ADMIN";
 const GENERAL: &str = "C0000GENERAL";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A harness for Telegram with the operator's endpoints on a free port.
 async fn setup() -> (Harness, FakeTelegram, String) {
     let mut h = Harness::new().await;
@@ -31,7 +27,7 @@ async fn setup() -> (Harness, FakeTelegram, String) {
     h.with_telegram(&telegram);
     h.set("SWITCHBOARD_TELEGRAM__ADMINS", &ADMIN.to_string());
     h.set("SWITCHBOARD_TELEGRAM__POLL_TIMEOUT_SECS", &POLL_SECS.to_string());
-    let address = format!("127.0.0.1:{}", free_port());
+    let address = format!("127.0.0.1:{}", switchboard_fakes::free_port());
     h.set("SWITCHBOARD_SERVER__LISTEN", &address);
     (h, telegram, format!("http://{address}"))
 }

@@ -203,10 +203,7 @@ async fn retries_are_bounded_by_max_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_is_a_clear_error_and_a_non_zero_exit() {
     let mut h = Harness::new().await;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = switchboard_fakes::free_port();
     h.set("SWITCHBOARD_LLM__BASE_URL", &format!("http://127.0.0.1:{port}/v1"));
     h.set("SWITCHBOARD_LLM__MAX_RETRIES", "1");
     let out = h.run(&["prompt", "hello"]).await;

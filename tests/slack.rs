@@ -320,10 +320,7 @@ async fn a_message_in_flight_when_killed_is_answered_once_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_mode_answers_signed_requests_and_refuses_forged_ones() {
     let (mut h, slack) = setup("open").await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = switchboard_fakes::free_port();
     let secret = "an-http-mode-signing-secret";
     h.set("SWITCHBOARD_SLACK__MODE", "http");
     h.set("SWITCHBOARD_SLACK__SIGNING_SECRET", secret);

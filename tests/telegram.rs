@@ -381,7 +381,7 @@ async fn an_undelivered_reply_is_sent_after_a_restart_and_only_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_mode_checks_the_secret_and_answers() {
     let (mut h, tg) = setup("open").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = switchboard_fakes::free_port();
     h.set("SWITCHBOARD_TELEGRAM__MODE", "webhook");
     h.set("SWITCHBOARD_TELEGRAM__WEBHOOK_URL", &format!("http://127.0.0.1:{port}/telegram/hook"));
     h.set("SWITCHBOARD_TELEGRAM__WEBHOOK_LISTEN", &format!("127.0.0.1:{port}"));

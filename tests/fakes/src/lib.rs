@@ -35,3 +35,10 @@ pub use discord::FakeDiscord;
 pub use llm::{FakeLlm, FakeToolCall, Fallback, Gate, Quirks, RecordedRequest, Reply};
 pub use slack::FakeSlack;
 pub use telegram::{Call, CallbackAnswer, FakeTelegram, SentMessage};
+
+/// An unused TCP port on 127.0.0.1, for a server the test starts itself (or for
+/// an address nothing answers at). It is free when this returns; another
+/// process may still take it before the caller binds it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}

@@ -54,7 +54,7 @@ fn create(cell: &OnceLock<Result<Cluster, String>>, durable: bool) -> String {
 
 /// A URL where nothing listens (for "cannot reach the database" tests).
 pub fn unreachable_url() -> String {
-    let port = free_port();
+    let port = crate::free_port();
     format!("postgres://switchboard@127.0.0.1:{port}/nothing")
 }
 
@@ -212,10 +212,6 @@ fn as_server_user(owner: Option<(u32, u32)>, program: &Path) -> Command {
         }
         None => Command::new(program),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`, without a libc crate.
