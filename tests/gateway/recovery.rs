@@ -143,11 +143,20 @@ async fn collected_messages_whose_streamed_reply_was_recorded_but_not_stored_get
             .held_after(1, &shown)
             .held_after(2, &edited),
     );
-    gw.fake.lose_next_answer(Op::Edit);
     gate.open();
+    // (The preview needs the first chunk to reach the stream at least one edit
+    // interval after the turn began: it comes 400 ms after the model's answer
+    // begins, and nothing else can show it once the stream is held.)
     gw.fake.wait_until("the preview", WAIT, |f| f.texts_in("42").iter().any(|t| t.starts_with("together"))).await;
+    // Only now: the first reply is sent by then (it may have been shown and
+    // then edited, had the chat been slow to take the messages above).
+    gw.fake.lose_next_answer(Op::Edit);
     shown.open();
-    gw.fake.wait_until("the hanging edit", WAIT, |f| !f.calls_of(Op::Edit).is_empty()).await;
+    gw.fake
+        .wait_until("the hanging edit", WAIT, |f| {
+            f.calls_of(Op::Edit).iter().any(|c| c.text.as_deref().is_some_and(|t| t.starts_with("together")))
+        })
+        .await;
     edited.open();
     gw.wait_transcript("in one reply").await;
     // The collected reply's item, not any other: one CI run under load found one

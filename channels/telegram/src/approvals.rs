@@ -1,13 +1,13 @@
 //! Approval prompts as an inline keyboard, and replacing them with the outcome.
 
 use switchboard_channel_core::{ApprovalPrompt, ChannelError, ChatKey, LengthUnit, PromptRendering, SentRef};
-use teloxide::payloads::EditMessageReplyMarkupSetters;
-use teloxide::requests::{Request, Requester};
+use teloxide::payloads::{EditMessageReplyMarkup, EditMessageReplyMarkupSetters};
+use teloxide::requests::{JsonRequest, Request};
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 use crate::api::{message_id, target, Api, Policy};
 use crate::errors::is_not_modified;
-use crate::outbound::{edit_text, send_text, Text};
+use crate::outbound::{edit_text, send_text, Text, Unread};
 
 /// Telegram's limit for callback data, in bytes.
 pub const MAX_CALLBACK_DATA: usize = 64;
@@ -55,7 +55,8 @@ pub(crate) async fn resolve(api: &Api, chat: &ChatKey, sent: &SentRef, outcome: 
     // Telegram refuses an empty text: just drop the buttons.
     let result = api
         .retry("editMessageReplyMarkup", Policy::ONCE, || {
-            api.bot.edit_message_reply_markup(to.chat, id).reply_markup(InlineKeyboardMarkup::default()).send()
+            let payload = EditMessageReplyMarkup::new(to.chat, id).reply_markup(InlineKeyboardMarkup::default());
+            JsonRequest::new(api.bot.clone(), Unread(payload)).send()
         })
         .await;
     match result {

@@ -93,23 +93,24 @@ struct SentId {
     message_id: i32,
 }
 
-/// `editMessageText` that reads nothing of Telegram's answer but that it
-/// succeeded: an edit needs no field of the edited message, and teloxide would
-/// build the whole `Message` (the costliest step, as for [`SendText`]) on every
-/// edit of a streamed reply. Errors are teloxide's, as for every other call.
+/// A call (an edit) whose answer is read no further than that it succeeded:
+/// an edit needs no field of the edited message, and teloxide would build the
+/// whole `Message` (the costliest step, as for [`SendText`]) on every edit of a
+/// streamed reply, and refuse one with a kind of chat newer than it knows.
+/// Errors are teloxide's, as for every other call.
 #[derive(Clone, Serialize)]
 #[serde(transparent)]
-struct EditText(EditMessageText);
+pub(crate) struct Unread<P>(pub P);
 
-impl Payload for EditText {
-    type Output = Edited;
-    const NAME: &'static str = <EditMessageText as Payload>::NAME;
+impl<P: Payload> Payload for Unread<P> {
+    type Output = Succeeded;
+    const NAME: &'static str = P::NAME;
 }
 
-/// An edit's answer, read past whatever it holds (the message, or `true` for
-/// an inline message).
+/// A successful answer, read past whatever it holds (the message, or `true`
+/// for an inline message).
 #[derive(Debug, Deserialize)]
-struct Edited(#[allow(dead_code)] serde::de::IgnoredAny);
+pub(crate) struct Succeeded(#[allow(dead_code)] serde::de::IgnoredAny);
 
 /// One editMessageText. Without a keyboard, Telegram removes any the message
 /// had. "Not modified" is success.
@@ -120,7 +121,7 @@ pub(crate) async fn edit_text(api: &Api, to: Target, id: MessageId, text: &Text)
             if let Some(mode) = text.parse_mode {
                 payload = payload.parse_mode(mode);
             }
-            JsonRequest::new(api.bot.clone(), EditText(payload)).send()
+            JsonRequest::new(api.bot.clone(), Unread(payload)).send()
         })
         .await;
     match result {
@@ -216,8 +217,8 @@ mod tests {
     fn an_edit_reads_nothing_of_the_answer() {
         let message =
             r#"{"message_id": 42, "date": 0, "chat": {"id": 1, "type": "a kind of chat from a newer Bot API"}}"#;
-        assert!(serde_json::from_str::<Edited>(message).is_ok());
-        assert!(serde_json::from_str::<Edited>("true").is_ok());
+        assert!(serde_json::from_str::<Succeeded>(message).is_ok());
+        assert!(serde_json::from_str::<Succeeded>("true").is_ok());
         assert!(serde_json::from_str::<teloxide::types::Message>(message).is_err(), "teloxide would refuse it");
     }
 
@@ -227,9 +228,9 @@ mod tests {
         let payload = EditMessageText::new(ChatId(5), MessageId(9), "hi")
             .parse_mode(ParseMode::Html)
             .link_preview_options(no_preview());
-        assert_eq!(EditText::NAME, "EditMessageText");
+        assert_eq!(Unread::<EditMessageText>::NAME, "EditMessageText");
         assert_eq!(
-            serde_json::to_value(EditText(payload.clone())).expect("json"),
+            serde_json::to_value(Unread(payload.clone())).expect("json"),
             serde_json::to_value(payload).expect("json")
         );
     }

@@ -205,11 +205,21 @@ async fn approvals_show_three_buttons_and_resolving_replaces_them_with_the_outco
     assert_eq!(fake.message_json(42, message.message_id).expect("json").get("reply_markup"), None);
     channel.resolve_approval(&chat, &shown, "Approved once by User 42").await.expect("resolving twice is fine");
 
+    // No outcome to show: the text stays and only the buttons go (Telegram
+    // refuses an empty text), and the answer, the edited message, is not read.
+    let second = channel.show_approval(&chat, &prompt).await.expect("show");
+    channel.resolve_approval(&chat, &second, " ").await.expect("resolve without words");
+    let message = fake.messages_in(42).into_iter().last().expect("the second prompt");
+    assert_eq!(message.message_id.to_string(), second.message_id);
+    assert_eq!((message.text.as_str(), message.reply_markup), (prompt.text.as_str(), None), "text kept, buttons gone");
+    assert_eq!(fake.calls_of("editMessageReplyMarkup").len(), 1);
+    channel.resolve_approval(&chat, &second, "").await.expect("no buttons left to drop is fine");
+
     let too_long =
         ApprovalPrompt { text: "x".into(), buttons: vec![("Yes".into(), "y".repeat(65))], commands: Vec::new() };
     let err = channel.show_approval(&chat, &too_long).await.expect_err("data over 64 bytes");
     assert!(matches!(err, ChannelError::Rejected(ref m) if m.contains("64")), "{err:?}");
-    assert_eq!(fake.sent().len(), 1, "nothing sent for the bad prompt");
+    assert_eq!(fake.sent().len(), 2, "nothing sent for the bad prompt");
 }
 
 #[tokio::test]

@@ -163,7 +163,8 @@ impl Reply {
     }
 
     /// This reply streamed as far as the role delta and its first `deltas`
-    /// deltas (content, reasoning or tool-call fragments, in stream order), the
+    /// deltas (reasoning, content, then each tool call's head and argument
+    /// fragments, in stream order), the
     /// rest only once `gate` opens: a test can act between two chunks as the
     /// daemon sees them, not as a clock spaces them. Holds nest (one per gate);
     /// a reply that is not streamed ignores them.
