@@ -266,18 +266,18 @@ fn complete(completion: &Completion, delivery: &Delivery) -> Response {
 /// `text/event-stream` body sending `events` one by one, `delay` apart, each
 /// event named in `holds` only once its gate is open.
 fn sse_response(events: Vec<String>, delay: Duration, holds: Vec<(usize, Gate)>) -> Response {
-    let holds = Arc::new(holds);
-    let body = stream::iter(events.into_iter().enumerate()).then(move |(i, event)| {
-        let holds = holds.clone();
-        async move {
-            for (_, gate) in holds.iter().filter(|(at, _)| *at == i) {
-                gate.passed().await;
-            }
-            if i > 0 && !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            Ok::<_, Infallible>(event)
+    let steps = events.into_iter().enumerate().map(move |(i, event)| {
+        let gates: Vec<Gate> = holds.iter().filter(|(at, _)| *at == i).map(|(_, gate)| gate.clone()).collect();
+        (i, event, gates)
+    });
+    let body = stream::iter(steps.collect::<Vec<_>>()).then(move |(i, event, gates)| async move {
+        for gate in gates {
+            gate.passed().await;
         }
+        if i > 0 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, Infallible>(event)
     });
     let headers = [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")];
     (headers, Body::from_stream(body)).into_response()

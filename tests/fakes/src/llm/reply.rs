@@ -164,10 +164,9 @@ impl Reply {
 
     /// This reply streamed as far as the role delta and its first `deltas`
     /// deltas (reasoning, content, then each tool call's head and argument
-    /// fragments, in stream order), the
-    /// rest only once `gate` opens: a test can act between two chunks as the
-    /// daemon sees them, not as a clock spaces them. Holds nest (one per gate);
-    /// a reply that is not streamed ignores them.
+    /// fragments, in stream order), the rest only once `gate` opens: a test can
+    /// act between two chunks as the daemon sees them, not as a clock spaces
+    /// them. Holds nest (one per gate); a reply that is not streamed ignores them.
     pub fn held_after(self, deltas: usize, gate: &Gate) -> Reply {
         Reply::Held { deltas, gate: gate.clone(), then: Box::new(self) }
     }

@@ -275,10 +275,11 @@ async fn delay_and_chunk_delay_slow_the_response_down() {
     assert_eq!(concat_delta(&response.sse_json(), "content"), "abc");
 }
 
-/// Reads from `stream` until what was read holds `marker`.
+/// Reads from `stream` until what was read holds `marker` and the end of its
+/// line (so a held stream's next read starts at a new event).
 async fn read_until(stream: &mut TcpStream, seen: &mut String, marker: &str) {
     let mut buf = [0u8; 4096];
-    while !seen.contains(marker) {
+    while !seen.find(marker).is_some_and(|at| seen[at..].contains('\n')) {
         let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
             .await
             .unwrap_or_else(|_| panic!("no {marker:?} within 5 s; read so far: {seen}"))
