@@ -206,7 +206,8 @@ async fn approvals_show_three_buttons_and_resolving_replaces_them_with_the_outco
     channel.resolve_approval(&chat, &shown, "Approved once by User 42").await.expect("resolving twice is fine");
 
     // No outcome to show: the text stays and only the buttons go (Telegram
-    // refuses an empty text), and the answer, the edited message, is not read.
+    // refuses an empty text). That the answer is not read is the unit tests'
+    // business in `outbound.rs`; the fake answers with a message teloxide reads.
     let second = channel.show_approval(&chat, &prompt).await.expect("show");
     channel.resolve_approval(&chat, &second, " ").await.expect("resolve without words");
     let message = fake.messages_in(42).into_iter().last().expect("the second prompt");
