@@ -127,8 +127,9 @@ pub struct ToolContext {
     pub tier: Tier,
     /// Whether the chat is shared (a group, a channel) rather than the sender's DM.
     pub in_group: bool,
-    /// Whether a guest's words are in the conversation: the model may be
-    /// following them whoever's turn it is, so a memory edit asks first.
+    /// Whether a guest's words are in the conversation (or anyone's, as a
+    /// fetched page's): the model may be following them whoever's turn it is,
+    /// so a memory edit asks first.
     pub guests_heard: bool,
 }
 

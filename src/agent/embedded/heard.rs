@@ -1,13 +1,14 @@
 //! Which conversations a guest's words reached (a group's, a guest's direct
-//! chat, one chats share). There, what the model reads may carry a guest's
-//! instructions whoever's turn it is (a member's in the group, the operator's
-//! continuing the conversation, an admin's whose search across conversations
-//! read it), so the policy asks before a memory edit
-//! ([`crate::policy::ToolContext::guests_heard`]). The gateway notes them
-//! ([`crate::agent::AgentBackend::note_guest_words`]); every session on the
-//! conversation, whoever opens it, reads it. Durable, as the words stay in the
-//! transcript across restarts. Words from before the version that notes them
-//! are not known.
+//! chat, one chats share), or anyone's (a page `WebFetch` read there). There,
+//! what the model reads may carry a guest's instructions whoever's turn it is
+//! (a member's in the group, the operator's continuing the conversation, an
+//! admin's whose search across conversations read it), so the policy asks
+//! before a memory edit ([`crate::policy::ToolContext::guests_heard`]). The
+//! gateway notes a guest's messages
+//! ([`crate::agent::AgentBackend::note_guest_words`]), a turn the tool results
+//! that bring such words in; every session on the conversation, whoever opens
+//! it, reads it. Durable, as the words stay in the transcript across restarts.
+//! Words from before the version that notes them are not known.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -37,15 +37,18 @@ pub struct ToolOutcome {
     /// Other conversations whose messages `content` shows (a search across the
     /// agent's conversations): whoever wrote there is now read in this one.
     pub read_from: Vec<String>,
+    /// `content` shows words from outside every conversation, by anyone (a
+    /// fetched page): read in this one as a guest's are.
+    pub from_outside: bool,
 }
 
 impl ToolOutcome {
     pub fn ok(content: impl Into<String>) -> Self {
-        ToolOutcome { content: content.into(), is_error: false, read_from: Vec::new() }
+        ToolOutcome { content: content.into(), is_error: false, read_from: Vec::new(), from_outside: false }
     }
 
     pub fn error(content: impl Into<String>) -> Self {
-        ToolOutcome { content: content.into(), is_error: true, read_from: Vec::new() }
+        ToolOutcome { content: content.into(), is_error: true, read_from: Vec::new(), from_outside: false }
     }
 }
 

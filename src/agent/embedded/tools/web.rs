@@ -66,7 +66,8 @@ pub async fn run(options: &WebOptions, input: &Value) -> ToolOutcome {
         bytes = page.body.len(),
         "WebFetch finished"
     );
-    render(&page)
+    // Whatever the page says (an error page too), whoever wrote it: the model reads it.
+    ToolOutcome { from_outside: true, ..render(&page) }
 }
 
 /// A fetched response, its body read up to `MAX_BODY_BYTES`.
@@ -555,6 +556,7 @@ mod tests {
             let out = fetch_url(&default, url).await;
             assert!(out.is_error, "{url} was not refused");
             assert!(out.content.contains("private or local network"), "{url}: {}", out.content);
+            assert!(!out.from_outside, "nothing was read from {url}");
         }
     }
 
@@ -618,6 +620,7 @@ mod tests {
         let addr = serve(vec![response("200 OK", &[("Content-Type", "text/html; charset=utf-8")], html)]).await;
         let out = fetch_url(&ALLOW, &format!("http://{addr}/page")).await;
         assert!(!out.is_error, "{}", out.content);
+        assert!(out.from_outside, "a page is anyone's words");
         let expected = format!(
             "URL: http://{addr}/page\nStatus: 200\n\nTest page\n\nHello & welcome\n\nFirst paragraph with a link.\n\none\ntwo <3> éA"
         );
@@ -651,6 +654,7 @@ mod tests {
         let out = fetch_url(&ALLOW, &format!("http://{addr}/missing")).await;
         assert!(out.is_error);
         assert!(out.content.contains("Status: 404") && out.content.contains("no such page"), "{}", out.content);
+        assert!(out.from_outside, "an error page is read too");
 
         let addr = serve(vec![response("200 OK", &[("Content-Type", "image/png")], "\u{89}PNG")]).await;
         let out = fetch_url(&ALLOW, &format!("http://{addr}/img.png")).await;

@@ -182,7 +182,7 @@ impl Turn {
                     ("The turn was cancelled while the program ran this tool.".to_string(), true)
                 }
             };
-            return Ok(ToolOutcome { content, is_error, read_from: Vec::new() });
+            return Ok(ToolOutcome { content, is_error, ..ToolOutcome::ok("") });
         }
         let (workdir, sandbox) = self.inner.workplace(self.extras.place.as_deref());
         let env = ToolEnv {
@@ -211,22 +211,28 @@ impl Turn {
         Ok(self.reading_others(outcome).await)
     }
 
-    /// A result that shows a guest's words from another conversation brings them
-    /// into this one (its transcript keeps them): noted before the result goes
-    /// in, so memory edits ask from now on, in this turn and every later one.
+    /// A result that shows a guest's words from another conversation, or anyone's
+    /// from outside (a fetched page), brings them into this one (its transcript
+    /// keeps them): noted before the result goes in, so memory edits ask from now
+    /// on, in this turn and every later one.
     async fn reading_others(&mut self, outcome: ToolOutcome) -> ToolOutcome {
-        // Known as noted already (not merely assumed, as when the store could not
-        // tell as the turn began): nothing to add.
-        if outcome.read_from.is_empty() || self.inner.heard.known_here(&self.context.conversation_id) {
+        if outcome.read_from.is_empty() && !outcome.from_outside {
             return outcome;
         }
         let heard = self.inner.heard.clone();
-        if !heard.any_heard(&outcome.read_from).await {
+        // Known as noted already (not merely assumed, as when the store could not
+        // tell as the turn began): nothing to store.
+        if heard.known_here(&self.context.conversation_id) {
+            self.context.guests_heard = true;
+            return outcome;
+        }
+        if !outcome.from_outside && !heard.any_heard(&outcome.read_from).await {
             return outcome;
         }
         if let Err(e) = heard.note(&self.context.conversation_id).await {
-            tracing::error!(error = %e, "cannot note that a search read a guest's words");
-            return ToolOutcome::error("Past conversations could not be read; try again.");
+            tracing::error!(error = %e, "cannot note that a tool read a guest's or an outsider's words");
+            let what = if outcome.from_outside { "The page" } else { "Past conversations" };
+            return ToolOutcome::error(format!("{what} could not be read; try again."));
         }
         self.context.guests_heard = true;
         outcome
