@@ -34,6 +34,10 @@ pub(super) const PAGES: usize = 4096;
 /// last one, and the log starts over only once all of it is copied.
 pub(super) const CATCH_UP: usize = 2 * PAGES;
 
+/// Nudges in a row that found another checkpoint at work before that is worth a
+/// warning (a burst past [`CATCH_UP`] makes one or two).
+const BUSY_WARNED: u32 = 10;
+
 /// What the log's file is cut back to when it starts over (after a burst that
 /// outran the checkpointer), in bytes: about what [`CATCH_UP`] pages take.
 pub(super) const KEPT_BYTES: u64 = 33 << 20;
@@ -78,13 +82,26 @@ impl Checkpointer {
     pub(super) fn start(conn: Connection) -> std::io::Result<Checkpointer> {
         let (nudges, nudged) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new().name("store-checkpoint".into()).spawn(move || {
+            let mut busy = 0;
             while nudged.recv().is_ok() {
                 // Passive: copies what no read still needs, waits for nobody. A
                 // failure leaves the log as it is, for the next nudge (or the last
                 // connection's close) to copy.
-                if let Err(e) = conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) {
-                    tracing::warn!(error = %e, "the store's log could not be copied into its file yet");
+                let Err(e) = conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) else {
+                    busy = 0;
+                    continue;
+                };
+                // Busy: another checkpoint is at work, most often the writer's
+                // own past CATCH_UP in a burst; worth a warning only if it lasts
+                // (then once for each BUSY_WARNED in a row).
+                if e.sqlite_error_code() == Some(rusqlite::ffi::ErrorCode::DatabaseBusy) {
+                    busy += 1;
+                    if busy % BUSY_WARNED != 0 {
+                        tracing::debug!("the store's log is being copied by another checkpoint");
+                        continue;
+                    }
                 }
+                tracing::warn!(error = %e, "the store's log could not be copied into its file yet");
             }
         })?;
         Ok(Checkpointer {
