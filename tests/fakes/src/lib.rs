@@ -15,6 +15,8 @@
 //! [`FakeChannel`] is an in-memory `Channel` for gateway tests, and
 //! [`RecordingSink`] an `InboundSink` for adapter tests.
 //!
+//! [`web::serve`] serves web pages (raw HTTP responses) for `WebFetch`.
+//!
 //! [`postgres::database`] is not a fake: a real PostgreSQL database per test.
 
 pub mod channel;
@@ -26,6 +28,7 @@ mod server;
 mod shared;
 pub mod slack;
 pub mod telegram;
+pub mod web;
 
 #[cfg(test)]
 mod test_client;

@@ -498,42 +498,9 @@ fn collapse_whitespace(marked: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use switchboard_fakes::web::{response, serve};
 
     const ALLOW: WebOptions = WebOptions { allow_private_network: true };
-
-    /// Serves the given raw HTTP responses, one per connection, on 127.0.0.1.
-    async fn serve(responses: Vec<String>) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            for response in responses {
-                let Ok((mut socket, _)) = listener.accept().await else { return };
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = socket.write_all(response.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            }
-        });
-        addr
-    }
-
-    fn response(status: &str, headers: &[(&str, &str)], body: &str) -> String {
-        let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
-        for (name, value) in headers {
-            out.push_str(&format!("{name}: {value}\r\n"));
-        }
-        out.push_str("\r\n");
-        out.push_str(body);
-        out
-    }
 
     async fn fetch_url(options: &WebOptions, url: &str) -> ToolOutcome {
         run(options, &json!({ "url": url })).await
