@@ -169,7 +169,8 @@ pub trait AgentBackend: Send + Sync {
     /// Notes that a guest's words reach the conversation: sessions on it other
     /// than guests' then ask before any memory edit
     /// ([`crate::policy::ToolContext::guests_heard`]), and so does a turn whose
-    /// search across conversations reads it. Called before the words are recorded.
+    /// search across conversations reads it (a turn notes a fetched page itself).
+    /// Called before the words are recorded.
     async fn note_guest_words(&self, conversation_id: &str) -> Result<(), AgentError>;
     /// Notes that a chat is shown the request cut (its channel cannot show it
     /// whole): from then on no chat may allow it, only the operator.

@@ -5,9 +5,9 @@
 //! admin's whose search across conversations read it), so the policy asks
 //! before a memory edit ([`crate::policy::ToolContext::guests_heard`]). The
 //! gateway notes a guest's messages
-//! ([`crate::agent::AgentBackend::note_guest_words`]), a turn the tool results
-//! that bring such words in; every session on the conversation, whoever opens
-//! it, reads it. Durable, as the words stay in the transcript across restarts.
+//! ([`crate::agent::AgentBackend::note_guest_words`]), and a turn notes the tool
+//! results that bring such words in; every session on the conversation, whoever
+//! opens it, reads it. Durable, as the words stay in the transcript across restarts.
 //! Words from before the version that notes them are not known.
 
 use std::collections::HashSet;
@@ -21,7 +21,8 @@ const SPACE: &str = "guests-heard";
 /// this many, the memory is emptied and the store answers again.
 const REMEMBERED: usize = 10_000;
 
-/// The record of conversations a guest spoke in. Cheap to clone.
+/// The record of conversations a guest spoke in (or a page was read in). Cheap
+/// to clone.
 #[derive(Clone)]
 pub struct GuestsHeard {
     store: Arc<dyn Store>,
@@ -37,7 +38,7 @@ impl GuestsHeard {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Notes that a guest's words reach `conversation`, before they do.
+    /// Notes that a guest's (or a page's) words reach `conversation`, before they do.
     pub async fn note(&self, conversation: &str) -> StoreResult<()> {
         if self.known().contains(conversation) {
             return Ok(());

@@ -51,7 +51,8 @@ pub(crate) struct Inner {
     sandbox: std::sync::OnceLock<Sandbox>,
     /// Who the agent is told its admins are (stable ids).
     admins: Vec<String>,
-    /// Conversations a guest's words reached that others' turns read too.
+    /// Conversations a guest's words (or a fetched page) reached, which others'
+    /// turns read too.
     heard: heard::GuestsHeard,
     /// Agent records as last read (every read of one goes through it, and
     /// every write tells it).

@@ -100,6 +100,8 @@ impl Checkpointer {
                         tracing::debug!("the store's log is being copied by another checkpoint");
                         continue;
                     }
+                } else {
+                    busy = 0;
                 }
                 tracing::warn!(error = %e, "the store's log could not be copied into its file yet");
             }
