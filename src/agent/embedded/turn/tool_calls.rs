@@ -182,7 +182,9 @@ impl Turn {
                     ("The turn was cancelled while the program ran this tool.".to_string(), true)
                 }
             };
-            return Ok(ToolOutcome { content, is_error, ..ToolOutcome::ok("") });
+            // The program's own words, as far as the daemon can tell (see
+            // SECURITY.md: what its tools return is not tracked).
+            return Ok(ToolOutcome { content, is_error, read_from: Vec::new(), from_outside: false });
         }
         let (workdir, sandbox) = self.inner.workplace(self.extras.place.as_deref());
         let env = ToolEnv {

@@ -270,7 +270,7 @@ fn sse_response(events: Vec<String>, delay: Duration, holds: Vec<(usize, Gate)>)
         let gates: Vec<Gate> = holds.iter().filter(|(at, _)| *at == i).map(|(_, gate)| gate.clone()).collect();
         (i, event, gates)
     });
-    let body = stream::iter(steps.collect::<Vec<_>>()).then(move |(i, event, gates)| async move {
+    let body = stream::iter(steps).then(move |(i, event, gates)| async move {
         for gate in gates {
             gate.passed().await;
         }
